@@ -1,0 +1,121 @@
+//! The catalogue of every configuration key. The reference in the README is generated
+//! from this list (`ferrymail config-reference`), and a test keeps the two identical.
+
+use std::time::Duration;
+
+use crate::key::{Presence::*, keys};
+use crate::model::certificate::{CertificateChain, PrivateKey};
+use crate::model::directory::{DirectoryType, LookupList};
+use crate::model::queue::NextHop;
+use crate::model::remote::RemoteProtocol;
+use crate::model::server::ListenerProtocol;
+use crate::model::store::StoreType;
+use crate::value::{Bind, Secret};
+
+keys! {
+    SERVER_HOSTNAME: String = "server.hostname", Required,
+        "Host name this server announces in greetings, EHLO and Received headers.";
+    SERVER_SHUTDOWN_TIMEOUT: Duration = "server.shutdown-timeout", Default("\"30s\""),
+        "How long a stopping process lets in-flight sessions and deliveries finish before it exits.";
+    LISTENER_BIND: Bind = "server.listener.<id>.bind", Required,
+        "Address or addresses the listener accepts connections on.";
+    LISTENER_PROTOCOL: ListenerProtocol = "server.listener.<id>.protocol", Required,
+        "What the listener speaks: SMTP or LMTP for mail, HTTP for the admin endpoints, gRPC for the role services.";
+    LISTENER_GREETING: String = "server.listener.<id>.greeting", Optional,
+        "Text after `220 <hostname>` in the SMTP/LMTP greeting.";
+    LISTENER_TLS_IMPLICIT: bool = "server.listener.<id>.tls.implicit", Default("false"),
+        "Start TLS as soon as a client connects (port 465 style) instead of offering STARTTLS.";
+
+    REMOTE_ADDRESS: String = "remote.<id>.address", Required,
+        "Host name or IP address of the remote server.";
+    REMOTE_PORT: u16 = "remote.<id>.port", Derived("465/25 for smtp, 24 for lmtp, 993/143 for imap (implicit TLS / not)"),
+        "Port on the remote server.";
+    REMOTE_PROTOCOL: RemoteProtocol = "remote.<id>.protocol", Required,
+        "Protocol spoken to the remote server.";
+    REMOTE_CONCURRENCY: u32 = "remote.<id>.concurrency", Default("10"),
+        "Most connections open to the remote host at any time.";
+    REMOTE_TIMEOUT: Duration = "remote.<id>.timeout", Default("\"60s\""),
+        "Time limit for connecting to the remote host and for each command.";
+    REMOTE_LOOKUP: bool = "remote.<id>.lookup", Default("false"),
+        "Whether the host may be used for lookups: authentication, RCPT validation, VRFY, EXPN and `in-list = \"remote/<id>\"`.";
+    REMOTE_TLS_IMPLICIT: bool = "remote.<id>.tls.implicit", Default("true"),
+        "Use TLS from the start of the connection; when false, upgrade with STARTTLS if the server offers it.";
+    REMOTE_TLS_ALLOW_INVALID_CERTS: bool = "remote.<id>.tls.allow-invalid-certs", Default("false"),
+        "Accept self-signed and otherwise invalid certificates (testing only).";
+    REMOTE_AUTH_USERNAME: String = "remote.<id>.auth.username", Optional,
+        "User name to authenticate with (SMTP and LMTP hosts); set together with `secret`.";
+    REMOTE_AUTH_SECRET: Secret = "remote.<id>.auth.secret", Optional,
+        "Password to authenticate with; prefer `%{file:…}%` or `%{env:…}%` to writing it here.";
+    REMOTE_LIMITS_ERRORS: u32 = "remote.<id>.limits.errors", Default("3"),
+        "Errors after which a pooled connection is closed.";
+    REMOTE_LIMITS_REQUESTS: u32 = "remote.<id>.limits.requests", Default("50"),
+        "Requests sent on one connection before it is replaced.";
+    REMOTE_CACHE_ENTRIES: u64 = "remote.<id>.cache.entries", Default("1024"),
+        "Most entries in the host's LRU lookup cache.";
+    REMOTE_CACHE_TTL_POSITIVE: Duration = "remote.<id>.cache.ttl.positive", Default("\"1d\""),
+        "How long a successful lookup is cached.";
+    REMOTE_CACHE_TTL_NEGATIVE: Duration = "remote.<id>.cache.ttl.negative", Default("\"1h\""),
+        "How long a failed or non-existent lookup is cached.";
+
+    DIRECTORY_TYPE: DirectoryType = "directory.<name>.type", Required,
+        "Kind of server the directory delegates to.";
+    DIRECTORY_ADDRESS: String = "directory.<name>.address", Required,
+        "Host name or IP address of the server.";
+    DIRECTORY_PORT: u16 = "directory.<name>.port", Derived("993/143 for imap, 465/25 for smtp, 24 for lmtp (implicit TLS / not)"),
+        "Port on the server.";
+    DIRECTORY_TIMEOUT: Duration = "directory.<name>.timeout", Default("\"30s\""),
+        "Time limit for connecting and for each command.";
+    DIRECTORY_POOL_MAX_CONNECTIONS: u32 = "directory.<name>.pool.max-connections", Default("10"),
+        "Most connections open to the server at any time.";
+    DIRECTORY_TLS_IMPLICIT: bool = "directory.<name>.tls.implicit", Default("false"),
+        "Use TLS from the start of the connection; when false, upgrade with STARTTLS if the server offers it.";
+    DIRECTORY_TLS_ALLOW_INVALID_CERTS: bool = "directory.<name>.tls.allow-invalid-certs", Default("false"),
+        "Accept self-signed and otherwise invalid certificates (testing only).";
+    DIRECTORY_LIMITS_RCPT: u32 = "directory.<name>.limits.rcpt", Default("10"),
+        "Recipients tested in one session before it is reset (`RSET` and a new `MAIL FROM:<>`).";
+    DIRECTORY_LIMITS_AUTH_ERRORS: u32 = "directory.<name>.limits.auth-errors", Default("3"),
+        "Authentication errors after which the connection is closed.";
+    DIRECTORY_CACHE_ENTRIES: u64 = "directory.<name>.cache.entries", Default("1024"),
+        "Most entries in the directory's LRU lookup cache.";
+    DIRECTORY_CACHE_TTL_POSITIVE: Duration = "directory.<name>.cache.ttl.positive", Default("\"1d\""),
+        "How long a successful lookup is cached.";
+    DIRECTORY_CACHE_TTL_NEGATIVE: Duration = "directory.<name>.cache.ttl.negative", Default("\"1h\""),
+        "How long a failed or non-existent lookup is cached.";
+    DIRECTORY_LOOKUP_LIST: LookupList = "directory.<name>.lookup.<list>", Optional,
+        "A lookup list: values inline, or entries `file:///path` naming a file with one value per line. `lookup.domains` lists the local domains.";
+
+    SESSION_AUTH_DIRECTORY: String = "session.auth.directory", Optional,
+        "Directory that checks AUTH credentials.";
+    SESSION_RCPT_DIRECTORY: String = "session.rcpt.directory", Optional,
+        "Directory that validates recipients and lists the local domains.";
+
+    STORE_TYPE: StoreType = "store.<id>.type", Required,
+        "Backend of the store.";
+    STORE_PATH: String = "store.<id>.path", Optional,
+        "Directory of an embedded store (required for `type = \"embedded\"`).";
+    STORE_CLUSTER_FILE: String = "store.<id>.cluster-file", Optional,
+        "FoundationDB cluster file; when unset, `FDB_CLUSTER_FILE` or the client's default applies.";
+    STORE_PREFIX: String = "store.<id>.prefix", Default("\"ferrymail\""),
+        "Key prefix, so that several installations can share one cluster.";
+    STORAGE_DATA: String = "storage.data", Optional,
+        "Store holding the queue and the shared lookup cache (required by `queue-scheduler`, `directory-proxy` and `all`).";
+
+    CERTIFICATE_CERT: CertificateChain = "certificate.<id>.cert", Required,
+        "PEM certificate chain, usually `%{file:/path/cert.pem}%`.";
+    CERTIFICATE_PRIVATE_KEY: PrivateKey = "certificate.<id>.private-key", Required,
+        "PEM private key, usually `%{file:/path/key.pem}%`.";
+
+    QUEUE_NEXT_HOP: NextHop = "queue.outbound.next-hop", Default("\"mx\""),
+        "Where outbound mail goes: a `remote.<id>`, `\"mx\"` for DNS MX delivery, or a rule list choosing one.";
+    QUEUE_SCHEDULE_RETRY: Vec<Duration> = "queue.schedule.retry", Default("[\"2m\", \"5m\", \"10m\", \"15m\", \"30m\", \"1h\", \"2h\"]"),
+        "Waits between delivery attempts of a recipient; the last repeats.";
+    QUEUE_SCHEDULE_NOTIFY: Vec<Duration> = "queue.schedule.notify", Default("[\"1d\", \"3d\"]"),
+        "Times after arrival at which the sender is told of a delay.";
+    QUEUE_SCHEDULE_EXPIRE: Duration = "queue.schedule.expire", Default("\"5d\""),
+        "Time after arrival at which undelivered recipients fail and are bounced.";
+
+    CLUSTER_DIRECTORY_ENDPOINT: String = "cluster.directory.endpoint", Optional,
+        "gRPC address of the directory-proxy service used by split roles, e.g. `http://directory-proxy:50051`.";
+    CLUSTER_QUEUE_ENDPOINT: String = "cluster.queue.endpoint", Optional,
+        "gRPC address of the queue-scheduler service used by split roles, e.g. `http://queue-scheduler:50051`.";
+}

@@ -1,0 +1,91 @@
+//! The typed configuration and how it is read from the TOML tree.
+
+pub mod certificate;
+pub mod cluster;
+pub mod directory;
+pub mod queue;
+pub mod remote;
+pub mod rules;
+pub mod server;
+pub mod session;
+pub mod store;
+
+mod bounds;
+mod cache;
+mod references;
+
+use std::collections::BTreeMap;
+
+use crate::reader::TableReader;
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `server.*`.
+    pub server: server::Server,
+    /// `remote.<id>`.
+    pub remotes: BTreeMap<String, remote::Remote>,
+    /// `directory.<name>`.
+    pub directories: BTreeMap<String, directory::Directory>,
+    /// `session.*`.
+    pub session: session::Session,
+    /// `store.<id>`.
+    pub stores: BTreeMap<String, store::Store>,
+    /// `storage.data`: the store holding queue and cache.
+    pub data_store: Option<String>,
+    /// `certificate.<id>`.
+    pub certificates: BTreeMap<String, certificate::Certificate>,
+    /// `queue.*`.
+    pub queue: queue::Queue,
+    /// `cluster.*`.
+    pub cluster: cluster::Cluster,
+}
+
+impl Config {
+    /// The store named by `storage.data`, if set.
+    pub fn data_store(&self) -> Option<(&str, &store::Store)> {
+        let id = self.data_store.as_deref()?;
+        self.stores.get(id).map(|store| (id, store))
+    }
+}
+
+fn collection<T>(
+    root: &TableReader<'_>,
+    name: &str,
+    read: impl Fn(&str, &TableReader<'_>) -> Option<T>,
+) -> BTreeMap<String, T> {
+    root.table(name)
+        .entries()
+        .into_iter()
+        .filter_map(|(id, t)| Some((id.clone(), read(&id, &t)?)))
+        .collect()
+}
+
+/// Reads every section; `None` when a problem was reported.
+pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
+    let server = server::read(root);
+    let remotes = collection(root, "remote", |_, t| remote::read(t));
+    let directories = collection(root, "directory", directory::read);
+    let stores = collection(root, "store", |_, t| store::read(t));
+    let certificates = collection(root, "certificate", |_, t| certificate::read(t));
+    let known = references::Known {
+        remotes: &remotes,
+        directories: &directories,
+        stores: &stores,
+    };
+    let session = session::read(root, &known);
+    let data_store = store::read_storage(root, &known);
+    let queue = queue::read(root, &known);
+    let cluster = cluster::read(root);
+    Some(Config {
+        server: server?,
+        remotes,
+        directories,
+        session,
+        stores,
+        data_store,
+        certificates,
+        queue: queue?,
+        cluster,
+    })
+}

@@ -1,0 +1,92 @@
+//! `queue.*`: routing and retry schedule.
+
+use std::time::Duration;
+
+use super::references::{Known, check_next_hop};
+use super::rules::{Rules, parse_rules};
+use crate::keys;
+use crate::reader::TableReader;
+use crate::tree::Node;
+use crate::value::{Context, FromNode, Invalid, ValueType};
+
+/// Where a message goes next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hop {
+    /// Look up the recipient domain's MX hosts.
+    Mx,
+    /// Relay through `remote.<id>`.
+    Remote(String),
+}
+
+impl ValueType for Hop {
+    const TYPE: &'static str = "\"mx\" or a remote id";
+}
+
+impl FromNode for Hop {
+    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid> {
+        let text = String::from_node(node, cx)?;
+        Ok(match text.as_str() {
+            "mx" => Hop::Mx,
+            "" => {
+                return Err(Invalid::at(
+                    node,
+                    "expected \"mx\" or a remote id, found an empty string",
+                ));
+            }
+            _ => Hop::Remote(text),
+        })
+    }
+}
+
+/// `queue.outbound.next-hop`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop(pub Rules<Hop>);
+
+impl ValueType for NextHop {
+    const TYPE: &'static str = "\"mx\", a remote id, or a rule list";
+}
+
+impl FromNode for NextHop {
+    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid> {
+        parse_rules(node, cx).map(NextHop)
+    }
+}
+
+/// `queue.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    /// `queue.outbound.next-hop`.
+    pub next_hop: NextHop,
+    /// `queue.schedule.retry`.
+    pub retry: Vec<Duration>,
+    /// `queue.schedule.notify`.
+    pub notify: Vec<Duration>,
+    /// `queue.schedule.expire`.
+    pub expire: Duration,
+}
+
+pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
+    let t = root.table("queue");
+    let outbound = t.table("outbound");
+    let next_hop = outbound.get(&keys::QUEUE_NEXT_HOP);
+    for problem in next_hop.iter().flat_map(|hop| check_next_hop(known, hop)) {
+        outbound.report("next-hop", problem);
+    }
+    let schedule = t.table("schedule");
+    let retry: Option<Vec<Duration>> = schedule.get(&keys::QUEUE_SCHEDULE_RETRY);
+    let notify = schedule.get(&keys::QUEUE_SCHEDULE_NOTIFY);
+    let expire = schedule.get(&keys::QUEUE_SCHEDULE_EXPIRE);
+    if let Some(retry) = &retry {
+        if retry.is_empty() {
+            schedule.report("retry", "needs at least one interval");
+        } else if retry.iter().any(Duration::is_zero) {
+            schedule.report("retry", "intervals must be longer than zero");
+        }
+    }
+    Some(Queue {
+        next_hop: next_hop?,
+        retry: retry?,
+        notify: notify?,
+        expire: expire?,
+    })
+}

@@ -1,0 +1,98 @@
+//! `server.*`: host name and listeners (seed 003).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::keys;
+use crate::reader::TableReader;
+use crate::value::enum_value;
+
+enum_value! {
+    /// What a listener speaks.
+    pub enum ListenerProtocol {
+        /// SMTP (ports 25, 465, 587).
+        Smtp = "smtp",
+        /// LMTP (port 24).
+        Lmtp = "lmtp",
+        /// The admin endpoints: `/healthz`, `/readyz`, `/metrics`.
+        Http = "http",
+        /// The role services (Directory, Queue).
+        Grpc = "grpc",
+    }
+}
+
+/// `server.listener.<id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Addresses accepted on.
+    pub bind: Vec<SocketAddr>,
+    /// Protocol spoken.
+    pub protocol: ListenerProtocol,
+    /// Greeting text for SMTP/LMTP.
+    pub greeting: Option<String>,
+    /// TLS from the first byte.
+    pub tls_implicit: bool,
+}
+
+/// `server.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// `server.hostname`.
+    pub hostname: String,
+    /// `server.shutdown-timeout`.
+    pub shutdown_timeout: Duration,
+    /// Listeners by id.
+    pub listeners: BTreeMap<String, Listener>,
+}
+
+impl Server {
+    /// Listeners speaking one protocol, with their ids.
+    pub fn listeners_of(
+        &self,
+        protocol: ListenerProtocol,
+    ) -> impl Iterator<Item = (&str, &Listener)> {
+        self.listeners
+            .iter()
+            .filter(move |(_, l)| l.protocol == protocol)
+            .map(|(id, l)| (id.as_str(), l))
+    }
+}
+
+pub(crate) fn read(root: &TableReader<'_>) -> Option<Server> {
+    let t = root.table("server");
+    let hostname = t.get(&keys::SERVER_HOSTNAME);
+    let shutdown_timeout = t.get(&keys::SERVER_SHUTDOWN_TIMEOUT);
+    let listeners = t.table("listener");
+    let listeners: BTreeMap<_, _> = listeners
+        .entries()
+        .into_iter()
+        .filter_map(|(id, l)| Some((id, read_listener(&l)?)))
+        .collect();
+    Some(Server {
+        hostname: hostname?,
+        shutdown_timeout: shutdown_timeout?,
+        listeners,
+    })
+}
+
+fn read_listener(t: &TableReader<'_>) -> Option<Listener> {
+    let bind = t.get(&keys::LISTENER_BIND);
+    let protocol = t.get(&keys::LISTENER_PROTOCOL);
+    let greeting = t.get(&keys::LISTENER_GREETING);
+    let tls_implicit = t.table("tls").get(&keys::LISTENER_TLS_IMPLICIT);
+    let protocol = protocol?;
+    let mail = matches!(protocol, ListenerProtocol::Smtp | ListenerProtocol::Lmtp);
+    if greeting.is_some() && !mail {
+        t.report(
+            "greeting",
+            format!("a greeting applies only to smtp and lmtp listeners, not {protocol}"),
+        );
+    }
+    Some(Listener {
+        bind: bind?.0,
+        protocol,
+        greeting,
+        tls_implicit: tls_implicit?,
+    })
+}

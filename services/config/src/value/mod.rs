@@ -1,0 +1,75 @@
+//! Conversions from TOML nodes to typed values, with messages that say what was expected.
+
+mod duration;
+mod enums;
+mod network;
+mod scalar;
+mod size;
+mod substitution;
+
+pub use duration::parse_duration;
+pub(crate) use enums::enum_value;
+pub use network::Bind;
+pub use scalar::Secret;
+pub use size::{ByteSize, parse_size};
+pub use substitution::{Environment, ProcessEnvironment};
+
+use crate::diagnostics::Diagnostics;
+use crate::source::Origin;
+use crate::tree::Node;
+
+/// Names the values a type accepts, for messages and the reference.
+pub trait ValueType {
+    /// The accepted values, in words ("duration", `"smtp" | "lmtp"`).
+    const TYPE: &'static str;
+    /// The same for a list of them.
+    const LIST_TYPE: &'static str = "list";
+}
+
+/// Why a value was refused, and where.
+#[derive(Debug)]
+pub(crate) struct Invalid {
+    pub(crate) origin: Origin,
+    pub(crate) message: String,
+}
+
+impl Invalid {
+    pub(crate) fn at(node: &Node, message: impl Into<String>) -> Self {
+        Self {
+            origin: node.origin.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// "expected X, found Y".
+    pub(crate) fn expected(node: &Node, expected: &str) -> Self {
+        Self::at(
+            node,
+            format!("expected {expected}, found {}", node.value.kind()),
+        )
+    }
+}
+
+/// What conversions may consult: the environment for `%{env:…}%` and `%{file:…}%`.
+pub(crate) struct Context<'a> {
+    pub(crate) diagnostics: &'a Diagnostics,
+    pub(crate) env: &'a dyn Environment,
+}
+
+/// A type that can be read from a configuration value.
+pub(crate) trait FromNode: ValueType + Sized {
+    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid>;
+}
+
+impl<T: ValueType> ValueType for Vec<T> {
+    const TYPE: &'static str = T::LIST_TYPE;
+}
+
+impl<T: FromNode> FromNode for Vec<T> {
+    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid> {
+        let crate::tree::Value::Array(items) = &node.value else {
+            return Err(Invalid::expected(node, T::LIST_TYPE));
+        };
+        items.iter().map(|item| T::from_node(item, cx)).collect()
+    }
+}

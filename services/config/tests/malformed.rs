@@ -1,0 +1,369 @@
+//! Every kind of bad configuration is refused with the file, line and key path.
+
+use ferrymail_config::{ConfigError, load_str};
+
+const BASE: &str = r#"
+[server]
+hostname = "mx.example.org"
+"#;
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    match load_str("bad.toml", &format!("{BASE}{text}")) {
+        Ok(_) => panic!("configuration was accepted:\n{text}"),
+        Err(errors) => errors.0,
+    }
+}
+
+/// Line numbers in `text` as written in the test, counting the 3-line BASE.
+fn line_of(text: &str, needle: &str) -> usize {
+    let base_lines = BASE.lines().count();
+    let index = text
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in text"));
+    base_lines + index + 1
+}
+
+#[track_caller]
+fn assert_error(text: &str, key: &str, at: &str, message: &str) {
+    let errors = errors(text);
+    let line = line_of(text, at);
+    assert!(
+        errors.iter().any(|e| e.key == key
+            && e.line == line
+            && e.message.contains(message)
+            && e.file == "bad.toml"),
+        "expected {key} at line {line} containing {message:?}, got:\n{}",
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn unknown_key_with_suggestion() {
+    let text = "[remote.lmtp]\nadress = \"localhost\"\naddress = \"localhost\"\nport = 24\nprotocol = \"lmtp\"\n";
+    assert_error(
+        text,
+        "remote.lmtp.adress",
+        "adress",
+        "unknown key (did you mean `address`?)",
+    );
+}
+
+#[test]
+fn unknown_top_level_section() {
+    assert_error("[serverr]\nx = 1\n", "serverr", "[serverr]", "unknown key");
+}
+
+#[test]
+fn wrong_type() {
+    let text = "[remote.a]\naddress = \"h\"\nprotocol = \"smtp\"\nconcurrency = \"ten\"\n";
+    assert_error(
+        text,
+        "remote.a.concurrency",
+        "concurrency",
+        "expected an integer, found a string",
+    );
+}
+
+#[test]
+fn bad_duration() {
+    let text = "[remote.a]\naddress = \"h\"\nprotocol = \"smtp\"\ntimeout = \"60 parsecs\"\n";
+    assert_error(
+        text,
+        "remote.a.timeout",
+        "timeout",
+        "unknown unit \"parsecs\"",
+    );
+}
+
+#[test]
+fn duration_without_unit() {
+    let text = "[remote.a]\naddress = \"h\"\nprotocol = \"smtp\"\ntimeout = 60\n";
+    assert_error(
+        text,
+        "remote.a.timeout",
+        "timeout",
+        "with a unit, e.g. \"60s\"",
+    );
+}
+
+#[test]
+fn bad_duration_inside_a_list_points_at_the_element() {
+    let text = "[queue.schedule]\nretry = [\n  \"2m\",\n  \"5 fortnights\",\n]\n";
+    assert_error(text, "queue.schedule.retry", "fortnights", "unknown unit");
+}
+
+#[test]
+fn inline_ttl_with_bad_value() {
+    let text = "[remote.a]\naddress = \"h\"\nprotocol = \"smtp\"\n[remote.a.cache]\nttl = { positive = \"1d\", negative = \"soon\" }\n";
+    assert_error(
+        text,
+        "remote.a.cache.ttl.negative",
+        "ttl =",
+        "invalid duration \"soon\"",
+    );
+}
+
+#[test]
+fn missing_required_key() {
+    let text = "[remote.a]\nprotocol = \"smtp\"\n";
+    assert_error(
+        text,
+        "remote.a.address",
+        "[remote.a]",
+        "missing required key",
+    );
+}
+
+#[test]
+fn unknown_enum_value() {
+    let text = "[remote.a]\naddress = \"h\"\nprotocol = \"pop3\"\n";
+    assert_error(
+        text,
+        "remote.a.protocol",
+        "pop3",
+        "expected \"smtp\" | \"lmtp\" | \"imap\"",
+    );
+}
+
+#[test]
+fn port_out_of_range() {
+    let text = "[remote.a]\naddress = \"h\"\nprotocol = \"smtp\"\nport = 70000\n";
+    assert_error(text, "remote.a.port", "70000", "out of range");
+}
+
+#[test]
+fn duplicate_table_in_one_file() {
+    // The seed's own second example repeats `[directory."imap".tls]` this way.
+    let text = "[directory.imap]\ntype = \"imap\"\naddress = \"h\"\n[directory.imap.tls]\nimplicit = true\n[directory.imap.tls]\nimplicit = false\n";
+    let errors = errors(text);
+    let line = BASE.lines().count() + 6;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.line == line && e.message.contains("invalid TOML")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn missing_remote_reference() {
+    let text = "[queue.outbound]\nnext-hop = \"relay\"\n";
+    assert_error(
+        text,
+        "queue.outbound.next-hop",
+        "next-hop",
+        "no remote named \"relay\"",
+    );
+}
+
+#[test]
+fn missing_directory_reference() {
+    let text = "[session.rcpt]\ndirectory = \"ldap\"\n";
+    assert_error(
+        text,
+        "session.rcpt.directory",
+        "directory =",
+        "no directory named \"ldap\"",
+    );
+}
+
+#[test]
+fn missing_store_reference() {
+    let text = "[storage]\ndata = \"rocksdb\"\n";
+    assert_error(text, "storage.data", "data =", "no store named \"rocksdb\"");
+}
+
+#[test]
+fn rule_list_referring_to_missing_list() {
+    let text = "[directory.corp]\ntype = \"lmtp\"\naddress = \"h\"\n[directory.corp.lookup]\ndomains = [\"example.org\"]\n[remote.lmtp]\naddress = \"h\"\nprotocol = \"lmtp\"\n[queue.outbound]\nnext-hop = [ { if = \"rcpt-domain\", in-list = \"corp/local\", then = \"lmtp\" }, { else = \"mx\" } ]\n";
+    assert_error(
+        text,
+        "queue.outbound.next-hop",
+        "next-hop",
+        "directory \"corp\" has no lookup list \"local\"",
+    );
+}
+
+#[test]
+fn rule_list_without_else() {
+    let text = "[queue.outbound]\nnext-hop = [ { if = \"rcpt-domain\", in-list = \"corp/domains\", then = \"mx\" } ]\n";
+    assert_error(
+        text,
+        "queue.outbound.next-hop",
+        "next-hop",
+        "the last rule must be { else = … }",
+    );
+}
+
+#[test]
+fn rule_with_unknown_variable() {
+    let text = "[queue.outbound]\nnext-hop = [ { if = \"weather\", in-list = \"corp/domains\", then = \"mx\" }, { else = \"mx\" } ]\n";
+    assert_error(
+        text,
+        "queue.outbound.next-hop",
+        "next-hop",
+        "unknown value \"weather\"",
+    );
+}
+
+#[test]
+fn invalid_bind_address() {
+    let text =
+        "[server.listener.smtp]\nbind = [\"[::]:25\", \"localhost:25\"]\nprotocol = \"smtp\"\n";
+    assert_error(
+        text,
+        "server.listener.smtp.bind",
+        "bind",
+        "invalid address \"localhost:25\"",
+    );
+}
+
+#[test]
+fn greeting_on_an_http_listener() {
+    let text = "[server.listener.admin]\nbind = \"127.0.0.1:8080\"\nprotocol = \"http\"\ngreeting = \"hi\"\n";
+    assert_error(
+        text,
+        "server.listener.admin.greeting",
+        "greeting",
+        "only to smtp and lmtp",
+    );
+}
+
+#[test]
+fn half_configured_credentials() {
+    let text =
+        "[remote.a]\naddress = \"h\"\nprotocol = \"smtp\"\n[remote.a.auth]\nusername = \"relay\"\n";
+    assert_error(
+        text,
+        "remote.a.auth.secret",
+        "[remote.a.auth]",
+        "auth.secret is not",
+    );
+}
+
+#[test]
+fn reserved_directory_name() {
+    let text = "[directory.remote]\ntype = \"smtp\"\naddress = \"h\"\n";
+    assert_error(
+        text,
+        "directory.remote.type",
+        "type =",
+        "\"remote\" is reserved",
+    );
+}
+
+#[test]
+fn embedded_store_without_path() {
+    let text = "[store.db]\ntype = \"embedded\"\n";
+    assert_error(text, "store.db.path", "[store.db]", "needs a path");
+}
+
+#[test]
+fn zero_concurrency() {
+    let text = "[remote.a]\naddress = \"h\"\nprotocol = \"smtp\"\nconcurrency = 0\n";
+    assert_error(text, "remote.a.concurrency", "concurrency", "at least 1");
+}
+
+#[test]
+fn unset_environment_variable() {
+    let text = "[remote.a]\naddress = \"h\"\nprotocol = \"smtp\"\n[remote.a.auth]\nusername = \"u\"\nsecret = \"%{env:FERRYMAIL_TEST_SURELY_UNSET}%\"\n";
+    assert_error(
+        text,
+        "remote.a.auth.secret",
+        "secret",
+        "\"FERRYMAIL_TEST_SURELY_UNSET\" is not set",
+    );
+}
+
+#[test]
+fn unreadable_substituted_file() {
+    let text =
+        "[certificate.default]\ncert = \"%{file:/nonexistent/cert.pem}%\"\nprivate-key = \"x\"\n";
+    assert_error(
+        text,
+        "certificate.default.cert",
+        "cert =",
+        "cannot read /nonexistent/cert.pem",
+    );
+}
+
+#[test]
+fn certificate_that_is_not_pem() {
+    let text = "[certificate.default]\ncert = \"hello\"\nprivate-key = \"-----BEGIN PRIVATE KEY-----\\nAAAA\\n-----END PRIVATE KEY-----\\n\"\n";
+    assert_error(
+        text,
+        "certificate.default.cert",
+        "cert =",
+        "no CERTIFICATE block",
+    );
+}
+
+#[test]
+fn toml_syntax_error() {
+    assert_error(
+        "[remote.a\naddress = \"h\"\n",
+        "",
+        "[remote.a",
+        "invalid TOML",
+    );
+}
+
+#[test]
+fn a_table_where_a_value_belongs() {
+    let text = "[server.listener.smtp]\nbind = \"127.0.0.1:25\"\nprotocol = \"smtp\"\n[server.listener.smtp.greeting]\ntext = \"hi\"\n";
+    assert_error(
+        text,
+        "server.listener.smtp.greeting",
+        "[server.listener.smtp.greeting]",
+        "expected a string, found a table",
+    );
+}
+
+#[test]
+fn every_problem_is_reported_together() {
+    let text = "[remote.a]\naddress = 1\nprotocol = \"x\"\ntimeout = \"1y\"\nfoo = 1\n[storage]\ndata = \"none\"\n";
+    let errors = errors(text);
+    let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
+    for key in [
+        "remote.a.address",
+        "remote.a.protocol",
+        "remote.a.timeout",
+        "remote.a.foo",
+        "storage.data",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+    let lines: Vec<_> = errors.iter().map(|e| e.line).collect();
+    assert!(
+        lines.windows(2).all(|w| w[0] <= w[1]),
+        "errors are sorted by line: {lines:?}"
+    );
+}
+
+#[test]
+fn errors_display_as_file_line_column_key_message() {
+    let errors = errors("[remote.a]\naddress = \"h\"\nprotocol = \"smtp\"\nlookup = \"yes\"\n");
+    assert_eq!(
+        errors[0].to_string(),
+        format!(
+            "bad.toml:{}:10: remote.a.lookup: expected a boolean (true or false), found a string",
+            BASE.lines().count() + 4
+        )
+    );
+}
+
+#[test]
+fn quoted_ids_keep_their_quotes_in_paths() {
+    let text = "[remote.\"mx.example\"]\naddress = \"h\"\nprotocol = \"smtp\"\nlookup = 3\n";
+    assert_error(
+        text,
+        "remote.\"mx.example\".lookup",
+        "lookup",
+        "expected a boolean",
+    );
+}

@@ -1,0 +1,333 @@
+//! The examples of the reference documents load, and every default is the documented one.
+
+use std::time::Duration;
+
+use ferrymail_config::model::directory::DirectoryType;
+use ferrymail_config::model::queue::Hop;
+use ferrymail_config::model::remote::RemoteProtocol;
+use ferrymail_config::model::server::ListenerProtocol;
+use ferrymail_config::{Config, load_str};
+
+fn load(text: &str) -> Config {
+    match load_str("seed.toml", text) {
+        Ok(config) => config,
+        Err(errors) => panic!("refused:\n{errors}"),
+    }
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+const HOUR: Duration = Duration::from_secs(3_600);
+
+/// Seed 002's two examples, verbatim, plus seeds 000/001's directory keys.
+const EVERY_SEED_KEY: &str = r#"
+[server]
+hostname = "mx.example.org"
+
+[remote."lmtp"]
+address = "localhost"
+port = 24
+protocol = "lmtp"
+concurrency = 10
+timeout = "1m"
+lookup = true
+[remote."lmtp".cache]
+entries = 1000
+ttl = {positive = "1d", negative = "1h"}
+[remote."lmtp".tls]
+implicit = false
+allow-invalid-certs = true
+[remote."lmtp".auth]
+username = "relay_server"
+secret = "123456"
+[remote."lmtp".limits]
+errors = 3
+requests = 50
+
+[remote."imap"]
+address = "mail.mydomain.org"
+port = 143
+protocol = "imap"
+concurrency = 10
+timeout = "1m"
+lookup = true
+[remote."imap".cache]
+entries = 1000
+ttl = {positive = "1d", negative = "1h"}
+[remote."imap".tls]
+implicit = false
+allow-invalid-certs = true
+
+[directory."imap"]
+type = "imap"
+address = "imap.example.org"
+port = 993
+
+[directory."imap".tls]
+implicit = true
+allow-invalid-certs = false
+
+[directory."lmtp"]
+type = "lmtp"
+address = "127.0.0.1"
+port = 11200
+
+[directory."lmtp".tls]
+implicit = false
+allow-invalid-certs = true
+
+[directory."lmtp".limits]
+rcpt = 25
+auth-errors = 5
+
+[directory."lmtp".lookup]
+domains = ["example.org", "example.com"]
+blocked_ips = ["10.0.0.0/8", "192.0.2.1"]
+"#;
+
+#[test]
+fn every_key_of_the_seeds_loads() {
+    let config = load(EVERY_SEED_KEY);
+    let lmtp = &config.remotes["lmtp"];
+    assert_eq!(
+        (lmtp.address.as_str(), lmtp.port, lmtp.protocol),
+        ("localhost", 24, RemoteProtocol::Lmtp)
+    );
+    assert_eq!(
+        (lmtp.concurrency, lmtp.timeout, lmtp.lookup),
+        (10, Duration::from_secs(60), true)
+    );
+    assert_eq!(
+        (
+            lmtp.cache.entries,
+            lmtp.cache.ttl_positive,
+            lmtp.cache.ttl_negative
+        ),
+        (1000, DAY, HOUR)
+    );
+    assert_eq!((lmtp.tls_implicit, lmtp.allow_invalid_certs), (false, true));
+    let auth = lmtp
+        .auth
+        .as_ref()
+        .map(|a| (a.username.as_str(), a.secret.expose()));
+    assert_eq!(auth, Some(("relay_server", "123456")));
+    assert_eq!((lmtp.max_errors, lmtp.max_requests), (3, 50));
+    assert_eq!(config.remotes["imap"].protocol, RemoteProtocol::Imap);
+
+    let imap = &config.directories["imap"];
+    assert_eq!(
+        (
+            imap.kind,
+            imap.port,
+            imap.tls_implicit,
+            imap.allow_invalid_certs
+        ),
+        (DirectoryType::Imap, 993, true, false)
+    );
+    let lmtp = &config.directories["lmtp"];
+    assert_eq!(
+        (lmtp.kind, lmtp.address.as_str(), lmtp.port),
+        (DirectoryType::Lmtp, "127.0.0.1", 11200)
+    );
+    assert_eq!(
+        (
+            lmtp.tls_implicit,
+            lmtp.allow_invalid_certs,
+            lmtp.max_rcpt,
+            lmtp.max_auth_errors
+        ),
+        (false, true, 25, 5)
+    );
+    assert_eq!(lmtp.domains(), ["example.org", "example.com"]);
+    assert_eq!(
+        lmtp.lists["blocked_ips"].values,
+        ["10.0.0.0/8", "192.0.2.1"]
+    );
+}
+
+#[test]
+fn remote_defaults_are_the_documented_ones() {
+    let config = load(
+        "[server]\nhostname = \"h\"\n[remote.r]\naddress = \"relay.example\"\nprotocol = \"smtp\"\n",
+    );
+    let r = &config.remotes["r"];
+    assert_eq!(r.concurrency, 10);
+    assert_eq!(r.timeout, Duration::from_secs(60));
+    assert!(!r.lookup);
+    assert!(r.tls_implicit, "tls.implicit defaults to true");
+    assert!(!r.allow_invalid_certs);
+    assert!(r.auth.is_none());
+    assert_eq!((r.max_errors, r.max_requests), (3, 50));
+    assert_eq!(
+        (r.cache.entries, r.cache.ttl_positive, r.cache.ttl_negative),
+        (1024, DAY, HOUR)
+    );
+    assert_eq!(r.port, 465, "implicit TLS SMTP");
+}
+
+#[test]
+fn directory_defaults_are_the_documented_ones() {
+    let config =
+        load("[server]\nhostname = \"h\"\n[directory.d]\ntype = \"smtp\"\naddress = \"a\"\n");
+    let d = &config.directories["d"];
+    assert_eq!(
+        (d.max_rcpt, d.max_auth_errors, d.max_connections),
+        (10, 3, 10)
+    );
+    assert_eq!(
+        (d.tls_implicit, d.allow_invalid_certs, d.port),
+        (false, false, 25)
+    );
+    assert_eq!(d.timeout, Duration::from_secs(30));
+    assert!(d.domains().is_empty());
+}
+
+#[test]
+fn ports_follow_protocol_and_tls_mode() {
+    let text = r#"
+[server]
+hostname = "h"
+[remote.a]
+address = "x"
+protocol = "imap"
+[remote.b]
+address = "x"
+protocol = "imap"
+tls.implicit = false
+[remote.c]
+address = "x"
+protocol = "lmtp"
+[remote.d]
+address = "x"
+protocol = "smtp"
+tls.implicit = false
+"#;
+    let config = load(text);
+    let ports: Vec<u16> = config.remotes.values().map(|r| r.port).collect();
+    assert_eq!(ports, [993, 143, 24, 25]);
+}
+
+#[test]
+fn queue_and_server_defaults() {
+    let config = load("[server]\nhostname = \"h\"\n");
+    let minutes = |m: u64| Duration::from_secs(m * 60);
+    assert_eq!(
+        config.queue.retry,
+        [
+            minutes(2),
+            minutes(5),
+            minutes(10),
+            minutes(15),
+            minutes(30),
+            HOUR,
+            2 * HOUR
+        ]
+    );
+    assert_eq!(config.queue.notify, [DAY, 3 * DAY]);
+    assert_eq!(config.queue.expire, 5 * DAY);
+    assert!(config.queue.next_hop.0.branches.is_empty());
+    assert_eq!(config.queue.next_hop.0.otherwise, Hop::Mx);
+    assert_eq!(config.server.shutdown_timeout, Duration::from_secs(30));
+}
+
+#[test]
+fn seed_003_listeners() {
+    let text = r#"
+[server]
+hostname = "h"
+[server.listener."smtp"]
+bind = "[::]:25"
+protocol = "smtp"
+greeting = "Welcome to Stalwart!"
+[server.listener."submissions"]
+bind = ["[::]:465"]
+protocol = "smtp"
+tls.implicit = true
+[server.listener."submission"]
+bind = ["[::]:587"]
+protocol = "smtp"
+[server.listener."lmtp"]
+bind = ["[::]:24"]
+protocol = "lmtp"
+"#;
+    let config = load(text);
+    let l = &config.server.listeners;
+    assert_eq!(l["smtp"].greeting.as_deref(), Some("Welcome to Stalwart!"));
+    assert_eq!(l["smtp"].bind[0].port(), 25);
+    assert!(l["submissions"].tls_implicit && !l["submission"].tls_implicit);
+    assert_eq!(l["lmtp"].protocol, ListenerProtocol::Lmtp);
+    assert_eq!(
+        config.server.listeners_of(ListenerProtocol::Smtp).count(),
+        3
+    );
+}
+
+#[test]
+fn rule_lists_route_by_list_membership() {
+    let text = r#"
+[server]
+hostname = "h"
+[directory.corp]
+type = "lmtp"
+address = "127.0.0.1"
+lookup.domains = ["example.org"]
+[remote.lmtp]
+address = "127.0.0.1"
+protocol = "lmtp"
+lookup = true
+[queue.outbound]
+next-hop = [ { if = "rcpt-domain", in-list = "corp/domains", then = "lmtp" },
+             { if = "rcpt", in-list = "remote/lmtp", then = "lmtp" },
+             { else = "mx" } ]
+"#;
+    let config = load(text);
+    let rules = &config.queue.next_hop.0;
+    assert_eq!(rules.branches.len(), 2);
+    assert_eq!(rules.branches[0].list.to_string(), "corp/domains");
+    assert_eq!(rules.branches[1].list.to_string(), "remote/lmtp");
+    assert_eq!(rules.branches[0].then, Hop::Remote("lmtp".into()));
+    assert_eq!(rules.otherwise, Hop::Mx);
+}
+
+#[test]
+fn lookup_lists_read_files_one_value_per_line() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("blocked.txt");
+    std::fs::write(&path, "# blocked networks\n10.0.0.0/8\n\n  192.0.2.7  \n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = format!(
+        "[server]\nhostname = \"h\"\n[directory.corp]\ntype = \"smtp\"\naddress = \"a\"\n[directory.corp.lookup]\nblocked_ips = [\"198.51.100.1\", \"file://{}\"]\n",
+        path.display()
+    );
+    let config = load(&text);
+    assert_eq!(
+        config.directories["corp"].lists["blocked_ips"].values,
+        ["198.51.100.1", "10.0.0.0/8", "192.0.2.7"]
+    );
+}
+
+#[test]
+fn substitutions_read_files_and_environment() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("secret");
+    std::fs::write(&path, "s3cret\n").unwrap_or_else(|e| panic!("{e}"));
+    // PATH is set in every environment the tests run in.
+    let text = format!(
+        "[server]\nhostname = \"mx-%{{env:PATH}}%\"\n[remote.r]\naddress = \"h\"\nprotocol = \"smtp\"\nauth.username = \"u\"\nauth.secret = \"%{{file:{}}}%\"\n",
+        path.display()
+    );
+    let config = load(&text);
+    let secret = config.remotes["r"]
+        .auth
+        .as_ref()
+        .map(|a| a.secret.expose().to_string());
+    assert_eq!(
+        secret.as_deref(),
+        Some("s3cret"),
+        "one trailing newline is dropped"
+    );
+    assert!(config.server.hostname.starts_with("mx-") && config.server.hostname.len() > 3);
+    assert!(
+        !format!("{config:?}").contains("s3cret"),
+        "secrets never show in Debug output"
+    );
+}
