@@ -1,1 +1,53 @@
-fn main() {}
+//! The `ferrymail` binary: one executable, every role.
+
+mod check_config;
+mod cli;
+mod config_reload;
+mod grpc_server;
+mod listeners;
+mod role;
+mod runtime;
+mod signals;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use ferrymail_config::ConfigSource;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::CheckConfig(args) => {
+            let source = ConfigSource::file(&args.file);
+            let source = match &args.config_dir {
+                Some(dir) => source.with_include_dir(dir),
+                None => source,
+            };
+            check_config::run(&source)
+        }
+        Command::ConfigReference => {
+            print!("{}", ferrymail_config::reference::markdown());
+            ExitCode::SUCCESS
+        }
+        command => match run_role(&cli, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!("{error:#}");
+                eprintln!("ferrymail: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn run_role(cli: &Cli, command: &Command) -> anyhow::Result<()> {
+    let Some((role, args)) = command.role() else {
+        return Ok(());
+    };
+    ferrymail_telemetry::init_logging(cli.log_format)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(runtime::run(role, args.source()))
+}

@@ -36,7 +36,7 @@ impl Metrics {
         let mut registry = Registry::default();
         registry.register(
             "ferrymail_build_info",
-            "Build of the running ferrymail process; always 1.",
+            "Build of the running ferrymail process; always 1",
             build_info,
         );
         Self {
@@ -55,6 +55,8 @@ impl Metrics {
             MetricType::Counter => name.strip_suffix(COUNTER_SUFFIX).unwrap_or(name),
             _ => name,
         };
+        // The encoder ends every help text with a period of its own.
+        let help = help.trim_end_matches('.');
         self.lock().register(name, help, metric);
     }
 

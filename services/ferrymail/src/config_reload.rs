@@ -1,0 +1,138 @@
+//! Re-reading the configuration when its files change.
+//!
+//! The main file's directory and the include directory are watched (not the files
+//! themselves: editors and Kubernetes replace files by renaming, which a watch on the old
+//! file would miss). Events are debounced; the new text is validated whole and swapped in
+//! atomically; an invalid change is logged with every problem and the old configuration
+//! stays in force.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrymail_config::{ConfigSource, LoadedConfig};
+use ferrymail_telemetry::Metrics;
+use notify::{RecursiveMode, Watcher};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Quiet time after the last file event before reloading: a ConfigMap update or an editor's
+/// save is several events in a burst.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HashLabel {
+    hash: String,
+}
+
+/// Metrics of the active configuration and of reloads.
+#[derive(Clone)]
+pub struct ReloadMetrics {
+    reloads: Family<ResultLabel, Counter>,
+    active: Family<HashLabel, Gauge>,
+}
+
+impl ReloadMetrics {
+    /// Registers `config_reloads_total{result}` and `config_hash_info{hash}`.
+    pub fn register(metrics: &Metrics, initial_hash: &str) -> Self {
+        let this = Self {
+            reloads: Family::default(),
+            active: Family::default(),
+        };
+        metrics.register(
+            "config_reloads_total",
+            "Configuration reloads after a file change, by result (success or failure).",
+            this.reloads.clone(),
+        );
+        metrics.register(
+            "config_hash_info",
+            "SHA-256 of the configuration in force; always 1.",
+            this.active.clone(),
+        );
+        this.set_active(initial_hash);
+        this
+    }
+
+    fn set_active(&self, hash: &str) {
+        self.active.clear();
+        self.active
+            .get_or_create(&HashLabel {
+                hash: hash.to_string(),
+            })
+            .set(1);
+    }
+
+    fn record(&self, result: &'static str) {
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
+    }
+}
+
+fn watched_dirs(source: &ConfigSource) -> Vec<PathBuf> {
+    let main_dir = source
+        .main
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    std::iter::once(main_dir)
+        .chain(source.include_dir.clone())
+        .collect()
+}
+
+/// Watches the configuration's files and publishes each valid new version on `sender`.
+pub async fn watch_config(
+    source: ConfigSource,
+    sender: watch::Sender<Arc<LoadedConfig>>,
+    metrics: ReloadMetrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (events, mut changes) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // A closed channel means the process is stopping; nothing to do then.
+        let _ = events.send(event.is_ok());
+    })?;
+    for dir in watched_dirs(&source) {
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    }
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            event = changes.recv() => if event.is_none() { return Ok(()) },
+        }
+        // Debounce: wait until the files have been quiet for a moment.
+        while let Ok(Some(_)) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {}
+        reload(&source, &sender, &metrics);
+    }
+}
+
+fn reload(
+    source: &ConfigSource,
+    sender: &watch::Sender<Arc<LoadedConfig>>,
+    metrics: &ReloadMetrics,
+) {
+    let current = sender.borrow().hash.clone();
+    match ferrymail_config::load(source) {
+        Ok(loaded) if loaded.hash == current => {}
+        Ok(loaded) => {
+            tracing::info!(hash = %loaded.hash, previous = %current, "configuration reloaded");
+            metrics.set_active(&loaded.hash);
+            metrics.record("success");
+            sender.send_replace(Arc::new(loaded));
+        }
+        Err(errors) => {
+            metrics.record("failure");
+            tracing::error!(
+                problems = errors.len(),
+                "configuration change refused; the previous configuration stays in force:\n{errors}"
+            );
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Running a role: listeners, admin endpoints, configuration reloads and graceful shutdown.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use ferrymail_config::ConfigSource;
+use ferrymail_config::model::server::ListenerProtocol;
+use ferrymail_telemetry::{Health, Metrics, serve_admin};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config_reload::{ReloadMetrics, watch_config};
+use crate::role::Role;
+use crate::signals::StopSignals;
+use crate::{grpc_server, listeners};
+
+/// Runs `role` until SIGTERM or SIGINT, then stops gracefully.
+pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
+    let mut signals = StopSignals::install()?;
+    let loaded = match ferrymail_config::load(&source) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{errors}");
+            bail!(
+                "the configuration has {} problem(s); nothing was started",
+                errors.len()
+            );
+        }
+    };
+    let config = loaded.config.clone();
+    let metrics = Metrics::new(role.name());
+    let health = Health::new();
+    let reload_metrics = ReloadMetrics::register(&metrics, &loaded.hash);
+    tracing::info!(role = role.name(), hash = %loaded.hash, files = loaded.files.len(), "configuration loaded");
+    let (config_updates, _) = watch::channel(Arc::new(loaded));
+
+    // Two stages of shutdown: `stop` ends the work (and readiness goes false first);
+    // `admin_stop` ends the admin endpoints last, so probes answer until the very end.
+    let stop = CancellationToken::new();
+    let admin_stop = CancellationToken::new();
+    let mut admin = JoinSet::new();
+    let mut work = JoinSet::new();
+
+    let admin_sockets = listeners::bind(&config, ListenerProtocol::Http).await?;
+    if admin_sockets.is_empty() {
+        tracing::warn!(
+            "no http listener is configured: /healthz, /readyz and /metrics are not served"
+        );
+    }
+    for socket in admin_sockets {
+        admin.spawn(serve_admin(
+            socket,
+            health.clone(),
+            metrics.clone(),
+            admin_stop.clone(),
+        ));
+    }
+    let reloader = tokio::spawn({
+        let admin_stop = admin_stop.clone();
+        async move {
+            if let Err(e) = watch_config(source, config_updates, reload_metrics, admin_stop).await {
+                tracing::error!(error = %e, "cannot watch the configuration files; changes need a restart");
+            }
+        }
+    });
+
+    if role.serves(ListenerProtocol::Grpc) {
+        for socket in listeners::bind(&config, ListenerProtocol::Grpc).await? {
+            work.spawn(grpc_server::serve(
+                socket,
+                role.grpc_services(),
+                stop.clone(),
+            ));
+        }
+    }
+    for part in role.parts() {
+        let component = health.component(part.name);
+        match part.not_built {
+            Some(reason) => {
+                tracing::warn!(part = part.name, "not doing its job: {reason}");
+                component.set_not_ready(reason);
+            }
+            None => component.set_ready(),
+        }
+    }
+    tracing::info!(role = role.name(), "started");
+
+    let outcome = tokio::select! {
+        signal = signals.recv() => {
+            tracing::info!(signal, "stopping: readiness is off and no new work is accepted");
+            Ok(())
+        }
+        Some(ended) = work.join_next() => Err(match ended {
+            Ok(Ok(())) => anyhow::anyhow!("a server stopped on its own"),
+            Ok(Err(e)) => e,
+            Err(e) => anyhow::Error::new(e).context("a server task failed"),
+        }),
+    };
+    health.start_draining();
+    stop.cancel();
+    let deadline = config.server.shutdown_timeout;
+    if tokio::time::timeout(deadline, async {
+        while work.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            ?deadline,
+            "in-flight work did not finish in time (server.shutdown-timeout); exiting anyway"
+        );
+        work.abort_all();
+    }
+    admin_stop.cancel();
+    while let Some(ended) = admin.join_next().await {
+        if let Ok(Err(e)) = ended {
+            tracing::warn!(error = %e, "admin endpoint stopped with an error");
+        }
+    }
+    if let Err(e) = reloader.await {
+        tracing::warn!(error = %e, "configuration watcher failed");
+    }
+    tracing::info!(role = role.name(), "stopped");
+    outcome.context("the role stopped because of an error")
+}
