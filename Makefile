@@ -1,0 +1,46 @@
+# ferrymail — the two commands a newcomer needs are `make run` and `make test`.
+
+CARGO ?= cargo
+CONFIG ?= deploy/examples/config.toml
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: run test test-deps lint fmt build reference check-config clean
+
+## Start every role in one process on the embedded store (SMTP on 127.0.0.1:2525,
+## admin endpoints on 127.0.0.1:8080). Ctrl-C stops it cleanly.
+run:
+	$(CARGO) run --release -p ferrymail -- all --config $(CONFIG)
+
+## Install what the tests need (when missing), check formatting and lints, run every test.
+test: test-deps lint build
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+	$(CARGO) test --workspace --doc
+
+test-deps:
+	@.ci/install-test-deps
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## The end-to-end tests start the real binary: build it first.
+build:
+	$(CARGO) build -p ferrymail
+
+## Regenerate the configuration reference in README.md from the key catalogue.
+reference: build
+	@target/debug/ferrymail config-reference > target/config-reference.md
+	@python3 .ci/splice-reference README.md target/config-reference.md
+
+check-config: build
+	target/debug/ferrymail check-config $(CONFIG)
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,181 @@
+//! The ferrymail process under test.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long any wait for the process may take before the test fails (a guard against hangs,
+/// not a performance assertion).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The built binary: `FERRYMAIL_BIN`, or `ferrymail` next to the test executable's `deps/`.
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("FERRYMAIL_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = profile_dir.join("ferrymail");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p ferrymail` first",
+        bin.display()
+    );
+    bin
+}
+
+/// One JSON log line.
+#[derive(Debug, Clone)]
+pub struct LogLine(pub Value);
+
+impl LogLine {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(Value::as_str)
+    }
+    pub fn message(&self) -> &str {
+        self.field("message").unwrap_or("")
+    }
+}
+
+/// A running `ferrymail <role>` with its configuration in a private directory.
+pub struct Ferrymail {
+    child: Child,
+    lines: Receiver<String>,
+    pub log: Vec<LogLine>,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Ferrymail {
+    /// Writes `config` to a fresh directory and starts `ferrymail <role> -c it`.
+    pub fn start(role: &str, config: &str) -> Self {
+        Self::start_with(role, config, &[])
+    }
+
+    /// Like [`start`], with extra arguments (e.g. `--config-dir`).
+    pub fn start_with(role: &str, config: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(binary())
+            .args(["--log-format", "json", role, "-c"])
+            .arg(&path)
+            .args(extra)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ferrymail {
+            child,
+            lines,
+            log: Vec::new(),
+            dir,
+            config: path,
+        }
+    }
+
+    /// Waits for a log line matching `predicate` and returns it.
+    pub fn wait_for(&mut self, what: &str, predicate: impl Fn(&LogLine) -> bool) -> LogLine {
+        if let Some(found) = self.log.iter().find(|l| predicate(l)) {
+            return found.clone();
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(raw) => {
+                    let line =
+                        LogLine(serde_json::from_str(&raw).unwrap_or_else(
+                            |_| serde_json::json!({ "message": raw, "level": "RAW" }),
+                        ));
+                    self.log.push(line.clone());
+                    if predicate(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("timed out waiting for {what}; log:\n{}", self.dump())
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("process ended before {what}; log:\n{}", self.dump())
+                }
+            }
+        }
+    }
+
+    /// Waits until the role has started and returns the address of listener `id`.
+    pub fn address(&mut self, id: &str) -> SocketAddr {
+        self.wait_for("the role to start", |l| l.message() == "started");
+        let line = self.wait_for(&format!("listener {id}"), |l| {
+            l.message() == "listener bound" && l.field("listener") == Some(id)
+        });
+        line.field("address").unwrap().parse().unwrap()
+    }
+
+    /// Every log line read so far, one per line.
+    pub fn dump(&self) -> String {
+        self.log
+            .iter()
+            .map(|l| l.0.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Sends SIGTERM and waits for the exit status, reading the rest of the log.
+    pub fn terminate(mut self) -> (ExitStatus, Vec<LogLine>) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(raw) = self.lines.recv_timeout(Duration::from_secs(5)) {
+                    if let Ok(value) = serde_json::from_str(&raw) {
+                        self.log.push(LogLine(value));
+                    }
+                }
+                return (status, std::mem::take(&mut self.log));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait_exit(mut self) -> (ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        let mut rest = String::new();
+        while let Ok(raw) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            rest.push_str(&raw);
+            rest.push('\n');
+        }
+        (status, rest)
+    }
+}
+
+impl Drop for Ferrymail {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

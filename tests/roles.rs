@@ -1,0 +1,211 @@
+//! Every role starts, serves its admin endpoints, says honestly what it cannot do yet, and
+//! stops cleanly on SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use ferrymail_e2e::{Ferrymail, http_get};
+
+const CONFIG: &str = r#"
+[server]
+hostname = "mx.test"
+shutdown-timeout = "5s"
+
+[server.listener.admin]
+bind = "127.0.0.1:0"
+protocol = "http"
+
+[server.listener.grpc]
+bind = "127.0.0.1:0"
+protocol = "grpc"
+
+[server.listener.smtp]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+"#;
+
+fn check_role(role: &str, parts: &[&str]) {
+    let mut process = Ferrymail::start(role, CONFIG);
+    let admin = process.address("admin");
+
+    let health = http_get(admin, "/healthz").unwrap();
+    assert_eq!((health.status, health.body.as_str()), (200, "ok"));
+
+    // A role that cannot do its job yet is alive but not ready, and says why.
+    let ready = http_get(admin, "/readyz").unwrap();
+    assert_eq!(ready.status, 503, "{role}: {}", ready.body);
+    for part in parts {
+        assert!(
+            ready
+                .body
+                .lines()
+                .any(|l| l.starts_with(&format!("{part}: ")) && l.contains("not implemented yet")),
+            "{role}: /readyz should name {part}: {}",
+            ready.body
+        );
+    }
+    let warned: Vec<_> = process
+        .log
+        .iter()
+        .filter(|l| l.message().starts_with("not doing its job"))
+        .collect();
+    assert_eq!(
+        warned.len(),
+        parts.len(),
+        "{role}: one start-up warning per part:\n{}",
+        process.dump()
+    );
+
+    let metrics = http_get(admin, "/metrics").unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains(&format!(
+            "ferrymail_build_info{{version=\"{}\",role=\"{role}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics.body.contains("config_hash_info{hash=\""),
+        "{}",
+        metrics.body
+    );
+
+    let (status, log) = process.terminate();
+    assert!(status.success(), "{role} exited with {status}");
+    let messages: Vec<_> = log.iter().map(|l| l.message()).collect();
+    let stopping = messages
+        .iter()
+        .position(|m| m.starts_with("stopping"))
+        .expect("stopping logged");
+    let stopped = messages
+        .iter()
+        .position(|m| *m == "stopped")
+        .expect("stopped logged");
+    assert!(stopping < stopped);
+}
+
+#[test]
+fn all_runs_every_role_but_the_operator() {
+    check_role(
+        "all",
+        &["smtp-ingress", "queue-scheduler", "directory-proxy"],
+    );
+}
+
+#[test]
+fn smtp_ingress_role() {
+    check_role("smtp-ingress", &["smtp-ingress"]);
+}
+
+#[test]
+fn queue_scheduler_role() {
+    check_role("queue-scheduler", &["queue-scheduler"]);
+}
+
+#[test]
+fn directory_proxy_role() {
+    check_role("directory-proxy", &["directory-proxy"]);
+}
+
+#[test]
+fn operator_role() {
+    check_role("operator", &["operator"]);
+}
+
+#[test]
+fn roles_bind_only_the_listeners_they_serve() {
+    let mut ingress = Ferrymail::start("smtp-ingress", CONFIG);
+    ingress.address("admin");
+    assert!(
+        !ingress
+            .log
+            .iter()
+            .any(|l| l.message() == "listener bound" && l.field("listener") == Some("grpc")),
+        "smtp-ingress serves no gRPC:\n{}",
+        ingress.dump()
+    );
+    let mut scheduler = Ferrymail::start("queue-scheduler", CONFIG);
+    scheduler.address("grpc");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_health_reports_services_not_serving_until_built() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let mut process = Ferrymail::start("all", CONFIG);
+    let grpc = process.address("grpc");
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    for service in ["ferrymail.v1.Directory", "ferrymail.v1.Queue"] {
+        let reply = client
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            reply.into_inner().status(),
+            ServingStatus::NotServing,
+            "{service}"
+        );
+    }
+}
+
+#[test]
+fn an_invalid_configuration_starts_nothing_and_lists_every_problem() {
+    let config = format!("{CONFIG}\n[remote.x]\nprotocol = \"pop3\"\nfoo = 1\n");
+    let process = Ferrymail::start("all", &config);
+    let (status, output) = process.wait_exit();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        output.contains("config.toml:19:12: remote.x.protocol: unknown value \"pop3\""),
+        "{output}"
+    );
+    assert!(
+        output.contains("config.toml:20:1: remote.x.foo: unknown key"),
+        "{output}"
+    );
+    assert!(
+        output.contains("config.toml:18:1: remote.x.address: missing required key"),
+        "{output}"
+    );
+    assert!(
+        output.contains("3 problem(s); nothing was started"),
+        "{output}"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_start_up_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = format!(
+        "[server]\nhostname = \"h\"\n[server.listener.admin]\nbind = \"127.0.0.1:{port}\"\nprotocol = \"http\"\n"
+    );
+    let (status, output) = Ferrymail::start("operator", &config).wait_exit();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        output.contains(&format!(
+            "server.listener.admin: cannot bind 127.0.0.1:{port}"
+        )),
+        "{output}"
+    );
+}
+
+#[test]
+fn readiness_turns_off_while_draining() {
+    let mut process = Ferrymail::start("operator", CONFIG);
+    process.address("admin");
+    let (status, log) = process.terminate();
+    assert!(status.success());
+    assert!(
+        log.iter().any(|l| l.message().contains("draining")),
+        "{log:?}"
+    );
+}
