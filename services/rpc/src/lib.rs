@@ -1,1 +1,18 @@
-//! placeholder
+//! gRPC contracts between ferrymail roles.
+//!
+//! Each service is a trait with domain types ([`directory::DirectoryService`],
+//! [`queue::QueueService`]). `ferrymail all` wires local implementations in-process; split roles
+//! use the tonic clients ([`directory::GrpcDirectory`], [`queue::GrpcQueue`]) of the same trait,
+//! and serve an implementation with [`directory::server`] / [`queue::server`]. Nothing here knows
+//! about stores, configuration or SMTP sessions.
+
+pub mod directory;
+mod endpoint;
+mod error;
+mod malformed;
+pub mod proto;
+pub mod queue;
+mod status;
+
+pub use endpoint::CONNECT_TIMEOUT;
+pub use error::RpcError;

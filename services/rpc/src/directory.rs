@@ -1,0 +1,18 @@
+//! Directory service: lookups delegated to remote IMAP/SMTP/LMTP servers.
+//!
+//! [`DirectoryService`] is the contract. The directory-proxy role implements it; `ferrymail all`
+//! calls that implementation in-process, split roles call it through [`GrpcDirectory`], and a
+//! role serving it over gRPC wraps it with [`server`].
+
+mod answer;
+mod auth;
+mod client;
+mod convert;
+mod server;
+mod service;
+
+pub use answer::{Answer, Expansion, RemoteReply, Verdict};
+pub use auth::{AuthRequest, Mechanism};
+pub use client::GrpcDirectory;
+pub use server::{DirectoryHandler, server};
+pub use service::DirectoryService;

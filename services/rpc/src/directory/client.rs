@@ -1,0 +1,96 @@
+//! [`GrpcDirectory`]: a [`DirectoryService`] reached over gRPC.
+
+use async_trait::async_trait;
+use tonic::transport::Channel;
+
+use super::convert::{answer_from_wire, auth_request_to_wire, expansion_from_wire};
+use super::{Answer, AuthRequest, DirectoryService, Expansion};
+use crate::RpcError;
+use crate::endpoint::lazy_channel;
+use crate::proto::{self, directory_client::DirectoryClient};
+
+/// Client of a remote directory-proxy, implementing [`DirectoryService`].
+#[derive(Clone, Debug)]
+pub struct GrpcDirectory {
+    client: DirectoryClient<Channel>,
+}
+
+impl GrpcDirectory {
+    /// A client of the service at `endpoint` (`http://host:port` or `host:port`).
+    ///
+    /// Connects on first use, so the peer need not be up yet.
+    pub fn connect(endpoint: &str) -> Result<Self, RpcError> {
+        Ok(Self::with_channel(lazy_channel(endpoint)?))
+    }
+
+    /// A client over a channel configured by the caller.
+    pub fn with_channel(channel: Channel) -> Self {
+        Self {
+            client: DirectoryClient::new(channel),
+        }
+    }
+
+    fn address_request(directory: &str, address: &str) -> proto::AddressRequest {
+        proto::AddressRequest {
+            directory: directory.to_owned(),
+            address: address.to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl DirectoryService for GrpcDirectory {
+    async fn authenticate(&self, request: AuthRequest) -> Result<Answer, RpcError> {
+        let reply = self
+            .client
+            .clone()
+            .authenticate(auth_request_to_wire(request))
+            .await?;
+        Ok(answer_from_wire(reply.into_inner())?)
+    }
+
+    async fn verify_recipient(&self, directory: &str, address: &str) -> Result<Answer, RpcError> {
+        let reply = self
+            .client
+            .clone()
+            .verify_recipient(Self::address_request(directory, address))
+            .await?;
+        Ok(answer_from_wire(reply.into_inner())?)
+    }
+
+    async fn vrfy(&self, directory: &str, address: &str) -> Result<Expansion, RpcError> {
+        let reply = self
+            .client
+            .clone()
+            .vrfy(Self::address_request(directory, address))
+            .await?;
+        Ok(expansion_from_wire(reply.into_inner())?)
+    }
+
+    async fn expn(&self, directory: &str, address: &str) -> Result<Expansion, RpcError> {
+        let reply = self
+            .client
+            .clone()
+            .expn(Self::address_request(directory, address))
+            .await?;
+        Ok(expansion_from_wire(reply.into_inner())?)
+    }
+
+    async fn is_local_domain(&self, directory: &str, domain: &str) -> Result<Answer, RpcError> {
+        let request = proto::DomainRequest {
+            directory: directory.to_owned(),
+            domain: domain.to_owned(),
+        };
+        let reply = self.client.clone().is_local_domain(request).await?;
+        Ok(answer_from_wire(reply.into_inner())?)
+    }
+
+    async fn in_list(&self, list: &str, value: &str) -> Result<Answer, RpcError> {
+        let request = proto::InListRequest {
+            list: list.to_owned(),
+            value: value.to_owned(),
+        };
+        let reply = self.client.clone().in_list(request).await?;
+        Ok(answer_from_wire(reply.into_inner())?)
+    }
+}

@@ -1,0 +1,226 @@
+//! Conversions between the directory domain types and their wire messages.
+//!
+//! Domain to wire cannot fail. Wire to domain checks the contract: an unspecified or unknown
+//! enum, a reply code out of range, values outside FOUND are [`Malformed`], never a panic and
+//! never quietly read as "no".
+
+use secrecy::{ExposeSecret, SecretSlice};
+
+use super::{Answer, AuthRequest, Expansion, Mechanism, RemoteReply, Verdict};
+use crate::malformed::Malformed;
+use crate::proto;
+
+pub(crate) fn auth_request_to_wire(request: AuthRequest) -> proto::AuthenticateRequest {
+    let mechanism = match request.mechanism {
+        Mechanism::Plain => proto::Mechanism::Plain,
+        Mechanism::Login => proto::Mechanism::Login,
+    };
+    proto::AuthenticateRequest {
+        directory: request.directory,
+        mechanism: mechanism.into(),
+        username: request.username,
+        secret: request.secret.expose_secret().to_vec(),
+        authzid: request.authzid,
+    }
+}
+
+pub(crate) fn auth_request_from_wire(
+    mut request: proto::AuthenticateRequest,
+) -> Result<AuthRequest, Malformed> {
+    let mechanism = match proto::Mechanism::try_from(request.mechanism) {
+        Ok(proto::Mechanism::Plain) => Mechanism::Plain,
+        Ok(proto::Mechanism::Login) => Mechanism::Login,
+        Ok(proto::Mechanism::Unspecified) | Err(_) => {
+            return Err(Malformed::enum_value("mechanism", request.mechanism));
+        }
+    };
+    // Moved, not copied, so no stray copy of the password outlives the request.
+    let secret = SecretSlice::from(std::mem::take(&mut request.secret));
+    Ok(AuthRequest {
+        directory: request.directory,
+        mechanism,
+        username: request.username,
+        secret,
+        authzid: request.authzid,
+    })
+}
+
+fn reply_to_wire(reply: RemoteReply) -> proto::RemoteReply {
+    proto::RemoteReply {
+        code: reply.code.into(),
+        text: reply.text,
+    }
+}
+
+fn reply_from_wire(reply: proto::RemoteReply) -> Result<RemoteReply, Malformed> {
+    let code = match reply.code {
+        0 | 100..=999 => u16::try_from(reply.code).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| Malformed(format!("reply code {} is not 0 or 100..=999", reply.code)))?;
+    Ok(RemoteReply {
+        code,
+        text: reply.text,
+    })
+}
+
+fn optional_reply_from_wire(
+    reply: Option<proto::RemoteReply>,
+) -> Result<Option<RemoteReply>, Malformed> {
+    reply.map(reply_from_wire).transpose()
+}
+
+pub(crate) fn answer_to_wire(answer: Answer) -> proto::Answer {
+    let verdict = match answer.verdict {
+        Verdict::Yes => proto::Verdict::Yes,
+        Verdict::No => proto::Verdict::No,
+        Verdict::TemporaryFailure => proto::Verdict::TemporaryFailure,
+    };
+    proto::Answer {
+        verdict: verdict.into(),
+        reply: answer.reply.map(reply_to_wire),
+    }
+}
+
+pub(crate) fn answer_from_wire(answer: proto::Answer) -> Result<Answer, Malformed> {
+    let verdict = match proto::Verdict::try_from(answer.verdict) {
+        Ok(proto::Verdict::Yes) => Verdict::Yes,
+        Ok(proto::Verdict::No) => Verdict::No,
+        Ok(proto::Verdict::TemporaryFailure) => Verdict::TemporaryFailure,
+        Ok(proto::Verdict::Unspecified) | Err(_) => {
+            return Err(Malformed::enum_value("verdict", answer.verdict));
+        }
+    };
+    Ok(Answer {
+        verdict,
+        reply: optional_reply_from_wire(answer.reply)?,
+    })
+}
+
+pub(crate) fn expansion_to_wire(expansion: Expansion) -> proto::Expansion {
+    use proto::ExpansionResult as Wire;
+    let (result, values, reply) = match expansion {
+        Expansion::Found { values, reply } => (Wire::Found, values, reply),
+        Expansion::NotFound { reply } => (Wire::NotFound, Vec::new(), reply),
+        Expansion::CannotTell { reply } => (Wire::CannotTell, Vec::new(), reply),
+        Expansion::TemporaryFailure { reply } => (Wire::TemporaryFailure, Vec::new(), reply),
+    };
+    proto::Expansion {
+        result: result.into(),
+        values,
+        reply: reply.map(reply_to_wire),
+    }
+}
+
+pub(crate) fn expansion_from_wire(expansion: proto::Expansion) -> Result<Expansion, Malformed> {
+    use proto::ExpansionResult as Wire;
+    let reply = optional_reply_from_wire(expansion.reply)?;
+    let result = expansion.result;
+    let outcome = match Wire::try_from(result) {
+        Ok(Wire::Found) => {
+            return Ok(Expansion::Found {
+                values: expansion.values,
+                reply,
+            });
+        }
+        Ok(Wire::NotFound) => Expansion::NotFound { reply },
+        Ok(Wire::CannotTell) => Expansion::CannotTell { reply },
+        Ok(Wire::TemporaryFailure) => Expansion::TemporaryFailure { reply },
+        Ok(Wire::Unspecified) | Err(_) => return Err(Malformed::enum_value("result", result)),
+    };
+    if !expansion.values.is_empty() {
+        return Err(Malformed(format!(
+            "values given with a result other than FOUND ({result})"
+        )));
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn reply_code_above_999_is_malformed() {
+        let wire = proto::Answer {
+            verdict: proto::Verdict::Yes.into(),
+            reply: Some(proto::RemoteReply {
+                code: 1000,
+                text: "x".into(),
+            }),
+        };
+        assert!(answer_from_wire(wire).is_err());
+    }
+
+    #[test]
+    fn reply_code_under_100_other_than_0_is_malformed() {
+        let wire = proto::RemoteReply {
+            code: 42,
+            text: String::new(),
+        };
+        assert!(reply_from_wire(wire).is_err());
+    }
+
+    #[test]
+    fn imap_reply_has_code_0() {
+        let reply = RemoteReply::imap("NO [AUTHENTICATIONFAILED] bad");
+        assert_eq!(
+            reply_from_wire(reply_to_wire(reply.clone())).unwrap(),
+            reply
+        );
+    }
+
+    #[test]
+    fn unknown_verdict_is_malformed() {
+        for verdict in [0, 4, -1] {
+            let wire = proto::Answer {
+                verdict,
+                reply: None,
+            };
+            assert!(answer_from_wire(wire).is_err(), "verdict {verdict}");
+        }
+    }
+
+    #[test]
+    fn values_outside_found_are_malformed() {
+        let wire = proto::Expansion {
+            result: proto::ExpansionResult::CannotTell.into(),
+            values: vec!["someone@example.org".into()],
+            reply: None,
+        };
+        assert!(expansion_from_wire(wire).is_err());
+    }
+
+    #[test]
+    fn unspecified_mechanism_is_malformed() {
+        let wire = proto::AuthenticateRequest {
+            directory: "d".into(),
+            mechanism: 0,
+            username: "u".into(),
+            secret: b"s".to_vec(),
+            authzid: None,
+        };
+        assert!(auth_request_from_wire(wire).is_err());
+    }
+
+    #[test]
+    fn every_expansion_round_trips() {
+        let reply = Some(RemoteReply::smtp(252, "2.1.5 Cannot VRFY user"));
+        for expansion in [
+            Expansion::Found {
+                values: vec!["<a@example.org>".into(), "<b@example.org>".into()],
+                reply: reply.clone(),
+            },
+            Expansion::NotFound { reply: None },
+            Expansion::CannotTell {
+                reply: reply.clone(),
+            },
+            Expansion::TemporaryFailure { reply },
+        ] {
+            let back = expansion_from_wire(expansion_to_wire(expansion.clone())).unwrap();
+            assert_eq!(back, expansion);
+        }
+    }
+}

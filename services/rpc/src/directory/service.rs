@@ -1,0 +1,31 @@
+//! The [`DirectoryService`] contract.
+
+use async_trait::async_trait;
+
+use super::{Answer, AuthRequest, Expansion};
+use crate::RpcError;
+
+/// Lookups against the remote servers behind a configured directory.
+///
+/// `Ok` is the remote's answer, including [`Verdict::TemporaryFailure`](super::Verdict) when the
+/// remote could not answer. `Err` means the service itself could not be asked.
+#[async_trait]
+pub trait DirectoryService: Send + Sync + 'static {
+    /// Checks credentials.
+    async fn authenticate(&self, request: AuthRequest) -> Result<Answer, RpcError>;
+
+    /// Whether `directory` accepts mail for `address` (RCPT TO).
+    async fn verify_recipient(&self, directory: &str, address: &str) -> Result<Answer, RpcError>;
+
+    /// SMTP VRFY of `address` through `directory`.
+    async fn vrfy(&self, directory: &str, address: &str) -> Result<Expansion, RpcError>;
+
+    /// SMTP EXPN of `address` through `directory`.
+    async fn expn(&self, directory: &str, address: &str) -> Result<Expansion, RpcError>;
+
+    /// Whether `domain` is served by `directory`.
+    async fn is_local_domain(&self, directory: &str, domain: &str) -> Result<Answer, RpcError>;
+
+    /// Whether `value` is in `list` (`"<directory>/<list>"` or `"remote/<id>"`).
+    async fn in_list(&self, list: &str, value: &str) -> Result<Answer, RpcError>;
+}

@@ -1,0 +1,29 @@
+//! Queue service: the durable mail queue owned by the queue-scheduler role.
+//!
+//! [`QueueService`] is the contract. The queue-scheduler implements it; `ferrymail all` calls
+//! that implementation in-process, split roles call it through [`GrpcQueue`], and a role serving
+//! it over gRPC wraps it with [`server`].
+
+mod admin;
+mod client;
+mod convert;
+mod envelope;
+mod error;
+mod id;
+mod intake;
+mod server;
+mod service;
+mod status;
+mod upload;
+
+pub use admin::{
+    ListFilter, ListPage, ListRequest, MessageDetail, MessageSummary, QueueStats, RecipientCounts,
+    RecipientState, RecipientStatus,
+};
+pub use client::GrpcQueue;
+pub use envelope::{BodyType, DsnReturn, Envelope, Notify, NotifyOn, Priority, Recipient};
+pub use error::{BodyError, QueueError};
+pub use id::QueueId;
+pub use server::{QueueHandler, server};
+pub use service::{BodyStream, QueueService};
+pub use upload::MAX_CHUNK;

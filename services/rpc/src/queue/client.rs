@@ -1,0 +1,107 @@
+//! [`GrpcQueue`]: a [`QueueService`] reached over gRPC.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tonic::Request;
+use tonic::transport::Channel;
+
+use super::convert::{
+    detail_from_wire, envelope_to_wire, list_page_from_wire, list_request_to_wire,
+    queue_id_from_wire, stats_from_wire,
+};
+use super::upload::{BodyFailure, request_stream};
+use super::{
+    BodyStream, Envelope, ListPage, ListRequest, MessageDetail, QueueError, QueueId, QueueService,
+    QueueStats,
+};
+use crate::RpcError;
+use crate::endpoint::lazy_channel;
+use crate::proto::{self, queue_client::QueueClient};
+
+/// Client of a remote queue-scheduler, implementing [`QueueService`].
+#[derive(Clone, Debug)]
+pub struct GrpcQueue {
+    client: QueueClient<Channel>,
+}
+
+impl GrpcQueue {
+    /// A client of the service at `endpoint` (`http://host:port` or `host:port`).
+    ///
+    /// Connects on first use, so the peer need not be up yet.
+    pub fn connect(endpoint: &str) -> Result<Self, RpcError> {
+        Ok(Self::with_channel(lazy_channel(endpoint)?))
+    }
+
+    /// A client over a channel configured by the caller.
+    pub fn with_channel(channel: Channel) -> Self {
+        Self {
+            client: QueueClient::new(channel),
+        }
+    }
+}
+
+#[async_trait]
+impl QueueService for GrpcQueue {
+    /// Streams the body to the server as it is read; it is never held whole in memory.
+    async fn enqueue(&self, envelope: Envelope, body: BodyStream) -> Result<QueueId, QueueError> {
+        let failure = BodyFailure::default();
+        let mut request = Request::new(());
+        let cancel = request.cancellation_handle();
+        let messages = request_stream(
+            envelope_to_wire(envelope),
+            body,
+            cancel,
+            Arc::clone(&failure),
+        );
+        let outcome = self
+            .client
+            .clone()
+            .enqueue(request.map(|()| messages))
+            .await;
+        if let Some(error) = failure.get() {
+            return Err(QueueError::Body(error.clone()));
+        }
+        Ok(queue_id_from_wire(outcome?.into_inner().queue_id)?)
+    }
+
+    async fn list(&self, request: ListRequest) -> Result<ListPage, QueueError> {
+        let reply = self
+            .client
+            .clone()
+            .list(list_request_to_wire(request))
+            .await?;
+        Ok(list_page_from_wire(reply.into_inner())?)
+    }
+
+    async fn get(&self, queue_id: &QueueId) -> Result<MessageDetail, QueueError> {
+        let request = proto::GetRequest {
+            queue_id: queue_id.as_str().to_owned(),
+        };
+        let reply = self.client.clone().get(request).await?;
+        Ok(detail_from_wire(reply.into_inner())?)
+    }
+
+    async fn retry(&self, queue_id: &QueueId, recipients: &[String]) -> Result<u32, QueueError> {
+        let request = proto::RetryRequest {
+            queue_id: queue_id.as_str().to_owned(),
+            recipients: recipients.to_vec(),
+        };
+        let reply = self.client.clone().retry(request).await?;
+        Ok(reply.into_inner().recipients_rescheduled)
+    }
+
+    async fn cancel(&self, queue_id: &QueueId, recipients: &[String]) -> Result<u32, QueueError> {
+        let request = proto::CancelRequest {
+            queue_id: queue_id.as_str().to_owned(),
+            recipients: recipients.to_vec(),
+        };
+        let reply = self.client.clone().cancel(request).await?;
+        Ok(reply.into_inner().recipients_cancelled)
+    }
+
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let reply = self.client.clone().stats(proto::StatsRequest {}).await?;
+        Ok(stats_from_wire(reply.into_inner())?)
+    }
+}

@@ -1,0 +1,118 @@
+//! Serves a [`QueueService`] over gRPC.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert::{
+    detail_to_wire, list_page_to_wire, list_request_from_wire, queue_id_from_wire, stats_to_wire,
+};
+use super::{QueueError, QueueService, intake};
+use crate::proto::{self, queue_server::QueueServer};
+use crate::status::invalid_request;
+
+/// The gRPC face of a [`QueueService`]: add [`server`]'s result to a tonic router.
+pub struct QueueHandler {
+    service: Arc<dyn QueueService>,
+}
+
+/// Wraps `service` as a tonic service, ready for `tonic::transport::Server::add_service`.
+pub fn server(service: Arc<dyn QueueService>) -> QueueServer<QueueHandler> {
+    QueueServer::new(QueueHandler { service })
+}
+
+/// Runs a call that changes the queue in its own task.
+///
+/// tonic drops a handler's future when the client resets the call; a commit, or the cleanup of
+/// an abandoned message, must still run to its end rather than stop between two transactions.
+async fn to_completion<T: Send + 'static>(
+    call: impl Future<Output = Result<T, QueueError>> + Send + 'static,
+) -> Result<T, QueueError> {
+    tokio::spawn(call)
+        .await
+        .unwrap_or_else(|error| Err(QueueError::Internal(format!("queue task failed: {error}"))))
+}
+
+#[async_trait]
+impl proto::queue_server::Queue for QueueHandler {
+    async fn enqueue(
+        &self,
+        request: Request<Streaming<proto::EnqueueRequest>>,
+    ) -> Result<Response<proto::EnqueueReply>, Status> {
+        let (envelope, body, violation) = intake::open(request.into_inner()).await?;
+        let service = Arc::clone(&self.service);
+        let outcome = to_completion(async move { service.enqueue(envelope, body).await }).await;
+        if let Some(status) = violation.take() {
+            if let Ok(queue_id) = &outcome {
+                // The service was handed a body error and must not have committed.
+                tracing::error!(
+                    %queue_id,
+                    "queue service committed a message whose body stream failed"
+                );
+            }
+            return Err(status);
+        }
+        Ok(Response::new(proto::EnqueueReply {
+            queue_id: outcome?.into_string(),
+        }))
+    }
+
+    async fn list(
+        &self,
+        request: Request<proto::ListRequest>,
+    ) -> Result<Response<proto::ListReply>, Status> {
+        let request = list_request_from_wire(request.into_inner()).map_err(invalid_request)?;
+        let page = self.service.list(request).await?;
+        Ok(Response::new(list_page_to_wire(page)))
+    }
+
+    async fn get(
+        &self,
+        request: Request<proto::GetRequest>,
+    ) -> Result<Response<proto::MessageDetail>, Status> {
+        let queue_id =
+            queue_id_from_wire(request.into_inner().queue_id).map_err(invalid_request)?;
+        let detail = self.service.get(&queue_id).await?;
+        Ok(Response::new(detail_to_wire(detail)))
+    }
+
+    async fn retry(
+        &self,
+        request: Request<proto::RetryRequest>,
+    ) -> Result<Response<proto::RetryReply>, Status> {
+        let request = request.into_inner();
+        let queue_id = queue_id_from_wire(request.queue_id).map_err(invalid_request)?;
+        let service = Arc::clone(&self.service);
+        let recipients = request.recipients;
+        let rescheduled =
+            to_completion(async move { service.retry(&queue_id, &recipients).await }).await?;
+        Ok(Response::new(proto::RetryReply {
+            recipients_rescheduled: rescheduled,
+        }))
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<proto::CancelRequest>,
+    ) -> Result<Response<proto::CancelReply>, Status> {
+        let request = request.into_inner();
+        let queue_id = queue_id_from_wire(request.queue_id).map_err(invalid_request)?;
+        let service = Arc::clone(&self.service);
+        let recipients = request.recipients;
+        let cancelled =
+            to_completion(async move { service.cancel(&queue_id, &recipients).await }).await?;
+        Ok(Response::new(proto::CancelReply {
+            recipients_cancelled: cancelled,
+        }))
+    }
+
+    async fn stats(
+        &self,
+        _request: Request<proto::StatsRequest>,
+    ) -> Result<Response<proto::StatsReply>, Status> {
+        let stats = self.service.stats().await?;
+        Ok(Response::new(stats_to_wire(stats)))
+    }
+}

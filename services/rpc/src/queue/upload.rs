@@ -1,0 +1,82 @@
+//! Client side of Enqueue: the envelope, the body as it is read, cut into chunks, then the end.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, future, stream};
+use tonic::CancellationHandle;
+
+use super::{BodyError, BodyStream};
+use crate::proto::{self, enqueue_request::Part};
+
+/// Largest body chunk sent in one gRPC message; larger pieces of the body are split, so no
+/// message nears the 4 MB gRPC default limit.
+pub const MAX_CHUNK: usize = 64 * 1024;
+
+/// Where the stream leaves the body's error, for the caller to return once the call ends.
+pub(crate) type BodyFailure = Arc<OnceLock<BodyError>>;
+
+struct Upload {
+    body: BodyStream,
+    unsent: Bytes,
+    sent: u64,
+    ended: bool,
+    cancel: Option<CancellationHandle>,
+    failure: BodyFailure,
+}
+
+fn message(part: Part) -> proto::EnqueueRequest {
+    proto::EnqueueRequest { part: Some(part) }
+}
+
+/// The Enqueue request stream: `envelope`, `body` in chunks of at most [`MAX_CHUNK`], the end.
+///
+/// When `body` fails, the error goes to `failure` and the call is cancelled (HTTP/2 reset)
+/// before any end message: the server sees a broken stream, never a complete message.
+pub(crate) fn request_stream(
+    envelope: proto::Envelope,
+    body: BodyStream,
+    cancel: CancellationHandle,
+    failure: BodyFailure,
+) -> impl Stream<Item = proto::EnqueueRequest> + Send + 'static {
+    let upload = Upload {
+        body,
+        unsent: Bytes::new(),
+        sent: 0,
+        ended: false,
+        cancel: Some(cancel),
+        failure,
+    };
+    let rest = stream::unfold(upload, |mut upload| async move {
+        loop {
+            if upload.ended {
+                return None;
+            }
+            if !upload.unsent.is_empty() {
+                let size = upload.unsent.len().min(MAX_CHUNK);
+                let chunk = upload.unsent.split_to(size);
+                upload.sent += chunk.len() as u64;
+                return Some((message(Part::Chunk(chunk)), upload));
+            }
+            match upload.body.next().await {
+                Some(Ok(bytes)) => upload.unsent = bytes,
+                None => {
+                    upload.ended = true;
+                    let end = proto::BodyEnd { size: upload.sent };
+                    return Some((message(Part::End(end)), upload));
+                }
+                Some(Err(error)) => {
+                    // Only one error can arrive: this branch never returns.
+                    let _ = upload.failure.set(error);
+                    if let Some(cancel) = upload.cancel.take() {
+                        cancel.cancel();
+                    }
+                    // Stay pending: the cancellation resets the call, and this stream is
+                    // dropped with it. No end message is ever sent for a failed body.
+                    return future::pending().await;
+                }
+            }
+        }
+    });
+    stream::once(future::ready(message(Part::Envelope(envelope)))).chain(rest)
+}
