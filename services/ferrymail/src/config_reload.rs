@@ -87,29 +87,53 @@ fn watched_dirs(source: &ConfigSource) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Watches the configuration's files and publishes each valid new version on `sender`.
-pub async fn watch_config(
+/// A watch on the configuration's directories, installed before the role reports itself
+/// started so that no change made after that can be missed.
+pub struct ConfigWatcher {
     source: ConfigSource,
-    sender: watch::Sender<Arc<LoadedConfig>>,
-    metrics: ReloadMetrics,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let (events, mut changes) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // A closed channel means the process is stopping; nothing to do then.
-        let _ = events.send(event.is_ok());
-    })?;
-    for dir in watched_dirs(&source) {
-        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    }
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            event = changes.recv() => if event.is_none() { return Ok(()) },
+    changes: mpsc::UnboundedReceiver<()>,
+    // Dropping the watcher ends the watch.
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl ConfigWatcher {
+    /// Starts watching the main file's directory and the include directory.
+    pub fn install(source: ConfigSource) -> notify::Result<Self> {
+        let (events, changes) = mpsc::unbounded_channel();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok() {
+                    // A closed channel means the process is stopping; nothing to do then.
+                    let _ = events.send(());
+                }
+            })?;
+        for dir in watched_dirs(&source) {
+            watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+            tracing::debug!(dir = %dir.display(), "watching for configuration changes");
         }
-        // Debounce: wait until the files have been quiet for a moment.
-        while let Ok(Some(_)) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {}
-        reload(&source, &sender, &metrics);
+        Ok(Self {
+            source,
+            changes,
+            _watcher: watcher,
+        })
+    }
+
+    /// Publishes each valid new version of the configuration on `sender` until `shutdown`.
+    pub async fn run(
+        mut self,
+        sender: watch::Sender<Arc<LoadedConfig>>,
+        metrics: ReloadMetrics,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                event = self.changes.recv() => if event.is_none() { return },
+            }
+            // Debounce: wait until the files have been quiet for a moment.
+            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, self.changes.recv()).await {}
+            reload(&self.source, &sender, &metrics);
+        }
     }
 }
 

@@ -6,11 +6,12 @@ use anyhow::{Context as _, bail};
 use ferrymail_config::ConfigSource;
 use ferrymail_config::model::server::ListenerProtocol;
 use ferrymail_telemetry::{Health, Metrics, serve_admin};
+use futures::future::OptionFuture;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config_reload::{ReloadMetrics, watch_config};
+use crate::config_reload::{ConfigWatcher, ReloadMetrics};
 use crate::role::Role;
 use crate::signals::StopSignals;
 use crate::{grpc_server, listeners};
@@ -56,14 +57,17 @@ pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
             admin_stop.clone(),
         ));
     }
-    let reloader = tokio::spawn({
-        let admin_stop = admin_stop.clone();
-        async move {
-            if let Err(e) = watch_config(source, config_updates, reload_metrics, admin_stop).await {
-                tracing::error!(error = %e, "cannot watch the configuration files; changes need a restart");
-            }
+    let reloader = match ConfigWatcher::install(source) {
+        Ok(watcher) => Some(tokio::spawn(watcher.run(
+            config_updates,
+            reload_metrics,
+            admin_stop.clone(),
+        ))),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch the configuration files; changes need a restart");
+            None
         }
-    });
+    };
 
     if role.serves(ListenerProtocol::Grpc) {
         for socket in listeners::bind(&config, ListenerProtocol::Grpc).await? {
@@ -118,7 +122,7 @@ pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "admin endpoint stopped with an error");
         }
     }
-    if let Err(e) = reloader.await {
+    if let Some(Err(e)) = OptionFuture::from(reloader).await {
         tracing::warn!(error = %e, "configuration watcher failed");
     }
     tracing::info!(role = role.name(), "stopped");
