@@ -1,0 +1,28 @@
+//! What a backend provides: transactions with FoundationDB's semantics.
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::range::{KeyRange, RangeOptions, RangePage};
+
+/// One transaction of a backend. Reads see the transaction's own writes; conflicts are
+/// detected at commit (serializable isolation, as FoundationDB).
+#[async_trait]
+pub(crate) trait BackendTransaction: Send + Sync {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    async fn get_range(&self, range: &KeyRange, options: RangeOptions) -> Result<RangePage>;
+    fn set(&self, key: &[u8], value: &[u8]);
+    fn clear(&self, key: &[u8]);
+    fn clear_range(&self, range: &KeyRange);
+    fn atomic_add(&self, key: &[u8], delta: i64);
+    fn compare_and_clear(&self, key: &[u8], expected: &[u8]);
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// A backend: a source of transactions.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync {
+    async fn begin(&self) -> Result<Box<dyn BackendTransaction>>;
+    /// Name for logs and metrics.
+    fn name(&self) -> &'static str;
+}

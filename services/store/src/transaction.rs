@@ -1,0 +1,110 @@
+//! The transaction handed to `Store::transact` closures.
+
+use crate::backend::BackendTransaction;
+use crate::error::Result;
+use crate::limits::{check_key, check_value};
+use crate::range::{KeyRange, KeyValue, RangeOptions, RangePage};
+
+/// A transaction: reads see its own writes, and it commits whole or not at all.
+///
+/// Mutations check FoundationDB's key and value limits at once; the limit on the whole
+/// transaction and the 5 s lifetime are checked as FoundationDB does, on reads and commit.
+pub struct Transaction {
+    inner: Box<dyn BackendTransaction>,
+}
+
+impl Transaction {
+    pub(crate) fn new(inner: Box<dyn BackendTransaction>) -> Self {
+        Self { inner }
+    }
+
+    pub(crate) async fn commit(self) -> Result<()> {
+        self.inner.commit().await
+    }
+
+    /// The value of `key`, if any.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        check_key(key)?;
+        self.inner.get(key).await
+    }
+
+    /// Up to `options.limit` pairs of `range`, in order (or reverse order).
+    pub async fn get_range(&self, range: &KeyRange, options: RangeOptions) -> Result<RangePage> {
+        range.validate()?;
+        self.inner.get_range(range, options).await
+    }
+
+    /// Every pair of `range`, read page by page within this transaction.
+    pub async fn get_all(&self, range: &KeyRange, page: usize) -> Result<Vec<KeyValue>> {
+        let mut rest = range.clone();
+        let mut all = Vec::new();
+        loop {
+            let got = self
+                .get_range(
+                    &rest,
+                    RangeOptions {
+                        limit: page,
+                        reverse: false,
+                    },
+                )
+                .await?;
+            let Some(last) = got.pairs.last() else {
+                return Ok(all);
+            };
+            rest.begin = crate::range::key_after(&last.key);
+            let more = got.more;
+            all.extend(got.pairs);
+            if !more {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        check_key(key)?;
+        check_value(value)?;
+        self.inner.set(key, value);
+        Ok(())
+    }
+
+    /// Removes `key`.
+    pub fn clear(&self, key: &[u8]) -> Result<()> {
+        check_key(key)?;
+        self.inner.clear(key);
+        Ok(())
+    }
+
+    /// Removes every key of `range`.
+    pub fn clear_range(&self, range: &KeyRange) -> Result<()> {
+        range.validate()?;
+        check_key(&range.begin)?;
+        check_key(&range.end)?;
+        self.inner.clear_range(range);
+        Ok(())
+    }
+
+    /// Adds `delta` to the little-endian 64-bit integer at `key` (absent counts as 0),
+    /// without a read conflict: concurrent adds never conflict with each other.
+    pub fn atomic_add(&self, key: &[u8], delta: i64) -> Result<()> {
+        check_key(key)?;
+        self.inner.atomic_add(key, delta);
+        Ok(())
+    }
+
+    /// Removes `key` at commit time if its value is then `expected`, without a read conflict.
+    pub fn compare_and_clear(&self, key: &[u8], expected: &[u8]) -> Result<()> {
+        check_key(key)?;
+        check_value(expected)?;
+        self.inner.compare_and_clear(key, expected);
+        Ok(())
+    }
+}
+
+/// Decodes a counter written by [`Transaction::atomic_add`].
+pub fn decode_counter(value: &[u8]) -> i64 {
+    let mut bytes = [0u8; 8];
+    let n = value.len().min(8);
+    bytes[..n].copy_from_slice(&value[..n]);
+    i64::from_le_bytes(bytes)
+}

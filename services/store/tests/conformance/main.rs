@@ -1,0 +1,15 @@
+//! The conformance suite: one body of tests run against every backend.
+//!
+//! The embedded backend always runs. The FoundationDB backend runs when the crate is built
+//! with `--features fdb` and `FDB_CLUSTER_FILE` points at a cluster; each test then works
+//! under its own random prefix and clears it afterwards.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod backends;
+
+mod atomic;
+mod conflicts;
+mod limits;
+mod ordering;
+mod retry;
