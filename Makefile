@@ -4,7 +4,7 @@ CARGO ?= cargo
 CONFIG ?= deploy/examples/config.toml
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-deps lint fmt build reference check-config clean
+.PHONY: run test test-deps lint fmt build bench reference check-config clean
 
 ## Start every role in one process on the embedded store (SMTP on 127.0.0.1:2525,
 ## admin endpoints on 127.0.0.1:8080). Ctrl-C stops it cleanly.
@@ -33,6 +33,10 @@ fmt:
 ## The end-to-end tests start the real binary: build it first.
 build:
 	$(CARGO) build -p ferrymail
+
+## Benchmarks: numbers printed side by side with the reference measured in the same run.
+bench:
+	$(CARGO) bench -p ferrymail-store --bench commit_throughput
 
 ## Regenerate the configuration reference in README.md from the key catalogue.
 reference: build
