@@ -14,6 +14,8 @@
 mod backend;
 mod embedded;
 mod error;
+#[cfg(feature = "fdb")]
+mod foundationdb;
 pub mod limits;
 mod range;
 mod retry;
@@ -79,6 +81,15 @@ impl Store {
     /// Opens the embedded store in directory `path`, durable (fsync on every commit).
     pub fn open_embedded(path: &Path, options: StoreOptions) -> Result<Self> {
         let backend = embedded::EmbeddedBackend::open(path, true)?;
+        Ok(Self::new(Arc::new(backend), options))
+    }
+
+    /// Opens the FoundationDB store of the cluster named by `cluster_file`, else by
+    /// `FDB_CLUSTER_FILE`, else by the client's default cluster file; blocks until the
+    /// cluster answers (up to 5 s) and fails with a `StoreError` if it does not.
+    #[cfg(feature = "fdb")]
+    pub fn open_foundationdb(cluster_file: Option<&Path>, options: StoreOptions) -> Result<Self> {
+        let backend = crate::foundationdb::FoundationDbBackend::open(cluster_file)?;
         Ok(Self::new(Arc::new(backend), options))
     }
 
