@@ -12,6 +12,7 @@
 //! of mail, configuration or services.
 
 mod backend;
+pub mod blob;
 mod embedded;
 mod error;
 #[cfg(feature = "fdb")]

@@ -9,6 +9,7 @@
 mod backends;
 
 mod atomic;
+mod blobs;
 mod conflicts;
 mod limits;
 mod ordering;
