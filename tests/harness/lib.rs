@@ -2,11 +2,26 @@
 //!
 //! Every listener in a test configuration binds port 0; the harness learns the real ports
 //! from the `listener bound` lines of the JSON log, so tests never race for ports.
+//!
+//! The real peers it works with run as private loopback instances: [`Dovecot`] (IMAP, LMTP,
+//! submission) and Postfix's [`SmtpSink`]. A missing peer fails the test ([`require_peer`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod dovecot;
 mod http;
+mod mail_clients;
+mod peer;
 mod process;
+mod smtp_sink;
+mod tls;
 
+pub use dovecot::{
+    ALICE, BOB, DOVECOT_HOSTNAME, Dovecot, DovecotOptions, DovecotPorts, TEMPFAIL_USER,
+};
 pub use http::{HttpResponse, http_get};
+pub use mail_clients::{ImapClient, ImapResponse, SmtpClient, SmtpReply, sasl_plain};
+pub use peer::{PEER_PATIENCE, require_peer};
 pub use process::{Ferrymail, LogLine, binary};
+pub use smtp_sink::{SmtpSink, SmtpSinkOptions};
+pub use tls::TestCertificates;

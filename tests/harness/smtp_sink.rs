@@ -1,0 +1,251 @@
+//! Postfix's `smtp-sink` on a loopback port: a real SMTP (or LMTP) server that accepts mail
+//! and throws it away, or rejects chosen commands, for delivery tests.
+//!
+//! Each complete message (after the final `.`) is counted from the running counters that
+//! `-c` prints, and dumped by `-d` into a private directory, one file per message.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use crate::peer::{
+    PEER_PATIENCE, accepts_connections, free_loopback_ports, loopback, require_peer, wait_until,
+};
+
+/// How many times a start is retried when the chosen port was taken meanwhile.
+const START_ATTEMPTS: u32 = 5;
+
+/// Options for [`SmtpSink::start`]. Command names are SMTP verbs (`MAIL`, `RCPT`, `DATA`),
+/// `.` (end of data), `CONNECT` (the greeting), `EHLO`, `HELO`, `LHLO`, `RSET`, `QUIT`.
+#[derive(Debug, Clone, Default)]
+pub struct SmtpSinkOptions {
+    /// Speak LMTP instead of SMTP (`-L`).
+    pub lmtp: bool,
+    /// Commands answered with a temporary error (`-r`): by default
+    /// `450 4.3.0 Error: command failed`.
+    pub reject_temporarily: Vec<String>,
+    /// Commands answered with a permanent error (`-f`): by default
+    /// `500 5.3.0 Error: command failed`.
+    pub reject_permanently: Vec<String>,
+    /// The reply used for temporary errors instead of the default (`-b`), e.g.
+    /// `451 4.3.0 Try again later`.
+    pub temporary_reply: Option<String>,
+    /// The reply used for permanent errors instead of the default (`-B`), e.g.
+    /// `550 5.1.1 No such user`.
+    pub permanent_reply: Option<String>,
+    /// Commands after which the connection is dropped without a reply (`-q`).
+    pub disconnect_after: Vec<String>,
+    /// Commands answered `421` and then disconnected (`-Q`).
+    pub shutdown_after: Vec<String>,
+    /// The name in the greeting and EHLO reply (`-h`); smtp-sink's default is `smtp-sink`.
+    pub hostname: Option<String>,
+}
+
+/// Counters parsed from `smtp-sink -c`.
+#[derive(Debug, Default)]
+struct Counters {
+    messages: usize,
+    /// smtp-sink's stdout was closed: it exited.
+    ended: bool,
+    /// The end of what it printed on stdout, for failure messages.
+    output: String,
+}
+
+type Shared = Arc<(Mutex<Counters>, Condvar)>;
+
+/// A running `smtp-sink`; killed on drop.
+pub struct SmtpSink {
+    child: Option<Child>,
+    address: SocketAddr,
+    dir: tempfile::TempDir,
+    counters: Shared,
+}
+
+impl SmtpSink {
+    /// Starts smtp-sink on a free loopback port and waits until it accepts connections.
+    pub fn start(options: SmtpSinkOptions) -> SmtpSink {
+        let binary = require_peer("smtp-sink");
+        for attempt in 1..=START_ATTEMPTS {
+            let dir = tempfile::Builder::new()
+                .prefix("smtp-sink.")
+                .tempdir()
+                .unwrap();
+            // smtp-sink writes dumps after dropping to nobody.
+            let dump = dir.path().join("dump");
+            std::fs::create_dir(&dump).unwrap();
+            for path in [dir.path(), dump.as_path()] {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+            }
+            let [port] = free_loopback_ports();
+            let address = loopback(port);
+            let mut command = Command::new(&binary);
+            command.args(["-c", "-u", "nobody", "-d"]);
+            // A template for strftime(3) and a prefix: files are `dump/message.<hex>`.
+            command.arg(dump.join("message."));
+            if options.lmtp {
+                command.arg("-L");
+            }
+            for (flag, commands) in [
+                ("-r", &options.reject_temporarily),
+                ("-f", &options.reject_permanently),
+                ("-q", &options.disconnect_after),
+                ("-Q", &options.shutdown_after),
+            ] {
+                if !commands.is_empty() {
+                    command.arg(flag).arg(commands.join(","));
+                }
+            }
+            for (flag, value) in [
+                ("-b", &options.temporary_reply),
+                ("-B", &options.permanent_reply),
+                ("-h", &options.hostname),
+            ] {
+                if let Some(value) = value {
+                    command.arg(flag).arg(value);
+                }
+            }
+            command.arg(format!("127.0.0.1:{port}")).arg("64");
+            let mut child = command
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+            let counters = read_counters(child.stdout.take().unwrap());
+            let mut stderr = child.stderr.take().unwrap();
+
+            // Ready when the port accepts connections; failed when smtp-sink exits first.
+            let mut exited = None;
+            wait_until(
+                &format!("smtp-sink to listen on {address}"),
+                || {
+                    exited = child.try_wait().unwrap();
+                    exited.is_some() || accepts_connections(address)
+                },
+                || format!("command: {command:?}"),
+            );
+            let Some(status) = exited else {
+                // Keep draining stderr so smtp-sink never blocks writing a warning.
+                std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+                return SmtpSink {
+                    child: Some(child),
+                    address,
+                    dir,
+                    counters,
+                };
+            };
+            let mut errors = String::new();
+            let _ = stderr.read_to_string(&mut errors);
+            if errors.contains("Address already in use") && attempt < START_ATTEMPTS {
+                continue;
+            }
+            panic!("smtp-sink exited at start ({status}): {errors}\ncommand: {command:?}");
+        }
+        unreachable!("the last attempt either returns or panics")
+    }
+
+    /// Where it listens (127.0.0.1).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// How many complete messages it has received so far.
+    pub fn received(&self) -> usize {
+        self.counters.0.lock().unwrap().messages
+    }
+
+    /// Waits until it has received at least `count` messages (the counter is updated just
+    /// after smtp-sink answers the final `.`, so it may lag behind a client's 250).
+    pub fn wait_for_messages(&self, count: usize) {
+        let (lock, changed) = &*self.counters;
+        let deadline = Instant::now() + PEER_PATIENCE;
+        let mut counters = lock.lock().unwrap();
+        while counters.messages < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero() && !counters.ended,
+                "smtp-sink on {} received {} message(s), {count} awaited{}; its output: {:?}",
+                self.address,
+                counters.messages,
+                if counters.ended { " (it exited)" } else { "" },
+                counters.output,
+            );
+            counters = changed.wait_timeout(counters, left).unwrap().0;
+        }
+    }
+
+    /// The dumped messages, each with smtp-sink's `X-Client-Addr`, `X-Mail-Args`,
+    /// `X-Rcpt-Args` and `Received` headers first, ordered by file name (not by arrival).
+    /// A message still being received is included, partly: wait for the count first.
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("dump"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|file| std::fs::read_to_string(file).unwrap())
+            .collect()
+    }
+
+    /// Stops smtp-sink (SIGKILL) and reaps it. Does nothing when already stopped.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Reads `smtp-sink -c` output (`sess=N quit=N mesg=N`, each update ended by `\r`) in a thread.
+fn read_counters(mut stdout: impl Read + Send + 'static) -> Shared {
+    let shared: Shared = Arc::default();
+    let writer = Arc::clone(&shared);
+    std::thread::spawn(move || {
+        let mut buffer = [0; 4096];
+        let mut pending = String::new();
+        loop {
+            let read = stdout.read(&mut buffer).unwrap_or(0);
+            let (lock, changed) = &*writer;
+            let mut counters = lock.lock().unwrap();
+            if read == 0 {
+                counters.ended = true;
+                changed.notify_all();
+                return;
+            }
+            let text = String::from_utf8_lossy(&buffer[..read]);
+            counters.output.push_str(&text);
+            if counters.output.len() > 4096 {
+                let cut = counters.output.len() - 2048;
+                let cut = (cut..counters.output.len())
+                    .find(|&i| counters.output.is_char_boundary(i))
+                    .unwrap_or(0);
+                counters.output.drain(..cut);
+            }
+            pending.push_str(&text);
+            while let Some(end) = pending.find(['\r', '\n']) {
+                let update: String = pending.drain(..=end).collect();
+                if let Some(messages) = update
+                    .split_whitespace()
+                    .find_map(|field| field.strip_prefix("mesg="))
+                    .and_then(|n| n.parse().ok())
+                {
+                    counters.messages = messages;
+                }
+            }
+            changed.notify_all();
+        }
+    });
+    shared
+}
