@@ -38,8 +38,9 @@ build:
 	$(CARGO) build -p ferrymail
 
 ## Benchmarks: numbers printed side by side with the reference measured in the same run.
-bench:
+bench: test-deps
 	$(CARGO) bench -p ferrymail-store --bench commit_throughput
+	$(CARGO) bench -p ferrymail-directory-proxy --bench lookups
 
 ## Regenerate the configuration reference in README.md from the key catalogue.
 reference: build

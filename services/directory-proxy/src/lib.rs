@@ -1,9 +1,17 @@
 //! directory-proxy: authentication and recipient validation delegated to remote IMAP, SMTP
-//! and LMTP servers (`remote.<id>` and `directory.<name>`), with pooled connections and
-//! shared caches.
-//!
-//! None of that is built yet: the role starts, serves its admin endpoints and says so.
+//! and LMTP servers (`remote.<id>` and `directory.<name>`), with pooled connections, a
+//! two-level cache (in-process and shared in the store) and single-flight lookups.
 
-/// What this role cannot do yet; shown at start-up and in `/readyz`.
-pub const NOT_BUILT: &str =
-    "directory lookups are not implemented yet; the Directory service answers UNIMPLEMENTED";
+mod cache;
+mod connection;
+mod error;
+mod lists;
+mod metrics;
+mod pool;
+mod service;
+mod single_flight;
+pub mod target;
+
+pub use error::ConnectionError;
+pub use metrics::DirectoryMetrics;
+pub use service::{DirectoryProxy, ProxyError};

@@ -1,34 +1,52 @@
 //! The gRPC listener: the role services, and the standard gRPC health service that
 //! Kubernetes probes and load balancers understand.
 
+use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-use tokio::net::TcpListener;
+use crate::services::Services;
+
+/// The full gRPC name of the Directory service.
+const DIRECTORY: &str = "ferrymail.v1.Directory";
 
 /// Serves gRPC on one bound socket until `shutdown` is cancelled.
 ///
-/// No role service is built yet, so every service is reported `NOT_SERVING` and its
-/// methods answer `UNIMPLEMENTED` (tonic's answer for a service that is not mounted).
+/// Each service of `names` that this process does not host yet is reported `NOT_SERVING`,
+/// and its methods answer `UNIMPLEMENTED` (tonic's answer for a service not mounted).
 pub async fn serve(
     socket: TcpListener,
-    services: &'static [&'static str],
+    names: &'static [&'static str],
+    services: Services,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    for service in services {
-        reporter
-            .set_service_status(*service, ServingStatus::NotServing)
-            .await;
+    let mut all_serving = true;
+    for name in names {
+        let serving = *name == DIRECTORY && services.directory.is_some();
+        all_serving &= serving;
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        reporter.set_service_status(*name, status).await;
     }
-    // The empty service name is the server as a whole: up, but not serving its services.
-    reporter
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
+    // The empty service name is the server as a whole.
+    let overall = if all_serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    reporter.set_service_status("", overall).await;
+    let directory = services
+        .directory
+        .map(|d| ferrymail_rpc::directory::server(d));
     Server::builder()
         .add_service(health)
+        .add_optional_service(directory)
         .serve_with_incoming_shutdown(TcpListenerStream::new(socket), shutdown.cancelled())
         .await?;
     Ok(())

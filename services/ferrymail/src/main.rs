@@ -7,7 +7,9 @@ mod grpc_server;
 mod listeners;
 mod role;
 mod runtime;
+mod services;
 mod signals;
+mod store_open;
 
 use std::process::ExitCode;
 

@@ -36,7 +36,7 @@ const QUEUE_SCHEDULER: Part = Part {
 };
 const DIRECTORY_PROXY: Part = Part {
     name: "directory-proxy",
-    not_built: Some(ferrymail_directory_proxy::NOT_BUILT),
+    not_built: None,
 };
 const OPERATOR: Part = Part {
     name: "operator",
@@ -81,6 +81,11 @@ impl Role {
                 matches!(self, Role::All | Role::SmtpIngress)
             }
         }
+    }
+
+    /// Whether this process hosts the directory-proxy.
+    pub fn hosts_directory(self) -> bool {
+        matches!(self, Role::All | Role::DirectoryProxy)
     }
 
     /// gRPC services this role will serve, by their full names (for gRPC health checks).

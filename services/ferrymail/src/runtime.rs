@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config_reload::{ConfigWatcher, ReloadMetrics};
 use crate::role::Role;
+use crate::services::Services;
 use crate::signals::StopSignals;
 use crate::{grpc_server, listeners};
 
@@ -34,7 +35,9 @@ pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
     let health = Health::new();
     let reload_metrics = ReloadMetrics::register(&metrics, &loaded.hash);
     tracing::info!(role = role.name(), hash = %loaded.hash, files = loaded.files.len(), "configuration loaded");
-    let (config_updates, _) = watch::channel(Arc::new(loaded));
+    let services = Services::start(role, &loaded, &metrics).await?;
+    let (config_updates, updates) = watch::channel(Arc::new(loaded));
+    let follower = tokio::spawn(services.clone().follow(updates));
 
     // Two stages of shutdown: `stop` ends the work (and readiness goes false first);
     // `admin_stop` ends the admin endpoints last, so probes answer until the very end.
@@ -74,6 +77,7 @@ pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
             work.spawn(grpc_server::serve(
                 socket,
                 role.grpc_services(),
+                services.clone(),
                 stop.clone(),
             ));
         }
@@ -122,6 +126,7 @@ pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "admin endpoint stopped with an error");
         }
     }
+    follower.abort();
     if let Some(Err(e)) = OptionFuture::from(reloader).await {
         tracing::warn!(error = %e, "configuration watcher failed");
     }

@@ -11,7 +11,7 @@ pub mod session;
 pub mod store;
 
 mod bounds;
-mod cache;
+pub mod cache;
 mod references;
 
 use std::collections::BTreeMap;

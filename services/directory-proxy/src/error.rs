@@ -1,0 +1,22 @@
+//! Why a lookup could not get an answer from its server. Every one of these is a
+//! *temporary* failure for the SMTP client (4xx), never "unknown user".
+
+/// A failure to talk to a lookup server.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// Connecting, TLS or a command took longer than the target's `timeout`.
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The network failed (refused, reset, closed).
+    #[error("network error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The TLS handshake failed (certificate not trusted, name mismatch, …).
+    #[error("TLS error: {0}")]
+    Tls(String),
+    /// The server said something the protocol does not allow here.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The server does not offer what the lookup needs (no AUTH mechanism we speak, …).
+    #[error("not supported by the server: {0}")]
+    Unsupported(String),
+}
