@@ -523,3 +523,69 @@ impl Drop for Relay {
         self.task.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_never_answers_is_a_temporary_failure_within_the_timeout() {
+    // Accepts connections and says nothing: no greeting ever comes.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let text = format!(
+        "[server]\nhostname = \"p\"\n[directory.slow]\ntype = \"lmtp\"\naddress = \"127.0.0.1\"\nport = {port}\ntimeout = \"1s\"\n"
+    );
+    let config = ferrymail_config::load_str("t.toml", &text).unwrap();
+    let (proxy, _) = proxy(&config, None).await;
+    // Guard only: the proxy's own 1 s timeout must end the lookup long before this.
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        proxy.verify_recipient("slow", ALICE.0),
+    )
+    .await
+    .expect("the lookup must end by itself")
+    .unwrap();
+    assert_eq!(answer.verdict, Verdict::TemporaryFailure);
+    hold.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_directory_loses_its_cache_and_an_unchanged_one_keeps_it() {
+    let dovecot = quiet_dovecot();
+    let before = config(&dovecot, "");
+    let (proxy, metrics) = proxy(&before, None).await;
+    proxy.verify_recipient("lmtp", ALICE.0).await.unwrap();
+    proxy
+        .authenticate(auth("submission", ALICE.0, ALICE.1, Mechanism::Plain))
+        .await
+        .unwrap();
+    // Same file, but the LMTP directory's timeout changed.
+    let text = format!(
+        "[server]\nhostname = \"proxy.test\"\n[directory.lmtp]\ntype = \"lmtp\"\naddress = \"127.0.0.1\"\nport = {}\ntimeout = \"25s\"\ntls.allow-invalid-certs = true\n[directory.submission]\ntype = \"smtp\"\naddress = \"127.0.0.1\"\nport = {}\ntimeout = \"20s\"\ntls.allow-invalid-certs = true\n",
+        dovecot.ports.lmtp, dovecot.ports.submission
+    );
+    proxy
+        .apply(&ferrymail_config::load_str("t.toml", &text).unwrap())
+        .await;
+    proxy.verify_recipient("lmtp", ALICE.0).await.unwrap();
+    proxy
+        .authenticate(auth("submission", ALICE.0, ALICE.1, Mechanism::Plain))
+        .await
+        .unwrap();
+    let lmtp_hits =
+        "directory_cache_requests_total{target=\"directory/lmtp\",level=\"local\",result=\"hit\"}";
+    let submission_hits = "directory_cache_requests_total{target=\"directory/submission\",level=\"local\",result=\"hit\"}";
+    assert_eq!(
+        metric(&metrics, lmtp_hits),
+        0.0,
+        "the changed directory was asked again"
+    );
+    assert_eq!(
+        metric(&metrics, submission_hits),
+        1.0,
+        "the unchanged directory kept its cache"
+    );
+}
