@@ -10,13 +10,19 @@ use crate::model::queue::NextHop;
 use crate::model::remote::RemoteProtocol;
 use crate::model::server::ListenerProtocol;
 use crate::model::store::StoreType;
-use crate::value::{Bind, Secret};
+use crate::value::{Bind, ByteSize, Secret};
 
 keys! {
     SERVER_HOSTNAME: String = "server.hostname", Required,
         "Host name this server announces in greetings, EHLO and Received headers.";
     SERVER_SHUTDOWN_TIMEOUT: Duration = "server.shutdown-timeout", Default("\"30s\""),
         "How long a stopping process lets in-flight sessions and deliveries finish before it exits.";
+    SERVER_TLS_CERTIFICATE: String = "server.tls.certificate", Derived("the only `certificate.<id>`, when there is one"),
+        "Certificate (a `certificate.<id>`) offered by STARTTLS and implicit-TLS listeners.";
+    SERVER_MAX_CONNECTIONS: u32 = "server.max-connections", Default("8192"),
+        "Most SMTP/LMTP sessions served at once by one process; more are answered `421` and closed.";
+    SERVER_MAX_CONNECTIONS_PER_IP: u32 = "server.max-connections-per-ip", Default("32"),
+        "Most SMTP/LMTP sessions from one client address at once.";
     LISTENER_BIND: Bind = "server.listener.<id>.bind", Required,
         "Address or addresses the listener accepts connections on.";
     LISTENER_PROTOCOL: ListenerProtocol = "server.listener.<id>.protocol", Required,
@@ -84,10 +90,28 @@ keys! {
     DIRECTORY_LOOKUP_LIST: LookupList = "directory.<name>.lookup.<list>", Optional,
         "A lookup list: values inline, or entries `file:///path` naming a file with one value per line. `lookup.domains` lists the local domains.";
 
+    SESSION_TIMEOUT: Duration = "session.timeout", Default("\"5m\""),
+        "How long the server waits for a client's next command.";
+    SESSION_DURATION: Duration = "session.duration", Default("\"10m\""),
+        "Longest a session may last.";
+    SESSION_ERRORS_TOTAL: u32 = "session.errors.total", Default("10"),
+        "Refused commands after which the session is ended (`421`).";
     SESSION_AUTH_DIRECTORY: String = "session.auth.directory", Optional,
-        "Directory that checks AUTH credentials.";
+        "Directory that checks AUTH credentials; AUTH is not offered without one.";
+    SESSION_AUTH_ALLOW_PLAIN_TEXT: bool = "session.auth.allow-plain-text", Default("false"),
+        "Offer AUTH on connections that are not encrypted (passwords would cross the network in clear).";
+    SESSION_AUTH_ERRORS_TOTAL: u32 = "session.auth.errors.total", Default("3"),
+        "Failed AUTH attempts after which the session is ended (`421`).";
     SESSION_RCPT_DIRECTORY: String = "session.rcpt.directory", Optional,
-        "Directory that validates recipients and lists the local domains.";
+        "Directory that validates recipients and lists the local domains; without one, only authenticated clients can send.";
+    SESSION_RCPT_MAX_RECIPIENTS: u32 = "session.rcpt.max-recipients", Default("100"),
+        "Most recipients of one message (`452` beyond).";
+    SESSION_DATA_LIMITS_SIZE: ByteSize = "session.data.limits.size", Default("\"100MB\""),
+        "Largest message accepted (announced as SIZE; `552` beyond).";
+    SESSION_DATA_LIMITS_MESSAGES: u32 = "session.data.limits.messages", Default("10"),
+        "Most messages in one session (`452` beyond).";
+    SESSION_DATA_TIMEOUT: Duration = "session.data.timeout", Default("\"10m\""),
+        "How long the server waits for the next piece of a message body.";
 
     STORE_TYPE: StoreType = "store.<id>.type", Required,
         "Backend of the store.";

@@ -367,3 +367,36 @@ fn quoted_ids_keep_their_quotes_in_paths() {
         "expected a boolean",
     );
 }
+
+#[test]
+fn implicit_tls_without_a_certificate() {
+    let text = "[server.listener.submissions]\nbind = \"127.0.0.1:465\"\nprotocol = \"smtp\"\ntls.implicit = true\n";
+    assert_error(
+        text,
+        "server.listener.submissions.tls",
+        "tls.implicit",
+        "implicit TLS needs a certificate",
+    );
+}
+
+#[test]
+fn a_default_certificate_that_does_not_exist() {
+    let text = "[server.tls]\ncertificate = \"nope\"\n";
+    assert_error(
+        text,
+        "server.tls.certificate",
+        "certificate =",
+        "no certificate named \"nope\"",
+    );
+}
+
+#[test]
+fn a_message_size_that_is_not_a_size() {
+    let text = "[session.data.limits]\nsize = \"big\"\n";
+    assert_error(
+        text,
+        "session.data.limits.size",
+        "size =",
+        "invalid size \"big\"",
+    );
+}

@@ -229,9 +229,26 @@ fn queue_and_server_defaults() {
     assert_eq!(config.server.shutdown_timeout, Duration::from_secs(30));
 }
 
+/// A self-signed certificate and key, as PEM files in `dir`.
+fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap_or_else(|e| panic!("{e}"));
+    (cert, key)
+}
+
 #[test]
 fn seed_003_listeners() {
-    let text = r#"
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (cert, key) = certificate(dir.path());
+    let certificate = format!(
+        "[certificate.default]\ncert = \"%{{file:{}}}%\"\nprivate-key = \"%{{file:{}}}%\"\n",
+        cert.display(),
+        key.display()
+    );
+    let listeners = r#"
 [server]
 hostname = "h"
 [server.listener."smtp"]
@@ -249,7 +266,12 @@ protocol = "smtp"
 bind = ["[::]:24"]
 protocol = "lmtp"
 "#;
-    let config = load(text);
+    let config = load(&format!("{certificate}{listeners}"));
+    assert_eq!(
+        config.server.tls_certificate.as_deref(),
+        Some("default"),
+        "the only certificate is the default"
+    );
     let l = &config.server.listeners;
     assert_eq!(l["smtp"].greeting.as_deref(), Some("Welcome to Stalwart!"));
     assert_eq!(l["smtp"].bind[0].port(), 25);

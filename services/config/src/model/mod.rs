@@ -63,11 +63,12 @@ fn collection<T>(
 
 /// Reads every section; `None` when a problem was reported.
 pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
-    let server = server::read(root);
     let remotes = collection(root, "remote", |_, t| remote::read(t));
     let directories = collection(root, "directory", directory::read);
     let stores = collection(root, "store", |_, t| store::read(t));
     let certificates = collection(root, "certificate", |_, t| certificate::read(t));
+    let certificate_ids: Vec<&str> = certificates.keys().map(String::as_str).collect();
+    let server = server::read(root, &certificate_ids);
     let known = references::Known {
         remotes: &remotes,
         directories: &directories,
@@ -81,7 +82,7 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
         server: server?,
         remotes,
         directories,
-        session,
+        session: session?,
         stores,
         data_store,
         certificates,

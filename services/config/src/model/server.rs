@@ -44,6 +44,12 @@ pub struct Server {
     pub shutdown_timeout: Duration,
     /// Listeners by id.
     pub listeners: BTreeMap<String, Listener>,
+    /// `server.tls.certificate`, or the only certificate there is.
+    pub tls_certificate: Option<String>,
+    /// `server.max-connections`.
+    pub max_connections: u32,
+    /// `server.max-connections-per-ip`.
+    pub max_connections_per_ip: u32,
 }
 
 impl Server {
@@ -59,24 +65,52 @@ impl Server {
     }
 }
 
-pub(crate) fn read(root: &TableReader<'_>) -> Option<Server> {
+pub(crate) fn read(root: &TableReader<'_>, certificates: &[&str]) -> Option<Server> {
     let t = root.table("server");
     let hostname = t.get(&keys::SERVER_HOSTNAME);
     let shutdown_timeout = t.get(&keys::SERVER_SHUTDOWN_TIMEOUT);
+    let max_connections = t.get(&keys::SERVER_MAX_CONNECTIONS);
+    let max_connections_per_ip = t.get(&keys::SERVER_MAX_CONNECTIONS_PER_IP);
+    let tls = t.table("tls");
+    let tls_certificate = match tls.get(&keys::SERVER_TLS_CERTIFICATE) {
+        Some(id) if !certificates.contains(&id.as_str()) => {
+            tls.report(
+                "certificate",
+                format!(
+                    "no certificate named {id:?} (configured: {})",
+                    certificates.join(", ")
+                ),
+            );
+            None
+        }
+        Some(id) => Some(id),
+        None if certificates.len() == 1 => certificates.first().map(|id| id.to_string()),
+        None => None,
+    };
     let listeners = t.table("listener");
     let listeners: BTreeMap<_, _> = listeners
         .entries()
         .into_iter()
-        .filter_map(|(id, l)| Some((id, read_listener(&l)?)))
+        .filter_map(|(id, l)| {
+            let listener = read_listener(&l, tls_certificate.is_some(), certificates.len())?;
+            Some((id, listener))
+        })
         .collect();
     Some(Server {
         hostname: hostname?,
         shutdown_timeout: shutdown_timeout?,
         listeners,
+        tls_certificate,
+        max_connections: max_connections?,
+        max_connections_per_ip: max_connections_per_ip?,
     })
 }
 
-fn read_listener(t: &TableReader<'_>) -> Option<Listener> {
+fn read_listener(
+    t: &TableReader<'_>,
+    has_certificate: bool,
+    certificates: usize,
+) -> Option<Listener> {
     let bind = t.get(&keys::LISTENER_BIND);
     let protocol = t.get(&keys::LISTENER_PROTOCOL);
     let greeting = t.get(&keys::LISTENER_GREETING);
@@ -89,10 +123,19 @@ fn read_listener(t: &TableReader<'_>) -> Option<Listener> {
             format!("a greeting applies only to smtp and lmtp listeners, not {protocol}"),
         );
     }
+    let tls_implicit = tls_implicit?;
+    if tls_implicit && !has_certificate {
+        let why = if certificates > 1 {
+            "set server.tls.certificate to choose one"
+        } else {
+            "add a certificate.<id>"
+        };
+        t.report("tls", format!("implicit TLS needs a certificate: {why}"));
+    }
     Some(Listener {
         bind: bind?.0,
         protocol,
         greeting,
-        tls_implicit: tls_implicit?,
+        tls_implicit,
     })
 }

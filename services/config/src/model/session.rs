@@ -1,16 +1,38 @@
-//! `session.*`: which directory checks logins and recipients.
+//! `session.*`: directories, limits and AUTH policy of SMTP/LMTP sessions.
 
+use std::time::Duration;
+
+use super::bounds::{require_nonzero, require_positive};
 use super::references::{Known, check_directory};
 use crate::keys;
 use crate::reader::TableReader;
+use crate::value::ByteSize;
 
 /// `session.*`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// `session.auth.directory`.
     pub auth_directory: Option<String>,
     /// `session.rcpt.directory`.
     pub rcpt_directory: Option<String>,
+    /// `session.timeout`.
+    pub timeout: Duration,
+    /// `session.duration`.
+    pub duration: Duration,
+    /// `session.errors.total`.
+    pub max_errors: u32,
+    /// `session.auth.allow-plain-text`.
+    pub auth_allow_plain_text: bool,
+    /// `session.auth.errors.total`.
+    pub max_auth_errors: u32,
+    /// `session.rcpt.max-recipients`.
+    pub max_recipients: u32,
+    /// `session.data.limits.size`.
+    pub max_message_size: ByteSize,
+    /// `session.data.limits.messages`.
+    pub max_messages: u32,
+    /// `session.data.timeout`.
+    pub data_timeout: Duration,
 }
 
 fn directory(
@@ -25,10 +47,39 @@ fn directory(
     Some(name)
 }
 
-pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Session {
+pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session> {
     let t = root.table("session");
-    Session {
-        auth_directory: directory(&t.table("auth"), &keys::SESSION_AUTH_DIRECTORY, known),
-        rcpt_directory: directory(&t.table("rcpt"), &keys::SESSION_RCPT_DIRECTORY, known),
-    }
+    let timeout = t.get(&keys::SESSION_TIMEOUT);
+    let duration = t.get(&keys::SESSION_DURATION);
+    let max_errors = t.table("errors").get(&keys::SESSION_ERRORS_TOTAL);
+    let auth = t.table("auth");
+    let auth_directory = directory(&auth, &keys::SESSION_AUTH_DIRECTORY, known);
+    let auth_allow_plain_text = auth.get(&keys::SESSION_AUTH_ALLOW_PLAIN_TEXT);
+    let max_auth_errors = auth.table("errors").get(&keys::SESSION_AUTH_ERRORS_TOTAL);
+    let rcpt = t.table("rcpt");
+    let rcpt_directory = directory(&rcpt, &keys::SESSION_RCPT_DIRECTORY, known);
+    let max_recipients = rcpt.get(&keys::SESSION_RCPT_MAX_RECIPIENTS);
+    let data = t.table("data");
+    let limits = data.table("limits");
+    let max_message_size = limits.get(&keys::SESSION_DATA_LIMITS_SIZE);
+    let max_messages = limits.get(&keys::SESSION_DATA_LIMITS_MESSAGES);
+    let data_timeout = data.get(&keys::SESSION_DATA_TIMEOUT);
+    require_nonzero(&t, "timeout", timeout);
+    require_nonzero(&t, "duration", duration);
+    require_nonzero(&data, "timeout", data_timeout);
+    require_positive(&rcpt, "max-recipients", max_recipients);
+    require_positive(&limits, "messages", max_messages);
+    Some(Session {
+        auth_directory,
+        rcpt_directory,
+        timeout: timeout?,
+        duration: duration?,
+        max_errors: max_errors?,
+        auth_allow_plain_text: auth_allow_plain_text?,
+        max_auth_errors: max_auth_errors?,
+        max_recipients: max_recipients?,
+        max_message_size: max_message_size?,
+        max_messages: max_messages?,
+        data_timeout: data_timeout?,
+    })
 }
