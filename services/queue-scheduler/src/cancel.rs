@@ -1,0 +1,88 @@
+//! Cancel: an administrator stops delivery to recipients; a message left with nothing to
+//! deliver leaves the queue, and its body with it.
+
+use ferrymail_rpc::queue::{QueueError, RecipientState};
+
+use crate::counters::CounterDelta;
+use crate::due_index::{earliest, move_entry};
+use crate::keys::blob_owner;
+use crate::message_change::Change;
+use crate::queue_id::MessageId;
+use crate::service::Queue;
+use crate::store_failure::from_store;
+use crate::stored_message::StoredMessage;
+
+impl Queue {
+    /// Cancels the live (pending or temp-failed) recipients among `addresses` (all when empty)
+    /// of message `id`; returns how many.
+    ///
+    /// When no live recipient remains, the message is removed in the same transaction: record,
+    /// recipients, due entry, its share of the counters, and its reference to the body blob,
+    /// which collection then deletes.
+    pub(crate) async fn cancel_recipients(
+        &self,
+        id: &MessageId,
+        addresses: &[String],
+    ) -> Result<u32, QueueError> {
+        let (keys, blobs, id) = (self.keys.clone(), self.blobs.clone(), *id);
+        let addresses = addresses.to_vec();
+        let cancelled = self
+            .store
+            .transact(move |tx| {
+                let (keys, blobs, addresses) = (keys.clone(), blobs.clone(), addresses.clone());
+                Box::pin(async move {
+                    let Some(mut message) = StoredMessage::read(tx, &keys, &id).await? else {
+                        return Ok(Change::NoMessage);
+                    };
+                    let selected = match message.select(&addresses) {
+                        Ok(selected) => selected,
+                        Err(address) => return Ok(Change::NoRecipient(address)),
+                    };
+                    let mut delta = CounterDelta::default();
+                    let mut changed = Vec::new();
+                    for index in selected {
+                        let recipient = &mut message.recipients[index];
+                        if !recipient.is_live() {
+                            continue;
+                        }
+                        delta.transition(recipient.state, RecipientState::Cancelled);
+                        recipient.state = RecipientState::Cancelled;
+                        recipient.due_ms = None;
+                        changed.push(index);
+                    }
+                    if changed.is_empty() {
+                        return Ok(Change::Done(0));
+                    }
+                    let record = &mut message.record;
+                    if message.recipients.iter().any(|r| r.is_live()) {
+                        for &index in &changed {
+                            let recipient = &message.recipients[index];
+                            tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
+                        }
+                        move_entry(tx, &keys, record, earliest(&message.recipients))?;
+                        tx.set(&keys.message(&id), &record.encode())?;
+                    } else {
+                        for recipient in &message.recipients {
+                            delta.recipient(recipient.state, -1);
+                        }
+                        delta.message(record.size, -1);
+                        move_entry(tx, &keys, record, None)?;
+                        tx.clear_range(&keys.recipients(&id))?;
+                        tx.clear(&keys.message(&id))?;
+                        blobs.release(tx, &record.blob, &blob_owner(&id)).await?;
+                    }
+                    delta.apply(tx, &keys, id.shard())?;
+                    Ok(Change::Done(
+                        u32::try_from(changed.len()).unwrap_or(u32::MAX),
+                    ))
+                })
+            })
+            .await
+            .map_err(|e| from_store("cancel", e))?
+            .into_result(&id)?;
+        if cancelled > 0 {
+            tracing::info!(queue_id = %id, cancelled, "recipients cancelled");
+        }
+        Ok(cancelled)
+    }
+}

@@ -1,0 +1,257 @@
+//! Where the queue lives in the key space.
+//!
+//! Everything is under `root / ("queue",)`, tuple-encoded. `id` is a message's 16-byte
+//! [`MessageId`], `index` a recipient's position in the envelope (from 0), `shard` the
+//! message's due-index shard (`0..SHARDS`), `rank` its priority as `9 - priority` (0 is the
+//! highest priority, 18 the lowest) and times are Unix milliseconds.
+//!
+//! | key                                   | value                                          |
+//! |---------------------------------------|------------------------------------------------|
+//! | `("msg", id)`                         | the message record ([`crate::MessageRecord`])  |
+//! | `("rcpt", id, index)`                 | one recipient and its delivery state           |
+//! | `("due", shard, rank, due_ms, id)`    | empty: the message has a recipient due then    |
+//! | `("count", name, shard)`              | little-endian `i64`, changed by atomic add     |
+//!
+//! Why this shape:
+//! - Recipients have a key each: delivery updates one recipient without rewriting the others,
+//!   and a message with many recipients never nears the 100,000-byte value limit.
+//! - Each message with a live recipient (pending or temp-failed) has exactly one due entry, at
+//!   the earliest due time of its live recipients; the record remembers that time, so the entry
+//!   is moved or cleared without a search. A scheduler owning a shard reads, per rank from 0,
+//!   the range up to `now`: only what is due, highest priority first and oldest first within a
+//!   priority, at a cost proportional to what is due (plus 19 short range reads), never to the
+//!   size of the queue. Priority comes before the time in the key because a time-first order
+//!   would return the oldest due entries first, not the most urgent.
+//! - Counters are split by shard (each message's counters go to its own shard) so that no
+//!   single key takes every enqueue's atomic add: on FoundationDB one hot key is served by one
+//!   storage team. Reading a total is one range read of `SHARDS` keys per counter.
+//! - Leases of shards and messages, throttles and quotas will get subspaces of their own
+//!   beside these; nothing here needs to change for them.
+
+use ferrymail_rpc::queue::{Priority, RecipientState};
+use ferrymail_store::{KeyRange, Subspace};
+
+use crate::queue_id::MessageId;
+
+/// The subspaces of the queue.
+#[derive(Debug)]
+pub(crate) struct Keys {
+    messages: Subspace,
+    recipients: Subspace,
+    due: Subspace,
+    counters: Subspace,
+}
+
+impl Keys {
+    /// The queue's keys under `root`.
+    pub(crate) fn new(root: &Subspace) -> Self {
+        let queue = root.subspace(&("queue",));
+        Self {
+            messages: queue.subspace(&("msg",)),
+            recipients: queue.subspace(&("rcpt",)),
+            due: queue.subspace(&("due",)),
+            counters: queue.subspace(&("count",)),
+        }
+    }
+
+    /// The record of message `id`.
+    pub(crate) fn message(&self, id: &MessageId) -> Vec<u8> {
+        self.messages.pack(&(id_bytes(id),))
+    }
+
+    /// Every message record, oldest first.
+    pub(crate) fn all_messages(&self) -> KeyRange {
+        range(&self.messages)
+    }
+
+    /// Message records after `id`.
+    pub(crate) fn messages_after(&self, id: &MessageId) -> KeyRange {
+        let all = self.all_messages();
+        KeyRange::new(ferrymail_store::key_after(&self.message(id)), all.end)
+    }
+
+    /// The message a record's key names.
+    pub(crate) fn parse_message(&self, key: &[u8]) -> Option<MessageId> {
+        let (id,) = self.messages.unpack::<(Vec<u8>,)>(key).ok()?;
+        Some(MessageId::from_bytes(id.try_into().ok()?))
+    }
+
+    /// Recipient `index` of message `id`.
+    pub(crate) fn recipient(&self, id: &MessageId, index: u32) -> Vec<u8> {
+        self.recipients.pack(&(id_bytes(id), index))
+    }
+
+    /// Every recipient of message `id`, in envelope order.
+    pub(crate) fn recipients(&self, id: &MessageId) -> KeyRange {
+        range(&self.recipients.subspace(&(id_bytes(id),)))
+    }
+
+    /// The recipient index a recipient key names.
+    pub(crate) fn parse_recipient(&self, key: &[u8]) -> Option<u32> {
+        let (_, index) = self.recipients.unpack::<(Vec<u8>, u32)>(key).ok()?;
+        Some(index)
+    }
+
+    /// The due entry of message `id` in `shard`, due at `due_ms`.
+    pub(crate) fn due(
+        &self,
+        shard: u16,
+        priority: Priority,
+        due_ms: u64,
+        id: &MessageId,
+    ) -> Vec<u8> {
+        self.due
+            .pack(&(shard, rank(priority), due_ms, id_bytes(id)))
+    }
+
+    /// Entries of `shard` at priority rank `rank` due at or before `now_ms`, oldest first.
+    pub(crate) fn due_until(&self, shard: u16, rank: u16, now_ms: u64) -> KeyRange {
+        let begin = self.due.subspace(&(shard, rank)).range().0;
+        // Every key of a later due time starts at or after this one; every key of an earlier
+        // or equal due time sorts before it.
+        let end = self.due.pack(&(shard, rank, now_ms.saturating_add(1)));
+        KeyRange::new(begin, end)
+    }
+
+    /// What a due entry's key says: rank, due time, message.
+    pub(crate) fn parse_due(&self, key: &[u8]) -> Option<(u16, u16, u64, MessageId)> {
+        let (shard, rank, due_ms, id) = self.due.unpack::<(u16, u16, u64, Vec<u8>)>(key).ok()?;
+        Some((
+            shard,
+            rank,
+            due_ms,
+            MessageId::from_bytes(id.try_into().ok()?),
+        ))
+    }
+
+    /// Counter `name` of `shard`.
+    pub(crate) fn counter(&self, name: &str, shard: u16) -> Vec<u8> {
+        self.counters.pack(&(name, shard))
+    }
+
+    /// Every counter of every shard.
+    pub(crate) fn all_counters(&self) -> KeyRange {
+        range(&self.counters)
+    }
+
+    /// The counter name a counter key names.
+    pub(crate) fn parse_counter(&self, key: &[u8]) -> Option<String> {
+        let (name, _shard) = self.counters.unpack::<(String, u16)>(key).ok()?;
+        Some(name)
+    }
+}
+
+/// How message `id` is named as the owner of its body blob.
+pub(crate) fn blob_owner(id: &MessageId) -> Vec<u8> {
+    ferrymail_store::tuple::pack(&("queue", id_bytes(id)))
+}
+
+/// The counter name of recipients in `state`.
+pub(crate) fn state_counter(state: RecipientState) -> &'static str {
+    match state {
+        RecipientState::Pending => "pending",
+        RecipientState::Delivered => "delivered",
+        RecipientState::TempFailed => "temp-failed",
+        RecipientState::PermFailed => "perm-failed",
+        RecipientState::Cancelled => "cancelled",
+    }
+}
+
+/// Counter of messages held.
+pub(crate) const MESSAGES: &str = "messages";
+/// Counter of body bytes held.
+pub(crate) const BYTES: &str = "bytes";
+
+/// Number of priority ranks: MT-PRIORITY's -9..=9.
+pub(crate) const RANKS: u16 = 19;
+
+/// The rank of `priority` in due keys: 0 for the highest priority.
+pub(crate) fn rank(priority: Priority) -> u16 {
+    u16::try_from(i16::from(Priority::MAX.get()) - i16::from(priority.get())).unwrap_or(0)
+}
+
+/// The priority of `rank` in due keys.
+pub(crate) fn priority_of_rank(rank: u16) -> Option<Priority> {
+    let rank = i32::from(rank);
+    Priority::new(i32::from(Priority::MAX.get()) - rank)
+}
+
+fn id_bytes(id: &MessageId) -> Vec<u8> {
+    id.to_bytes().to_vec()
+}
+
+fn range(space: &Subspace) -> KeyRange {
+    let (begin, end) = space.range();
+    KeyRange::new(begin, end)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::new(&Subspace::from(&"test"))
+    }
+
+    #[test]
+    fn ranks_put_the_highest_priority_first() {
+        assert_eq!(rank(Priority::MAX), 0);
+        assert_eq!(rank(Priority::NORMAL), 9);
+        assert_eq!(rank(Priority::MIN), RANKS - 1);
+        for value in -9..=9 {
+            let priority = Priority::new(value).unwrap();
+            assert_eq!(priority_of_rank(rank(priority)), Some(priority));
+        }
+        assert_eq!(priority_of_rank(RANKS), None);
+    }
+
+    #[test]
+    fn due_keys_order_by_priority_then_time() {
+        let keys = keys();
+        let id = MessageId::generate(SystemTime::now());
+        let high_late = keys.due(3, Priority::MAX, 2_000, &id);
+        let normal_early = keys.due(3, Priority::NORMAL, 1_000, &id);
+        let normal_late = keys.due(3, Priority::NORMAL, 1_001, &id);
+        let low_early = keys.due(3, Priority::MIN, 0, &id);
+        assert!(high_late < normal_early);
+        assert!(normal_early < normal_late);
+        assert!(normal_late < low_early);
+        assert_eq!(
+            keys.parse_due(&normal_late),
+            Some((3, rank(Priority::NORMAL), 1_001, id))
+        );
+    }
+
+    #[test]
+    fn due_ranges_end_at_now() {
+        let keys = keys();
+        let id = MessageId::generate(SystemTime::now());
+        let normal = rank(Priority::NORMAL);
+        let until = keys.due_until(5, normal, 1_000);
+        assert!(until.contains(&keys.due(5, Priority::NORMAL, 0, &id)));
+        assert!(until.contains(&keys.due(5, Priority::NORMAL, 1_000, &id)));
+        assert!(!until.contains(&keys.due(5, Priority::NORMAL, 1_001, &id)));
+        assert!(!until.contains(&keys.due(5, Priority::MAX, 0, &id)));
+        assert!(!until.contains(&keys.due(6, Priority::NORMAL, 0, &id)));
+    }
+
+    #[test]
+    fn record_and_recipient_keys_name_their_message() {
+        let keys = keys();
+        let id = MessageId::generate(SystemTime::now());
+        assert_eq!(keys.parse_message(&keys.message(&id)), Some(id));
+        assert!(keys.all_messages().contains(&keys.message(&id)));
+        assert!(!keys.messages_after(&id).contains(&keys.message(&id)));
+        let recipient = keys.recipient(&id, 7);
+        assert!(keys.recipients(&id).contains(&recipient));
+        assert_eq!(keys.parse_recipient(&recipient), Some(7));
+        assert_eq!(
+            keys.parse_counter(&keys.counter("pending", 63)).as_deref(),
+            Some("pending")
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! [`Queue`]: the queue model in the store, serving the `Queue` contract.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use ferrymail_config::model::queue::Queue as QueueConfig;
+use ferrymail_rpc::queue::{
+    BodyStream, Envelope, ListPage, ListRequest, MessageDetail, QueueError, QueueId, QueueService,
+    QueueStats,
+};
+use ferrymail_store::Store;
+use ferrymail_store::blob::BlobStore;
+
+use crate::counters::read_stats;
+use crate::due_index::{DueEntry, SHARDS, read_due};
+use crate::keys::Keys;
+use crate::queue_id::{MessageId, unix_millis};
+use crate::store_failure::from_store;
+use crate::stored_message::StoredMessage;
+
+/// The durable mail queue, kept in the store and shared by every process that opens it.
+///
+/// Cheap to share behind an `Arc`; every operation is one or a few short transactions, so any
+/// number of `Queue`s on any number of pods may work on the same store at once.
+#[derive(Debug)]
+pub struct Queue {
+    pub(crate) store: Store,
+    pub(crate) blobs: BlobStore,
+    pub(crate) keys: Arc<Keys>,
+    /// `queue.schedule.expire` in milliseconds, replaced on reload.
+    expire_ms: AtomicU64,
+}
+
+impl Queue {
+    /// The queue kept in `store`, with the settings of `config`.
+    pub fn new(store: Store, config: &QueueConfig) -> Self {
+        let keys = Arc::new(Keys::new(store.root()));
+        let queue = Self {
+            blobs: BlobStore::new(store.clone()),
+            store,
+            keys,
+            expire_ms: AtomicU64::new(0),
+        };
+        queue.apply(config);
+        queue
+    }
+
+    /// Applies a reloaded configuration; messages already queued keep their expiry.
+    pub fn apply(&self, config: &QueueConfig) {
+        let expire = u64::try_from(config.expire.as_millis()).unwrap_or(u64::MAX);
+        self.expire_ms.store(expire, Ordering::Relaxed);
+    }
+
+    /// How long a new message may stay queued.
+    pub(crate) fn expire(&self) -> Duration {
+        Duration::from_millis(self.expire_ms.load(Ordering::Relaxed))
+    }
+
+    /// The blob store holding the bodies.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// Message `id` and its recipients, as stored (what delivery reads).
+    pub async fn load(&self, id: &MessageId) -> Result<StoredMessage, QueueError> {
+        let (keys, id) = (self.keys.clone(), *id);
+        self.store
+            .transact(move |tx| {
+                let keys = keys.clone();
+                Box::pin(async move { StoredMessage::read(tx, &keys, &id).await })
+            })
+            .await
+            .map_err(|e| from_store("load", e))?
+            .ok_or_else(|| not_found(&id))
+    }
+
+    /// Up to `limit` messages of `shard` due at or before `now`: highest priority first, then
+    /// oldest due first. Reads only due entries, never the whole queue.
+    pub async fn due(
+        &self,
+        shard: u16,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<DueEntry>, QueueError> {
+        if shard >= SHARDS {
+            return Err(QueueError::InvalidArgument(format!(
+                "shard {shard} is not below {SHARDS}"
+            )));
+        }
+        let (keys, now_ms) = (self.keys.clone(), unix_millis(now));
+        self.store
+            .transact(move |tx| {
+                let keys = keys.clone();
+                Box::pin(async move { read_due(tx, &keys, shard, now_ms, limit).await })
+            })
+            .await
+            .map_err(|e| from_store("due", e))
+    }
+}
+
+/// The error for a queue id naming no message.
+pub(crate) fn not_found(id: &MessageId) -> QueueError {
+    QueueError::NotFound(format!("no message {id} in the queue"))
+}
+
+/// The message a wire queue id names; `InvalidArgument` for garbage.
+pub(crate) fn parse_id(id: &QueueId) -> Result<MessageId, QueueError> {
+    MessageId::from_wire(id).map_err(|e| QueueError::InvalidArgument(e.to_string()))
+}
+
+#[async_trait]
+impl QueueService for Queue {
+    async fn enqueue(&self, envelope: Envelope, body: BodyStream) -> Result<QueueId, QueueError> {
+        self.enqueue_message(envelope, body, SystemTime::now())
+            .await
+            .map(|id| id.to_wire())
+    }
+
+    async fn list(&self, request: ListRequest) -> Result<ListPage, QueueError> {
+        self.list_messages(request).await
+    }
+
+    async fn get(&self, queue_id: &QueueId) -> Result<MessageDetail, QueueError> {
+        Ok(self.load(&parse_id(queue_id)?).await?.detail())
+    }
+
+    async fn retry(&self, queue_id: &QueueId, recipients: &[String]) -> Result<u32, QueueError> {
+        self.retry_now(&parse_id(queue_id)?, recipients, SystemTime::now())
+            .await
+    }
+
+    async fn cancel(&self, queue_id: &QueueId, recipients: &[String]) -> Result<u32, QueueError> {
+        self.cancel_recipients(&parse_id(queue_id)?, recipients)
+            .await
+    }
+
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let keys = self.keys.clone();
+        self.store
+            .transact(move |tx| {
+                let keys = keys.clone();
+                Box::pin(async move { read_stats(tx, &keys).await })
+            })
+            .await
+            .map_err(|e| from_store("stats", e))
+    }
+}
