@@ -23,8 +23,37 @@ bind = "127.0.0.1:0"
 protocol = "smtp"
 "#;
 
+/// The store the queue roles (`all`, `queue-scheduler`) keep the queue in, in the process's
+/// own directory.
+const STORAGE: &str = r#"
+[store.local]
+type = "embedded"
+path = "data"
+
+[storage]
+data = "local"
+"#;
+
+/// Where a split smtp-ingress finds the other roles. Nothing listens there: clients connect
+/// lazily, and these tests send no mail.
+const CLUSTER: &str = r#"
+[cluster.directory]
+endpoint = "http://127.0.0.1:9"
+[cluster.queue]
+endpoint = "http://127.0.0.1:9"
+"#;
+
+/// [`CONFIG`], with what `role` needs: a store for the queue, endpoints for the ingress.
+fn config_for(role: &str) -> String {
+    match role {
+        "all" | "queue-scheduler" => format!("{CONFIG}{STORAGE}"),
+        "smtp-ingress" => format!("{CONFIG}{CLUSTER}"),
+        _ => CONFIG.to_owned(),
+    }
+}
+
 fn check_role(role: &str, parts: &[&str]) {
-    let mut process = Ferrymail::start(role, CONFIG);
+    let mut process = Ferrymail::start(role, &config_for(role));
     let admin = process.address("admin");
 
     let health = http_get(admin, "/healthz").unwrap();
@@ -88,12 +117,12 @@ fn check_role(role: &str, parts: &[&str]) {
 
 #[test]
 fn all_runs_every_role_but_the_operator() {
-    check_role("all", &["smtp-ingress", "queue-scheduler"]);
+    check_role("all", &["queue-scheduler"]);
 }
 
 #[test]
-fn smtp_ingress_role() {
-    check_role("smtp-ingress", &["smtp-ingress"]);
+fn smtp_ingress_role_is_ready() {
+    check_role("smtp-ingress", &[]);
 }
 
 #[test]
@@ -113,8 +142,8 @@ fn operator_role() {
 
 #[test]
 fn roles_bind_only_the_listeners_they_serve() {
-    let mut ingress = Ferrymail::start("smtp-ingress", CONFIG);
-    ingress.address("admin");
+    let mut ingress = Ferrymail::start("smtp-ingress", &config_for("smtp-ingress"));
+    ingress.address("smtp");
     assert!(
         !ingress
             .log
@@ -123,7 +152,7 @@ fn roles_bind_only_the_listeners_they_serve() {
         "smtp-ingress serves no gRPC:\n{}",
         ingress.dump()
     );
-    let mut scheduler = Ferrymail::start("queue-scheduler", CONFIG);
+    let mut scheduler = Ferrymail::start("queue-scheduler", &config_for("queue-scheduler"));
     scheduler.address("grpc");
 }
 
@@ -132,7 +161,7 @@ async fn grpc_health_reports_which_services_are_served() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-    let mut process = Ferrymail::start("all", CONFIG);
+    let mut process = Ferrymail::start("all", &config_for("all"));
     let grpc = process.address("grpc");
     let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
         .unwrap()
@@ -142,8 +171,8 @@ async fn grpc_health_reports_which_services_are_served() {
     let mut client = HealthClient::new(channel);
     for (service, status) in [
         ("ferrymail.v1.Directory", ServingStatus::Serving),
-        ("ferrymail.v1.Queue", ServingStatus::NotServing),
-        ("", ServingStatus::NotServing),
+        ("ferrymail.v1.Queue", ServingStatus::Serving),
+        ("", ServingStatus::Serving),
     ] {
         let reply = client
             .check(HealthCheckRequest {
@@ -152,6 +181,20 @@ async fn grpc_health_reports_which_services_are_served() {
             .await
             .unwrap();
         assert_eq!(reply.into_inner().status(), status, "{service:?}");
+    }
+}
+
+#[test]
+fn the_queue_roles_refuse_to_start_without_a_store() {
+    for role in ["queue-scheduler", "all"] {
+        let (status, output) = Ferrymail::start(role, CONFIG).wait_exit();
+        assert_eq!(status.code(), Some(1), "{role}: {output}");
+        assert!(
+            output.contains(&format!(
+                "the {role} role keeps the mail queue in the store: set storage.data"
+            )),
+            "{role}: {output}"
+        );
     }
 }
 

@@ -11,6 +11,8 @@ use crate::services::Services;
 
 /// The full gRPC name of the Directory service.
 const DIRECTORY: &str = "ferrymail.v1.Directory";
+/// The full gRPC name of the Queue service.
+const QUEUE: &str = "ferrymail.v1.Queue";
 
 /// Serves gRPC on one bound socket until `shutdown` is cancelled.
 ///
@@ -25,7 +27,11 @@ pub async fn serve(
     let (reporter, health) = tonic_health::server::health_reporter();
     let mut all_serving = true;
     for name in names {
-        let serving = *name == DIRECTORY && services.directory.is_some();
+        let serving = match *name {
+            DIRECTORY => services.directory.is_some(),
+            QUEUE => services.queue.is_some(),
+            _ => false,
+        };
         all_serving &= serving;
         let status = if serving {
             ServingStatus::Serving
@@ -44,9 +50,11 @@ pub async fn serve(
     let directory = services
         .directory
         .map(|d| ferrymail_rpc::directory::server(d));
+    let queue = services.queue.map(|q| ferrymail_rpc::queue::server(q));
     Server::builder()
         .add_service(health)
         .add_optional_service(directory)
+        .add_optional_service(queue)
         .serve_with_incoming_shutdown(TcpListenerStream::new(socket), shutdown.cancelled())
         .await?;
     Ok(())

@@ -28,7 +28,7 @@ pub struct Part {
 
 const SMTP_INGRESS: Part = Part {
     name: "smtp-ingress",
-    not_built: Some(ferrymail_smtp_ingress::NOT_BUILT),
+    not_built: None,
 };
 const QUEUE_SCHEDULER: Part = Part {
     name: "queue-scheduler",
@@ -83,9 +83,19 @@ impl Role {
         }
     }
 
+    /// Whether this process hosts the SMTP/LMTP front door.
+    pub fn hosts_ingress(self) -> bool {
+        matches!(self, Role::All | Role::SmtpIngress)
+    }
+
     /// Whether this process hosts the directory-proxy.
     pub fn hosts_directory(self) -> bool {
         matches!(self, Role::All | Role::DirectoryProxy)
+    }
+
+    /// Whether this process hosts the queue (and serves the `Queue` service).
+    pub fn hosts_queue(self) -> bool {
+        matches!(self, Role::All | Role::QueueScheduler)
     }
 
     /// gRPC services this role will serve, by their full names (for gRPC health checks).

@@ -52,7 +52,7 @@ pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
             "no http listener is configured: /healthz, /readyz and /metrics are not served"
         );
     }
-    for socket in admin_sockets {
+    for (_, socket) in admin_sockets {
         admin.spawn(serve_admin(
             socket,
             health.clone(),
@@ -73,13 +73,24 @@ pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
     };
 
     if role.serves(ListenerProtocol::Grpc) {
-        for socket in listeners::bind(&config, ListenerProtocol::Grpc).await? {
+        for (_, socket) in listeners::bind(&config, ListenerProtocol::Grpc).await? {
             work.spawn(grpc_server::serve(
                 socket,
                 role.grpc_services(),
                 services.clone(),
                 stop.clone(),
             ));
+        }
+    }
+    if let Some(ingress) = &services.ingress {
+        for protocol in [ListenerProtocol::Smtp, ListenerProtocol::Lmtp] {
+            for (id, socket) in listeners::bind(&config, protocol).await? {
+                let (ingress, config, stop) = (ingress.clone(), config.clone(), stop.clone());
+                work.spawn(async move {
+                    ingress.serve(&id, &config, socket, stop).await;
+                    Ok(())
+                });
+            }
         }
     }
     for part in role.parts() {
@@ -110,6 +121,9 @@ pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
     let deadline = config.server.shutdown_timeout;
     if tokio::time::timeout(deadline, async {
         while work.join_next().await.is_some() {}
+        if let Some(ingress) = &services.ingress {
+            ingress.drained().await;
+        }
     })
     .await
     .is_err()

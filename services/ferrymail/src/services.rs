@@ -3,8 +3,13 @@
 
 use std::sync::Arc;
 
-use ferrymail_config::LoadedConfig;
+use anyhow::bail;
+use ferrymail_config::{Config, LoadedConfig};
 use ferrymail_directory_proxy::{DirectoryMetrics, DirectoryProxy};
+use ferrymail_queue_scheduler::Queue;
+use ferrymail_rpc::directory::{DirectoryService, GrpcDirectory};
+use ferrymail_rpc::queue::{GrpcQueue, QueueService};
+use ferrymail_smtp_ingress::{Ingress, IngressMetrics};
 use ferrymail_telemetry::Metrics;
 use tokio::sync::watch;
 
@@ -15,6 +20,10 @@ use crate::role::Role;
 pub struct Services {
     /// The directory-proxy, serving the `Directory` service.
     pub directory: Option<Arc<DirectoryProxy>>,
+    /// The queue, serving the `Queue` service.
+    pub queue: Option<Arc<Queue>>,
+    /// The SMTP/LMTP front door.
+    pub ingress: Option<Arc<Ingress>>,
 }
 
 impl Services {
@@ -25,8 +34,24 @@ impl Services {
         metrics: &Metrics,
     ) -> anyhow::Result<Self> {
         let mut services = Services::default();
+        // Opened once: the embedded store is one database file that one process opens once,
+        // whichever of its roles use it.
+        let store = if role.hosts_directory() || role.hosts_queue() {
+            crate::store_open::open(&loaded.config)?
+        } else {
+            None
+        };
+        if role.hosts_queue() {
+            let Some(store) = store.clone() else {
+                bail!(
+                    "the {} role keeps the mail queue in the store: set storage.data to a \
+                     store.<id> (e.g. an embedded store with a path)",
+                    role.name()
+                );
+            };
+            services.queue = Some(Arc::new(Queue::new(store, &loaded.config.queue)));
+        }
         if role.hosts_directory() {
-            let store = crate::store_open::open(&loaded.config)?;
             if store.is_none() {
                 tracing::warn!(
                     "storage.data is not set: lookup results are cached in this process only"
@@ -36,6 +61,9 @@ impl Services {
                 DirectoryProxy::new(&loaded.config, store, DirectoryMetrics::register(metrics))
                     .await?;
             services.directory = Some(Arc::new(proxy));
+        }
+        if role.hosts_ingress() {
+            services.ingress = Some(Arc::new(ingress(&loaded.config, &services, metrics)?));
         }
         Ok(services)
     }
@@ -47,6 +75,38 @@ impl Services {
             if let Some(directory) = &self.directory {
                 directory.apply(&loaded.config).await;
             }
+            if let Some(queue) = &self.queue {
+                queue.apply(&loaded.config.queue);
+            }
+            if let Some(ingress) = &self.ingress {
+                ingress.apply(&loaded.config);
+            }
         }
     }
+}
+
+/// The ingress, asking this process's directory and queue when it hosts them (`all`), or
+/// the split roles over gRPC (`cluster.directory.endpoint`, `cluster.queue.endpoint`).
+fn ingress(config: &Config, services: &Services, metrics: &Metrics) -> anyhow::Result<Ingress> {
+    let directory: Arc<dyn DirectoryService> =
+        match (&services.directory, &config.cluster.directory_endpoint) {
+            (Some(local), _) => local.clone(),
+            (None, Some(endpoint)) => Arc::new(GrpcDirectory::connect(endpoint)?),
+            (None, None) => bail!(
+                "smtp-ingress asks the directory-proxy over gRPC: set cluster.directory.endpoint"
+            ),
+        };
+    let queue: Arc<dyn QueueService> = match (&services.queue, &config.cluster.queue_endpoint) {
+        (Some(local), _) => local.clone(),
+        (None, Some(endpoint)) => Arc::new(GrpcQueue::connect(endpoint)?),
+        (None, None) => {
+            bail!("smtp-ingress hands messages to the queue over gRPC: set cluster.queue.endpoint")
+        }
+    };
+    Ok(Ingress::new(
+        config,
+        directory,
+        queue,
+        IngressMetrics::register(metrics),
+    )?)
 }

@@ -1,10 +1,141 @@
 //! smtp-ingress: the stateless SMTP/LMTP front door.
 //!
-//! It will accept sessions on the `smtp` and `lmtp` listeners, check logins and recipients
-//! through the `Directory` service and hand messages to the `Queue` service, answering `250`
-//! only once the queue has made a message durable. None of that is built yet: the role
-//! starts, serves its admin endpoints and says so.
+//! It accepts sessions on the `smtp` and `lmtp` listeners, checks logins and recipients
+//! through the `Directory` service and hands messages to the `Queue` service, answering
+//! `250` only once the queue has made a message durable. It keeps no state of its own.
 
-/// What this role cannot do yet; shown at start-up and in `/readyz`.
-pub const NOT_BUILT: &str =
-    "accepting SMTP/LMTP sessions is not implemented yet; smtp and lmtp listeners are not opened";
+mod error;
+mod listener;
+mod metrics;
+mod received;
+mod session;
+mod settings;
+mod tls;
+
+use std::sync::{Arc, RwLock};
+
+use ferrymail_config::Config;
+use ferrymail_config::model::server::ListenerProtocol;
+use ferrymail_rpc::directory::DirectoryService;
+use ferrymail_rpc::queue::QueueService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use error::IngressError;
+pub use metrics::IngressMetrics;
+pub use settings::{ListenerSettings, Settings};
+
+use listener::Connections;
+
+/// State shared by every session of a process.
+pub(crate) struct Shared {
+    settings: RwLock<Arc<Settings>>,
+    tls: RwLock<Option<TlsAcceptor>>,
+    pub(crate) directory: Arc<dyn DirectoryService>,
+    pub(crate) queue: Arc<dyn QueueService>,
+    pub(crate) metrics: IngressMetrics,
+    pub(crate) connections: Arc<Connections>,
+}
+
+impl Shared {
+    pub(crate) fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn tls(&self) -> Option<TlsAcceptor> {
+        self.tls
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The ingress of one process: serves its SMTP/LMTP listeners.
+pub struct Ingress {
+    shared: Arc<Shared>,
+    sessions: TaskTracker,
+}
+
+impl Ingress {
+    /// An ingress for `config`, asking `directory` and handing messages to `queue`.
+    pub fn new(
+        config: &Config,
+        directory: Arc<dyn DirectoryService>,
+        queue: Arc<dyn QueueService>,
+        metrics: IngressMetrics,
+    ) -> Result<Self, IngressError> {
+        let shared = Shared {
+            settings: RwLock::new(Arc::new(Settings::new(config))),
+            tls: RwLock::new(tls::acceptor(config)?),
+            directory,
+            queue,
+            metrics,
+            connections: Arc::default(),
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+            sessions: TaskTracker::new(),
+        })
+    }
+
+    /// Takes a new configuration for new sessions (limits, directories, certificate); a
+    /// certificate that cannot be used is logged and the previous one stays.
+    pub fn apply(&self, config: &Config) {
+        *self
+            .shared
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(Settings::new(config));
+        match tls::acceptor(config) {
+            Ok(acceptor) => {
+                *self
+                    .shared
+                    .tls
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = acceptor;
+            }
+            Err(error) => {
+                tracing::error!(%error, "new TLS certificate refused; the previous one stays")
+            }
+        }
+    }
+
+    /// Serves one bound socket of listener `id` until `stop` is cancelled.
+    pub async fn serve(
+        &self,
+        id: &str,
+        config: &Config,
+        socket: TcpListener,
+        stop: CancellationToken,
+    ) {
+        let Some(listener) = config.server.listeners.get(id) else {
+            return;
+        };
+        if !matches!(
+            listener.protocol,
+            ListenerProtocol::Smtp | ListenerProtocol::Lmtp
+        ) {
+            return;
+        }
+        let settings = Arc::new(ListenerSettings::new(id, listener));
+        listener::accept_loop(
+            self.shared.clone(),
+            settings,
+            socket,
+            stop,
+            self.sessions.clone(),
+        )
+        .await;
+    }
+
+    /// Waits for every session to end (after the listeners stopped accepting).
+    pub async fn drained(&self) {
+        self.sessions.close();
+        self.sessions.wait().await;
+    }
+}

@@ -1,0 +1,134 @@
+//! Accepting connections: implicit TLS, connection limits (overall and per client address),
+//! and one task per session.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Shared;
+use crate::session::Session;
+use crate::settings::ListenerSettings;
+use crate::tls::ServerStream;
+
+/// Open sessions per client address, to enforce `server.max-connections(-per-ip)`.
+#[derive(Default)]
+pub(crate) struct Connections {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A slot held by one session; released on drop.
+pub(crate) struct Slot {
+    connections: Arc<Connections>,
+    ip: IpAddr,
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot for `ip`, or `None` when a limit is reached.
+    pub(crate) fn acquire(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        total: usize,
+        per_ip: usize,
+    ) -> Option<Slot> {
+        let mut open = self.lock();
+        let all: usize = open.values().sum();
+        let mine = open.get(&ip).copied().unwrap_or(0);
+        if all >= total || mine >= per_ip {
+            return None;
+        }
+        open.insert(ip, mine + 1);
+        Some(Slot {
+            connections: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.connections.lock();
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Accepts on `socket` until `stop` is cancelled; sessions run on `tracker`.
+pub(crate) async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: Arc<ListenerSettings>,
+    socket: TcpListener,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = socket.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // Out of file descriptors and the like: keep serving the sessions we have.
+                tracing::warn!(listener = %listener.id, %error, "accept failed");
+                tokio::task::yield_now().await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let listener = listener.clone();
+        tracker.spawn(async move { serve_connection(shared, listener, tcp, peer).await });
+    }
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    listener: Arc<ListenerSettings>,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+) {
+    let _ = tcp.set_nodelay(true);
+    let settings = shared.settings();
+    let Some(_slot) = shared.connections.acquire(
+        peer.ip(),
+        settings.max_connections,
+        settings.max_connections_per_ip,
+    ) else {
+        shared.metrics.rejected("connections");
+        let _ = tcp
+            .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+            .await;
+        return;
+    };
+    let stream = if listener.tls_implicit {
+        let Some(acceptor) = shared.tls() else { return };
+        match tokio::time::timeout(settings.timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                shared.metrics.tls();
+                ServerStream::Tls(Box::new(tls))
+            }
+            _ => return,
+        }
+    } else {
+        ServerStream::Plain(tcp)
+    };
+    shared.metrics.session_opened();
+    Session::new(stream, shared.clone(), listener, peer)
+        .run()
+        .await;
+    shared.metrics.session_closed();
+}

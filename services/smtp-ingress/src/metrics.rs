@@ -1,0 +1,111 @@
+//! The ingress's metrics, with the names of the reference documents
+//! (`smtp_messages_received_total`, `smtp_messages_rejected_total`, `auth_failures_total`).
+
+use std::time::Duration;
+
+use ferrymail_telemetry::Metrics;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabel {
+    stage: &'static str,
+}
+
+/// Every ingress metric.
+#[derive(Clone)]
+pub struct IngressMetrics {
+    received: Counter,
+    rejected: Family<ReasonLabel, Counter>,
+    auth_failures: Counter,
+    sessions: Gauge,
+    tls_sessions: Counter,
+    bytes: Counter,
+    stage: Family<StageLabel, Histogram>,
+}
+
+impl IngressMetrics {
+    /// Creates and registers the metrics.
+    pub fn register(metrics: &Metrics) -> Self {
+        let this = Self {
+            received: Counter::default(),
+            rejected: Family::default(),
+            auth_failures: Counter::default(),
+            sessions: Gauge::default(),
+            tls_sessions: Counter::default(),
+            bytes: Counter::default(),
+            stage: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 4.0, 10))
+            }),
+        };
+        metrics.register(
+            "smtp_messages_received_total",
+            "Messages accepted and made durable (answered 250)",
+            this.received.clone(),
+        );
+        metrics.register(
+            "smtp_messages_rejected_total",
+            "Commands refused, by reason (relay, unknown_user, size, limit, temporary, auth, syntax)",
+            this.rejected.clone(),
+        );
+        metrics.register(
+            "auth_failures_total",
+            "Failed AUTH attempts",
+            this.auth_failures.clone(),
+        );
+        metrics.register(
+            "smtp_sessions_active",
+            "SMTP and LMTP sessions open now",
+            this.sessions.clone(),
+        );
+        metrics.register(
+            "smtp_tls_sessions_total",
+            "Sessions that negotiated TLS",
+            this.tls_sessions.clone(),
+        );
+        metrics.register(
+            "smtp_received_bytes_total",
+            "Message bytes received",
+            this.bytes.clone(),
+        );
+        metrics.register(
+            "smtp_stage_duration_seconds",
+            "Time to answer a session stage (rcpt, data, auth)",
+            this.stage.clone(),
+        );
+        this
+    }
+
+    pub(crate) fn received(&self, bytes: u64) {
+        self.received.inc();
+        self.bytes.inc_by(bytes);
+    }
+    pub(crate) fn rejected(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabel { reason }).inc();
+    }
+    pub(crate) fn auth_failure(&self) {
+        self.auth_failures.inc();
+    }
+    pub(crate) fn session_opened(&self) {
+        self.sessions.inc();
+    }
+    pub(crate) fn session_closed(&self) {
+        self.sessions.dec();
+    }
+    pub(crate) fn tls(&self) {
+        self.tls_sessions.inc();
+    }
+    pub(crate) fn stage(&self, stage: &'static str, took: Duration) {
+        self.stage
+            .get_or_create(&StageLabel { stage })
+            .observe(took.as_secs_f64());
+    }
+}

@@ -1,0 +1,289 @@
+//! DATA and BDAT: the body streams to `Queue.enqueue` while it arrives, and `250` is sent
+//! only once the queue has made the message durable.
+//!
+//! Memory bound: at most `BODY_QUEUE` chunks of at most 64 KiB (one socket read) wait between
+//! the session and the queue, so a session holds about 0.5 MiB of a message whatever its size.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use ferrymail_rpc::queue::{BodyError, BodyStream, Envelope, QueueError, QueueId};
+use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::reply::Reply;
+use super::{End, Flow, Session, Transaction};
+use crate::received::received_header;
+
+/// Chunks in flight between a session and the queue.
+const BODY_QUEUE: usize = 8;
+
+/// A message body on its way to the queue.
+pub(crate) struct Upload {
+    sender: Option<mpsc::Sender<Result<Bytes, BodyError>>>,
+    task: JoinHandle<Result<QueueId, QueueError>>,
+    size: u64,
+    too_large: bool,
+    recipients: usize,
+    started: Instant,
+}
+
+impl Upload {
+    /// Sends a piece of the body, unless the message is already over the size limit.
+    async fn push(&mut self, chunk: Vec<u8>, limit: u64) {
+        if self.too_large || chunk.is_empty() {
+            return;
+        }
+        self.size += chunk.len() as u64;
+        if self.size > limit {
+            self.too_large = true;
+            self.abort("message exceeds the size limit").await;
+            return;
+        }
+        if let Some(sender) = &self.sender
+            && sender.send(Ok(Bytes::from(chunk))).await.is_err()
+        {
+            // The queue gave up early; its error is read at the end.
+            self.sender = None;
+        }
+    }
+
+    /// Abandons the upload: the queue commits nothing.
+    async fn abort(&mut self, reason: &str) {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(Err(BodyError::new(reason))).await;
+        }
+    }
+}
+
+impl Session {
+    fn start_upload(&self, transaction: &Transaction) -> Upload {
+        let (sender, receiver) = mpsc::channel(BODY_QUEUE);
+        let p = &transaction.params;
+        let envelope = Envelope {
+            sender: transaction.sender.clone(),
+            recipients: transaction.recipients.clone(),
+            ret: p.ret,
+            envid: p.envid.clone(),
+            declared_size: p.declared_size,
+            priority: p.priority,
+            hold_until: p.hold_until,
+            requiretls: p.requiretls,
+            smtputf8: p.smtputf8,
+            body_type: p.body_type,
+            client_ip: Some(self.peer.ip()),
+            helo: self.helo.clone().unwrap_or_default(),
+            authenticated_as: self.authenticated.clone(),
+            trace_parent: None,
+        };
+        let queue = self.shared.queue.clone();
+        let body: BodyStream = Box::pin(ReceiverStream::new(receiver));
+        let task = tokio::spawn(async move { queue.enqueue(envelope, body).await });
+        Upload {
+            sender: Some(sender),
+            task,
+            size: 0,
+            too_large: false,
+            recipients: transaction.recipients.len(),
+            started: Instant::now(),
+        }
+    }
+
+    /// The transaction, if DATA/BDAT may start now; otherwise the refusal is queued.
+    fn ready_for_data(&mut self) -> Option<Transaction> {
+        match &self.transaction {
+            None => {
+                self.reply(Reply::new(503, "5.5.1", "Need MAIL and RCPT first"));
+                None
+            }
+            Some(t) if t.recipients.is_empty() => {
+                self.reply(Reply::new(554, "5.5.1", "No valid recipients"));
+                None
+            }
+            Some(_) => self.transaction.take(),
+        }
+    }
+
+    pub(super) async fn data(&mut self) -> Result<Flow, End> {
+        let Some(transaction) = self.ready_for_data() else {
+            return Ok(Flow::Continue);
+        };
+        self.reply(Reply::new(
+            354,
+            "",
+            "Start mail input; end with <CRLF>.<CRLF>",
+        ));
+        self.flush().await?;
+        let mut upload = self.start_upload(&transaction);
+        upload
+            .push(
+                self.trace_header(&transaction).into_bytes(),
+                self.settings.max_message_size,
+            )
+            .await;
+        let mut receiver = DataReceiver::new();
+        loop {
+            let mut chunk = Vec::new();
+            let mut iter = self.pending().iter();
+            let done = receiver.ingest(&mut iter, &mut chunk);
+            let used = self.pending().len() - iter.as_slice().len();
+            self.consume(used);
+            upload.push(chunk, self.settings.max_message_size).await;
+            if done {
+                break;
+            }
+            let timeout = self.settings.data_timeout;
+            if let Err(end) = self.fill(timeout).await {
+                upload.abort("the client went away during DATA").await;
+                return Err(end);
+            }
+        }
+        self.finish(upload).await;
+        Ok(Flow::Continue)
+    }
+
+    pub(super) async fn bdat(&mut self, chunk_size: usize, is_last: bool) -> Result<Flow, End> {
+        if self.bdat.is_none() {
+            match self.ready_for_data() {
+                Some(transaction) => {
+                    let mut upload = self.start_upload(&transaction);
+                    upload
+                        .push(
+                            self.trace_header(&transaction).into_bytes(),
+                            self.settings.max_message_size,
+                        )
+                        .await;
+                    self.bdat = Some(upload);
+                }
+                None => {
+                    // The chunk still arrives and must be read past to stay in step.
+                    self.skip(chunk_size).await?;
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
+        let mut receiver = BdatReceiver::new(chunk_size, is_last);
+        loop {
+            let mut chunk = Vec::new();
+            let mut iter = self.pending().iter();
+            let done = receiver.ingest(&mut iter, &mut chunk);
+            let used = self.pending().len() - iter.as_slice().len();
+            self.consume(used);
+            if let Some(upload) = self.bdat.as_mut() {
+                upload.push(chunk, self.settings.max_message_size).await;
+            }
+            if done {
+                break;
+            }
+            let timeout = self.settings.data_timeout;
+            if let Err(end) = self.fill(timeout).await {
+                if let Some(mut upload) = self.bdat.take() {
+                    upload.abort("the client went away during BDAT").await;
+                }
+                return Err(end);
+            }
+        }
+        if is_last {
+            if let Some(upload) = self.bdat.take() {
+                self.finish(upload).await;
+            }
+        } else {
+            self.reply(Reply::new(
+                250,
+                "2.0.0",
+                format!("{chunk_size} octets received"),
+            ));
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn skip(&mut self, mut left: usize) -> Result<(), End> {
+        loop {
+            let n = left.min(self.pending().len());
+            self.consume(n);
+            left -= n;
+            if left == 0 {
+                return Ok(());
+            }
+            let timeout = self.settings.data_timeout;
+            self.fill(timeout).await?;
+        }
+    }
+
+    /// Abandons a BDAT transfer in progress (RSET, a new greeting).
+    pub(crate) async fn abandon_bdat(&mut self) {
+        if let Some(mut upload) = self.bdat.take() {
+            upload.abort("transaction reset").await;
+        }
+    }
+
+    fn trace_header(&self, transaction: &Transaction) -> String {
+        received_header(
+            &self.settings.hostname,
+            self.helo.as_deref().unwrap_or("unknown"),
+            self.peer.ip(),
+            self.listener.lmtp,
+            self.esmtp,
+            self.authenticated.is_some(),
+            self.stream.tls_details().as_deref(),
+            (transaction.recipients.len() == 1).then(|| transaction.recipients[0].address.as_str()),
+        )
+    }
+
+    async fn finish(&mut self, mut upload: Upload) {
+        let limit_exceeded = upload.too_large;
+        if limit_exceeded {
+            upload.abort("message exceeds the size limit").await;
+        }
+        // Closing the channel ends the body: the queue commits and answers.
+        drop(upload.sender.take());
+        let result = upload.task.await;
+        let reply = match (limit_exceeded, result) {
+            (true, _) => {
+                self.shared.metrics.rejected("size");
+                Reply::new(552, "5.3.4", "Message too large")
+            }
+            (false, Ok(Ok(id))) => {
+                self.messages += 1;
+                self.shared.metrics.received(upload.size);
+                tracing::info!(queue_id = %id, client = %self.peer.ip(), size = upload.size, recipients = upload.recipients, "message queued");
+                Reply::new(250, "2.0.0", format!("Message queued as {id}"))
+            }
+            (false, Ok(Err(QueueError::QuotaExceeded(why)))) => {
+                self.shared.metrics.rejected("quota");
+                tracing::warn!(client = %self.peer.ip(), %why, "queue quota exceeded");
+                Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+            }
+            (false, Ok(Err(error))) => {
+                self.shared.metrics.rejected("temporary");
+                tracing::error!(client = %self.peer.ip(), %error, "the queue did not take the message; answering 451");
+                Reply::new(
+                    451,
+                    "4.3.0",
+                    "Temporary failure queueing the message, try again later",
+                )
+            }
+            (false, Err(error)) => {
+                self.shared.metrics.rejected("temporary");
+                tracing::error!(client = %self.peer.ip(), %error, "enqueue task failed; answering 451");
+                Reply::new(
+                    451,
+                    "4.3.0",
+                    "Temporary failure queueing the message, try again later",
+                )
+            }
+        };
+        self.shared.metrics.stage("data", upload.started.elapsed());
+        // LMTP answers once per accepted recipient; one queue entry means one answer for all.
+        let times = if self.listener.lmtp {
+            upload.recipients
+        } else {
+            1
+        };
+        for _ in 0..times {
+            self.reply(Reply(reply.0.clone()));
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! MAIL, RCPT, VRFY and EXPN, and the relay decision: an unauthenticated client may only
+//! send to local domains, and only to recipients the directory confirms.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use ferrymail_rpc::directory::{Expansion, Verdict};
+use ferrymail_rpc::queue::{BodyType, DsnReturn, Notify, NotifyOn, Priority, Recipient};
+use smtp_proto::{
+    MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_REQUIRETLS, MAIL_RET_FULL, MAIL_RET_HDRS,
+    MAIL_SMTPUTF8, MailFrom, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER,
+    RCPT_NOTIFY_SUCCESS, RcptTo,
+};
+
+use super::reply::{Reply, quoted};
+use super::{Session, Transaction};
+
+/// MAIL FROM parameters kept for the queue.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct MailParams {
+    pub(crate) declared_size: Option<u64>,
+    pub(crate) body_type: BodyType,
+    pub(crate) ret: Option<DsnReturn>,
+    pub(crate) envid: Option<String>,
+    pub(crate) smtputf8: bool,
+    pub(crate) requiretls: bool,
+    pub(crate) priority: Priority,
+    pub(crate) hold_until: Option<u64>,
+}
+
+/// The longest FUTURERELEASE hold accepted (as announced in EHLO).
+const MAX_HOLD: u64 = 7 * 24 * 3600;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Splits `local@domain`, lower-casing the domain and dropping one trailing dot.
+pub(crate) fn split_address(address: &str) -> Option<(&str, String)> {
+    let (local, domain) = address.rsplit_once('@')?;
+    let domain = domain
+        .strip_suffix('.')
+        .unwrap_or(domain)
+        .to_ascii_lowercase();
+    if local.is_empty()
+        || domain.is_empty()
+        || domain.contains(['[', ']']) && !domain.starts_with('[')
+    {
+        return None;
+    }
+    Some((local, domain))
+}
+
+/// Local parts that route mail onward (`user%host`, `host!user`, `"a@b"`): accepted from
+/// an unauthenticated client, they would make this an open relay through a lenient next hop.
+fn routes_elsewhere(local: &str) -> bool {
+    local.contains(['%', '!', '@'])
+}
+
+impl Session {
+    pub(super) fn mail(&mut self, from: MailFrom<String>) {
+        if self.helo.is_none() {
+            self.reply(Reply::new(503, "5.5.1", "Say EHLO or HELO first"));
+            return;
+        }
+        if self.transaction.is_some() {
+            self.reply(Reply::new(503, "5.5.1", "Nested MAIL command"));
+            return;
+        }
+        if self.messages >= self.settings.max_messages {
+            self.shared.metrics.rejected("limit");
+            self.reply(Reply::new(
+                452,
+                "4.4.5",
+                "Too many messages in this session; reconnect",
+            ));
+            return;
+        }
+        if from.size as u64 > self.settings.max_message_size {
+            self.shared.metrics.rejected("size");
+            self.reply(Reply::new(552, "5.3.4", "Message too large"));
+            return;
+        }
+        if from.flags & MAIL_REQUIRETLS != 0 && !self.is_tls() {
+            self.reply(Reply::new(
+                530,
+                "5.7.10",
+                "REQUIRETLS needs an encrypted connection",
+            ));
+            return;
+        }
+        let Some(priority) = Priority::new(i32::try_from(from.mt_priority).unwrap_or(i32::MAX))
+        else {
+            self.reply(Reply::new(
+                501,
+                "5.5.4",
+                "MT-PRIORITY must be between -9 and 9",
+            ));
+            return;
+        };
+        let hold = if from.hold_until > 0 {
+            Some(from.hold_until)
+        } else if from.hold_for > 0 {
+            Some(unix_now().saturating_add(from.hold_for))
+        } else {
+            None
+        };
+        if hold.is_some_and(|until| until > unix_now().saturating_add(MAX_HOLD)) {
+            self.reply(Reply::new(
+                501,
+                "5.5.4",
+                "FUTURERELEASE too far in the future",
+            ));
+            return;
+        }
+        let params = MailParams {
+            declared_size: (from.size > 0).then_some(from.size as u64),
+            body_type: if from.flags & MAIL_BODY_BINARYMIME != 0 {
+                BodyType::BinaryMime
+            } else if from.flags & MAIL_BODY_8BITMIME != 0 {
+                BodyType::EightBitMime
+            } else {
+                BodyType::SevenBit
+            },
+            ret: if from.flags & MAIL_RET_FULL != 0 {
+                Some(DsnReturn::Full)
+            } else if from.flags & MAIL_RET_HDRS != 0 {
+                Some(DsnReturn::Headers)
+            } else {
+                None
+            },
+            envid: from.env_id,
+            smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
+            requiretls: from.flags & MAIL_REQUIRETLS != 0,
+            priority,
+            hold_until: hold,
+        };
+        self.transaction = Some(Transaction {
+            sender: from.address,
+            params,
+            recipients: Vec::new(),
+        });
+        self.reply(Reply::new(250, "2.1.0", "OK"));
+    }
+
+    pub(super) async fn rcpt(&mut self, to: RcptTo<String>) {
+        let started = Instant::now();
+        let Some(count) = self.transaction.as_ref().map(|t| t.recipients.len()) else {
+            self.reply(Reply::new(503, "5.5.1", "Need MAIL before RCPT"));
+            return;
+        };
+        if count >= self.settings.max_recipients {
+            self.shared.metrics.rejected("limit");
+            self.reply(Reply::new(452, "4.5.3", "Too many recipients"));
+            return;
+        }
+        // RFC 5321 §4.5.1: the bare "postmaster" is this host's postmaster.
+        let address = if to.address.eq_ignore_ascii_case("postmaster") {
+            format!("postmaster@{}", self.settings.hostname)
+        } else {
+            to.address.clone()
+        };
+        let Some((local, domain)) = split_address(&address) else {
+            self.shared.metrics.rejected("syntax");
+            self.reply(Reply::new(
+                550,
+                "5.1.3",
+                format!("{} Bad recipient address syntax", quoted(&address)),
+            ));
+            return;
+        };
+        let address = format!("{local}@{domain}");
+        if let Some(reply) = self.relay_check(local, &domain, &address).await {
+            self.reply(reply);
+            self.shared.metrics.stage("rcpt", started.elapsed());
+            return;
+        }
+        let recipient = Recipient {
+            address: address.clone(),
+            notify: notify(to.flags),
+            orcpt: to.orcpt,
+        };
+        if let Some(transaction) = self.transaction.as_mut()
+            && !transaction
+                .recipients
+                .iter()
+                .any(|r| r.address.eq_ignore_ascii_case(&address))
+        {
+            transaction.recipients.push(recipient);
+        }
+        self.reply(Reply::new(250, "2.1.5", format!("{} OK", quoted(&address))));
+        self.shared.metrics.stage("rcpt", started.elapsed());
+    }
+
+    /// `None` when the recipient is accepted, else the refusal.
+    async fn relay_check(&mut self, local: &str, domain: &str, address: &str) -> Option<Reply> {
+        if self.authenticated.is_some() {
+            return None;
+        }
+        let denied = || {
+            Reply::new(
+                554,
+                "5.7.1",
+                format!("{} Relay access denied", quoted(address)),
+            )
+        };
+        let Some(directory) = self.settings.rcpt_directory.clone() else {
+            self.relay_denied(address);
+            return Some(denied());
+        };
+        if routes_elsewhere(local) {
+            self.relay_denied(address);
+            return Some(denied());
+        }
+        let directories = self.shared.directory.clone();
+        let temporary = || Reply::new(451, "4.4.3", "Directory unavailable, try again later");
+        match directories.is_local_domain(&directory, domain).await {
+            Ok(answer) if answer.verdict == Verdict::Yes => {}
+            Ok(answer) if answer.verdict == Verdict::No => {
+                self.relay_denied(address);
+                return Some(denied());
+            }
+            _ => {
+                self.shared.metrics.rejected("temporary");
+                return Some(temporary());
+            }
+        }
+        match directories.verify_recipient(&directory, address).await {
+            Ok(answer) => match answer.verdict {
+                Verdict::Yes => None,
+                Verdict::No => {
+                    self.shared.metrics.rejected("unknown_user");
+                    Some(Reply::new(
+                        550,
+                        "5.1.1",
+                        format!(
+                            "{} Recipient address rejected: User unknown",
+                            quoted(address)
+                        ),
+                    ))
+                }
+                Verdict::TemporaryFailure => {
+                    self.shared.metrics.rejected("temporary");
+                    Some(temporary())
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, "recipient lookup failed; answering 451");
+                self.shared.metrics.rejected("temporary");
+                Some(temporary())
+            }
+        }
+    }
+
+    /// The relay-denied log line, in one stable format (documented in the README).
+    fn relay_denied(&self, address: &str) {
+        self.shared.metrics.rejected("relay");
+        tracing::warn!(
+            target: "ferrymail::relay",
+            "relay denied: client={} helo={:?} rcpt={:?} listener={}",
+            self.peer.ip(),
+            self.helo.as_deref().unwrap_or(""),
+            address,
+            self.listener.id
+        );
+    }
+
+    pub(super) async fn vrfy(&mut self, value: String, expn: bool) {
+        let (Some(_), Some(directory)) =
+            (&self.authenticated, self.settings.rcpt_directory.clone())
+        else {
+            // Address harvesting: VRFY and EXPN answer only authenticated clients.
+            self.reply(Reply::new(
+                252,
+                "2.5.2",
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            ));
+            return;
+        };
+        let directories = self.shared.directory.clone();
+        let answer = if expn {
+            directories.expn(&directory, &value).await
+        } else {
+            directories.vrfy(&directory, &value).await
+        };
+        let reply = match answer {
+            Ok(Expansion::Found { values, .. }) => Reply::new(250, "2.1.5", values.join("\n")),
+            Ok(Expansion::NotFound { .. }) => Reply::new(550, "5.1.1", "No such user"),
+            Ok(Expansion::CannotTell { .. }) => {
+                Reply::new(252, "2.5.2", "Cannot VRFY user, but will accept message")
+            }
+            Ok(Expansion::TemporaryFailure { .. }) | Err(_) => {
+                Reply::new(451, "4.4.3", "Directory unavailable, try again later")
+            }
+        };
+        self.reply(reply);
+    }
+}
+
+fn notify(flags: u64) -> Notify {
+    if flags & RCPT_NOTIFY_NEVER != 0 {
+        return Notify::Never;
+    }
+    NotifyOn::new(
+        flags & RCPT_NOTIFY_SUCCESS != 0,
+        flags & RCPT_NOTIFY_FAILURE != 0,
+        flags & RCPT_NOTIFY_DELAY != 0,
+    )
+    .map_or(Notify::Default, Notify::On)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_normalised_for_the_relay_decision() {
+        assert_eq!(
+            split_address("Alice@Example.ORG."),
+            Some(("Alice", "example.org".to_string()))
+        );
+        assert_eq!(split_address("nodomain"), None);
+        assert_eq!(split_address("@example.org"), None);
+        assert_eq!(split_address("a@"), None);
+        assert!(routes_elsewhere("user%evil.com"));
+        assert!(routes_elsewhere("evil.com!user"));
+        assert!(routes_elsewhere("\"a@evil.com\""));
+        assert!(!routes_elsewhere("alice+tag"));
+    }
+}

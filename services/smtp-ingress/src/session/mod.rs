@@ -1,0 +1,403 @@
+//! One SMTP or LMTP session: reading commands (parsed by `smtp-proto`), answering them in
+//! order (pipelining), and the state of the mail transaction.
+
+mod auth;
+mod data;
+mod envelope;
+mod reply;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrymail_rpc::queue::Recipient;
+use smtp_proto::request::receiver::RequestReceiver;
+use smtp_proto::{
+    AUTH_LOGIN, AUTH_PLAIN, EXT_8BIT_MIME, EXT_AUTH, EXT_CHUNKING, EXT_DSN,
+    EXT_ENHANCED_STATUS_CODES, EXT_EXPN, EXT_FUTURE_RELEASE, EXT_HELP, EXT_MT_PRIORITY,
+    EXT_PIPELINING, EXT_REQUIRE_TLS, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, EXT_VRFY,
+    EhloResponse, Request,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::Shared;
+use crate::settings::{ListenerSettings, Settings};
+use crate::tls::ServerStream;
+pub(crate) use reply::Reply;
+
+/// Largest read from the socket at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What the handler wants the loop to do next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close,
+}
+
+/// Why a session ended early.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The client went away or the connection broke.
+    Disconnected,
+    /// A time limit ran out (the client was told).
+    TimedOut,
+}
+
+/// The open mail transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Transaction {
+    pub(crate) sender: String,
+    pub(crate) params: envelope::MailParams,
+    pub(crate) recipients: Vec<Recipient>,
+}
+
+pub(crate) struct Session {
+    pub(crate) stream: ServerStream,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) listener: Arc<ListenerSettings>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) started: Instant,
+    input: Vec<u8>,
+    pos: usize,
+    out: Vec<u8>,
+    receiver: RequestReceiver,
+    pub(crate) helo: Option<String>,
+    pub(crate) esmtp: bool,
+    pub(crate) authenticated: Option<String>,
+    pub(crate) transaction: Option<Transaction>,
+    pub(crate) messages: u32,
+    pub(crate) bdat: Option<data::Upload>,
+    /// Skipping the rest of a line that was too long.
+    discarding: bool,
+    errors: u32,
+    pub(crate) auth_errors: u32,
+}
+
+impl Session {
+    pub(crate) fn new(
+        stream: ServerStream,
+        shared: Arc<Shared>,
+        listener: Arc<ListenerSettings>,
+        peer: SocketAddr,
+    ) -> Self {
+        let settings = shared.settings();
+        Self {
+            stream,
+            shared,
+            settings,
+            listener,
+            peer,
+            started: Instant::now(),
+            input: Vec::with_capacity(READ_CHUNK),
+            pos: 0,
+            out: Vec::with_capacity(1024),
+            receiver: RequestReceiver::default(),
+            helo: None,
+            esmtp: false,
+            authenticated: None,
+            transaction: None,
+            messages: 0,
+            bdat: None,
+            discarding: false,
+            errors: 0,
+            auth_errors: 0,
+        }
+    }
+
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self.stream, ServerStream::Tls(_))
+    }
+
+    /// Queues a reply; replies go out when the client's pipelined input is used up.
+    pub(crate) fn reply(&mut self, reply: Reply) {
+        if reply.is_error() {
+            self.errors += 1;
+        }
+        self.out.extend_from_slice(reply.0.as_bytes());
+    }
+
+    pub(crate) async fn flush(&mut self) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let result = self.stream.write_all(&self.out).await;
+        self.out.clear();
+        result.map_err(|_| End::Disconnected)?;
+        self.stream.flush().await.map_err(|_| End::Disconnected)
+    }
+
+    /// Bytes received and not used yet.
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.input[self.pos..]
+    }
+
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+
+    /// Reads more input, waiting at most `timeout` (and never past the session's duration).
+    pub(crate) async fn fill(&mut self, timeout: Duration) -> Result<(), End> {
+        if self.pos > 0 {
+            self.input.drain(..self.pos);
+            self.pos = 0;
+        }
+        let left = self
+            .settings
+            .duration
+            .saturating_sub(self.started.elapsed());
+        let wait = timeout.min(left);
+        let start = self.input.len();
+        self.input.resize(start + READ_CHUNK, 0);
+        let read = tokio::time::timeout(wait, self.stream.read(&mut self.input[start..])).await;
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                self.input.truncate(start);
+                Err(End::Disconnected)
+            }
+            Ok(Ok(n)) => {
+                self.input.truncate(start + n);
+                Ok(())
+            }
+            Err(_) => {
+                self.input.truncate(start);
+                let why = if left <= timeout {
+                    "session duration exceeded"
+                } else {
+                    "timeout, closing connection"
+                };
+                self.reply(Reply::new(
+                    421,
+                    "4.4.2",
+                    format!("{} {why}", self.settings.hostname),
+                ));
+                let _ = self.flush().await;
+                Err(End::TimedOut)
+            }
+        }
+    }
+
+    /// Serves the session to its end.
+    pub(crate) async fn run(mut self) -> ServerStream {
+        let greeting = format!("{} {}", self.settings.hostname, self.listener.greeting);
+        self.reply(Reply::new(220, "", greeting));
+        if self.flush().await.is_err() {
+            return self.stream;
+        }
+        let _ = self.serve().await;
+        let _ = self.stream.shutdown().await;
+        self.stream
+    }
+
+    async fn serve(&mut self) -> Result<(), End> {
+        loop {
+            while !self.pending().is_empty() {
+                if self.discarding {
+                    match self.pending().iter().position(|&b| b == b'\n') {
+                        Some(end) => {
+                            self.consume(end + 1);
+                            self.discarding = false;
+                            continue;
+                        }
+                        None => {
+                            let all = self.pending().len();
+                            self.consume(all);
+                            break;
+                        }
+                    }
+                }
+                let mut iter = self.input[self.pos..].iter();
+                let parsed = self.receiver.ingest(&mut iter).map(Request::into_owned);
+                let used = self.pending().len() - iter.as_slice().len();
+                self.consume(used);
+                let flow = match parsed {
+                    Ok(request) => self.handle(request).await?,
+                    Err(smtp_proto::Error::NeedsMoreData { .. }) => break,
+                    Err(error) => {
+                        // The rest of an overlong line is not a new command.
+                        self.discarding = matches!(error, smtp_proto::Error::ResponseTooLong);
+                        self.syntax_error(error);
+                        Flow::Continue
+                    }
+                };
+                if flow == Flow::Close {
+                    return self.flush().await;
+                }
+                if self.errors >= self.settings.max_errors {
+                    self.reply(Reply::new(
+                        421,
+                        "4.7.0",
+                        "Too many errors, closing connection",
+                    ));
+                    self.shared.metrics.rejected("limit");
+                    return self.flush().await;
+                }
+            }
+            self.flush().await?;
+            let timeout = self.settings.timeout;
+            self.fill(timeout).await?;
+        }
+    }
+
+    fn syntax_error(&mut self, error: smtp_proto::Error) {
+        self.shared.metrics.rejected("syntax");
+        let reply = match error {
+            smtp_proto::Error::UnknownCommand => Reply::new(500, "5.5.1", "Unknown command"),
+            smtp_proto::Error::ResponseTooLong => Reply::new(500, "5.5.2", "Line too long"),
+            smtp_proto::Error::InvalidSenderAddress => {
+                Reply::new(501, "5.1.7", "Bad sender address syntax")
+            }
+            smtp_proto::Error::InvalidRecipientAddress => {
+                Reply::new(501, "5.1.3", "Bad recipient address syntax")
+            }
+            smtp_proto::Error::SyntaxError { syntax } => {
+                Reply::new(501, "5.5.4", format!("Syntax: {syntax}"))
+            }
+            smtp_proto::Error::InvalidParameter { param } => {
+                Reply::new(501, "5.5.4", format!("Invalid parameter {param:?}"))
+            }
+            smtp_proto::Error::UnsupportedParameter { param } => {
+                let param: String = param
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic())
+                    .take(64)
+                    .collect();
+                Reply::new(504, "5.5.4", format!("Unsupported parameter {param:?}"))
+            }
+            _ => Reply::new(500, "5.5.2", "Syntax error"),
+        };
+        self.reply(reply);
+    }
+
+    async fn handle(&mut self, request: Request<String>) -> Result<Flow, End> {
+        match request {
+            Request::Ehlo { host } if !self.listener.lmtp => self.hello(host, true),
+            Request::Helo { host } if !self.listener.lmtp => self.hello(host, false),
+            Request::Lhlo { host } if self.listener.lmtp => self.hello(host, true),
+            Request::Ehlo { .. } | Request::Helo { .. } | Request::Lhlo { .. } => {
+                self.reply(Reply::new(500, "5.5.1", "Unknown command"));
+            }
+            Request::StartTls => return self.starttls().await,
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, initial_response).await?,
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to).await,
+            Request::Data => return self.data().await,
+            Request::Bdat { chunk_size, is_last } => return self.bdat(chunk_size, is_last).await,
+            Request::Rset => {
+                self.abandon_bdat().await;
+                self.transaction = None;
+                self.reply(Reply::new(250, "2.0.0", "OK"));
+            }
+            Request::Noop { .. } => self.reply(Reply::new(250, "2.0.0", "OK")),
+            Request::Quit => {
+                self.reply(Reply::new(221, "2.0.0", "Bye"));
+                return Ok(Flow::Close);
+            }
+            Request::Vrfy { value } => self.vrfy(value, false).await,
+            Request::Expn { value } => self.vrfy(value, true).await,
+            Request::Help { .. } => self.reply(Reply::new(
+                214,
+                "2.0.0",
+                "Commands: EHLO HELO LHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP AUTH STARTTLS",
+            )),
+            Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+                self.reply(Reply::new(502, "5.5.1", "Command not implemented"));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn hello(&mut self, host: String, extended: bool) {
+        let host: String = host
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(255)
+            .collect();
+        if host.is_empty() {
+            self.reply(Reply::new(501, "5.5.4", "A host name is required"));
+            return;
+        }
+        // A new greeting starts over, as RFC 5321 §4.1.4 says.
+        self.transaction = None;
+        self.helo = Some(host);
+        self.esmtp = extended;
+        if !extended {
+            self.reply(Reply::new(250, "", &self.settings.hostname));
+            return;
+        }
+        let mut ehlo = EhloResponse::new(self.settings.hostname.as_str());
+        ehlo.capabilities = EXT_8BIT_MIME
+            | EXT_CHUNKING
+            | EXT_DSN
+            | EXT_ENHANCED_STATUS_CODES
+            | EXT_PIPELINING
+            | EXT_SIZE
+            | EXT_SMTP_UTF8
+            | EXT_HELP
+            | EXT_MT_PRIORITY
+            | EXT_FUTURE_RELEASE
+            | EXT_VRFY
+            | EXT_EXPN;
+        ehlo.size = usize::try_from(self.settings.max_message_size).unwrap_or(usize::MAX);
+        ehlo.future_release_interval = 7 * 24 * 3600;
+        ehlo.future_release_datetime = 7 * 24 * 3600;
+        if self.is_tls() {
+            ehlo.capabilities |= EXT_REQUIRE_TLS;
+        } else if self.shared.tls().is_some() {
+            ehlo.capabilities |= EXT_START_TLS;
+        }
+        if self.auth_offered() {
+            ehlo.capabilities |= EXT_AUTH;
+            ehlo.auth_mechanisms = AUTH_PLAIN | AUTH_LOGIN;
+        }
+        let mut out = Vec::new();
+        if ehlo.write(&mut out).is_ok() {
+            self.out.extend_from_slice(&out);
+        }
+    }
+
+    /// Whether AUTH may be used now: a directory checks it, and the connection is encrypted
+    /// unless plain-text AUTH is allowed.
+    pub(crate) fn auth_offered(&self) -> bool {
+        self.settings.auth_directory.is_some()
+            && (self.is_tls() || self.settings.auth_allow_plain_text)
+            && !self.listener.lmtp
+    }
+
+    async fn starttls(&mut self) -> Result<Flow, End> {
+        let Some(acceptor) = self.shared.tls() else {
+            self.reply(Reply::new(502, "5.5.1", "STARTTLS not available"));
+            return Ok(Flow::Continue);
+        };
+        if self.is_tls() {
+            self.reply(Reply::new(503, "5.5.1", "Already in TLS"));
+            return Ok(Flow::Continue);
+        }
+        self.reply(Reply::new(220, "2.0.0", "Ready to start TLS"));
+        self.flush().await?;
+        // Anything pipelined after STARTTLS was sent in clear text and could have been
+        // injected by a man in the middle: it is discarded (RFC 3207 §4.2).
+        self.input.clear();
+        self.pos = 0;
+        self.receiver = RequestReceiver::default();
+        let plain = std::mem::replace(&mut self.stream, ServerStream::Detached);
+        let ServerStream::Plain(tcp) = plain else {
+            return Err(End::Disconnected);
+        };
+        let handshake = tokio::time::timeout(self.settings.timeout, acceptor.accept(tcp)).await;
+        match handshake {
+            Ok(Ok(tls)) => {
+                self.stream = ServerStream::Tls(Box::new(tls));
+                self.shared.metrics.tls();
+                self.helo = None;
+                self.transaction = None;
+                Ok(Flow::Continue)
+            }
+            _ => Err(End::Disconnected),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! What a session needs from the configuration, read once per configuration version.
+
+use std::time::Duration;
+
+use ferrymail_config::Config;
+use ferrymail_config::model::server::{Listener, ListenerProtocol};
+
+/// Settings of one listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// `server.listener.<id>`.
+    pub id: String,
+    /// LMTP instead of SMTP.
+    pub lmtp: bool,
+    /// TLS from the first byte.
+    pub tls_implicit: bool,
+    /// Text after `220 <hostname>`.
+    pub greeting: String,
+}
+
+impl ListenerSettings {
+    /// The settings of listener `id`.
+    pub fn new(id: &str, listener: &Listener) -> Self {
+        Self {
+            id: id.to_string(),
+            lmtp: listener.protocol == ListenerProtocol::Lmtp,
+            tls_implicit: listener.tls_implicit,
+            greeting: listener
+                .greeting
+                .clone()
+                .unwrap_or_else(|| "ESMTP ferrymail".to_string()),
+        }
+    }
+}
+
+/// Session settings shared by every listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `server.hostname`.
+    pub hostname: String,
+    /// `session.auth.directory`: AUTH is offered only with one.
+    pub auth_directory: Option<String>,
+    /// `session.rcpt.directory`: without one, no domain is local.
+    pub rcpt_directory: Option<String>,
+    /// `session.auth.allow-plain-text`.
+    pub auth_allow_plain_text: bool,
+    /// `session.timeout`.
+    pub timeout: Duration,
+    /// `session.duration`.
+    pub duration: Duration,
+    /// `session.data.timeout`.
+    pub data_timeout: Duration,
+    /// `session.errors.total`.
+    pub max_errors: u32,
+    /// `session.auth.errors.total`.
+    pub max_auth_errors: u32,
+    /// `session.rcpt.max-recipients`.
+    pub max_recipients: usize,
+    /// `session.data.limits.size`.
+    pub max_message_size: u64,
+    /// `session.data.limits.messages`.
+    pub max_messages: u32,
+    /// `server.max-connections`.
+    pub max_connections: usize,
+    /// `server.max-connections-per-ip`.
+    pub max_connections_per_ip: usize,
+}
+
+impl Settings {
+    /// The session settings of `config`.
+    pub fn new(config: &Config) -> Self {
+        let s = &config.session;
+        Self {
+            hostname: config.server.hostname.clone(),
+            auth_directory: s.auth_directory.clone(),
+            rcpt_directory: s.rcpt_directory.clone(),
+            auth_allow_plain_text: s.auth_allow_plain_text,
+            timeout: s.timeout,
+            duration: s.duration,
+            data_timeout: s.data_timeout,
+            max_errors: s.max_errors,
+            max_auth_errors: s.max_auth_errors,
+            max_recipients: s.max_recipients as usize,
+            max_message_size: s.max_message_size.0,
+            max_messages: s.max_messages,
+            max_connections: config.server.max_connections as usize,
+            max_connections_per_ip: config.server.max_connections_per_ip as usize,
+        }
+    }
+}

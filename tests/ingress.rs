@@ -1,0 +1,473 @@
+//! The SMTP/LMTP front door through `ferrymail all`, with real clients (Python's smtplib,
+//! swaks, Postfix's smtp-source) and Dovecot as the directory: relay control, TLS, AUTH,
+//! limits, malformed input, and "250 only once the queue has the message".
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use ferrymail_e2e::{
+    ALICE, BOB, Dovecot, DovecotOptions, Ferrymail, SmtpClient, TEMPFAIL_USER, TestCertificates,
+    http_get, require_peer,
+};
+use ferrymail_rpc::queue::{GrpcQueue, QueueService};
+
+struct Lab {
+    _dovecot: Dovecot,
+    _certs: tempfile::TempDir,
+    ca: std::path::PathBuf,
+    process: Ferrymail,
+    smtp: SocketAddr,
+    submissions: SocketAddr,
+    lmtp: SocketAddr,
+    admin: SocketAddr,
+    grpc: SocketAddr,
+}
+
+fn lab(extra: &str) -> Lab {
+    lab_with("", extra)
+}
+
+/// A lab whose `[session.rcpt]` table also holds `rcpt` (TOML allows one such table).
+fn lab_with(rcpt: &str, extra: &str) -> Lab {
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        auth_penalty: false,
+        ..DovecotOptions::default()
+    });
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = TestCertificates::generate(certs_dir.path());
+    let config = format!(
+        r#"
+[server]
+hostname = "mx.test"
+shutdown-timeout = "5s"
+[server.listener.smtp]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+[server.listener.submissions]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+tls.implicit = true
+[server.listener.lmtp]
+bind = "127.0.0.1:0"
+protocol = "lmtp"
+[server.listener.admin]
+bind = "127.0.0.1:0"
+protocol = "http"
+[server.listener.grpc]
+bind = "127.0.0.1:0"
+protocol = "grpc"
+[certificate.default]
+cert = "%{{file:{cert}}}%"
+private-key = "%{{file:{key}}}%"
+[store.local]
+type = "embedded"
+path = "data"
+[storage]
+data = "local"
+[directory.mailboxes]
+type = "lmtp"
+address = "127.0.0.1"
+port = {lmtp}
+tls.allow-invalid-certs = true
+lookup.domains = ["example.org"]
+[directory.logins]
+type = "smtp"
+address = "127.0.0.1"
+port = {submission}
+tls.allow-invalid-certs = true
+[session.rcpt]
+directory = "mailboxes"
+{rcpt}
+[session.auth]
+directory = "logins"
+{extra}
+"#,
+        cert = certs.cert_pem.display(),
+        key = certs.key_pem.display(),
+        lmtp = dovecot.ports.lmtp,
+        submission = dovecot.ports.submission,
+    );
+    let mut process = Ferrymail::start("all", &config);
+    let smtp = process.address("smtp");
+    let submissions = process.address("submissions");
+    let lmtp = process.address("lmtp");
+    let admin = process.address("admin");
+    let grpc = process.address("grpc");
+    Lab {
+        _dovecot: dovecot,
+        ca: certs.ca_pem.clone(),
+        _certs: certs_dir,
+        process,
+        smtp,
+        submissions,
+        lmtp,
+        admin,
+        grpc,
+    }
+}
+
+/// Runs a Python smtplib script; `{host}`, `{port}` and `{ca}` are filled in. Returns stdout.
+fn python(script: &str, address: SocketAddr, ca: &std::path::Path) -> String {
+    let script = script
+        .replace("{host}", &address.ip().to_string())
+        .replace("{port}", &address.port().to_string())
+        .replace("{ca}", &ca.display().to_string());
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed:\n{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn queued(lab: &Lab) -> u64 {
+    let queue = GrpcQueue::connect(&format!("http://{}", lab.grpc)).unwrap();
+    queue.stats().await.unwrap().messages
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smtplib_message_to_a_local_user_is_queued_before_250() {
+    let lab = lab("");
+    let out = python(
+        r#"
+import smtplib
+s = smtplib.SMTP("{host}", {port}, timeout=30)
+s.ehlo("client.test")
+print(s.mail("sender@remote.test"))
+print(s.rcpt("alice@example.org"))
+print(s.data(b"Subject: hi\r\n\r\nhello\r\n"))
+s.quit()
+"#,
+        lab.smtp,
+        &lab.ca,
+    );
+    assert!(out.contains("(250, b'2.1.0 OK')"), "{out}");
+    assert!(
+        out.contains("(250, b'2.1.5 <alice@example.org> OK')"),
+        "{out}"
+    );
+    assert!(out.contains("(250, b'2.0.0 Message queued as "), "{out}");
+    assert_eq!(queued(&lab).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_and_temporarily_failing_recipients() {
+    let lab = lab("");
+    let mut c = SmtpClient::connect(lab.smtp);
+    assert_eq!(c.command("EHLO client.test").code, 250);
+    assert_eq!(c.command("MAIL FROM:<s@remote.test>").code, 250);
+    let unknown = c.command("RCPT TO:<nosuch@example.org>");
+    assert_eq!(
+        (unknown.code, unknown.text().starts_with("5.1.1")),
+        (550, true),
+        "{unknown:?}"
+    );
+    let temp = c.command(&format!("RCPT TO:<{TEMPFAIL_USER}>"));
+    assert_eq!(
+        temp.code, 451,
+        "a directory temporary failure is 451, never 5xx: {temp:?}"
+    );
+    assert!(temp.text().starts_with("4.4.3"), "{temp:?}");
+    assert_eq!(c.command(&format!("RCPT TO:<{}>", BOB.0)).code, 250);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_open_relay_for_unauthenticated_clients() {
+    // Every refusal counts against session.errors.total; allow the whole matrix in one session.
+    let lab = lab("[session.errors]\ntotal = 50\n");
+    let mut c = SmtpClient::connect(lab.smtp);
+    assert_eq!(c.command("EHLO client.test").code, 250);
+    assert_eq!(c.command("MAIL FROM:<s@remote.test> SMTPUTF8").code, 250);
+    for rcpt in [
+        "<victim@other.test>",
+        "<VICTIM@OTHER.TEST>",
+        "<victim@other.test.>",
+        "<victim%other.test@example.org>",
+        "<other.test!victim@example.org>",
+        "<\"victim@other.test\"@example.org>",
+        "<@example.org:victim@other.test>",
+        "<victim@exämple.org>",
+        "<postmaster>",
+        "<postmaster@other.test>",
+        "<victim@[192.0.2.1]>",
+    ] {
+        let reply = c.command(&format!("RCPT TO:{rcpt}"));
+        assert!(
+            reply.code >= 500,
+            "{rcpt} was accepted for relay: {reply:?}"
+        );
+    }
+    // A local domain still works, also with a trailing dot and mixed case.
+    assert_eq!(c.command("RCPT TO:<Alice@Example.ORG.>").code, 250);
+    let mut process = lab.process;
+    let line = process.wait_for("the relay-denied line", |l| {
+        l.message().starts_with("relay denied:")
+    });
+    assert_eq!(
+        line.message(),
+        "relay denied: client=127.0.0.1 helo=\"client.test\" rcpt=\"victim@other.test\" listener=smtp"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_only_over_tls_then_relay_is_allowed() {
+    let lab = lab("");
+    let mut c = SmtpClient::connect(lab.smtp);
+    let ehlo = c.command("EHLO client.test");
+    assert!(ehlo.lines.iter().any(|l| l == "STARTTLS"), "{ehlo:?}");
+    assert!(
+        !ehlo.lines.iter().any(|l| l.starts_with("AUTH")),
+        "no AUTH in clear text: {ehlo:?}"
+    );
+    assert_eq!(
+        c.command("AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAGFsaWNlLXBhc3M=")
+            .code,
+        538
+    );
+    let out = python(
+        r#"
+import smtplib, ssl
+ctx = ssl.create_default_context(cafile="{ca}")
+s = smtplib.SMTP("{host}", {port}, timeout=30)
+s.starttls(context=ctx)
+print(s.login("alice@example.org", "alice-pass"))
+print(s.mail("alice@example.org"))
+print(s.rcpt("friend@elsewhere.test"))
+print(s.data(b"Subject: relayed\r\n\r\nhi\r\n"))
+s.quit()
+"#,
+        lab.smtp,
+        &lab.ca,
+    );
+    assert!(
+        out.contains("(235, b'2.7.0 Authentication successful')"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(250, b'2.1.5 <friend@elsewhere.test> OK')"),
+        "{out}"
+    );
+    assert!(out.contains("Message queued as"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_logins_are_logged_for_fail2ban_and_end_the_session() {
+    let mut lab = lab("");
+    let out = python(
+        r#"
+import smtplib, ssl
+ctx = ssl.create_default_context(cafile="{ca}")
+s = smtplib.SMTP_SSL("{host}", {port}, timeout=30, context=ctx)
+s.ehlo("client.test")
+for i in range(3):
+    try:
+        s.login("alice@example.org", "wrong")
+    except smtplib.SMTPAuthenticationError as e:
+        print(e.smtp_code)
+    except smtplib.SMTPServerDisconnected:
+        print("disconnected")
+        break
+"#,
+        lab.submissions,
+        &lab.ca,
+    );
+    // smtplib tries PLAIN, then LOGIN, within one login(): three failures end the session.
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["535", "disconnected"],
+        "{out}"
+    );
+    let line = lab.process.wait_for("the auth failure line", |l| {
+        l.message().starts_with("authentication failed:")
+    });
+    assert_eq!(
+        line.message(),
+        "authentication failed: client=127.0.0.1 user=\"alice@example.org\" mechanism=PLAIN listener=submissions"
+    );
+    assert!(
+        !lab.process.dump().contains("wrong"),
+        "the password never reaches the log"
+    );
+    let metrics = http_get(lab.admin, "/metrics").unwrap().body;
+    assert!(metrics.contains("auth_failures_total 3"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lmtp_answers_once_per_recipient() {
+    let lab = lab("");
+    let mut c = SmtpClient::connect(lab.lmtp);
+    assert_eq!(c.command("EHLO x").code, 500, "LMTP speaks LHLO only");
+    assert_eq!(c.command("LHLO client.test").code, 250);
+    assert_eq!(c.command("MAIL FROM:<s@remote.test>").code, 250);
+    assert_eq!(c.command(&format!("RCPT TO:<{}>", ALICE.0)).code, 250);
+    assert_eq!(c.command(&format!("RCPT TO:<{}>", BOB.0)).code, 250);
+    assert_eq!(c.command("DATA").code, 354);
+    let first = c.send_data("Subject: lmtp\r\n\r\nbody");
+    let second = c.read_reply();
+    assert_eq!(
+        (first.code, second.code),
+        (250, 250),
+        "{first:?} {second:?}"
+    );
+    assert_eq!(queued(&lab).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn size_and_recipient_limits() {
+    let lab = lab_with(
+        "max-recipients = 2",
+        "[session.data.limits]\nsize = \"64KB\"\n",
+    );
+    let mut c = SmtpClient::connect(lab.smtp);
+    let ehlo = c.command("EHLO client.test");
+    assert!(ehlo.lines.iter().any(|l| l == "SIZE 65536"), "{ehlo:?}");
+    assert_eq!(c.command("MAIL FROM:<s@remote.test> SIZE=70000").code, 552);
+    assert_eq!(c.command("MAIL FROM:<s@remote.test> SIZE=1000").code, 250);
+    assert_eq!(c.command(&format!("RCPT TO:<{}>", ALICE.0)).code, 250);
+    assert_eq!(c.command(&format!("RCPT TO:<{}>", BOB.0)).code, 250);
+    assert_eq!(c.command("RCPT TO:<alice+3@example.org>").code, 452);
+    assert_eq!(c.command("DATA").code, 354);
+    let big = "X".repeat(78);
+    let body: String = std::iter::repeat_n(big.as_str(), 1000)
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let reply = c.send_data(&body);
+    assert_eq!(reply.code, 552, "{reply:?}");
+    // The session is still in step: a small message goes through.
+    assert_eq!(c.command("MAIL FROM:<s@remote.test>").code, 250);
+    assert_eq!(c.command(&format!("RCPT TO:<{}>", ALICE.0)).code, 250);
+    assert_eq!(c.command("DATA").code, 354);
+    assert_eq!(c.send_data("Subject: small\r\n\r\nok").code, 250);
+    assert_eq!(queued(&lab).await, 1, "the oversize message was not queued");
+}
+
+/// Sends raw bytes and reads whatever comes back within a moment's quiet.
+fn raw(address: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(address).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The server may answer and close before reading everything (that is allowed); what
+    // it answered is what the test checks.
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if out.ends_with(b"221 2.0.0 Bye\r\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_input_gets_replies_and_never_a_crash() {
+    let lab = lab("");
+    let long = format!("NOOP {}\r\n", "A".repeat(10 * 1024 * 1024));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("commands out of order", b"RCPT TO:<a@example.org>\r\nDATA\r\nEHLO x\r\nDATA\r\nQUIT\r\n".to_vec(), "503 5.5.1 Need MAIL"),
+        ("bare LF line endings", b"EHLO x\nMAIL FROM:<a@b.test>\nQUIT\n".to_vec(), "250 2.1.0 OK"),
+        ("NUL bytes", b"EHLO x\r\nMAIL FROM:<a\0b@c.test>\r\nQUIT\r\n".to_vec(), "221 2.0.0 Bye"),
+        ("a 10 MB line", long.into_bytes(), "500 5.5.2 Line too long"),
+        ("unknown commands", b"EHLO x\r\nFOO BAR\r\nQUIT\r\n".to_vec(), "500 5.5.1 Unknown command"),
+        (
+            "pipelined junk after DATA",
+            b"EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nJUNK\r\n\x01\x02\r\nQUIT\r\n".to_vec(),
+            "250 2.0.0 Message queued",
+        ),
+    ];
+    for (what, bytes, expected) in cases {
+        let out = raw(lab.smtp, &bytes);
+        assert!(
+            out.contains(expected),
+            "{what}: expected {expected:?} in\n{out}"
+        );
+    }
+    assert_eq!(
+        http_get(lab.admin, "/healthz").unwrap().status,
+        200,
+        "still serving"
+    );
+    assert!(
+        raw(lab.smtp, b"QUIT\r\n").contains("221"),
+        "new sessions still work"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bdat_chunks_build_one_message() {
+    let lab = lab("");
+    let mut c = SmtpClient::connect(lab.smtp);
+    let ehlo = c.command("EHLO client.test");
+    assert!(ehlo.lines.iter().any(|l| l == "CHUNKING"), "{ehlo:?}");
+    assert_eq!(c.command("MAIL FROM:<s@remote.test>").code, 250);
+    assert_eq!(c.command(&format!("RCPT TO:<{}>", ALICE.0)).code, 250);
+    // The client adds CRLF after each command line, which ends each chunk here.
+    assert_eq!(c.command("BDAT 15\r\nSubject: bdat").code, 250);
+    let last = c.command("BDAT 6 LAST\r\n\r\nhi");
+    assert_eq!(last.code, 250, "{last:?}");
+    assert!(last.text().contains("Message queued as"), "{last:?}");
+    assert_eq!(queued(&lab).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smtp_source_and_swaks_deliver() {
+    let lab = lab("");
+    let smtp_source = require_peer("smtp-source");
+    // HELO, five messages on one connection, no RSET between them (-d).
+    let out = Command::new(smtp_source)
+        .args([
+            "-m",
+            "5",
+            "-d",
+            "-s",
+            "1",
+            "-l",
+            "2000",
+            "-f",
+            "sender@remote.test",
+            "-t",
+            ALICE.0,
+        ])
+        .arg(format!("{}:{}", lab.smtp.ip(), lab.smtp.port()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let swaks = require_peer("swaks");
+    let out = Command::new(swaks)
+        .args([
+            "--server",
+            &lab.smtp.ip().to_string(),
+            "--port",
+            &lab.smtp.port().to_string(),
+        ])
+        .args([
+            "--from",
+            "sender@remote.test",
+            "--to",
+            BOB.0,
+            "--helo",
+            "swaks.test",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("<-  250 2.0.0 Message queued as"), "{text}");
+    assert_eq!(queued(&lab).await, 6);
+}
