@@ -19,6 +19,8 @@ struct Lab {
     _dovecot: Dovecot,
     _certs: tempfile::TempDir,
     ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
     process: Ferrymail,
     smtp: SocketAddr,
     submissions: SocketAddr,
@@ -100,6 +102,8 @@ directory = "logins"
     Lab {
         _dovecot: dovecot,
         ca: certs.ca_pem.clone(),
+        cert: certs.cert_pem.clone(),
+        key: certs.key_pem.clone(),
         _certs: certs_dir,
         process,
         smtp,
@@ -470,4 +474,44 @@ async fn smtp_source_and_swaks_deliver() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("<-  250 2.0.0 Message queued as"), "{text}");
     assert_eq!(queued(&lab).await, 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_certificate_is_served_without_dropping_sessions() {
+    let mut lab = lab("");
+    // A session in the middle of a transaction when the certificate changes.
+    let mut open = SmtpClient::connect(lab.smtp);
+    assert_eq!(open.command("EHLO client.test").code, 250);
+    assert_eq!(open.command("MAIL FROM:<s@remote.test>").code, 250);
+    let served = |lab: &Lab| {
+        python(
+            "import ssl\nprint(ssl.get_server_certificate(('{host}', {port})))",
+            lab.submissions,
+            &lab.ca,
+        )
+    };
+    let pem = |text: &str| text.split_whitespace().collect::<String>();
+    assert_eq!(
+        pem(&served(&lab)),
+        pem(&std::fs::read_to_string(&lab.cert).unwrap())
+    );
+    // What cert-manager does: new files in place of the old ones.
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = TestCertificates::generate(fresh_dir.path());
+    std::fs::copy(&fresh.key_pem, &lab.key).unwrap();
+    std::fs::copy(&fresh.cert_pem, &lab.cert).unwrap();
+    lab.process
+        .wait_for("the reload", |l| l.message() == "configuration reloaded");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let expected = pem(&std::fs::read_to_string(&lab.cert).unwrap());
+    while pem(&served(&lab)) != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate is never served"
+        );
+    }
+    // The session that was open carries on.
+    assert_eq!(open.command(&format!("RCPT TO:<{}>", ALICE.0)).code, 250);
+    assert_eq!(open.command("DATA").code, 354);
+    assert_eq!(open.send_data("Subject: still here\r\n\r\nhi").code, 250);
 }

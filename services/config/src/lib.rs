@@ -36,10 +36,14 @@ use value::Context;
 pub struct LoadedConfig {
     /// The validated configuration.
     pub config: Config,
-    /// SHA-256 (hex) of the files' names and contents: changes exactly when the text does.
+    /// SHA-256 (hex) of the files' names and contents, including referenced files: changes
+    /// exactly when any of them does.
     pub hash: String,
     /// The files read, in merge order.
     pub files: Vec<PathBuf>,
+    /// Files read through `%{file:…}%` and `file://` lists (certificates, secrets, lists):
+    /// watched like the configuration itself, and part of [`LoadedConfig::hash`].
+    pub referenced_files: Vec<PathBuf>,
 }
 
 /// Reads, merges and validates a configuration from disk.
@@ -77,11 +81,13 @@ pub fn load_with(
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    let (config, hash) = load_documents(documents, env)?;
+    let recorder = value::RecordingEnvironment::new(env);
+    let (config, hash) = load_documents(documents, &recorder)?;
     Ok(LoadedConfig {
         config,
-        hash,
+        hash: recorder.fold_into(&hash),
         files,
+        referenced_files: recorder.files(),
     })
 }
 

@@ -157,3 +157,22 @@ fn the_hash_changes_exactly_when_the_text_does() {
     assert_ne!(first, second);
     assert_eq!(second.len(), 64);
 }
+
+#[test]
+fn files_read_through_substitutions_are_listed_and_hashed() {
+    let l = layout("");
+    let secret = l.include.parent().unwrap_or_else(|| panic!("no parent")).join("secret.txt");
+    write(&secret, "one\n");
+    let text = format!(
+        "{MAIN}[remote.r]\naddress = \"a\"\nprotocol = \"smtp\"\nauth.username = \"u\"\nauth.secret = \"%{{file:{}}}%\"\n",
+        secret.display()
+    );
+    write(&l.main, &text);
+    let source = ConfigSource::file(&l.main);
+    let first = load(&source).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.referenced_files, [secret.clone()]);
+    // A rotated secret (or certificate) changes the hash, though no config file changed.
+    write(&secret, "two\n");
+    let second = load(&source).unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(first.hash, second.hash);
+}

@@ -76,15 +76,23 @@ impl ReloadMetrics {
     }
 }
 
-fn watched_dirs(source: &ConfigSource) -> Vec<PathBuf> {
-    let main_dir = source
-        .main
-        .parent()
+/// The directory holding `file` (`.` for a bare file name).
+fn parent_dir(file: &std::path::Path) -> PathBuf {
+    file.parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), PathBuf::from);
-    std::iter::once(main_dir)
+        .map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+/// Directories to watch: the main file's, the include directory, and those of files the
+/// configuration reads (certificates rotated by cert-manager, mounted secrets).
+fn watched_dirs(source: &ConfigSource, loaded: &LoadedConfig) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::iter::once(parent_dir(&source.main))
         .chain(source.include_dir.clone())
-        .collect()
+        .chain(loaded.referenced_files.iter().map(|f| parent_dir(f)))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
 }
 
 /// A watch on the configuration's directories, installed before the role reports itself
@@ -93,12 +101,13 @@ pub struct ConfigWatcher {
     source: ConfigSource,
     changes: mpsc::UnboundedReceiver<()>,
     // Dropping the watcher ends the watch.
-    _watcher: notify::RecommendedWatcher,
+    watcher: notify::RecommendedWatcher,
+    watching: Vec<PathBuf>,
 }
 
 impl ConfigWatcher {
-    /// Starts watching the main file's directory and the include directory.
-    pub fn install(source: ConfigSource) -> notify::Result<Self> {
+    /// Starts watching the directories of `loaded`'s files.
+    pub fn install(source: ConfigSource, loaded: &LoadedConfig) -> notify::Result<Self> {
         let (events, changes) = mpsc::unbounded_channel();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -107,15 +116,32 @@ impl ConfigWatcher {
                     let _ = events.send(());
                 }
             })?;
-        for dir in watched_dirs(&source) {
-            watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        let watching = watched_dirs(&source, loaded);
+        for dir in &watching {
+            watcher.watch(dir, RecursiveMode::NonRecursive)?;
             tracing::debug!(dir = %dir.display(), "watching for configuration changes");
         }
         Ok(Self {
             source,
             changes,
-            _watcher: watcher,
+            watcher,
+            watching,
         })
+    }
+
+    /// Starts watching directories a new configuration reads from.
+    fn follow(&mut self, loaded: &LoadedConfig) {
+        for dir in watched_dirs(&self.source, loaded) {
+            if self.watching.contains(&dir) {
+                continue;
+            }
+            match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => self.watching.push(dir),
+                Err(error) => {
+                    tracing::warn!(dir = %dir.display(), %error, "cannot watch; changes there need a restart")
+                }
+            }
+        }
     }
 
     /// Publishes each valid new version of the configuration on `sender` until `shutdown`.
@@ -133,6 +159,8 @@ impl ConfigWatcher {
             // Debounce: wait until the files have been quiet for a moment.
             while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, self.changes.recv()).await {}
             reload(&self.source, &sender, &metrics);
+            let current = sender.borrow().clone();
+            self.follow(&current);
         }
     }
 }

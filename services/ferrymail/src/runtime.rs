@@ -60,7 +60,8 @@ pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
             admin_stop.clone(),
         ));
     }
-    let reloader = match ConfigWatcher::install(source) {
+    let current = config_updates.borrow().clone();
+    let reloader = match ConfigWatcher::install(source, &current) {
         Ok(watcher) => Some(tokio::spawn(watcher.run(
             config_updates,
             reload_metrics,

@@ -3,6 +3,7 @@
 mod duration;
 mod enums;
 mod network;
+mod referenced_files;
 mod scalar;
 mod size;
 mod substitution;
@@ -10,6 +11,7 @@ mod substitution;
 pub use duration::parse_duration;
 pub(crate) use enums::enum_value;
 pub use network::Bind;
+pub(crate) use referenced_files::RecordingEnvironment;
 pub use scalar::Secret;
 pub use size::{ByteSize, parse_size};
 pub use substitution::{Environment, ProcessEnvironment};
