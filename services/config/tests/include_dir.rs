@@ -170,7 +170,7 @@ fn files_read_through_substitutions_are_listed_and_hashed() {
     write(&l.main, &text);
     let source = ConfigSource::file(&l.main);
     let first = load(&source).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(first.referenced_files, [secret.clone()]);
+    assert_eq!(first.referenced_files, std::slice::from_ref(&secret));
     // A rotated secret (or certificate) changes the hash, though no config file changed.
     write(&secret, "two\n");
     let second = load(&source).unwrap_or_else(|e| panic!("{e}"));
