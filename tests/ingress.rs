@@ -515,3 +515,39 @@ async fn a_rotated_certificate_is_served_without_dropping_sessions() {
     assert_eq!(open.command("DATA").code, 354);
     assert_eq!(open.send_data("Subject: still here\r\n\r\nhi").code, 250);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_certificate_is_chosen_by_sni() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["other.test".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("other.pem"), dir.path().join("other.key"));
+    std::fs::write(&cert, other.cert.pem()).unwrap();
+    std::fs::write(&key, other.signing_key.serialize_pem()).unwrap();
+    let lab = lab(&format!(
+        "[certificate.other]\ncert = \"%{{file:{}}}%\"\nprivate-key = \"%{{file:{}}}%\"\n[server.tls]\ncertificate = \"default\"\n",
+        cert.display(),
+        key.display()
+    ));
+    let served = |name: &str| {
+        python(
+            &format!(
+                "import socket, ssl\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\nctx.check_hostname = False\nctx.verify_mode = ssl.CERT_NONE\ns = ctx.wrap_socket(socket.create_connection(('{{host}}', {{port}})), server_hostname='{name}')\nprint(ssl.DER_cert_to_PEM_cert(s.getpeercert(binary_form=True)))"
+            ),
+            lab.submissions,
+            &lab.ca,
+        )
+    };
+    let pem = |text: &str| text.split_whitespace().collect::<String>();
+    assert_eq!(
+        pem(&served("other.test")),
+        pem(&other.cert.pem()),
+        "SNI other.test"
+    );
+    let default = std::fs::read_to_string(&lab.cert).unwrap();
+    assert_eq!(pem(&served("localhost")), pem(&default), "SNI localhost");
+    assert_eq!(
+        pem(&served("unknown.test")),
+        pem(&default),
+        "no match: the default"
+    );
+}
