@@ -161,7 +161,11 @@ fn the_hash_changes_exactly_when_the_text_does() {
 #[test]
 fn files_read_through_substitutions_are_listed_and_hashed() {
     let l = layout("");
-    let secret = l.include.parent().unwrap_or_else(|| panic!("no parent")).join("secret.txt");
+    let secret = l
+        .include
+        .parent()
+        .unwrap_or_else(|| panic!("no parent"))
+        .join("secret.txt");
     write(&secret, "one\n");
     let text = format!(
         "{MAIN}[remote.r]\naddress = \"a\"\nprotocol = \"smtp\"\nauth.username = \"u\"\nauth.secret = \"%{{file:{}}}%\"\n",

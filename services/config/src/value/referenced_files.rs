@@ -16,7 +16,10 @@ pub(crate) struct RecordingEnvironment<'a> {
 
 impl<'a> RecordingEnvironment<'a> {
     pub(crate) fn new(inner: &'a dyn Environment) -> Self {
-        Self { inner, read: RefCell::default() }
+        Self {
+            inner,
+            read: RefCell::default(),
+        }
     }
 
     /// The files read, sorted and without repeats.
@@ -42,7 +45,11 @@ impl<'a> RecordingEnvironment<'a> {
             hasher.update(path.as_bytes());
             hasher.update(digest);
         }
-        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -53,7 +60,9 @@ impl Environment for RecordingEnvironment<'_> {
 
     fn read_file(&self, path: &Path) -> std::io::Result<String> {
         let text = self.inner.read_file(path)?;
-        self.read.borrow_mut().push((path.to_path_buf(), Sha256::digest(text.as_bytes()).into()));
+        self.read
+            .borrow_mut()
+            .push((path.to_path_buf(), Sha256::digest(text.as_bytes()).into()));
         Ok(text)
     }
 }
