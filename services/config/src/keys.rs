@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use crate::key::{Presence::*, keys};
 use crate::model::certificate::{CertificateChain, PrivateKey};
 use crate::model::directory::{DirectoryType, LookupList};
@@ -31,6 +33,10 @@ keys! {
         "Text after `220 <hostname>` in the SMTP/LMTP greeting.";
     LISTENER_TLS_IMPLICIT: bool = "server.listener.<id>.tls.implicit", Default("false"),
         "Start TLS as soon as a client connects (port 465 style) instead of offering STARTTLS.";
+    LISTENER_PROXY_PROTOCOL: bool = "server.listener.<id>.proxy-protocol", Default("false"),
+        "Read a PROXY protocol v1 or v2 header (sent by a load balancer) before the greeting and TLS on connections from `proxy.trusted-networks`, and take the client address from it (SMTP/LMTP listeners).";
+    LISTENER_PROXY_TRUSTED_NETWORKS: Vec<IpNet> = "server.listener.<id>.proxy.trusted-networks", Default("[]"),
+        "Networks of the proxies that must send a PROXY header (at least one when `proxy-protocol` is on); clients from elsewhere keep their own address, and a header from them is answered as an unknown command.";
 
     REMOTE_ADDRESS: String = "remote.<id>.address", Required,
         "Host name or IP address of the remote server.";

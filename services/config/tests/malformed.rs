@@ -400,3 +400,68 @@ fn a_message_size_that_is_not_a_size() {
         "invalid size \"big\"",
     );
 }
+
+#[test]
+fn proxy_trusted_network_that_is_not_a_network() {
+    let text = "[server.listener.smtp]\nbind = \"127.0.0.1:25\"\nprotocol = \"smtp\"\nproxy-protocol = true\nproxy.trusted-networks = [\n  \"10.0.0.0/8\",\n  \"10.0.0.0/33\",\n]\n";
+    assert_error(
+        text,
+        "server.listener.smtp.proxy.trusted-networks",
+        "10.0.0.0/33",
+        "invalid network \"10.0.0.0/33\": expected an address and prefix length",
+    );
+    let text = "[server.listener.smtp]\nbind = \"127.0.0.1:25\"\nprotocol = \"smtp\"\nproxy-protocol = true\nproxy.trusted-networks = [\"load-balancer\"]\n";
+    assert_error(
+        text,
+        "server.listener.smtp.proxy.trusted-networks",
+        "trusted-networks",
+        "invalid network \"load-balancer\"",
+    );
+}
+
+#[test]
+fn proxy_trusted_network_with_host_bits() {
+    let text = "[server.listener.smtp]\nbind = \"127.0.0.1:25\"\nprotocol = \"smtp\"\nproxy-protocol = true\nproxy.trusted-networks = [\"192.168.1.7/16\"]\n";
+    assert_error(
+        text,
+        "server.listener.smtp.proxy.trusted-networks",
+        "trusted-networks",
+        "has host bits set: write \"192.168.0.0/16\"",
+    );
+}
+
+#[test]
+fn proxy_protocol_on_an_http_listener() {
+    let text = "[server.listener.admin]\nbind = \"127.0.0.1:8080\"\nprotocol = \"http\"\nproxy-protocol = true\nproxy.trusted-networks = [\"10.0.0.0/8\"]\n";
+    assert_error(
+        text,
+        "server.listener.admin.proxy-protocol",
+        "proxy-protocol",
+        "PROXY protocol applies only to smtp and lmtp listeners, not http",
+    );
+    let text = "[server.listener.roles]\nbind = \"127.0.0.1:50051\"\nprotocol = \"grpc\"\n[server.listener.roles.proxy]\ntrusted-networks = [\"10.0.0.0/8\"]\n";
+    assert_error(
+        text,
+        "server.listener.roles.proxy.trusted-networks",
+        "trusted-networks",
+        "not grpc",
+    );
+}
+
+#[test]
+fn proxy_protocol_without_trusted_networks() {
+    let text = "[server.listener.smtp]\nbind = \"127.0.0.1:25\"\nprotocol = \"smtp\"\nproxy-protocol = true\n";
+    assert_error(
+        text,
+        "server.listener.smtp.proxy-protocol",
+        "proxy-protocol",
+        "needs proxy.trusted-networks",
+    );
+    let text = "[server.listener.smtp]\nbind = \"127.0.0.1:25\"\nprotocol = \"smtp\"\nproxy-protocol = true\nproxy.trusted-networks = []\n";
+    assert_error(
+        text,
+        "server.listener.smtp.proxy-protocol",
+        "proxy-protocol",
+        "would let any client choose its own address",
+    );
+}

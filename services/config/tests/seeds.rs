@@ -284,6 +284,42 @@ protocol = "lmtp"
 }
 
 #[test]
+fn proxy_protocol_listeners() {
+    let text = r#"
+[server]
+hostname = "h"
+[server.listener.smtp]
+bind = "[::]:25"
+protocol = "smtp"
+proxy-protocol = true
+proxy.trusted-networks = ["10.0.0.0/8", "::1/128", "192.0.2.7", "fd00::/8"]
+[server.listener.lmtp]
+bind = "[::]:24"
+protocol = "lmtp"
+[server.listener.admin]
+bind = "[::]:8080"
+protocol = "http"
+"#;
+    let config = load(text);
+    let l = &config.server.listeners;
+    assert!(l["smtp"].proxy_protocol);
+    let networks: Vec<String> = l["smtp"]
+        .proxy_trusted_networks
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        networks,
+        ["10.0.0.0/8", "::1/128", "192.0.2.7/32", "fd00::/8"],
+        "a bare address is a one-host network"
+    );
+    for id in ["lmtp", "admin"] {
+        assert!(!l[id].proxy_protocol, "{id}: off by default");
+        assert!(l[id].proxy_trusted_networks.is_empty(), "{id}");
+    }
+}
+
+#[test]
 fn rule_lists_route_by_list_membership() {
     let text = r#"
 [server]

@@ -7,6 +7,7 @@
 mod error;
 mod listener;
 mod metrics;
+mod proxy_protocol;
 mod received;
 mod session;
 mod settings;

@@ -1,5 +1,5 @@
-//! Accepting connections: implicit TLS, connection limits (overall and per client address),
-//! and one task per session.
+//! Accepting connections: the PROXY protocol header, implicit TLS, connection limits
+//! (overall and per client address), and one task per session.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Shared;
+use crate::proxy_protocol::{self, ProxyError};
 use crate::session::Session;
-use crate::settings::ListenerSettings;
+use crate::settings::{ListenerSettings, Settings};
 use crate::tls::ServerStream;
 
 /// Open sessions per client address, to enforce `server.max-connections(-per-ip)`.
@@ -103,6 +104,11 @@ async fn serve_connection(
 ) {
     let _ = tcp.set_nodelay(true);
     let settings = shared.settings();
+    // The client address is known only after the PROXY header, so the per-address slot is
+    // taken after it.
+    let Some(peer) = client_address(&shared, &listener, &mut tcp, peer, &settings).await else {
+        return;
+    };
     let Some(_slot) = shared.connections.acquire(
         peer.ip(),
         settings.max_connections,
@@ -131,4 +137,42 @@ async fn serve_connection(
         .run()
         .await;
     shared.metrics.session_closed();
+}
+
+/// The client of a connection from `peer` (by its PROXY header if one is due), or `None` to close it.
+async fn client_address(
+    shared: &Shared,
+    listener: &ListenerSettings,
+    tcp: &mut TcpStream,
+    peer: SocketAddr,
+    settings: &Settings,
+) -> Option<SocketAddr> {
+    if !listener.proxy_protocol
+        || !proxy_protocol::trusted(&listener.proxy_trusted_networks, peer.ip())
+    {
+        return Some(peer);
+    }
+    // What is refused and why is described in `proxy_protocol.rs`.
+    let read = tokio::time::timeout(settings.timeout, proxy_protocol::read_header(tcp)).await;
+    let error = match read {
+        Ok(Ok(origin)) => {
+            let client = origin.client(peer);
+            tracing::debug!(listener = %listener.id, proxy = %peer.ip(), %client, ?origin, "PROXY header read");
+            return Some(client);
+        }
+        Ok(Err(error)) => error,
+        Err(_) => {
+            shared.metrics.rejected("proxy_protocol");
+            tracing::warn!(listener = %listener.id, proxy = %peer.ip(), timeout = ?settings.timeout, "no PROXY header in time; connection closed");
+            return None;
+        }
+    };
+    if matches!(error, ProxyError::Closed) {
+        // A load balancer's TCP health check: nothing to warn about.
+        tracing::debug!(listener = %listener.id, proxy = %peer.ip(), "connection closed before its PROXY header");
+    } else {
+        shared.metrics.rejected("proxy_protocol");
+        tracing::warn!(listener = %listener.id, proxy = %peer.ip(), %error, "PROXY header refused; connection closed");
+    }
+    None
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use ferrymail_config::Config;
 use ferrymail_config::model::server::{Listener, ListenerProtocol};
+use ipnet::IpNet;
 
 /// Settings of one listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +17,10 @@ pub struct ListenerSettings {
     pub tls_implicit: bool,
     /// Text after `220 <hostname>`.
     pub greeting: String,
+    /// Connections from `proxy_trusted_networks` start with a PROXY protocol header.
+    pub proxy_protocol: bool,
+    /// The load balancers that send a PROXY header.
+    pub proxy_trusted_networks: Vec<IpNet>,
 }
 
 impl ListenerSettings {
@@ -29,6 +34,8 @@ impl ListenerSettings {
                 .greeting
                 .clone()
                 .unwrap_or_else(|| "ESMTP ferrymail".to_string()),
+            proxy_protocol: listener.proxy_protocol,
+            proxy_trusted_networks: listener.proxy_trusted_networks.clone(),
         }
     }
 }

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use crate::keys;
 use crate::reader::TableReader;
 use crate::value::enum_value;
@@ -33,6 +35,10 @@ pub struct Listener {
     pub greeting: Option<String>,
     /// TLS from the first byte.
     pub tls_implicit: bool,
+    /// Connections from `proxy_trusted_networks` start with a PROXY protocol header.
+    pub proxy_protocol: bool,
+    /// The proxies allowed (and required) to send a PROXY header.
+    pub proxy_trusted_networks: Vec<IpNet>,
 }
 
 /// `server.*`.
@@ -115,6 +121,9 @@ fn read_listener(
     let protocol = t.get(&keys::LISTENER_PROTOCOL);
     let greeting = t.get(&keys::LISTENER_GREETING);
     let tls_implicit = t.table("tls").get(&keys::LISTENER_TLS_IMPLICIT);
+    let proxy_protocol = t.get(&keys::LISTENER_PROXY_PROTOCOL);
+    let proxy = t.table("proxy");
+    let proxy_trusted_networks = proxy.get(&keys::LISTENER_PROXY_TRUSTED_NETWORKS);
     let protocol = protocol?;
     let mail = matches!(protocol, ListenerProtocol::Smtp | ListenerProtocol::Lmtp);
     if greeting.is_some() && !mail {
@@ -132,10 +141,39 @@ fn read_listener(
         };
         t.report("tls", format!("implicit TLS needs a certificate: {why}"));
     }
+    let proxy_protocol = proxy_protocol?;
+    let proxy_trusted_networks = proxy_trusted_networks?;
+    if !mail {
+        if proxy_protocol {
+            t.report(
+                "proxy-protocol",
+                format!(
+                    "the PROXY protocol applies only to smtp and lmtp listeners, not {protocol}"
+                ),
+            );
+        }
+        if !proxy_trusted_networks.is_empty() {
+            proxy.report(
+                "trusted-networks",
+                format!(
+                    "the PROXY protocol applies only to smtp and lmtp listeners, not {protocol}"
+                ),
+            );
+        }
+    } else if proxy_protocol && proxy_trusted_networks.is_empty() {
+        // Trusting every source would let any client forge its address.
+        t.report(
+            "proxy-protocol",
+            "the PROXY protocol needs proxy.trusted-networks, the networks of the load balancers \
+             (a header accepted from anyone would let any client choose its own address)",
+        );
+    }
     Some(Listener {
         bind: bind?.0,
         protocol,
         greeting,
         tls_implicit,
+        proxy_protocol,
+        proxy_trusted_networks,
     })
 }
