@@ -551,3 +551,35 @@ async fn the_certificate_is_chosen_by_sni() {
         "no match: the default"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_rcpt_relay_lets_trusted_networks_relay() {
+    let trusted = |network: &str| {
+        format!(
+            "[directory.corp]\ntype = \"lmtp\"\naddress = \"127.0.0.1\"\nport = 9\nlookup.trusted = [\"{network}\"]\n"
+        )
+    };
+    let rule = "relay = [ { if = \"remote-ip\", in-list = \"corp/trusted\", then = true }, { else = false } ]";
+    // Like Postfix's mynetworks: clients from a trusted network may relay without AUTH.
+    let lab = lab_with(rule, &trusted("127.0.0.0/8"));
+    let mut c = SmtpClient::connect(lab.smtp);
+    assert_eq!(c.command("EHLO client.test").code, 250);
+    assert_eq!(c.command("MAIL FROM:<s@inside.test>").code, 250);
+    assert_eq!(c.command("RCPT TO:<friend@other.test>").code, 250);
+    assert_eq!(c.command("DATA").code, 354);
+    assert_eq!(c.send_data("Subject: relayed\r\n\r\nhi").code, 250);
+    // Local recipients are still checked.
+    assert_eq!(c.command("MAIL FROM:<s@inside.test>").code, 250);
+    assert_eq!(c.command("RCPT TO:<nosuch@example.org>").code, 550);
+    drop(lab);
+
+    let lab = lab_with(rule, &trusted("10.0.0.0/8"));
+    let mut c = SmtpClient::connect(lab.smtp);
+    assert_eq!(c.command("EHLO client.test").code, 250);
+    assert_eq!(c.command("MAIL FROM:<s@inside.test>").code, 250);
+    assert_eq!(
+        c.command("RCPT TO:<friend@other.test>").code,
+        554,
+        "not from a trusted network"
+    );
+}

@@ -11,6 +11,7 @@ use crate::model::directory::{DirectoryType, LookupList};
 use crate::model::queue::NextHop;
 use crate::model::remote::RemoteProtocol;
 use crate::model::server::ListenerProtocol;
+use crate::model::session::RelayRule;
 use crate::model::store::StoreType;
 use crate::value::{Bind, ByteSize, Secret};
 
@@ -110,6 +111,8 @@ keys! {
         "Failed AUTH attempts after which the session is ended (`421`).";
     SESSION_RCPT_DIRECTORY: String = "session.rcpt.directory", Optional,
         "Directory that validates recipients and lists the local domains; without one, only authenticated clients can send.";
+    SESSION_RCPT_RELAY: RelayRule = "session.rcpt.relay", Default("false"),
+        "Whether unauthenticated clients may send to domains that are not local, e.g. `[{ if = \"remote-ip\", in-list = \"corp/trusted\", then = true }, { else = false }]`; authenticated clients always may.";
     SESSION_RCPT_MAX_RECIPIENTS: u32 = "session.rcpt.max-recipients", Default("100"),
         "Most recipients of one message (`452` beyond).";
     SESSION_DATA_LIMITS_SIZE: ByteSize = "session.data.limits.size", Default("\"100MB\""),

@@ -465,3 +465,14 @@ fn proxy_protocol_without_trusted_networks() {
         "would let any client choose its own address",
     );
 }
+
+#[test]
+fn relay_rule_naming_a_missing_list() {
+    let text = "[session.rcpt]\nrelay = [ { if = \"remote-ip\", in-list = \"corp/trusted\", then = true }, { else = false } ]\n";
+    assert_error(
+        text,
+        "session.rcpt.relay",
+        "relay =",
+        "no directory named \"corp\"",
+    );
+}

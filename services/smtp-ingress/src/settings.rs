@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ferrymail_config::Config;
+use ferrymail_config::model::rules::Rules;
 use ferrymail_config::model::server::{Listener, ListenerProtocol};
 use ipnet::IpNet;
 
@@ -61,6 +62,8 @@ pub struct Settings {
     pub max_errors: u32,
     /// `session.auth.errors.total`.
     pub max_auth_errors: u32,
+    /// `session.rcpt.relay`.
+    pub relay: Rules<bool>,
     /// `session.rcpt.max-recipients`.
     pub max_recipients: usize,
     /// `session.data.limits.size`.
@@ -87,6 +90,7 @@ impl Settings {
             data_timeout: s.data_timeout,
             max_errors: s.max_errors,
             max_auth_errors: s.max_auth_errors,
+            relay: s.relay.0.clone(),
             max_recipients: s.max_recipients as usize,
             max_message_size: s.max_message_size.0,
             max_messages: s.max_messages,

@@ -3,10 +3,27 @@
 use std::time::Duration;
 
 use super::bounds::{require_nonzero, require_positive};
-use super::references::{Known, check_directory};
+use super::references::{Known, check_directory, check_list};
+use super::rules::{Rules, parse_rules};
 use crate::keys;
 use crate::reader::TableReader;
-use crate::value::ByteSize;
+use crate::tree::Node;
+use crate::value::{ByteSize, Context, FromNode, Invalid, ValueType};
+
+/// `session.rcpt.relay`: whether an unauthenticated client may send to a domain that is
+/// not local (authenticated clients always may).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayRule(pub Rules<bool>);
+
+impl ValueType for RelayRule {
+    const TYPE: &'static str = "boolean or rule list";
+}
+
+impl FromNode for RelayRule {
+    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid> {
+        parse_rules(node, cx).map(RelayRule)
+    }
+}
 
 /// `session.*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +42,8 @@ pub struct Session {
     pub auth_allow_plain_text: bool,
     /// `session.auth.errors.total`.
     pub max_auth_errors: u32,
+    /// `session.rcpt.relay`.
+    pub relay: RelayRule,
     /// `session.rcpt.max-recipients`.
     pub max_recipients: u32,
     /// `session.data.limits.size`.
@@ -59,6 +78,12 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
     let rcpt = t.table("rcpt");
     let rcpt_directory = directory(&rcpt, &keys::SESSION_RCPT_DIRECTORY, known);
     let max_recipients = rcpt.get(&keys::SESSION_RCPT_MAX_RECIPIENTS);
+    let relay = rcpt.get(&keys::SESSION_RCPT_RELAY);
+    for branch in relay.iter().flat_map(|r| &r.0.branches) {
+        if let Some(problem) = check_list(known, &branch.list) {
+            rcpt.report("relay", problem);
+        }
+    }
     let data = t.table("data");
     let limits = data.table("limits");
     let max_message_size = limits.get(&keys::SESSION_DATA_LIMITS_SIZE);
@@ -77,6 +102,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
         max_errors: max_errors?,
         auth_allow_plain_text: auth_allow_plain_text?,
         max_auth_errors: max_auth_errors?,
+        relay: relay?,
         max_recipients: max_recipients?,
         max_message_size: max_message_size?,
         max_messages: max_messages?,

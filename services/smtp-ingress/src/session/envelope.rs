@@ -3,6 +3,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use ferrymail_config::model::rules::Variable;
 use ferrymail_rpc::directory::{Expansion, Verdict};
 use ferrymail_rpc::queue::{BodyType, DsnReturn, Notify, NotifyOn, Priority, Recipient};
 use smtp_proto::{
@@ -198,28 +199,18 @@ impl Session {
         if self.authenticated.is_some() {
             return None;
         }
-        let denied = || {
-            Reply::new(
-                554,
-                "5.7.1",
-                format!("{} Relay access denied", quoted(address)),
-            )
-        };
+        let temporary = || Reply::new(451, "4.4.3", "Directory unavailable, try again later");
         let Some(directory) = self.settings.rcpt_directory.clone() else {
-            self.relay_denied(address);
-            return Some(denied());
+            return self.relay(address, domain).await;
         };
         if routes_elsewhere(local) {
-            self.relay_denied(address);
-            return Some(denied());
+            return self.relay(address, domain).await;
         }
         let directories = self.shared.directory.clone();
-        let temporary = || Reply::new(451, "4.4.3", "Directory unavailable, try again later");
         match directories.is_local_domain(&directory, domain).await {
             Ok(answer) if answer.verdict == Verdict::Yes => {}
             Ok(answer) if answer.verdict == Verdict::No => {
-                self.relay_denied(address);
-                return Some(denied());
+                return self.relay(address, domain).await;
             }
             _ => {
                 self.shared.metrics.rejected("temporary");
@@ -250,6 +241,68 @@ impl Session {
                 self.shared.metrics.rejected("temporary");
                 Some(temporary())
             }
+        }
+    }
+
+    /// A recipient that is not local, or routed onward by its local part: relaying, allowed
+    /// only by `session.rcpt.relay`.
+    async fn relay(&mut self, address: &str, domain: &str) -> Option<Reply> {
+        match self.relay_allowed(address, domain).await {
+            Ok(true) => None,
+            Ok(false) => {
+                self.relay_denied(address);
+                Some(Reply::new(
+                    554,
+                    "5.7.1",
+                    format!("{} Relay access denied", quoted(address)),
+                ))
+            }
+            Err(()) => {
+                self.shared.metrics.rejected("temporary");
+                Some(Reply::new(
+                    451,
+                    "4.4.3",
+                    "Directory unavailable, try again later",
+                ))
+            }
+        }
+    }
+
+    /// Evaluates `session.rcpt.relay` for this recipient; `Err` when a list could not be asked.
+    async fn relay_allowed(&self, address: &str, domain: &str) -> Result<bool, ()> {
+        let rules = &self.settings.relay;
+        for branch in &rules.branches {
+            let value = self.variable(branch.variable, address, domain);
+            match self
+                .shared
+                .directory
+                .in_list(&branch.list.to_string(), &value)
+                .await
+            {
+                Ok(answer) if answer.verdict == Verdict::Yes => return Ok(branch.then),
+                Ok(answer) if answer.verdict == Verdict::No => {}
+                Ok(_) => return Err(()),
+                Err(error) => {
+                    tracing::warn!(%error, list = %branch.list, "relay rule lookup failed; answering 451");
+                    return Err(());
+                }
+            }
+        }
+        Ok(rules.otherwise)
+    }
+
+    /// The value of a rule variable at RCPT time.
+    fn variable(&self, variable: Variable, rcpt: &str, rcpt_domain: &str) -> String {
+        let sender = self.transaction.as_ref().map_or("", |t| t.sender.as_str());
+        match variable {
+            Variable::RemoteIp => self.peer.ip().to_string(),
+            Variable::HeloDomain => self.helo.clone().unwrap_or_default(),
+            Variable::Sender => sender.to_string(),
+            Variable::SenderDomain => split_address(sender).map(|(_, d)| d).unwrap_or_default(),
+            Variable::Rcpt => rcpt.to_string(),
+            Variable::RcptDomain => rcpt_domain.to_string(),
+            Variable::AuthenticatedAs => self.authenticated.clone().unwrap_or_default(),
+            Variable::Listener => self.listener.id.clone(),
         }
     }
 
