@@ -504,25 +504,17 @@ mod tests {
         "[CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT NOTIFY] Logged in";
     const FAILED: &str = "[AUTHENTICATIONFAILED] Authentication failed.";
 
-    /// Self-signed test certificate and key for 127.0.0.1 (test-only, not a secret).
-    const CERT: &str = "-----BEGIN CERTIFICATE-----
-MIIBmzCCAUGgAwIBAgIUaMvjWGSd5nQxTMhbHdRXalghe28wCgYIKoZIzj0EAwIw
-FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyMTIzMTgzMVoYDzIxMjYxMDI4
-MjMxODMxWjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
-PQMBBwNCAASVl47qqJE0ZPbiMjCqpxGTqh8+gQ+UEKBXzbACeBa/uk5rKC9rm3je
-o0lFeJBo41WQLSCuhSdfC+mkcpDa+dh2o28wbTAdBgNVHQ4EFgQUNCuxIPrPM+W3
-tRfH0euceHNOJsgwHwYDVR0jBBgwFoAUNCuxIPrPM+W3tRfH0euceHNOJsgwDwYD
-VR0TAQH/BAUwAwEB/zAaBgNVHREEEzARgglsb2NhbGhvc3SHBH8AAAEwCgYIKoZI
-zj0EAwIDSAAwRQIgQ8DLX+/ZCegJvNRkQ2q1Mni18zLLx/t2gSHihuWDmWECIQD6
-Qte0Qu54R0XKpoDaFIngUh6epNbgaqhSwlac8lF4dw==
------END CERTIFICATE-----
-";
-    const KEY: &str = "-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgoxXp331PBnxaZJUa
-dTBSZVUEfrDduyv+ojIwHCGUycyhRANCAASVl47qqJE0ZPbiMjCqpxGTqh8+gQ+U
-EKBXzbACeBa/uk5rKC9rm3jeo0lFeJBo41WQLSCuhSdfC+mkcpDa+dh2
------END PRIVATE KEY-----
-";
+    /// A self-signed certificate and key for 127.0.0.1, made for each test run.
+    fn test_certificate() -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let generated = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+        ])
+        .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(generated.signing_key.serialize_pem().as_bytes())
+            .unwrap();
+        (generated.cert.der().clone(), key)
+    }
 
     /// One step of a scripted server.
     enum Step {
@@ -556,15 +548,13 @@ EKBXzbACeBa/uk5rKC9rm3jeo0lFeJBo41WQLSCuhSdfC+mkcpDa+dh2
 
     /// TLS server side with the test certificate.
     fn acceptor() -> tokio_rustls::TlsAcceptor {
+        let certificate = test_certificate();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(KEY.as_bytes()).unwrap(),
-            )
+            .with_single_cert(vec![certificate.0], certificate.1)
             .unwrap();
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
     }
