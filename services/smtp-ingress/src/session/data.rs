@@ -106,6 +106,41 @@ impl Session {
         }
     }
 
+    /// Starts the upload of a transaction, the `Received` header first.
+    async fn begin_upload(&self, transaction: &Transaction) -> Upload {
+        let mut upload = self.start_upload(transaction);
+        let header = self.trace_header(transaction).into_bytes();
+        upload.push(header, self.settings.max_message_size).await;
+        upload
+    }
+
+    /// Feeds the body to `upload` until `ingest` says it is complete; a client that goes away
+    /// abandons the upload.
+    async fn pump(
+        &mut self,
+        upload: &mut Upload,
+        mut ingest: impl FnMut(&mut std::slice::Iter<'_, u8>, &mut Vec<u8>) -> bool,
+    ) -> Result<(), End> {
+        loop {
+            let mut chunk = Vec::new();
+            let mut iter = self.pending().iter();
+            let done = ingest(&mut iter, &mut chunk);
+            let used = self.pending().len() - iter.as_slice().len();
+            self.consume(used);
+            upload.push(chunk, self.settings.max_message_size).await;
+            if done {
+                return Ok(());
+            }
+            let timeout = self.settings.data_timeout;
+            if let Err(end) = self.fill(timeout).await {
+                upload
+                    .abort("the client went away during the message body")
+                    .await;
+                return Err(end);
+            }
+        }
+    }
+
     pub(super) async fn data(&mut self) -> Result<Flow, End> {
         let Some(transaction) = self.ready_for_data() else {
             return Ok(Flow::Continue);
@@ -116,80 +151,33 @@ impl Session {
             "Start mail input; end with <CRLF>.<CRLF>",
         ));
         self.flush().await?;
-        let mut upload = self.start_upload(&transaction);
-        upload
-            .push(
-                self.trace_header(&transaction).into_bytes(),
-                self.settings.max_message_size,
-            )
-            .await;
+        let mut upload = self.begin_upload(&transaction).await;
         let mut receiver = DataReceiver::new();
-        loop {
-            let mut chunk = Vec::new();
-            let mut iter = self.pending().iter();
-            let done = receiver.ingest(&mut iter, &mut chunk);
-            let used = self.pending().len() - iter.as_slice().len();
-            self.consume(used);
-            upload.push(chunk, self.settings.max_message_size).await;
-            if done {
-                break;
-            }
-            let timeout = self.settings.data_timeout;
-            if let Err(end) = self.fill(timeout).await {
-                upload.abort("the client went away during DATA").await;
-                return Err(end);
-            }
-        }
+        self.pump(&mut upload, |bytes, chunk| receiver.ingest(bytes, chunk))
+            .await?;
         self.finish(upload).await;
         Ok(Flow::Continue)
     }
 
     pub(super) async fn bdat(&mut self, chunk_size: usize, is_last: bool) -> Result<Flow, End> {
-        if self.bdat.is_none() {
-            match self.ready_for_data() {
-                Some(transaction) => {
-                    let mut upload = self.start_upload(&transaction);
-                    upload
-                        .push(
-                            self.trace_header(&transaction).into_bytes(),
-                            self.settings.max_message_size,
-                        )
-                        .await;
-                    self.bdat = Some(upload);
-                }
+        let mut upload = match self.bdat.take() {
+            Some(upload) => upload,
+            None => match self.ready_for_data() {
+                Some(transaction) => self.begin_upload(&transaction).await,
                 None => {
                     // The chunk still arrives and must be read past to stay in step.
                     self.skip(chunk_size).await?;
                     return Ok(Flow::Continue);
                 }
-            }
-        }
+            },
+        };
         let mut receiver = BdatReceiver::new(chunk_size, is_last);
-        loop {
-            let mut chunk = Vec::new();
-            let mut iter = self.pending().iter();
-            let done = receiver.ingest(&mut iter, &mut chunk);
-            let used = self.pending().len() - iter.as_slice().len();
-            self.consume(used);
-            if let Some(upload) = self.bdat.as_mut() {
-                upload.push(chunk, self.settings.max_message_size).await;
-            }
-            if done {
-                break;
-            }
-            let timeout = self.settings.data_timeout;
-            if let Err(end) = self.fill(timeout).await {
-                if let Some(mut upload) = self.bdat.take() {
-                    upload.abort("the client went away during BDAT").await;
-                }
-                return Err(end);
-            }
-        }
+        self.pump(&mut upload, |bytes, chunk| receiver.ingest(bytes, chunk))
+            .await?;
         if is_last {
-            if let Some(upload) = self.bdat.take() {
-                self.finish(upload).await;
-            }
+            self.finish(upload).await;
         } else {
+            self.bdat = Some(upload);
             self.reply(Reply::new(
                 250,
                 "2.0.0",
