@@ -41,6 +41,7 @@ build:
 bench: test-deps
 	$(CARGO) bench -p ferrymail-store --bench commit_throughput
 	$(CARGO) bench -p ferrymail-directory-proxy --bench lookups
+	$(CARGO) build --release -p ferrymail && $(CARGO) bench -p ferrymail-e2e --bench ingress
 
 ## Regenerate the configuration reference in README.md from the key catalogue.
 reference: build

@@ -12,6 +12,7 @@ mod dovecot;
 mod http;
 mod mail_clients;
 mod peer;
+mod postfix;
 mod process;
 mod smtp_sink;
 mod tls;
@@ -22,6 +23,7 @@ pub use dovecot::{
 pub use http::{HttpResponse, http_get};
 pub use mail_clients::{ImapClient, ImapResponse, SmtpClient, SmtpReply, sasl_plain};
 pub use peer::{PEER_PATIENCE, require_peer};
+pub use postfix::{POSTFIX_HOSTNAME, Postfix};
 pub use process::{Ferrymail, LogLine, binary};
 pub use smtp_sink::{SmtpSink, SmtpSinkOptions};
 pub use tls::TestCertificates;
