@@ -583,3 +583,155 @@ async fn session_rcpt_relay_lets_trusted_networks_relay() {
         "not from a trusted network"
     );
 }
+
+/// A `directory.corp` whose lookup lists are `lists` (`name = [values]` lines); its server is
+/// never asked, lists are answered locally.
+fn corp_lists(lists: &str) -> String {
+    format!(
+        "[directory.corp]\ntype = \"lmtp\"\naddress = \"127.0.0.1\"\nport = 9\n[directory.corp.lookup]\n{lists}\n"
+    )
+}
+
+/// Connects and reads everything the server sends until it closes the connection.
+fn until_closed(address: SocketAddr) -> String {
+    let mut s = TcpStream::connect(address).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .expect("the server closes the connection");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `smtp_messages_rejected_total{reason="<reason>"}`, 0 when absent.
+fn rejected(lab: &Lab, reason: &str) -> u64 {
+    let metrics = http_get(lab.admin, "/metrics").unwrap().body;
+    let prefix = format!("smtp_messages_rejected_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_connect_reject_answers_instead_of_the_greeting_and_closes() {
+    let lists = "blocked = [\"192.0.2.0/24\", \"127.0.0.0/8\"]\nbusy-listeners = [\"lmtp\"]";
+    let rule = r#"
+[session.connect]
+reject = [ { if = "listener", in-list = "corp/busy-listeners", then = "450 4.3.2 Come back later" },
+           { if = "remote-ip", in-list = "corp/blocked", then = "554 5.7.1 Your address is blocked" },
+           { else = false } ]
+"#;
+    let mut lab = lab(&format!("{}{rule}", corp_lists(lists)));
+    // 127.0.0.1 is in the list through its CIDR range 127.0.0.0/8.
+    assert_eq!(
+        until_closed(lab.smtp),
+        "554 5.7.1 Your address is blocked\r\n"
+    );
+    // A 4xx refuses a connection as 421 (RFC 5321 §3.1); the first matching branch decides.
+    assert_eq!(until_closed(lab.lmtp), "421 4.3.2 Come back later\r\n");
+    let line = lab.process.wait_for("the rule's log line", |l| {
+        l.message() == "refused by session.connect.reject" && l.field("listener") == Some("smtp")
+    });
+    assert_eq!(line.field("stage"), Some("connect"));
+    assert_eq!(line.field("client"), Some("127.0.0.1"));
+    assert_eq!(line.field("list"), Some("corp/blocked"));
+    assert_eq!(rejected(&lab, "rule"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_ehlo_and_mail_reject_refuse_the_command_and_the_session_goes_on() {
+    let lists = "bad-helo = [\"spammer.test\"]\nblocked-domains = [\"spam.test\"]";
+    let rules = r#"
+[session.ehlo]
+reject = [ { if = "helo-domain", in-list = "corp/bad-helo", then = "550 5.7.1 Go away" }, { else = false } ]
+[session.mail]
+reject = [ { if = "sender-domain", in-list = "corp/blocked-domains", then = "550 5.7.1 Sender domain blocked" },
+           { else = false } ]
+[session.errors]
+total = 4
+"#;
+    let mut lab = lab(&format!("{}{rules}", corp_lists(lists)));
+    let mut c = SmtpClient::connect(lab.smtp);
+    assert_eq!(c.greeting.code, 220);
+    let helo = c.command("EHLO spammer.test");
+    assert_eq!((helo.code, helo.text()), (550, "5.7.1 Go away".into()));
+    assert_eq!(c.command("EHLO client.test").code, 250);
+    let mail = c.command("MAIL FROM:<someone@Spam.Test>");
+    assert_eq!(
+        (mail.code, mail.text()),
+        (550, "5.7.1 Sender domain blocked".into())
+    );
+    // The session is in step: another sender gets through and its message is queued.
+    assert_eq!(c.command("MAIL FROM:<s@remote.test>").code, 250);
+    assert_eq!(c.command(&format!("RCPT TO:<{}>", ALICE.0)).code, 250);
+    assert_eq!(c.command("DATA").code, 354);
+    assert_eq!(c.send_data("Subject: fine\r\n\r\nhi").code, 250);
+    assert_eq!(queued(&lab).await, 1);
+    // Each refusal counts against session.errors.total (4 here).
+    assert_eq!(c.command("MAIL FROM:<a@spam.test>").code, 550);
+    assert_eq!(c.command("MAIL FROM:<b@spam.test>").code, 550);
+    assert_eq!(c.read_reply().code, 421, "too many errors");
+    let line = lab.process.wait_for("the mail rule's log line", |l| {
+        l.message() == "refused by session.mail.reject"
+    });
+    assert_eq!(
+        (line.field("stage"), line.field("client")),
+        (Some("mail"), Some("127.0.0.1"))
+    );
+    assert_eq!(rejected(&lab, "rule"), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_rcpt_and_data_reject_and_a_list_that_cannot_answer() {
+    // A remote whose port nobody listens on: lookups there fail.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let lists = "known = [\"alice@example.org\"]\nno-mail = [\"bob@example.org\"]\nquarantined = [\"held@remote.test\"]";
+    let rcpt = r#"reject = [ { if = "rcpt", in-list = "corp/known", then = false },
+           { if = "rcpt", in-list = "corp/no-mail", then = "550 5.7.1 This mailbox takes no mail" },
+           { if = "rcpt", in-list = "remote/down", then = false },
+           { else = false } ]"#;
+    let extra = format!(
+        "{}[remote.down]\naddress = \"127.0.0.1\"\nport = {closed}\nprotocol = \"lmtp\"\nlookup = true\n[session.data]\nreject = [ {{ if = \"sender\", in-list = \"corp/quarantined\", then = \"451 4.7.1 Try again later\" }}, {{ else = false }} ]\n",
+        corp_lists(lists)
+    );
+    let lab = lab_with(rcpt, &extra);
+    let mut c = SmtpClient::connect(lab.smtp);
+    assert_eq!(c.command("EHLO client.test").code, 250);
+    assert_eq!(c.command("MAIL FROM:<s@remote.test>").code, 250);
+    // Bob exists, but the rule refuses him before the directory is asked.
+    let bob = c.command(&format!("RCPT TO:<{}>", BOB.0));
+    assert_eq!(
+        (bob.code, bob.text()),
+        (550, "5.7.1 This mailbox takes no mail".into())
+    );
+    assert_eq!(c.command(&format!("RCPT TO:<{}>", ALICE.0)).code, 250);
+    let unknown = c.command("RCPT TO:<carol@example.org>");
+    assert_eq!(
+        (unknown.code, unknown.text().starts_with("4.4.3")),
+        (451, true),
+        "a list that cannot be asked is 451, never 5xx: {unknown:?}"
+    );
+    assert_eq!(c.command("DATA").code, 354);
+    assert_eq!(c.send_data("Subject: to alice\r\n\r\nhi").code, 250);
+    // The data rule answers DATA and BDAT before the body.
+    assert_eq!(c.command("MAIL FROM:<held@remote.test>").code, 250);
+    assert_eq!(c.command(&format!("RCPT TO:<{}>", ALICE.0)).code, 250);
+    let data = c.command("DATA");
+    assert_eq!(
+        (data.code, data.text()),
+        (451, "4.7.1 Try again later".into())
+    );
+    assert_eq!(c.command("BDAT 7 LAST\r\nhello").code, 451);
+    assert_eq!(
+        c.command("RSET").code,
+        250,
+        "still in step after the refused chunk"
+    );
+    assert_eq!(queued(&lab).await, 1);
+    assert_eq!(rejected(&lab, "rule"), 3);
+    assert!(rejected(&lab, "temporary") >= 1);
+}

@@ -12,6 +12,7 @@ use crate::model::queue::NextHop;
 use crate::model::remote::RemoteProtocol;
 use crate::model::server::ListenerProtocol;
 use crate::model::session::RelayRule;
+use crate::model::stage_rules::RejectRule;
 use crate::model::store::StoreType;
 use crate::value::{Bind, ByteSize, Secret};
 
@@ -103,16 +104,24 @@ keys! {
         "Longest a session may last.";
     SESSION_ERRORS_TOTAL: u32 = "session.errors.total", Default("10"),
         "Refused commands after which the session is ended (`421`).";
+    SESSION_CONNECT_REJECT: RejectRule = "session.connect.reject", Default("false"),
+        "Reply sent instead of the greeting, closing the connection (a 4xx is sent as `421`), e.g. `[{ if = \"remote-ip\", in-list = \"corp/blocked\", then = \"554 5.7.1 Your address is blocked\" }, { else = false }]`; `false` accepts. Variables: `remote-ip`, `listener`.";
+    SESSION_EHLO_REJECT: RejectRule = "session.ehlo.reject", Default("false"),
+        "Reply that refuses EHLO/HELO/LHLO (`false` accepts). Variables: those of `connect` and `helo-domain`.";
     SESSION_AUTH_DIRECTORY: String = "session.auth.directory", Optional,
         "Directory that checks AUTH credentials; AUTH is not offered without one.";
     SESSION_AUTH_ALLOW_PLAIN_TEXT: bool = "session.auth.allow-plain-text", Default("false"),
         "Offer AUTH on connections that are not encrypted (passwords would cross the network in clear).";
     SESSION_AUTH_ERRORS_TOTAL: u32 = "session.auth.errors.total", Default("3"),
         "Failed AUTH attempts after which the session is ended (`421`).";
+    SESSION_MAIL_REJECT: RejectRule = "session.mail.reject", Default("false"),
+        "Reply that refuses MAIL FROM (`false` accepts). Variables: those of `ehlo`, `sender`, `sender-domain`, `authenticated-as`.";
     SESSION_RCPT_DIRECTORY: String = "session.rcpt.directory", Optional,
         "Directory that validates recipients and lists the local domains; without one, only authenticated clients can send.";
     SESSION_RCPT_RELAY: RelayRule = "session.rcpt.relay", Default("false"),
         "Whether unauthenticated clients may send to domains that are not local, e.g. `[{ if = \"remote-ip\", in-list = \"corp/trusted\", then = true }, { else = false }]`; authenticated clients always may.";
+    SESSION_RCPT_REJECT: RejectRule = "session.rcpt.reject", Default("false"),
+        "Reply that refuses RCPT TO, before the recipient is checked or relayed (`false` accepts). Variables: those of `mail`, `rcpt`, `rcpt-domain`.";
     SESSION_RCPT_MAX_RECIPIENTS: u32 = "session.rcpt.max-recipients", Default("100"),
         "Most recipients of one message (`452` beyond).";
     SESSION_DATA_LIMITS_SIZE: ByteSize = "session.data.limits.size", Default("\"100MB\""),
@@ -121,6 +130,8 @@ keys! {
         "Most messages in one session (`452` beyond).";
     SESSION_DATA_TIMEOUT: Duration = "session.data.timeout", Default("\"10m\""),
         "How long the server waits for the next piece of a message body.";
+    SESSION_DATA_REJECT: RejectRule = "session.data.reject", Default("false"),
+        "Reply that refuses DATA or BDAT before the body is read (`false` accepts). Variables: those of `mail`.";
 
     STORE_TYPE: StoreType = "store.<id>.type", Required,
         "Backend of the store.";

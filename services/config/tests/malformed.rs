@@ -476,3 +476,106 @@ fn relay_rule_naming_a_missing_list() {
         "no directory named \"corp\"",
     );
 }
+
+/// A directory with one lookup list, for the stage rules below.
+const BLOCKED: &str = "[directory.corp]\ntype = \"lmtp\"\naddress = \"127.0.0.1\"\nlookup.blocked = [\"192.0.2.0/24\"]\n";
+
+#[test]
+fn stage_rule_reply_that_is_not_a_refusal() {
+    let text = format!(
+        "{BLOCKED}[session.connect]\nreject = [ {{ if = \"remote-ip\", in-list = \"corp/blocked\", then = \"250 2.0.0 Welcome\" }}, {{ else = false }} ]\n"
+    );
+    assert_error(
+        &text,
+        "session.connect.reject",
+        "250 2.0.0",
+        "reply code 250 does not refuse anything: use 4xx (try again later) or 5xx (permanent)",
+    );
+    let text = "[session.mail]\nreject = \"5.7.1 Blocked\"\n";
+    assert_error(
+        text,
+        "session.mail.reject",
+        "reject =",
+        "expected \"<code> <enhanced code> <text>\"",
+    );
+    let text = "[session.mail]\nreject = true\n";
+    assert_error(
+        text,
+        "session.mail.reject",
+        "reject =",
+        "true is not a reply",
+    );
+    let text = "[session.data]\nreject = \"554 5.7.1\"\n";
+    assert_error(text, "session.data.reject", "reject =", "has no text");
+}
+
+#[test]
+fn stage_rule_enhanced_code_of_another_class() {
+    let text = format!(
+        "{BLOCKED}[session.rcpt]\nreject = [ {{ if = \"remote-ip\", in-list = \"corp/blocked\", then = \"450 5.7.1 Try later\" }}, {{ else = false }} ]\n"
+    );
+    assert_error(
+        &text,
+        "session.rcpt.reject",
+        "450 5.7.1",
+        "enhanced status code 5.7.1 does not match reply code 450: its class must be 4",
+    );
+    let text = "[session.ehlo]\nreject = \"550 5.7 Bad\"\n";
+    assert_error(
+        text,
+        "session.ehlo.reject",
+        "reject =",
+        "invalid enhanced status code \"5.7\"",
+    );
+}
+
+#[test]
+fn stage_rule_variable_not_known_at_its_stage() {
+    let text = format!(
+        "{BLOCKED}[session.connect]\nreject = [ {{ if = \"sender-domain\", in-list = \"corp/blocked\", then = \"554 5.7.1 No\" }}, {{ else = false }} ]\n"
+    );
+    assert_error(
+        &text,
+        "session.connect.reject",
+        "reject =",
+        "variable \"sender-domain\" is not known at the connect stage; use remote-ip, listener",
+    );
+    let text = format!(
+        "{BLOCKED}[session.data]\nreject = [ {{ if = \"rcpt\", in-list = \"corp/blocked\", then = \"554 5.7.1 No\" }}, {{ else = false }} ]\n"
+    );
+    assert_error(
+        &text,
+        "session.data.reject",
+        "reject =",
+        "variable \"rcpt\" is not known at the data stage",
+    );
+    let text = format!(
+        "{BLOCKED}[session.ehlo]\nreject = [ {{ if = \"authenticated-as\", in-list = \"corp/blocked\", then = \"554 5.7.1 No\" }}, {{ else = false }} ]\n"
+    );
+    assert_error(
+        &text,
+        "session.ehlo.reject",
+        "reject =",
+        "variable \"authenticated-as\" is not known at the ehlo stage; use remote-ip, listener, helo-domain",
+    );
+}
+
+#[test]
+fn stage_rule_naming_a_missing_list() {
+    let text = "[session.mail]\nreject = [ { if = \"sender-domain\", in-list = \"corp/blocked\", then = \"550 5.7.1 No\" }, { else = false } ]\n";
+    assert_error(
+        text,
+        "session.mail.reject",
+        "reject =",
+        "in-list corp/blocked: no directory named \"corp\"",
+    );
+    let text = format!(
+        "{BLOCKED}[session.mail]\nreject = [ {{ if = \"sender-domain\", in-list = \"corp/spammers\", then = \"550 5.7.1 No\" }}, {{ else = false }} ]\n"
+    );
+    assert_error(
+        &text,
+        "session.mail.reject",
+        "reject =",
+        "directory \"corp\" has no lookup list \"spammers\"",
+    );
+}

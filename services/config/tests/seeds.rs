@@ -6,6 +6,7 @@ use ferrymail_config::model::directory::DirectoryType;
 use ferrymail_config::model::queue::Hop;
 use ferrymail_config::model::remote::RemoteProtocol;
 use ferrymail_config::model::server::ListenerProtocol;
+use ferrymail_config::model::stage_rules::{Decision, RejectReply, Stage};
 use ferrymail_config::{Config, load_str};
 
 fn load(text: &str) -> Config {
@@ -387,5 +388,63 @@ fn substitutions_read_files_and_environment() {
     assert!(
         !format!("{config:?}").contains("s3cret"),
         "secrets never show in Debug output"
+    );
+}
+
+#[test]
+fn stage_rules_accept_or_refuse_with_a_reply() {
+    let text = r#"
+[server]
+hostname = "h"
+[directory.corp]
+type = "lmtp"
+address = "127.0.0.1"
+lookup.blocked-ips = ["192.0.2.0/24", "10.0.0.0/8"]
+lookup.spammers = ["spam.example"]
+[session.connect]
+reject = [ { if = "remote-ip", in-list = "corp/blocked-ips", then = "554 5.7.1 Your address is blocked" },
+           { else = false } ]
+[session.ehlo]
+reject = "421 4.3.2 Closed for maintenance"
+[session.mail]
+reject = [ { if = "sender-domain", in-list = "corp/spammers", then = "550 5.7.1 Sender blocked" },
+           { if = "authenticated-as", in-list = "corp/spammers", then = false },
+           { else = false } ]
+[session.rcpt]
+reject = [ { if = "rcpt-domain", in-list = "corp/spammers", then = "450 4.7.1 Later" }, { else = false } ]
+"#;
+    let config = load(text);
+    let reject = &config.session.reject;
+    let connect = reject.get(Stage::Connect);
+    assert_eq!(connect.branches.len(), 1);
+    assert_eq!(connect.branches[0].list.to_string(), "corp/blocked-ips");
+    let Decision::Reject(reply) = &connect.branches[0].then else {
+        panic!("{connect:?}");
+    };
+    assert_eq!(
+        (reply.code, reply.enhanced.as_str(), reply.text.as_str()),
+        (554, "5.7.1", "Your address is blocked")
+    );
+    assert_eq!(reply.to_string(), "554 5.7.1 Your address is blocked");
+    assert_eq!(connect.otherwise, Decision::Accept);
+    assert_eq!(
+        reject.get(Stage::Ehlo).otherwise,
+        Decision::Reject(RejectReply {
+            code: 421,
+            enhanced: "4.3.2".into(),
+            text: "Closed for maintenance".into()
+        }),
+        "a plain reply refuses every client"
+    );
+    assert_eq!(reject.get(Stage::Mail).branches.len(), 2);
+    assert_eq!(reject.get(Stage::Mail).branches[1].then, Decision::Accept);
+    assert!(matches!(
+        &reject.get(Stage::Rcpt).branches[0].then,
+        Decision::Reject(r) if r.is_temporary()
+    ));
+    let data = reject.get(Stage::Data);
+    assert!(
+        data.branches.is_empty() && data.otherwise == Decision::Accept,
+        "accept is the default"
     );
 }

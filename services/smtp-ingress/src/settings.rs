@@ -5,6 +5,7 @@ use std::time::Duration;
 use ferrymail_config::Config;
 use ferrymail_config::model::rules::Rules;
 use ferrymail_config::model::server::{Listener, ListenerProtocol};
+use ferrymail_config::model::stage_rules::StageRules;
 use ipnet::IpNet;
 
 /// Settings of one listener.
@@ -64,6 +65,8 @@ pub struct Settings {
     pub max_auth_errors: u32,
     /// `session.rcpt.relay`.
     pub relay: Rules<bool>,
+    /// `session.<stage>.reject`.
+    pub reject: StageRules,
     /// `session.rcpt.max-recipients`.
     pub max_recipients: usize,
     /// `session.data.limits.size`.
@@ -91,6 +94,7 @@ impl Settings {
             max_errors: s.max_errors,
             max_auth_errors: s.max_auth_errors,
             relay: s.relay.0.clone(),
+            reject: s.reject.clone(),
             max_recipients: s.max_recipients as usize,
             max_message_size: s.max_message_size.0,
             max_messages: s.max_messages,

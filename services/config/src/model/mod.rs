@@ -8,6 +8,7 @@ pub mod remote;
 pub mod rules;
 pub mod server;
 pub mod session;
+pub mod stage_rules;
 pub mod store;
 
 mod bounds;

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use super::directory::Directory;
 use super::queue::{Hop, NextHop};
 use super::remote::{Remote, RemoteProtocol};
-use super::rules::{ListRef, Variable};
+use super::rules::{ListRef, Rules, Variable};
+use super::stage_rules::Stage;
 use super::store::Store;
 
 /// The named things a reference may point at.
@@ -68,6 +69,30 @@ pub(crate) fn check_next_hop(known: &Known<'_>, next_hop: &NextHop) -> Vec<Strin
             problems.push(format!(
                 "variable {:?} is not known when routing; use rcpt, rcpt-domain, sender or sender-domain",
                 branch.variable.as_str()
+            ));
+        }
+        if let Some(problem) = check_list(known, &branch.list) {
+            problems.push(problem);
+        }
+    }
+    problems
+}
+
+/// Everything wrong with a rule list run at `stage`: variables without a value by then, and
+/// lists that do not exist.
+pub(crate) fn check_stage_rule<T>(
+    known: &Known<'_>,
+    stage: Stage,
+    rules: &Rules<T>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for branch in &rules.branches {
+        if !stage.variables().contains(&branch.variable) {
+            let usable: Vec<&str> = stage.variables().iter().map(|v| v.as_str()).collect();
+            problems.push(format!(
+                "variable {:?} is not known at the {stage} stage; use {}",
+                branch.variable.as_str(),
+                usable.join(", ")
             ));
         }
         if let Some(problem) = check_list(known, &branch.list) {

@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use super::bounds::{require_nonzero, require_positive};
-use super::references::{Known, check_directory, check_list};
+use super::references::{Known, check_directory, check_stage_rule};
 use super::rules::{Rules, parse_rules};
+use super::stage_rules::{RejectRule, Stage, StageRules};
+use crate::key::Key;
 use crate::keys;
 use crate::reader::TableReader;
 use crate::tree::Node;
@@ -52,13 +54,11 @@ pub struct Session {
     pub max_messages: u32,
     /// `session.data.timeout`.
     pub data_timeout: Duration,
+    /// `session.<stage>.reject`.
+    pub reject: StageRules,
 }
 
-fn directory(
-    t: &TableReader<'_>,
-    key: &crate::key::Key<String>,
-    known: &Known<'_>,
-) -> Option<String> {
+fn directory(t: &TableReader<'_>, key: &Key<String>, known: &Known<'_>) -> Option<String> {
     let name = t.get(key)?;
     if let Some(problem) = check_directory(known, &name) {
         t.report(key.name(), problem);
@@ -66,29 +66,74 @@ fn directory(
     Some(name)
 }
 
+/// Reports the variables and lists a rule run at `stage` cannot use.
+fn check_rule<T>(
+    t: &TableReader<'_>,
+    name: &str,
+    stage: Stage,
+    rules: Option<&Rules<T>>,
+    known: &Known<'_>,
+) {
+    for problem in rules
+        .into_iter()
+        .flat_map(|r| check_stage_rule(known, stage, r))
+    {
+        t.report(name, problem);
+    }
+}
+
+/// Reads `session.<stage>.reject` from the stage's table.
+fn reject(
+    t: &TableReader<'_>,
+    key: &Key<RejectRule>,
+    stage: Stage,
+    known: &Known<'_>,
+) -> Option<RejectRule> {
+    let rule = t.get(key);
+    check_rule(t, key.name(), stage, rule.as_ref().map(|r| &r.0), known);
+    rule
+}
+
 pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session> {
     let t = root.table("session");
     let timeout = t.get(&keys::SESSION_TIMEOUT);
     let duration = t.get(&keys::SESSION_DURATION);
     let max_errors = t.table("errors").get(&keys::SESSION_ERRORS_TOTAL);
+    let connect_reject = reject(
+        &t.table("connect"),
+        &keys::SESSION_CONNECT_REJECT,
+        Stage::Connect,
+        known,
+    );
+    let ehlo_reject = reject(
+        &t.table("ehlo"),
+        &keys::SESSION_EHLO_REJECT,
+        Stage::Ehlo,
+        known,
+    );
     let auth = t.table("auth");
     let auth_directory = directory(&auth, &keys::SESSION_AUTH_DIRECTORY, known);
     let auth_allow_plain_text = auth.get(&keys::SESSION_AUTH_ALLOW_PLAIN_TEXT);
     let max_auth_errors = auth.table("errors").get(&keys::SESSION_AUTH_ERRORS_TOTAL);
+    let mail_reject = reject(
+        &t.table("mail"),
+        &keys::SESSION_MAIL_REJECT,
+        Stage::Mail,
+        known,
+    );
     let rcpt = t.table("rcpt");
     let rcpt_directory = directory(&rcpt, &keys::SESSION_RCPT_DIRECTORY, known);
     let max_recipients = rcpt.get(&keys::SESSION_RCPT_MAX_RECIPIENTS);
     let relay = rcpt.get(&keys::SESSION_RCPT_RELAY);
-    for branch in relay.iter().flat_map(|r| &r.0.branches) {
-        if let Some(problem) = check_list(known, &branch.list) {
-            rcpt.report("relay", problem);
-        }
-    }
+    let relay_rules = relay.as_ref().map(|r| &r.0);
+    check_rule(&rcpt, "relay", Stage::Rcpt, relay_rules, known);
+    let rcpt_reject = reject(&rcpt, &keys::SESSION_RCPT_REJECT, Stage::Rcpt, known);
     let data = t.table("data");
     let limits = data.table("limits");
     let max_message_size = limits.get(&keys::SESSION_DATA_LIMITS_SIZE);
     let max_messages = limits.get(&keys::SESSION_DATA_LIMITS_MESSAGES);
     let data_timeout = data.get(&keys::SESSION_DATA_TIMEOUT);
+    let data_reject = reject(&data, &keys::SESSION_DATA_REJECT, Stage::Data, known);
     require_nonzero(&t, "timeout", timeout);
     require_nonzero(&t, "duration", duration);
     require_nonzero(&data, "timeout", data_timeout);
@@ -107,5 +152,12 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
         max_message_size: max_message_size?,
         max_messages: max_messages?,
         data_timeout: data_timeout?,
+        reject: StageRules {
+            connect: connect_reject?,
+            ehlo: ehlo_reject?,
+            mail: mail_reject?,
+            rcpt: rcpt_reject?,
+            data: data_reject?,
+        },
     })
 }

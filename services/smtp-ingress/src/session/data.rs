@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use ferrymail_config::model::stage_rules::Stage;
 use ferrymail_rpc::queue::{BodyError, BodyStream, Envelope, QueueError, QueueId};
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
 use tokio::sync::mpsc;
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::reply::Reply;
+use super::rules::CommandValues;
 use super::{End, Flow, Session, Transaction};
 use crate::received::received_header;
 
@@ -92,18 +94,26 @@ impl Session {
     }
 
     /// The transaction, if DATA/BDAT may start now; otherwise the refusal is queued.
-    fn ready_for_data(&mut self) -> Option<Transaction> {
+    async fn ready_for_data(&mut self) -> Option<Transaction> {
         match &self.transaction {
             None => {
                 self.reply(Reply::new(503, "5.5.1", "Need MAIL and RCPT first"));
-                None
+                return None;
             }
             Some(t) if t.recipients.is_empty() => {
                 self.reply(Reply::new(554, "5.5.1", "No valid recipients"));
-                None
+                return None;
             }
-            Some(_) => self.transaction.take(),
+            Some(_) => {}
         }
+        // The transaction stays open when refused: the client may RSET or QUIT.
+        if self
+            .refused_by_rule(Stage::Data, CommandValues::default())
+            .await
+        {
+            return None;
+        }
+        self.transaction.take()
     }
 
     /// Starts the upload of a transaction, the `Received` header first.
@@ -142,7 +152,7 @@ impl Session {
     }
 
     pub(super) async fn data(&mut self) -> Result<Flow, End> {
-        let Some(transaction) = self.ready_for_data() else {
+        let Some(transaction) = self.ready_for_data().await else {
             return Ok(Flow::Continue);
         };
         self.reply(Reply::new(
@@ -162,7 +172,7 @@ impl Session {
     pub(super) async fn bdat(&mut self, chunk_size: usize, is_last: bool) -> Result<Flow, End> {
         let mut upload = match self.bdat.take() {
             Some(upload) => upload,
-            None => match self.ready_for_data() {
+            None => match self.ready_for_data().await {
                 Some(transaction) => self.begin_upload(&transaction).await,
                 None => {
                     // The chunk still arrives and must be read past to stay in step.

@@ -3,7 +3,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use ferrymail_config::model::rules::Variable;
+use ferrymail_config::model::stage_rules::Stage;
 use ferrymail_rpc::directory::{Expansion, Verdict};
 use ferrymail_rpc::queue::{BodyType, DsnReturn, Notify, NotifyOn, Priority, Recipient};
 use smtp_proto::{
@@ -13,6 +13,7 @@ use smtp_proto::{
 };
 
 use super::reply::{Reply, quoted};
+use super::rules::{CommandValues, ListUnavailable};
 use super::{Session, Transaction};
 
 /// MAIL FROM parameters kept for the queue.
@@ -60,7 +61,7 @@ fn routes_elsewhere(local: &str) -> bool {
 }
 
 impl Session {
-    pub(super) fn mail(&mut self, from: MailFrom<String>) {
+    pub(super) async fn mail(&mut self, from: MailFrom<String>) {
         if self.helo.is_none() {
             self.reply(Reply::new(503, "5.5.1", "Say EHLO or HELO first"));
             return;
@@ -113,6 +114,13 @@ impl Session {
                 "5.5.4",
                 "FUTURERELEASE too far in the future",
             ));
+            return;
+        }
+        let values = CommandValues {
+            sender: Some(&from.address),
+            ..CommandValues::default()
+        };
+        if self.refused_by_rule(Stage::Mail, values).await {
             return;
         }
         let params = MailParams {
@@ -172,6 +180,15 @@ impl Session {
             return;
         };
         let address = format!("{local}@{domain}");
+        let values = CommandValues {
+            rcpt: Some(&address),
+            rcpt_domain: Some(&domain),
+            ..CommandValues::default()
+        };
+        if self.refused_by_rule(Stage::Rcpt, values).await {
+            self.shared.metrics.stage("rcpt", started.elapsed());
+            return;
+        }
         if let Some(reply) = self.relay_check(local, &domain, &address).await {
             self.reply(reply);
             self.shared.metrics.stage("rcpt", started.elapsed());
@@ -247,9 +264,15 @@ impl Session {
     /// A recipient that is not local, or routed onward by its local part: relaying, allowed
     /// only by `session.rcpt.relay`.
     async fn relay(&mut self, address: &str, domain: &str) -> Option<Reply> {
-        match self.relay_allowed(address, domain).await {
-            Ok(true) => None,
-            Ok(false) => {
+        let settings = self.settings.clone();
+        let values = CommandValues {
+            rcpt: Some(address),
+            rcpt_domain: Some(domain),
+            ..CommandValues::default()
+        };
+        match self.evaluate(&settings.relay, values).await {
+            Ok(outcome) if *outcome.value => None,
+            Ok(_) => {
                 self.relay_denied(address);
                 Some(Reply::new(
                     554,
@@ -257,7 +280,7 @@ impl Session {
                     format!("{} Relay access denied", quoted(address)),
                 ))
             }
-            Err(()) => {
+            Err(ListUnavailable) => {
                 self.shared.metrics.rejected("temporary");
                 Some(Reply::new(
                     451,
@@ -265,44 +288,6 @@ impl Session {
                     "Directory unavailable, try again later",
                 ))
             }
-        }
-    }
-
-    /// Evaluates `session.rcpt.relay` for this recipient; `Err` when a list could not be asked.
-    async fn relay_allowed(&self, address: &str, domain: &str) -> Result<bool, ()> {
-        let rules = &self.settings.relay;
-        for branch in &rules.branches {
-            let value = self.variable(branch.variable, address, domain);
-            match self
-                .shared
-                .directory
-                .in_list(&branch.list.to_string(), &value)
-                .await
-            {
-                Ok(answer) if answer.verdict == Verdict::Yes => return Ok(branch.then),
-                Ok(answer) if answer.verdict == Verdict::No => {}
-                Ok(_) => return Err(()),
-                Err(error) => {
-                    tracing::warn!(%error, list = %branch.list, "relay rule lookup failed; answering 451");
-                    return Err(());
-                }
-            }
-        }
-        Ok(rules.otherwise)
-    }
-
-    /// The value of a rule variable at RCPT time.
-    fn variable(&self, variable: Variable, rcpt: &str, rcpt_domain: &str) -> String {
-        let sender = self.transaction.as_ref().map_or("", |t| t.sender.as_str());
-        match variable {
-            Variable::RemoteIp => self.peer.ip().to_string(),
-            Variable::HeloDomain => self.helo.clone().unwrap_or_default(),
-            Variable::Sender => sender.to_string(),
-            Variable::SenderDomain => split_address(sender).map(|(_, d)| d).unwrap_or_default(),
-            Variable::Rcpt => rcpt.to_string(),
-            Variable::RcptDomain => rcpt_domain.to_string(),
-            Variable::AuthenticatedAs => self.authenticated.clone().unwrap_or_default(),
-            Variable::Listener => self.listener.id.clone(),
         }
     }
 

@@ -5,11 +5,13 @@ mod auth;
 mod data;
 mod envelope;
 mod reply;
+mod rules;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferrymail_config::model::stage_rules::Stage;
 use ferrymail_rpc::queue::Recipient;
 use smtp_proto::request::receiver::RequestReceiver;
 use smtp_proto::{
@@ -24,6 +26,7 @@ use crate::Shared;
 use crate::settings::{ListenerSettings, Settings};
 use crate::tls::ServerStream;
 pub(crate) use reply::Reply;
+use rules::CommandValues;
 
 /// Largest read from the socket at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -73,6 +76,8 @@ pub(crate) struct Session {
     discarding: bool,
     errors: u32,
     pub(crate) auth_errors: u32,
+    /// A reply that ends the session (421) is queued: nothing more is read.
+    closing: bool,
 }
 
 impl Session {
@@ -103,6 +108,7 @@ impl Session {
             discarding: false,
             errors: 0,
             auth_errors: 0,
+            closing: false,
         }
     }
 
@@ -180,6 +186,16 @@ impl Session {
 
     /// Serves the session to its end.
     pub(crate) async fn run(mut self) -> ServerStream {
+        // A refused client gets the rule's reply instead of the greeting and is let go at
+        // once rather than kept waiting for QUIT, holding a session slot.
+        if self
+            .refused_by_rule(Stage::Connect, CommandValues::default())
+            .await
+        {
+            let _ = self.flush().await;
+            let _ = self.stream.shutdown().await;
+            return self.stream;
+        }
         let greeting = format!("{} {}", self.settings.hostname, self.listener.greeting);
         self.reply(Reply::new(220, "", greeting));
         if self.flush().await.is_err() {
@@ -221,7 +237,7 @@ impl Session {
                         Flow::Continue
                     }
                 };
-                if flow == Flow::Close {
+                if flow == Flow::Close || self.closing {
                     return self.flush().await;
                 }
                 if self.errors >= self.settings.max_errors {
@@ -272,9 +288,9 @@ impl Session {
 
     async fn handle(&mut self, request: Request<String>) -> Result<Flow, End> {
         match request {
-            Request::Ehlo { host } if !self.listener.lmtp => self.hello(host, true),
-            Request::Helo { host } if !self.listener.lmtp => self.hello(host, false),
-            Request::Lhlo { host } if self.listener.lmtp => self.hello(host, true),
+            Request::Ehlo { host } if !self.listener.lmtp => self.hello(host, true).await,
+            Request::Helo { host } if !self.listener.lmtp => self.hello(host, false).await,
+            Request::Lhlo { host } if self.listener.lmtp => self.hello(host, true).await,
             Request::Ehlo { .. } | Request::Helo { .. } | Request::Lhlo { .. } => {
                 self.reply(Reply::new(500, "5.5.1", "Unknown command"));
             }
@@ -283,7 +299,7 @@ impl Session {
                 mechanism,
                 initial_response,
             } => self.auth(mechanism, initial_response).await?,
-            Request::Mail { from } => self.mail(from),
+            Request::Mail { from } => self.mail(from).await,
             Request::Rcpt { to } => self.rcpt(to).await,
             Request::Data => return self.data().await,
             Request::Bdat { chunk_size, is_last } => return self.bdat(chunk_size, is_last).await,
@@ -311,7 +327,7 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    fn hello(&mut self, host: String, extended: bool) {
+    async fn hello(&mut self, host: String, extended: bool) {
         let host: String = host
             .chars()
             .filter(|c| c.is_ascii_graphic())
@@ -319,6 +335,13 @@ impl Session {
             .collect();
         if host.is_empty() {
             self.reply(Reply::new(501, "5.5.4", "A host name is required"));
+            return;
+        }
+        let values = CommandValues {
+            helo: Some(&host),
+            ..CommandValues::default()
+        };
+        if self.refused_by_rule(Stage::Ehlo, values).await {
             return;
         }
         // A new greeting starts over, as RFC 5321 §4.1.4 says.
