@@ -83,6 +83,15 @@ pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
             ));
         }
     }
+    if let Some(scheduler) = &services.scheduler {
+        let (scheduler, stop) = (scheduler.clone(), stop.clone());
+        // In-flight deliveries finish within the shutdown deadline, or are aborted with the
+        // rest of the work: their leases then expire and the next run delivers them.
+        work.spawn(async move {
+            scheduler.run(stop).await;
+            Ok(())
+        });
+    }
     if let Some(ingress) = &services.ingress {
         for protocol in [ListenerProtocol::Smtp, ListenerProtocol::Lmtp] {
             for (id, socket) in listeners::bind(&config, protocol).await? {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::bail;
 use ferrymail_config::{Config, LoadedConfig};
 use ferrymail_directory_proxy::{DirectoryMetrics, DirectoryProxy};
-use ferrymail_queue_scheduler::Queue;
+use ferrymail_queue_scheduler::{NOT_BUILT_YET, Queue, Scheduler, SchedulerOptions};
 use ferrymail_rpc::directory::{DirectoryService, GrpcDirectory};
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
 use ferrymail_smtp_ingress::{Ingress, IngressMetrics};
@@ -22,6 +22,8 @@ pub struct Services {
     pub directory: Option<Arc<DirectoryProxy>>,
     /// The queue, serving the `Queue` service.
     pub queue: Option<Arc<Queue>>,
+    /// The delivery worker of the queue (started by [`crate::runtime`]).
+    pub scheduler: Option<Arc<Scheduler>>,
     /// The SMTP/LMTP front door.
     pub ingress: Option<Arc<Ingress>>,
 }
@@ -49,7 +51,15 @@ impl Services {
                     role.name()
                 );
             };
-            services.queue = Some(Arc::new(Queue::new(store, &loaded.config.queue)));
+            let queue = Arc::new(Queue::new(store, &loaded.config.queue));
+            tracing::warn!(part = "queue-scheduler", "not built yet: {NOT_BUILT_YET}");
+            let options = SchedulerOptions::new(&loaded.config.server.hostname);
+            services.scheduler = Some(Arc::new(Scheduler::new(
+                queue.clone(),
+                &loaded.config,
+                options,
+            )));
+            services.queue = Some(queue);
         }
         if role.hosts_directory() {
             if store.is_none() {
@@ -77,6 +87,9 @@ impl Services {
             }
             if let Some(queue) = &self.queue {
                 queue.apply(&loaded.config.queue);
+            }
+            if let Some(scheduler) = &self.scheduler {
+                scheduler.apply(&loaded.config);
             }
             if let Some(ingress) = &self.ingress {
                 ingress.apply(&loaded.config);

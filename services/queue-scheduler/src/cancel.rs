@@ -6,6 +6,7 @@ use ferrymail_rpc::queue::{QueueError, RecipientState};
 use crate::counters::CounterDelta;
 use crate::due_index::{earliest, move_entry};
 use crate::keys::blob_owner;
+use crate::lease;
 use crate::message_change::Change;
 use crate::queue_id::MessageId;
 use crate::service::Queue;
@@ -69,6 +70,7 @@ impl Queue {
                         move_entry(tx, &keys, record, None)?;
                         tx.clear_range(&keys.recipients(&id))?;
                         tx.clear(&keys.message(&id))?;
+                        lease::remove(tx, &keys, &id)?;
                         blobs.release(tx, &record.blob, &blob_owner(&id)).await?;
                     }
                     delta.apply(tx, &keys, id.shard())?;

@@ -11,6 +11,7 @@
 //! | `("rcpt", id, index)`                 | one recipient and its delivery state           |
 //! | `("due", shard, rank, due_ms, id)`    | empty: the message has a recipient due then    |
 //! | `("count", name, shard)`              | little-endian `i64`, changed by atomic add     |
+//! | `("lease", id)`                       | who delivers the message: see [`crate::lease`] |
 //!
 //! Why this shape:
 //! - Recipients have a key each: delivery updates one recipient without rewriting the others,
@@ -25,8 +26,10 @@
 //! - Counters are split by shard (each message's counters go to its own shard) so that no
 //!   single key takes every enqueue's atomic add: on FoundationDB one hot key is served by one
 //!   storage team. Reading a total is one range read of `SHARDS` keys per counter.
-//! - Leases of shards and messages, throttles and quotas will get subspaces of their own
-//!   beside these; nothing here needs to change for them.
+//! - A message's delivery lease has its own key, not a field of the record: claiming and
+//!   renewing rewrite a few bytes, and readers of the record do not conflict with renewals.
+//! - Leases of shards, throttles and quotas will get subspaces of their own beside these;
+//!   nothing here needs to change for them.
 
 use ferrymail_rpc::queue::{Priority, RecipientState};
 use ferrymail_store::{KeyRange, Subspace};
@@ -40,6 +43,7 @@ pub(crate) struct Keys {
     recipients: Subspace,
     due: Subspace,
     counters: Subspace,
+    leases: Subspace,
 }
 
 impl Keys {
@@ -51,6 +55,7 @@ impl Keys {
             recipients: queue.subspace(&("rcpt",)),
             due: queue.subspace(&("due",)),
             counters: queue.subspace(&("count",)),
+            leases: queue.subspace(&("lease",)),
         }
     }
 
@@ -127,6 +132,11 @@ impl Keys {
     /// Counter `name` of `shard`.
     pub(crate) fn counter(&self, name: &str, shard: u16) -> Vec<u8> {
         self.counters.pack(&(name, shard))
+    }
+
+    /// The delivery lease of message `id`.
+    pub(crate) fn lease(&self, id: &MessageId) -> Vec<u8> {
+        self.leases.pack(&(id_bytes(id),))
     }
 
     /// Every counter of every shard.

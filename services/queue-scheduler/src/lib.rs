@@ -1,34 +1,49 @@
-//! queue-scheduler: the durable queue shared by every scheduler, and (later) outbound delivery.
+//! queue-scheduler: the durable queue shared by every scheduler, and outbound delivery.
 //!
 //! [`Queue`] keeps the queue in the store and implements the `Queue` contract
 //! ([`ferrymail_rpc::queue::QueueService`]): enqueue with a streamed body, list, get, retry,
 //! cancel and stats. The key layout is described in the (private) `keys` module, the records'
-//! encoding in `record`, both next to the code that writes them. Delivery, leases between
-//! schedulers, routing, bounces, throttles and quotas are not built yet.
+//! encoding in `record`, both next to the code that writes them.
+//!
+//! [`Scheduler`] delivers: it claims due messages under leases with fencing tokens, routes
+//! each recipient by `queue.outbound.next-hop`, relays over SMTP or LMTP and records the
+//! results. MX delivery, DSN bounces and delay notices, throttles, quotas and the sharing of
+//! shards between schedulers are not built yet ([`NOT_BUILT_YET`]).
 
 mod cancel;
 mod counters;
+mod delivery;
+mod delivery_result;
 mod due_index;
 mod enqueue;
 mod envelope_check;
 mod keys;
+mod lease;
 mod list;
 mod message_change;
 mod queue_id;
 mod record;
 mod retry;
+mod route;
+mod scheduler;
 mod service;
 mod store_failure;
 mod stored_message;
 
+pub use delivery::Outcome;
+pub use delivery_result::Committed;
 pub use due_index::{DueEntry, SHARDS};
 pub use envelope_check::{MAX_RECIPIENTS, MAX_TEXT};
+pub use lease::Lease;
 pub use list::{DEFAULT_PAGE_SIZE, EXAMINE_LIMIT, MAX_PAGE_SIZE};
 pub use queue_id::{InvalidQueueId, MessageId};
 pub use record::{CorruptRecord, MessageRecord, RecipientRecord};
+pub use route::{Route, Router};
+pub use scheduler::{Claim, MX_NOT_BUILT, Scheduler, SchedulerOptions};
 pub use service::Queue;
 pub use stored_message::StoredMessage;
 
-/// What this role cannot do yet; shown at start-up and in `/readyz`.
-pub const NOT_BUILT: &str =
-    "outbound delivery is not implemented yet; messages are queued durably but not delivered";
+/// What this role does not do yet; logged at start-up.
+pub const NOT_BUILT_YET: &str = "MX delivery, DSN bounces and delay notices, throttles, queue \
+     quotas and sharing the shards between schedulers are not implemented yet: this scheduler \
+     delivers every shard, relaying to remotes only, one connection per message";

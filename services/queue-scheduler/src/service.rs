@@ -29,6 +29,8 @@ pub struct Queue {
     pub(crate) store: Store,
     pub(crate) blobs: BlobStore,
     pub(crate) keys: Arc<Keys>,
+    /// Wakes this process's scheduler when something becomes due at once (an enqueue).
+    pub(crate) wake: tokio::sync::Notify,
     /// `queue.schedule.expire` in milliseconds, replaced on reload.
     expire_ms: AtomicU64,
 }
@@ -41,6 +43,7 @@ impl Queue {
             blobs: BlobStore::new(store.clone()),
             store,
             keys,
+            wake: tokio::sync::Notify::new(),
             expire_ms: AtomicU64::new(0),
         };
         queue.apply(config);

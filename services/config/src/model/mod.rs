@@ -3,6 +3,7 @@
 pub mod certificate;
 pub mod cluster;
 pub mod directory;
+pub mod lists;
 pub mod queue;
 pub mod remote;
 pub mod rules;

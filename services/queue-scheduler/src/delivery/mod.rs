@@ -1,0 +1,58 @@
+//! Delivering one message's recipients to their next hop, and what each recipient's attempt
+//! came to.
+
+pub(crate) mod relay;
+mod stream;
+
+use std::time::Duration;
+
+pub use stream::TlsSettings;
+
+/// What one delivery attempt came to for one recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The next hop accepted it (2xx), with its reply.
+    Delivered(String),
+    /// Try again later: a 4xx reply, a connection failure or a timeout.
+    TempFailed(String),
+    /// Never: a 5xx reply, or the message expired.
+    PermFailed(String),
+}
+
+impl Outcome {
+    /// The outcome of a reply with `code`, described by `text`.
+    pub(crate) fn of_reply(code: u16, text: String) -> Self {
+        match code {
+            200..=299 => Outcome::Delivered(text),
+            500..=599 => Outcome::PermFailed(text),
+            _ => Outcome::TempFailed(text),
+        }
+    }
+
+    /// The reply or reason recorded for the recipient.
+    pub fn reply(&self) -> &str {
+        match self {
+            Outcome::Delivered(r) | Outcome::TempFailed(r) | Outcome::PermFailed(r) => r,
+        }
+    }
+}
+
+/// Why a relay session failed before the remote answered for a recipient.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The network failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The TLS handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The remote did not answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The remote said something unexpected, or refused the session.
+    #[error("{0}")]
+    Protocol(String),
+    /// The queued body could not be read.
+    #[error("reading the queued body: {0}")]
+    Body(String),
+}

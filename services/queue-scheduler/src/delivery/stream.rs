@@ -1,0 +1,229 @@
+//! A TCP stream that may have been upgraded to TLS, and the TLS client settings.
+//!
+//! The same shape as the directory-proxy's connections; role crates do not depend on each
+//! other, so delivery keeps its own copy.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::DeliveryError as ConnectionError;
+
+/// TLS client configurations: one that verifies certificates (public roots and the system's
+/// trust store, which honours `SSL_CERT_FILE`), one for `allow-invalid-certs = true`.
+#[derive(Clone)]
+pub struct TlsSettings {
+    verifying: TlsConnector,
+    trusting: TlsConnector,
+}
+
+impl TlsSettings {
+    /// Builds both configurations once; they are shared by every connection.
+    pub fn new() -> Self {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::debug!(%error, "a system certificate could not be loaded");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(added, ignored, "system trust store loaded");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifying = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+        let trusting = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map(|b| {
+                b.dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+                    .with_no_client_auth()
+            });
+        // The provider's default protocol versions are always valid; keep a plain fallback
+        // rather than a panic path.
+        let fallback = || {
+            ClientConfig::builder()
+                .with_root_certificates(RootCertStore::empty())
+                .with_no_client_auth()
+        };
+        Self {
+            verifying: TlsConnector::from(Arc::new(verifying.unwrap_or_else(|_| fallback()))),
+            trusting: TlsConnector::from(Arc::new(trusting.unwrap_or_else(|_| fallback()))),
+        }
+    }
+
+    /// Performs the TLS handshake over `tcp` for host `name`.
+    pub(crate) async fn handshake(
+        &self,
+        tcp: TcpStream,
+        name: &str,
+        allow_invalid_certs: bool,
+    ) -> Result<TlsStream<TcpStream>, ConnectionError> {
+        let server_name = ServerName::try_from(name.to_string()).map_err(|_| {
+            ConnectionError::Tls(format!("{name:?} is not a valid TLS server name"))
+        })?;
+        let connector = if allow_invalid_certs {
+            &self.trusting
+        } else {
+            &self.verifying
+        };
+        connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| ConnectionError::Tls(e.to_string()))
+    }
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Certificate "verification" for `allow-invalid-certs = true`: accepts any certificate but
+/// still checks handshake signatures, so the session is at least bound to the key offered.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A connection before or after TLS.
+pub(crate) enum MaybeTls {
+    /// Clear text.
+    Plain(TcpStream),
+    /// Encrypted.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl MaybeTls {
+    /// Whether the connection is encrypted.
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, MaybeTls::Tls(_))
+    }
+
+    /// Connects, with TLS from the first byte when `implicit`.
+    pub(crate) async fn connect(
+        address: &str,
+        port: u16,
+        implicit: bool,
+        allow_invalid_certs: bool,
+        tls: &TlsSettings,
+    ) -> Result<Self, ConnectionError> {
+        let tcp = TcpStream::connect((address, port)).await?;
+        tcp.set_nodelay(true)?;
+        if implicit {
+            Ok(MaybeTls::Tls(Box::new(
+                tls.handshake(tcp, address, allow_invalid_certs).await?,
+            )))
+        } else {
+            Ok(MaybeTls::Plain(tcp))
+        }
+    }
+
+    /// Upgrades a clear-text connection after STARTTLS was accepted.
+    pub(crate) async fn upgrade(
+        self,
+        address: &str,
+        allow_invalid_certs: bool,
+        tls: &TlsSettings,
+    ) -> Result<Self, ConnectionError> {
+        match self {
+            MaybeTls::Plain(tcp) => Ok(MaybeTls::Tls(Box::new(
+                tls.handshake(tcp, address, allow_invalid_certs).await?,
+            ))),
+            already => Ok(already),
+        }
+    }
+}
+
+impl AsyncRead for MaybeTls {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MaybeTls {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Recording a delivery attempt's results: per recipient state, retry schedule, due entry,
+//! counters, and the message's removal once nothing is left to deliver — in one transaction,
+//! and only while the attempt's lease is still the message's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrymail_rpc::queue::RecipientState;
+use ferrymail_store::StoreError;
+
+use crate::counters::CounterDelta;
+use crate::delivery::Outcome;
+use crate::due_index::{earliest, move_entry};
+use crate::keys::blob_owner;
+use crate::lease::{self, Lease};
+use crate::queue_id::MessageId;
+use crate::service::Queue;
+use crate::stored_message::StoredMessage;
+
+/// What committing an attempt's results did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Committed {
+    /// The results were recorded; the message stays queued with this many live recipients.
+    Kept {
+        /// Recipients still to deliver.
+        live: usize,
+    },
+    /// The results were recorded and the message left the queue (no live recipient left).
+    Removed,
+    /// The lease was lost to another scheduler (or the message left the queue meanwhile): the
+    /// results were dropped.
+    Stale,
+}
+
+/// The wait before attempt `attempts + 1` of a recipient that failed `attempts` times (the
+/// first failure waits `retry[0]`; the last value repeats).
+pub(crate) fn retry_after(retry: &[Duration], attempts: u32) -> Duration {
+    let index = usize::try_from(attempts.saturating_sub(1)).unwrap_or(usize::MAX);
+    retry
+        .get(index)
+        .or(retry.last())
+        .copied()
+        .unwrap_or(Duration::from_secs(60))
+}
+
+impl Queue {
+    /// Records `outcomes` (recipient index → outcome) of the attempt made under `lease` at
+    /// `now_ms`, if the lease is still the message's; temporary failures are due again after
+    /// `retry`, or fail as expired past the message's expiry.
+    pub(crate) async fn commit_attempt(
+        &self,
+        id: &MessageId,
+        lease: &Lease,
+        outcomes: Vec<(u32, Outcome)>,
+        retry: Vec<Duration>,
+        now_ms: u64,
+    ) -> Result<Committed, StoreError> {
+        let (keys, blobs, id) = (self.keys.clone(), self.blobs.clone(), *id);
+        let plan = Arc::new((lease.clone(), outcomes, retry));
+        self.store
+            .transact(move |tx| {
+                let (keys, blobs, plan) = (keys.clone(), blobs.clone(), plan.clone());
+                Box::pin(async move {
+                    let (lease, outcomes, retry) = &*plan;
+                    if !lease::holds(tx, &keys, &id, lease.token).await? {
+                        return Ok(Committed::Stale);
+                    }
+                    let Some(mut message) = StoredMessage::read(tx, &keys, &id).await? else {
+                        return Ok(Committed::Stale);
+                    };
+                    let mut delta = CounterDelta::default();
+                    let mut changed = Vec::new();
+                    for (index, outcome) in outcomes {
+                        let Some(position) =
+                            message.recipients.iter().position(|r| r.index == *index)
+                        else {
+                            continue;
+                        };
+                        let recipient = &mut message.recipients[position];
+                        // An administrator may have cancelled it meanwhile: cancel wins.
+                        if !recipient.is_live() {
+                            continue;
+                        }
+                        recipient.attempts = recipient.attempts.saturating_add(1);
+                        let (state, due, reply) = match outcome {
+                            Outcome::Delivered(reply) => {
+                                (RecipientState::Delivered, None, reply.clone())
+                            }
+                            Outcome::PermFailed(reply) => {
+                                (RecipientState::PermFailed, None, reply.clone())
+                            }
+                            Outcome::TempFailed(reply) if now_ms >= message.record.expiry_ms => (
+                                RecipientState::PermFailed,
+                                None,
+                                format!("expired: not delivered in time; last reply: {reply}"),
+                            ),
+                            Outcome::TempFailed(reply) => {
+                                let wait = retry_after(retry, recipient.attempts);
+                                let wait = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                                // Due no later than the expiry, so it fails as expired on time.
+                                let due = now_ms
+                                    .saturating_add(wait)
+                                    .min(message.record.expiry_ms.max(now_ms));
+                                (RecipientState::TempFailed, Some(due), reply.clone())
+                            }
+                        };
+                        delta.transition(recipient.state, state);
+                        recipient.state = state;
+                        recipient.due_ms = due;
+                        recipient.last_reply = Some(reply);
+                        changed.push(position);
+                    }
+                    let live = message.recipients.iter().filter(|r| r.is_live()).count();
+                    let record = &mut message.record;
+                    let committed = if live > 0 {
+                        for &position in &changed {
+                            let recipient = &message.recipients[position];
+                            tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
+                        }
+                        move_entry(tx, &keys, record, earliest(&message.recipients))?;
+                        tx.set(&keys.message(&id), &record.encode())?;
+                        lease::release(tx, &keys, &id, lease)?;
+                        Committed::Kept { live }
+                    } else {
+                        for recipient in &message.recipients {
+                            delta.recipient(recipient.state, -1);
+                        }
+                        delta.message(record.size, -1);
+                        move_entry(tx, &keys, record, None)?;
+                        tx.clear_range(&keys.recipients(&id))?;
+                        tx.clear(&keys.message(&id))?;
+                        lease::remove(tx, &keys, &id)?;
+                        blobs.release(tx, &record.blob, &blob_owner(&id)).await?;
+                        Committed::Removed
+                    };
+                    delta.apply(tx, &keys, id.shard())?;
+                    Ok(committed)
+                })
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_follow_the_schedule_and_repeat_the_last_wait() {
+        let retry = [Duration::from_secs(1), Duration::from_secs(5)];
+        assert_eq!(retry_after(&retry, 1), Duration::from_secs(1));
+        assert_eq!(retry_after(&retry, 2), Duration::from_secs(5));
+        assert_eq!(retry_after(&retry, 9), Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,149 @@
+//! Delivery leases: which scheduler delivers a message, until when, under which fencing token.
+//!
+//! `("lease", id)` holds `(1, owner, token, expiry_ms)`. A scheduler claims a message in a
+//! transaction that finds no lease, or an expired one, and writes a lease with the next token
+//! (the token only ever grows: a released lease keeps its token, with expiry 0). The delivery
+//! result is committed in a transaction that first checks the token is still the claimer's,
+//! so a scheduler that paused past its lease, and lost it to another, cannot overwrite the new
+//! owner's work: its result is dropped, and the message is delivered again by the new owner
+//! (the only duplicate possible is a crash or pause between the remote's reply and the commit).
+
+use ferrymail_store::{StoreError, Transaction, tuple};
+
+use crate::keys::Keys;
+use crate::queue_id::MessageId;
+
+/// Layout version of a lease value.
+const FORMAT: u64 = 1;
+
+/// A lease as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// Who holds it (a scheduler's id).
+    pub owner: String,
+    /// Fencing token: increments on every claim of the message.
+    pub token: u64,
+    /// When it ends (Unix milliseconds); 0 once released.
+    pub expiry_ms: u64,
+}
+
+impl Lease {
+    fn encode(&self) -> Vec<u8> {
+        tuple::pack(&(FORMAT, self.owner.as_str(), self.token, self.expiry_ms))
+    }
+
+    fn decode(value: &[u8]) -> Result<Self, StoreError> {
+        let (format, owner, token, expiry_ms) = tuple::unpack::<(u64, String, u64, u64)>(value)
+            .map_err(|e| StoreError::Corrupt(format!("lease: {e}")))?;
+        if format != FORMAT {
+            return Err(StoreError::Corrupt(format!("lease format {format}")));
+        }
+        Ok(Self {
+            owner,
+            token,
+            expiry_ms,
+        })
+    }
+}
+
+/// The lease of message `id`, if one was ever taken.
+pub(crate) async fn read(
+    tx: &Transaction,
+    keys: &Keys,
+    id: &MessageId,
+) -> Result<Option<Lease>, StoreError> {
+    tx.get(&keys.lease(id))
+        .await?
+        .map(|value| Lease::decode(&value))
+        .transpose()
+}
+
+/// Takes the lease of message `id` for `owner` until `expiry_ms`, unless someone holds it
+/// past `now_ms`; returns the new lease, with the next token.
+pub(crate) async fn claim(
+    tx: &Transaction,
+    keys: &Keys,
+    id: &MessageId,
+    owner: &str,
+    now_ms: u64,
+    expiry_ms: u64,
+) -> Result<Option<Lease>, StoreError> {
+    let previous = read(tx, keys, id).await?;
+    if previous.as_ref().is_some_and(|l| l.expiry_ms > now_ms) {
+        return Ok(None);
+    }
+    let lease = Lease {
+        owner: owner.to_owned(),
+        token: previous.map_or(1, |l| l.token.saturating_add(1)),
+        expiry_ms,
+    };
+    tx.set(&keys.lease(id), &lease.encode())?;
+    Ok(Some(lease))
+}
+
+/// Whether `token` is still the token of message `id`'s lease. An expired lease that nobody
+/// took over still counts: nobody else can have delivered meanwhile.
+pub(crate) async fn holds(
+    tx: &Transaction,
+    keys: &Keys,
+    id: &MessageId,
+    token: u64,
+) -> Result<bool, StoreError> {
+    Ok(read(tx, keys, id).await?.is_some_and(|l| l.token == token))
+}
+
+/// Extends the lease of message `id` to `expiry_ms` if `token` still holds it.
+pub(crate) async fn renew(
+    tx: &Transaction,
+    keys: &Keys,
+    id: &MessageId,
+    token: u64,
+    expiry_ms: u64,
+) -> Result<bool, StoreError> {
+    match read(tx, keys, id).await? {
+        Some(mut lease) if lease.token == token => {
+            lease.expiry_ms = expiry_ms;
+            tx.set(&keys.lease(id), &lease.encode())?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Ends the lease held under `token` (the caller checked it), keeping the token so the next
+/// claim gets a larger one.
+pub(crate) fn release(
+    tx: &Transaction,
+    keys: &Keys,
+    id: &MessageId,
+    lease: &Lease,
+) -> Result<(), StoreError> {
+    let released = Lease {
+        expiry_ms: 0,
+        ..lease.clone()
+    };
+    tx.set(&keys.lease(id), &released.encode())
+}
+
+/// Removes the lease of a message that left the queue.
+pub(crate) fn remove(tx: &Transaction, keys: &Keys, id: &MessageId) -> Result<(), StoreError> {
+    tx.clear(&keys.lease(id))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn leases_round_trip_and_refuse_garbage() {
+        let lease = Lease {
+            owner: "a".into(),
+            token: 7,
+            expiry_ms: 9,
+        };
+        assert_eq!(Lease::decode(&lease.encode()).unwrap(), lease);
+        assert!(Lease::decode(b"junk").is_err());
+    }
+}

@@ -1,0 +1,442 @@
+//! The delivery worker: reads what is due from the shards it owns, claims each message under
+//! a lease, delivers it to its next hops and commits the results under that lease.
+//!
+//! For now one scheduler owns every shard ([`SchedulerOptions::shards`]); sharing them between
+//! schedulers (membership, heartbeats, takeover) changes only which shards a scheduler reads:
+//! message leases already keep two schedulers from delivering one message at once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use ferrymail_config::Config;
+use ferrymail_config::model::remote::Remote;
+use ferrymail_rpc::queue::QueueError;
+use ferrymail_store::StoreError;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::relay::{RelayJob, deliver};
+use crate::delivery::{Outcome, TlsSettings};
+use crate::delivery_result::Committed;
+use crate::due_index::SHARDS;
+use crate::lease::{self, Lease};
+use crate::queue_id::{MessageId, unix_millis};
+use crate::route::{Route, Router};
+use crate::service::Queue;
+use crate::store_failure::from_store;
+use crate::stored_message::StoredMessage;
+
+/// The last reply of recipients routed to MX delivery.
+pub const MX_NOT_BUILT: &str = "MX delivery is not implemented yet";
+
+/// How a scheduler works.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// This scheduler's name in leases: unique among the schedulers sharing a store.
+    pub owner: String,
+    /// How long a claim lasts; renewed at half of it while a delivery runs.
+    pub lease: Duration,
+    /// Wait between two reads of the due index when no enqueue wakes the scheduler.
+    pub poll: Duration,
+    /// The shards whose due messages it delivers.
+    pub shards: Vec<u16>,
+    /// Most messages in delivery at once.
+    pub max_in_flight: usize,
+}
+
+impl SchedulerOptions {
+    /// Defaults for a scheduler on host `hostname`, owning every shard.
+    pub fn new(hostname: &str) -> Self {
+        Self {
+            owner: format!("{hostname}/{:016x}", rand::random::<u64>()),
+            lease: Duration::from_secs(120),
+            poll: Duration::from_secs(1),
+            shards: (0..SHARDS).collect(),
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// What the current configuration says about delivery.
+struct Settings {
+    router: Router,
+    remotes: BTreeMap<String, Remote>,
+    retry: Vec<Duration>,
+    hostname: String,
+}
+
+/// A message claimed for delivery, as the claim read it.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The lease taken.
+    pub lease: Lease,
+    /// The message and its recipients at claim time.
+    pub message: StoredMessage,
+}
+
+/// The delivery worker of one process.
+pub struct Scheduler {
+    queue: Arc<Queue>,
+    options: SchedulerOptions,
+    settings: ArcSwap<Settings>,
+    /// Per remote: its `concurrency` and the semaphore enforcing it.
+    limits: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
+    tls: TlsSettings,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("owner", &self.options.owner)
+            .finish()
+    }
+}
+
+impl Scheduler {
+    /// A scheduler delivering from `queue` as `config` says.
+    pub fn new(queue: Arc<Queue>, config: &Config, options: SchedulerOptions) -> Self {
+        let scheduler = Self {
+            queue,
+            options,
+            settings: ArcSwap::from_pointee(settings(config)),
+            limits: Mutex::new(HashMap::new()),
+            tls: TlsSettings::new(),
+        };
+        scheduler.warn_about();
+        scheduler
+    }
+
+    /// Applies a reloaded configuration; deliveries under way finish with the old one.
+    pub fn apply(&self, config: &Config) {
+        self.settings.store(Arc::new(settings(config)));
+        self.warn_about();
+        self.queue.wake.notify_one();
+    }
+
+    fn warn_about(&self) {
+        let settings = self.settings.load();
+        if settings.router.mx_only() {
+            tracing::warn!(
+                "queue.outbound.next-hop sends every recipient to MX delivery, which is not \
+                 implemented yet: messages stay queued, undelivered, until a relay is configured"
+            );
+        } else if settings.router.may_route_to_mx() {
+            tracing::warn!(
+                "queue.outbound.next-hop sends some recipients to MX delivery, which is not \
+                 implemented yet: they fail temporarily and are retried"
+            );
+        }
+    }
+
+    /// This scheduler's name in leases.
+    pub fn owner(&self) -> &str {
+        &self.options.owner
+    }
+
+    /// Delivers due messages until `stop`, then waits for the deliveries under way (a caller
+    /// that cannot wait drops this future: their leases expire and another run retries them).
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut in_flight: JoinSet<MessageId> = JoinSet::new();
+        let mut busy: HashSet<MessageId> = HashSet::new();
+        tracing::info!(owner = %self.options.owner, shards = self.options.shards.len(), "delivery started");
+        loop {
+            // Registered before reading, so an enqueue during the read is not missed.
+            let wake = self.queue.wake.notified();
+            let mut wake = std::pin::pin!(wake);
+            wake.as_mut().enable();
+            if !self.settings.load().router.mx_only() {
+                self.dispatch(&mut in_flight, &mut busy).await;
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = &mut wake => {}
+                () = tokio::time::sleep(self.options.poll) => {}
+                Some(done) = in_flight.join_next() => {
+                    if let Ok(id) = done {
+                        busy.remove(&id);
+                    }
+                }
+            }
+            while let Some(done) = in_flight.try_join_next() {
+                if let Ok(id) = done {
+                    busy.remove(&id);
+                }
+            }
+        }
+        tracing::info!(
+            in_flight = in_flight.len(),
+            "delivery stopping: finishing deliveries under way"
+        );
+        while in_flight.join_next().await.is_some() {}
+        tracing::info!("delivery stopped");
+    }
+
+    /// Starts a delivery for each due message not already under way.
+    async fn dispatch(
+        self: &Arc<Self>,
+        in_flight: &mut JoinSet<MessageId>,
+        busy: &mut HashSet<MessageId>,
+    ) {
+        for &shard in &self.options.shards {
+            let room = self.options.max_in_flight.saturating_sub(busy.len());
+            if room == 0 {
+                return;
+            }
+            let due = match self
+                .queue
+                .due(shard, SystemTime::now(), room + busy.len())
+                .await
+            {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::warn!(shard, %error, "cannot read the due index");
+                    continue;
+                }
+            };
+            for entry in due {
+                if busy.len() >= self.options.max_in_flight {
+                    return;
+                }
+                if !busy.insert(entry.queue_id) {
+                    continue;
+                }
+                let this = self.clone();
+                in_flight.spawn(async move {
+                    let id = entry.queue_id;
+                    if let Err(error) = this.attempt(&id, SystemTime::now()).await {
+                        tracing::warn!(queue_id = %id, %error, "delivery attempt failed");
+                    }
+                    id
+                });
+            }
+        }
+    }
+
+    /// One delivery attempt of message `id` at `now`: claim, deliver, commit. `Ok(None)` when
+    /// the message is not due or another scheduler holds it.
+    pub async fn attempt(
+        &self,
+        id: &MessageId,
+        now: SystemTime,
+    ) -> Result<Option<Committed>, QueueError> {
+        let Some(claim) = self.claim(id, now).await? else {
+            return Ok(None);
+        };
+        let outcomes = {
+            let deliver = self.deliver(&claim, now);
+            let renew = self.keep_lease(&claim);
+            tokio::select! {
+                outcomes = deliver => outcomes,
+                () = renew => {
+                    tracing::warn!(queue_id = %id, "lease lost during delivery; its result is dropped");
+                    return Ok(Some(Committed::Stale));
+                }
+            }
+        };
+        self.commit(&claim, outcomes, now).await.map(Some)
+    }
+
+    /// Claims message `id` at `now` if it is due and nobody holds it.
+    pub async fn claim(
+        &self,
+        id: &MessageId,
+        now: SystemTime,
+    ) -> Result<Option<Claim>, QueueError> {
+        let (keys, id, owner) = (self.queue.keys.clone(), *id, self.options.owner.clone());
+        let now_ms = unix_millis(now);
+        let expiry_ms = now_ms.saturating_add(millis(self.options.lease));
+        self.queue
+            .store
+            .transact(move |tx| {
+                let (keys, owner) = (keys.clone(), owner.clone());
+                Box::pin(async move {
+                    let Some(message) = StoredMessage::read(tx, &keys, &id).await? else {
+                        return Ok(None);
+                    };
+                    // Someone else may have delivered it since the due index was read.
+                    if message.record.due_ms.is_none_or(|due| due > now_ms) {
+                        return Ok(None);
+                    }
+                    let lease = lease::claim(tx, &keys, &id, &owner, now_ms, expiry_ms).await?;
+                    Ok::<_, StoreError>(lease.map(|lease| Claim { lease, message }))
+                })
+            })
+            .await
+            .map_err(|e| from_store("claim", e))
+    }
+
+    /// Delivers the claimed message's recipients due at `now`; one outcome per recipient
+    /// attempted, by recipient index.
+    pub async fn deliver(&self, claim: &Claim, now: SystemTime) -> Vec<(u32, Outcome)> {
+        let now_ms = unix_millis(now);
+        let message = &claim.message;
+        let due = message
+            .recipients
+            .iter()
+            .filter(|r| r.due_ms.is_some_and(|d| d <= now_ms));
+        if now_ms >= message.record.expiry_ms {
+            return due
+                .map(|r| {
+                    let reason = "expired: not delivered within queue.schedule.expire";
+                    (r.index, Outcome::PermFailed(reason.to_owned()))
+                })
+                .collect();
+        }
+        let settings = self.settings.load_full();
+        let mut routes: BTreeMap<Route, Vec<(u32, String)>> = BTreeMap::new();
+        for recipient in due {
+            let address = recipient.recipient.address.clone();
+            let route = settings.router.route(&message.record.envelope, &address);
+            routes
+                .entry(route)
+                .or_default()
+                .push((recipient.index, address));
+        }
+        let deliveries = routes.into_iter().map(|(route, recipients)| {
+            let settings = settings.clone();
+            async move {
+                self.deliver_route(&settings, claim, route, recipients)
+                    .await
+            }
+        });
+        futures::future::join_all(deliveries)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    async fn deliver_route(
+        &self,
+        settings: &Settings,
+        claim: &Claim,
+        route: Route,
+        recipients: Vec<(u32, String)>,
+    ) -> Vec<(u32, Outcome)> {
+        let fail_all = |reason: String| {
+            recipients
+                .iter()
+                .map(|(index, _)| (*index, Outcome::TempFailed(reason.clone())))
+                .collect::<Vec<_>>()
+        };
+        let id = match route {
+            Route::Mx => return fail_all(MX_NOT_BUILT.to_owned()),
+            Route::Remote(id) => id,
+        };
+        let Some(remote) = settings.remotes.get(&id) else {
+            return fail_all(format!("remote.{id} is not configured"));
+        };
+        let permits = self.semaphore(&id, remote.concurrency);
+        let Ok(_permit) = permits.acquire_owned().await else {
+            return fail_all(format!("remote.{id} is being reconfigured"));
+        };
+        let addresses: Vec<String> = recipients.iter().map(|(_, a)| a.clone()).collect();
+        let job = RelayJob {
+            id: &id,
+            remote,
+            helo: &settings.hostname,
+            envelope: &claim.message.record.envelope,
+            recipients: &addresses,
+        };
+        let body = self.queue.blobs.read_stream(&claim.message.record.blob);
+        let outcomes = deliver(&job, &self.tls, body).await;
+        for ((_, address), outcome) in recipients.iter().zip(&outcomes) {
+            tracing::info!(
+                queue_id = %claim.message.record.id,
+                remote = %id,
+                rcpt = %address,
+                result = match outcome {
+                    Outcome::Delivered(_) => "delivered",
+                    Outcome::TempFailed(_) => "temp-failed",
+                    Outcome::PermFailed(_) => "perm-failed",
+                },
+                reply = outcome.reply(),
+                "delivery attempt"
+            );
+        }
+        recipients
+            .into_iter()
+            .map(|(index, _)| index)
+            .zip(outcomes)
+            .collect()
+    }
+
+    /// Records the outcomes of `claim`'s attempt at `now`, unless its lease was lost.
+    pub async fn commit(
+        &self,
+        claim: &Claim,
+        outcomes: Vec<(u32, Outcome)>,
+        now: SystemTime,
+    ) -> Result<Committed, QueueError> {
+        let retry = self.settings.load().retry.clone();
+        let id = claim.message.record.id;
+        let committed = self
+            .queue
+            .commit_attempt(&id, &claim.lease, outcomes, retry, unix_millis(now))
+            .await
+            .map_err(|e| from_store("commit delivery", e))?;
+        if committed == Committed::Stale {
+            tracing::warn!(queue_id = %id, token = claim.lease.token, "lease lost before the commit; the attempt's results are dropped");
+        }
+        Ok(committed)
+    }
+
+    /// Renews `claim`'s lease at half its duration; returns only once the lease is lost.
+    async fn keep_lease(&self, claim: &Claim) {
+        let id = claim.message.record.id;
+        let token = claim.lease.token;
+        loop {
+            tokio::time::sleep(self.options.lease / 2).await;
+            let keys = self.queue.keys.clone();
+            let expiry_ms =
+                unix_millis(SystemTime::now()).saturating_add(millis(self.options.lease));
+            let renewed = self
+                .queue
+                .store
+                .transact(move |tx| {
+                    let keys = keys.clone();
+                    Box::pin(async move { lease::renew(tx, &keys, &id, token, expiry_ms).await })
+                })
+                .await;
+            match renewed {
+                Ok(true) => tracing::debug!(queue_id = %id, "lease renewed"),
+                Ok(false) => return,
+                // The lease may still be ours; the commit checks it in the end.
+                Err(error) => tracing::warn!(queue_id = %id, %error, "cannot renew a lease"),
+            }
+        }
+    }
+
+    /// The semaphore of remote `id` for `concurrency`, replaced when the concurrency changes.
+    fn semaphore(&self, id: &str, concurrency: u32) -> Arc<Semaphore> {
+        let mut limits = self
+            .limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match limits.get(id) {
+            Some((limit, semaphore)) if *limit == concurrency => semaphore.clone(),
+            _ => {
+                let permits = usize::try_from(concurrency.max(1)).unwrap_or(usize::MAX);
+                let semaphore = Arc::new(Semaphore::new(permits));
+                limits.insert(id.to_owned(), (concurrency, semaphore.clone()));
+                semaphore
+            }
+        }
+    }
+}
+
+fn settings(config: &Config) -> Settings {
+    Settings {
+        router: Router::new(config),
+        remotes: config.remotes.clone(),
+        retry: config.queue.retry.clone(),
+        hostname: config.server.hostname.clone(),
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,106 @@
+//! `ferrymail all` relays end to end: a message sent with smtplib to a local recipient is
+//! queued, delivered to the relay named by `queue.outbound.next-hop` (Postfix's smtp-sink),
+//! and leaves the queue.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ferrymail_e2e::{ALICE, Dovecot, DovecotOptions, Ferrymail, SmtpSink, SmtpSinkOptions};
+use ferrymail_rpc::queue::{GrpcQueue, QueueService, QueueStats};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn all_relays_a_message_to_the_next_hop_and_empties_the_queue() {
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        auth_penalty: false,
+        ..DovecotOptions::default()
+    });
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let config = format!(
+        r#"
+[server]
+hostname = "mx.test"
+shutdown-timeout = "5s"
+[server.listener.smtp]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+[server.listener.admin]
+bind = "127.0.0.1:0"
+protocol = "http"
+[server.listener.grpc]
+bind = "127.0.0.1:0"
+protocol = "grpc"
+[store.local]
+type = "embedded"
+path = "data"
+[storage]
+data = "local"
+[directory.mailboxes]
+type = "lmtp"
+address = "127.0.0.1"
+port = {lmtp}
+tls.allow-invalid-certs = true
+lookup.domains = ["example.org"]
+[session.rcpt]
+directory = "mailboxes"
+[remote.sink]
+address = "127.0.0.1"
+port = {sink}
+protocol = "smtp"
+tls.implicit = false
+timeout = "10s"
+[queue.outbound]
+next-hop = "sink"
+"#,
+        lmtp = dovecot.ports.lmtp,
+        sink = sink.address().port(),
+    );
+    let mut process = Ferrymail::start("all", &config);
+    let smtp = process.address("smtp");
+    let grpc = process.address("grpc");
+
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("{host}", {port}, timeout=30)
+s.ehlo("client.test")
+print(s.sendmail("sender@remote.test", ["{rcpt}"], b"Subject: relayed\r\n\r\nhello relay\r\n"))
+s.quit()
+"#,
+        host = smtp.ip(),
+        port = smtp.port(),
+        rcpt = ALICE.0,
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    tokio::task::block_in_place(|| sink.wait_for_messages(1));
+    let messages = sink.messages();
+    assert!(
+        messages[0].contains(&format!("X-Rcpt-Args: <{}>", ALICE.0))
+            && messages[0].contains("hello relay"),
+        "{messages:?}"
+    );
+
+    let queue = GrpcQueue::connect(&format!("http://{grpc}")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = queue.stats().await.unwrap();
+        if stats == QueueStats::default() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queue stays {stats:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = process.terminate();
+    assert!(status.success(), "{status}");
+}
