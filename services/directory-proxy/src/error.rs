@@ -20,3 +20,12 @@ pub enum ConnectionError {
     #[error("not supported by the server: {0}")]
     Unsupported(String),
 }
+
+impl From<ferrymail_tls::TlsError> for ConnectionError {
+    fn from(error: ferrymail_tls::TlsError) -> Self {
+        match error {
+            ferrymail_tls::TlsError::Io(e) => ConnectionError::Io(e),
+            ferrymail_tls::TlsError::Handshake(e) => ConnectionError::Tls(e),
+        }
+    }
+}

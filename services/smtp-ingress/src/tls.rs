@@ -1,10 +1,7 @@
 //! Server-side TLS: the acceptor built from `certificate.<id>`, and a stream that may have
 //! been upgraded by STARTTLS.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use ferrymail_config::Config;
 use ferrymail_config::model::certificate::Certificate;
@@ -15,10 +12,9 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::ServerName;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
+
+pub use ferrymail_tls::ServerStream;
 
 use crate::error::IngressError;
 
@@ -103,84 +99,4 @@ pub fn acceptor(config: &Config) -> Result<Option<TlsAcceptor>, IngressError> {
             default,
         }));
     Ok(Some(TlsAcceptor::from(Arc::new(server))))
-}
-
-/// A client connection before or after TLS.
-pub enum ServerStream {
-    /// Clear text.
-    Plain(TcpStream),
-    /// Encrypted.
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Moved out for the TLS handshake; never used in this state.
-    Detached,
-}
-
-fn detached() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotConnected,
-        "connection is in a TLS handshake",
-    )
-}
-
-impl ServerStream {
-    /// TLS version and cipher, for the `Received` header and logs.
-    pub fn tls_details(&self) -> Option<String> {
-        let ServerStream::Tls(stream) = self else {
-            return None;
-        };
-        let connection = stream.get_ref().1;
-        let version = connection
-            .protocol_version()
-            .map(|v| format!("{v:?}"))
-            .unwrap_or_default();
-        let cipher = connection
-            .negotiated_cipher_suite()
-            .map(|c| format!("{:?}", c.suite()))
-            .unwrap_or_default();
-        Some(format!("version={version} cipher={cipher}"))
-    }
-}
-
-impl AsyncRead for ServerStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            ServerStream::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-}
-
-impl AsyncWrite for ServerStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ServerStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            ServerStream::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            ServerStream::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            ServerStream::Detached => Poll::Ready(Ok(())),
-        }
-    }
 }

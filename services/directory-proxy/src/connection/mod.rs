@@ -2,12 +2,11 @@
 
 pub(crate) mod imap;
 pub(crate) mod smtp;
-mod stream;
 
 use async_trait::async_trait;
 use ferrymail_rpc::directory::{Answer, Expansion, Mechanism};
 
-pub(crate) use stream::{MaybeTls, TlsSettings};
+pub(crate) use ferrymail_tls::{MaybeTls, TlsSettings};
 
 use crate::error::ConnectionError;
 use crate::target::{Protocol, Target};

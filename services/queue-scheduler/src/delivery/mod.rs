@@ -2,11 +2,10 @@
 //! came to.
 
 pub(crate) mod relay;
-mod stream;
 
 use std::time::Duration;
 
-pub use stream::TlsSettings;
+pub use ferrymail_tls::TlsSettings;
 
 /// What one delivery attempt came to for one recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,4 +54,13 @@ pub enum DeliveryError {
     /// The queued body could not be read.
     #[error("reading the queued body: {0}")]
     Body(String),
+}
+
+impl From<ferrymail_tls::TlsError> for DeliveryError {
+    fn from(error: ferrymail_tls::TlsError) -> Self {
+        match error {
+            ferrymail_tls::TlsError::Io(e) => DeliveryError::Io(e),
+            ferrymail_tls::TlsError::Handshake(e) => DeliveryError::Tls(e),
+        }
+    }
 }

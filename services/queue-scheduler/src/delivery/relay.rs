@@ -14,8 +14,8 @@ use mail_send::{Credentials, SmtpClient};
 use smtp_proto::{EXT_8BIT_MIME, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse, Response};
 use tokio::io::AsyncWriteExt;
 
-use super::stream::{MaybeTls, TlsSettings};
 use super::{DeliveryError, Outcome};
+use ferrymail_tls::{MaybeTls, TlsSettings};
 
 /// What one relay delivery needs besides the body.
 pub(crate) struct RelayJob<'a> {

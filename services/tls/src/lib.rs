@@ -1,4 +1,6 @@
-//! A TCP stream that may have been upgraded to TLS, and the TLS client settings.
+//! tls: TLS for ferrymail's outgoing connections (lookups, delivery): a TCP stream that may
+//! be upgraded by STARTTLS, and client settings that verify certificates (public roots and
+//! the system trust store) or, for `allow-invalid-certs = true`, accept any.
 
 use std::io;
 use std::pin::Pin;
@@ -13,19 +15,28 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::error::ConnectionError;
+/// Why a connection could not be opened or secured.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The network failed.
+    #[error("network error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The handshake failed (certificate not trusted, name mismatch, …).
+    #[error("TLS error: {0}")]
+    Handshake(String),
+}
 
 /// TLS client configurations: one that verifies certificates (public roots and the system's
 /// trust store, which honours `SSL_CERT_FILE`), one for `allow-invalid-certs = true`.
 #[derive(Clone)]
-pub(crate) struct TlsSettings {
+pub struct TlsSettings {
     verifying: TlsConnector,
     trusting: TlsConnector,
 }
 
 impl TlsSettings {
     /// Builds both configurations once; they are shared by every connection.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let native = rustls_native_certs::load_native_certs();
@@ -59,15 +70,14 @@ impl TlsSettings {
     }
 
     /// Performs the TLS handshake over `tcp` for host `name`.
-    pub(crate) async fn handshake(
+    pub async fn handshake(
         &self,
         tcp: TcpStream,
         name: &str,
         allow_invalid_certs: bool,
-    ) -> Result<TlsStream<TcpStream>, ConnectionError> {
-        let server_name = ServerName::try_from(name.to_string()).map_err(|_| {
-            ConnectionError::Tls(format!("{name:?} is not a valid TLS server name"))
-        })?;
+    ) -> Result<TlsStream<TcpStream>, TlsError> {
+        let server_name = ServerName::try_from(name.to_string())
+            .map_err(|_| TlsError::Handshake(format!("{name:?} is not a valid TLS server name")))?;
         let connector = if allow_invalid_certs {
             &self.trusting
         } else {
@@ -76,7 +86,7 @@ impl TlsSettings {
         connector
             .connect(server_name, tcp)
             .await
-            .map_err(|e| ConnectionError::Tls(e.to_string()))
+            .map_err(|e| TlsError::Handshake(e.to_string()))
     }
 }
 
@@ -137,7 +147,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 }
 
 /// A connection before or after TLS.
-pub(crate) enum MaybeTls {
+pub enum MaybeTls {
     /// Clear text.
     Plain(TcpStream),
     /// Encrypted.
@@ -146,18 +156,18 @@ pub(crate) enum MaybeTls {
 
 impl MaybeTls {
     /// Whether the connection is encrypted.
-    pub(crate) fn is_tls(&self) -> bool {
+    pub fn is_tls(&self) -> bool {
         matches!(self, MaybeTls::Tls(_))
     }
 
     /// Connects, with TLS from the first byte when `implicit`.
-    pub(crate) async fn connect(
+    pub async fn connect(
         address: &str,
         port: u16,
         implicit: bool,
         allow_invalid_certs: bool,
         tls: &TlsSettings,
-    ) -> Result<Self, ConnectionError> {
+    ) -> Result<Self, TlsError> {
         let tcp = TcpStream::connect((address, port)).await?;
         tcp.set_nodelay(true)?;
         if implicit {
@@ -170,12 +180,12 @@ impl MaybeTls {
     }
 
     /// Upgrades a clear-text connection after STARTTLS was accepted.
-    pub(crate) async fn upgrade(
+    pub async fn upgrade(
         self,
         address: &str,
         allow_invalid_certs: bool,
         tls: &TlsSettings,
-    ) -> Result<Self, ConnectionError> {
+    ) -> Result<Self, TlsError> {
         match self {
             MaybeTls::Plain(tcp) => Ok(MaybeTls::Tls(Box::new(
                 tls.handshake(tcp, address, allow_invalid_certs).await?,
@@ -222,5 +232,126 @@ impl AsyncWrite for MaybeTls {
             MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+/// A connection accepted from a client, before or after TLS (server side).
+pub enum ServerStream {
+    /// Clear text.
+    Plain(TcpStream),
+    /// Encrypted.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// Moved out for the TLS handshake; never used in this state.
+    Detached,
+}
+
+fn detached() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "connection is in a TLS handshake",
+    )
+}
+
+impl ServerStream {
+    /// TLS version and cipher, for the `Received` header and logs.
+    pub fn tls_details(&self) -> Option<String> {
+        let ServerStream::Tls(stream) = self else {
+            return None;
+        };
+        let connection = stream.get_ref().1;
+        let version = connection
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default();
+        let cipher = connection
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite()))
+            .unwrap_or_default();
+        Some(format!("version={version} cipher={cipher}"))
+    }
+}
+
+impl AsyncRead for ServerStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ServerStream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+}
+
+impl AsyncWrite for ServerStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ServerStream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            ServerStream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            ServerStream::Detached => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_closed_port_is_a_network_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .port();
+        drop(listener);
+        let result = MaybeTls::connect("127.0.0.1", port, false, false, &TlsSettings::new()).await;
+        assert!(matches!(result, Err(TlsError::Io(_))));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_not_tls_fails_the_handshake() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .port();
+        let server = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            if let Ok((mut socket, _)) = listener.accept().await {
+                let _ = socket.write_all(b"220 plain text, not TLS\r\n").await;
+            }
+        });
+        let result = MaybeTls::connect("127.0.0.1", port, true, false, &TlsSettings::new()).await;
+        assert!(
+            matches!(result, Err(TlsError::Handshake(_))),
+            "{:?}",
+            result.err()
+        );
+        server.abort();
     }
 }
