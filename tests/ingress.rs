@@ -415,6 +415,25 @@ async fn bdat_chunks_build_one_message() {
     let mut c = SmtpClient::connect(lab.smtp);
     let ehlo = c.command("EHLO client.test");
     assert!(ehlo.lines.iter().any(|l| l == "CHUNKING"), "{ehlo:?}");
+    assert_eq!(
+        ehlo.lines[0], "mx.test",
+        "the first EHLO line is the host name alone"
+    );
+    let release = ehlo
+        .lines
+        .iter()
+        .find(|l| l.starts_with("FUTURERELEASE "))
+        .expect("FUTURERELEASE offered");
+    let year: u32 = release
+        .split(' ')
+        .nth(2)
+        .and_then(|d| d.get(..4))
+        .and_then(|y| y.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        release.starts_with("FUTURERELEASE 604800 ") && year >= 2026,
+        "{release}"
+    );
     assert_eq!(c.command("MAIL FROM:<s@remote.test>").code, 250);
     assert_eq!(c.command(&format!("RCPT TO:<{}>", ALICE.0)).code, 250);
     // The client adds CRLF after each command line, which ends each chunk here.

@@ -30,9 +30,9 @@ pub(crate) struct MailParams {
 }
 
 /// The longest FUTURERELEASE hold accepted (as announced in EHLO).
-const MAX_HOLD: u64 = 7 * 24 * 3600;
+pub(crate) const MAX_HOLD: u64 = 7 * 24 * 3600;
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -366,8 +366,9 @@ impl Session {
             | EXT_VRFY
             | EXT_EXPN;
         ehlo.size = usize::try_from(self.settings.max_message_size).unwrap_or(usize::MAX);
-        ehlo.future_release_interval = 7 * 24 * 3600;
-        ehlo.future_release_datetime = 7 * 24 * 3600;
+        // FUTURERELEASE announces the longest hold as an interval and as a date (RFC 4865).
+        ehlo.future_release_interval = envelope::MAX_HOLD;
+        ehlo.future_release_datetime = envelope::unix_now().saturating_add(envelope::MAX_HOLD);
         if self.is_tls() {
             ehlo.capabilities |= EXT_REQUIRE_TLS;
         } else if self.shared.tls().is_some() {
@@ -379,6 +380,18 @@ impl Session {
         }
         let mut out = Vec::new();
         if ehlo.write(&mut out).is_ok() {
+            // smtp-proto adds a greeting text after the host name; the reply carries only the
+            // name, as Postfix's does.
+            let first_end = out
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .unwrap_or(out.len());
+            let name_end = 4 + self.settings.hostname.len();
+            if first_end > name_end
+                && out.get(4..name_end) == Some(self.settings.hostname.as_bytes())
+            {
+                out.drain(name_end..first_end);
+            }
             self.out.extend_from_slice(&out);
         }
     }
