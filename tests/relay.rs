@@ -59,6 +59,7 @@ next-hop = "sink"
     let mut process = Ferrymail::start("all", &config);
     let smtp = process.address("smtp");
     let grpc = process.address("grpc");
+    let admin = process.address("admin");
 
     let script = format!(
         r#"
@@ -100,6 +101,18 @@ s.quit()
         }
         assert!(Instant::now() < deadline, "the queue stays {stats:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The reference documents' metric names, after real traffic.
+    let metrics = ferrymail_e2e::http_get(admin, "/metrics").unwrap().body;
+    for line in [
+        "queue_messages_total 1",
+        "queue_deliveries_total{result=\"delivered\"} 1",
+        "smtp_messages_received_total 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from:\n{metrics}"
+        );
     }
     let (status, _) = process.terminate();
     assert!(status.success(), "{status}");

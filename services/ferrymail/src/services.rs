@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::bail;
 use ferrymail_config::{Config, LoadedConfig};
 use ferrymail_directory_proxy::{DirectoryMetrics, DirectoryProxy};
+use ferrymail_queue_scheduler::QueueMetrics;
 use ferrymail_queue_scheduler::{NOT_BUILT_YET, Queue, Scheduler, SchedulerOptions};
 use ferrymail_rpc::directory::{DirectoryService, GrpcDirectory};
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
@@ -51,7 +52,14 @@ impl Services {
                     role.name()
                 );
             };
-            let queue = Arc::new(Queue::new(store, &loaded.config.queue));
+            let queue_metrics = QueueMetrics::register(metrics);
+            let queue = Arc::new(Queue::with_metrics(
+                store,
+                &loaded.config.queue,
+                queue_metrics.clone(),
+            ));
+            // Gauges are read from the store's counters; the task ends with the runtime.
+            tokio::spawn(queue_metrics.refresh(queue.clone()));
             tracing::warn!(part = "queue-scheduler", "not built yet: {NOT_BUILT_YET}");
             let options = SchedulerOptions::new(&loaded.config.server.hostname);
             services.scheduler = Some(Arc::new(Scheduler::new(

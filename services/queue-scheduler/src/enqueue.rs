@@ -99,6 +99,7 @@ impl Queue {
             .await
             .map_err(|e| from_blob("enqueue", BlobError::from(e)))?;
         tracing::debug!(queue_id = %id, size, "message queued");
+        self.metrics.enqueued();
         self.wake.notify_one();
         Ok(id)
     }

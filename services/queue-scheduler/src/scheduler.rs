@@ -344,6 +344,7 @@ impl Scheduler {
         let body = self.queue.blobs.read_stream(&claim.message.record.blob);
         let outcomes = deliver(&job, &self.tls, body).await;
         for ((_, address), outcome) in recipients.iter().zip(&outcomes) {
+            self.queue.metrics.delivery(outcome);
             tracing::info!(
                 queue_id = %claim.message.record.id,
                 remote = %id,

@@ -16,6 +16,7 @@ use ferrymail_store::blob::BlobStore;
 use crate::counters::read_stats;
 use crate::due_index::{DueEntry, SHARDS, read_due};
 use crate::keys::Keys;
+use crate::metrics::QueueMetrics;
 use crate::queue_id::{MessageId, unix_millis};
 use crate::store_failure::from_store;
 use crate::stored_message::StoredMessage;
@@ -33,11 +34,18 @@ pub struct Queue {
     pub(crate) wake: tokio::sync::Notify,
     /// `queue.schedule.expire` in milliseconds, replaced on reload.
     expire_ms: AtomicU64,
+    /// Counters and gauges.
+    pub(crate) metrics: QueueMetrics,
 }
 
 impl Queue {
     /// The queue kept in `store`, with the settings of `config`.
     pub fn new(store: Store, config: &QueueConfig) -> Self {
+        Self::with_metrics(store, config, QueueMetrics::unregistered())
+    }
+
+    /// [`Queue::new`], recording into `metrics`.
+    pub fn with_metrics(store: Store, config: &QueueConfig, metrics: QueueMetrics) -> Self {
         let keys = Arc::new(Keys::new(store.root()));
         let queue = Self {
             blobs: BlobStore::new(store.clone()),
@@ -45,6 +53,7 @@ impl Queue {
             keys,
             wake: tokio::sync::Notify::new(),
             expire_ms: AtomicU64::new(0),
+            metrics,
         };
         queue.apply(config);
         queue

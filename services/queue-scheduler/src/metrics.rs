@@ -1,0 +1,139 @@
+//! The queue's metrics: the reference documents' `queue_messages_total` (messages enqueued)
+//! and `queue_messages` gauge, recipients by state, the oldest message's age, and delivery
+//! attempts by result. Labels are bounded: states and results, never an address.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ferrymail_rpc::queue::QueueService;
+use ferrymail_telemetry::Metrics;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::Queue;
+use crate::delivery::Outcome;
+
+/// How often the gauges are read from the store's counters.
+const REFRESH: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// Every queue metric.
+#[derive(Clone, Debug)]
+pub struct QueueMetrics {
+    enqueued: Counter,
+    messages: Family<StateLabel, Gauge>,
+    recipients: Family<StateLabel, Gauge>,
+    bytes: Gauge,
+    oldest: Gauge,
+    deliveries: Family<ResultLabel, Counter>,
+}
+
+impl QueueMetrics {
+    /// Creates and registers the metrics.
+    pub fn register(metrics: &Metrics) -> Self {
+        let this = Self {
+            enqueued: Counter::default(),
+            messages: Family::default(),
+            recipients: Family::default(),
+            bytes: Gauge::default(),
+            oldest: Gauge::default(),
+            deliveries: Family::default(),
+        };
+        metrics.register(
+            "queue_messages_total",
+            "Messages enqueued (made durable)",
+            this.enqueued.clone(),
+        );
+        metrics.register(
+            "queue_messages",
+            "Messages held in the queue (state=\"queued\"; refreshed every 10 s from the store)",
+            this.messages.clone(),
+        );
+        metrics.register(
+            "queue_recipients",
+            "Recipients of held messages by state (pending, delivered, temp_failed, perm_failed, cancelled)",
+            this.recipients.clone(),
+        );
+        metrics.register(
+            "queue_bytes",
+            "Body bytes held in the queue",
+            this.bytes.clone(),
+        );
+        metrics.register(
+            "queue_oldest_message_age_seconds",
+            "Age of the oldest message in the queue (0 when empty)",
+            this.oldest.clone(),
+        );
+        metrics.register(
+            "queue_deliveries_total",
+            "Delivery attempts per recipient by result (delivered, temp_failed, perm_failed)",
+            this.deliveries.clone(),
+        );
+        this
+    }
+
+    /// A set that goes nowhere, for tests and tools.
+    pub fn unregistered() -> Self {
+        Self::register(&Metrics::new("test"))
+    }
+
+    pub(crate) fn enqueued(&self) {
+        self.enqueued.inc();
+    }
+
+    pub(crate) fn delivery(&self, outcome: &Outcome) {
+        let result = match outcome {
+            Outcome::Delivered(_) => "delivered",
+            Outcome::TempFailed(_) => "temp_failed",
+            Outcome::PermFailed(_) => "perm_failed",
+        };
+        self.deliveries.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Reads the store's counters into the gauges, every [`REFRESH`], until the task is
+    /// dropped; a failed read keeps the last values.
+    pub async fn refresh(self, queue: Arc<Queue>) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        loop {
+            match queue.stats().await {
+                Ok(stats) => {
+                    self.messages
+                        .get_or_create(&StateLabel { state: "queued" })
+                        .set(gauge(stats.messages));
+                    let r = &stats.recipients;
+                    for (state, n) in [
+                        ("pending", r.pending),
+                        ("delivered", r.delivered),
+                        ("temp_failed", r.temp_failed),
+                        ("perm_failed", r.perm_failed),
+                        ("cancelled", r.cancelled),
+                    ] {
+                        self.recipients
+                            .get_or_create(&StateLabel { state })
+                            .set(gauge(n));
+                    }
+                    self.bytes.set(gauge(stats.bytes));
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    self.oldest.set(gauge(
+                        stats.oldest_arrival.map_or(0, |t| now.saturating_sub(t)),
+                    ));
+                }
+                Err(error) => tracing::warn!(%error, "queue metrics not refreshed"),
+            }
+            tokio::time::sleep(REFRESH).await;
+        }
+    }
+}
