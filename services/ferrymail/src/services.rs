@@ -60,6 +60,7 @@ impl Services {
             ));
             // Gauges are read from the store's counters; the task ends with the runtime.
             tokio::spawn(queue_metrics.refresh(queue.clone()));
+            tokio::spawn(ferrymail_queue_scheduler::collect_bodies(queue.clone()));
             tracing::warn!(part = "queue-scheduler", "not built yet: {NOT_BUILT_YET}");
             let options = SchedulerOptions::new(&loaded.config.server.hostname);
             services.scheduler = Some(Arc::new(Scheduler::new(

@@ -58,7 +58,9 @@ impl Queue {
             envelope,
             size,
             arrival_ms,
-            expiry_ms: arrival_ms.saturating_add(expire_ms),
+            // Counted from the release: a held message (FUTURERELEASE) gets its full lifetime
+            // after the hold instead of expiring before its first attempt.
+            expiry_ms: due_ms.saturating_add(expire_ms),
             blob,
             due_ms: None,
             recipients: u32::try_from(recipients.len()).unwrap_or(u32::MAX),

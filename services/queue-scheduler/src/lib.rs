@@ -10,6 +10,7 @@
 //! results. MX delivery, DSN bounces and delay notices, throttles, quotas and the sharing of
 //! shards between schedulers are not built yet ([`NOT_BUILT_YET`]).
 
+mod body_collection;
 mod cancel;
 mod counters;
 mod delivery;
@@ -31,6 +32,7 @@ mod service;
 mod store_failure;
 mod stored_message;
 
+pub use body_collection::{COLLECT_EVERY, COLLECT_GRACE, collect_bodies};
 pub use delivery::Outcome;
 pub use delivery_result::Committed;
 pub use due_index::{DueEntry, SHARDS};

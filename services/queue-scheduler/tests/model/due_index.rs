@@ -32,10 +32,11 @@ async fn hold_until_puts_the_due_entry_in_the_future() {
             .iter()
             .all(|r| r.next_attempt == Some(hold))
     );
-    assert_eq!(
-        t.queue.load(&message).await.unwrap().record.due_ms,
-        Some(hold * 1000)
-    );
+    let record = t.queue.load(&message).await.unwrap().record;
+    assert_eq!(record.due_ms, Some(hold * 1000));
+    // The lifetime (queue.schedule.expire = "2d" here) starts at the release, not at the
+    // arrival, so a hold longer than the lifetime does not expire the message unsent.
+    assert_eq!(record.expiry_ms, hold * 1000 + 2 * 86_400_000);
 
     let shard = message.shard();
     let now = t.queue.due(shard, SystemTime::now(), 100).await.unwrap();
