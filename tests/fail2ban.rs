@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use ferrymail_e2e::{
-    ALICE, Dovecot, DovecotOptions, Ferrymail, SmtpClient, require_peer, sasl_plain,
+    ALICE, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail, SmtpClient, logins_directory,
+    mailboxes_directory, require_peer, sasl_plain,
 };
 
 #[test]
@@ -23,31 +24,16 @@ hostname = "mx.test"
 [server.listener.smtp]
 bind = "127.0.0.1:0"
 protocol = "smtp"
-[store.local]
-type = "embedded"
-path = "data"
-[storage]
-data = "local"
-[directory.mailboxes]
-type = "lmtp"
-address = "127.0.0.1"
-port = {lmtp}
-tls.allow-invalid-certs = true
-lookup.domains = ["example.org"]
-[directory.logins]
-type = "smtp"
-address = "127.0.0.1"
-port = {submission}
-tls.allow-invalid-certs = true
-[session.rcpt]
+{store}{mailboxes}{logins}[session.rcpt]
 directory = "mailboxes"
 [session.auth]
 directory = "logins"
 # Only so this test can fail a login without TLS; never in production.
 allow-plain-text = true
 "#,
-        lmtp = dovecot.ports.lmtp,
-        submission = dovecot.ports.submission,
+        store = EMBEDDED_STORE,
+        mailboxes = mailboxes_directory(&dovecot),
+        logins = logins_directory(&dovecot),
     );
     let mut process = Ferrymail::start("all", &config);
     let smtp = process.address("smtp");

@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use ferrymail_e2e::{
-    ALICE, BOB, Dovecot, DovecotOptions, Ferrymail, SmtpClient, TEMPFAIL_USER, TestCertificates,
-    http_get, require_peer,
+    ALICE, BOB, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail, SmtpClient, TEMPFAIL_USER,
+    TestCertificates, http_get, logins_directory, mailboxes_directory, require_peer,
 };
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
 
@@ -65,23 +65,7 @@ protocol = "grpc"
 [certificate.default]
 cert = "%{{file:{cert}}}%"
 private-key = "%{{file:{key}}}%"
-[store.local]
-type = "embedded"
-path = "data"
-[storage]
-data = "local"
-[directory.mailboxes]
-type = "lmtp"
-address = "127.0.0.1"
-port = {lmtp}
-tls.allow-invalid-certs = true
-lookup.domains = ["example.org"]
-[directory.logins]
-type = "smtp"
-address = "127.0.0.1"
-port = {submission}
-tls.allow-invalid-certs = true
-[session.rcpt]
+{store}{mailboxes}{logins}[session.rcpt]
 directory = "mailboxes"
 {rcpt}
 [session.auth]
@@ -90,8 +74,9 @@ directory = "logins"
 "#,
         cert = certs.cert_pem.display(),
         key = certs.key_pem.display(),
-        lmtp = dovecot.ports.lmtp,
-        submission = dovecot.ports.submission,
+        store = EMBEDDED_STORE,
+        mailboxes = mailboxes_directory(&dovecot),
+        logins = logins_directory(&dovecot),
     );
     let mut process = Ferrymail::start("all", &config);
     let smtp = process.address("smtp");

@@ -9,7 +9,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpStream};
 use std::process::Command;
 
-use ferrymail_e2e::{ALICE, Dovecot, DovecotOptions, Ferrymail, PEER_PATIENCE, TestCertificates};
+use ferrymail_e2e::{
+    ALICE, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail, PEER_PATIENCE, TestCertificates,
+    mailboxes_directory,
+};
 
 struct Lab {
     _dovecot: Dovecot,
@@ -62,23 +65,13 @@ proxy.trusted-networks = ["10.0.0.0/8"]
 [certificate.default]
 cert = "%{{file:{cert}}}%"
 private-key = "%{{file:{key}}}%"
-[store.local]
-type = "embedded"
-path = "data"
-[storage]
-data = "local"
-[directory.mailboxes]
-type = "lmtp"
-address = "127.0.0.1"
-port = {lmtp}
-tls.allow-invalid-certs = true
-lookup.domains = ["example.org"]
-[session.rcpt]
+{store}{mailboxes}[session.rcpt]
 directory = "mailboxes"
 "#,
         cert = certs.cert_pem.display(),
         key = certs.key_pem.display(),
-        lmtp = dovecot.ports.lmtp,
+        store = EMBEDDED_STORE,
+        mailboxes = mailboxes_directory(&dovecot),
     );
     let mut process = Ferrymail::start("all", &config);
     let smtp = process.address("smtp");

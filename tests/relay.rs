@@ -7,7 +7,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ferrymail_e2e::{ALICE, Dovecot, DovecotOptions, Ferrymail, SmtpSink, SmtpSinkOptions};
+use ferrymail_e2e::{
+    ALICE, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail, SmtpSink, SmtpSinkOptions,
+    mailboxes_directory,
+};
 use ferrymail_rpc::queue::{GrpcQueue, QueueService, QueueStats};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -31,18 +34,7 @@ protocol = "http"
 [server.listener.grpc]
 bind = "127.0.0.1:0"
 protocol = "grpc"
-[store.local]
-type = "embedded"
-path = "data"
-[storage]
-data = "local"
-[directory.mailboxes]
-type = "lmtp"
-address = "127.0.0.1"
-port = {lmtp}
-tls.allow-invalid-certs = true
-lookup.domains = ["example.org"]
-[session.rcpt]
+{store}{mailboxes}[session.rcpt]
 directory = "mailboxes"
 [remote.sink]
 address = "127.0.0.1"
@@ -53,7 +45,8 @@ timeout = "10s"
 [queue.outbound]
 next-hop = "sink"
 "#,
-        lmtp = dovecot.ports.lmtp,
+        store = EMBEDDED_STORE,
+        mailboxes = mailboxes_directory(&dovecot),
         sink = sink.address().port(),
     );
     let mut process = Ferrymail::start("all", &config);

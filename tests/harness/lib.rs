@@ -10,6 +10,7 @@
 
 mod dovecot;
 mod http;
+mod lab_config;
 mod mail_clients;
 mod peer;
 mod postfix;
@@ -21,6 +22,7 @@ pub use dovecot::{
     ALICE, BOB, DOVECOT_HOSTNAME, Dovecot, DovecotOptions, DovecotPorts, TEMPFAIL_USER,
 };
 pub use http::{HttpResponse, http_get};
+pub use lab_config::{EMBEDDED_STORE, logins_directory, mailboxes_directory};
 pub use mail_clients::{ImapClient, ImapResponse, SmtpClient, SmtpReply, sasl_plain};
 pub use peer::{PEER_PATIENCE, require_peer};
 pub use postfix::{POSTFIX_HOSTNAME, Postfix};
