@@ -43,6 +43,8 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Prints the configuration reference (Markdown) generated from the key catalogue.
     ConfigReference,
+    /// Lists, shows, retries and cancels queued messages of a running installation.
+    Queue(crate::queue_cli::QueueArgs),
 }
 
 impl Command {
@@ -54,7 +56,7 @@ impl Command {
             Command::QueueScheduler(args) => Some((Role::QueueScheduler, args)),
             Command::DirectoryProxy(args) => Some((Role::DirectoryProxy, args)),
             Command::Operator(args) => Some((Role::Operator, args)),
-            Command::CheckConfig(_) | Command::ConfigReference => None,
+            Command::CheckConfig(_) | Command::ConfigReference | Command::Queue(_) => None,
         }
     }
 }

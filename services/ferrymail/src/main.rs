@@ -5,6 +5,7 @@ mod cli;
 mod config_reload;
 mod grpc_server;
 mod listeners;
+mod queue_cli;
 mod role;
 mod runtime;
 mod services;
@@ -28,6 +29,13 @@ fn main() -> ExitCode {
             };
             check_config::run(&source)
         }
+        Command::Queue(args) => match queue_command(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("ferrymail queue: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::ConfigReference => {
             print!("{}", ferrymail_config::reference::markdown());
             ExitCode::SUCCESS
@@ -41,6 +49,13 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn queue_command(args: &queue_cli::QueueArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(queue_cli::run(args))
 }
 
 fn run_role(cli: &Cli, command: &Command) -> anyhow::Result<()> {
