@@ -294,7 +294,7 @@ fn unreadable_substituted_file() {
 
 #[test]
 fn certificate_that_is_not_pem() {
-    let text = "[certificate.default]\ncert = \"hello\"\nprivate-key = \"-----BEGIN PRIVATE KEY-----\\nAAAA\\n-----END PRIVATE KEY-----\\n\"\n";
+    let text = "[certificate.default]\ncert = \"hello\"\nprivate-key = \"not a key either\"\n";
     assert_error(
         text,
         "certificate.default.cert",
