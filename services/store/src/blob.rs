@@ -20,6 +20,9 @@
 //! 5. [`BlobStore::collect_garbage`] deletes released blobs, and pending blobs and abandoned
 //!    writes older than a grace period.
 //!
+//! A blob of at most [`MAX_SMALL_BLOB`] bytes can skip steps 1–3: [`BlobStore::write_referenced`]
+//! writes it and its reference in the owner's own transaction.
+//!
 //! # Key layout
 //!
 //! Under `root / ("blob",)`, tuple-encoded (`id` is the 16-byte blob id, `generation` a random
@@ -40,6 +43,7 @@ mod error;
 mod id;
 mod keys;
 mod read;
+mod small;
 mod write;
 
 use std::sync::Arc;
@@ -51,6 +55,7 @@ use crate::{KeyRange, RangeOptions, Store, Transaction};
 pub use collect::GcReport;
 pub use error::BlobError;
 pub use id::{BlobId, ParseBlobIdError};
+pub use small::{MAX_SMALL_BLOB, SmallBlob};
 
 use keys::{Cause, Keys, Unreferenced};
 

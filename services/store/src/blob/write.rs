@@ -276,7 +276,7 @@ impl Step {
 /// Cuts a stream of pieces of any size into chunks of exactly [`CHUNK_SIZE`] bytes (the last
 /// one shorter), copying only the pieces smaller than a chunk.
 #[derive(Default)]
-struct Chunker {
+pub(super) struct Chunker {
     /// Complete chunks.
     full: Vec<Bytes>,
     /// The chunk being filled.
@@ -284,7 +284,7 @@ struct Chunker {
 }
 
 impl Chunker {
-    fn push(&mut self, mut piece: Bytes) {
+    pub(super) fn push(&mut self, mut piece: Bytes) {
         while !piece.is_empty() {
             if self.partial.is_empty() && piece.len() >= CHUNK_SIZE {
                 self.full.push(piece.split_to(CHUNK_SIZE));
@@ -299,7 +299,7 @@ impl Chunker {
     }
 
     /// Every chunk, the partial one last.
-    fn finish(mut self) -> Vec<Bytes> {
+    pub(super) fn finish(mut self) -> Vec<Bytes> {
         if !self.partial.is_empty() {
             self.full.push(self.partial.freeze());
         }
