@@ -7,8 +7,8 @@
 use bytes::Bytes;
 use ferrymail_e2e::Ferrymail;
 use ferrymail_rpc::queue::{
-    BodyError, BodyStream, Envelope, GrpcQueue, ListFilter, ListRequest, Priority, QueueError,
-    QueueId, QueueService, Recipient, RecipientState,
+    BodyError, BodyPart, BodyStream, Envelope, GrpcQueue, ListFilter, ListRequest, Priority,
+    QueueError, QueueId, QueueService, Recipient, RecipientState,
 };
 
 fn config(store: &std::path::Path) -> String {
@@ -40,9 +40,9 @@ fn client(process: &mut Ferrymail) -> GrpcQueue {
 
 /// `data` in pieces of `piece` bytes, as a body the client streams.
 fn body(data: Vec<u8>, piece: usize) -> BodyStream {
-    let pieces: Vec<Result<Bytes, BodyError>> = data
+    let pieces: Vec<Result<BodyPart, BodyError>> = data
         .chunks(piece)
-        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .map(|p| Ok(Bytes::copy_from_slice(p).into()))
         .collect();
     Box::pin(futures::stream::iter(pieces))
 }
@@ -164,8 +164,8 @@ async fn a_client_that_goes_away_mid_body_queues_nothing() {
     let store = tempfile::tempdir().unwrap();
     let mut process = Ferrymail::start("queue-scheduler", &config(&store.path().join("queue")));
     let queue = client(&mut process);
-    let mut pieces: Vec<Result<Bytes, BodyError>> = (0..40)
-        .map(|_| Ok(Bytes::from(vec![b'x'; 32 * 1024])))
+    let mut pieces: Vec<Result<BodyPart, BodyError>> = (0..40)
+        .map(|_| Ok(Bytes::from(vec![b'x'; 32 * 1024]).into()))
         .collect();
     pieces.push(Err(BodyError::new("the client went away")));
     let failed = queue

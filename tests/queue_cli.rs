@@ -44,7 +44,7 @@ async fn list_show_stats_retry_and_cancel() {
         ..Envelope::default()
     };
     let body: BodyStream = Box::pin(futures::stream::iter([Ok::<_, BodyError>(
-        Bytes::from_static(b"Subject: x\r\n\r\nhi\r\n"),
+        Bytes::from_static(b"Subject: x\r\n\r\nhi\r\n").into(),
     )]));
     let id = queue.enqueue(envelope, body).await.unwrap().to_string();
 

@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         .skip_debug([".ferrymail.v1.AuthenticateRequest"])
         // Body chunks pass through as `Bytes`, without a copy per message.
         .bytes(".ferrymail.v1.EnqueueRequest.chunk")
+        .bytes(".ferrymail.v1.BodyEnd.prepend")
         .compile_fds(descriptors)?;
     Ok(())
 }

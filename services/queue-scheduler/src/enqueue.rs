@@ -1,18 +1,21 @@
-//! Enqueue: the body streamed into a blob, then the message made durable in one transaction.
+//! Enqueue: the message made durable in one transaction, the body with it when it is small.
 //!
-//! Until that transaction commits, nothing names the blob: a body that fails mid-stream is
-//! deleted by the blob write itself, and a blob left by a process that died, or by a commit
-//! that failed, stays unreferenced and is collected after the grace period. A message is
-//! therefore either whole (record, recipients, due entry, counters and blob reference) or
-//! absent.
+//! A body of at most [`MAX_SMALL_BLOB`] bytes (most mail) is held until it ends and written in
+//! the message's own transaction: one commit per message. A larger one is streamed into a blob
+//! first, and until the message's transaction commits nothing names that blob: a body that
+//! fails mid-stream is deleted by the blob write itself, and a blob left by a process that
+//! died, or by a commit that failed, stays unreferenced and is collected after the grace
+//! period. A message is therefore either whole (record, recipients, due entry, counters and
+//! body) or absent.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use ferrymail_rpc::queue::{BodyError, BodyStream, Envelope, QueueError};
+use bytes::Bytes;
+use ferrymail_rpc::queue::{BodyError, BodyPart, BodyStream, Envelope, MAX_PREPEND, QueueError};
 use ferrymail_store::StoreError;
-use ferrymail_store::blob::{BlobError, BlobId};
-use futures::StreamExt;
+use ferrymail_store::blob::{BlobError, BlobId, MAX_SMALL_BLOB, SmallBlob};
+use futures::{StreamExt, stream};
 
 use crate::counters::CounterDelta;
 use crate::due_index::move_entry;
@@ -29,6 +32,21 @@ struct Plan {
     record: MessageRecord,
     recipients: Vec<RecipientRecord>,
     due_ms: u64,
+    /// The body, when it is written in this transaction.
+    small: Option<SmallBlob>,
+}
+
+/// A body as received: where it goes, and the headers to deliver before it.
+struct ReceivedBody {
+    /// Small: written with the message. Streamed: already in the blob store, unreferenced.
+    storage: BodyStorage,
+    size: u64,
+    prepend: Option<Bytes>,
+}
+
+enum BodyStorage {
+    Small(SmallBlob),
+    Streamed(BlobId),
 }
 
 impl Queue {
@@ -40,7 +58,13 @@ impl Queue {
         now: SystemTime,
     ) -> Result<MessageId, QueueError> {
         envelope_check::check(&envelope)?;
-        let (blob, size) = self.write_body(body).await?;
+        let received = self.receive_body(body).await?;
+        let prepend = received.prepend.map(Vec::from).unwrap_or_default();
+        let size = received.size + prepend.len() as u64;
+        let (blob, small) = match received.storage {
+            BodyStorage::Small(small) => (small.id(), Some(small)),
+            BodyStorage::Streamed(blob) => (blob, None),
+        };
         let id = MessageId::generate(now);
         let arrival_ms = id.unix_millis();
         // A hold in the past, or none, makes the message due at once.
@@ -62,6 +86,7 @@ impl Queue {
             // after the hold instead of expiring before its first attempt.
             expiry_ms: due_ms.saturating_add(expire_ms),
             blob,
+            prepend,
             due_ms: None,
             recipients: u32::try_from(recipients.len()).unwrap_or(u32::MAX),
         };
@@ -69,6 +94,7 @@ impl Queue {
             record,
             recipients,
             due_ms,
+            small,
         });
         let (keys, blobs) = (self.keys.clone(), self.blobs.clone());
         self.store
@@ -92,10 +118,12 @@ impl Queue {
                     tx.set(&message_key, &record.encode())?;
                     delta.message(record.size, 1);
                     delta.apply(tx, &keys, id.shard())?;
-                    blobs
-                        .reference(tx, &record.blob, &blob_owner(&id))
-                        .await
-                        .map_err(StoreError::from)
+                    let owner = blob_owner(&id);
+                    match &plan.small {
+                        Some(small) => blobs.write_referenced(tx, small, &owner),
+                        None => blobs.reference(tx, &record.blob, &owner).await,
+                    }
+                    .map_err(StoreError::from)
                 })
             })
             .await
@@ -106,26 +134,94 @@ impl Queue {
         Ok(id)
     }
 
-    /// Streams `body` into a new blob; returns it with the body's size.
-    async fn write_body(&self, body: BodyStream) -> Result<(BlobId, u64), QueueError> {
+    /// Reads `body`: held whole when it is small, otherwise streamed into a new blob.
+    async fn receive_body(&self, mut body: BodyStream) -> Result<ReceivedBody, QueueError> {
+        let mut prepend = None;
+        let mut held = Vec::new();
         let mut size = 0u64;
-        let counted = body.inspect(|piece| {
-            if let Ok(piece) = piece {
-                size += piece.len() as u64;
+        while let Some(chunk) = next_chunk(&mut body, &mut prepend).await {
+            let chunk = chunk.map_err(abandoned)?;
+            size += chunk.len() as u64;
+            held.push(chunk);
+            if size > MAX_SMALL_BLOB as u64 {
+                return self.stream_body(held, body).await;
             }
+        }
+        let small = SmallBlob::new(held).ok_or_else(|| {
+            QueueError::Internal("a body within the small-blob bound was refused".to_owned())
+        })?;
+        Ok(ReceivedBody {
+            storage: BodyStorage::Small(small),
+            size,
+            prepend,
+        })
+    }
+
+    /// Streams `held`, then the rest of `body`, into a new blob.
+    async fn stream_body(
+        &self,
+        held: Vec<Bytes>,
+        body: BodyStream,
+    ) -> Result<ReceivedBody, QueueError> {
+        let mut prepend = None;
+        let mut size = 0u64;
+        let rest = stream::unfold((body, &mut prepend), |(mut body, prepend)| async move {
+            let item = next_chunk(&mut body, prepend).await?;
+            Some((item, (body, prepend)))
         });
+        let counted = stream::iter(held.into_iter().map(Ok))
+            .chain(rest)
+            .inspect(|piece| {
+                if let Ok(piece) = piece {
+                    size += piece.len() as u64;
+                }
+            });
         match self.blobs.write(counted).await {
-            Ok(blob) => Ok((blob, size)),
+            Ok(blob) => Ok(ReceivedBody {
+                storage: BodyStorage::Streamed(blob),
+                size,
+                prepend,
+            }),
             Err(BlobError::Body(error)) => {
                 // The blob write deleted what it had stored; nothing else was written.
                 let error = match error.downcast::<BodyError>() {
                     Ok(body) => *body,
                     Err(other) => BodyError::new(other.to_string()),
                 };
-                tracing::debug!(%error, "enqueue abandoned: the body stream failed");
-                Err(QueueError::Body(error))
+                Err(abandoned(error))
             }
             Err(error) => Err(from_blob("enqueue", error)),
         }
     }
+}
+
+/// The next chunk of `body`; the prepended headers, which may only come last, go to `prepend`.
+async fn next_chunk(
+    body: &mut BodyStream,
+    prepend: &mut Option<Bytes>,
+) -> Option<Result<Bytes, BodyError>> {
+    loop {
+        let part = match body.next().await? {
+            Ok(_) if prepend.is_some() => {
+                return Some(Err(BodyError::new("body data after the prepended headers")));
+            }
+            Ok(part) => part,
+            Err(error) => return Some(Err(error)),
+        };
+        match part {
+            BodyPart::Chunk(chunk) => return Some(Ok(chunk)),
+            BodyPart::Prepend(headers) if headers.len() > MAX_PREPEND => {
+                return Some(Err(BodyError::new(format!(
+                    "{} bytes of prepended headers, more than {MAX_PREPEND}",
+                    headers.len()
+                ))));
+            }
+            BodyPart::Prepend(headers) => *prepend = Some(headers),
+        }
+    }
+}
+
+fn abandoned(error: BodyError) -> QueueError {
+    tracing::debug!(%error, "enqueue abandoned: the body stream failed");
+    QueueError::Body(error)
 }

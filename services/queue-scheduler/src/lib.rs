@@ -12,6 +12,7 @@
 
 mod body_collection;
 mod cancel;
+mod content;
 mod counters;
 mod delivery;
 mod delivery_result;

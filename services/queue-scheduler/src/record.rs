@@ -3,12 +3,13 @@
 //! Values are tuples, like the keys, led by a format number, so each record decodes whole or
 //! fails whole and a later layout can be told apart. Times are Unix milliseconds.
 //!
-//! Message record, format 1:
-//! `(1, (sender, ret, envid, declared_size, priority, hold_until_s, requiretls, smtputf8,
+//! Message record, format 2:
+//! `(2, (sender, ret, envid, declared_size, priority, hold_until_s, requiretls, smtputf8,
 //! body_type, client_ip, helo, authenticated_as), (trace_parent, size, arrival_ms, expiry_ms,
-//! blob, due_ms, recipients))`, where `ret` is 0 (none), 1 (FULL) or 2 (HDRS), `body_type` 0
-//! (7BIT), 1 (8BITMIME) or 2 (BINARYMIME), `client_ip` text or nil, `blob` the 16-byte blob id
-//! and `due_ms` nil when no recipient is live.
+//! blob, due_ms, recipients, prepend))`, where `ret` is 0 (none), 1 (FULL) or 2 (HDRS),
+//! `body_type` 0 (7BIT), 1 (8BITMIME) or 2 (BINARYMIME), `client_ip` text or nil, `blob` the
+//! 16-byte blob id, `due_ms` nil when no recipient is live, and `prepend` the header fields
+//! written before the blob's content. Format 1 is format 2 without `prepend`; it is still read.
 //!
 //! Recipient record, format 1:
 //! `(1, address, notify, orcpt, state, attempts, due_ms, last_reply)`, where `notify` is 0
@@ -23,8 +24,11 @@ use ferrymail_store::tuple;
 
 use crate::queue_id::MessageId;
 
-/// Layout version of both records.
-const FORMAT: u64 = 1;
+/// Layout version of message records.
+const MESSAGE_FORMAT: u64 = 2;
+
+/// Layout version of recipient records.
+const RECIPIENT_FORMAT: u64 = 1;
 
 /// A queued message as stored, recipients apart.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +38,7 @@ pub struct MessageRecord {
     /// The envelope as received. Its `recipients` are empty here: each recipient is stored under
     /// its own key, as a [`RecipientRecord`].
     pub envelope: Envelope,
-    /// Body size in bytes.
+    /// Size in bytes of the message as delivered: `prepend` and the blob's content.
     pub size: u64,
     /// When the message was queued.
     pub arrival_ms: u64,
@@ -42,6 +46,8 @@ pub struct MessageRecord {
     pub expiry_ms: u64,
     /// The blob holding the body.
     pub blob: BlobId,
+    /// Header fields added once the body was read, delivered before it.
+    pub prepend: Vec<u8>,
     /// Time of the message's due-index entry: the earliest due time of its live recipients;
     /// `None` when no recipient is live.
     pub due_ms: Option<u64>,
@@ -92,7 +98,7 @@ impl RecipientRecord {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let r = &self.recipient;
         tuple::pack(&(
-            FORMAT,
+            RECIPIENT_FORMAT,
             r.address.as_str(),
             notify_code(r.notify),
             r.orcpt.as_deref(),
@@ -116,7 +122,7 @@ impl RecipientRecord {
         );
         let (format, address, notify, orcpt, state, attempts, due_ms, last_reply) =
             tuple::unpack::<Fields>(value).map_err(|e| corrupt(format!("recipient: {e}")))?;
-        check_format(format)?;
+        check_format(format, RECIPIENT_FORMAT)?;
         let state = state_from_code(state)?;
         if is_live(state) != due_ms.is_some() {
             return Err(corrupt(format!(
@@ -168,8 +174,9 @@ impl MessageRecord {
             self.blob.as_bytes().to_vec(),
             self.due_ms,
             self.recipients,
+            self.prepend.as_slice(),
         );
-        tuple::pack(&(FORMAT, envelope, queue))
+        tuple::pack(&(MESSAGE_FORMAT, envelope, queue))
     }
 
     pub(crate) fn decode(id: MessageId, value: &[u8]) -> Result<Self, CorruptRecord> {
@@ -187,10 +194,29 @@ impl MessageRecord {
             String,
             Option<String>,
         );
-        type QueueFields = (Option<String>, u64, u64, u64, Vec<u8>, Option<u64>, u32);
-        let (format, envelope, queue) = tuple::unpack::<(u64, EnvelopeFields, QueueFields)>(value)
-            .map_err(|e| corrupt(format!("message {id}: {e}")))?;
-        check_format(format)?;
+        type QueueFields = (
+            Option<String>,
+            u64,
+            u64,
+            u64,
+            Vec<u8>,
+            Option<u64>,
+            u32,
+            Vec<u8>,
+        );
+        type QueueFieldsV1 = (Option<String>, u64, u64, u64, Vec<u8>, Option<u64>, u32);
+        let (envelope, queue) = match tuple::unpack::<(u64, EnvelopeFields, QueueFields)>(value) {
+            Ok((format, envelope, queue)) => {
+                check_format(format, MESSAGE_FORMAT)?;
+                (envelope, queue)
+            }
+            Err(e) => match tuple::unpack::<(u64, EnvelopeFields, QueueFieldsV1)>(value) {
+                Ok((1, envelope, (t, s, a, x, b, d, r))) => {
+                    (envelope, (t, s, a, x, b, d, r, Vec::new()))
+                }
+                _ => return Err(corrupt(format!("message {id}: {e}"))),
+            },
+        };
         let (
             sender,
             ret,
@@ -205,7 +231,7 @@ impl MessageRecord {
             helo,
             authenticated_as,
         ) = envelope;
-        let (trace_parent, size, arrival_ms, expiry_ms, blob, due_ms, recipients) = queue;
+        let (trace_parent, size, arrival_ms, expiry_ms, blob, due_ms, recipients, prepend) = queue;
         let client_ip = client_ip
             .map(|ip| ip.parse())
             .transpose()
@@ -239,6 +265,7 @@ impl MessageRecord {
             arrival_ms,
             expiry_ms,
             blob: BlobId::from_bytes(blob),
+            prepend,
             due_ms,
             recipients,
         })
@@ -249,8 +276,8 @@ fn corrupt(reason: String) -> CorruptRecord {
     CorruptRecord(reason)
 }
 
-fn check_format(format: u64) -> Result<(), CorruptRecord> {
-    if format == FORMAT {
+fn check_format(format: u64, expected: u64) -> Result<(), CorruptRecord> {
+    if format == expected {
         Ok(())
     } else {
         Err(corrupt(format!("unknown record format {format}")))
@@ -369,9 +396,48 @@ mod tests {
             arrival_ms: 1_700_000_000_123,
             expiry_ms: 1_700_432_000_123,
             blob: BlobId::from_bytes([0, 0xff, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0]),
+            prepend: b"Authentication-Results: mx.example.org; spf=pass\r\n".to_vec(),
             due_ms: Some(1_800_000_000_000),
             recipients: 3,
         }
+    }
+
+    #[test]
+    fn format_1_records_are_still_read() {
+        let record = full_record();
+        let e = &record.envelope;
+        let envelope = (
+            e.sender.as_str(),
+            2u64,
+            e.envid.as_deref(),
+            e.declared_size,
+            -4i64,
+            e.hold_until,
+            true,
+            true,
+            2u64,
+            Some("2001:db8::25"),
+            e.helo.as_str(),
+            e.authenticated_as.as_deref(),
+        );
+        let queue = (
+            e.trace_parent.as_deref(),
+            record.size,
+            record.arrival_ms,
+            record.expiry_ms,
+            record.blob.as_bytes().to_vec(),
+            record.due_ms,
+            record.recipients,
+        );
+        let old = tuple::pack(&(1u64, envelope, queue));
+        let read = MessageRecord::decode(record.id, &old).unwrap();
+        assert_eq!(
+            read,
+            MessageRecord {
+                prepend: Vec::new(),
+                ..record
+            }
+        );
     }
 
     #[test]
@@ -435,7 +501,7 @@ mod tests {
         assert!(RecipientRecord::decode(0, &live_without_due.encode()).is_err());
         let record = full_record();
         assert!(MessageRecord::decode(record.id, b"garbage").is_err());
-        let future = tuple::pack(&(2u64, "x"));
+        let future = tuple::pack(&(3u64, "x"));
         assert!(MessageRecord::decode(record.id, &future).is_err());
         assert!(RecipientRecord::decode(0, &future).is_err());
     }

@@ -79,7 +79,7 @@ mod tests {
 
     fn body(data: &'static [u8]) -> BodyStream {
         Box::pin(futures::stream::iter([Ok::<_, BodyError>(
-            Bytes::from_static(data),
+            Bytes::from_static(data).into(),
         )]))
     }
 

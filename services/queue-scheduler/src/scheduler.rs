@@ -341,7 +341,7 @@ impl Scheduler {
             envelope: &claim.message.record.envelope,
             recipients: &addresses,
         };
-        let body = self.queue.blobs.read_stream(&claim.message.record.blob);
+        let body = self.queue.content(&claim.message.record);
         let outcomes = deliver(&job, &self.tls, body).await;
         for ((_, address), outcome) in recipients.iter().zip(&outcomes) {
             self.queue.metrics.delivery(outcome);

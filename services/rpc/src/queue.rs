@@ -25,5 +25,5 @@ pub use envelope::{BodyType, DsnReturn, Envelope, Notify, NotifyOn, Priority, Re
 pub use error::{BodyError, QueueError};
 pub use id::QueueId;
 pub use server::{QueueHandler, server};
-pub use service::{BodyStream, QueueService};
+pub use service::{BodyPart, BodyStream, MAX_PREPEND, QueueService};
 pub use upload::MAX_CHUNK;

@@ -11,9 +11,10 @@ use bytes::Bytes;
 use ferrymail_rpc::RpcError;
 use ferrymail_rpc::proto::{self, enqueue_request::Part};
 use ferrymail_rpc::queue::{
-    self, BodyError, BodyStream, BodyType, DsnReturn, Envelope, GrpcQueue, ListFilter, ListPage,
-    ListRequest, MAX_CHUNK, MessageDetail, MessageSummary, Notify, NotifyOn, Priority, QueueError,
-    QueueId, QueueService, QueueStats, Recipient, RecipientCounts, RecipientState, RecipientStatus,
+    self, BodyError, BodyPart, BodyStream, BodyType, DsnReturn, Envelope, GrpcQueue, ListFilter,
+    ListPage, ListRequest, MAX_CHUNK, MAX_PREPEND, MessageDetail, MessageSummary, Notify, NotifyOn,
+    Priority, QueueError, QueueId, QueueService, QueueStats, Recipient, RecipientCounts,
+    RecipientState, RecipientStatus,
 };
 use futures::{SinkExt, StreamExt, stream};
 use loopback::{closed_endpoint, guarded, serve};
@@ -25,6 +26,7 @@ use tonic::transport::Server;
 #[derive(Debug, PartialEq)]
 enum Seen {
     Chunk(usize),
+    Prepend(usize),
     BodyFailed(String),
     Committed(QueueId),
 }
@@ -120,11 +122,15 @@ impl QueueService for MemoryQueue {
     ) -> Result<QueueId, QueueError> {
         check(&envelope.sender)?;
         let mut content = Vec::new();
-        while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(chunk) => {
+        while let Some(part) = body.next().await {
+            match part {
+                Ok(BodyPart::Chunk(chunk)) => {
                     content.extend_from_slice(&chunk);
                     self.note(Seen::Chunk(chunk.len()));
+                }
+                Ok(BodyPart::Prepend(headers)) => {
+                    content.splice(0..0, headers.iter().copied());
+                    self.note(Seen::Prepend(headers.len()));
                 }
                 Err(error) => {
                     self.note(Seen::BodyFailed(error.reason().to_owned()));
@@ -269,9 +275,9 @@ fn pattern(len: usize) -> Vec<u8> {
 
 /// `content` as a body stream of `chunk`-sized pieces.
 fn body_of(content: &[u8], chunk: usize) -> BodyStream {
-    let pieces: Vec<Result<Bytes, BodyError>> = content
+    let pieces: Vec<Result<BodyPart, BodyError>> = content
         .chunks(chunk)
-        .map(|piece| Ok(Bytes::copy_from_slice(piece)))
+        .map(|piece| Ok(Bytes::copy_from_slice(piece).into()))
         .collect();
     Box::pin(stream::iter(pieces))
 }
@@ -341,6 +347,68 @@ async fn three_megabytes_in_64k_chunks_arrive_byte_identical() {
 }
 
 #[tokio::test]
+async fn headers_prepended_after_the_body_arrive_in_front_of_it() {
+    let Running {
+        queue,
+        mut seen,
+        client,
+        ..
+    } = start().await;
+    let headers = b"Authentication-Results: mx.test; spf=pass\r\n".to_vec();
+    let body = b"Subject: x\r\n\r\nbody\r\n";
+    let parts: Vec<Result<BodyPart, BodyError>> = vec![
+        Ok(Bytes::from_static(body).into()),
+        Ok(BodyPart::Prepend(Bytes::from(headers.clone()))),
+    ];
+    guarded(client.enqueue(envelope(), Box::pin(stream::iter(parts))))
+        .await
+        .unwrap();
+    assert_eq!(guarded(seen.recv()).await.unwrap(), Seen::Chunk(body.len()));
+    assert_eq!(
+        guarded(seen.recv()).await.unwrap(),
+        Seen::Prepend(headers.len())
+    );
+    let (_, content) = &queue.committed()[0];
+    assert_eq!(content.as_slice(), [headers.as_slice(), body].concat());
+}
+
+#[tokio::test]
+async fn a_client_breaking_the_body_order_queues_nothing() {
+    let Running { queue, client, .. } = start().await;
+    let cases: [(&str, Vec<Result<BodyPart, BodyError>>); 3] = [
+        (
+            "a chunk after the headers",
+            vec![
+                Ok(BodyPart::Prepend(Bytes::from_static(b"X-A: 1\r\n"))),
+                Ok(Bytes::from_static(b"body").into()),
+            ],
+        ),
+        (
+            "headers twice",
+            vec![
+                Ok(BodyPart::Prepend(Bytes::from_static(b"X-A: 1\r\n"))),
+                Ok(BodyPart::Prepend(Bytes::from_static(b"X-B: 2\r\n"))),
+            ],
+        ),
+        (
+            "headers over the bound",
+            vec![Ok(BodyPart::Prepend(Bytes::from(vec![
+                b'h';
+                MAX_PREPEND + 1
+            ])))],
+        ),
+    ];
+    for (case, parts) in cases {
+        let outcome = guarded(client.enqueue(envelope(), Box::pin(stream::iter(parts)))).await;
+        assert!(
+            matches!(outcome, Err(QueueError::Body(_))),
+            "{case}: {outcome:?}"
+        );
+    }
+    assert!(queue.committed().is_empty());
+}
+
+#[tokio::test]
 async fn one_large_piece_is_sent_in_bounded_chunks() {
     let Running {
         queue,
@@ -349,7 +417,7 @@ async fn one_large_piece_is_sent_in_bounded_chunks() {
         ..
     } = start().await;
     let content = pattern(1024 * 1024 + 17);
-    let body: BodyStream = Box::pin(stream::iter([Ok(Bytes::from(content.clone()))]));
+    let body: BodyStream = Box::pin(stream::iter([Ok(Bytes::from(content.clone()).into())]));
 
     let id = guarded(client.enqueue(envelope(), body)).await.unwrap();
 
@@ -393,10 +461,12 @@ async fn a_body_failing_midway_reaches_the_server_as_an_error_and_commits_nothin
         client,
         ..
     } = start().await;
-    let (mut body, body_stream) = futures::channel::mpsc::channel::<Result<Bytes, BodyError>>(1);
+    let (mut body, body_stream) = futures::channel::mpsc::channel::<Result<BodyPart, BodyError>>(1);
     let call = tokio::spawn(async move { client.enqueue(envelope(), Box::pin(body_stream)).await });
 
-    body.send(Ok(Bytes::from(pattern(10_000)))).await.unwrap();
+    body.send(Ok(Bytes::from(pattern(10_000)).into()))
+        .await
+        .unwrap();
     // The server must be reading the body before it breaks, or the test would prove nothing.
     assert_eq!(guarded(seen.recv()).await.unwrap(), Seen::Chunk(10_000));
     body.send(Err(BodyError::new("client went away")))
@@ -481,7 +551,10 @@ fn chunk_message(content: &'static [u8]) -> proto::EnqueueRequest {
 
 fn end_message(size: u64) -> proto::EnqueueRequest {
     proto::EnqueueRequest {
-        part: Some(Part::End(proto::BodyEnd { size })),
+        part: Some(Part::End(proto::BodyEnd {
+            size,
+            prepend: Bytes::new(),
+        })),
     }
 }
 
@@ -494,7 +567,7 @@ async fn raw_streams_that_break_the_enqueue_contract_are_invalid_argument() {
         .await
         .unwrap();
 
-    let streams: [(&str, Vec<proto::EnqueueRequest>); 9] = [
+    let streams: [(&str, Vec<proto::EnqueueRequest>); 10] = [
         (
             "starts with a chunk",
             vec![chunk_message(b"x"), end_message(1)],
@@ -520,6 +593,19 @@ async fn raw_streams_that_break_the_enqueue_contract_are_invalid_argument() {
         (
             "wrong size at the end",
             vec![envelope_message(), chunk_message(b"xy"), end_message(3)],
+        ),
+        (
+            "prepended headers over the bound",
+            vec![
+                envelope_message(),
+                chunk_message(b"x"),
+                proto::EnqueueRequest {
+                    part: Some(Part::End(proto::BodyEnd {
+                        size: 1,
+                        prepend: Bytes::from(vec![b'h'; MAX_PREPEND + 1]),
+                    })),
+                },
+            ],
         ),
         (
             "chunk after the end",

@@ -12,7 +12,7 @@ use ferrymail_queue_scheduler::{
     Committed, MessageId, Outcome, Queue, Scheduler, SchedulerOptions,
 };
 use ferrymail_rpc::queue::{
-    BodyError, Envelope, QueueService, QueueStats, Recipient, RecipientState,
+    BodyError, BodyPart, Envelope, QueueService, QueueStats, Recipient, RecipientState,
 };
 use ferrymail_store::{Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
@@ -85,9 +85,9 @@ async fn enqueue(queue: &Queue, recipients: &[&str]) -> MessageId {
         helo: "client.test".into(),
         ..Envelope::default()
     };
-    let body = Box::pin(futures::stream::iter([Ok::<_, BodyError>(Bytes::from(
-        BODY,
-    ))]));
+    let body = Box::pin(futures::stream::iter([Ok::<_, BodyError>(
+        Bytes::from(BODY).into(),
+    )]));
     let wire = queue.enqueue(envelope, body).await.unwrap();
     MessageId::from_wire(&wire).unwrap()
 }
@@ -125,6 +125,40 @@ async fn the_worker_relays_on_enqueue_and_removes_the_message() {
             .iter()
             .any(|m| m.contains("\n.a line that starts with a dot\n")),
         "dots survive stuffing: {messages:?}"
+    );
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn headers_added_after_the_body_are_delivered_in_front_of_it() {
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let lab = lab(&config(sink.address().port(), "smtp"));
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(lab.scheduler.clone().run(stop.clone()));
+    let envelope = Envelope {
+        sender: "sender@example.net".into(),
+        recipients: vec![Recipient::new("bob@example.net")],
+        helo: "client.test".into(),
+        ..Envelope::default()
+    };
+    let parts = [
+        Ok::<_, BodyError>(Bytes::from(BODY).into()),
+        Ok(BodyPart::Prepend(Bytes::from_static(
+            b"Authentication-Results: mx.test; spf=pass smtp.mailfrom=example.net\r\n",
+        ))),
+    ];
+    lab.queue
+        .enqueue(envelope, Box::pin(futures::stream::iter(parts)))
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| sink.wait_for_messages(1));
+    let message = &sink.messages()[0];
+    let added = message.find("Authentication-Results: mx.test; spf=pass");
+    let subject = message.find("Subject:");
+    assert!(
+        added.is_some() && added < subject,
+        "the added header comes first: {message}"
     );
     stop.cancel();
     worker.await.unwrap();

@@ -1,11 +1,16 @@
 //! Enqueue: what one transaction makes durable, and what a failed body or a bad envelope
 //! leaves behind (nothing).
 
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
 use ferrymail_queue_scheduler::MAX_RECIPIENTS;
 use ferrymail_rpc::queue::{
-    BodyType, DsnReturn, Notify, NotifyOn, Priority, QueueError, QueueId, QueueService, QueueStats,
-    Recipient, RecipientState,
+    BodyError, BodyPart, BodyStream, BodyType, DsnReturn, MAX_PREPEND, Notify, NotifyOn, Priority,
+    QueueError, QueueId, QueueService, QueueStats, Recipient, RecipientState,
 };
+use ferrymail_store::blob::{GcReport, MAX_SMALL_BLOB};
+use futures::StreamExt;
 
 use crate::support::{
     EXPIRE, body, broken_body, dump, enqueue, envelope, open, parsed, sample, unix_now,
@@ -87,6 +92,67 @@ async fn enqueue_then_get_shows_every_recipient_pending_and_the_body_readable() 
     assert_eq!(stats.bytes, 300_000);
     assert_eq!(stats.recipients.pending, 3);
     assert_eq!(stats.oldest_arrival, Some(detail.summary.arrival));
+}
+
+#[tokio::test]
+async fn bodies_on_both_sides_of_the_small_bound_are_stored_whole_with_their_headers() {
+    let t = open();
+    let headers = b"Authentication-Results: mx.test; dkim=pass\r\n".to_vec();
+    for len in [1, MAX_SMALL_BLOB, MAX_SMALL_BLOB + 1, 3 * MAX_SMALL_BLOB] {
+        let data = sample(len);
+        let last = Ok(BodyPart::Prepend(Bytes::from(headers.clone())));
+        let with_headers: BodyStream =
+            Box::pin(body(&data, 10_000).chain(futures::stream::iter([last])));
+        let id = t
+            .queue
+            .enqueue(envelope("a@example.org", &["b@example.net"]), with_headers)
+            .await
+            .unwrap();
+        let record = t.queue.load(&parsed(&id)).await.unwrap().record;
+        assert_eq!(record.prepend, headers, "{len}");
+        assert_eq!(record.size, (len + headers.len()) as u64, "{len}");
+        assert!(
+            t.queue.blobs().read(&record.blob).await.unwrap() == data,
+            "{len}"
+        );
+    }
+    // Every body is referenced by its message, none left pending for collection.
+    let report = t
+        .queue
+        .blobs()
+        .collect_garbage(Duration::ZERO, SystemTime::now() + Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(report, GcReport::default());
+}
+
+#[tokio::test]
+async fn bodies_that_break_the_order_of_their_parts_commit_nothing() {
+    let t = open();
+    let before = dump(&t.store).await;
+    for len in [10, 2 * MAX_SMALL_BLOB] {
+        let headers = || Ok(BodyPart::Prepend(Bytes::from_static(b"X-A: 1\r\n")));
+        let cases: [Vec<Result<BodyPart, BodyError>>; 3] = [
+            vec![headers(), Ok(Bytes::from(sample(len)).into())],
+            vec![Ok(Bytes::from(sample(len)).into()), headers(), headers()],
+            vec![
+                Ok(Bytes::from(sample(len)).into()),
+                Ok(BodyPart::Prepend(Bytes::from(vec![b'h'; MAX_PREPEND + 1]))),
+            ],
+        ];
+        for parts in cases {
+            let outcome = t
+                .queue
+                .enqueue(
+                    envelope("a@example.org", &["b@example.net"]),
+                    Box::pin(futures::stream::iter(parts)),
+                )
+                .await;
+            assert!(matches!(outcome, Err(QueueError::Body(_))), "{outcome:?}");
+        }
+    }
+    assert_eq!(t.queue.stats().await.unwrap(), QueueStats::default());
+    assert_eq!(dump(&t.store).await, before, "nothing is left behind");
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use ferrymail_queue_scheduler::{MessageId, Queue};
 use ferrymail_rpc::queue::{
-    BodyError, BodyStream, Envelope, ListRequest, QueueId, QueueService, QueueStats, Recipient,
-    RecipientCounts, RecipientState,
+    BodyError, BodyPart, BodyStream, Envelope, ListRequest, QueueId, QueueService, QueueStats,
+    Recipient, RecipientCounts, RecipientState,
 };
 use ferrymail_store::{KeyRange, KeyValue, Store, StoreOptions};
 use futures::TryStreamExt;
@@ -56,18 +56,18 @@ pub fn envelope(sender: &str, recipients: &[&str]) -> Envelope {
 
 /// `data` as a body arriving in pieces of `piece` bytes.
 pub fn body(data: &[u8], piece: usize) -> BodyStream {
-    let pieces: Vec<Result<Bytes, BodyError>> = data
+    let pieces: Vec<Result<BodyPart, BodyError>> = data
         .chunks(piece.max(1))
-        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .map(|p| Ok(Bytes::copy_from_slice(p).into()))
         .collect();
     Box::pin(futures::stream::iter(pieces))
 }
 
 /// `good` bytes of body, then the error of a client that went away.
 pub fn broken_body(good: usize) -> BodyStream {
-    let mut pieces: Vec<Result<Bytes, BodyError>> = sample(good)
+    let mut pieces: Vec<Result<BodyPart, BodyError>> = sample(good)
         .chunks(10_000)
-        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .map(|p| Ok(Bytes::copy_from_slice(p).into()))
         .collect();
     pieces.push(Err(BodyError::new("the client went away")));
     Box::pin(futures::stream::iter(pieces))

@@ -3,12 +3,11 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::Bytes;
 use futures::stream;
 use tonic::{Status, Streaming};
 
 use super::convert::envelope_from_wire;
-use super::{BodyError, BodyStream, Envelope, QueueError};
+use super::{BodyError, BodyPart, BodyStream, Envelope, MAX_PREPEND, QueueError};
 use crate::malformed::Malformed;
 use crate::proto::{self, enqueue_request::Part};
 use crate::status::invalid_request;
@@ -56,12 +55,13 @@ pub(crate) async fn open(
     let reader = BodyReader {
         incoming,
         received: 0,
+        ended: false,
         violation: violation.clone(),
     };
     let body = stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;
-        match reader.next_chunk().await {
-            Ok(Some(chunk)) => Some((Ok(chunk), Some(reader))),
+        match reader.next_part().await {
+            Ok(Some(part)) => Some((Ok(part), Some(reader))),
             Ok(None) => None,
             // Nothing follows an error.
             Err(error) => Some((Err(error), None)),
@@ -73,32 +73,24 @@ pub(crate) async fn open(
 struct BodyReader {
     incoming: Streaming<proto::EnqueueRequest>,
     received: u64,
+    /// The end message came and was checked.
+    ended: bool,
     violation: Violation,
 }
 
 impl BodyReader {
-    /// The next chunk; `None` once the end message came, matched, and the stream closed.
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+    /// The next part; `None` once the end message came, matched, and the stream closed.
+    async fn next_part(&mut self) -> Result<Option<BodyPart>, BodyError> {
+        if self.ended {
+            return Ok(None);
+        }
         let message = self.incoming.message().await.map_err(broke_off)?;
         match message.map(|message| message.part) {
             Some(Some(Part::Chunk(chunk))) => {
                 self.received += chunk.len() as u64;
-                Ok(Some(chunk))
+                Ok(Some(BodyPart::Chunk(chunk)))
             }
-            Some(Some(Part::End(end))) => {
-                if end.size != self.received {
-                    return Err(self.violation.record(format!(
-                        "the end message counts {} body bytes, {} arrived",
-                        end.size, self.received
-                    )));
-                }
-                match self.incoming.message().await.map_err(broke_off)? {
-                    None => Ok(None),
-                    Some(_) => Err(self
-                        .violation
-                        .record("a message after the end of the body".to_owned())),
-                }
-            }
+            Some(Some(Part::End(end))) => self.end(end).await,
             Some(Some(Part::Envelope(_))) => Err(self
                 .violation
                 .record("a second envelope in the Enqueue stream".to_owned())),
@@ -111,6 +103,32 @@ impl BodyReader {
                 .violation
                 .record("the stream ended before the end of the body".to_owned())),
         }
+    }
+}
+
+impl BodyReader {
+    /// Checks the end message and that nothing follows it; the prepended headers, if any, are
+    /// the last part.
+    async fn end(&mut self, end: proto::BodyEnd) -> Result<Option<BodyPart>, BodyError> {
+        if end.size != self.received {
+            return Err(self.violation.record(format!(
+                "the end message counts {} body bytes, {} arrived",
+                end.size, self.received
+            )));
+        }
+        if end.prepend.len() > MAX_PREPEND {
+            return Err(self.violation.record(format!(
+                "{} bytes of prepended headers, more than {MAX_PREPEND}",
+                end.prepend.len()
+            )));
+        }
+        if self.incoming.message().await.map_err(broke_off)?.is_some() {
+            return Err(self
+                .violation
+                .record("a message after the end of the body".to_owned()));
+        }
+        self.ended = true;
+        Ok((!end.prepend.is_empty()).then(|| BodyPart::Prepend(end.prepend)))
     }
 }
 

@@ -11,7 +11,30 @@ use super::{
 };
 
 /// A message body, read as it arrives. An `Err` item means the body will never be complete.
-pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send>>;
+///
+/// Chunks come in order; at most one [`BodyPart::Prepend`] may follow the last chunk, and
+/// nothing may follow it.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<BodyPart, BodyError>> + Send>>;
+
+/// Largest [`BodyPart::Prepend`]: header fields, not a second body.
+pub const MAX_PREPEND: usize = 32 * 1024;
+
+/// One item of a [`BodyStream`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BodyPart {
+    /// The next bytes of the body.
+    Chunk(Bytes),
+    /// Header fields known only once the whole body was read (`Authentication-Results`,
+    /// `DKIM-Signature`), to be placed before the body; at most [`MAX_PREPEND`] bytes, each
+    /// field ending in CRLF.
+    Prepend(Bytes),
+}
+
+impl From<Bytes> for BodyPart {
+    fn from(chunk: Bytes) -> Self {
+        Self::Chunk(chunk)
+    }
+}
 
 /// The mail queue.
 #[async_trait]

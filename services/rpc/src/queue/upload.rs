@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt, future, stream};
 use tonic::CancellationHandle;
 
-use super::{BodyError, BodyStream};
+use super::{BodyError, BodyPart, BodyStream, MAX_PREPEND};
 use crate::proto::{self, enqueue_request::Part};
 
 /// Largest body chunk sent in one gRPC message; larger pieces of the body are split, so no
@@ -20,6 +20,8 @@ struct Upload {
     body: BodyStream,
     unsent: Bytes,
     sent: u64,
+    /// Headers to send with the end; once set, the body is complete.
+    prepend: Option<Bytes>,
     ended: bool,
     cancel: Option<CancellationHandle>,
     failure: BodyFailure,
@@ -43,6 +45,7 @@ pub(crate) fn request_stream(
         body,
         unsent: Bytes::new(),
         sent: 0,
+        prepend: None,
         ended: false,
         cancel: Some(cancel),
         failure,
@@ -58,11 +61,15 @@ pub(crate) fn request_stream(
                 upload.sent += chunk.len() as u64;
                 return Some((message(Part::Chunk(chunk)), upload));
             }
-            match upload.body.next().await {
-                Some(Ok(bytes)) => upload.unsent = bytes,
+            let next = upload.body.next().await.map(|part| upload.accept(part?));
+            match next {
+                Some(Ok(())) => {}
                 None => {
                     upload.ended = true;
-                    let end = proto::BodyEnd { size: upload.sent };
+                    let end = proto::BodyEnd {
+                        size: upload.sent,
+                        prepend: upload.prepend.take().unwrap_or_default(),
+                    };
                     return Some((message(Part::End(end)), upload));
                 }
                 Some(Err(error)) => {
@@ -79,4 +86,24 @@ pub(crate) fn request_stream(
         }
     });
     stream::once(future::ready(message(Part::Envelope(envelope)))).chain(rest)
+}
+
+impl Upload {
+    /// Takes the next part of the body, or says how it breaks [`BodyStream`]'s order.
+    fn accept(&mut self, part: BodyPart) -> Result<(), BodyError> {
+        if self.prepend.is_some() {
+            return Err(BodyError::new("body data after the prepended headers"));
+        }
+        match part {
+            BodyPart::Chunk(bytes) => self.unsent = bytes,
+            BodyPart::Prepend(headers) if headers.len() > MAX_PREPEND => {
+                return Err(BodyError::new(format!(
+                    "{} bytes of prepended headers, more than {MAX_PREPEND}",
+                    headers.len()
+                )));
+            }
+            BodyPart::Prepend(headers) => self.prepend = Some(headers),
+        }
+        Ok(())
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ferrymail_config::model::stage_rules::Stage;
-use ferrymail_rpc::queue::{BodyError, BodyStream, Envelope, QueueError, QueueId};
+use ferrymail_rpc::queue::{BodyError, BodyPart, BodyStream, Envelope, QueueError, QueueId};
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -24,7 +24,7 @@ const BODY_QUEUE: usize = 8;
 
 /// A message body on its way to the queue.
 pub(crate) struct Upload {
-    sender: Option<mpsc::Sender<Result<Bytes, BodyError>>>,
+    sender: Option<mpsc::Sender<Result<BodyPart, BodyError>>>,
     task: JoinHandle<Result<QueueId, QueueError>>,
     size: u64,
     too_large: bool,
@@ -44,8 +44,24 @@ impl Upload {
             self.abort("message exceeds the size limit").await;
             return;
         }
+        self.send(BodyPart::Chunk(Bytes::from(chunk))).await;
+    }
+
+    /// Adds header fields before the message, once its body is complete (they are delivered
+    /// ahead of everything pushed); at most [`ferrymail_rpc::queue::MAX_PREPEND`] bytes.
+    #[allow(
+        dead_code,
+        reason = "message authentication results are added through it next"
+    )]
+    pub(crate) async fn prepend(&mut self, headers: Vec<u8>) {
+        if !self.too_large && !headers.is_empty() {
+            self.send(BodyPart::Prepend(Bytes::from(headers))).await;
+        }
+    }
+
+    async fn send(&mut self, part: BodyPart) {
         if let Some(sender) = &self.sender
-            && sender.send(Ok(Bytes::from(chunk))).await.is_err()
+            && sender.send(Ok(part)).await.is_err()
         {
             // The queue gave up early; its error is read at the end.
             self.sender = None;
