@@ -3,13 +3,14 @@
 //! and only while the attempt's lease is still the message's.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use ferrymail_rpc::queue::RecipientState;
 use ferrymail_store::StoreError;
 
 use crate::counters::CounterDelta;
 use crate::delivery::Outcome;
+use crate::dsn::{self, NoticeSettings, ReportedRecipient};
 use crate::due_index::{earliest, move_entry};
 use crate::keys::blob_owner;
 use crate::lease::{self, Lease};
@@ -32,6 +33,15 @@ pub enum Committed {
     Stale,
 }
 
+/// How results are recorded: the retry schedule and what notices need.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitPolicy {
+    /// `queue.schedule.retry`.
+    pub retry: Vec<Duration>,
+    /// For notices to the sender.
+    pub notices: NoticeSettings,
+}
+
 /// The wait before attempt `attempts + 1` of a recipient that failed `attempts` times (the
 /// first failure waits `retry[0]`; the last value repeats).
 pub(crate) fn retry_after(retry: &[Duration], attempts: u32) -> Duration {
@@ -46,22 +56,24 @@ pub(crate) fn retry_after(retry: &[Duration], attempts: u32) -> Duration {
 impl Queue {
     /// Records `outcomes` (recipient index → outcome) of the attempt made under `lease` at
     /// `now_ms`, if the lease is still the message's; temporary failures are due again after
-    /// `retry`, or fail as expired past the message's expiry.
+    /// the retry schedule, or fail as expired past the message's expiry. Failures and delays
+    /// the sender wants to hear of are reported by a notice queued in the same transaction.
     pub(crate) async fn commit_attempt(
         &self,
         id: &MessageId,
         lease: &Lease,
         outcomes: Vec<(u32, Outcome)>,
-        retry: Vec<Duration>,
+        policy: Arc<CommitPolicy>,
         now_ms: u64,
     ) -> Result<Committed, StoreError> {
         let (keys, blobs, id) = (self.keys.clone(), self.blobs.clone(), *id);
-        let plan = Arc::new((lease.clone(), outcomes, retry));
+        let plan = Arc::new((lease.clone(), outcomes, policy));
         self.store
             .transact(move |tx| {
                 let (keys, blobs, plan) = (keys.clone(), blobs.clone(), plan.clone());
                 Box::pin(async move {
-                    let (lease, outcomes, retry) = &*plan;
+                    let (lease, outcomes, policy) = &*plan;
+                    let retry = &policy.retry;
                     if !lease::holds(tx, &keys, &id, lease.token).await? {
                         return Ok(Committed::Stale);
                     }
@@ -111,6 +123,14 @@ impl Queue {
                         changed.push(position);
                     }
                     let live = message.recipients.iter().filter(|r| r.is_live()).count();
+                    let reported = notices(&mut message, &changed, live, policy, now_ms);
+                    if !reported.is_empty() {
+                        let now = UNIX_EPOCH + Duration::from_millis(now_ms);
+                        match dsn::notice(&policy.notices, &message.record, &reported, now) {
+                            Some(notice) => notice.write(tx, &keys, &blobs).await?,
+                            None => tracing::error!(queue_id = %id, "a delivery notice exceeds its bound and is not sent"),
+                        }
+                    }
                     let record = &mut message.record;
                     let committed = if live > 0 {
                         for &position in &changed {
@@ -139,6 +159,32 @@ impl Queue {
             })
             .await
     }
+}
+
+/// The recipients to report after recording `changed`, counting a delay notice when one is
+/// due.
+fn notices(
+    message: &mut StoredMessage,
+    changed: &[usize],
+    live: usize,
+    policy: &CommitPolicy,
+    now_ms: u64,
+) -> Vec<ReportedRecipient> {
+    if !dsn::may_notify(&message.record) {
+        return Vec::new();
+    }
+    let mut reported = dsn::failed(changed.iter().map(|&p| &message.recipients[p]));
+    if live > 0 {
+        let (count, delayed) = dsn::delayed(
+            &message.record,
+            &message.recipients,
+            &policy.notices.notify,
+            now_ms,
+        );
+        message.record.delay_notices = count;
+        reported.extend(delayed);
+    }
+    reported
 }
 
 #[cfg(test)]

@@ -13,118 +13,45 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use ferrymail_rpc::queue::{BodyError, BodyPart, BodyStream, Envelope, MAX_PREPEND, QueueError};
-use ferrymail_store::StoreError;
-use ferrymail_store::blob::{BlobError, BlobId, MAX_SMALL_BLOB, SmallBlob};
+use ferrymail_store::blob::{BlobError, MAX_SMALL_BLOB, SmallBlob};
 use futures::{StreamExt, stream};
 
-use crate::counters::CounterDelta;
-use crate::due_index::move_entry;
 use crate::envelope_check;
-use crate::keys::blob_owner;
+use crate::new_message::{Body, NewMessage};
 use crate::queue_id::MessageId;
-use crate::record::{MessageRecord, RecipientRecord};
 use crate::service::Queue;
 use crate::store_failure::from_blob;
 
-/// Everything the enqueue transaction writes, prepared outside it so that every run of the
-/// closure writes the same.
-struct Plan {
-    record: MessageRecord,
-    recipients: Vec<RecipientRecord>,
-    due_ms: u64,
-    /// The body, when it is written in this transaction.
-    small: Option<SmallBlob>,
-}
-
-/// A body as received: where it goes, and the headers to deliver before it.
+/// A body as received, and the headers to deliver before it.
 struct ReceivedBody {
-    /// Small: written with the message. Streamed: already in the blob store, unreferenced.
-    storage: BodyStorage,
-    size: u64,
+    body: Body,
     prepend: Option<Bytes>,
-}
-
-enum BodyStorage {
-    Small(SmallBlob),
-    Streamed(BlobId),
 }
 
 impl Queue {
     /// Queues `envelope` with `body`, arriving at `now`; returns once the message is durable.
     pub(crate) async fn enqueue_message(
         &self,
-        mut envelope: Envelope,
+        envelope: Envelope,
         body: BodyStream,
         now: SystemTime,
     ) -> Result<MessageId, QueueError> {
         envelope_check::check(&envelope)?;
         let received = self.receive_body(body).await?;
-        let prepend = received.prepend.map(Vec::from).unwrap_or_default();
-        let size = received.size + prepend.len() as u64;
-        let (blob, small) = match received.storage {
-            BodyStorage::Small(small) => (small.id(), Some(small)),
-            BodyStorage::Streamed(blob) => (blob, None),
-        };
-        let id = MessageId::generate(now);
-        let arrival_ms = id.unix_millis();
-        // A hold in the past, or none, makes the message due at once.
-        let due_ms = envelope
-            .hold_until
-            .map_or(arrival_ms, |hold| hold.saturating_mul(1000).max(arrival_ms));
-        let recipients = std::mem::take(&mut envelope.recipients)
-            .into_iter()
-            .zip(0u32..)
-            .map(|(recipient, index)| RecipientRecord::pending(index, recipient, due_ms))
-            .collect::<Vec<_>>();
         let expire_ms = u64::try_from(self.expire().as_millis()).unwrap_or(u64::MAX);
-        let record = MessageRecord {
-            id,
+        let message = Arc::new(NewMessage::new(
+            MessageId::generate(now),
             envelope,
-            size,
-            arrival_ms,
-            // Counted from the release: a held message (FUTURERELEASE) gets its full lifetime
-            // after the hold instead of expiring before its first attempt.
-            expiry_ms: due_ms.saturating_add(expire_ms),
-            blob,
-            prepend,
-            due_ms: None,
-            recipients: u32::try_from(recipients.len()).unwrap_or(u32::MAX),
-        };
-        let plan = Arc::new(Plan {
-            record,
-            recipients,
-            due_ms,
-            small,
-        });
+            received.body,
+            received.prepend,
+            expire_ms,
+        ));
+        let (id, size) = (message.id(), message.size());
         let (keys, blobs) = (self.keys.clone(), self.blobs.clone());
         self.store
             .transact(move |tx| {
-                let (plan, keys, blobs) = (plan.clone(), keys.clone(), blobs.clone());
-                Box::pin(async move {
-                    let id = plan.record.id;
-                    let message_key = keys.message(&id);
-                    if tx.get(&message_key).await?.is_some() {
-                        // An earlier run of this transaction committed although its result was
-                        // reported unknown: the message is queued, once.
-                        return Ok(());
-                    }
-                    let mut delta = CounterDelta::default();
-                    for recipient in &plan.recipients {
-                        tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
-                        delta.recipient(recipient.state, 1);
-                    }
-                    let mut record = plan.record.clone();
-                    move_entry(tx, &keys, &mut record, Some(plan.due_ms))?;
-                    tx.set(&message_key, &record.encode())?;
-                    delta.message(record.size, 1);
-                    delta.apply(tx, &keys, id.shard())?;
-                    let owner = blob_owner(&id);
-                    match &plan.small {
-                        Some(small) => blobs.write_referenced(tx, small, &owner),
-                        None => blobs.reference(tx, &record.blob, &owner).await,
-                    }
-                    .map_err(StoreError::from)
-                })
+                let (message, keys, blobs) = (message.clone(), keys.clone(), blobs.clone());
+                Box::pin(async move { message.write(tx, &keys, &blobs).await })
             })
             .await
             .map_err(|e| from_blob("enqueue", BlobError::from(e)))?;
@@ -151,8 +78,7 @@ impl Queue {
             QueueError::Internal("a body within the small-blob bound was refused".to_owned())
         })?;
         Ok(ReceivedBody {
-            storage: BodyStorage::Small(small),
-            size,
+            body: Body::Small(small),
             prepend,
         })
     }
@@ -178,8 +104,7 @@ impl Queue {
             });
         match self.blobs.write(counted).await {
             Ok(blob) => Ok(ReceivedBody {
-                storage: BodyStorage::Streamed(blob),
-                size,
+                body: Body::Streamed { blob, size },
                 prepend,
             }),
             Err(BlobError::Body(error)) => {

@@ -6,9 +6,9 @@
 //! encoding in `record`, both next to the code that writes them.
 //!
 //! [`Scheduler`] delivers: it claims due messages under leases with fencing tokens, routes
-//! each recipient by `queue.outbound.next-hop`, relays over SMTP or LMTP and records the
-//! results. MX delivery, DSN bounces and delay notices, throttles, quotas and the sharing of
-//! shards between schedulers are not built yet ([`NOT_BUILT_YET`]).
+//! each recipient by `queue.outbound.next-hop`, relays over SMTP or LMTP, records the results
+//! and reports failures and delays to the sender (`dsn`). MX delivery, throttles, quotas and
+//! the sharing of shards between schedulers are not built yet ([`NOT_BUILT_YET`]).
 
 mod body_collection;
 mod cancel;
@@ -16,6 +16,7 @@ mod content;
 mod counters;
 mod delivery;
 mod delivery_result;
+mod dsn;
 mod due_index;
 mod enqueue;
 mod envelope_check;
@@ -24,6 +25,7 @@ mod lease;
 mod list;
 mod message_change;
 mod metrics;
+mod new_message;
 mod queue_id;
 mod record;
 mod retry;
@@ -49,6 +51,6 @@ pub use service::Queue;
 pub use stored_message::StoredMessage;
 
 /// What this role does not do yet; logged at start-up.
-pub const NOT_BUILT_YET: &str = "MX delivery, DSN bounces and delay notices, throttles, queue \
-     quotas and sharing the shards between schedulers are not implemented yet: this scheduler \
-     delivers every shard, relaying to remotes only, one connection per message";
+pub const NOT_BUILT_YET: &str = "MX delivery, throttles, queue quotas and sharing the shards \
+     between schedulers are not implemented yet: this scheduler delivers every shard, relaying \
+     to remotes only, one connection per message";

@@ -6,10 +6,11 @@
 //! Message record, format 2:
 //! `(2, (sender, ret, envid, declared_size, priority, hold_until_s, requiretls, smtputf8,
 //! body_type, client_ip, helo, authenticated_as), (trace_parent, size, arrival_ms, expiry_ms,
-//! blob, due_ms, recipients, prepend))`, where `ret` is 0 (none), 1 (FULL) or 2 (HDRS),
+//! blob, due_ms, recipients, prepend, delay_notices))`, where `ret` is 0 (none), 1 (FULL) or 2 (HDRS),
 //! `body_type` 0 (7BIT), 1 (8BITMIME) or 2 (BINARYMIME), `client_ip` text or nil, `blob` the
-//! 16-byte blob id, `due_ms` nil when no recipient is live, and `prepend` the header fields
-//! written before the blob's content. Format 1 is format 2 without `prepend`; it is still read.
+//! 16-byte blob id, `due_ms` nil when no recipient is live, `prepend` the header fields
+//! written before the blob's content and `delay_notices` how many delay notices went to the
+//! sender. Format 1 is format 2 without the last two; it is still read.
 //!
 //! Recipient record, format 1:
 //! `(1, address, notify, orcpt, state, attempts, due_ms, last_reply)`, where `notify` is 0
@@ -48,6 +49,8 @@ pub struct MessageRecord {
     pub blob: BlobId,
     /// Header fields added once the body was read, delivered before it.
     pub prepend: Vec<u8>,
+    /// Delay notices sent to the sender so far (`queue.schedule.notify`).
+    pub delay_notices: u32,
     /// Time of the message's due-index entry: the earliest due time of its live recipients;
     /// `None` when no recipient is live.
     pub due_ms: Option<u64>,
@@ -175,6 +178,7 @@ impl MessageRecord {
             self.due_ms,
             self.recipients,
             self.prepend.as_slice(),
+            self.delay_notices,
         );
         tuple::pack(&(MESSAGE_FORMAT, envelope, queue))
     }
@@ -203,6 +207,7 @@ impl MessageRecord {
             Option<u64>,
             u32,
             Vec<u8>,
+            u32,
         );
         type QueueFieldsV1 = (Option<String>, u64, u64, u64, Vec<u8>, Option<u64>, u32);
         let (envelope, queue) = match tuple::unpack::<(u64, EnvelopeFields, QueueFields)>(value) {
@@ -212,7 +217,7 @@ impl MessageRecord {
             }
             Err(e) => match tuple::unpack::<(u64, EnvelopeFields, QueueFieldsV1)>(value) {
                 Ok((1, envelope, (t, s, a, x, b, d, r))) => {
-                    (envelope, (t, s, a, x, b, d, r, Vec::new()))
+                    (envelope, (t, s, a, x, b, d, r, Vec::new(), 0))
                 }
                 _ => return Err(corrupt(format!("message {id}: {e}"))),
             },
@@ -231,7 +236,17 @@ impl MessageRecord {
             helo,
             authenticated_as,
         ) = envelope;
-        let (trace_parent, size, arrival_ms, expiry_ms, blob, due_ms, recipients, prepend) = queue;
+        let (
+            trace_parent,
+            size,
+            arrival_ms,
+            expiry_ms,
+            blob,
+            due_ms,
+            recipients,
+            prepend,
+            delay_notices,
+        ) = queue;
         let client_ip = client_ip
             .map(|ip| ip.parse())
             .transpose()
@@ -266,6 +281,7 @@ impl MessageRecord {
             expiry_ms,
             blob: BlobId::from_bytes(blob),
             prepend,
+            delay_notices,
             due_ms,
             recipients,
         })
@@ -397,6 +413,7 @@ mod tests {
             expiry_ms: 1_700_432_000_123,
             blob: BlobId::from_bytes([0, 0xff, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0]),
             prepend: b"Authentication-Results: mx.example.org; spf=pass\r\n".to_vec(),
+            delay_notices: 1,
             due_ms: Some(1_800_000_000_000),
             recipients: 3,
         }
@@ -435,6 +452,7 @@ mod tests {
             read,
             MessageRecord {
                 prepend: Vec::new(),
+                delay_notices: 0,
                 ..record
             }
         );

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use ferrymail_config::Config;
 use ferrymail_config::model::remote::Remote;
-use ferrymail_rpc::queue::QueueError;
+use ferrymail_rpc::queue::{QueueError, Recipient};
 use ferrymail_store::StoreError;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::relay::{RelayJob, deliver};
 use crate::delivery::{Outcome, TlsSettings};
-use crate::delivery_result::Committed;
+use crate::delivery_result::{CommitPolicy, Committed};
+use crate::dsn::{self, NoticeSettings};
 use crate::due_index::SHARDS;
 use crate::lease::{self, Lease};
 use crate::queue_id::{MessageId, unix_millis};
@@ -65,6 +66,7 @@ struct Settings {
     router: Router,
     remotes: BTreeMap<String, Remote>,
     retry: Vec<Duration>,
+    notify: Vec<Duration>,
     hostname: String,
 }
 
@@ -286,14 +288,15 @@ impl Scheduler {
                 .collect();
         }
         let settings = self.settings.load_full();
-        let mut routes: BTreeMap<Route, Vec<(u32, String)>> = BTreeMap::new();
+        let mut routes: BTreeMap<Route, Vec<(u32, Recipient)>> = BTreeMap::new();
         for recipient in due {
-            let address = recipient.recipient.address.clone();
-            let route = settings.router.route(&message.record.envelope, &address);
+            let route = settings
+                .router
+                .route(&message.record.envelope, &recipient.recipient.address);
             routes
                 .entry(route)
                 .or_default()
-                .push((recipient.index, address));
+                .push((recipient.index, recipient.recipient.clone()));
         }
         let deliveries = routes.into_iter().map(|(route, recipients)| {
             let settings = settings.clone();
@@ -314,7 +317,7 @@ impl Scheduler {
         settings: &Settings,
         claim: &Claim,
         route: Route,
-        recipients: Vec<(u32, String)>,
+        recipients: Vec<(u32, Recipient)>,
     ) -> Vec<(u32, Outcome)> {
         let fail_all = |reason: String| {
             recipients
@@ -333,7 +336,7 @@ impl Scheduler {
         let Ok(_permit) = permits.acquire_owned().await else {
             return fail_all(format!("remote.{id} is being reconfigured"));
         };
-        let addresses: Vec<String> = recipients.iter().map(|(_, a)| a.clone()).collect();
+        let addresses: Vec<Recipient> = recipients.iter().map(|(_, r)| r.clone()).collect();
         let job = RelayJob {
             id: &id,
             remote,
@@ -343,12 +346,12 @@ impl Scheduler {
         };
         let body = self.queue.content(&claim.message.record);
         let outcomes = deliver(&job, &self.tls, body).await;
-        for ((_, address), outcome) in recipients.iter().zip(&outcomes) {
+        for ((_, recipient), outcome) in recipients.iter().zip(&outcomes) {
             self.queue.metrics.delivery(outcome);
             tracing::info!(
                 queue_id = %claim.message.record.id,
                 remote = %id,
-                rcpt = %address,
+                rcpt = %recipient.address,
                 result = match outcome {
                     Outcome::Delivered(_) => "delivered",
                     Outcome::TempFailed(_) => "temp-failed",
@@ -372,17 +375,42 @@ impl Scheduler {
         outcomes: Vec<(u32, Outcome)>,
         now: SystemTime,
     ) -> Result<Committed, QueueError> {
-        let retry = self.settings.load().retry.clone();
+        let policy = Arc::new(self.commit_policy(claim, &outcomes).await);
         let id = claim.message.record.id;
         let committed = self
             .queue
-            .commit_attempt(&id, &claim.lease, outcomes, retry, unix_millis(now))
+            .commit_attempt(&id, &claim.lease, outcomes, policy, unix_millis(now))
             .await
             .map_err(|e| from_store("commit delivery", e))?;
         if committed == Committed::Stale {
             tracing::warn!(queue_id = %id, token = claim.lease.token, "lease lost before the commit; the attempt's results are dropped");
         }
         Ok(committed)
+    }
+
+    /// The retry schedule and notice settings for committing `outcomes`; the original message
+    /// is read only when a notice may be sent.
+    async fn commit_policy(&self, claim: &Claim, outcomes: &[(u32, Outcome)]) -> CommitPolicy {
+        let settings = self.settings.load_full();
+        let record = &claim.message.record;
+        let may_report = dsn::may_notify(record)
+            && outcomes
+                .iter()
+                .any(|(_, outcome)| !matches!(outcome, Outcome::Delivered(_)));
+        let original = if may_report {
+            self.queue.original(record).await
+        } else {
+            dsn::Original::default()
+        };
+        CommitPolicy {
+            retry: settings.retry.clone(),
+            notices: NoticeSettings {
+                hostname: settings.hostname.clone(),
+                notify: settings.notify.clone(),
+                expire_ms: millis(self.queue.expire()),
+                original,
+            },
+        }
     }
 
     /// Renews `claim`'s lease at half its duration; returns only once the lease is lost.
@@ -434,6 +462,7 @@ fn settings(config: &Config) -> Settings {
         router: Router::new(config),
         remotes: config.remotes.clone(),
         retry: config.queue.retry.clone(),
+        notify: config.queue.notify.clone(),
         hostname: config.server.hostname.clone(),
     }
 }

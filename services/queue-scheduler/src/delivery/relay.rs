@@ -7,11 +7,11 @@
 
 use bytes::Bytes;
 use ferrymail_config::model::remote::{Remote, RemoteProtocol};
-use ferrymail_rpc::queue::{BodyType, Envelope};
+use ferrymail_rpc::queue::{BodyType, DsnReturn, Envelope, Notify, Recipient};
 use ferrymail_store::blob::BlobError;
 use futures::{Stream, StreamExt};
 use mail_send::{Credentials, SmtpClient};
-use smtp_proto::{EXT_8BIT_MIME, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse, Response};
+use smtp_proto::{EXT_8BIT_MIME, EXT_DSN, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse, Response};
 use tokio::io::AsyncWriteExt;
 
 use super::{DeliveryError, Outcome};
@@ -28,7 +28,7 @@ pub(crate) struct RelayJob<'a> {
     /// The envelope.
     pub envelope: &'a Envelope,
     /// The recipients to deliver, in order.
-    pub recipients: &'a [String],
+    pub recipients: &'a [Recipient],
 }
 
 /// Delivers the message to the job's recipients; one outcome per recipient, in order.
@@ -154,6 +154,10 @@ async fn session(
     if envelope.smtputf8 && capabilities.has_capability(EXT_SMTP_UTF8) {
         mail.push_str(" SMTPUTF8");
     }
+    let dsn = capabilities.has_capability(EXT_DSN);
+    if dsn {
+        mail.push_str(&dsn_mail_parameters(envelope));
+    }
     let reply = command(&mut client, &mail).await.map_err(&error)?;
     if reply.code / 100 != 2 {
         // Refusing the sender answers for every recipient.
@@ -164,9 +168,11 @@ async fn session(
     }
     let mut accepted = Vec::new();
     for (index, rcpt) in job.recipients.iter().enumerate() {
-        let reply = command(&mut client, &format!("RCPT TO:<{rcpt}>"))
-            .await
-            .map_err(&error)?;
+        let mut line = format!("RCPT TO:<{}>", rcpt.address);
+        if dsn {
+            line.push_str(&dsn_rcpt_parameters(rcpt));
+        }
+        let reply = command(&mut client, &line).await.map_err(&error)?;
         if reply.code / 100 == 2 {
             accepted.push(index);
         } else {
@@ -234,6 +240,58 @@ async fn command(
     client.cmd(format!("{line}\r\n").as_bytes()).await
 }
 
+/// RET and ENVID for a MAIL command (RFC 3461), as the sender gave them.
+fn dsn_mail_parameters(envelope: &Envelope) -> String {
+    let mut parameters = String::new();
+    match envelope.ret {
+        Some(DsnReturn::Full) => parameters.push_str(" RET=FULL"),
+        Some(DsnReturn::Headers) => parameters.push_str(" RET=HDRS"),
+        None => {}
+    }
+    if let Some(envid) = &envelope.envid {
+        parameters.push_str(&format!(" ENVID={}", xtext(envid)));
+    }
+    parameters
+}
+
+/// NOTIFY and ORCPT for a RCPT command (RFC 3461), as the sender gave them.
+fn dsn_rcpt_parameters(recipient: &Recipient) -> String {
+    let mut parameters = String::new();
+    match recipient.notify {
+        Notify::Default => {}
+        Notify::Never => parameters.push_str(" NOTIFY=NEVER"),
+        Notify::On(on) => {
+            let conditions: Vec<&str> = [
+                (on.success(), "SUCCESS"),
+                (on.failure(), "FAILURE"),
+                (on.delay(), "DELAY"),
+            ]
+            .into_iter()
+            .filter_map(|(set, name)| set.then_some(name))
+            .collect();
+            parameters.push_str(&format!(" NOTIFY={}", conditions.join(",")));
+        }
+    }
+    if let Some(orcpt) = &recipient.orcpt {
+        parameters.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
+    }
+    parameters
+}
+
+/// `text` as xtext (RFC 3461 §4): printable ASCII but `+` and `=` as is, every other byte as
+/// `+HH`. Written here because the SMTP crates only decode it.
+fn xtext(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (b'!'..=b'~').contains(&byte) && byte != b'+' && byte != b'=' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("+{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 /// Ends the session politely; the outcome is decided already, so errors do not matter.
 async fn quit(mut client: SmtpClient<MaybeTls>) {
     let _ = client.cmd(b"QUIT\r\n").await;
@@ -298,6 +356,39 @@ impl DotStuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dsn_parameters_travel_on_xtext_encoded() {
+        assert_eq!(xtext("George @Tax+ME=.GOV"), "George+20@Tax+2BME+3D.GOV");
+        assert_eq!(xtext("é"), "+C3+A9");
+        let envelope = Envelope {
+            ret: Some(DsnReturn::Headers),
+            envid: Some("QQ 314159".into()),
+            ..Envelope::default()
+        };
+        assert_eq!(
+            dsn_mail_parameters(&envelope),
+            " RET=HDRS ENVID=QQ+20314159"
+        );
+        assert_eq!(dsn_mail_parameters(&Envelope::default()), "");
+        let recipient = Recipient {
+            address: "bob@example.net".into(),
+            notify: Notify::On(
+                ferrymail_rpc::queue::NotifyOn::new(false, true, true)
+                    .unwrap_or_else(|| unreachable!()),
+            ),
+            orcpt: Some("Bob@Example.NET".into()),
+        };
+        assert_eq!(
+            dsn_rcpt_parameters(&recipient),
+            " NOTIFY=FAILURE,DELAY ORCPT=rfc822;Bob@Example.NET"
+        );
+        let never = Recipient {
+            notify: Notify::Never,
+            ..Recipient::new("a@b")
+        };
+        assert_eq!(dsn_rcpt_parameters(&never), " NOTIFY=NEVER");
+    }
 
     #[test]
     fn dots_are_stuffed_across_chunks() {

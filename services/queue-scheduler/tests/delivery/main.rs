@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use ferrymail_e2e::{ALICE, Dovecot, SmtpSink, SmtpSinkOptions, TEMPFAIL_USER};
+use ferrymail_e2e::{ALICE, BOB, Dovecot, SmtpSink, SmtpSinkOptions, TEMPFAIL_USER};
 use ferrymail_queue_scheduler::{
     Committed, MessageId, Outcome, Queue, Scheduler, SchedulerOptions,
 };
@@ -22,7 +22,12 @@ const RETRY: Duration = Duration::from_secs(60);
 
 /// The configuration of a relay `remote.relay` at `port`, speaking `protocol`.
 fn config(port: u16, protocol: &str) -> ferrymail_config::Config {
-    let text = format!(
+    ferrymail_config::load_str("test.toml", &config_text(port, protocol)).unwrap()
+}
+
+/// The text of [`config`].
+fn config_text(port: u16, protocol: &str) -> String {
+    format!(
         r#"
 [server]
 hostname = "queue.test"
@@ -40,8 +45,7 @@ next-hop = "relay"
 retry = ["1m", "5m"]
 expire = "1d"
 "#
-    );
-    ferrymail_config::load_str("test.toml", &text).unwrap()
+    )
 }
 
 struct Lab {
@@ -218,8 +222,155 @@ async fn permanent_failures_carry_the_remote_reply() {
     );
     let committed = lab.scheduler.commit(&claim, outcomes, now).await.unwrap();
     assert_eq!(committed, Committed::Removed);
-    assert_eq!(lab.queue.stats().await.unwrap(), QueueStats::default());
     assert_eq!(sink.received(), 0);
+    // What is left is the notice to the sender, from the null sender.
+    let notices = notices(&lab.queue).await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let (envelope_to, report) = &notices[0];
+    assert_eq!(envelope_to, "sender@example.net");
+    assert!(
+        report.contains(
+            "Final-Recipient: rfc822; nobody@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("Subject: relay test"),
+        "the original header is quoted: {report}"
+    );
+    assert!(
+        !report.contains("a line that starts with a dot"),
+        "not the body: {report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_report_reaches_the_sender_and_a_notice_is_never_reported_on() {
+    let dovecot = Dovecot::start();
+    let lab = lab(&config(dovecot.ports.lmtp, "lmtp"));
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(lab.scheduler.clone().run(stop.clone()));
+    let envelope = Envelope {
+        sender: ALICE.0.into(),
+        recipients: vec![Recipient::new("nobody@example.org"), Recipient::new(BOB.0)],
+        helo: "client.test".into(),
+        ..Envelope::default()
+    };
+    let body = Box::pin(futures::stream::iter([Ok::<_, BodyError>(
+        Bytes::from(BODY).into(),
+    )]));
+    lab.queue.enqueue(envelope, body).await.unwrap();
+    // A message from the null sender that fails is dropped, not bounced.
+    let bounce = Envelope {
+        sender: String::new(),
+        recipients: vec![Recipient::new("ghost@example.org")],
+        helo: "client.test".into(),
+        ..Envelope::default()
+    };
+    let body = Box::pin(futures::stream::iter([Ok::<_, BodyError>(
+        Bytes::from(BODY).into(),
+    )]));
+    lab.queue.enqueue(bounce, body).await.unwrap();
+    wait_for_stats(&lab.queue, "an empty queue", |s| {
+        *s == QueueStats::default()
+    })
+    .await;
+    stop.cancel();
+    worker.await.unwrap();
+
+    assert_eq!(dovecot.delivered(BOB.0), 1);
+    assert_eq!(
+        dovecot.delivered(ALICE.0),
+        1,
+        "one report, for the one failure"
+    );
+    let report = maildir_messages(&dovecot, ALICE.0).pop().unwrap();
+    for expected in [
+        "From: \"Mail Delivery System\" <MAILER-DAEMON@queue.test>",
+        "Content-Type: multipart/report",
+        "Final-Recipient: rfc822; nobody@example.org\nAction: failed\nStatus: 5.1.1",
+        "Diagnostic-Code: smtp; 550 5.1.1",
+    ] {
+        assert!(report.contains(expected), "{expected:?} missing:\n{report}");
+    }
+    assert!(
+        !report.contains("bob@example.org\nAction"),
+        "bob was delivered: {report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delays_are_reported_once_per_notify_time() {
+    let sink = SmtpSink::start(SmtpSinkOptions {
+        reject_temporarily: vec!["RCPT".into()],
+        ..SmtpSinkOptions::default()
+    });
+    let text = config_text(sink.address().port(), "smtp").replace("\"1d\"", "\"5d\"");
+    let lab = lab(&ferrymail_config::load_str("test.toml", &text).unwrap());
+    let id = enqueue(&lab.queue, &["bob@example.net"]).await;
+    let now = SystemTime::now();
+    lab.scheduler.attempt(&id, now).await.unwrap();
+    assert!(
+        notices(&lab.queue).await.is_empty(),
+        "not delayed long enough yet"
+    );
+    // The default notify times are 1d and 3d.
+    let mut at = now;
+    for _ in 0..3 {
+        at += Duration::from_secs(3600 * 6);
+        lab.scheduler.attempt(&id, at).await.unwrap();
+    }
+    assert!(notices(&lab.queue).await.is_empty(), "18 hours");
+    at += Duration::from_secs(3600 * 6 + 60);
+    lab.scheduler.attempt(&id, at).await.unwrap();
+    let first = notices(&lab.queue).await;
+    assert_eq!(first.len(), 1, "one notice after a day");
+    assert!(
+        first[0].1.contains("Action: delayed\r\nStatus: 4.3.0")
+            && first[0].1.contains("Will-Retry-Until: "),
+        "{}",
+        first[0].1
+    );
+    lab.scheduler.attempt(&id, at + RETRY * 6).await.unwrap();
+    assert_eq!(
+        notices(&lab.queue).await.len(),
+        1,
+        "not twice for the same notify time"
+    );
+}
+
+/// The notices in the queue: (recipient, content) of each message from the null sender.
+async fn notices(queue: &Queue) -> Vec<(String, String)> {
+    let page = queue.list(Default::default()).await.unwrap();
+    let mut notices = Vec::new();
+    for summary in page.messages.iter().filter(|m| m.sender.is_empty()) {
+        let stored = queue
+            .load(&MessageId::from_wire(&summary.queue_id).unwrap())
+            .await
+            .unwrap();
+        let content = queue.blobs().read(&stored.record.blob).await.unwrap();
+        notices.push((
+            stored.recipients[0].recipient.address.clone(),
+            String::from_utf8(content).unwrap(),
+        ));
+    }
+    notices
+}
+
+/// Every message in `address`'s maildir, as text.
+fn maildir_messages(dovecot: &Dovecot, address: &str) -> Vec<String> {
+    let mut messages = Vec::new();
+    for folder in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(dovecot.maildir(address).join(folder)) else {
+            continue;
+        };
+        for entry in entries {
+            let text = std::fs::read(entry.unwrap().path()).unwrap();
+            // Dovecot stores lines ending in LF.
+            messages.push(String::from_utf8_lossy(&text).replace("\r\n", "\n"));
+        }
+    }
+    messages
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -253,7 +404,8 @@ async fn lmtp_relays_answer_per_recipient() {
             stats.recipients.perm_failed,
             stats.recipients.temp_failed
         ),
-        (1, 1, 1, 1)
+        (2, 1, 1, 1),
+        "the message, and the notice of the failure to its sender"
     );
 }
 
@@ -330,5 +482,12 @@ async fn expired_messages_fail_without_delivery() {
             .unwrap(),
         Committed::Removed
     );
-    assert_eq!(lab.queue.stats().await.unwrap(), QueueStats::default());
+    // One notice reports both recipients as expired.
+    let notices = notices(&lab.queue).await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    for rcpt in ["bob@example.net", "carol@example.net"] {
+        let block =
+            format!("Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 4.4.7\r\n");
+        assert!(notices[0].1.contains(&block), "{}", notices[0].1);
+    }
 }

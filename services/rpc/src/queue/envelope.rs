@@ -42,7 +42,7 @@ pub struct Recipient {
     pub address: String,
     /// DSN NOTIFY.
     pub notify: Notify,
-    /// DSN ORCPT as received (`addr-type;xtext`), when given.
+    /// DSN ORCPT, when given: the original recipient address (type `rfc822`), xtext-decoded.
     pub orcpt: Option<String>,
 }
 

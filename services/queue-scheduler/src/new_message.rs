@@ -1,0 +1,142 @@
+//! A message about to enter the queue: its records prepared outside any transaction, so that
+//! every run of a retried transaction writes the same, and how a transaction writes them.
+//!
+//! Enqueue writes one in a transaction of its own; a delivery commit writes the notice it
+//! sends to the sender (a DSN) in the commit's transaction, so the notice exists exactly when
+//! the failure it reports is recorded.
+
+use bytes::Bytes;
+use ferrymail_rpc::queue::Envelope;
+use ferrymail_store::blob::{BlobId, BlobStore, SmallBlob};
+use ferrymail_store::{StoreError, Transaction};
+
+use crate::counters::CounterDelta;
+use crate::due_index::move_entry;
+use crate::keys::{Keys, blob_owner};
+use crate::queue_id::MessageId;
+use crate::record::{MessageRecord, RecipientRecord};
+
+/// Where a new message's body is.
+#[derive(Debug, Clone)]
+pub(crate) enum Body {
+    /// Written with the message, in its transaction.
+    Small(SmallBlob),
+    /// Already in the blob store, unreferenced until the message's transaction names it.
+    Streamed {
+        /// The blob.
+        blob: BlobId,
+        /// Its size in bytes.
+        size: u64,
+    },
+}
+
+impl Body {
+    fn blob(&self) -> BlobId {
+        match self {
+            Self::Small(small) => small.id(),
+            Self::Streamed { blob, .. } => *blob,
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Self::Small(small) => small.size(),
+            Self::Streamed { size, .. } => *size,
+        }
+    }
+}
+
+/// A new message's records, ready to write.
+#[derive(Debug, Clone)]
+pub(crate) struct NewMessage {
+    record: MessageRecord,
+    recipients: Vec<RecipientRecord>,
+    due_ms: u64,
+    body: Body,
+}
+
+impl NewMessage {
+    /// `envelope` with `body` (and `prepend` before it), arriving as `id` and kept for
+    /// `expire_ms` after it is first due.
+    pub(crate) fn new(
+        id: MessageId,
+        mut envelope: Envelope,
+        body: Body,
+        prepend: Option<Bytes>,
+        expire_ms: u64,
+    ) -> Self {
+        let arrival_ms = id.unix_millis();
+        // A hold in the past, or none, makes the message due at once.
+        let due_ms = envelope
+            .hold_until
+            .map_or(arrival_ms, |hold| hold.saturating_mul(1000).max(arrival_ms));
+        let recipients = std::mem::take(&mut envelope.recipients)
+            .into_iter()
+            .zip(0u32..)
+            .map(|(recipient, index)| RecipientRecord::pending(index, recipient, due_ms))
+            .collect::<Vec<_>>();
+        let prepend = prepend.map(Vec::from).unwrap_or_default();
+        let record = MessageRecord {
+            id,
+            envelope,
+            size: body.size() + prepend.len() as u64,
+            arrival_ms,
+            // Counted from the release: a held message (FUTURERELEASE) gets its full lifetime
+            // after the hold instead of expiring before its first attempt.
+            expiry_ms: due_ms.saturating_add(expire_ms),
+            blob: body.blob(),
+            prepend,
+            delay_notices: 0,
+            due_ms: None,
+            recipients: u32::try_from(recipients.len()).unwrap_or(u32::MAX),
+        };
+        Self {
+            record,
+            recipients,
+            due_ms,
+            body,
+        }
+    }
+
+    /// The message's queue id.
+    pub(crate) fn id(&self) -> MessageId {
+        self.record.id
+    }
+
+    /// Its size as delivered.
+    pub(crate) fn size(&self) -> u64 {
+        self.record.size
+    }
+
+    /// Writes the message in `tx`: record, recipients, due entry, counters and body reference.
+    /// Does nothing if it is there already: an earlier run of the same transaction committed
+    /// although its result was reported unknown, and the message is queued once.
+    pub(crate) async fn write(
+        &self,
+        tx: &Transaction,
+        keys: &Keys,
+        blobs: &BlobStore,
+    ) -> Result<(), StoreError> {
+        let id = self.record.id;
+        let message_key = keys.message(&id);
+        if tx.get(&message_key).await?.is_some() {
+            return Ok(());
+        }
+        let mut delta = CounterDelta::default();
+        for recipient in &self.recipients {
+            tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
+            delta.recipient(recipient.state, 1);
+        }
+        let mut record = self.record.clone();
+        move_entry(tx, keys, &mut record, Some(self.due_ms))?;
+        tx.set(&message_key, &record.encode())?;
+        delta.message(record.size, 1);
+        delta.apply(tx, keys, id.shard())?;
+        let owner = blob_owner(&id);
+        match &self.body {
+            Body::Small(small) => blobs.write_referenced(tx, small, &owner),
+            Body::Streamed { blob, .. } => blobs.reference(tx, blob, &owner).await,
+        }
+        .map_err(StoreError::from)
+    }
+}
