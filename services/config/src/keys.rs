@@ -9,6 +9,7 @@ use crate::key::{Presence::*, keys};
 use crate::model::certificate::{CertificateChain, PrivateKey};
 use crate::model::directory::{DirectoryType, LookupList};
 use crate::model::queue::NextHop;
+use crate::model::queue_limits::{QuotaKey, Rate, ThrottleKey};
 use crate::model::remote::RemoteProtocol;
 use crate::model::server::ListenerProtocol;
 use crate::model::session::RelayRule;
@@ -157,6 +158,22 @@ keys! {
         "Times after arrival at which the sender is told of a delay.";
     QUEUE_SCHEDULE_EXPIRE: Duration = "queue.schedule.expire", Default("\"5d\""),
         "Time after arrival at which undelivered recipients fail and are bounced.";
+    QUEUE_QUOTA_MESSAGES: u64 = "queue.quota.<id>.messages", Optional,
+        "Most messages waiting in the queue per group (see `key`); more are refused with `452 4.3.1` at the SMTP level.";
+    QUEUE_QUOTA_SIZE: ByteSize = "queue.quota.<id>.size", Optional,
+        "Most bytes waiting in the queue per group; more are refused with `452 4.3.1`.";
+    QUEUE_QUOTA_KEY: Vec<QuotaKey> = "queue.quota.<id>.key", Default("[]"),
+        "What the quota counts separately: any of `sender`, `sender-domain`, `rcpt`, `rcpt-domain` (a message is charged to each of its recipients' groups); empty for one limit over the whole queue.";
+    QUEUE_QUOTA_ENABLE: bool = "queue.quota.<id>.enable", Default("true"),
+        "Whether the quota is enforced.";
+    QUEUE_THROTTLE_CONCURRENCY: u32 = "queue.throttle.<id>.concurrency", Optional,
+        "Most deliveries under way at once per group, counted across every scheduler sharing the queue.";
+    QUEUE_THROTTLE_RATE: Rate = "queue.throttle.<id>.rate", Optional,
+        "Most deliveries started per period per group across every scheduler, such as `\"100/1m\"`; the rest wait for the next period.";
+    QUEUE_THROTTLE_KEY: Vec<ThrottleKey> = "queue.throttle.<id>.key", Default("[]"),
+        "What the throttle counts separately: any of `sender`, `sender-domain`, `rcpt-domain`, `remote`; empty for one limit over all deliveries.";
+    QUEUE_THROTTLE_ENABLE: bool = "queue.throttle.<id>.enable", Default("true"),
+        "Whether the throttle is enforced.";
 
     CLUSTER_DIRECTORY_ENDPOINT: String = "cluster.directory.endpoint", Optional,
         "gRPC address of the directory-proxy service used by split roles, e.g. `http://directory-proxy:50051`.";

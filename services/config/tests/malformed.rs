@@ -579,3 +579,66 @@ fn stage_rule_naming_a_missing_list() {
         "directory \"corp\" has no lookup list \"spammers\"",
     );
 }
+
+#[test]
+fn bad_queue_quotas_and_throttles() {
+    let cases: [(&str, &str, &str, &str); 9] = [
+        (
+            "[queue.quota.q]\nkey = [\"sender\"]\n",
+            "queue.quota.q.messages",
+            "[queue.quota.q]",
+            "needs `messages`, `size` or both",
+        ),
+        (
+            "[queue.quota.q]\nmessages = 0\n",
+            "queue.quota.q.messages",
+            "messages = 0",
+            "more than zero",
+        ),
+        (
+            "[queue.quota.q]\nsize = \"lots\"\n",
+            "queue.quota.q.size",
+            "size =",
+            "lots",
+        ),
+        (
+            "[queue.quota.q]\nmessages = 5\nkey = [\"rcpt\", \"mx\"]\n",
+            "queue.quota.q.key",
+            "key =",
+            "mx",
+        ),
+        (
+            "[queue.quota.q]\nmessages = 5\nmatch = \"true\"\n",
+            "queue.quota.q.match",
+            "match =",
+            "unknown key",
+        ),
+        (
+            "[queue.throttle.t]\nkey = [\"remote\"]\n",
+            "queue.throttle.t.concurrency",
+            "[queue.throttle.t]",
+            "needs `concurrency`, `rate` or both",
+        ),
+        (
+            "[queue.throttle.t]\nrate = \"100\"\n",
+            "queue.throttle.t.rate",
+            "rate =",
+            "expected count/period",
+        ),
+        (
+            "[queue.throttle.t]\nrate = \"0/1m\"\n",
+            "queue.throttle.t.rate",
+            "rate =",
+            "more than zero",
+        ),
+        (
+            "[queue.throttle.t]\nconcurrency = -2\n",
+            "queue.throttle.t.concurrency",
+            "concurrency =",
+            "out of range",
+        ),
+    ];
+    for (text, key, at, message) in cases {
+        assert_error(text, key, at, message);
+    }
+}

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use ferrymail_config::model::directory::DirectoryType;
 use ferrymail_config::model::queue::Hop;
+use ferrymail_config::model::queue_limits::{QuotaKey, Rate, ThrottleKey};
 use ferrymail_config::model::remote::RemoteProtocol;
 use ferrymail_config::model::server::ListenerProtocol;
 use ferrymail_config::model::stage_rules::{Decision, RejectReply, Stage};
@@ -228,6 +229,51 @@ fn queue_and_server_defaults() {
     assert!(config.queue.next_hop.0.branches.is_empty());
     assert_eq!(config.queue.next_hop.0.otherwise, Hop::Mx);
     assert_eq!(config.server.shutdown_timeout, Duration::from_secs(30));
+}
+
+#[test]
+fn queue_quotas_and_throttles() {
+    let text = r#"
+[server]
+hostname = "h"
+[queue.quota.global]
+messages = 100000
+size = "10GB"
+[queue.quota.per-sender]
+key = ["sender-domain", "rcpt"]
+messages = 10
+[queue.quota.off]
+messages = 1
+enable = false
+[queue.throttle.per-domain]
+key = ["rcpt-domain"]
+concurrency = 5
+rate = "30/1m"
+"#;
+    let config = load(text);
+    let quotas = &config.queue.quotas;
+    assert_eq!(quotas.keys().collect::<Vec<_>>(), ["global", "per-sender"]);
+    assert_eq!(
+        quotas["global"].size,
+        Some(10 << 30),
+        "GB counts 1024³ bytes"
+    );
+    assert!(quotas["global"].key.is_empty());
+    assert_eq!(
+        quotas["per-sender"].key,
+        [QuotaKey::SenderDomain, QuotaKey::Rcpt]
+    );
+    let throttle = &config.queue.throttles["per-domain"];
+    assert_eq!(throttle.key, [ThrottleKey::RcptDomain]);
+    assert_eq!(throttle.concurrency, Some(5));
+    assert_eq!(
+        throttle.rate,
+        Some(Rate {
+            count: 30,
+            period: Duration::from_secs(60)
+        })
+    );
+    assert!(load("[server]\nhostname = \"h\"\n").queue.quotas.is_empty());
 }
 
 /// A self-signed certificate and key, as PEM files in `dir`.

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod directory;
 pub mod lists;
 pub mod queue;
+pub mod queue_limits;
 pub mod remote;
 pub mod rules;
 pub mod server;

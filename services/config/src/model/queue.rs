@@ -1,7 +1,9 @@
-//! `queue.*`: routing and retry schedule.
+//! `queue.*`: routing, retry schedule, quotas and throttles.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::queue_limits::{Quota, Throttle, read_quota, read_throttle};
 use super::references::{Known, check_next_hop};
 use super::rules::{Rules, parse_rules};
 use crate::keys;
@@ -63,6 +65,10 @@ pub struct Queue {
     pub notify: Vec<Duration>,
     /// `queue.schedule.expire`.
     pub expire: Duration,
+    /// `queue.quota.<id>`, the enabled ones.
+    pub quotas: BTreeMap<String, Quota>,
+    /// `queue.throttle.<id>`, the enabled ones.
+    pub throttles: BTreeMap<String, Throttle>,
 }
 
 pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
@@ -83,10 +89,34 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
             schedule.report("retry", "intervals must be longer than zero");
         }
     }
+    let (quotas, quotas_valid) = enabled(&t.table("quota"), read_quota);
+    let (throttles, throttles_valid) = enabled(&t.table("throttle"), read_throttle);
+    (quotas_valid && throttles_valid).then_some(())?;
     Some(Queue {
         next_hop: next_hop?,
         retry: retry?,
         notify: notify?,
         expire: expire?,
+        quotas,
+        throttles,
     })
+}
+
+/// The enabled entries of a `<id>` table; `false` when one of them is invalid.
+fn enabled<T>(
+    table: &TableReader<'_>,
+    read: impl Fn(&TableReader<'_>) -> Option<Option<T>>,
+) -> (BTreeMap<String, T>, bool) {
+    let mut valid = true;
+    let mut entries = BTreeMap::new();
+    for (id, entry) in table.entries() {
+        match read(&entry) {
+            Some(Some(value)) => {
+                entries.insert(id, value);
+            }
+            Some(None) => {}
+            None => valid = false,
+        }
+    }
+    (entries, valid)
 }

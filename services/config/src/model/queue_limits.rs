@@ -1,0 +1,170 @@
+//! `queue.quota.<id>` and `queue.throttle.<id>`: how much may wait in the queue, and how
+//! fast and how many at once it may be delivered.
+
+use std::time::Duration;
+
+use crate::keys;
+use crate::reader::TableReader;
+use crate::tree::{Node, Value};
+use crate::value::{ByteSize, Context, FromNode, Invalid, ValueType, enum_value, parse_duration};
+
+enum_value! {
+    /// What a quota counts separately: one group per value of these.
+    pub enum QuotaKey {
+        /// The sender address.
+        Sender = "sender",
+        /// The sender's domain.
+        SenderDomain = "sender-domain",
+        /// Each recipient address.
+        Rcpt = "rcpt",
+        /// Each recipient's domain.
+        RcptDomain = "rcpt-domain",
+    }
+}
+
+enum_value! {
+    /// What a throttle counts separately: one group per value of these.
+    pub enum ThrottleKey {
+        /// The sender address.
+        Sender = "sender",
+        /// The sender's domain.
+        SenderDomain = "sender-domain",
+        /// The recipient's domain.
+        RcptDomain = "rcpt-domain",
+        /// The next hop: the `remote.<id>` relayed through.
+        Remote = "remote",
+    }
+}
+
+/// `queue.quota.<id>`: a limit on what waits in the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quota {
+    /// Most messages per group.
+    pub messages: Option<u64>,
+    /// Most bytes per group.
+    pub size: Option<u64>,
+    /// The grouping; empty for one group over the whole queue.
+    pub key: Vec<QuotaKey>,
+}
+
+/// `queue.throttle.<id>`: a limit on deliveries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttle {
+    /// Most deliveries under way at once per group, across every scheduler.
+    pub concurrency: Option<u32>,
+    /// Most deliveries started per period per group, across every scheduler.
+    pub rate: Option<Rate>,
+    /// The grouping; empty for one group over all deliveries.
+    pub key: Vec<ThrottleKey>,
+}
+
+/// `count/period`, such as `"100/1m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Events allowed per period.
+    pub count: u64,
+    /// The period.
+    pub period: Duration,
+}
+
+impl ValueType for Rate {
+    const TYPE: &'static str = "rate such as \"100/1m\"";
+}
+
+impl FromNode for Rate {
+    fn from_node(node: &Node, _: &Context<'_>) -> Result<Self, Invalid> {
+        let Value::String(text) = &node.value else {
+            return Err(Invalid::expected(node, "a rate such as \"100/1m\""));
+        };
+        parse_rate(text).map_err(|message| Invalid::at(node, message))
+    }
+}
+
+/// Parses `count/period`.
+pub fn parse_rate(text: &str) -> Result<Rate, String> {
+    let (count, period) = text.split_once('/').ok_or_else(|| {
+        format!("{text:?} is not a rate: expected count/period, such as \"100/1m\"")
+    })?;
+    let count: u64 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: {count:?} is not a count"))?;
+    let period = parse_duration(period.trim()).map_err(|e| format!("{text:?}: {e}"))?;
+    if count == 0 || period.is_zero() {
+        return Err(format!("{text:?}: count and period must be more than zero"));
+    }
+    Ok(Rate { count, period })
+}
+
+/// `None` when invalid, `Some(None)` when disabled.
+pub(crate) fn read_quota(t: &TableReader<'_>) -> Option<Option<Quota>> {
+    let messages = t.get(&keys::QUEUE_QUOTA_MESSAGES);
+    let size: Option<ByteSize> = t.get(&keys::QUEUE_QUOTA_SIZE);
+    let key = t.get(&keys::QUEUE_QUOTA_KEY);
+    let enable = t.get(&keys::QUEUE_QUOTA_ENABLE);
+    if messages.is_none() && size.is_none() {
+        t.report("messages", "a quota needs `messages`, `size` or both");
+    }
+    if messages == Some(0) {
+        t.report("messages", "must be more than zero");
+        return None;
+    }
+    let quota = Quota {
+        messages,
+        size: size.map(|s| s.0),
+        key: key?,
+    };
+    Some(
+        enable?
+            .then_some(quota)
+            .filter(|q| q.messages.is_some() || q.size.is_some()),
+    )
+}
+
+/// `None` when invalid, `Some(None)` when disabled.
+pub(crate) fn read_throttle(t: &TableReader<'_>) -> Option<Option<Throttle>> {
+    let concurrency = t.get(&keys::QUEUE_THROTTLE_CONCURRENCY);
+    let rate = t.get(&keys::QUEUE_THROTTLE_RATE);
+    let key = t.get(&keys::QUEUE_THROTTLE_KEY);
+    let enable = t.get(&keys::QUEUE_THROTTLE_ENABLE);
+    if concurrency.is_none() && rate.is_none() {
+        t.report(
+            "concurrency",
+            "a throttle needs `concurrency`, `rate` or both",
+        );
+    }
+    if concurrency == Some(0) {
+        t.report("concurrency", "must be more than zero");
+        return None;
+    }
+    let throttle = Throttle {
+        concurrency,
+        rate,
+        key: key?,
+    };
+    Some(
+        enable?
+            .then_some(throttle)
+            .filter(|t| t.concurrency.is_some() || t.rate.is_some()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(
+            parse_rate("100/1m"),
+            Ok(Rate {
+                count: 100,
+                period: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(parse_rate(" 5 / 2s ").map(|r| r.count), Ok(5));
+        for bad in ["100", "x/1m", "0/1m", "5/0s", "5/soon", "-1/1s", "/1s", ""] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+}
