@@ -110,3 +110,87 @@ s.quit()
     let (status, _) = process.terminate();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_queue_quota_is_a_temporary_refusal_at_the_smtp_level() {
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        auth_penalty: false,
+        ..DovecotOptions::default()
+    });
+    // The relay refuses for now, so the first message stays queued and holds the quota.
+    let sink = SmtpSink::start(SmtpSinkOptions {
+        reject_temporarily: vec!["RCPT".into()],
+        ..SmtpSinkOptions::default()
+    });
+    let config = format!(
+        r#"
+[server]
+hostname = "mx.test"
+shutdown-timeout = "5s"
+[server.listener.smtp]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+{store}{mailboxes}[session.rcpt]
+directory = "mailboxes"
+[remote.sink]
+address = "127.0.0.1"
+port = {sink}
+protocol = "smtp"
+tls.implicit = false
+timeout = "10s"
+[queue.outbound]
+next-hop = "sink"
+[queue.quota.per-sender]
+key = ["sender"]
+messages = 1
+"#,
+        store = EMBEDDED_STORE,
+        mailboxes = mailboxes_directory(&dovecot),
+        sink = sink.address().port(),
+    );
+    let mut process = Ferrymail::start("all", &config);
+    let smtp = process.address("smtp");
+    let script = format!(
+        r#"
+import smtplib
+def send(sender):
+    s = smtplib.SMTP("{host}", {port}, timeout=30)
+    s.ehlo("client.test")
+    try:
+        s.sendmail(sender, ["{rcpt}"], b"Subject: q\r\n\r\nquota\r\n")
+        print(sender, 250)
+    except smtplib.SMTPDataError as e:
+        print(sender, e.smtp_code, e.smtp_error.decode())
+    s.quit()
+send("one@remote.test")
+send("one@remote.test")
+send("two@remote.test")
+"#,
+        host = smtp.ip(),
+        port = smtp.port(),
+        rcpt = ALICE.0,
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "one@remote.test 250", "{stdout}");
+    assert!(
+        lines[1].starts_with("one@remote.test 452 4.3.1"),
+        "the sender's second message waits for room: {stdout}"
+    );
+    assert_eq!(
+        lines[2], "two@remote.test 250",
+        "another sender has room: {stdout}"
+    );
+    let (status, _) = process.terminate();
+    assert!(status.success(), "{status}");
+}

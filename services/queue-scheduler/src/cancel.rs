@@ -5,10 +5,9 @@ use ferrymail_rpc::queue::{QueueError, RecipientState};
 
 use crate::counters::CounterDelta;
 use crate::due_index::{earliest, move_entry};
-use crate::keys::blob_owner;
-use crate::lease;
 use crate::message_change::Change;
 use crate::queue_id::MessageId;
+use crate::removal;
 use crate::service::Queue;
 use crate::store_failure::from_store;
 use crate::stored_message::StoredMessage;
@@ -63,15 +62,7 @@ impl Queue {
                         move_entry(tx, &keys, record, earliest(&message.recipients))?;
                         tx.set(&keys.message(&id), &record.encode())?;
                     } else {
-                        for recipient in &message.recipients {
-                            delta.recipient(recipient.state, -1);
-                        }
-                        delta.message(record.size, -1);
-                        move_entry(tx, &keys, record, None)?;
-                        tx.clear_range(&keys.recipients(&id))?;
-                        tx.clear(&keys.message(&id))?;
-                        lease::remove(tx, &keys, &id)?;
-                        blobs.release(tx, &record.blob, &blob_owner(&id)).await?;
+                        removal::remove(tx, &keys, &blobs, &mut message, &mut delta).await?;
                     }
                     delta.apply(tx, &keys, id.shard())?;
                     Ok(Change::Done(

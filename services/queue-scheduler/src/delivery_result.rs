@@ -12,9 +12,9 @@ use crate::counters::CounterDelta;
 use crate::delivery::Outcome;
 use crate::dsn::{self, NoticeSettings, ReportedRecipient};
 use crate::due_index::{earliest, move_entry};
-use crate::keys::blob_owner;
 use crate::lease::{self, Lease};
 use crate::queue_id::MessageId;
+use crate::removal;
 use crate::service::Queue;
 use crate::stored_message::StoredMessage;
 
@@ -142,15 +142,7 @@ impl Queue {
                         lease::release(tx, &keys, &id, lease)?;
                         Committed::Kept { live }
                     } else {
-                        for recipient in &message.recipients {
-                            delta.recipient(recipient.state, -1);
-                        }
-                        delta.message(record.size, -1);
-                        move_entry(tx, &keys, record, None)?;
-                        tx.clear_range(&keys.recipients(&id))?;
-                        tx.clear(&keys.message(&id))?;
-                        lease::remove(tx, &keys, &id)?;
-                        blobs.release(tx, &record.blob, &blob_owner(&id)).await?;
+                        removal::remove(tx, &keys, &blobs, &mut message, &mut delta).await?;
                         Committed::Removed
                     };
                     delta.apply(tx, &keys, id.shard())?;

@@ -13,12 +13,14 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use ferrymail_rpc::queue::{BodyError, BodyPart, BodyStream, Envelope, MAX_PREPEND, QueueError};
+use ferrymail_store::StoreError;
 use ferrymail_store::blob::{BlobError, MAX_SMALL_BLOB, SmallBlob};
 use futures::{StreamExt, stream};
 
 use crate::envelope_check;
 use crate::new_message::{Body, NewMessage};
 use crate::queue_id::MessageId;
+use crate::quota::{self, QuotaExceeded};
 use crate::service::Queue;
 use crate::store_failure::from_blob;
 
@@ -39,13 +41,17 @@ impl Queue {
         envelope_check::check(&envelope)?;
         let received = self.receive_body(body).await?;
         let expire_ms = u64::try_from(self.expire().as_millis()).unwrap_or(u64::MAX);
-        let message = Arc::new(NewMessage::new(
-            MessageId::generate(now),
-            envelope,
-            received.body,
-            received.prepend,
-            expire_ms,
-        ));
+        let charges = quota::charges(&self.quotas.load(), &envelope);
+        let message = Arc::new(
+            NewMessage::new(
+                MessageId::generate(now),
+                envelope,
+                received.body,
+                received.prepend,
+                expire_ms,
+            )
+            .charged(charges),
+        );
         let (id, size) = (message.id(), message.size());
         let (keys, blobs) = (self.keys.clone(), self.blobs.clone());
         self.store
@@ -54,7 +60,7 @@ impl Queue {
                 Box::pin(async move { message.write(tx, &keys, &blobs).await })
             })
             .await
-            .map_err(|e| from_blob("enqueue", BlobError::from(e)))?;
+            .map_err(enqueue_failure)?;
         tracing::debug!(queue_id = %id, size, "message queued");
         self.metrics.enqueued();
         self.wake.notify_one();
@@ -117,6 +123,20 @@ impl Queue {
             }
             Err(error) => Err(from_blob("enqueue", error)),
         }
+    }
+}
+
+/// The queue error for a failed enqueue transaction: a full quota, or the store's failure.
+fn enqueue_failure(error: StoreError) -> QueueError {
+    match error {
+        StoreError::Aborted(reason) => match reason.downcast::<QuotaExceeded>() {
+            Ok(full) => {
+                tracing::info!(quota = %full.quota, group = %full.group, "enqueue refused: queue quota full");
+                QueueError::QuotaExceeded(format!("queue.quota.{} is full", full.quota))
+            }
+            Err(other) => from_blob("enqueue", BlobError::from(StoreError::Aborted(other))),
+        },
+        other => from_blob("enqueue", BlobError::from(other)),
     }
 }
 

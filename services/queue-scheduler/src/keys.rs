@@ -12,6 +12,8 @@
 //! | `("due", shard, rank, due_ms, id)`    | empty: the message has a recipient due then    |
 //! | `("count", name, shard)`              | little-endian `i64`, changed by atomic add     |
 //! | `("lease", id)`                       | who delivers the message: see [`crate::lease`] |
+//! | `("quota", quota, group, unit)`       | `i64` use of a quota group; unit `msgs`/`bytes` |
+//! | `("charged", id)`                     | `(size, [(quota, group)…])` the message is charged |
 //!
 //! Why this shape:
 //! - Recipients have a key each: delivery updates one recipient without rewriting the others,
@@ -44,6 +46,8 @@ pub(crate) struct Keys {
     due: Subspace,
     counters: Subspace,
     leases: Subspace,
+    quotas: Subspace,
+    charged: Subspace,
 }
 
 impl Keys {
@@ -56,6 +60,8 @@ impl Keys {
             due: queue.subspace(&("due",)),
             counters: queue.subspace(&("count",)),
             leases: queue.subspace(&("lease",)),
+            quotas: queue.subspace(&("quota",)),
+            charged: queue.subspace(&("charged",)),
         }
     }
 
@@ -137,6 +143,19 @@ impl Keys {
     /// The delivery lease of message `id`.
     pub(crate) fn lease(&self, id: &MessageId) -> Vec<u8> {
         self.leases.pack(&(id_bytes(id),))
+    }
+
+    /// The message and byte counters of `group` of quota `quota`.
+    pub(crate) fn quota_usage(&self, quota: &str, group: &str) -> (Vec<u8>, Vec<u8>) {
+        (
+            self.quotas.pack(&(quota, group, "msgs")),
+            self.quotas.pack(&(quota, group, "bytes")),
+        )
+    }
+
+    /// What message `id` was charged to.
+    pub(crate) fn quota_charges(&self, id: &MessageId) -> Vec<u8> {
+        self.charged.pack(&(id_bytes(id),))
     }
 
     /// Every counter of every shard.

@@ -7,8 +7,9 @@
 //!
 //! [`Scheduler`] delivers: it claims due messages under leases with fencing tokens, routes
 //! each recipient by `queue.outbound.next-hop`, relays over SMTP or LMTP, records the results
-//! and reports failures and delays to the sender (`dsn`). MX delivery, throttles, quotas and
-//! the sharing of shards between schedulers are not built yet ([`NOT_BUILT_YET`]).
+//! and reports failures and delays to the sender (`dsn`). Enqueue enforces the queue quotas
+//! (`quota`). MX delivery, throttles and the sharing of shards between schedulers are not
+//! built yet ([`NOT_BUILT_YET`]).
 
 mod body_collection;
 mod cancel;
@@ -27,7 +28,9 @@ mod message_change;
 mod metrics;
 mod new_message;
 mod queue_id;
+mod quota;
 mod record;
+mod removal;
 mod retry;
 mod route;
 mod scheduler;
@@ -51,6 +54,6 @@ pub use service::Queue;
 pub use stored_message::StoredMessage;
 
 /// What this role does not do yet; logged at start-up.
-pub const NOT_BUILT_YET: &str = "MX delivery, throttles, queue quotas and sharing the shards \
-     between schedulers are not implemented yet: this scheduler delivers every shard, relaying \
-     to remotes only, one connection per message";
+pub const NOT_BUILT_YET: &str = "MX delivery, throttles and sharing the shards between \
+     schedulers are not implemented yet: this scheduler delivers every shard, relaying to \
+     remotes only, one connection per message";

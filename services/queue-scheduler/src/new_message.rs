@@ -14,6 +14,7 @@ use crate::counters::CounterDelta;
 use crate::due_index::move_entry;
 use crate::keys::{Keys, blob_owner};
 use crate::queue_id::MessageId;
+use crate::quota::{self, Charge};
 use crate::record::{MessageRecord, RecipientRecord};
 
 /// Where a new message's body is.
@@ -53,6 +54,8 @@ pub(crate) struct NewMessage {
     recipients: Vec<RecipientRecord>,
     due_ms: u64,
     body: Body,
+    /// The quota groups it is charged to.
+    charges: Vec<Charge>,
 }
 
 impl NewMessage {
@@ -95,7 +98,13 @@ impl NewMessage {
             recipients,
             due_ms,
             body,
+            charges: Vec::new(),
         }
+    }
+
+    /// The message, charged to `charges` when it is written.
+    pub(crate) fn charged(self, charges: Vec<Charge>) -> Self {
+        Self { charges, ..self }
     }
 
     /// The message's queue id.
@@ -108,9 +117,10 @@ impl NewMessage {
         self.record.size
     }
 
-    /// Writes the message in `tx`: record, recipients, due entry, counters and body reference.
-    /// Does nothing if it is there already: an earlier run of the same transaction committed
-    /// although its result was reported unknown, and the message is queued once.
+    /// Writes the message in `tx`: quota charges, record, recipients, due entry, counters and
+    /// body reference; aborts with [`quota::QuotaExceeded`] when a quota is full. Does nothing
+    /// if it is there already: an earlier run of the same transaction committed although its
+    /// result was reported unknown, and the message is queued once.
     pub(crate) async fn write(
         &self,
         tx: &Transaction,
@@ -122,6 +132,7 @@ impl NewMessage {
         if tx.get(&message_key).await?.is_some() {
             return Ok(());
         }
+        quota::charge(tx, keys, &id, self.record.size, &self.charges).await?;
         let mut delta = CounterDelta::default();
         for recipient in &self.recipients {
             tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;

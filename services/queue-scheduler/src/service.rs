@@ -1,11 +1,14 @@
 //! [`Queue`]: the queue model in the store, serving the `Queue` contract.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use ferrymail_config::model::queue::Queue as QueueConfig;
+use ferrymail_config::model::queue_limits::Quota;
 use ferrymail_rpc::queue::{
     BodyStream, Envelope, ListPage, ListRequest, MessageDetail, QueueError, QueueId, QueueService,
     QueueStats,
@@ -34,6 +37,8 @@ pub struct Queue {
     pub(crate) wake: tokio::sync::Notify,
     /// `queue.schedule.expire` in milliseconds, replaced on reload.
     expire_ms: AtomicU64,
+    /// `queue.quota.<id>`, replaced on reload.
+    pub(crate) quotas: ArcSwap<BTreeMap<String, Quota>>,
     /// Counters and gauges.
     pub(crate) metrics: QueueMetrics,
 }
@@ -53,6 +58,7 @@ impl Queue {
             keys,
             wake: tokio::sync::Notify::new(),
             expire_ms: AtomicU64::new(0),
+            quotas: ArcSwap::from_pointee(BTreeMap::new()),
             metrics,
         };
         queue.apply(config);
@@ -63,6 +69,7 @@ impl Queue {
     pub fn apply(&self, config: &QueueConfig) {
         let expire = u64::try_from(config.expire.as_millis()).unwrap_or(u64::MAX);
         self.expire_ms.store(expire, Ordering::Relaxed);
+        self.quotas.store(Arc::new(config.quotas.clone()));
     }
 
     /// How long a new message may stay queued.

@@ -9,4 +9,5 @@ mod admin;
 mod concurrency;
 mod due_index;
 mod enqueue;
+mod quota;
 mod retried_closures;

@@ -26,13 +26,16 @@ pub fn open() -> TestQueue {
 
 /// A queue on a fresh store opened with `options`.
 pub fn open_with(options: StoreOptions) -> TestQueue {
+    open_configured(options, "")
+}
+
+/// A queue on a fresh store opened with `options`, `extra` added to the configuration.
+pub fn open_configured(options: StoreOptions, extra: &str) -> TestQueue {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_embedded(dir.path(), options).unwrap();
-    let config = ferrymail_config::load_str(
-        "test.toml",
-        "[server]\nhostname = \"queue.test\"\n[queue.schedule]\nexpire = \"2d\"\n",
-    )
-    .unwrap();
+    let text =
+        format!("[server]\nhostname = \"queue.test\"\n[queue.schedule]\nexpire = \"2d\"\n{extra}");
+    let config = ferrymail_config::load_str("test.toml", &text).unwrap();
     let queue = Arc::new(Queue::new(store.clone(), &config.queue));
     TestQueue {
         queue,

@@ -1,0 +1,35 @@
+//! Removing a message with no live recipient left, in the transaction that decided it: record,
+//! recipients, due entry, its share of the counters, its lease, its quota charges, and its
+//! reference to the body blob (which collection then deletes).
+
+use ferrymail_store::blob::BlobStore;
+use ferrymail_store::{StoreError, Transaction};
+
+use crate::counters::CounterDelta;
+use crate::due_index::move_entry;
+use crate::keys::{Keys, blob_owner};
+use crate::stored_message::StoredMessage;
+use crate::{lease, quota};
+
+/// Removes `message` in `tx`, taking its counts out through `delta`.
+pub(crate) async fn remove(
+    tx: &Transaction,
+    keys: &Keys,
+    blobs: &BlobStore,
+    message: &mut StoredMessage,
+    delta: &mut CounterDelta,
+) -> Result<(), StoreError> {
+    let id = message.record.id;
+    for recipient in &message.recipients {
+        delta.recipient(recipient.state, -1);
+    }
+    let record = &mut message.record;
+    delta.message(record.size, -1);
+    move_entry(tx, keys, record, None)?;
+    tx.clear_range(&keys.recipients(&id))?;
+    tx.clear(&keys.message(&id))?;
+    lease::remove(tx, keys, &id)?;
+    quota::release(tx, keys, &id).await?;
+    blobs.release(tx, &record.blob, &blob_owner(&id)).await?;
+    Ok(())
+}
