@@ -43,6 +43,8 @@ pub struct SmtpSinkOptions {
     pub shutdown_after: Vec<String>,
     /// The name in the greeting and EHLO reply (`-h`); smtp-sink's default is `smtp-sink`.
     pub hostname: Option<String>,
+    /// Seconds to wait before answering DATA (`-w`): keeps deliveries in flight.
+    pub data_delay: Option<u32>,
 }
 
 /// Counters parsed from `smtp-sink -c`.
@@ -107,6 +109,9 @@ impl SmtpSink {
                 if let Some(value) = value {
                     command.arg(flag).arg(value);
                 }
+            }
+            if let Some(delay) = options.data_delay {
+                command.arg("-w").arg(delay.to_string());
             }
             command.arg(format!("127.0.0.1:{port}")).arg("64");
             let mut child = command

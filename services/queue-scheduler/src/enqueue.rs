@@ -63,7 +63,7 @@ impl Queue {
             .map_err(enqueue_failure)?;
         tracing::debug!(queue_id = %id, size, "message queued");
         self.metrics.enqueued();
-        self.wake.notify_one();
+        self.push_fresh(id);
         Ok(id)
     }
 

@@ -14,6 +14,7 @@
 //! | `("lease", id)`                       | who delivers the message: see [`crate::lease`] |
 //! | `("quota", quota, group, unit)`       | `i64` use of a quota group; unit `msgs`/`bytes` |
 //! | `("charged", id)`                     | `(size, [(quota, group)…])` the message is charged |
+//! | `("member", owner)`                   | `(expiry_ms,)`: a scheduler's heartbeat         |
 //!
 //! Why this shape:
 //! - Recipients have a key each: delivery updates one recipient without rewriting the others,
@@ -30,8 +31,7 @@
 //!   storage team. Reading a total is one range read of `SHARDS` keys per counter.
 //! - A message's delivery lease has its own key, not a field of the record: claiming and
 //!   renewing rewrite a few bytes, and readers of the record do not conflict with renewals.
-//! - Leases of shards, throttles and quotas will get subspaces of their own beside these;
-//!   nothing here needs to change for them.
+//! - Quotas, heartbeats and (later) throttles have subspaces of their own beside these.
 
 use ferrymail_rpc::queue::{Priority, RecipientState};
 use ferrymail_store::{KeyRange, Subspace};
@@ -48,6 +48,7 @@ pub(crate) struct Keys {
     leases: Subspace,
     quotas: Subspace,
     charged: Subspace,
+    members: Subspace,
 }
 
 impl Keys {
@@ -62,6 +63,7 @@ impl Keys {
             leases: queue.subspace(&("lease",)),
             quotas: queue.subspace(&("quota",)),
             charged: queue.subspace(&("charged",)),
+            members: queue.subspace(&("member",)),
         }
     }
 
@@ -156,6 +158,24 @@ impl Keys {
     /// What message `id` was charged to.
     pub(crate) fn quota_charges(&self, id: &MessageId) -> Vec<u8> {
         self.charged.pack(&(id_bytes(id),))
+    }
+
+    /// The heartbeat of scheduler `owner`.
+    pub(crate) fn member(&self, owner: &str) -> Vec<u8> {
+        self.members.pack(&(owner,))
+    }
+
+    /// Every scheduler's heartbeat.
+    pub(crate) fn all_members(&self) -> KeyRange {
+        range(&self.members)
+    }
+
+    /// The scheduler a heartbeat key names.
+    pub(crate) fn parse_member(&self, key: &[u8]) -> Option<String> {
+        self.members
+            .unpack::<(String,)>(key)
+            .ok()
+            .map(|(owner,)| owner)
     }
 
     /// Every counter of every shard.

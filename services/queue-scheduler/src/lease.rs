@@ -59,7 +59,8 @@ pub(crate) async fn read(
 }
 
 /// Takes the lease of message `id` for `owner` until `expiry_ms`, unless someone holds it
-/// past `now_ms`; returns the new lease, with the next token.
+/// past `now_ms`; returns the new lease, with the next token, and whether it was taken over
+/// from a holder whose lease ran out (a scheduler that died or paused mid-delivery).
 pub(crate) async fn claim(
     tx: &Transaction,
     keys: &Keys,
@@ -67,18 +68,20 @@ pub(crate) async fn claim(
     owner: &str,
     now_ms: u64,
     expiry_ms: u64,
-) -> Result<Option<Lease>, StoreError> {
+) -> Result<Option<(Lease, bool)>, StoreError> {
     let previous = read(tx, keys, id).await?;
     if previous.as_ref().is_some_and(|l| l.expiry_ms > now_ms) {
         return Ok(None);
     }
+    // A released lease has expiry 0; any other expired one was abandoned.
+    let takeover = previous.as_ref().is_some_and(|l| l.expiry_ms != 0);
     let lease = Lease {
         owner: owner.to_owned(),
         token: previous.map_or(1, |l| l.token.saturating_add(1)),
         expiry_ms,
     };
     tx.set(&keys.lease(id), &lease.encode())?;
-    Ok(Some(lease))
+    Ok(Some((lease, takeover)))
 }
 
 /// Whether `token` is still the token of message `id`'s lease. An expired lease that nobody

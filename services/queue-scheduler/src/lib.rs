@@ -8,8 +8,8 @@
 //! [`Scheduler`] delivers: it claims due messages under leases with fencing tokens, routes
 //! each recipient by `queue.outbound.next-hop`, relays over SMTP or LMTP, records the results
 //! and reports failures and delays to the sender (`dsn`). Enqueue enforces the queue quotas
-//! (`quota`). MX delivery, throttles and the sharing of shards between schedulers are not
-//! built yet ([`NOT_BUILT_YET`]).
+//! (`quota`). Schedulers divide the due-index shards through heartbeats (`membership`). MX
+//! delivery and throttles are not built yet ([`NOT_BUILT_YET`]).
 
 mod body_collection;
 mod cancel;
@@ -24,6 +24,7 @@ mod envelope_check;
 mod keys;
 mod lease;
 mod list;
+mod membership;
 mod message_change;
 mod metrics;
 mod new_message;
@@ -45,6 +46,7 @@ pub use due_index::{DueEntry, SHARDS};
 pub use envelope_check::{MAX_RECIPIENTS, MAX_TEXT};
 pub use lease::Lease;
 pub use list::{DEFAULT_PAGE_SIZE, EXAMINE_LIMIT, MAX_PAGE_SIZE};
+pub use membership::assign as assign_shards;
 pub use metrics::QueueMetrics;
 pub use queue_id::{InvalidQueueId, MessageId};
 pub use record::{CorruptRecord, MessageRecord, RecipientRecord};
@@ -54,6 +56,5 @@ pub use service::Queue;
 pub use stored_message::StoredMessage;
 
 /// What this role does not do yet; logged at start-up.
-pub const NOT_BUILT_YET: &str = "MX delivery, throttles and sharing the shards between \
-     schedulers are not implemented yet: this scheduler delivers every shard, relaying to \
-     remotes only, one connection per message";
+pub const NOT_BUILT_YET: &str = "MX delivery and throttles are not implemented yet: this \
+     scheduler relays to remotes only, one connection per message";

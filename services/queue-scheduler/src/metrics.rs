@@ -37,6 +37,8 @@ pub struct QueueMetrics {
     bytes: Gauge,
     oldest: Gauge,
     deliveries: Family<ResultLabel, Counter>,
+    shards: Gauge,
+    takeovers: Counter,
 }
 
 impl QueueMetrics {
@@ -49,6 +51,8 @@ impl QueueMetrics {
             bytes: Gauge::default(),
             oldest: Gauge::default(),
             deliveries: Family::default(),
+            shards: Gauge::default(),
+            takeovers: Counter::default(),
         };
         metrics.register(
             "queue_messages_total",
@@ -80,6 +84,16 @@ impl QueueMetrics {
             "Delivery attempts per recipient by result (delivered, temp_failed, perm_failed)",
             this.deliveries.clone(),
         );
+        metrics.register(
+            "queue_scheduler_shards",
+            "Due-index shards this scheduler reads (shared among the live schedulers)",
+            this.shards.clone(),
+        );
+        metrics.register(
+            "queue_lease_takeovers_total",
+            "Message leases taken over after their holder stopped renewing them (a scheduler died or paused)",
+            this.takeovers.clone(),
+        );
         this
     }
 
@@ -90,6 +104,19 @@ impl QueueMetrics {
 
     pub(crate) fn enqueued(&self) {
         self.enqueued.inc();
+    }
+
+    pub(crate) fn lease_takeover(&self) {
+        self.takeovers.inc();
+    }
+
+    /// Leases taken over by this process so far.
+    pub fn lease_takeovers(&self) -> u64 {
+        self.takeovers.get()
+    }
+
+    pub(crate) fn shards_owned(&self, shards: usize) {
+        self.shards.set(i64::try_from(shards).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn delivery(&self, outcome: &Outcome) {

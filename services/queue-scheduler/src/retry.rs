@@ -57,7 +57,7 @@ impl Queue {
             .await
             .map_err(|e| from_store("retry", e))?
             .into_result(&id)
-            .inspect(|_| self.wake.notify_one())
+            .inspect(|_| self.push_fresh(id))
     }
 }
 

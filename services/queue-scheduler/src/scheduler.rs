@@ -1,9 +1,10 @@
 //! The delivery worker: reads what is due from the shards it owns, claims each message under
 //! a lease, delivers it to its next hops and commits the results under that lease.
 //!
-//! For now one scheduler owns every shard ([`SchedulerOptions::shards`]); sharing them between
-//! schedulers (membership, heartbeats, takeover) changes only which shards a scheduler reads:
-//! message leases already keep two schedulers from delivering one message at once.
+//! The schedulers sharing a queue divide the shards among themselves through heartbeats
+//! (`membership`); a message enqueued through this process is attempted by this scheduler at
+//! once, whoever owns its shard, so a fresh message never waits for a poll. Message leases
+//! keep two schedulers from delivering one message at once whatever they read.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -22,8 +23,8 @@ use crate::delivery::relay::{RelayJob, deliver};
 use crate::delivery::{Outcome, TlsSettings};
 use crate::delivery_result::{CommitPolicy, Committed};
 use crate::dsn::{self, NoticeSettings};
-use crate::due_index::SHARDS;
 use crate::lease::{self, Lease};
+use crate::membership;
 use crate::queue_id::{MessageId, unix_millis};
 use crate::route::{Route, Router};
 use crate::service::Queue;
@@ -42,8 +43,12 @@ pub struct SchedulerOptions {
     pub lease: Duration,
     /// Wait between two reads of the due index when no enqueue wakes the scheduler.
     pub poll: Duration,
-    /// The shards whose due messages it delivers.
-    pub shards: Vec<u16>,
+    /// The shards whose due messages it delivers: `None` to share them with the other live
+    /// schedulers through heartbeats (the default), `Some` for exactly these.
+    pub shards: Option<Vec<u16>>,
+    /// Time between two heartbeats; a heartbeat lasts `lease`, so a scheduler that stops is
+    /// replaced after at most `lease`.
+    pub heartbeat: Duration,
     /// Most messages in delivery at once.
     pub max_in_flight: usize,
 }
@@ -55,7 +60,8 @@ impl SchedulerOptions {
             owner: format!("{hostname}/{:016x}", rand::random::<u64>()),
             lease: Duration::from_secs(120),
             poll: Duration::from_secs(1),
-            shards: (0..SHARDS).collect(),
+            shards: None,
+            heartbeat: Duration::from_secs(30),
             max_in_flight: 256,
         }
     }
@@ -87,6 +93,8 @@ pub struct Scheduler {
     /// Per remote: its `concurrency` and the semaphore enforcing it.
     limits: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
     tls: TlsSettings,
+    /// The shards it reads now.
+    owned: ArcSwap<Vec<u16>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -100,12 +108,14 @@ impl std::fmt::Debug for Scheduler {
 impl Scheduler {
     /// A scheduler delivering from `queue` as `config` says.
     pub fn new(queue: Arc<Queue>, config: &Config, options: SchedulerOptions) -> Self {
+        let owned = options.shards.clone().unwrap_or_default();
         let scheduler = Self {
             queue,
             options,
             settings: ArcSwap::from_pointee(settings(config)),
             limits: Mutex::new(HashMap::new()),
             tls: TlsSettings::new(),
+            owned: ArcSwap::from_pointee(owned),
         };
         scheduler.warn_about();
         scheduler
@@ -133,6 +143,11 @@ impl Scheduler {
         }
     }
 
+    /// The queue it delivers from.
+    pub fn queue(&self) -> &Arc<Queue> {
+        &self.queue
+    }
+
     /// This scheduler's name in leases.
     pub fn owner(&self) -> &str {
         &self.options.owner
@@ -143,7 +158,11 @@ impl Scheduler {
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let mut in_flight: JoinSet<MessageId> = JoinSet::new();
         let mut busy: HashSet<MessageId> = HashSet::new();
-        tracing::info!(owner = %self.options.owner, shards = self.options.shards.len(), "delivery started");
+        let mut beat = tokio::time::interval(self.options.heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat.tick().await;
+        self.heartbeat().await;
+        tracing::info!(owner = %self.options.owner, shards = self.owned.load().len(), "delivery started");
         loop {
             // Registered before reading, so an enqueue during the read is not missed.
             let wake = self.queue.wake.notified();
@@ -156,6 +175,7 @@ impl Scheduler {
                 () = stop.cancelled() => break,
                 () = &mut wake => {}
                 () = tokio::time::sleep(self.options.poll) => {}
+                _ = beat.tick() => self.heartbeat().await,
                 Some(done) = in_flight.join_next() => {
                     if let Ok(id) = done {
                         busy.remove(&id);
@@ -173,16 +193,69 @@ impl Scheduler {
             "delivery stopping: finishing deliveries under way"
         );
         while in_flight.join_next().await.is_some() {}
+        if self.options.shards.is_none()
+            && let Err(error) =
+                membership::leave(&self.queue.store, &self.queue.keys, &self.options.owner).await
+        {
+            tracing::warn!(%error, "could not leave the schedulers; the others take over once the heartbeat expires");
+        }
         tracing::info!("delivery stopped");
     }
 
-    /// Starts a delivery for each due message not already under way.
+    /// Records this scheduler's heartbeat and takes the shards the live members give it.
+    async fn heartbeat(&self) {
+        if self.options.shards.is_some() {
+            return;
+        }
+        let now_ms = unix_millis(SystemTime::now());
+        let expiry_ms = now_ms.saturating_add(millis(self.options.lease));
+        let owner = &self.options.owner;
+        match membership::heartbeat(
+            &self.queue.store,
+            &self.queue.keys,
+            owner,
+            now_ms,
+            expiry_ms,
+        )
+        .await
+        {
+            Ok(members) => {
+                let shards = membership::assign(&members, owner);
+                let previous = self.owned.swap(Arc::new(shards.clone()));
+                if *previous != shards {
+                    tracing::info!(
+                        members = members.len(),
+                        shards = shards.len(),
+                        "shards reassigned"
+                    );
+                    self.queue.metrics.shards_owned(shards.len());
+                }
+            }
+            // The last assignment stays: leases keep delivery correct meanwhile.
+            Err(error) => tracing::warn!(%error, "heartbeat failed"),
+        }
+    }
+
+    /// The shards this scheduler reads now.
+    pub fn shards(&self) -> Vec<u16> {
+        self.owned.load().as_ref().clone()
+    }
+
+    /// Starts a delivery for each message enqueued here and each due message of its shards,
+    /// unless already under way.
     async fn dispatch(
         self: &Arc<Self>,
         in_flight: &mut JoinSet<MessageId>,
         busy: &mut HashSet<MessageId>,
     ) {
-        for &shard in &self.options.shards {
+        while busy.len() < self.options.max_in_flight {
+            let Some(id) = self.queue.take_fresh() else {
+                break;
+            };
+            self.start(id, in_flight, busy);
+        }
+        let owned = self.owned.load_full();
+        for &shard in owned.iter() {
             let room = self.options.max_in_flight.saturating_sub(busy.len());
             if room == 0 {
                 return;
@@ -202,19 +275,28 @@ impl Scheduler {
                 if busy.len() >= self.options.max_in_flight {
                     return;
                 }
-                if !busy.insert(entry.queue_id) {
-                    continue;
-                }
-                let this = self.clone();
-                in_flight.spawn(async move {
-                    let id = entry.queue_id;
-                    if let Err(error) = this.attempt(&id, SystemTime::now()).await {
-                        tracing::warn!(queue_id = %id, %error, "delivery attempt failed");
-                    }
-                    id
-                });
+                self.start(entry.queue_id, in_flight, busy);
             }
         }
+    }
+
+    /// Starts an attempt of message `id`, unless one is under way.
+    fn start(
+        self: &Arc<Self>,
+        id: MessageId,
+        in_flight: &mut JoinSet<MessageId>,
+        busy: &mut HashSet<MessageId>,
+    ) {
+        if !busy.insert(id) {
+            return;
+        }
+        let this = self.clone();
+        in_flight.spawn(async move {
+            if let Err(error) = this.attempt(&id, SystemTime::now()).await {
+                tracing::warn!(queue_id = %id, %error, "delivery attempt failed");
+            }
+            id
+        });
     }
 
     /// One delivery attempt of message `id` at `now`: claim, deliver, commit. `Ok(None)` when
@@ -250,7 +332,8 @@ impl Scheduler {
         let (keys, id, owner) = (self.queue.keys.clone(), *id, self.options.owner.clone());
         let now_ms = unix_millis(now);
         let expiry_ms = now_ms.saturating_add(millis(self.options.lease));
-        self.queue
+        let claimed = self
+            .queue
             .store
             .transact(move |tx| {
                 let (keys, owner) = (keys.clone(), owner.clone());
@@ -263,11 +346,20 @@ impl Scheduler {
                         return Ok(None);
                     }
                     let lease = lease::claim(tx, &keys, &id, &owner, now_ms, expiry_ms).await?;
-                    Ok::<_, StoreError>(lease.map(|lease| Claim { lease, message }))
+                    Ok::<_, StoreError>(
+                        lease.map(|(lease, takeover)| (Claim { lease, message }, takeover)),
+                    )
                 })
             })
             .await
-            .map_err(|e| from_store("claim", e))
+            .map_err(|e| from_store("claim", e))?;
+        Ok(claimed.map(|(claim, takeover)| {
+            if takeover {
+                tracing::info!(queue_id = %id, token = claim.lease.token, "lease taken over from a scheduler that stopped");
+                self.queue.metrics.lease_takeover();
+            }
+            claim
+        }))
     }
 
     /// Delivers the claimed message's recipients due at `now`; one outcome per recipient

@@ -1,8 +1,8 @@
 //! [`Queue`]: the queue model in the store, serving the `Queue` contract.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -24,6 +24,9 @@ use crate::queue_id::{MessageId, unix_millis};
 use crate::store_failure::from_store;
 use crate::stored_message::StoredMessage;
 
+/// Most ids waiting in [`Queue::push_fresh`]'s list (16 bytes each).
+pub const MAX_FRESH: usize = 4096;
+
 /// The durable mail queue, kept in the store and shared by every process that opens it.
 ///
 /// Cheap to share behind an `Arc`; every operation is one or a few short transactions, so any
@@ -35,6 +38,8 @@ pub struct Queue {
     pub(crate) keys: Arc<Keys>,
     /// Wakes this process's scheduler when something becomes due at once (an enqueue).
     pub(crate) wake: tokio::sync::Notify,
+    /// Messages enqueued through this process, for its scheduler to attempt at once.
+    fresh: std::sync::Mutex<VecDeque<MessageId>>,
     /// `queue.schedule.expire` in milliseconds, replaced on reload.
     expire_ms: AtomicU64,
     /// `queue.quota.<id>`, replaced on reload.
@@ -57,6 +62,7 @@ impl Queue {
             store,
             keys,
             wake: tokio::sync::Notify::new(),
+            fresh: std::sync::Mutex::new(VecDeque::new()),
             expire_ms: AtomicU64::new(0),
             quotas: ArcSwap::from_pointee(BTreeMap::new()),
             metrics,
@@ -72,9 +78,33 @@ impl Queue {
         self.quotas.store(Arc::new(config.quotas.clone()));
     }
 
+    /// Hands message `id`, just enqueued, to this process's scheduler. Beyond [`MAX_FRESH`]
+    /// waiting ids, the message is left to its shard's owner, which finds it on its next read.
+    pub(crate) fn push_fresh(&self, id: MessageId) {
+        let mut fresh = self.fresh.lock().unwrap_or_else(PoisonError::into_inner);
+        if fresh.len() < MAX_FRESH {
+            fresh.push_back(id);
+        }
+        drop(fresh);
+        self.wake.notify_one();
+    }
+
+    /// The next message enqueued through this process, oldest first.
+    pub(crate) fn take_fresh(&self) -> Option<MessageId> {
+        self.fresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    }
+
     /// How long a new message may stay queued.
     pub(crate) fn expire(&self) -> Duration {
         Duration::from_millis(self.expire_ms.load(Ordering::Relaxed))
+    }
+
+    /// This queue's metrics.
+    pub fn metrics(&self) -> &QueueMetrics {
+        &self.metrics
     }
 
     /// The blob store holding the bodies.

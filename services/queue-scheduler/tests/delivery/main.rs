@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod sharing;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
