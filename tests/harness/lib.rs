@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod dovecot;
+mod fake_dns;
 mod http;
 mod lab_config;
 mod mail_clients;
@@ -21,6 +22,7 @@ mod tls;
 pub use dovecot::{
     ALICE, BOB, DOVECOT_HOSTNAME, Dovecot, DovecotOptions, DovecotPorts, TEMPFAIL_USER,
 };
+pub use fake_dns::FakeDns;
 pub use http::{HttpResponse, http_get};
 pub use lab_config::{EMBEDDED_STORE, logins_directory, mailboxes_directory};
 pub use mail_clients::{ImapClient, ImapResponse, SmtpClient, SmtpReply, sasl_plain};

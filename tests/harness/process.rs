@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::FakeDns;
+
 /// How long any wait for the process may take before the test fails (a guard against hangs,
 /// not a performance assertion).
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -49,6 +51,9 @@ pub struct Ferrymail {
     pub log: Vec<LogLine>,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// The DNS server the process asks when its configuration names none: message
+    /// authentication then answers from it, and no test reaches the internet's DNS.
+    pub dns: Option<FakeDns>,
 }
 
 impl Ferrymail {
@@ -61,6 +66,13 @@ impl Ferrymail {
     pub fn start_with(role: &str, config: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
+        // Appended, so that the test's own lines keep their numbers.
+        let (config, dns) = if config.contains("[resolver]") {
+            (config.to_string(), None)
+        } else {
+            let dns = FakeDns::start();
+            (format!("{config}\n{}", dns.resolver_config()), Some(dns))
+        };
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(binary())
             .args(["--log-format", "json", role, "-c"])
@@ -88,6 +100,7 @@ impl Ferrymail {
             log: Vec::new(),
             dir,
             config: path,
+            dns,
         }
     }
 

@@ -8,11 +8,14 @@ use ipnet::IpNet;
 use crate::key::{Presence::*, keys};
 use crate::model::certificate::{CertificateChain, PrivateKey};
 use crate::model::directory::{DirectoryType, LookupList};
+use crate::model::message_auth::{SignRule, VerifyRule};
 use crate::model::queue::NextHop;
 use crate::model::queue_limits::{QuotaKey, Rate, ThrottleKey};
 use crate::model::remote::RemoteProtocol;
+use crate::model::resolver::{NameServer, ResolverType};
 use crate::model::server::ListenerProtocol;
 use crate::model::session::RelayRule;
+use crate::model::signature::{Canonicalization, SignatureAlgorithm};
 use crate::model::stage_rules::RejectRule;
 use crate::model::store::StoreType;
 use crate::value::{Bind, ByteSize, Secret};
@@ -133,6 +136,51 @@ keys! {
         "How long the server waits for the next piece of a message body.";
     SESSION_DATA_REJECT: RejectRule = "session.data.reject", Default("false"),
         "Reply that refuses DATA or BDAT before the body is read (`false` accepts). Variables: those of `mail`.";
+
+    AUTH_SPF_VERIFY_EHLO: VerifyRule = "auth.spf.verify.ehlo", Default("\"relaxed\""),
+        "SPF check of the EHLO/HELO name (RFC 7208 §2.3) of unauthenticated clients: `relaxed` records the result in `Authentication-Results`, `strict` also refuses EHLO on `fail` (`550 5.7.23`; `451 4.7.24` on a DNS timeout), `disable` skips it; or a rule list (variables of `session.ehlo.reject`).";
+    AUTH_SPF_VERIFY_MAIL_FROM: VerifyRule = "auth.spf.verify.mail-from", Default("\"relaxed\""),
+        "SPF check of the MAIL FROM domain of unauthenticated clients, as `ehlo` (`strict` refuses MAIL FROM on `fail`); or a rule list (variables of `session.mail.reject`).";
+    AUTH_DKIM_VERIFY: VerifyRule = "auth.dkim.verify", Default("\"relaxed\""),
+        "DKIM check of unauthenticated mail: `strict` refuses mail with no passing signature (`550 5.7.20`, `451 4.7.20` when a key lookup timed out); or a rule list (variables of `session.data.reject`).";
+    AUTH_DKIM_STRICT: bool = "auth.dkim.strict", Default("true"),
+        "Ignore DKIM signatures that cover only part of the body (`l=`), which a forger can append to.";
+    AUTH_DKIM_SIGN: SignRule = "auth.dkim.sign", Derived("every `signature.<id>` whose `domain` is the envelope sender's domain"),
+        "Signatures (`signature.<id>` ids) added to mail from authenticated clients, e.g. `[\"rsa\", \"ed25519\"]`, `false`, or a rule list choosing a list; mail from unauthenticated clients is never signed.";
+    AUTH_ARC_VERIFY: VerifyRule = "auth.arc.verify", Default("\"relaxed\""),
+        "ARC chain check of unauthenticated mail: `strict` refuses a broken chain (`550 5.7.29`); or a rule list.";
+    AUTH_DMARC_VERIFY: VerifyRule = "auth.dmarc.verify", Default("\"relaxed\""),
+        "DMARC check of unauthenticated mail: `strict` enforces the sender domain's `p=reject` (`550 5.7.1`; `451 4.7.1` when DNS timed out); `p=quarantine` is only recorded (`policy.dmarc=quarantine`) for the mailbox server to file as junk; or a rule list.";
+
+    SIGNATURE_PRIVATE_KEY: PrivateKey = "signature.<id>.private-key", Required,
+        "PEM private key of a DKIM signature (PKCS#8, or PKCS#1 for RSA), usually `%{file:/path/dkim.key}%`.";
+    SIGNATURE_DOMAIN: String = "signature.<id>.domain", Required,
+        "Signing domain (`d=`).";
+    SIGNATURE_SELECTOR: String = "signature.<id>.selector", Required,
+        "Selector (`s=`): the public key is published in TXT at `<selector>._domainkey.<domain>`.";
+    SIGNATURE_HEADERS: Vec<String> = "signature.<id>.headers", Default("[\"From\", \"To\", \"Date\", \"Subject\", \"Message-ID\"]"),
+        "Header fields signed; must include `From`.";
+    SIGNATURE_ALGORITHM: SignatureAlgorithm = "signature.<id>.algorithm", Required,
+        "Signing algorithm; must match the key.";
+    SIGNATURE_CANONICALIZATION: Canonicalization = "signature.<id>.canonicalization", Default("\"relaxed/relaxed\""),
+        "Header and body canonicalization.";
+    SIGNATURE_EXPIRE: Duration = "signature.<id>.expire", Optional,
+        "How long a signature stays valid (`x=`); unlimited when unset.";
+
+    RESOLVER_TYPE: ResolverType = "resolver.type", Default("\"system\""),
+        "DNS resolver for SPF, DKIM, ARC and DMARC: the system's configuration, a public service, or `custom`.";
+    RESOLVER_CUSTOM: Vec<NameServer> = "resolver.custom", Default("[]"),
+        "Name servers of `type = \"custom\"`, e.g. `[\"udp://192.0.2.1:53\", \"tcp://192.0.2.2\"]`.";
+    RESOLVER_CONCURRENCY: u32 = "resolver.concurrency", Default("2"),
+        "Name servers asked at once for one query.";
+    RESOLVER_TIMEOUT: Duration = "resolver.timeout", Default("\"5s\""),
+        "How long one query waits for an answer.";
+    RESOLVER_ATTEMPTS: u32 = "resolver.attempts", Default("2"),
+        "Tries of a query before it fails (a failure is a temporary error: mail is never refused with 5xx for it).";
+    RESOLVER_TRY_TCP_ON_ERROR: bool = "resolver.try-tcp-on-error", Default("true"),
+        "Retry a query over TCP when UDP fails.";
+    RESOLVER_PRESERVE_INTERMEDIATES: bool = "resolver.preserve-intermediates", Default("true"),
+        "Keep the intermediate records (CNAME) of an answer.";
 
     STORE_TYPE: StoreType = "store.<id>.type", Required,
         "Backend of the store.";

@@ -6,6 +6,7 @@
 
 mod error;
 mod listener;
+mod message_auth;
 mod metrics;
 mod proxy_protocol;
 mod received;
@@ -34,6 +35,7 @@ use listener::Connections;
 pub(crate) struct Shared {
     settings: RwLock<Arc<Settings>>,
     tls: RwLock<Option<TlsAcceptor>>,
+    auth: RwLock<Arc<message_auth::Authenticator>>,
     pub(crate) directory: Arc<dyn DirectoryService>,
     pub(crate) queue: Arc<dyn QueueService>,
     pub(crate) metrics: IngressMetrics,
@@ -43,6 +45,14 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn settings(&self) -> Arc<Settings> {
         self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The resolver and signing keys of the current configuration.
+    pub(crate) fn authenticator(&self) -> Arc<message_auth::Authenticator> {
+        self.auth
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -73,6 +83,7 @@ impl Ingress {
         let shared = Shared {
             settings: RwLock::new(Arc::new(Settings::new(config))),
             tls: RwLock::new(tls::acceptor(config)?),
+            auth: RwLock::new(Arc::new(message_auth::Authenticator::new(config)?)),
             directory,
             queue,
             metrics,
@@ -84,8 +95,9 @@ impl Ingress {
         })
     }
 
-    /// Takes a new configuration for new sessions (limits, directories, certificate); a
-    /// certificate that cannot be used is logged and the previous one stays.
+    /// Takes a new configuration for new sessions (limits, directories, certificate, resolver,
+    /// DKIM keys); a certificate, key or resolver that cannot be used is logged and the
+    /// previous one stays.
     pub fn apply(&self, config: &Config) {
         *self
             .shared
@@ -102,6 +114,18 @@ impl Ingress {
             }
             Err(error) => {
                 tracing::error!(%error, "new TLS certificate refused; the previous one stays")
+            }
+        }
+        match self.shared.authenticator().renew(config) {
+            Ok(authenticator) => {
+                *self
+                    .shared
+                    .auth
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(authenticator);
+            }
+            Err(error) => {
+                tracing::error!(%error, "new resolver or DKIM keys refused; the previous ones stay")
             }
         }
     }

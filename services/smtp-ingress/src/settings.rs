@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ferrymail_config::Config;
+use ferrymail_config::model::message_auth::MessageAuth;
 use ferrymail_config::model::rules::Rules;
 use ferrymail_config::model::server::{Listener, ListenerProtocol};
 use ferrymail_config::model::stage_rules::StageRules;
@@ -77,6 +78,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// `server.max-connections-per-ip`.
     pub max_connections_per_ip: usize,
+    /// `auth.*`: message authentication.
+    pub auth: MessageAuth,
 }
 
 impl Settings {
@@ -100,6 +103,7 @@ impl Settings {
             max_messages: s.max_messages,
             max_connections: config.server.max_connections as usize,
             max_connections_per_ip: config.server.max_connections_per_ip as usize,
+            auth: config.auth.clone(),
         }
     }
 }

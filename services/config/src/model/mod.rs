@@ -4,12 +4,15 @@ pub mod certificate;
 pub mod cluster;
 pub mod directory;
 pub mod lists;
+pub mod message_auth;
 pub mod queue;
 pub mod queue_limits;
 pub mod remote;
+pub mod resolver;
 pub mod rules;
 pub mod server;
 pub mod session;
+pub mod signature;
 pub mod stage_rules;
 pub mod store;
 
@@ -42,6 +45,12 @@ pub struct Config {
     pub queue: queue::Queue,
     /// `cluster.*`.
     pub cluster: cluster::Cluster,
+    /// `auth.*`: message authentication.
+    pub auth: message_auth::MessageAuth,
+    /// `signature.<id>`: DKIM signing keys.
+    pub signatures: BTreeMap<String, signature::Signature>,
+    /// `resolver.*`.
+    pub resolver: resolver::Resolver,
 }
 
 impl Config {
@@ -81,6 +90,9 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
     let data_store = store::read_storage(root, &known);
     let queue = queue::read(root, &known);
     let cluster = cluster::read(root);
+    let signatures = collection(root, "signature", |_, t| signature::read(t));
+    let auth = message_auth::read(root, &known, &signatures);
+    let resolver = resolver::read(root);
     Some(Config {
         server: server?,
         remotes,
@@ -91,5 +103,8 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
         certificates,
         queue: queue?,
         cluster,
+        auth: auth?,
+        signatures,
+        resolver: resolver?,
     })
 }

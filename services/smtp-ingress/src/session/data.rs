@@ -2,7 +2,8 @@
 //! only once the queue has made the message durable.
 //!
 //! Memory bound: at most `BODY_QUEUE` chunks of at most 64 KiB (one socket read) wait between
-//! the session and the queue, so a session holds about 0.5 MiB of a message whatever its size.
+//! the session and the queue, so a session holds about 0.5 MiB of a message whatever its size,
+//! plus the copy message authentication keeps (at most `message_auth::MAX_COPY`).
 
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::reply::Reply;
 use super::rules::CommandValues;
 use super::{End, Flow, Session, Transaction};
+use crate::message_auth::{MessageCopy, PendingMessage};
 use crate::received::received_header;
 
 /// Chunks in flight between a session and the queue.
@@ -30,6 +32,8 @@ pub(crate) struct Upload {
     too_large: bool,
     recipients: usize,
     started: Instant,
+    /// What message authentication needs at the end; `None` until the client's data starts.
+    pending: Option<PendingMessage>,
 }
 
 impl Upload {
@@ -44,15 +48,14 @@ impl Upload {
             self.abort("message exceeds the size limit").await;
             return;
         }
+        if let Some(pending) = &mut self.pending {
+            pending.copy.push(&chunk);
+        }
         self.send(BodyPart::Chunk(Bytes::from(chunk))).await;
     }
 
     /// Adds header fields before the message, once its body is complete (they are delivered
     /// ahead of everything pushed); at most [`ferrymail_rpc::queue::MAX_PREPEND`] bytes.
-    #[allow(
-        dead_code,
-        reason = "message authentication results are added through it next"
-    )]
     pub(crate) async fn prepend(&mut self, headers: Vec<u8>) {
         if !self.too_large && !headers.is_empty() {
             self.send(BodyPart::Prepend(Bytes::from(headers))).await;
@@ -106,6 +109,7 @@ impl Session {
             too_large: false,
             recipients: transaction.recipients.len(),
             started: Instant::now(),
+            pending: None,
         }
     }
 
@@ -137,6 +141,16 @@ impl Session {
         let mut upload = self.start_upload(transaction);
         let header = self.trace_header(transaction).into_bytes();
         upload.push(header, self.settings.max_message_size).await;
+        // From here on the client's own bytes come: those message authentication looks at.
+        upload.pending = Some(PendingMessage {
+            copy: if self.keeps_message_copy() {
+                MessageCopy::kept()
+            } else {
+                MessageCopy::not_kept()
+            },
+            sender: transaction.sender.clone(),
+            spf_mail_from: transaction.spf_mail_from.clone(),
+        });
         upload
     }
 
@@ -246,31 +260,55 @@ impl Session {
         )
     }
 
+    /// Adds the message authentication headers before the body, or refuses the message as a
+    /// strict check asks (the upload is then abandoned).
+    async fn authenticate(&mut self, upload: &mut Upload) -> Option<Reply> {
+        let pending = upload.pending.take()?;
+        match self.authenticate_message(&pending).await {
+            Ok(headers) => {
+                upload.prepend(headers).await;
+                None
+            }
+            Err(refusal) => {
+                upload.abort("refused by message authentication").await;
+                tracing::info!(client = %self.peer.ip(), sender = %pending.sender, reply = %refusal.0.trim_end(), "message refused by message authentication");
+                Some(refusal)
+            }
+        }
+    }
+
     async fn finish(&mut self, mut upload: Upload) {
         let limit_exceeded = upload.too_large;
-        if limit_exceeded {
+        let refusal = if limit_exceeded {
             upload.abort("message exceeds the size limit").await;
-        }
+            None
+        } else {
+            self.authenticate(&mut upload).await
+        };
         // Closing the channel ends the body: the queue commits and answers.
         drop(upload.sender.take());
         let result = upload.task.await;
-        let reply = match (limit_exceeded, result) {
-            (true, _) => {
+        let reply = match (limit_exceeded, refusal, result) {
+            (true, _, _) => {
                 self.shared.metrics.rejected("size");
                 Reply::new(552, "5.3.4", "Message too large")
             }
-            (false, Ok(Ok(id))) => {
+            (false, Some(refusal), _) => {
+                self.shared.metrics.rejected("auth");
+                refusal
+            }
+            (false, None, Ok(Ok(id))) => {
                 self.messages += 1;
                 self.shared.metrics.received(upload.size);
                 tracing::info!(queue_id = %id, client = %self.peer.ip(), size = upload.size, recipients = upload.recipients, "message queued");
                 Reply::new(250, "2.0.0", format!("Message queued as {id}"))
             }
-            (false, Ok(Err(QueueError::QuotaExceeded(why)))) => {
+            (false, None, Ok(Err(QueueError::QuotaExceeded(why)))) => {
                 self.shared.metrics.rejected("quota");
                 tracing::warn!(client = %self.peer.ip(), %why, "queue quota exceeded");
                 Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
             }
-            (false, Ok(Err(error))) => {
+            (false, None, Ok(Err(error))) => {
                 self.shared.metrics.rejected("temporary");
                 tracing::error!(client = %self.peer.ip(), %error, "the queue did not take the message; answering 451");
                 Reply::new(
@@ -279,7 +317,7 @@ impl Session {
                     "Temporary failure queueing the message, try again later",
                 )
             }
-            (false, Err(error)) => {
+            (false, None, Err(error)) => {
                 self.shared.metrics.rejected("temporary");
                 tracing::error!(client = %self.peer.ip(), %error, "enqueue task failed; answering 451");
                 Reply::new(

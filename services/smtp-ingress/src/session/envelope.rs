@@ -123,6 +123,14 @@ impl Session {
         if self.refused_by_rule(Stage::Mail, values).await {
             return;
         }
+        let spf_mail_from = match self.spf_at_mail(&from.address).await {
+            Ok(spf) => spf,
+            Err(refusal) => {
+                self.shared.metrics.rejected("spf");
+                self.reply(refusal);
+                return;
+            }
+        };
         let params = MailParams {
             declared_size: (from.size > 0).then_some(from.size as u64),
             body_type: if from.flags & MAIL_BODY_BINARYMIME != 0 {
@@ -149,6 +157,7 @@ impl Session {
             sender: from.address,
             params,
             recipients: Vec::new(),
+            spf_mail_from,
         });
         self.reply(Reply::new(250, "2.1.0", "OK"));
     }

@@ -3,9 +3,9 @@
 
 mod auth;
 mod data;
-mod envelope;
+pub(crate) mod envelope;
 mod reply;
-mod rules;
+pub(crate) mod rules;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,6 +53,8 @@ pub(crate) struct Transaction {
     pub(crate) sender: String,
     pub(crate) params: envelope::MailParams,
     pub(crate) recipients: Vec<Recipient>,
+    /// The SPF result of MAIL FROM, when it was checked.
+    pub(crate) spf_mail_from: Option<mail_auth::SpfOutput>,
 }
 
 pub(crate) struct Session {
@@ -67,6 +69,8 @@ pub(crate) struct Session {
     out: Vec<u8>,
     receiver: RequestReceiver,
     pub(crate) helo: Option<String>,
+    /// The SPF result of the HELO name, when it was checked.
+    pub(crate) spf_helo: Option<mail_auth::SpfOutput>,
     pub(crate) esmtp: bool,
     pub(crate) authenticated: Option<String>,
     pub(crate) transaction: Option<Transaction>,
@@ -100,6 +104,7 @@ impl Session {
             out: Vec::with_capacity(1024),
             receiver: RequestReceiver::default(),
             helo: None,
+            spf_helo: None,
             esmtp: false,
             authenticated: None,
             transaction: None,
@@ -342,6 +347,11 @@ impl Session {
             ..CommandValues::default()
         };
         if self.refused_by_rule(Stage::Ehlo, values).await {
+            return;
+        }
+        if let Some(refusal) = self.spf_at_helo(&host).await {
+            self.shared.metrics.rejected("spf");
+            self.reply(refusal);
             return;
         }
         // A new greeting starts over, as RFC 5321 §4.1.4 says.

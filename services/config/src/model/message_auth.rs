@@ -1,0 +1,195 @@
+//! `auth.*`: SPF, DKIM, ARC and DMARC verification of inbound mail, and DKIM signing of
+//! authenticated submissions, with Stalwart's keys (`auth.spf.verify.ehlo`,
+//! `auth.spf.verify.mail-from`, `auth.dkim.verify`, `auth.dkim.strict`, `auth.dkim.sign`,
+//! `auth.arc.verify`, `auth.dmarc.verify`).
+
+use std::collections::BTreeMap;
+
+use super::references::{Known, check_stage_rule};
+use super::rules::{Rules, parse_rules};
+use super::signature::Signature;
+use super::stage_rules::Stage;
+use crate::key::Key;
+use crate::keys;
+use crate::reader::TableReader;
+use crate::tree::{Node, Value};
+use crate::value::{Context, FromNode, Invalid, ValueType, enum_value};
+
+enum_value! {
+    /// What a check does with a message: record its result, refuse a failure, or nothing.
+    pub enum VerifyMode {
+        /// Check and record the result in `Authentication-Results`.
+        Relaxed = "relaxed",
+        /// Check, record, and refuse mail that fails.
+        Strict = "strict",
+        /// Do not check.
+        Disable = "disable",
+    }
+}
+
+impl VerifyMode {
+    /// Whether the check runs at all.
+    pub fn verifies(self) -> bool {
+        self != VerifyMode::Disable
+    }
+}
+
+/// A verification setting: one mode, or a rule list choosing one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyRule(pub Rules<VerifyMode>);
+
+impl ValueType for VerifyRule {
+    const TYPE: &'static str = "\"relaxed\" | \"strict\" | \"disable\", or a rule list";
+}
+
+impl FromNode for VerifyRule {
+    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid> {
+        parse_rules(node, cx).map(VerifyRule)
+    }
+}
+
+/// The ids of the `signature.<id>` a message is signed with; `false` means none.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SignatureList(pub Vec<String>);
+
+impl ValueType for SignatureList {
+    const TYPE: &'static str = "list of signature ids, or false";
+}
+
+impl FromNode for SignatureList {
+    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid> {
+        match &node.value {
+            Value::Boolean(false) => Ok(SignatureList::default()),
+            Value::String(_) => Ok(SignatureList(vec![String::from_node(node, cx)?])),
+            Value::Array(_) => Vec::<String>::from_node(node, cx).map(SignatureList),
+            _ => Err(Invalid::expected(node, Self::TYPE)),
+        }
+    }
+}
+
+/// `auth.dkim.sign`: a list of signature ids, or a rule list choosing one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignRule(pub Rules<SignatureList>);
+
+impl ValueType for SignRule {
+    const TYPE: &'static str = "list of signature ids, false, or a rule list";
+}
+
+impl FromNode for SignRule {
+    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid> {
+        // A list of strings is the plain form; a list of tables is a rule list.
+        let plain = match &node.value {
+            Value::Array(items) => items.iter().all(|i| matches!(i.value, Value::String(_))),
+            _ => true,
+        };
+        if plain {
+            return SignatureList::from_node(node, cx).map(|list| {
+                SignRule(Rules {
+                    branches: Vec::new(),
+                    otherwise: list,
+                })
+            });
+        }
+        parse_rules(node, cx).map(SignRule)
+    }
+}
+
+/// `auth.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageAuth {
+    /// `auth.spf.verify.ehlo`.
+    pub spf_ehlo: VerifyRule,
+    /// `auth.spf.verify.mail-from`.
+    pub spf_mail_from: VerifyRule,
+    /// `auth.dkim.verify`.
+    pub dkim_verify: VerifyRule,
+    /// `auth.dkim.strict`: ignore signatures that cover only part of the body (`l=`).
+    pub dkim_strict: bool,
+    /// `auth.dkim.sign`; `None`: the signatures whose domain is the sender's.
+    pub dkim_sign: Option<SignRule>,
+    /// `auth.arc.verify`.
+    pub arc_verify: VerifyRule,
+    /// `auth.dmarc.verify`.
+    pub dmarc_verify: VerifyRule,
+}
+
+/// Reads a verification setting checked against the variables known at `stage`.
+fn verify(
+    t: &TableReader<'_>,
+    key: &Key<VerifyRule>,
+    stage: Stage,
+    known: &Known<'_>,
+) -> Option<VerifyRule> {
+    let rule = t.get(key)?;
+    for problem in check_stage_rule(known, stage, &rule.0) {
+        t.report(key.name(), problem);
+    }
+    Some(rule)
+}
+
+/// Reports signature ids that name no `signature.<id>`.
+fn check_signatures(
+    t: &TableReader<'_>,
+    rule: &SignRule,
+    signatures: &BTreeMap<String, Signature>,
+) {
+    for id in rule.0.outcomes().flat_map(|list| &list.0) {
+        if !signatures.contains_key(id) {
+            let configured: Vec<&str> = signatures.keys().map(String::as_str).collect();
+            t.report(
+                "sign",
+                format!(
+                    "no signature named {id:?} (configured: {})",
+                    if configured.is_empty() {
+                        "none".to_string()
+                    } else {
+                        configured.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+}
+
+pub(crate) fn read(
+    root: &TableReader<'_>,
+    known: &Known<'_>,
+    signatures: &BTreeMap<String, Signature>,
+) -> Option<MessageAuth> {
+    let t = root.table("auth");
+    let spf = t.table("spf");
+    let spf_verify = spf.table("verify");
+    let spf_ehlo = verify(&spf_verify, &keys::AUTH_SPF_VERIFY_EHLO, Stage::Ehlo, known);
+    let spf_mail_from = verify(
+        &spf_verify,
+        &keys::AUTH_SPF_VERIFY_MAIL_FROM,
+        Stage::Mail,
+        known,
+    );
+    let dkim = t.table("dkim");
+    let dkim_verify = verify(&dkim, &keys::AUTH_DKIM_VERIFY, Stage::Data, known);
+    let dkim_strict = dkim.get(&keys::AUTH_DKIM_STRICT);
+    let dkim_sign = dkim.get(&keys::AUTH_DKIM_SIGN);
+    if let Some(rule) = &dkim_sign {
+        for problem in check_stage_rule(known, Stage::Data, &rule.0) {
+            dkim.report("sign", problem);
+        }
+        check_signatures(&dkim, rule, signatures);
+    }
+    let arc_verify = verify(&t.table("arc"), &keys::AUTH_ARC_VERIFY, Stage::Data, known);
+    let dmarc_verify = verify(
+        &t.table("dmarc"),
+        &keys::AUTH_DMARC_VERIFY,
+        Stage::Data,
+        known,
+    );
+    Some(MessageAuth {
+        spf_ehlo: spf_ehlo?,
+        spf_mail_from: spf_mail_from?,
+        dkim_verify: dkim_verify?,
+        dkim_strict: dkim_strict?,
+        dkim_sign,
+        arc_verify: arc_verify?,
+        dmarc_verify: dmarc_verify?,
+    })
+}

@@ -1,0 +1,102 @@
+//! The lookups MX delivery needs (RFC 5321 §5.1), over mail-auth's resolver.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use mail_auth::common::cache::NoCache;
+use mail_auth::{MX, MessageAuthenticator, RecordSet};
+
+/// A lookup that gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// The name does not exist or has no record of that type: a permanent answer.
+    #[error("no {kind} record for {name}")]
+    NotFound {
+        /// The record type asked for.
+        kind: &'static str,
+        /// The name asked about.
+        name: String,
+    },
+    /// DNS could not be asked or did not answer: try again later.
+    #[error("DNS lookup of {name} failed temporarily: {reason}")]
+    Temporary {
+        /// The name asked about.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl LookupError {
+    /// Whether trying again later may succeed.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, LookupError::Temporary { .. })
+    }
+
+    fn from_mail_auth(error: mail_auth::Error, kind: &'static str, name: &str) -> Self {
+        match error {
+            mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(_)) => {
+                LookupError::NotFound {
+                    kind,
+                    name: name.to_string(),
+                }
+            }
+            other => LookupError::Temporary {
+                name: name.to_string(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// One mail exchanger of a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MxHost {
+    /// Lower is tried first.
+    pub preference: u16,
+    /// The exchanger's host name, lower case, without the trailing dot.
+    pub host: String,
+}
+
+/// The MX hosts of `domain`, most preferred first. A domain without MX records answers
+/// `NotFound`; RFC 5321 §5.1 then says to try the domain's own address ([`ip_addresses`]).
+pub async fn mx_hosts(
+    dns: &MessageAuthenticator,
+    domain: &str,
+) -> Result<Vec<MxHost>, LookupError> {
+    let records = dns
+        .mx_lookup(domain, None::<&NoCache<Box<str>, RecordSet<MX>>>)
+        .await
+        .map_err(|e| LookupError::from_mail_auth(e, "MX", domain))?;
+    Ok(records
+        .rrset
+        .iter()
+        .flat_map(|mx| {
+            mx.exchanges.iter().map(|host| MxHost {
+                preference: mx.preference,
+                host: host.trim_end_matches('.').to_string(),
+            })
+        })
+        .collect())
+}
+
+/// The addresses of `host`: its A records, or its AAAA records when it has no A record. A
+/// temporary failure of the A lookup is reported as such rather than hidden by the AAAA one.
+pub async fn ip_addresses(
+    dns: &MessageAuthenticator,
+    host: &str,
+) -> Result<Vec<IpAddr>, LookupError> {
+    let v4 = dns
+        .ipv4_lookup(host, None::<&NoCache<Box<str>, RecordSet<Ipv4Addr>>>)
+        .await
+        .map_err(|e| LookupError::from_mail_auth(e, "A", host));
+    match v4 {
+        Ok(records) => return Ok(records.rrset.iter().copied().map(IpAddr::from).collect()),
+        Err(error) if error.is_temporary() => return Err(error),
+        Err(_) => {}
+    }
+    let v6 = dns
+        .ipv6_lookup(host, None::<&NoCache<Box<str>, RecordSet<Ipv6Addr>>>)
+        .await
+        .map_err(|e| LookupError::from_mail_auth(e, "A or AAAA", host))?;
+    Ok(v6.rrset.iter().copied().map(IpAddr::from).collect())
+}

@@ -1,0 +1,105 @@
+//! The resolver built from `resolver.*` asks the configured name servers: MX, A/AAAA and TXT
+//! answers, a missing name told apart from a DNS failure, over UDP and TCP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferrymail_config::load_str;
+use ferrymail_config::model::resolver::Resolver;
+use ferrymail_dns::{LookupError, MxHost, authenticator, ip_addresses, mx_hosts};
+use ferrymail_e2e::FakeDns;
+
+fn settings(resolver_section: &str) -> Resolver {
+    load_str(
+        "dns.toml",
+        &format!("[server]\nhostname = \"mx.test\"\n{resolver_section}"),
+    )
+    .unwrap()
+    .resolver
+}
+
+#[tokio::test]
+async fn mx_hosts_come_most_preferred_first_with_their_addresses() {
+    let dns = FakeDns::start();
+    dns.add_mx("example.org", 20, "backup.example.org");
+    dns.add_mx("example.org", 10, "mx1.example.org");
+    dns.add_a("mx1.example.org", "127.0.0.10".parse().unwrap());
+    dns.add_aaaa("backup.example.org", "::1".parse().unwrap());
+    let resolver = authenticator(&settings(&dns.resolver_config())).unwrap();
+
+    let hosts = mx_hosts(&resolver, "example.org").await.unwrap();
+    assert_eq!(
+        hosts,
+        [
+            MxHost {
+                preference: 10,
+                host: "mx1.example.org".into()
+            },
+            MxHost {
+                preference: 20,
+                host: "backup.example.org".into()
+            },
+        ]
+    );
+    let v4 = ip_addresses(&resolver, "mx1.example.org").await.unwrap();
+    assert_eq!(v4, ["127.0.0.10".parse::<std::net::IpAddr>().unwrap()]);
+    // No A record: the AAAA record answers.
+    let v6 = ip_addresses(&resolver, "backup.example.org").await.unwrap();
+    assert_eq!(v6, ["::1".parse::<std::net::IpAddr>().unwrap()]);
+}
+
+#[tokio::test]
+async fn a_missing_name_is_not_found_and_a_failing_server_is_temporary() {
+    let dns = FakeDns::start();
+    dns.fail("broken.example");
+    let resolver = authenticator(&settings(&dns.resolver_config())).unwrap();
+
+    let missing = mx_hosts(&resolver, "nowhere.example").await.unwrap_err();
+    assert!(
+        matches!(missing, LookupError::NotFound { kind: "MX", .. }),
+        "{missing:?}"
+    );
+    let failing = mx_hosts(&resolver, "broken.example").await.unwrap_err();
+    assert!(failing.is_temporary(), "{failing:?}");
+    let failing = ip_addresses(&resolver, "broken.example").await.unwrap_err();
+    assert!(failing.is_temporary(), "{failing:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_answer_is_a_temporary_failure() {
+    // A bound socket that never answers: the query times out.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let section = format!(
+        "[resolver]\ntype = \"custom\"\ncustom = [\"udp://{}\"]\ntimeout = \"200ms\"\nattempts = 1\ntry-tcp-on-error = false\n",
+        silent.local_addr().unwrap()
+    );
+    let resolver = authenticator(&settings(&section)).unwrap();
+    let error = mx_hosts(&resolver, "example.org").await.unwrap_err();
+    assert!(error.is_temporary(), "{error:?}");
+}
+
+#[tokio::test]
+async fn tcp_name_servers_are_asked_over_tcp() {
+    let dns = FakeDns::start();
+    let long_record = format!("v=spf1 {} -all", "ip4:192.0.2.1 ".repeat(40));
+    dns.add_txt("example.org", &long_record);
+    let section = format!(
+        "[resolver]\ntype = \"custom\"\ncustom = [\"tcp://{}\"]\n",
+        dns.address()
+    );
+    let resolver = authenticator(&settings(&section)).unwrap();
+    let text = resolver.txt_raw_lookup("example.org").await.unwrap();
+    assert_eq!(String::from_utf8(text).unwrap(), long_record);
+}
+
+#[test]
+fn the_default_reads_the_system_configuration() {
+    // This machine has an /etc/resolv.conf; the default must accept it.
+    if std::path::Path::new("/etc/resolv.conf").exists() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        authenticator(&settings("")).unwrap();
+    }
+}

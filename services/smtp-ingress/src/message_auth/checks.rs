@@ -1,0 +1,221 @@
+//! Where a session runs message authentication: SPF at EHLO and MAIL FROM, DKIM, ARC and
+//! DMARC (or DKIM signing) at the end of DATA.
+
+use ferrymail_config::model::message_auth::{VerifyMode, VerifyRule};
+use mail_auth::{AuthenticatedMessage, SpfOutput};
+
+use super::results_header::{Report, authentication_results};
+use super::verify::{self, Modes};
+use super::{MAX_COPY, PendingMessage};
+use crate::session::Reply;
+use crate::session::Session;
+use crate::session::envelope::split_address;
+use crate::session::rules::{CommandValues, ListUnavailable};
+
+/// Most DKIM signatures (and malformed DKIM-Signature fields) of one message that are
+/// checked and reported: each costs a DNS lookup and a line of the header, and a hostile
+/// message may carry thousands. Genuine mail carries one to three.
+const MAX_SIGNATURES: usize = 10;
+
+/// Keeps the first [`MAX_SIGNATURES`] signatures and signature errors of a message.
+fn limit_signatures(mut message: AuthenticatedMessage<'_>) -> AuthenticatedMessage<'_> {
+    message.dkim_headers.truncate(MAX_SIGNATURES);
+    message.errors.truncate(MAX_SIGNATURES);
+    message
+}
+
+/// The answer when a rule list choosing a mode cannot be asked.
+fn list_unavailable() -> Reply {
+    Reply::new(451, "4.4.3", "Directory unavailable, try again later")
+}
+
+impl Session {
+    /// The mode a verification setting chooses for this session and command.
+    async fn verify_mode(
+        &self,
+        rule: &VerifyRule,
+        values: CommandValues<'_>,
+    ) -> Result<VerifyMode, Reply> {
+        match self.evaluate(&rule.0, values).await {
+            Ok(outcome) => Ok(*outcome.value),
+            Err(ListUnavailable) => Err(list_unavailable()),
+        }
+    }
+
+    /// SPF of the HELO name (`auth.spf.verify.ehlo`): the result is kept for the
+    /// `Authentication-Results` header; under `strict`, a failure is the reply to EHLO.
+    pub(crate) async fn spf_at_helo(&mut self, helo: &str) -> Option<Reply> {
+        self.spf_helo = None;
+        let settings = self.settings.clone();
+        let values = CommandValues {
+            helo: Some(helo),
+            ..CommandValues::default()
+        };
+        let mode = match self.verify_mode(&settings.auth.spf_ehlo, values).await {
+            Ok(mode) if mode.verifies() => mode,
+            Ok(_) => return None,
+            Err(reply) => return Some(reply),
+        };
+        let dns = self.shared.authenticator().dns.clone();
+        let spf = verify::spf_helo(&dns, self.peer.ip(), helo, &settings.hostname).await?;
+        let refusal = verify::spf_refusal(mode, &spf);
+        self.spf_helo = Some(spf);
+        refusal
+    }
+
+    /// SPF of MAIL FROM (`auth.spf.verify.mail-from`) for unauthenticated clients: the result
+    /// for the transaction, or under `strict` the refusal of MAIL FROM.
+    pub(crate) async fn spf_at_mail(&self, sender: &str) -> Result<Option<SpfOutput>, Reply> {
+        if self.authenticated.is_some() {
+            return Ok(None);
+        }
+        let values = CommandValues {
+            sender: Some(sender),
+            ..CommandValues::default()
+        };
+        let mode = self
+            .verify_mode(&self.settings.auth.spf_mail_from, values)
+            .await?;
+        if !mode.verifies() {
+            return Ok(None);
+        }
+        let dns = self.shared.authenticator().dns.clone();
+        let helo = self.helo.as_deref().unwrap_or_default();
+        let spf =
+            verify::spf_mail_from(&dns, self.peer.ip(), helo, &self.settings.hostname, sender)
+                .await;
+        match verify::spf_refusal(mode, &spf) {
+            Some(refusal) => Err(refusal),
+            None => Ok(Some(spf)),
+        }
+    }
+
+    /// Whether the message of this transaction needs to be kept whole for its end: it is
+    /// verified (unauthenticated) or may be signed (authenticated).
+    pub(crate) fn keeps_message_copy(&self) -> bool {
+        let auth = &self.settings.auth;
+        if self.authenticated.is_some() {
+            return auth.dkim_sign.is_some() || !self.shared.authenticator().signers.is_empty();
+        }
+        [&auth.dkim_verify, &auth.arc_verify, &auth.dmarc_verify]
+            .iter()
+            .any(|rule| rule.0.outcomes().any(|mode| mode.verifies()))
+    }
+
+    /// The header fields to add before a complete message — `Authentication-Results` for
+    /// verified mail, `DKIM-Signature` for signed mail — or the refusal `strict` asks for.
+    pub(crate) async fn authenticate_message(
+        &self,
+        pending: &PendingMessage,
+    ) -> Result<Vec<u8>, Reply> {
+        if self.authenticated.is_some() {
+            return Ok(self.sign(pending).await?.into_bytes());
+        }
+        self.verify(pending).await.map(String::into_bytes)
+    }
+
+    /// The modes of the end-of-DATA checks for this transaction.
+    async fn data_modes(&self, sender: &str) -> Result<Modes, Reply> {
+        let auth = &self.settings.auth;
+        let values = CommandValues {
+            sender: Some(sender),
+            ..CommandValues::default()
+        };
+        Ok(Modes {
+            dkim: self.verify_mode(&auth.dkim_verify, values).await?,
+            arc: self.verify_mode(&auth.arc_verify, values).await?,
+            dmarc: self.verify_mode(&auth.dmarc_verify, values).await?,
+        })
+    }
+
+    /// Verifies an unauthenticated client's message: its `Authentication-Results` header.
+    async fn verify(&self, pending: &PendingMessage) -> Result<String, Reply> {
+        let modes = self.data_modes(&pending.sender).await?;
+        let helo = self.helo.as_deref().unwrap_or_default();
+        let mail_from_domain = split_address(&pending.sender)
+            .map(|(_, domain)| domain)
+            .unwrap_or_else(|| helo.to_ascii_lowercase());
+        let no_spf = SpfOutput::default();
+        let spf = pending.spf_mail_from.as_ref().unwrap_or(&no_spf);
+        let message = pending.copy.whole().and_then(|raw| {
+            AuthenticatedMessage::parse_with_opts(raw, None, self.settings.auth.dkim_strict)
+                .map(limit_signatures)
+        });
+        let dns = self.shared.authenticator().dns.clone();
+        let outcome = match (&message, pending.copy.whole()) {
+            (Some(message), _) => {
+                Some(verify::verify_message(&dns, message, modes, spf, &mail_from_domain).await)
+            }
+            // A message without a header section has nothing to verify: no signature, no
+            // author domain.
+            (None, Some(_)) => Some(verify::Outcome {
+                dkim: Vec::new(),
+                arc: None,
+                dmarc: None,
+            }),
+            (None, None) => None,
+        };
+        if let Some(refusal) = outcome
+            .as_ref()
+            .and_then(|o| verify::message_refusal(modes, o))
+        {
+            return Err(refusal);
+        }
+        if pending.copy.too_large() {
+            tracing::info!(client = %self.peer.ip(), limit = MAX_COPY, "message larger than the verification bound: DKIM, ARC and DMARC not checked");
+        }
+        let header_from = message.as_ref().map(|m| m.from()).unwrap_or_default();
+        Ok(authentication_results(&Report {
+            hostname: &self.settings.hostname,
+            client_ip: self.peer.ip(),
+            helo,
+            sender: &pending.sender,
+            spf_helo: self.spf_helo.as_ref(),
+            spf_mail_from: pending.spf_mail_from.as_ref(),
+            modes,
+            outcome: outcome.as_ref(),
+            header_from,
+        }))
+    }
+
+    /// Signs an authenticated client's message with the signatures `auth.dkim.sign` chooses.
+    async fn sign(&self, pending: &PendingMessage) -> Result<String, Reply> {
+        let authenticator = self.shared.authenticator();
+        let ids = match &self.settings.auth.dkim_sign {
+            Some(rule) => {
+                let values = CommandValues {
+                    sender: Some(&pending.sender),
+                    ..CommandValues::default()
+                };
+                match self.evaluate(&rule.0, values).await {
+                    Ok(outcome) => Some(outcome.value.0.clone()),
+                    Err(ListUnavailable) => return Err(list_unavailable()),
+                }
+            }
+            None => None,
+        };
+        let signers = match &ids {
+            Some(ids) => authenticator.signers.named(ids),
+            None => split_address(&pending.sender)
+                .map(|(_, domain)| authenticator.signers.for_domain(&domain))
+                .unwrap_or_default(),
+        };
+        if signers.is_empty() {
+            return Ok(String::new());
+        }
+        let Some(raw) = pending.copy.whole() else {
+            tracing::warn!(client = %self.peer.ip(), limit = MAX_COPY, "message larger than the signing bound: sent unsigned");
+            return Ok(String::new());
+        };
+        let mut headers = String::new();
+        for signer in signers {
+            match signer.sign(raw) {
+                Ok(header) => headers.push_str(&header),
+                Err(error) => {
+                    tracing::warn!(signature = %signer.id, %error, "DKIM signing failed; the message goes without this signature")
+                }
+            }
+        }
+        Ok(headers)
+    }
+}

@@ -1,0 +1,167 @@
+//! Message authentication with mail-auth: SPF (RFC 7208) of the HELO name and of MAIL FROM,
+//! DKIM (RFC 6376), ARC (RFC 8617) and DMARC (RFC 7489) of mail from unauthenticated clients,
+//! recorded in one `Authentication-Results` header (RFC 8601) whose authserv-id is
+//! `server.hostname`; and DKIM signing of mail from authenticated clients.
+//!
+//! Who is checked: a client that has not authenticated is another server delivering mail,
+//! and is verified; an authenticated client is a user submitting mail from a device the
+//! sender's domain does not list, so its mail is not verified but signed with the
+//! signatures `auth.dkim.sign` chooses. Unauthenticated mail is never signed.
+//!
+//! Modes (`auth.*.verify`): `relaxed` records, `strict` also refuses failing mail, `disable`
+//! skips the check. A DNS *temporary* failure is never answered with 5xx: `relaxed` records
+//! `temperror` and accepts, `strict` answers 4xx so the sender tries again. DMARC
+//! `p=quarantine` is recorded (`policy.dmarc=quarantine`) for the mailbox server to file the
+//! message as junk; only `p=reject` under `strict` refuses (`550 5.7.1`).
+//!
+//! Memory bound: DKIM, ARC and DMARC need the whole message, which otherwise only streams
+//! through to the queue. A copy of at most [`MAX_COPY`] bytes is kept beside the stream; a
+//! larger message is not verified — the header says `dkim=neutral reason="message too large
+//! to verify"` (and `none` with that reason for ARC and DMARC), strict modes do not refuse
+//! it — and is not signed (a warning is logged).
+
+mod checks;
+mod results_header;
+mod sign;
+mod verify;
+
+use ferrymail_config::Config;
+use ferrymail_config::model::resolver::Resolver;
+use ferrymail_dns::MessageAuthenticator;
+use mail_auth::SpfOutput;
+
+use crate::IngressError;
+pub(crate) use sign::Signers;
+
+/// Largest message kept whole for DKIM, ARC and DMARC verification and DKIM signing.
+pub(crate) const MAX_COPY: usize = 16 * 1024 * 1024;
+
+/// What message authentication needs beyond the session settings: the resolver and the
+/// signing keys, rebuilt when the configuration changes.
+pub(crate) struct Authenticator {
+    pub(crate) dns: MessageAuthenticator,
+    resolver: Resolver,
+    pub(crate) signers: Signers,
+}
+
+impl Authenticator {
+    /// Builds the resolver of `resolver.*` and the keys of `signature.<id>`.
+    pub(crate) fn new(config: &Config) -> Result<Self, IngressError> {
+        Ok(Self {
+            dns: ferrymail_dns::authenticator(&config.resolver)?,
+            resolver: config.resolver.clone(),
+            signers: Signers::new(&config.signatures)?,
+        })
+    }
+
+    /// The authenticator for a new configuration; the resolver (and its cache) is kept when
+    /// its settings did not change.
+    pub(crate) fn renew(&self, config: &Config) -> Result<Self, IngressError> {
+        let dns = if config.resolver == self.resolver {
+            self.dns.clone()
+        } else {
+            ferrymail_dns::authenticator(&config.resolver)?
+        };
+        Ok(Self {
+            dns,
+            resolver: config.resolver.clone(),
+            signers: Signers::new(&config.signatures)?,
+        })
+    }
+}
+
+/// The message as received, kept beside the stream up to [`MAX_COPY`] bytes.
+#[derive(Debug)]
+pub(crate) struct MessageCopy {
+    bytes: Vec<u8>,
+    kept: bool,
+    too_large: bool,
+}
+
+impl Default for MessageCopy {
+    fn default() -> Self {
+        Self::kept()
+    }
+}
+
+impl MessageCopy {
+    /// A copy that keeps the message (up to the bound).
+    pub(crate) fn kept() -> Self {
+        Self {
+            bytes: Vec::new(),
+            kept: true,
+            too_large: false,
+        }
+    }
+
+    /// A copy that keeps nothing: no check needs the message.
+    pub(crate) fn not_kept() -> Self {
+        Self {
+            bytes: Vec::new(),
+            kept: false,
+            too_large: false,
+        }
+    }
+
+    /// Adds the next bytes; past the bound, the copy is dropped and only that is remembered.
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
+        if self.too_large || !self.kept {
+            return;
+        }
+        if self.bytes.len() + chunk.len() > MAX_COPY {
+            self.too_large = true;
+            self.bytes = Vec::new();
+            return;
+        }
+        self.bytes.extend_from_slice(chunk);
+    }
+
+    /// The whole message, or `None` when it was larger than the bound or not kept.
+    pub(crate) fn whole(&self) -> Option<&[u8]> {
+        (self.kept && !self.too_large).then_some(self.bytes.as_slice())
+    }
+
+    /// Whether the message was kept until it grew past the bound.
+    pub(crate) fn too_large(&self) -> bool {
+        self.too_large
+    }
+}
+
+/// What the end of DATA needs to authenticate a message: the copy and the envelope facts.
+#[derive(Debug, Default)]
+pub(crate) struct PendingMessage {
+    pub(crate) copy: MessageCopy,
+    /// The envelope sender (empty for the null sender).
+    pub(crate) sender: String,
+    /// The SPF result of MAIL FROM, when it was checked.
+    pub(crate) spf_mail_from: Option<SpfOutput>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_copy_is_dropped_past_the_bound() {
+        let mut copy = MessageCopy::default();
+        copy.push(b"Subject: x\r\n\r\n");
+        assert_eq!(copy.whole(), Some(&b"Subject: x\r\n\r\n"[..]));
+        copy.push(&vec![b'a'; MAX_COPY]);
+        assert_eq!(copy.whole(), None);
+        assert!(copy.bytes.capacity() == 0, "the memory is given back");
+        copy.push(b"more");
+        assert_eq!(copy.whole(), None);
+        assert!(copy.too_large());
+    }
+
+    #[test]
+    fn a_copy_not_kept_holds_nothing() {
+        let mut copy = MessageCopy::not_kept();
+        copy.push(b"Subject: x\r\n\r\n");
+        assert_eq!(copy.whole(), None);
+        assert!(!copy.too_large());
+    }
+}
+
+#[cfg(test)]
+mod verification_tests;

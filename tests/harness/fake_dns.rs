@@ -1,0 +1,244 @@
+//! A DNS server for tests: UDP and TCP on one ephemeral loopback port, answering TXT, MX, A,
+//! AAAA and PTR queries from records the test sets, and NXDOMAIN for everything else.
+//!
+//! Point ferrymail at it with [`FakeDns::resolver_config`] (`resolver.type = "custom"`), then
+//! publish what a test needs:
+//!
+//! ```no_run
+//! let dns = ferrymail_e2e::FakeDns::start();
+//! dns.add_txt("example.org", "v=spf1 ip4:127.0.0.1 -all");
+//! dns.add_mx("example.org", 10, "mx.example.org");
+//! dns.add_a("mx.example.org", "127.0.0.1".parse().unwrap());
+//! dns.fail("broken.example"); // SERVFAIL: a temporary DNS failure
+//! ```
+//!
+//! Messages are parsed and built with `hickory-proto`, the resolver's own codec.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, MX, PTR, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+/// Time to live of every answer: short, so that a test changing a record is not fooled by a
+/// cache for long.
+const TTL: u32 = 1;
+
+#[derive(Default)]
+struct Zone {
+    records: HashMap<(String, RecordType), Vec<RData>>,
+    failing: HashSet<String>,
+    queries: Vec<(String, RecordType)>,
+}
+
+/// Lower case, without the trailing dot: how names are keyed.
+fn key(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// A running fake DNS server; stops when dropped.
+pub struct FakeDns {
+    address: SocketAddr,
+    zone: Arc<Mutex<Zone>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl FakeDns {
+    /// Starts a server on `127.0.0.1:<ephemeral>`, UDP and TCP on the same port.
+    pub fn start() -> FakeDns {
+        let (udp, tcp) = bind_pair();
+        let address = udp.local_addr().unwrap();
+        let zone = Arc::new(Mutex::new(Zone::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = vec![
+            std::thread::spawn({
+                let (zone, stop) = (zone.clone(), stop.clone());
+                move || serve_udp(udp, zone, stop)
+            }),
+            std::thread::spawn({
+                let (zone, stop) = (zone.clone(), stop.clone());
+                move || serve_tcp(tcp, zone, stop)
+            }),
+        ];
+        FakeDns {
+            address,
+            zone,
+            stop,
+            threads,
+        }
+    }
+
+    /// The server's address (UDP and TCP).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// A `[resolver]` section pointing ferrymail at this server, short timeouts.
+    pub fn resolver_config(&self) -> String {
+        format!(
+            "[resolver]\ntype = \"custom\"\ncustom = [\"udp://{}\"]\ntimeout = \"2s\"\nattempts = 1\n",
+            self.address
+        )
+    }
+
+    fn add(&self, name: &str, kind: RecordType, data: RData) {
+        let mut zone = self.zone.lock().unwrap();
+        zone.records
+            .entry((key(name), kind))
+            .or_default()
+            .push(data);
+    }
+
+    /// Publishes a TXT record (split into 255-byte strings as DNS requires).
+    pub fn add_txt(&self, name: &str, text: &str) {
+        let chunks: Vec<&[u8]> = text.as_bytes().chunks(255).collect();
+        self.add(name, RecordType::TXT, RData::TXT(TXT::from_bytes(chunks)));
+    }
+
+    /// Publishes an MX record: `domain` receives mail at `host` with `preference`.
+    pub fn add_mx(&self, domain: &str, preference: u16, host: &str) {
+        let exchange = Name::from_ascii(format!("{}.", key(host))).unwrap();
+        self.add(
+            domain,
+            RecordType::MX,
+            RData::MX(MX::new(preference, exchange)),
+        );
+    }
+
+    /// Publishes an A record.
+    pub fn add_a(&self, host: &str, address: Ipv4Addr) {
+        self.add(host, RecordType::A, RData::A(A(address)));
+    }
+
+    /// Publishes an AAAA record.
+    pub fn add_aaaa(&self, host: &str, address: Ipv6Addr) {
+        self.add(host, RecordType::AAAA, RData::AAAA(AAAA(address)));
+    }
+
+    /// Publishes a PTR record: `address` reverses to `host`.
+    pub fn add_ptr(&self, address: IpAddr, host: &str) {
+        let reverse = Name::from(address).to_ascii();
+        let target = Name::from_ascii(format!("{}.", key(host))).unwrap();
+        self.add(&reverse, RecordType::PTR, RData::PTR(PTR(target)));
+    }
+
+    /// Answers every query about `name` with SERVFAIL: a temporary DNS failure.
+    pub fn fail(&self, name: &str) {
+        self.zone.lock().unwrap().failing.insert(key(name));
+    }
+
+    /// The queries received so far: name and type.
+    pub fn queries(&self) -> Vec<(String, RecordType)> {
+        self.zone.lock().unwrap().queries.clone()
+    }
+}
+
+impl Drop for FakeDns {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake both loops so that they see the flag.
+        if let Ok(socket) = UdpSocket::bind("127.0.0.1:0") {
+            let _ = socket.send_to(&[0], self.address);
+        }
+        let _ = TcpStream::connect(self.address);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Binds UDP on an ephemeral port and TCP on the same one (retrying if it is taken).
+fn bind_pair() -> (UdpSocket, TcpListener) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()) {
+            return (udp, tcp);
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
+}
+
+/// The answer to one query message, or `None` for something that is not a query.
+fn answer(request: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
+    let request = Message::from_vec(request).ok()?;
+    if request.metadata.message_type != MessageType::Query {
+        return None;
+    }
+    let mut response = Message::response(request.metadata.id, OpCode::Query);
+    response.metadata.recursion_desired = request.metadata.recursion_desired;
+    response.metadata.recursion_available = true;
+    response.metadata.authoritative = true;
+    let mut zone = zone.lock().unwrap();
+    for query in &request.queries {
+        let name = key(&query.name.to_ascii());
+        zone.queries.push((name.clone(), query.query_type));
+        response.add_query(query.clone());
+        if zone.failing.contains(&name) {
+            response.metadata.response_code = ResponseCode::ServFail;
+            continue;
+        }
+        match zone.records.get(&(name.clone(), query.query_type)) {
+            Some(records) => {
+                for data in records {
+                    response.add_answer(Record::from_rdata(query.name.clone(), TTL, data.clone()));
+                }
+            }
+            // A name that has records of another type exists: an empty NOERROR answer.
+            None if zone.records.keys().any(|(n, _)| *n == name) => {}
+            None => response.metadata.response_code = ResponseCode::NXDomain,
+        }
+    }
+    response.to_vec().ok()
+}
+
+fn serve_udp(socket: UdpSocket, zone: Arc<Mutex<Zone>>, stop: Arc<AtomicBool>) {
+    let mut buffer = [0u8; 4096];
+    while !stop.load(Ordering::SeqCst) {
+        let Ok((n, peer)) = socket.recv_from(&mut buffer) else {
+            continue;
+        };
+        if let Some(reply) = answer(&buffer[..n], &zone) {
+            let _ = socket.send_to(&reply, peer);
+        }
+    }
+}
+
+fn serve_tcp(listener: TcpListener, zone: Arc<Mutex<Zone>>, stop: Arc<AtomicBool>) {
+    for stream in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let zone = zone.clone();
+        std::thread::spawn(move || serve_tcp_connection(stream, &zone));
+    }
+}
+
+/// Answers length-prefixed queries (RFC 1035 §4.2.2) until the client closes.
+fn serve_tcp_connection(mut stream: TcpStream, zone: &Mutex<Zone>) {
+    loop {
+        let mut length = [0u8; 2];
+        if stream.read_exact(&mut length).is_err() {
+            return;
+        }
+        let mut request = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        if stream.read_exact(&mut request).is_err() {
+            return;
+        }
+        let Some(reply) = answer(&request, zone) else {
+            return;
+        };
+        let Ok(length) = u16::try_from(reply.len()) else {
+            return;
+        };
+        if stream.write_all(&length.to_be_bytes()).is_err() || stream.write_all(&reply).is_err() {
+            return;
+        }
+    }
+}
