@@ -93,6 +93,13 @@ impl Queue {
                         if !recipient.is_live() {
                             continue;
                         }
+                        if let Outcome::Deferred { until_ms, .. } = outcome {
+                            // Not an attempt: only the time of the next one moves.
+                            let due = (*until_ms).min(message.record.expiry_ms.max(now_ms));
+                            recipient.due_ms = Some(due);
+                            changed.push(position);
+                            continue;
+                        }
                         recipient.attempts = recipient.attempts.saturating_add(1);
                         let (state, due, reply) = match outcome {
                             Outcome::Delivered(reply) => {
@@ -106,7 +113,7 @@ impl Queue {
                                 None,
                                 format!("expired: not delivered in time; last reply: {reply}"),
                             ),
-                            Outcome::TempFailed(reply) => {
+                            Outcome::TempFailed(reply) | Outcome::Deferred { reason: reply, .. } => {
                                 let wait = retry_after(retry, recipient.attempts);
                                 let wait = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
                                 // Due no later than the expiry, so it fails as expired on time.

@@ -15,6 +15,8 @@
 //! | `("quota", quota, group, unit)`       | `i64` use of a quota group; unit `msgs`/`bytes` |
 //! | `("charged", id)`                     | `(size, [(quota, group)…])` the message is charged |
 //! | `("member", owner)`                   | `(expiry_ms,)`: a scheduler's heartbeat         |
+//! | `("throttle", id, group, "slot", holder)` | `(expiry_ms,)`: a delivery under way        |
+//! | `("throttle", id, group, "rate")`     | `(window_start_ms, count)`                      |
 //!
 //! Why this shape:
 //! - Recipients have a key each: delivery updates one recipient without rewriting the others,
@@ -31,7 +33,7 @@
 //!   storage team. Reading a total is one range read of `SHARDS` keys per counter.
 //! - A message's delivery lease has its own key, not a field of the record: claiming and
 //!   renewing rewrite a few bytes, and readers of the record do not conflict with renewals.
-//! - Quotas, heartbeats and (later) throttles have subspaces of their own beside these.
+//! - Quotas, heartbeats and throttles have subspaces of their own beside these.
 
 use ferrymail_rpc::queue::{Priority, RecipientState};
 use ferrymail_store::{KeyRange, Subspace};
@@ -49,6 +51,7 @@ pub(crate) struct Keys {
     quotas: Subspace,
     charged: Subspace,
     members: Subspace,
+    throttles: Subspace,
 }
 
 impl Keys {
@@ -64,6 +67,7 @@ impl Keys {
             quotas: queue.subspace(&("quota",)),
             charged: queue.subspace(&("charged",)),
             members: queue.subspace(&("member",)),
+            throttles: queue.subspace(&("throttle",)),
         }
     }
 
@@ -176,6 +180,21 @@ impl Keys {
             .unpack::<(String,)>(key)
             .ok()
             .map(|(owner,)| owner)
+    }
+
+    /// The concurrency slot of `holder` in `group` of throttle `throttle`.
+    pub(crate) fn throttle_slot(&self, throttle: &str, group: &str, holder: &str) -> Vec<u8> {
+        self.throttles.pack(&(throttle, group, "slot", holder))
+    }
+
+    /// Every concurrency slot of `group` of throttle `throttle`.
+    pub(crate) fn throttle_slots(&self, throttle: &str, group: &str) -> KeyRange {
+        range(&self.throttles.subspace(&(throttle, group, "slot")))
+    }
+
+    /// The rate window of `group` of throttle `throttle`.
+    pub(crate) fn throttle_rate(&self, throttle: &str, group: &str) -> Vec<u8> {
+        self.throttles.pack(&(throttle, group, "rate"))
     }
 
     /// Every counter of every shard.

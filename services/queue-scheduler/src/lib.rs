@@ -8,8 +8,8 @@
 //! [`Scheduler`] delivers: it claims due messages under leases with fencing tokens, routes
 //! each recipient by `queue.outbound.next-hop`, relays over SMTP or LMTP, records the results
 //! and reports failures and delays to the sender (`dsn`). Enqueue enforces the queue quotas
-//! (`quota`). Schedulers divide the due-index shards through heartbeats (`membership`). MX
-//! delivery and throttles are not built yet ([`NOT_BUILT_YET`]).
+//! (`quota`). Schedulers divide the due-index shards through heartbeats (`membership`) and
+//! obey shared throttles (`throttle`). MX delivery is not built yet ([`NOT_BUILT_YET`]).
 
 mod body_collection;
 mod cancel;
@@ -38,6 +38,7 @@ mod scheduler;
 mod service;
 mod store_failure;
 mod stored_message;
+mod throttle;
 
 pub use body_collection::{COLLECT_EVERY, COLLECT_GRACE, collect_bodies};
 pub use delivery::Outcome;
@@ -56,5 +57,5 @@ pub use service::Queue;
 pub use stored_message::StoredMessage;
 
 /// What this role does not do yet; logged at start-up.
-pub const NOT_BUILT_YET: &str = "MX delivery and throttles are not implemented yet: this \
-     scheduler relays to remotes only, one connection per message";
+pub const NOT_BUILT_YET: &str = "MX delivery is not implemented yet: this scheduler relays to \
+     remotes only, one connection per message";

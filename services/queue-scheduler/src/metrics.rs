@@ -81,7 +81,7 @@ impl QueueMetrics {
         );
         metrics.register(
             "queue_deliveries_total",
-            "Delivery attempts per recipient by result (delivered, temp_failed, perm_failed)",
+            "Delivery attempts per recipient by result (delivered, temp_failed, perm_failed; throttled: held back by queue.throttle, not attempted)",
             this.deliveries.clone(),
         );
         metrics.register(
@@ -124,6 +124,7 @@ impl QueueMetrics {
             Outcome::Delivered(_) => "delivered",
             Outcome::TempFailed(_) => "temp_failed",
             Outcome::PermFailed(_) => "perm_failed",
+            Outcome::Deferred { .. } => "throttled",
         };
         self.deliveries.get_or_create(&ResultLabel { result }).inc();
     }

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use ferrymail_config::Config;
+use ferrymail_config::model::queue_limits::Throttle;
 use ferrymail_config::model::remote::Remote;
 use ferrymail_rpc::queue::{QueueError, Recipient};
 use ferrymail_store::StoreError;
@@ -30,6 +31,7 @@ use crate::route::{Route, Router};
 use crate::service::Queue;
 use crate::store_failure::from_store;
 use crate::stored_message::StoredMessage;
+use crate::throttle::{self, Admission};
 
 /// The last reply of recipients routed to MX delivery.
 pub const MX_NOT_BUILT: &str = "MX delivery is not implemented yet";
@@ -73,6 +75,7 @@ struct Settings {
     remotes: BTreeMap<String, Remote>,
     retry: Vec<Duration>,
     notify: Vec<Duration>,
+    throttles: BTreeMap<String, Throttle>,
     hostname: String,
 }
 
@@ -393,7 +396,7 @@ impl Scheduler {
         let deliveries = routes.into_iter().map(|(route, recipients)| {
             let settings = settings.clone();
             async move {
-                self.deliver_route(&settings, claim, route, recipients)
+                self.throttled(&settings, claim, route, recipients, now_ms)
                     .await
             }
         });
@@ -402,6 +405,63 @@ impl Scheduler {
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    /// Delivers `recipients` through `route` at `now_ms` once the throttles they count in
+    /// allow it, or defers them all.
+    async fn throttled(
+        &self,
+        settings: &Settings,
+        claim: &Claim,
+        route: Route,
+        recipients: Vec<(u32, Recipient)>,
+        now_ms: u64,
+    ) -> Vec<(u32, Outcome)> {
+        let record = &claim.message.record;
+        let hop = match &route {
+            Route::Mx => "mx".to_owned(),
+            Route::Remote(id) => id.clone(),
+        };
+        let addresses: Vec<&str> = recipients.iter().map(|(_, r)| r.address.as_str()).collect();
+        let groups = throttle::groups(&settings.throttles, &record.envelope, &addresses, &hop);
+        let holder = format!("{}/{}/{hop}", record.id, claim.lease.token);
+        let expiry_ms = now_ms.saturating_add(millis(self.options.lease));
+        let admission = throttle::acquire(
+            &self.queue.store,
+            &self.queue.keys,
+            groups,
+            holder,
+            now_ms,
+            expiry_ms,
+        )
+        .await;
+        let permit = match admission {
+            Ok(Admission::Granted(permit)) => permit,
+            Ok(Admission::Deferred { throttle, until_ms }) => {
+                tracing::debug!(queue_id = %record.id, %throttle, "delivery held back by a throttle");
+                let reason = format!("held back by queue.throttle.{throttle}");
+                return recipients
+                    .into_iter()
+                    .map(|(index, _)| {
+                        let reason = reason.clone();
+                        (index, Outcome::Deferred { until_ms, reason })
+                    })
+                    .collect();
+            }
+            Err(error) => {
+                let reason = format!("cannot check the throttles: {error}");
+                return recipients
+                    .into_iter()
+                    .map(|(index, _)| (index, Outcome::TempFailed(reason.clone())))
+                    .collect();
+            }
+        };
+        let outcomes = self.deliver_route(settings, claim, route, recipients).await;
+        if let Err(error) = throttle::release(&self.queue.store, permit).await {
+            // The slots expire with the lease instead.
+            tracing::warn!(queue_id = %record.id, %error, "cannot release throttle slots");
+        }
+        outcomes
     }
 
     async fn deliver_route(
@@ -448,6 +508,7 @@ impl Scheduler {
                     Outcome::Delivered(_) => "delivered",
                     Outcome::TempFailed(_) => "temp-failed",
                     Outcome::PermFailed(_) => "perm-failed",
+                    Outcome::Deferred { .. } => "throttled",
                 },
                 reply = outcome.reply(),
                 "delivery attempt"
@@ -486,9 +547,9 @@ impl Scheduler {
         let settings = self.settings.load_full();
         let record = &claim.message.record;
         let may_report = dsn::may_notify(record)
-            && outcomes
-                .iter()
-                .any(|(_, outcome)| !matches!(outcome, Outcome::Delivered(_)));
+            && outcomes.iter().any(|(_, outcome)| {
+                matches!(outcome, Outcome::TempFailed(_) | Outcome::PermFailed(_))
+            });
         let original = if may_report {
             self.queue.original(record).await
         } else {
@@ -555,6 +616,7 @@ fn settings(config: &Config) -> Settings {
         remotes: config.remotes.clone(),
         retry: config.queue.retry.clone(),
         notify: config.queue.notify.clone(),
+        throttles: config.queue.throttles.clone(),
         hostname: config.server.hostname.clone(),
     }
 }

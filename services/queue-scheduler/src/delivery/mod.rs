@@ -16,6 +16,13 @@ pub enum Outcome {
     TempFailed(String),
     /// Never: a 5xx reply, or the message expired.
     PermFailed(String),
+    /// Not attempted: a throttle holds deliveries back until `until_ms` (Unix milliseconds).
+    Deferred {
+        /// When to try.
+        until_ms: u64,
+        /// Which throttle.
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -32,6 +39,7 @@ impl Outcome {
     pub fn reply(&self) -> &str {
         match self {
             Outcome::Delivered(r) | Outcome::TempFailed(r) | Outcome::PermFailed(r) => r,
+            Outcome::Deferred { reason, .. } => reason,
         }
     }
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod sharing;
+mod throttling;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

@@ -1,0 +1,122 @@
+//! Throttles hold deliveries back across schedulers: a concurrency limit counts the deliveries
+//! of every scheduler sharing the store, a rate limit every start, and a held-back recipient
+//! keeps its attempts and waits for the limit, not for the retry schedule.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ferrymail_e2e::{SmtpSink, SmtpSinkOptions};
+use ferrymail_queue_scheduler::{Committed, Queue, Scheduler};
+use ferrymail_rpc::queue::{QueueService, RecipientState};
+use ferrymail_store::{Store, StoreOptions};
+
+use crate::{config_text, enqueue, options};
+
+fn config(port: u16, throttle: &str) -> ferrymail_config::Config {
+    let text = format!("{}{throttle}", config_text(port, "smtp"));
+    ferrymail_config::load_str("test.toml", &text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_concurrency_limit_counts_the_deliveries_of_every_scheduler() {
+    // Deliveries take a second, so the two attempts overlap.
+    let sink = SmtpSink::start(SmtpSinkOptions {
+        data_delay: Some(1),
+        ..SmtpSinkOptions::default()
+    });
+    let config = config(
+        sink.address().port(),
+        "[queue.throttle.relay]\nkey = [\"remote\"]\nconcurrency = 1\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
+    let scheduler = |owner: &str| {
+        let queue = Arc::new(Queue::new(store.clone(), &config.queue));
+        Arc::new(Scheduler::new(queue, &config, options(owner)))
+    };
+    let (one, two) = (scheduler("one"), scheduler("two"));
+    let first = enqueue(one.queue(), &["a@example.net"]).await;
+    let second = enqueue(one.queue(), &["b@example.net"]).await;
+    let now = SystemTime::now();
+    let (a, b) = tokio::join!(one.attempt(&first, now), two.attempt(&second, now));
+    let mut results = [a.unwrap().unwrap(), b.unwrap().unwrap()];
+    results.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(
+        results,
+        [Committed::Kept { live: 1 }, Committed::Removed],
+        "one delivered, the other held back"
+    );
+    for id in [&first, &second] {
+        let Ok(detail) = one.queue().get(&id.to_wire()).await else {
+            continue;
+        };
+        let recipient = &detail.recipients[0];
+        assert_eq!(recipient.state, RecipientState::Pending, "{recipient:?}");
+        assert_eq!(recipient.attempts, 0, "being held back is not an attempt");
+        assert!(recipient.last_reply.is_none(), "{recipient:?}");
+        let next = recipient.next_attempt.unwrap();
+        let now_s = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            (now_s + 1..=now_s + 3).contains(&next),
+            "due again shortly: {next} vs {now_s}"
+        );
+    }
+    assert_eq!(sink.received(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_defers_the_rest_to_the_next_window() {
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let config = config(
+        sink.address().port(),
+        "[queue.throttle.per-domain]\nkey = [\"rcpt-domain\"]\nrate = \"2/1h\"\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
+    let queue = Arc::new(Queue::new(store, &config.queue));
+    let scheduler = Scheduler::new(queue.clone(), &config, options("one"));
+    let mut ids = Vec::new();
+    for rcpt in [
+        "a@slow.example",
+        "b@slow.example",
+        "c@slow.example",
+        "d@other.example",
+    ] {
+        ids.push(enqueue(&queue, &[rcpt]).await);
+    }
+    let now = SystemTime::now();
+    let mut results = Vec::new();
+    for id in &ids {
+        results.push(scheduler.attempt(id, now).await.unwrap().unwrap());
+    }
+    assert_eq!(
+        results,
+        [
+            Committed::Removed,
+            Committed::Removed,
+            Committed::Kept { live: 1 },
+            Committed::Removed
+        ],
+        "the third of slow.example waits; other.example has its own window"
+    );
+    let third = queue.get(&ids[2].to_wire()).await.unwrap();
+    let next = third.recipients[0].next_attempt.unwrap();
+    let now_s = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        (now_s + 3590..=now_s + 3601).contains(&next),
+        "due when the window ends: {next} vs {now_s}"
+    );
+    // When the window has passed, it goes.
+    let later = now + Duration::from_secs(3601);
+    assert_eq!(
+        scheduler.attempt(&ids[2], later).await.unwrap(),
+        Some(Committed::Removed)
+    );
+    assert_eq!(sink.received(), 4);
+}
