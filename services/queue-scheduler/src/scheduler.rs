@@ -41,7 +41,10 @@ pub const MX_NOT_BUILT: &str = "MX delivery is not implemented yet";
 pub struct SchedulerOptions {
     /// This scheduler's name in leases: unique among the schedulers sharing a store.
     pub owner: String,
-    /// How long a claim lasts; renewed at half of it while a delivery runs.
+    /// How long a claim lasts; renewed at half of it while a delivery runs. It is also how
+    /// long the messages a crashed scheduler held wait before another takes them over: short
+    /// enough that a restart does not delay them much, long enough that renewals (one short
+    /// transaction per delivery per half lease) cost little.
     pub lease: Duration,
     /// Wait between two reads of the due index when no enqueue wakes the scheduler.
     pub poll: Duration,
@@ -56,14 +59,14 @@ pub struct SchedulerOptions {
 }
 
 impl SchedulerOptions {
-    /// Defaults for a scheduler on host `hostname`, owning every shard.
+    /// Defaults for a scheduler on host `hostname`, sharing the shards with the others.
     pub fn new(hostname: &str) -> Self {
         Self {
             owner: format!("{hostname}/{:016x}", rand::random::<u64>()),
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(30),
             poll: Duration::from_secs(1),
             shards: None,
-            heartbeat: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
             max_in_flight: 256,
         }
     }
