@@ -194,3 +194,94 @@ send("two@remote.test")
     let (status, _) = process.terminate();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn futurerelease_and_mt_priority_travel_from_the_client_to_the_queue() {
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        auth_penalty: false,
+        ..DovecotOptions::default()
+    });
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let config = format!(
+        r#"
+[server]
+hostname = "mx.test"
+shutdown-timeout = "5s"
+[server.listener.smtp]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+[server.listener.grpc]
+bind = "127.0.0.1:0"
+protocol = "grpc"
+{store}{mailboxes}[session.rcpt]
+directory = "mailboxes"
+[remote.sink]
+address = "127.0.0.1"
+port = {sink}
+protocol = "smtp"
+tls.implicit = false
+timeout = "10s"
+[queue.outbound]
+next-hop = "sink"
+"#,
+        store = EMBEDDED_STORE,
+        mailboxes = mailboxes_directory(&dovecot),
+        sink = sink.address().port(),
+    );
+    let mut process = Ferrymail::start("all", &config);
+    let smtp = process.address("smtp");
+    let grpc = process.address("grpc");
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("{host}", {port}, timeout=30)
+s.ehlo("client.test")
+assert s.has_extn("futurerelease") and s.has_extn("mt-priority"), s.esmtp_features
+s.mail("sender@remote.test", ["HOLDFOR=3", "MT-PRIORITY=4"])
+s.rcpt("{rcpt}")
+code, reply = s.data(b"Subject: later\r\n\r\nheld\r\n")
+print(code, reply.decode())
+s.quit()
+"#,
+        host = smtp.ip(),
+        port = smtp.port(),
+        rcpt = ALICE.0,
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = stdout
+        .trim()
+        .strip_prefix("250 2.0.0 Message queued as ")
+        .unwrap_or_else(|| panic!("{stdout}"));
+
+    let queue = GrpcQueue::connect(&format!("http://{grpc}")).unwrap();
+    let detail = queue
+        .get(&ferrymail_rpc::queue::QueueId::new(id))
+        .await
+        .unwrap();
+    assert_eq!(detail.summary.priority.get(), 4);
+    let next = detail.summary.next_attempt.unwrap();
+    assert!(
+        next >= detail.summary.arrival + 2,
+        "held for HOLDFOR=3: next attempt {next}, arrival {}",
+        detail.summary.arrival
+    );
+    // Released when the hold ends.
+    tokio::task::block_in_place(|| sink.wait_for_messages(1));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now >= next, "delivered before its release time");
+    let (status, _) = process.terminate();
+    assert!(status.success(), "{status}");
+}

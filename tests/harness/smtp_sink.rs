@@ -198,6 +198,23 @@ impl SmtpSink {
             .collect()
     }
 
+    /// Every message received so far, in the order smtp-sink finished writing them.
+    pub fn messages_in_order(&self) -> Vec<String> {
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> =
+            std::fs::read_dir(self.dir.path().join("dump"))
+                .unwrap()
+                .map(|entry| {
+                    let path = entry.unwrap().path();
+                    (std::fs::metadata(&path).unwrap().modified().unwrap(), path)
+                })
+                .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|(_, file)| std::fs::read_to_string(file).unwrap())
+            .collect()
+    }
+
     /// Stops smtp-sink (SIGKILL) and reaps it. Does nothing when already stopped.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

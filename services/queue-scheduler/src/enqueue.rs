@@ -53,6 +53,7 @@ impl Queue {
             .charged(charges),
         );
         let (id, size) = (message.id(), message.size());
+        let entry = message.due_entry();
         let (keys, blobs) = (self.keys.clone(), self.blobs.clone());
         self.store
             .transact(move |tx| {
@@ -63,7 +64,9 @@ impl Queue {
             .map_err(enqueue_failure)?;
         tracing::debug!(queue_id = %id, size, "message queued");
         self.metrics.enqueued();
-        self.push_fresh(id);
+        if entry.due_ms <= id.unix_millis() {
+            self.push_fresh(entry);
+        }
         Ok(id)
     }
 

@@ -11,7 +11,7 @@ use ferrymail_store::blob::{BlobId, BlobStore, SmallBlob};
 use ferrymail_store::{StoreError, Transaction};
 
 use crate::counters::CounterDelta;
-use crate::due_index::move_entry;
+use crate::due_index::{DueEntry, move_entry};
 use crate::keys::{Keys, blob_owner};
 use crate::queue_id::MessageId;
 use crate::quota::{self, Charge};
@@ -110,6 +110,16 @@ impl NewMessage {
     /// The message's queue id.
     pub(crate) fn id(&self) -> MessageId {
         self.record.id
+    }
+
+    /// Its entry in the due index.
+    pub(crate) fn due_entry(&self) -> DueEntry {
+        DueEntry {
+            queue_id: self.record.id,
+            shard: self.record.id.shard(),
+            priority: self.record.envelope.priority,
+            due_ms: self.due_ms,
+        }
     }
 
     /// Its size as delivered.

@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use ferrymail_rpc::queue::QueueError;
 
-use crate::due_index::{earliest, move_entry};
+use crate::due_index::{DueEntry, earliest, move_entry};
 use crate::message_change::Change;
 use crate::queue_id::{MessageId, unix_millis};
 use crate::service::Queue;
@@ -51,13 +51,22 @@ impl Queue {
                         move_entry(tx, &keys, &mut message.record, due)?;
                         tx.set(&keys.message(&id), &message.record.encode())?;
                     }
-                    Ok(Change::Done(rescheduled))
+                    let priority = message.record.envelope.priority;
+                    Ok(Change::Done((rescheduled, priority)))
                 })
             })
             .await
             .map_err(|e| from_store("retry", e))?
             .into_result(&id)
-            .inspect(|_| self.push_fresh(id))
+            .map(|(rescheduled, priority)| {
+                self.push_fresh(DueEntry {
+                    queue_id: id,
+                    shard: id.shard(),
+                    priority,
+                    due_ms: now_ms,
+                });
+                rescheduled
+            })
     }
 }
 

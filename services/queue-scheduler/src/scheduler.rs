@@ -254,35 +254,33 @@ impl Scheduler {
         in_flight: &mut JoinSet<MessageId>,
         busy: &mut HashSet<MessageId>,
     ) {
-        while busy.len() < self.options.max_in_flight {
-            let Some(id) = self.queue.take_fresh() else {
-                break;
-            };
-            self.start(id, in_flight, busy);
+        let room = self.options.max_in_flight.saturating_sub(busy.len());
+        let fresh = self.queue.take_fresh();
+        if room == 0 {
+            self.queue.keep_fresh(fresh);
+            return;
         }
+        let mut candidates = fresh;
         let owned = self.owned.load_full();
         for &shard in owned.iter() {
-            let room = self.options.max_in_flight.saturating_sub(busy.len());
-            if room == 0 {
-                return;
-            }
-            let due = match self
+            match self
                 .queue
                 .due(shard, SystemTime::now(), room + busy.len())
                 .await
             {
-                Ok(due) => due,
-                Err(error) => {
-                    tracing::warn!(shard, %error, "cannot read the due index");
-                    continue;
-                }
-            };
-            for entry in due {
-                if busy.len() >= self.options.max_in_flight {
-                    return;
-                }
-                self.start(entry.queue_id, in_flight, busy);
+                Ok(due) => candidates.extend(due),
+                Err(error) => tracing::warn!(shard, %error, "cannot read the due index"),
             }
+        }
+        // Highest priority first, then the longest due, whichever shard or list it came from.
+        candidates.sort_by_key(|entry| (std::cmp::Reverse(entry.priority), entry.due_ms));
+        for entry in candidates {
+            if busy.len() >= self.options.max_in_flight {
+                // A fresh message not started now is still due in the index: its shard's
+                // owner (maybe this scheduler) starts it at its next read.
+                break;
+            }
+            self.start(entry.queue_id, in_flight, busy);
         }
     }
 

@@ -1,6 +1,6 @@
 //! [`Queue`]: the queue model in the store, serving the `Queue` contract.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -24,7 +24,7 @@ use crate::queue_id::{MessageId, unix_millis};
 use crate::store_failure::from_store;
 use crate::stored_message::StoredMessage;
 
-/// Most ids waiting in [`Queue::push_fresh`]'s list (16 bytes each).
+/// Most entries waiting in [`Queue::push_fresh`]'s list (40 bytes each).
 pub const MAX_FRESH: usize = 4096;
 
 /// The durable mail queue, kept in the store and shared by every process that opens it.
@@ -39,7 +39,7 @@ pub struct Queue {
     /// Wakes this process's scheduler when something becomes due at once (an enqueue).
     pub(crate) wake: tokio::sync::Notify,
     /// Messages enqueued through this process, for its scheduler to attempt at once.
-    fresh: std::sync::Mutex<VecDeque<MessageId>>,
+    fresh: std::sync::Mutex<Vec<DueEntry>>,
     /// `queue.schedule.expire` in milliseconds, replaced on reload.
     expire_ms: AtomicU64,
     /// `queue.quota.<id>`, replaced on reload.
@@ -62,7 +62,7 @@ impl Queue {
             store,
             keys,
             wake: tokio::sync::Notify::new(),
-            fresh: std::sync::Mutex::new(VecDeque::new()),
+            fresh: std::sync::Mutex::new(Vec::new()),
             expire_ms: AtomicU64::new(0),
             quotas: ArcSwap::from_pointee(BTreeMap::new()),
             metrics,
@@ -78,23 +78,29 @@ impl Queue {
         self.quotas.store(Arc::new(config.quotas.clone()));
     }
 
-    /// Hands message `id`, just enqueued, to this process's scheduler. Beyond [`MAX_FRESH`]
-    /// waiting ids, the message is left to its shard's owner, which finds it on its next read.
-    pub(crate) fn push_fresh(&self, id: MessageId) {
+    /// Hands `entry`, a message just enqueued (or retried) and due now, to this process's
+    /// scheduler. Beyond [`MAX_FRESH`] waiting entries, the message is left to its shard's
+    /// owner, which finds it on its next read.
+    pub(crate) fn push_fresh(&self, entry: DueEntry) {
         let mut fresh = self.fresh.lock().unwrap_or_else(PoisonError::into_inner);
         if fresh.len() < MAX_FRESH {
-            fresh.push_back(id);
+            fresh.push(entry);
         }
         drop(fresh);
         self.wake.notify_one();
     }
 
-    /// The next message enqueued through this process, oldest first.
-    pub(crate) fn take_fresh(&self) -> Option<MessageId> {
-        self.fresh
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front()
+    /// Puts back entries taken by [`Queue::take_fresh`] that could not start yet, without
+    /// waking the scheduler (it is the one that has no room).
+    pub(crate) fn keep_fresh(&self, entries: Vec<DueEntry>) {
+        let mut fresh = self.fresh.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = MAX_FRESH.saturating_sub(fresh.len());
+        fresh.extend(entries.into_iter().take(room));
+    }
+
+    /// Every message handed over by [`Queue::push_fresh`] and not yet taken.
+    pub(crate) fn take_fresh(&self) -> Vec<DueEntry> {
+        std::mem::take(&mut *self.fresh.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// How long a new message may stay queued.
