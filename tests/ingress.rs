@@ -105,17 +105,7 @@ fn python(script: &str, address: SocketAddr, ca: &std::path::Path) -> String {
         .replace("{host}", &address.ip().to_string())
         .replace("{port}", &address.port().to_string())
         .replace("{ca}", &ca.display().to_string());
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed:\n{script}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    ferrymail_e2e::python(&script)
 }
 
 async fn queued(lab: &Lab) -> u64 {

@@ -7,7 +7,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpStream};
-use std::process::Command;
 
 use ferrymail_e2e::{
     ALICE, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail, PEER_PATIENCE, TestCertificates,
@@ -289,17 +288,7 @@ s.quit()
     .replace("{ca}", &lab.ca.display().to_string())
     .replace("{host}", &lab.submissions.ip().to_string())
     .replace("{port}", &lab.submissions.port().to_string());
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = ferrymail_e2e::python(&script);
     let (code, text) = stdout.trim().split_once(' ').unwrap();
     let id = queue_id(code.parse().unwrap(), text);
     assert_eq!(logged_client(&mut lab.process, &id), "192.0.2.45");

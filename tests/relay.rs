@@ -4,23 +4,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferrymail_e2e::{
     ALICE, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail, SmtpSink, SmtpSinkOptions,
-    mailboxes_directory,
+    mailboxes_directory, python,
 };
 use ferrymail_rpc::queue::{GrpcQueue, QueueService, QueueStats};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn all_relays_a_message_to_the_next_hop_and_empties_the_queue() {
-    let dovecot = Dovecot::start_with(DovecotOptions {
-        auth_penalty: false,
-        ..DovecotOptions::default()
-    });
-    let sink = SmtpSink::start(SmtpSinkOptions::default());
-    let config = format!(
+/// `ferrymail all` with SMTP and gRPC listeners, the embedded store, Dovecot validating
+/// recipients, and `remote.sink` (at `sink`) as the next hop; `extra` is appended.
+fn relay_config(dovecot: &Dovecot, sink: &SmtpSink, extra: &str) -> String {
+    format!(
         r#"
 [server]
 hostname = "mx.test"
@@ -44,11 +39,26 @@ tls.implicit = false
 timeout = "10s"
 [queue.outbound]
 next-hop = "sink"
-"#,
+{extra}"#,
         store = EMBEDDED_STORE,
-        mailboxes = mailboxes_directory(&dovecot),
+        mailboxes = mailboxes_directory(dovecot),
         sink = sink.address().port(),
-    );
+    )
+}
+
+/// A Dovecot answering recipient checks at once.
+fn dovecot() -> Dovecot {
+    Dovecot::start_with(DovecotOptions {
+        auth_penalty: false,
+        ..DovecotOptions::default()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn all_relays_a_message_to_the_next_hop_and_empties_the_queue() {
+    let dovecot = dovecot();
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let config = relay_config(&dovecot, &sink, "");
     let mut process = Ferrymail::start("all", &config);
     let smtp = process.address("smtp");
     let grpc = process.address("grpc");
@@ -66,16 +76,7 @@ s.quit()
         port = smtp.port(),
         rcpt = ALICE.0,
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python(&script);
 
     tokio::task::block_in_place(|| sink.wait_for_messages(1));
     let messages = sink.messages();
@@ -113,40 +114,16 @@ s.quit()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_queue_quota_is_a_temporary_refusal_at_the_smtp_level() {
-    let dovecot = Dovecot::start_with(DovecotOptions {
-        auth_penalty: false,
-        ..DovecotOptions::default()
-    });
+    let dovecot = dovecot();
     // The relay refuses for now, so the first message stays queued and holds the quota.
     let sink = SmtpSink::start(SmtpSinkOptions {
         reject_temporarily: vec!["RCPT".into()],
         ..SmtpSinkOptions::default()
     });
-    let config = format!(
-        r#"
-[server]
-hostname = "mx.test"
-shutdown-timeout = "5s"
-[server.listener.smtp]
-bind = "127.0.0.1:0"
-protocol = "smtp"
-{store}{mailboxes}[session.rcpt]
-directory = "mailboxes"
-[remote.sink]
-address = "127.0.0.1"
-port = {sink}
-protocol = "smtp"
-tls.implicit = false
-timeout = "10s"
-[queue.outbound]
-next-hop = "sink"
-[queue.quota.per-sender]
-key = ["sender"]
-messages = 1
-"#,
-        store = EMBEDDED_STORE,
-        mailboxes = mailboxes_directory(&dovecot),
-        sink = sink.address().port(),
+    let config = relay_config(
+        &dovecot,
+        &sink,
+        "[queue.quota.per-sender]\nkey = [\"sender\"]\nmessages = 1\n",
     );
     let mut process = Ferrymail::start("all", &config);
     let smtp = process.address("smtp");
@@ -170,17 +147,7 @@ send("two@remote.test")
         port = smtp.port(),
         rcpt = ALICE.0,
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = python(&script);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "one@remote.test 250", "{stdout}");
     assert!(
@@ -197,37 +164,9 @@ send("two@remote.test")
 
 #[tokio::test(flavor = "multi_thread")]
 async fn futurerelease_and_mt_priority_travel_from_the_client_to_the_queue() {
-    let dovecot = Dovecot::start_with(DovecotOptions {
-        auth_penalty: false,
-        ..DovecotOptions::default()
-    });
+    let dovecot = dovecot();
     let sink = SmtpSink::start(SmtpSinkOptions::default());
-    let config = format!(
-        r#"
-[server]
-hostname = "mx.test"
-shutdown-timeout = "5s"
-[server.listener.smtp]
-bind = "127.0.0.1:0"
-protocol = "smtp"
-[server.listener.grpc]
-bind = "127.0.0.1:0"
-protocol = "grpc"
-{store}{mailboxes}[session.rcpt]
-directory = "mailboxes"
-[remote.sink]
-address = "127.0.0.1"
-port = {sink}
-protocol = "smtp"
-tls.implicit = false
-timeout = "10s"
-[queue.outbound]
-next-hop = "sink"
-"#,
-        store = EMBEDDED_STORE,
-        mailboxes = mailboxes_directory(&dovecot),
-        sink = sink.address().port(),
-    );
+    let config = relay_config(&dovecot, &sink, "");
     let mut process = Ferrymail::start("all", &config);
     let smtp = process.address("smtp");
     let grpc = process.address("grpc");
@@ -247,17 +186,7 @@ s.quit()
         port = smtp.port(),
         rcpt = ALICE.0,
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = python(&script);
     let id = stdout
         .trim()
         .strip_prefix("250 2.0.0 Message queued as ")

@@ -25,7 +25,7 @@ pub use dovecot::{
 pub use fake_dns::FakeDns;
 pub use http::{HttpResponse, http_get};
 pub use lab_config::{EMBEDDED_STORE, logins_directory, mailboxes_directory};
-pub use mail_clients::{ImapClient, ImapResponse, SmtpClient, SmtpReply, sasl_plain};
+pub use mail_clients::{ImapClient, ImapResponse, SmtpClient, SmtpReply, python, sasl_plain};
 pub use peer::{PEER_PATIENCE, require_peer};
 pub use postfix::{POSTFIX_HOSTNAME, Postfix};
 pub use process::{Ferrymail, LogLine, binary};

@@ -226,3 +226,19 @@ impl ImapClient {
 fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
+
+/// Runs `script` with Python 3 (its smtplib/imaplib are the reference clients) and returns
+/// what it printed; a script that fails fails the test, with its error output.
+pub fn python(script: &str) -> String {
+    let out = std::process::Command::new(crate::require_peer("python3"))
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3: {e}"));
+    assert!(
+        out.status.success(),
+        "python failed:\n{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
