@@ -10,13 +10,16 @@ use std::process::Command;
 use std::time::Duration;
 
 use ferrymail_e2e::{
-    ALICE, BOB, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail, SmtpClient, TEMPFAIL_USER,
-    TestCertificates, http_get, logins_directory, mailboxes_directory, require_peer,
+    ALICE, BOB, Dovecot, DovecotOptions, EMBEDDED_STORE, FakeDns, Ferrymail, SmtpClient,
+    TEMPFAIL_USER, TestCertificates, http_get, logins_directory, mailboxes_directory, require_peer,
 };
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
 
 struct Lab {
     _dovecot: Dovecot,
+    /// Answers SERVFAIL for the local domain, so that queued messages stay in the queue (MX
+    /// delivery fails temporarily) and the tests can count them.
+    _dns: FakeDns,
     _certs: tempfile::TempDir,
     ca: std::path::PathBuf,
     cert: std::path::PathBuf,
@@ -39,6 +42,8 @@ fn lab_with(rcpt: &str, extra: &str) -> Lab {
         auth_penalty: false,
         ..DovecotOptions::default()
     });
+    let dns = FakeDns::start();
+    dns.fail("example.org");
     let certs_dir = tempfile::tempdir().unwrap();
     let certs = TestCertificates::generate(certs_dir.path());
     let config = format!(
@@ -70,13 +75,14 @@ directory = "mailboxes"
 {rcpt}
 [session.auth]
 directory = "logins"
-{extra}
+{resolver}{extra}
 "#,
         cert = certs.cert_pem.display(),
         key = certs.key_pem.display(),
         store = EMBEDDED_STORE,
         mailboxes = mailboxes_directory(&dovecot),
         logins = logins_directory(&dovecot),
+        resolver = dns.resolver_config(),
     );
     let mut process = Ferrymail::start("all", &config);
     let smtp = process.address("smtp");
@@ -86,6 +92,7 @@ directory = "logins"
     let grpc = process.address("grpc");
     Lab {
         _dovecot: dovecot,
+        _dns: dns,
         ca: certs.ca_pem.clone(),
         cert: certs.cert_pem.clone(),
         key: certs.key_pem.clone(),

@@ -53,8 +53,18 @@ fn envelope(sender: &str, recipients: &[&str]) -> Envelope {
         recipients: recipients.iter().map(|r| Recipient::new(*r)).collect(),
         priority: Priority::new(2).unwrap(),
         helo: "client.test".into(),
+        // Held for an hour, so that the messages stay pending rather than being delivered
+        // (by MX, the default next hop) while the test looks at them.
+        hold_until: Some(an_hour_from_now()),
         ..Envelope::default()
     }
+}
+
+fn an_hour_from_now() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    now.as_secs() + 3600
 }
 
 #[tokio::test(flavor = "multi_thread")]

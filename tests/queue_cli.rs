@@ -5,7 +5,7 @@
 use std::process::{Command, Output};
 
 use bytes::Bytes;
-use ferrymail_e2e::{EMBEDDED_STORE, Ferrymail, binary};
+use ferrymail_e2e::{EMBEDDED_STORE, FakeDns, Ferrymail, binary};
 use ferrymail_rpc::queue::{BodyError, BodyStream, Envelope, GrpcQueue, QueueService, Recipient};
 
 fn cli(server: &str, args: &[&str]) -> Output {
@@ -27,14 +27,24 @@ fn stdout(output: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn list_show_stats_retry_and_cancel() {
+    // DNS fails for the recipients' domain: once retried, they fail temporarily and stay.
+    let dns = FakeDns::start();
+    dns.fail("example.net");
     let config = format!(
-        "[server]\nhostname = \"queue.test\"\n[server.listener.grpc]\nbind = \"127.0.0.1:0\"\nprotocol = \"grpc\"\n{EMBEDDED_STORE}"
+        "[server]\nhostname = \"queue.test\"\n[server.listener.grpc]\nbind = \"127.0.0.1:0\"\nprotocol = \"grpc\"\n{EMBEDDED_STORE}{}",
+        dns.resolver_config()
     );
     let mut process = Ferrymail::start("queue-scheduler", &config);
     let server = format!("http://{}", process.address("grpc"));
     let queue = GrpcQueue::connect(&server).unwrap();
-    // The default next hop is MX, which is not built: the message stays queued.
+    // Held for an hour: the message stays pending until `retry` releases it.
+    let hold_until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
     let envelope = Envelope {
+        hold_until: Some(hold_until),
         sender: "sender@example.org".into(),
         recipients: vec![
             Recipient::new("a@example.net"),

@@ -9,6 +9,7 @@ use crate::key::{Presence::*, keys};
 use crate::model::certificate::{CertificateChain, PrivateKey};
 use crate::model::directory::{DirectoryType, LookupList};
 use crate::model::message_auth::{SignRule, VerifyRule};
+use crate::model::outbound::TlsPolicy;
 use crate::model::queue::NextHop;
 use crate::model::queue_limits::{QuotaKey, Rate, ThrottleKey};
 use crate::model::remote::RemoteProtocol;
@@ -200,6 +201,34 @@ keys! {
 
     QUEUE_NEXT_HOP: NextHop = "queue.outbound.next-hop", Default("\"mx\""),
         "Where outbound mail goes: a `remote.<id>`, `\"mx\"` for DNS MX delivery, or a rule list choosing one.";
+    QUEUE_OUTBOUND_MX_PORT: u16 = "queue.outbound.mx-port", Default("25"),
+        "Port MX hosts are connected on. Leave it at 25 on the Internet: it exists for tests and for networks whose mail exchangers listen elsewhere (ferrymail's own key).";
+    QUEUE_OUTBOUND_LIMITS_MX: u32 = "queue.outbound.limits.mx", Default("5"),
+        "Most MX hosts of a domain tried on one delivery attempt, in preference order.";
+    QUEUE_OUTBOUND_LIMITS_MULTIHOMED: u32 = "queue.outbound.limits.multihomed", Default("2"),
+        "Most addresses of one MX host tried on one delivery attempt.";
+    QUEUE_OUTBOUND_TLS_STARTTLS: TlsPolicy = "queue.outbound.tls.starttls", Default("\"optional\""),
+        "STARTTLS towards MX hosts: `optional` encrypts when offered (certificates are not verified, and a failed handshake is retried in clear text), `require` fails the attempt temporarily unless a verified TLS session is set up, `disable` never uses it.";
+    QUEUE_OUTBOUND_TLS_ALLOW_INVALID_CERTS: bool = "queue.outbound.tls.allow-invalid-certs", Default("false"),
+        "Accept invalid certificates from MX hosts even when `starttls = \"require\"` (testing only).";
+    QUEUE_OUTBOUND_TLS_DANE: TlsPolicy = "queue.outbound.tls.dane", Default("\"optional\""),
+        "DANE (TLSA records) for MX hosts. Not built yet: TLSA records are not checked, and `require` is refused.";
+    QUEUE_OUTBOUND_TLS_MTA_STS: TlsPolicy = "queue.outbound.tls.mta-sts", Default("\"optional\""),
+        "MTA-STS policies of recipient domains. Not built yet: policies are not fetched, and `require` is refused.";
+    QUEUE_OUTBOUND_TIMEOUTS_CONNECT: Duration = "queue.outbound.timeouts.connect", Default("\"5m\""),
+        "Time limit for connecting to an MX host.";
+    QUEUE_OUTBOUND_TIMEOUTS_GREETING: Duration = "queue.outbound.timeouts.greeting", Default("\"5m\""),
+        "Time limit for an MX host's greeting.";
+    QUEUE_OUTBOUND_TIMEOUTS_TLS: Duration = "queue.outbound.timeouts.tls", Default("\"3m\""),
+        "Time limit for STARTTLS and the TLS handshake with an MX host.";
+    QUEUE_OUTBOUND_TIMEOUTS_EHLO: Duration = "queue.outbound.timeouts.ehlo", Default("\"5m\""),
+        "Time limit for an MX host's reply to EHLO.";
+    QUEUE_OUTBOUND_TIMEOUTS_MAIL_FROM: Duration = "queue.outbound.timeouts.mail-from", Default("\"5m\""),
+        "Time limit for an MX host's reply to MAIL FROM.";
+    QUEUE_OUTBOUND_TIMEOUTS_RCPT_TO: Duration = "queue.outbound.timeouts.rcpt-to", Default("\"5m\""),
+        "Time limit for an MX host's reply to each RCPT TO.";
+    QUEUE_OUTBOUND_TIMEOUTS_DATA: Duration = "queue.outbound.timeouts.data", Default("\"10m\""),
+        "Time limit for DATA at an MX host: the command, each write of the body and the final reply.";
     QUEUE_SCHEDULE_RETRY: Vec<Duration> = "queue.schedule.retry", Default("[\"2m\", \"5m\", \"10m\", \"15m\", \"30m\", \"1h\", \"2h\"]"),
         "Waits between delivery attempts of a recipient; the last repeats.";
     QUEUE_SCHEDULE_NOTIFY: Vec<Duration> = "queue.schedule.notify", Default("[\"1d\", \"3d\"]"),

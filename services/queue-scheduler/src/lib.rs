@@ -6,10 +6,11 @@
 //! encoding in `record`, both next to the code that writes them.
 //!
 //! [`Scheduler`] delivers: it claims due messages under leases with fencing tokens, routes
-//! each recipient by `queue.outbound.next-hop`, relays over SMTP or LMTP, records the results
-//! and reports failures and delays to the sender (`dsn`). Enqueue enforces the queue quotas
-//! (`quota`). Schedulers divide the due-index shards through heartbeats (`membership`) and
-//! obey shared throttles (`throttle`). MX delivery is not built yet ([`NOT_BUILT_YET`]).
+//! each recipient by `queue.outbound.next-hop`, relays over SMTP or LMTP or delivers to the
+//! recipient domains' MX hosts, records the results and reports failures and delays to the
+//! sender (`dsn`). Enqueue enforces the queue quotas (`quota`). Schedulers divide the
+//! due-index shards through heartbeats (`membership`) and obey shared throttles (`throttle`).
+//! DANE and MTA-STS are not built yet ([`NOT_BUILT_YET`]).
 
 mod body_collection;
 mod cancel;
@@ -52,10 +53,11 @@ pub use metrics::QueueMetrics;
 pub use queue_id::{InvalidQueueId, MessageId};
 pub use record::{CorruptRecord, MessageRecord, RecipientRecord};
 pub use route::{Route, Router};
-pub use scheduler::{Claim, MX_NOT_BUILT, Scheduler, SchedulerOptions};
+pub use scheduler::{Claim, Scheduler, SchedulerOptions};
 pub use service::Queue;
 pub use stored_message::StoredMessage;
 
 /// What this role does not do yet; logged at start-up.
-pub const NOT_BUILT_YET: &str = "MX delivery is not implemented yet: this scheduler relays to \
-     remotes only, one connection per message";
+pub const NOT_BUILT_YET: &str = "MX delivery checks neither DANE (TLSA records) nor MTA-STS \
+     policies (queue.outbound.tls.dane and mta-sts accept \"optional\" and \"disable\" only); \
+     one connection per message";

@@ -17,7 +17,7 @@ use ferrymail_rpc::queue::Envelope;
 pub enum Route {
     /// Relay through `remote.<id>`.
     Remote(String),
-    /// DNS MX delivery (not built yet).
+    /// DNS MX delivery.
     Mx,
 }
 

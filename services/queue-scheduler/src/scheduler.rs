@@ -12,14 +12,17 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use ferrymail_config::Config;
+use ferrymail_config::model::outbound::Outbound;
 use ferrymail_config::model::queue_limits::Throttle;
 use ferrymail_config::model::remote::Remote;
+use ferrymail_dns::MessageAuthenticator;
 use ferrymail_rpc::queue::{QueueError, Recipient};
 use ferrymail_store::StoreError;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::delivery::mx::{self, MxContext};
 use crate::delivery::relay::{RelayJob, deliver};
 use crate::delivery::{Outcome, TlsSettings};
 use crate::delivery_result::{CommitPolicy, Committed};
@@ -32,9 +35,6 @@ use crate::service::Queue;
 use crate::store_failure::from_store;
 use crate::stored_message::StoredMessage;
 use crate::throttle::{self, Admission};
-
-/// The last reply of recipients routed to MX delivery.
-pub const MX_NOT_BUILT: &str = "MX delivery is not implemented yet";
 
 /// How a scheduler works.
 #[derive(Debug, Clone)]
@@ -80,6 +80,10 @@ struct Settings {
     notify: Vec<Duration>,
     throttles: BTreeMap<String, Throttle>,
     hostname: String,
+    /// `queue.outbound.*` for MX delivery.
+    outbound: Outbound,
+    /// The resolver of `resolver.*` for MX delivery, or why it could not be built.
+    dns: Result<Arc<MessageAuthenticator>, String>,
 }
 
 /// A message claimed for delivery, as the claim read it.
@@ -115,38 +119,20 @@ impl Scheduler {
     /// A scheduler delivering from `queue` as `config` says.
     pub fn new(queue: Arc<Queue>, config: &Config, options: SchedulerOptions) -> Self {
         let owned = options.shards.clone().unwrap_or_default();
-        let scheduler = Self {
+        Self {
             queue,
             options,
             settings: ArcSwap::from_pointee(settings(config)),
             limits: Mutex::new(HashMap::new()),
             tls: TlsSettings::new(),
             owned: ArcSwap::from_pointee(owned),
-        };
-        scheduler.warn_about();
-        scheduler
+        }
     }
 
     /// Applies a reloaded configuration; deliveries under way finish with the old one.
     pub fn apply(&self, config: &Config) {
         self.settings.store(Arc::new(settings(config)));
-        self.warn_about();
         self.queue.wake.notify_one();
-    }
-
-    fn warn_about(&self) {
-        let settings = self.settings.load();
-        if settings.router.mx_only() {
-            tracing::warn!(
-                "queue.outbound.next-hop sends every recipient to MX delivery, which is not \
-                 implemented yet: messages stay queued, undelivered, until a relay is configured"
-            );
-        } else if settings.router.may_route_to_mx() {
-            tracing::warn!(
-                "queue.outbound.next-hop sends some recipients to MX delivery, which is not \
-                 implemented yet: they fail temporarily and are retried"
-            );
-        }
     }
 
     /// The queue it delivers from.
@@ -174,9 +160,7 @@ impl Scheduler {
             let wake = self.queue.wake.notified();
             let mut wake = std::pin::pin!(wake);
             wake.as_mut().enable();
-            if !self.settings.load().router.mx_only() {
-                self.dispatch(&mut in_flight, &mut busy).await;
-            }
+            self.dispatch(&mut in_flight, &mut busy).await;
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = &mut wake => {}
@@ -479,7 +463,7 @@ impl Scheduler {
                 .collect::<Vec<_>>()
         };
         let id = match route {
-            Route::Mx => return fail_all(MX_NOT_BUILT.to_owned()),
+            Route::Mx => return self.deliver_mx(settings, claim, recipients).await,
             Route::Remote(id) => id,
         };
         let Some(remote) = settings.remotes.get(&id) else {
@@ -520,6 +504,45 @@ impl Scheduler {
             .map(|(index, _)| index)
             .zip(outcomes)
             .collect()
+    }
+
+    /// Delivers `recipients` of the claimed message to their domains' MX hosts.
+    async fn deliver_mx(
+        &self,
+        settings: &Settings,
+        claim: &Claim,
+        recipients: Vec<(u32, Recipient)>,
+    ) -> Vec<(u32, Outcome)> {
+        let record = &claim.message.record;
+        let context = MxContext {
+            dns: settings.dns.as_deref().map_err(String::as_str),
+            tls: &self.tls,
+            settings: &settings.outbound,
+            helo: &settings.hostname,
+            envelope: &record.envelope,
+        };
+        let addresses: HashMap<u32, String> = recipients
+            .iter()
+            .map(|(index, r)| (*index, r.address.clone()))
+            .collect();
+        let outcomes = mx::deliver(&context, recipients, || self.queue.content(record)).await;
+        for (index, outcome) in &outcomes {
+            self.queue.metrics.delivery(outcome);
+            tracing::info!(
+                queue_id = %record.id,
+                route = "mx",
+                rcpt = addresses.get(index).map_or("", String::as_str),
+                result = match outcome {
+                    Outcome::Delivered(_) => "delivered",
+                    Outcome::TempFailed(_) => "temp-failed",
+                    Outcome::PermFailed(_) => "perm-failed",
+                    Outcome::Deferred { .. } => "throttled",
+                },
+                reply = outcome.reply(),
+                "delivery attempt"
+            );
+        }
+        outcomes
     }
 
     /// Records the outcomes of `claim`'s attempt at `now`, unless its lease was lost.
@@ -619,7 +642,20 @@ fn settings(config: &Config) -> Settings {
         notify: config.queue.notify.clone(),
         throttles: config.queue.throttles.clone(),
         hostname: config.server.hostname.clone(),
+        outbound: config.queue.outbound.clone(),
+        dns: resolver(config),
     }
+}
+
+/// The resolver MX delivery asks; when it cannot be built, MX recipients fail temporarily
+/// with the reason until a configuration that works is applied.
+fn resolver(config: &Config) -> Result<Arc<MessageAuthenticator>, String> {
+    ferrymail_dns::authenticator(&config.resolver)
+        .map(Arc::new)
+        .map_err(|error| {
+            tracing::warn!(%error, "no DNS resolver: MX delivery fails temporarily until one can be built");
+            error.to_string()
+        })
 }
 
 fn millis(duration: Duration) -> u64 {

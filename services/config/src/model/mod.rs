@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod directory;
 pub mod lists;
 pub mod message_auth;
+pub mod outbound;
 pub mod queue;
 pub mod queue_limits;
 pub mod remote;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::outbound::Outbound;
 use super::queue_limits::{Quota, Throttle, read_quota, read_throttle};
 use super::references::{Known, check_next_hop};
 use super::rules::{Rules, parse_rules};
@@ -59,6 +60,8 @@ impl FromNode for NextHop {
 pub struct Queue {
     /// `queue.outbound.next-hop`.
     pub next_hop: NextHop,
+    /// `queue.outbound.*`: how MX delivery connects.
+    pub outbound: Outbound,
     /// `queue.schedule.retry`.
     pub retry: Vec<Duration>,
     /// `queue.schedule.notify`.
@@ -75,6 +78,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
     let t = root.table("queue");
     let outbound = t.table("outbound");
     let next_hop = outbound.get(&keys::QUEUE_NEXT_HOP);
+    let mx_delivery = super::outbound::read(&outbound);
     for problem in next_hop.iter().flat_map(|hop| check_next_hop(known, hop)) {
         outbound.report("next-hop", problem);
     }
@@ -94,6 +98,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
     (quotas_valid && throttles_valid).then_some(())?;
     Some(Queue {
         next_hop: next_hop?,
+        outbound: mx_delivery?,
         retry: retry?,
         notify: notify?,
         expire: expire?,

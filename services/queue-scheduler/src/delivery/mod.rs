@@ -1,7 +1,10 @@
 //! Delivering one message's recipients to their next hop, and what each recipient's attempt
 //! came to.
 
+pub(crate) mod mx;
 pub(crate) mod relay;
+mod session;
+mod transaction;
 
 use std::time::Duration;
 
@@ -44,7 +47,7 @@ impl Outcome {
     }
 }
 
-/// Why a relay session failed before the remote answered for a recipient.
+/// Why a session failed before the remote answered for a recipient.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     /// The network failed.
@@ -59,6 +62,12 @@ pub enum DeliveryError {
     /// The remote said something unexpected, or refused the session.
     #[error("{0}")]
     Protocol(String),
+    /// The remote greeted with something other than `220`.
+    #[error("greeting: {0}")]
+    Greeting(String),
+    /// STARTTLS is required (`queue.outbound.tls.starttls = "require"`) and not offered.
+    #[error("STARTTLS is required and the server does not offer it")]
+    StartTlsNotOffered,
     /// The queued body could not be read.
     #[error("reading the queued body: {0}")]
     Body(String),

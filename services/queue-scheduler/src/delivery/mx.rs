@@ -1,0 +1,337 @@
+//! MX delivery (RFC 5321 §5.1): the recipients of one domain go in one transaction to the
+//! domain's mail exchangers, tried in preference order (equal preferences in random order),
+//! or to the domain's own address when it has no MX record (the implicit MX).
+//!
+//! What ends an attempt for good: a null MX (RFC 7505, `556 5.1.10`) and a domain without MX
+//! or address records, NXDOMAIN included (`550 5.1.2`). A DNS failure is always temporary:
+//! mail is never bounced because DNS could not be asked. A host that refuses the connection,
+//! does not greet with `220`, or cannot give the required TLS, is passed over for the next
+//! one (at most `limits.mx` hosts and `limits.multihomed` addresses each); when none takes
+//! the message, the recipients fail temporarily with the last host's reason.
+//!
+//! STARTTLS (`queue.outbound.tls.starttls`): `optional`, the default, encrypts whenever the
+//! host offers STARTTLS without verifying its certificate — opportunistic TLS protects
+//! against passive eavesdropping, and a certificate check that cannot be enforced would only
+//! push mail back to clear text — and retries in clear text on a new connection when the
+//! handshake fails, as Stalwart and Postfix do. `require` delivers only over a session whose
+//! certificate verifies for the MX host name (or any certificate with
+//! `tls.allow-invalid-certs`); `disable` never starts TLS. DANE and MTA-STS are not built.
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use ferrymail_config::model::outbound::{Outbound, TlsPolicy};
+use ferrymail_dns::{LookupError, MessageAuthenticator, MxHost};
+use ferrymail_rpc::queue::{Envelope, Recipient};
+use ferrymail_store::blob::BlobError;
+use futures::Stream;
+use rand::seq::SliceRandom;
+
+use super::session::{Session, connect};
+use super::transaction::settle;
+use super::{DeliveryError, Outcome};
+use ferrymail_tls::TlsSettings;
+
+/// What MX delivery of one message needs besides the recipients and the body.
+pub(crate) struct MxContext<'a> {
+    /// The resolver, or why it could not be built.
+    pub dns: Result<&'a MessageAuthenticator, &'a str>,
+    /// TLS client settings.
+    pub tls: &'a TlsSettings,
+    /// `queue.outbound.*`.
+    pub settings: &'a Outbound,
+    /// Our name in EHLO.
+    pub helo: &'a str,
+    /// The envelope.
+    pub envelope: &'a Envelope,
+}
+
+/// A mail exchanger to try: its name (for TLS and replies) and, when already known, its
+/// addresses.
+struct Exchanger {
+    host: String,
+    addresses: Option<Vec<IpAddr>>,
+}
+
+/// Delivers `recipients` (by recipient index) by MX: one transaction per recipient domain,
+/// the domains at once. `body` opens the message body; it is called once per transaction.
+pub(crate) async fn deliver<S>(
+    context: &MxContext<'_>,
+    recipients: Vec<(u32, Recipient)>,
+    body: impl Fn() -> S,
+) -> Vec<(u32, Outcome)>
+where
+    S: Stream<Item = Result<Bytes, BlobError>>,
+{
+    let mut domains: Vec<(String, Vec<(u32, Recipient)>)> = Vec::new();
+    for (index, recipient) in recipients {
+        let domain = domain_of(&recipient.address);
+        match domains.iter_mut().find(|(d, _)| *d == domain) {
+            Some((_, group)) => group.push((index, recipient)),
+            None => domains.push((domain, vec![(index, recipient)])),
+        }
+    }
+    let deliveries = domains.iter().map(|(domain, group)| {
+        let body = &body;
+        async move {
+            let addresses: Vec<Recipient> = group.iter().map(|(_, r)| r.clone()).collect();
+            let outcomes = deliver_domain(context, domain, &addresses, body).await;
+            group.iter().map(|(index, _)| *index).zip(outcomes)
+        }
+    });
+    futures::future::join_all(deliveries)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The domain of `address`, lower case (empty when it has none).
+fn domain_of(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map_or("", |(_, domain)| domain)
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+/// Delivers the message to `recipients`, all of `domain`; one outcome per recipient.
+async fn deliver_domain<S>(
+    context: &MxContext<'_>,
+    domain: &str,
+    recipients: &[Recipient],
+    body: &impl Fn() -> S,
+) -> Vec<Outcome>
+where
+    S: Stream<Item = Result<Bytes, BlobError>>,
+{
+    let exchangers = match context.dns {
+        Ok(dns) => exchangers(dns, domain, context.settings.max_mx).await,
+        Err(reason) => Err(Outcome::TempFailed(format!(
+            "451 4.4.3 no DNS resolver: {reason}"
+        ))),
+    };
+    let exchangers = match exchangers {
+        Ok(exchangers) => exchangers,
+        Err(outcome) => return vec![outcome; recipients.len()],
+    };
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; recipients.len()];
+    let mut failure = None;
+    for exchanger in exchangers {
+        let addresses = match (exchanger.addresses, context.dns) {
+            (Some(addresses), _) => addresses,
+            (None, Ok(dns)) => match ferrymail_dns::ip_addresses(dns, &exchanger.host).await {
+                Ok(addresses) => addresses,
+                Err(error) => {
+                    failure = Some(error.to_string());
+                    continue;
+                }
+            },
+            (None, Err(_)) => continue,
+        };
+        let max_addresses = usize::try_from(context.settings.max_multihomed).unwrap_or(usize::MAX);
+        for ip in addresses.into_iter().take(max_addresses) {
+            let result = attempt(
+                context,
+                &exchanger.host,
+                ip,
+                recipients,
+                body(),
+                &mut outcomes,
+            );
+            let Err(error) = result.await else {
+                return settle(outcomes, None);
+            };
+            let reason = format!(
+                "{}[{ip}]:{}: {error}",
+                exchanger.host, context.settings.mx_port
+            );
+            tracing::debug!(%domain, %reason, "MX host failed");
+            // Once a host has answered for a recipient, the transaction is under way there:
+            // the rest wait for the next attempt rather than going to another host.
+            if outcomes.iter().any(Option::is_some) {
+                return settle(outcomes, Some(reason));
+            }
+            failure = Some(reason);
+        }
+    }
+    let failure =
+        failure.unwrap_or_else(|| format!("451 4.4.4 no address for the MX hosts of {domain}"));
+    settle(outcomes, Some(failure))
+}
+
+/// The exchangers of `domain`, most preferred first, at most `limit`; or the outcome for every
+/// recipient when there is none to try.
+async fn exchangers(
+    dns: &MessageAuthenticator,
+    domain: &str,
+    limit: u32,
+) -> Result<Vec<Exchanger>, Outcome> {
+    if let Some(literal) = address_literal(domain) {
+        return Ok(vec![Exchanger {
+            host: literal.to_string(),
+            addresses: Some(vec![literal]),
+        }]);
+    }
+    if domain.is_empty() {
+        return Err(Outcome::PermFailed(
+            "550 5.1.3 the recipient address has no domain".into(),
+        ));
+    }
+    match ferrymail_dns::mx_hosts(dns, domain).await {
+        Ok(hosts) if !hosts.is_empty() => preference_order(domain, hosts, limit),
+        Ok(_) | Err(LookupError::NotFound { .. }) => implicit_mx(dns, domain).await,
+        Err(error) => Err(Outcome::TempFailed(format!("451 4.4.3 {error}"))),
+    }
+}
+
+/// The MX hosts in preference order, equal preferences shuffled (RFC 5321 §5.1), or the
+/// permanent failure of a null MX (RFC 7505).
+fn preference_order(
+    domain: &str,
+    mut hosts: Vec<MxHost>,
+    limit: u32,
+) -> Result<Vec<Exchanger>, Outcome> {
+    // A null MX is "." (an empty name once the root dot is trimmed).
+    hosts.retain(|mx| !mx.host.is_empty());
+    if hosts.is_empty() {
+        return Err(Outcome::PermFailed(format!(
+            "556 5.1.10 {domain} does not accept mail (null MX, RFC 7505)"
+        )));
+    }
+    hosts.shuffle(&mut rand::rng());
+    hosts.sort_by_key(|mx| mx.preference);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    Ok(hosts
+        .into_iter()
+        .take(limit)
+        .map(|mx| Exchanger {
+            host: mx.host,
+            addresses: None,
+        })
+        .collect())
+}
+
+/// The domain itself as its only exchanger, when it has an address (RFC 5321 §5.1).
+async fn implicit_mx(dns: &MessageAuthenticator, domain: &str) -> Result<Vec<Exchanger>, Outcome> {
+    match ferrymail_dns::ip_addresses(dns, domain).await {
+        Ok(addresses) if !addresses.is_empty() => Ok(vec![Exchanger {
+            host: domain.to_owned(),
+            addresses: Some(addresses),
+        }]),
+        Ok(_) | Err(LookupError::NotFound { .. }) => Err(Outcome::PermFailed(format!(
+            "550 5.1.2 {domain} has no MX or address record: the domain does not receive mail"
+        ))),
+        Err(error) => Err(Outcome::TempFailed(format!("451 4.4.3 {error}"))),
+    }
+}
+
+/// The address of a domain written as an address literal (`[192.0.2.1]`,
+/// `[IPv6:2001:db8::1]`, RFC 5321 §4.1.3).
+fn address_literal(domain: &str) -> Option<IpAddr> {
+    let inner = domain.strip_prefix('[')?.strip_suffix(']')?;
+    match inner.get(..5) {
+        Some(tag) if tag.eq_ignore_ascii_case("ipv6:") => inner.get(5..)?.parse().ok(),
+        _ => inner.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::from),
+    }
+}
+
+/// One delivery to `host` at `ip`, with the STARTTLS policy; fills `outcomes` as the host
+/// answers.
+async fn attempt(
+    context: &MxContext<'_>,
+    host: &str,
+    ip: IpAddr,
+    recipients: &[Recipient],
+    body: impl Stream<Item = Result<Bytes, BlobError>>,
+    outcomes: &mut [Option<Outcome>],
+) -> Result<(), DeliveryError> {
+    let settings = context.settings;
+    let session = open(context, ip).await?;
+    let session = match settings.starttls {
+        TlsPolicy::Disable => session,
+        TlsPolicy::Optional if !session.offers_starttls() => session,
+        TlsPolicy::Require if !session.offers_starttls() => {
+            session.quit().await;
+            return Err(DeliveryError::StartTlsNotOffered);
+        }
+        TlsPolicy::Require => {
+            session
+                .starttls(host, settings.allow_invalid_certs, context.tls)
+                .await?
+        }
+        TlsPolicy::Optional => match session.starttls(host, true, context.tls).await {
+            Ok(session) => session,
+            Err(error) => {
+                tracing::info!(%host, %ip, %error, "STARTTLS failed; delivering in clear text (queue.outbound.tls.starttls = \"optional\")");
+                open(context, ip).await?
+            }
+        },
+    };
+    session
+        .send(context.envelope, recipients, body, outcomes)
+        .await
+}
+
+/// Connects to `ip` on the MX port, reads the greeting and says EHLO.
+async fn open(context: &MxContext<'_>, ip: IpAddr) -> Result<Session, DeliveryError> {
+    let settings = context.settings;
+    let stream = connect(
+        &ip.to_string(),
+        settings.mx_port,
+        false,
+        false,
+        context.tls,
+        settings.timeouts.connect,
+    )
+    .await?;
+    Session::open(stream, false, context.helo, settings.timeouts).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mx(preference: u16, host: &str) -> MxHost {
+        MxHost {
+            preference,
+            host: host.into(),
+        }
+    }
+
+    fn names(exchangers: &[Exchanger]) -> Vec<&str> {
+        exchangers.iter().map(|e| e.host.as_str()).collect()
+    }
+
+    #[test]
+    fn hosts_go_in_preference_order_up_to_the_limit() {
+        let hosts = vec![mx(30, "c"), mx(10, "a"), mx(20, "b"), mx(40, "d")];
+        let ordered = preference_order("example.org", hosts, 3).unwrap_or_default();
+        assert_eq!(names(&ordered), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_null_mx_is_a_permanent_failure() {
+        let result = preference_order("example.org", vec![mx(0, "")], 5).err();
+        assert!(
+            matches!(&result, Some(Outcome::PermFailed(reply)) if reply.starts_with("556 5.1.10 ")),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn domains_and_address_literals() {
+        assert_eq!(domain_of("Bob@Example.ORG."), "example.org");
+        assert_eq!(domain_of("postmaster"), "");
+        assert_eq!(
+            address_literal("[127.0.0.1]"),
+            Some(IpAddr::from([127, 0, 0, 1]))
+        );
+        assert_eq!(
+            address_literal("[ipv6:::1]"),
+            Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST))
+        );
+        assert_eq!(address_literal("[example.org]"), None);
+        assert_eq!(address_literal("example.org"), None);
+    }
+}

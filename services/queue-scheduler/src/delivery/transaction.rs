@@ -1,0 +1,316 @@
+//! The mail transaction of a session (RFC 5321 §3.3, RFC 2033 for LMTP): MAIL FROM with the
+//! sender's DSN parameters, one RCPT TO per recipient, DATA with the body streamed from the
+//! blob store and dot-stuffed, and the reply (one per accepted recipient over LMTP), turned
+//! into one outcome per recipient. Shared by relay and MX delivery.
+
+use bytes::Bytes;
+use ferrymail_rpc::queue::{BodyType, DsnReturn, Envelope, Notify, Recipient};
+use ferrymail_store::blob::BlobError;
+use futures::{Stream, StreamExt};
+use smtp_proto::{EXT_8BIT_MIME, EXT_DSN, EXT_SMTP_UTF8, Response};
+use tokio::io::AsyncWriteExt;
+
+use super::session::{Session, mail_send_error, reply_text, within};
+use super::{DeliveryError, Outcome};
+use ferrymail_tls::MaybeTls;
+
+/// One outcome per recipient: the answers given, and for recipients without one a
+/// temporary failure saying why (`failure`, or that the session ended).
+pub(crate) fn settle(outcomes: Vec<Option<Outcome>>, failure: Option<String>) -> Vec<Outcome> {
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| {
+                Outcome::TempFailed(
+                    failure
+                        .clone()
+                        .unwrap_or_else(|| "the session ended without a reply".into()),
+                )
+            })
+        })
+        .collect()
+}
+
+impl Session {
+    /// Sends the message from `envelope` to `recipients`, filling `outcomes` (by recipient
+    /// index) as the server answers, then quits. An `Err` leaves the recipients without an
+    /// answer undecided.
+    pub(crate) async fn send(
+        mut self,
+        envelope: &Envelope,
+        recipients: &[Recipient],
+        body: impl Stream<Item = Result<Bytes, BlobError>>,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<(), DeliveryError> {
+        let dsn = self.capabilities.has_capability(EXT_DSN);
+        let reply = self.mail_from(envelope, dsn).await?;
+        if reply.code / 100 != 2 {
+            // Refusing the sender answers for every recipient.
+            let outcome =
+                Outcome::of_reply(reply.code, format!("MAIL FROM: {}", reply_text(&reply)));
+            outcomes.fill(Some(outcome));
+            self.quit().await;
+            return Ok(());
+        }
+        let accepted = self.rcpt_to(recipients, dsn, outcomes).await?;
+        if accepted.is_empty() {
+            self.quit().await;
+            return Ok(());
+        }
+        let limit = self.timeouts.data;
+        let reply = self.command("DATA", limit).await?;
+        if reply.code != 354 {
+            let outcome = Outcome::of_reply(reply.code, format!("DATA: {}", reply_text(&reply)));
+            for &index in &accepted {
+                outcomes[index] = Some(outcome.clone());
+            }
+            self.quit().await;
+            return Ok(());
+        }
+        within(limit, send_body(&mut self.client.stream, body, limit)).await??;
+        self.read_data_replies(&accepted, outcomes).await?;
+        self.quit().await;
+        Ok(())
+    }
+
+    async fn mail_from(
+        &mut self,
+        envelope: &Envelope,
+        dsn: bool,
+    ) -> Result<Response<String>, DeliveryError> {
+        let mut mail = format!("MAIL FROM:<{}>", envelope.sender);
+        if envelope.body_type == BodyType::EightBitMime
+            && self.capabilities.has_capability(EXT_8BIT_MIME)
+        {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if envelope.smtputf8 && self.capabilities.has_capability(EXT_SMTP_UTF8) {
+            mail.push_str(" SMTPUTF8");
+        }
+        if dsn {
+            mail.push_str(&dsn_mail_parameters(envelope));
+        }
+        self.command(&mail, self.timeouts.mail_from).await
+    }
+
+    /// RCPT TO for each recipient; the indexes of those accepted, the others answered.
+    async fn rcpt_to(
+        &mut self,
+        recipients: &[Recipient],
+        dsn: bool,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<Vec<usize>, DeliveryError> {
+        let mut accepted = Vec::new();
+        for (index, rcpt) in recipients.iter().enumerate() {
+            let mut line = format!("RCPT TO:<{}>", rcpt.address);
+            if dsn {
+                line.push_str(&dsn_rcpt_parameters(rcpt));
+            }
+            let reply = self.command(&line, self.timeouts.rcpt_to).await?;
+            if reply.code / 100 == 2 {
+                accepted.push(index);
+            } else {
+                outcomes[index] = Some(Outcome::of_reply(reply.code, reply_text(&reply)));
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// The reply after the body: one for all (SMTP), or one per accepted recipient in RCPT
+    /// order (LMTP).
+    async fn read_data_replies(
+        &mut self,
+        accepted: &[usize],
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<(), DeliveryError> {
+        let limit = self.timeouts.data;
+        let error = mail_send_error(limit);
+        if self.is_lmtp() {
+            let replies = within(limit, self.client.read_many(accepted.len()))
+                .await?
+                .map_err(&error)?;
+            for (&index, reply) in accepted.iter().zip(&replies) {
+                outcomes[index] = Some(Outcome::of_reply(reply.code, reply_text(reply)));
+            }
+        } else {
+            let reply = within(limit, self.client.read()).await?.map_err(&error)?;
+            let outcome = Outcome::of_reply(reply.code, reply_text(&reply));
+            for &index in accepted {
+                outcomes[index] = Some(outcome.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn command(
+        &mut self,
+        line: &str,
+        limit: std::time::Duration,
+    ) -> Result<Response<String>, DeliveryError> {
+        self.client.timeout = limit;
+        self.client
+            .cmd(format!("{line}\r\n").as_bytes())
+            .await
+            .map_err(mail_send_error(limit))
+    }
+}
+
+/// RET and ENVID for a MAIL command (RFC 3461), as the sender gave them.
+fn dsn_mail_parameters(envelope: &Envelope) -> String {
+    let mut parameters = String::new();
+    match envelope.ret {
+        Some(DsnReturn::Full) => parameters.push_str(" RET=FULL"),
+        Some(DsnReturn::Headers) => parameters.push_str(" RET=HDRS"),
+        None => {}
+    }
+    if let Some(envid) = &envelope.envid {
+        parameters.push_str(&format!(" ENVID={}", xtext(envid)));
+    }
+    parameters
+}
+
+/// NOTIFY and ORCPT for a RCPT command (RFC 3461), as the sender gave them.
+fn dsn_rcpt_parameters(recipient: &Recipient) -> String {
+    let mut parameters = String::new();
+    match recipient.notify {
+        Notify::Default => {}
+        Notify::Never => parameters.push_str(" NOTIFY=NEVER"),
+        Notify::On(on) => {
+            let conditions: Vec<&str> = [
+                (on.success(), "SUCCESS"),
+                (on.failure(), "FAILURE"),
+                (on.delay(), "DELAY"),
+            ]
+            .into_iter()
+            .filter_map(|(set, name)| set.then_some(name))
+            .collect();
+            parameters.push_str(&format!(" NOTIFY={}", conditions.join(",")));
+        }
+    }
+    if let Some(orcpt) = &recipient.orcpt {
+        parameters.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
+    }
+    parameters
+}
+
+/// `text` as xtext (RFC 3461 §4): printable ASCII but `+` and `=` as is, every other byte as
+/// `+HH`. Written here because the SMTP crates only decode it.
+fn xtext(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (b'!'..=b'~').contains(&byte) && byte != b'+' && byte != b'=' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("+{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// Writes the body dot-stuffed (RFC 5321 §4.5.2), chunk by chunk as the blob store yields it,
+/// then the terminating `.`; each write is bounded by `timeout` (the whole body by the caller).
+async fn send_body(
+    stream: &mut MaybeTls,
+    body: impl Stream<Item = Result<Bytes, BlobError>>,
+    timeout: std::time::Duration,
+) -> Result<(), DeliveryError> {
+    let mut stuffer = DotStuffer::default();
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| DeliveryError::Body(e.to_string()))?;
+        let out = stuffer.push(&chunk);
+        within(timeout, stream.write_all(&out)).await??;
+    }
+    within(timeout, stream.write_all(stuffer.finish())).await??;
+    within(timeout, stream.flush()).await??;
+    Ok(())
+}
+
+/// Dot-stuffing across chunk boundaries: a line starting with `.` gets another `.`.
+#[derive(Debug)]
+struct DotStuffer {
+    /// The next byte starts a line.
+    line_start: bool,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        Self { line_start: true }
+    }
+}
+
+impl DotStuffer {
+    /// `chunk`, stuffed.
+    fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(chunk.len() + 16);
+        for &byte in chunk {
+            if self.line_start && byte == b'.' {
+                out.push(b'.');
+            }
+            out.push(byte);
+            self.line_start = byte == b'\n';
+        }
+        out
+    }
+
+    /// The end of data: a line break first unless the body ended with one.
+    fn finish(&self) -> &'static [u8] {
+        if self.line_start {
+            b".\r\n"
+        } else {
+            b"\r\n.\r\n"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dsn_parameters_travel_on_xtext_encoded() {
+        assert_eq!(xtext("George @Tax+ME=.GOV"), "George+20@Tax+2BME+3D.GOV");
+        assert_eq!(xtext("é"), "+C3+A9");
+        let envelope = Envelope {
+            ret: Some(DsnReturn::Headers),
+            envid: Some("QQ 314159".into()),
+            ..Envelope::default()
+        };
+        assert_eq!(
+            dsn_mail_parameters(&envelope),
+            " RET=HDRS ENVID=QQ+20314159"
+        );
+        assert_eq!(dsn_mail_parameters(&Envelope::default()), "");
+        let recipient = Recipient {
+            address: "bob@example.net".into(),
+            notify: Notify::On(
+                ferrymail_rpc::queue::NotifyOn::new(false, true, true)
+                    .unwrap_or_else(|| unreachable!()),
+            ),
+            orcpt: Some("Bob@Example.NET".into()),
+        };
+        assert_eq!(
+            dsn_rcpt_parameters(&recipient),
+            " NOTIFY=FAILURE,DELAY ORCPT=rfc822;Bob@Example.NET"
+        );
+        let never = Recipient {
+            notify: Notify::Never,
+            ..Recipient::new("a@b")
+        };
+        assert_eq!(dsn_rcpt_parameters(&never), " NOTIFY=NEVER");
+    }
+
+    #[test]
+    fn dots_are_stuffed_across_chunks() {
+        let mut stuffer = DotStuffer::default();
+        let mut out = stuffer.push(b".start\r\nmid.dle\r");
+        out.extend(stuffer.push(b"\n.."));
+        out.extend(stuffer.push(b"\r\n"));
+        out.extend_from_slice(stuffer.finish());
+        assert_eq!(out, b"..start\r\nmid.dle\r\n...\r\n.\r\n");
+        let mut unterminated = DotStuffer::default();
+        let mut out = unterminated.push(b"no newline");
+        out.extend_from_slice(unterminated.finish());
+        assert_eq!(out, b"no newline\r\n.\r\n");
+    }
+}
