@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferrymail_e2e::{EMBEDDED_STORE, FakeDns, Ferrymail, SmtpSink, SmtpSinkOptions};
@@ -51,16 +50,7 @@ s.quit()
         host = smtp.ip(),
         port = smtp.port(),
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ferrymail_e2e::python(&script);
 
     tokio::task::block_in_place(|| sink.wait_for_messages(1));
     let messages = sink.messages();
