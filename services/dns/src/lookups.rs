@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use hickory_resolver::proto::op::ResponseCode;
 use mail_auth::common::cache::NoCache;
 use mail_auth::{MX, MessageAuthenticator, RecordSet};
 
@@ -34,7 +35,11 @@ impl LookupError {
 
     fn from_mail_auth(error: mail_auth::Error, kind: &'static str, name: &str) -> Self {
         match error {
-            mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(_)) => {
+            // Only "no such name" and "no such record" are answers; a SERVFAIL or REFUSED
+            // carried the same way is the server failing, and must not bounce mail.
+            mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(
+                ResponseCode::NXDomain | ResponseCode::NoError,
+            )) => {
                 LookupError::NotFound {
                     kind,
                     name: name.to_string(),
