@@ -96,7 +96,7 @@ impl QueueMetrics {
         );
         metrics.register(
             "queue_delivery_duration_seconds",
-            "Time of one delivery session to a next hop (connect to QUIT), by next hop (remote/<id>)",
+            "Time to deliver one message to a next hop (remote/<id>, or mx for the recipients' MX hosts)",
             this.delivery_time.clone(),
         );
         metrics.register(
@@ -144,12 +144,12 @@ impl QueueMetrics {
         self.deliveries.get_or_create(&ResultLabel { result }).inc();
     }
 
-    /// Records how long one delivery session to the configured remote `remote` took.
-    pub(crate) fn delivery_time(&self, remote: &str, took: Duration) {
+    /// Records how long delivering to a next hop took: the configured remote `Some(id)`, or
+    /// the recipients' MX hosts (`None`).
+    pub(crate) fn delivery_time(&self, remote: Option<&str>, took: Duration) {
+        let next_hop = remote.map_or_else(|| "mx".to_owned(), |id| format!("remote/{id}"));
         self.delivery_time
-            .get_or_create(&NextHopLabel {
-                next_hop: format!("remote/{remote}"),
-            })
+            .get_or_create(&NextHopLabel { next_hop })
             .observe(took.as_secs_f64());
     }
 

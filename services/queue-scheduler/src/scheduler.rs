@@ -490,7 +490,9 @@ impl Scheduler {
         let body = self.queue.content(&claim.message.record);
         let started = Instant::now();
         let outcomes = deliver(&job, &self.tls, body).await;
-        self.queue.metrics.delivery_time(&id, started.elapsed());
+        self.queue
+            .metrics
+            .delivery_time(Some(&id), started.elapsed());
         for ((_, recipient), outcome) in recipients.iter().zip(&outcomes) {
             self.queue.metrics.delivery(outcome);
             tracing::info!(
@@ -533,7 +535,9 @@ impl Scheduler {
             .iter()
             .map(|(index, r)| (*index, r.address.clone()))
             .collect();
+        let started = Instant::now();
         let outcomes = mx::deliver(&context, recipients, || self.queue.content(record)).await;
+        self.queue.metrics.delivery_time(None, started.elapsed());
         for (index, outcome) in &outcomes {
             self.queue.metrics.delivery(outcome);
             tracing::info!(
