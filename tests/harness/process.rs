@@ -64,6 +64,11 @@ impl Ferrymail {
 
     /// Like [`start`], with extra arguments (e.g. `--config-dir`).
     pub fn start_with(role: &str, config: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(role, config, extra, &[])
+    }
+
+    /// Like [`start_with`], with extra environment variables (e.g. `OTEL_*`).
+    pub fn start_with_env(role: &str, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         // Appended, so that the test's own lines keep their numbers.
@@ -80,6 +85,7 @@ impl Ferrymail {
             .args(extra)
             .current_dir(dir.path())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -12,6 +12,8 @@ use ferrymail_rpc::directory::{Answer, AuthRequest, DirectoryService, Expansion,
 use ferrymail_store::Store;
 use futures::future::BoxFuture;
 use secrecy::ExposeSecret;
+use tracing::Span;
+use tracing::field::{Empty, display};
 
 use crate::cache::{Cached, Level, LookupCache, Question};
 use crate::connection::{Connection, TlsSettings};
@@ -164,6 +166,7 @@ impl DirectoryProxy {
     }
 
     /// Answers `question` for the target `name`: cache, then one shared request.
+    #[tracing::instrument(name = "directory.lookup", skip_all, fields(directory.target = name, operation, remote.host = Empty, cache = Empty, result = Empty))]
     async fn lookup(
         &self,
         name: &str,
@@ -174,16 +177,24 @@ impl DirectoryProxy {
         let started = Instant::now();
         let pool = self.pool(name)?;
         let target = pool.target().clone();
+        let span = Span::current();
+        span.record(
+            "remote.host",
+            display(format_args!("{}:{}", target.address, target.port)),
+        );
         if let Some((cached, level)) = self.cache.get(&target, &question).await {
+            span.record("cache", level_name(level));
             self.metrics.cache(name, level_name(level), true);
             if level == Level::Shared {
                 self.metrics.cache(name, "local", false);
             }
             let result = Ok(cached);
+            span.record("result", result_label(&result));
             self.metrics
                 .lookup(name, operation, result_label(&result), started.elapsed());
             return Ok(result);
         }
+        span.record("cache", "miss");
         self.metrics.cache(name, "local", false);
         self.metrics.cache(name, "shared", false);
         let key = flight_key(name, &question);
@@ -200,6 +211,7 @@ impl DirectoryProxy {
         if let Err(reason) = &result {
             tracing::warn!(target = %name, operation, reason = %reason, "lookup failed; answering with a temporary failure");
         }
+        span.record("result", result_label(&result));
         self.metrics
             .lookup(name, operation, result_label(&result), started.elapsed());
         Ok(result)

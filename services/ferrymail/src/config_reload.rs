@@ -24,6 +24,11 @@ use tokio_util::sync::CancellationToken;
 /// save is several events in a burst.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
+/// The `result` of a reload that was applied.
+const RELOAD_SUCCESS: &str = "success";
+/// The `result` of a reload refused as invalid.
+const RELOAD_FAILURE: &str = "failure";
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
@@ -58,6 +63,11 @@ impl ReloadMetrics {
             "SHA-256 of the configuration in force; always 1.",
             this.active.clone(),
         );
+        // Both results exist from the start, at 0, so a dashboard or an alert on failures
+        // sees a series before the first reload.
+        for result in [RELOAD_SUCCESS, RELOAD_FAILURE] {
+            drop(this.reloads.get_or_create(&ResultLabel { result }));
+        }
         this.set_active(initial_hash);
         this
     }
@@ -176,11 +186,11 @@ fn reload(
         Ok(loaded) => {
             tracing::info!(hash = %loaded.hash, previous = %current, "configuration reloaded");
             metrics.set_active(&loaded.hash);
-            metrics.record("success");
+            metrics.record(RELOAD_SUCCESS);
             sender.send_replace(Arc::new(loaded));
         }
         Err(errors) => {
-            metrics.record("failure");
+            metrics.record(RELOAD_FAILURE);
             tracing::error!(
                 problems = errors.len(),
                 "configuration change refused; the previous configuration stays in force:\n{errors}"

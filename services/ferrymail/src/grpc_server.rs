@@ -52,6 +52,7 @@ pub async fn serve(
         .map(|d| ferrymail_rpc::directory::server(d));
     let queue = services.queue.map(|q| ferrymail_rpc::queue::server(q));
     Server::builder()
+        .trace_fn(ferrymail_rpc::server_span)
         .add_service(health)
         .add_optional_service(directory)
         .add_optional_service(queue)

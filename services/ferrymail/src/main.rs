@@ -62,9 +62,15 @@ fn run_role(cli: &Cli, command: &Command) -> anyhow::Result<()> {
     let Some((role, args)) = command.role() else {
         return Ok(());
     };
-    ferrymail_telemetry::init_logging(cli.log_format)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(runtime::run(role, args.source()))
+    // The trace exporter (gRPC) runs on the runtime: started inside it, flushed before it stops.
+    let traces = {
+        let _inside = runtime.enter();
+        ferrymail_telemetry::init_telemetry(cli.log_format, role.name())?
+    };
+    let outcome = runtime.block_on(runtime::run(role, args.source()));
+    traces.shutdown();
+    outcome
 }

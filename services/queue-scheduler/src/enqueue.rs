@@ -15,7 +15,10 @@ use bytes::Bytes;
 use ferrymail_rpc::queue::{BodyError, BodyPart, BodyStream, Envelope, MAX_PREPEND, QueueError};
 use ferrymail_store::StoreError;
 use ferrymail_store::blob::{BlobError, MAX_SMALL_BLOB, SmallBlob};
+use ferrymail_telemetry::traceparent;
 use futures::{StreamExt, stream};
+use tracing::Span;
+use tracing::field::{Empty, display};
 
 use crate::envelope_check;
 use crate::new_message::{Body, NewMessage};
@@ -32,13 +35,20 @@ struct ReceivedBody {
 
 impl Queue {
     /// Queues `envelope` with `body`, arriving at `now`; returns once the message is durable.
+    ///
+    /// A message that comes without a trace context gets this enqueue's, so its delivery
+    /// attempts still share one trace.
+    #[tracing::instrument(name = "queue.enqueue", skip_all, fields(queue_id = Empty))]
     pub(crate) async fn enqueue_message(
         &self,
-        envelope: Envelope,
+        mut envelope: Envelope,
         body: BodyStream,
         now: SystemTime,
     ) -> Result<MessageId, QueueError> {
         envelope_check::check(&envelope)?;
+        if envelope.trace_parent.is_none() {
+            envelope.trace_parent = traceparent(&Span::current());
+        }
         let received = self.receive_body(body).await?;
         let expire_ms = u64::try_from(self.expire().as_millis()).unwrap_or(u64::MAX);
         let charges = quota::charges(&self.quotas.load(), &envelope);
@@ -54,6 +64,7 @@ impl Queue {
         );
         let (id, size) = (message.id(), message.size());
         let entry = message.due_entry();
+        Span::current().record("queue_id", display(id));
         let (keys, blobs) = (self.keys.clone(), self.blobs.clone());
         self.store
             .transact(move |tx| {

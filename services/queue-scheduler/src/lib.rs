@@ -12,6 +12,7 @@
 //! due-index shards through heartbeats (`membership`) and obey shared throttles (`throttle`).
 //! DANE and MTA-STS are not built yet ([`NOT_BUILT_YET`]).
 
+mod attempt_span;
 mod body_collection;
 mod cancel;
 mod content;

@@ -11,6 +11,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::Queue;
 use crate::delivery::Outcome;
@@ -21,6 +22,11 @@ const REFRESH: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NextHopLabel {
+    next_hop: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,6 +43,7 @@ pub struct QueueMetrics {
     bytes: Gauge,
     oldest: Gauge,
     deliveries: Family<ResultLabel, Counter>,
+    delivery_time: Family<NextHopLabel, Histogram>,
     shards: Gauge,
     takeovers: Counter,
 }
@@ -51,6 +58,9 @@ impl QueueMetrics {
             bytes: Gauge::default(),
             oldest: Gauge::default(),
             deliveries: Family::default(),
+            delivery_time: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 3.0, 10))
+            }),
             shards: Gauge::default(),
             takeovers: Counter::default(),
         };
@@ -83,6 +93,11 @@ impl QueueMetrics {
             "queue_deliveries_total",
             "Delivery attempts per recipient by result (delivered, temp_failed, perm_failed; throttled: held back by queue.throttle, not attempted)",
             this.deliveries.clone(),
+        );
+        metrics.register(
+            "queue_delivery_duration_seconds",
+            "Time to deliver one message to a next hop (remote/<id>, or mx for the recipients' MX hosts)",
+            this.delivery_time.clone(),
         );
         metrics.register(
             "queue_scheduler_shards",
@@ -127,6 +142,15 @@ impl QueueMetrics {
             Outcome::Deferred { .. } => "throttled",
         };
         self.deliveries.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Records how long delivering to a next hop took: the configured remote `Some(id)`, or
+    /// the recipients' MX hosts (`None`).
+    pub(crate) fn delivery_time(&self, remote: Option<&str>, took: Duration) {
+        let next_hop = remote.map_or_else(|| "mx".to_owned(), |id| format!("remote/{id}"));
+        self.delivery_time
+            .get_or_create(&NextHopLabel { next_hop })
+            .observe(took.as_secs_f64());
     }
 
     /// Reads the store's counters into the gauges, every [`REFRESH`], until the task is

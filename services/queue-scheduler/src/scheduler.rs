@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use ferrymail_config::Config;
@@ -21,7 +21,9 @@ use ferrymail_store::StoreError;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
+use crate::attempt_span::attempt_span;
 use crate::delivery::mx::{self, MxContext};
 use crate::delivery::relay::{RelayJob, deliver};
 use crate::delivery::{Outcome, TlsSettings};
@@ -297,8 +299,9 @@ impl Scheduler {
         let Some(claim) = self.claim(id, now).await? else {
             return Ok(None);
         };
+        let span = attempt_span(&claim, &self.options.owner);
         let outcomes = {
-            let deliver = self.deliver(&claim, now);
+            let deliver = self.deliver(&claim, now).instrument(span.clone());
             let renew = self.keep_lease(&claim);
             tokio::select! {
                 outcomes = deliver => outcomes,
@@ -308,7 +311,10 @@ impl Scheduler {
                 }
             }
         };
-        self.commit(&claim, outcomes, now).await.map(Some)
+        self.commit(&claim, outcomes, now)
+            .instrument(span)
+            .await
+            .map(Some)
     }
 
     /// Claims message `id` at `now` if it is due and nobody holds it.
@@ -482,7 +488,11 @@ impl Scheduler {
             recipients: &addresses,
         };
         let body = self.queue.content(&claim.message.record);
+        let started = Instant::now();
         let outcomes = deliver(&job, &self.tls, body).await;
+        self.queue
+            .metrics
+            .delivery_time(Some(&id), started.elapsed());
         for ((_, recipient), outcome) in recipients.iter().zip(&outcomes) {
             self.queue.metrics.delivery(outcome);
             tracing::info!(
@@ -525,7 +535,9 @@ impl Scheduler {
             .iter()
             .map(|(index, r)| (*index, r.address.clone()))
             .collect();
+        let started = Instant::now();
         let outcomes = mx::deliver(&context, recipients, || self.queue.content(record)).await;
+        self.queue.metrics.delivery_time(None, started.elapsed());
         for (index, outcome) in &outcomes {
             self.queue.metrics.delivery(outcome);
             tracing::info!(

@@ -13,6 +13,8 @@ mod malformed;
 pub mod proto;
 pub mod queue;
 mod status;
+mod trace_propagation;
 
 pub use endpoint::CONNECT_TIMEOUT;
 pub use error::RpcError;
+pub use trace_propagation::{PropagateTrace, server_span};

@@ -9,6 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::Shared;
 use crate::proxy_protocol::{self, ProxyError};
@@ -133,8 +134,11 @@ async fn serve_connection(
         ServerStream::Plain(tcp)
     };
     shared.metrics.session_opened();
+    // The root of the trace of every message received in this session.
+    let span = tracing::info_span!("smtp.session", listener = %listener.id, client = %peer.ip());
     Session::new(stream, shared.clone(), listener, peer)
         .run()
+        .instrument(span)
         .await;
     shared.metrics.session_closed();
 }

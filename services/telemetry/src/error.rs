@@ -18,6 +18,10 @@ pub enum TelemetryError {
     #[error("logging is already initialised")]
     LoggingAlreadyInitialized(#[source] tracing_subscriber::util::TryInitError),
 
+    /// The OTLP trace exporter could not be built from the `OTEL_*` settings.
+    #[error("cannot start trace export")]
+    TraceExporter(#[source] opentelemetry_otlp::ExporterBuildError),
+
     /// The metrics registry could not be rendered as OpenMetrics text.
     #[error("encoding metrics failed")]
     MetricsEncoding(#[from] std::fmt::Error),

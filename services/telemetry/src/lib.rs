@@ -40,17 +40,27 @@
 //! # }
 //! ```
 //!
-//! Trace export (OpenTelemetry) will live here too, as another layer of the same subscriber
-//! that [`init_logging`] installs.
+//! A role that exports traces calls [`init_telemetry`] instead of [`init_logging`]: the same
+//! subscriber, plus an OpenTelemetry layer when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see
+//! `trace_export` for the variables read). Work that crosses a process boundary carries its
+//! trace with the W3C context helpers: [`context_headers`] and [`set_remote_parent`] for gRPC
+//! calls, [`traceparent`] and [`set_stored_parent`] for a queued message.
 
 mod admin_server;
 mod error;
 mod health;
 mod logging;
 mod metrics;
+mod trace_context;
+mod trace_export;
 
 pub use admin_server::{OPENMETRICS_CONTENT_TYPE, serve_admin};
 pub use error::TelemetryError;
 pub use health::{ComponentHealth, DRAINING_REASON, Health, NotReady, Readiness};
-pub use logging::{LogFormat, init_logging};
+pub use logging::{LogFormat, init_logging, init_telemetry};
 pub use metrics::Metrics;
+pub use trace_context::{
+    TRACEPARENT, TRACESTATE, context_headers, set_remote_parent, set_stored_parent, trace_id,
+    traceparent,
+};
+pub use trace_export::{TraceExport, trace_export_enabled};

@@ -12,6 +12,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::TelemetryError;
+use crate::trace_export::{self, TraceExport, TraceLayer};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,12 +59,33 @@ impl FromStr for LogFormat {
 /// the current `span` and the list of enclosing `spans`. `log` records from dependencies are
 /// forwarded too. Fails, rather than panics, when a global subscriber is already installed.
 pub fn init_logging(format: LogFormat) -> Result<(), TelemetryError> {
+    install(format, None)
+}
+
+/// Installs the global subscriber as [`init_logging`] does, plus OpenTelemetry trace export
+/// when the `OTEL_*` environment asks for it (see the crate's documentation). `role` names
+/// the service by default. Must run inside a Tokio runtime; keep the returned handle and
+/// [`TraceExport::shutdown`] it before the runtime stops.
+pub fn init_telemetry(format: LogFormat, role: &str) -> Result<TraceExport, TelemetryError> {
+    let (export, layer) = trace_export::start(role)?;
+    install(format, layer)?;
+    if export.is_on() {
+        tracing::info!("trace export is on (OTLP over gRPC)");
+    }
+    Ok(export)
+}
+
+/// Installs filter, log layer and the optional trace export layer as the global subscriber.
+fn install(format: LogFormat, traces: Option<TraceLayer>) -> Result<(), TelemetryError> {
     let filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
         .from_env()
         .map_err(TelemetryError::InvalidLogFilter)?;
     let ansi = io::stderr().is_terminal();
+    // The trace layer sits first, on the bare registry, so its type does not depend on the
+    // others; the filter, applied to the whole stack, decides for both which spans exist.
     tracing_subscriber::registry()
+        .with(traces)
         .with(filter)
         .with(log_layer(format, io::stderr, ansi))
         .try_init()

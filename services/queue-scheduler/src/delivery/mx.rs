@@ -55,6 +55,7 @@ struct Exchanger {
 
 /// Delivers `recipients` (by recipient index) by MX: one transaction per recipient domain,
 /// the domains at once. `body` opens the message body; it is called once per transaction.
+#[tracing::instrument(name = "delivery.mx", skip_all, fields(recipients = recipients.len()))]
 pub(crate) async fn deliver<S>(
     context: &MxContext<'_>,
     recipients: Vec<(u32, Recipient)>,

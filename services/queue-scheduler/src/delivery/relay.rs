@@ -34,6 +34,7 @@ pub(crate) struct RelayJob<'a> {
 }
 
 /// Delivers the message to the job's recipients; one outcome per recipient, in order.
+#[tracing::instrument(name = "delivery.relay", skip_all, fields(remote = job.id, server.address = %job.remote.address, server.port = job.remote.port))]
 pub(crate) async fn deliver(
     job: &RelayJob<'_>,
     tls: &TlsSettings,

@@ -148,6 +148,7 @@ fn reported(record: &RecipientRecord, action: Action) -> ReportedRecipient {
 
 /// The notice to `record`'s sender about `recipients`, as a message to queue; `None` if it
 /// cannot be held as a small body (it always can: its parts are bounded).
+#[tracing::instrument(name = "queue.dsn", skip_all, fields(queue_id = %record.id, recipients = recipients.len()))]
 pub(crate) fn notice(
     settings: &NoticeSettings,
     record: &MessageRecord,

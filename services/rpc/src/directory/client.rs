@@ -1,18 +1,19 @@
 //! [`GrpcDirectory`]: a [`DirectoryService`] reached over gRPC.
 
 use async_trait::async_trait;
+use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
 use super::convert::{answer_from_wire, auth_request_to_wire, expansion_from_wire};
 use super::{Answer, AuthRequest, DirectoryService, Expansion};
-use crate::RpcError;
 use crate::endpoint::lazy_channel;
 use crate::proto::{self, directory_client::DirectoryClient};
+use crate::{PropagateTrace, RpcError};
 
 /// Client of a remote directory-proxy, implementing [`DirectoryService`].
 #[derive(Clone, Debug)]
 pub struct GrpcDirectory {
-    client: DirectoryClient<Channel>,
+    client: DirectoryClient<InterceptedService<Channel, PropagateTrace>>,
 }
 
 impl GrpcDirectory {
@@ -26,7 +27,7 @@ impl GrpcDirectory {
     /// A client over a channel configured by the caller.
     pub fn with_channel(channel: Channel) -> Self {
         Self {
-            client: DirectoryClient::new(channel),
+            client: DirectoryClient::with_interceptor(channel, PropagateTrace),
         }
     }
 

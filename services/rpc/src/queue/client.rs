@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tonic::Request;
+use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
 use super::convert::{
@@ -15,14 +16,14 @@ use super::{
     BodyStream, Envelope, ListPage, ListRequest, MessageDetail, QueueError, QueueId, QueueService,
     QueueStats,
 };
-use crate::RpcError;
 use crate::endpoint::lazy_channel;
 use crate::proto::{self, queue_client::QueueClient};
+use crate::{PropagateTrace, RpcError};
 
 /// Client of a remote queue-scheduler, implementing [`QueueService`].
 #[derive(Clone, Debug)]
 pub struct GrpcQueue {
-    client: QueueClient<Channel>,
+    client: QueueClient<InterceptedService<Channel, PropagateTrace>>,
 }
 
 impl GrpcQueue {
@@ -36,7 +37,7 @@ impl GrpcQueue {
     /// A client over a channel configured by the caller.
     pub fn with_channel(channel: Channel) -> Self {
         Self {
-            client: QueueClient::new(channel),
+            client: QueueClient::with_interceptor(channel, PropagateTrace),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use super::convert::{
     detail_to_wire, list_page_to_wire, list_request_from_wire, queue_id_from_wire, stats_to_wire,
@@ -30,7 +31,8 @@ pub fn server(service: Arc<dyn QueueService>) -> QueueServer<QueueHandler> {
 async fn to_completion<T: Send + 'static>(
     call: impl Future<Output = Result<T, QueueError>> + Send + 'static,
 ) -> Result<T, QueueError> {
-    tokio::spawn(call)
+    // The task stays in the call's span, so the work it does joins the caller's trace.
+    tokio::spawn(call.instrument(tracing::Span::current()))
         .await
         .unwrap_or_else(|error| Err(QueueError::Internal(format!("queue task failed: {error}"))))
 }

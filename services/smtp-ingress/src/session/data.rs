@@ -14,6 +14,7 @@ use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
+use tracing::{Instrument, Span};
 
 use super::reply::Reply;
 use super::rules::CommandValues;
@@ -97,11 +98,14 @@ impl Session {
             client_ip: Some(self.peer.ip()),
             helo: self.helo.clone().unwrap_or_default(),
             authenticated_as: self.authenticated.clone(),
-            trace_parent: None,
+            // Later delivery attempts, wherever they run, join the session's trace.
+            trace_parent: ferrymail_telemetry::traceparent(&Span::current()),
         };
         let queue = self.shared.queue.clone();
         let body: BodyStream = Box::pin(ReceiverStream::new(receiver));
-        let task = tokio::spawn(async move { queue.enqueue(envelope, body).await });
+        let task = tokio::spawn(
+            async move { queue.enqueue(envelope, body).await }.instrument(Span::current()),
+        );
         Upload {
             sender: Some(sender),
             task,
@@ -300,7 +304,8 @@ impl Session {
             (false, None, Ok(Ok(id))) => {
                 self.messages += 1;
                 self.shared.metrics.received(upload.size);
-                tracing::info!(queue_id = %id, client = %self.peer.ip(), size = upload.size, recipients = upload.recipients, "message queued");
+                let trace_id = ferrymail_telemetry::trace_id(&Span::current());
+                tracing::info!(queue_id = %id, trace_id, client = %self.peer.ip(), size = upload.size, recipients = upload.recipients, "message queued");
                 Reply::new(250, "2.0.0", format!("Message queued as {id}"))
             }
             (false, None, Ok(Err(QueueError::QuotaExceeded(why)))) => {
