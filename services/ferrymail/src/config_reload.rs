@@ -58,6 +58,11 @@ impl ReloadMetrics {
             "SHA-256 of the configuration in force; always 1.",
             this.active.clone(),
         );
+        // Both results exist from the start at 0, so the first failed reload is an increase
+        // that `increase()` and alerts can see, not a series that appears already at 1.
+        for result in ["success", "failure"] {
+            let _ = this.reloads.get_or_create(&ResultLabel { result });
+        }
         this.set_active(initial_hash);
         this
     }
