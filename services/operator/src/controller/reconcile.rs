@@ -5,7 +5,7 @@
 //! 2. get the rendered ConfigMap and Secret projection (the last applied output);
 //! 3. get each Secret a live RemoteHost references, by name in sorted order;
 //! 4. add the finalizer to live resources that lack it;
-//! 5. server-side apply the Secret projection, then the ConfigMap, when either changed
+//! 5. server-side apply the Secret projection, then the ConfigMap, each when it changed
 //!    (Secret first, so the files a new ConfigMap points at exist);
 //! 6. remove the finalizer from resources being deleted, now that they are rendered out;
 //! 7. patch the status of resources whose status changed, with an event for each
@@ -266,65 +266,71 @@ async fn patch_finalizers<K: Rendering>(
     Ok(())
 }
 
-/// Applies the Secret projection and the ConfigMap when they differ from `previous`.
+/// Applies the Secret projection, then the ConfigMap, each only when it differs from
+/// `previous`: an unchanged pass writes nothing.
 async fn apply(
     ctx: &Context,
     rendered: &Rendered,
     hash: &str,
     previous: Option<&Rendered>,
 ) -> Result<bool, OperatorError> {
-    if previous == Some(rendered) {
-        return Ok(false);
-    }
+    let secret_changed = previous.is_none_or(|p| p.secret_files != rendered.secret_files);
+    let files_changed = previous.is_none_or(|p| {
+        p.remotes_toml != rendered.remotes_toml || p.directories_toml != rendered.directories_toml
+    });
     let settings = &ctx.settings;
     let params = PatchParams::apply(&settings.field_manager).force();
     let labels = BTreeMap::from([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())]);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(settings.secret.clone()),
-            labels: Some(labels.clone()),
-            ..ObjectMeta::default()
-        },
-        type_: Some("Opaque".into()),
-        data: Some(
-            rendered
-                .secret_files
-                .iter()
-                .map(|(k, v)| (k.clone(), ByteString(v.clone())))
-                .collect(),
-        ),
-        ..Secret::default()
-    };
-    Api::<Secret>::namespaced(ctx.client.clone(), &settings.namespace)
-        .patch(&settings.secret, &params, &Patch::Apply(&secret))
-        .await?;
-    let config_map = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(settings.config_map.clone()),
-            labels: Some(labels),
-            annotations: Some(BTreeMap::from([(
-                "ferrymail.io/config-hash".to_string(),
-                hash.to_string(),
-            )])),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([
-            (
-                render::REMOTES_FILE.to_string(),
-                rendered.remotes_toml.clone(),
+    if secret_changed {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(settings.secret.clone()),
+                labels: Some(labels.clone()),
+                ..ObjectMeta::default()
+            },
+            type_: Some("Opaque".into()),
+            data: Some(
+                rendered
+                    .secret_files
+                    .iter()
+                    .map(|(k, v)| (k.clone(), ByteString(v.clone())))
+                    .collect(),
             ),
-            (
-                render::DIRECTORIES_FILE.to_string(),
-                rendered.directories_toml.clone(),
-            ),
-            (HASH_KEY.to_string(), hash.to_string()),
-        ])),
-        ..ConfigMap::default()
-    };
-    Api::<ConfigMap>::namespaced(ctx.client.clone(), &settings.namespace)
-        .patch(&settings.config_map, &params, &Patch::Apply(&config_map))
-        .await?;
-    Ok(true)
+            ..Secret::default()
+        };
+        Api::<Secret>::namespaced(ctx.client.clone(), &settings.namespace)
+            .patch(&settings.secret, &params, &Patch::Apply(&secret))
+            .await?;
+    }
+    if files_changed {
+        let config_map = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(settings.config_map.clone()),
+                labels: Some(labels),
+                annotations: Some(BTreeMap::from([(
+                    "ferrymail.io/config-hash".to_string(),
+                    hash.to_string(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([
+                (
+                    render::REMOTES_FILE.to_string(),
+                    rendered.remotes_toml.clone(),
+                ),
+                (
+                    render::DIRECTORIES_FILE.to_string(),
+                    rendered.directories_toml.clone(),
+                ),
+                (HASH_KEY.to_string(), hash.to_string()),
+            ])),
+            ..ConfigMap::default()
+        };
+        Api::<ConfigMap>::namespaced(ctx.client.clone(), &settings.namespace)
+            .patch(&settings.config_map, &params, &Patch::Apply(&config_map))
+            .await?;
+    }
+    Ok(secret_changed || files_changed)
 }
 
 /// Writes changed statuses and publishes events for resources whose validity changed.
