@@ -5,6 +5,7 @@ mod cli;
 mod config_reload;
 mod grpc_server;
 mod listeners;
+mod operator_cli;
 mod queue_cli;
 mod role;
 mod runtime;
@@ -36,6 +37,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Crd => operator_cli::print_crds(),
+        Command::Operator(operator_cli::OperatorArgs {
+            command: Some(operator_cli::OperatorCommand::Render(args)),
+            ..
+        }) => operator_cli::render(args),
         Command::ConfigReference => {
             print!("{}", ferrymail_config::reference::markdown());
             ExitCode::SUCCESS
@@ -66,5 +72,9 @@ fn run_role(cli: &Cli, command: &Command) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(runtime::run(role, args.source()))
+    let controller = match command {
+        Command::Operator(args) => Some(args.controller.clone()),
+        _ => None,
+    };
+    runtime.block_on(runtime::run(role, args.source(), controller))
 }

@@ -42,7 +42,8 @@ const DIRECTORY_PROXY: Part = Part {
 };
 const OPERATOR: Part = Part {
     name: "operator",
-    not_built: Some(ferrymail_operator::NOT_BUILT),
+    // Its readiness is the controller's: not ready until it reaches the Kubernetes API.
+    not_built: None,
 };
 
 impl Role {

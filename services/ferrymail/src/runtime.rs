@@ -17,8 +17,13 @@ use crate::services::Services;
 use crate::signals::StopSignals;
 use crate::{grpc_server, listeners};
 
-/// Runs `role` until SIGTERM or SIGINT, then stops gracefully.
-pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
+/// Runs `role` until SIGTERM or SIGINT, then stops gracefully. `controller` says where the
+/// operator role works.
+pub async fn run(
+    role: Role,
+    source: ConfigSource,
+    controller: Option<crate::operator_cli::ControllerArgs>,
+) -> anyhow::Result<()> {
     let mut signals = StopSignals::install()?;
     let loaded = match ferrymail_config::load(&source) {
         Ok(loaded) => loaded,
@@ -112,6 +117,14 @@ pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
             }
             None => component.set_ready(),
         }
+    }
+    if let Some(args) = controller.filter(|_| role == Role::Operator) {
+        work.spawn(crate::operator_cli::run_controller(
+            args,
+            metrics.clone(),
+            health.clone(),
+            stop.clone(),
+        ));
     }
     tracing::info!(role = role.name(), "started");
 
