@@ -9,6 +9,11 @@ use crate::OperatorError;
 use crate::render::{self, Outcome, RenderSettings, Secrets};
 use crate::resources::{Directory, GROUP, RemoteHost, VERSION};
 
+/// Every non-empty document of a YAML stream, as JSON values (chart tests, tools).
+pub fn documents(text: &str) -> Result<Vec<Value>, OperatorError> {
+    crate::yaml::from_documents(text)
+}
+
 /// The resources found in manifests.
 #[derive(Debug, Default, Clone)]
 pub struct Manifests {
