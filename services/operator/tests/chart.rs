@@ -704,3 +704,78 @@ fn dashboards_in_the_chart_become_labelled_config_maps() {
             .contains("dashboard")
     }));
 }
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn kustomize_base_is_the_charts_default_output_and_builds_offline() {
+    let chart = chart_dir().display().to_string();
+    let output = helm(&[
+        "template",
+        "ferrymail",
+        chart.as_str(),
+        "--namespace",
+        "ferrymail",
+        "--set",
+        "crds.install=false",
+    ]);
+    assert!(output.status.success());
+    let base = repo().join("deploy/kustomize/base");
+    let shipped = std::fs::read(base.join("ferrymail.yaml")).unwrap();
+    assert!(
+        output.stdout == shipped,
+        "deploy/kustomize/base/ferrymail.yaml is stale: run `make chart`"
+    );
+    // kubectl's built-in kustomize needs no API server.
+    let built = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&base)
+        .output()
+        .expect("kubectl is installed (`make test-deps`)");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let objects = manifests::documents(&String::from_utf8_lossy(&built.stdout)).unwrap();
+    assert!(check_known_kinds(&objects).is_empty());
+    check_deployments(&objects);
+    assert_eq!(of_kind(&objects, "CustomResourceDefinition").count(), 2);
+    assert!(
+        objects
+            .iter()
+            .filter(|o| o["kind"] != "CustomResourceDefinition")
+            .all(|o| o["metadata"]["namespace"] == "ferrymail")
+    );
+}
+
+#[test]
+fn deploy_manifests_parse_as_what_they_claim() {
+    let cluster = manifests::documents(
+        &std::fs::read_to_string(repo().join("deploy/foundationdb/cluster.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cluster[0]["kind"], "FoundationDBCluster");
+    assert_eq!(
+        cluster[0]["metadata"]["name"], "ferrymail-fdb",
+        "the chart's default clusterName"
+    );
+    let collector = manifests::documents(
+        &std::fs::read_to_string(repo().join("deploy/otel/collector.yaml")).unwrap(),
+    )
+    .unwrap();
+    let pipelines = &collector[0]["service"]["pipelines"];
+    for (name, pipeline) in pipelines.as_object().unwrap() {
+        for part in ["receivers", "processors", "exporters"] {
+            for item in pipeline[part].as_array().into_iter().flatten() {
+                let id = item.as_str().unwrap();
+                assert!(
+                    collector[0][part][id].is_object() || collector[0][part].get(id).is_some(),
+                    "pipeline {name}: {part} {id} is not defined"
+                );
+            }
+        }
+    }
+}

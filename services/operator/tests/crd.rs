@@ -17,7 +17,7 @@ fn repo_file(relative: &str) -> PathBuf {
 /// The copies of `ferrymail crd` shipped with the chart and with deploy/.
 const COPIES: &[&str] = &[
     "charts/ferrymail/files/crds.yaml",
-    "deploy/crds/ferrymail.io.yaml",
+    "deploy/kustomize/base/crds.yaml",
 ];
 
 #[test]

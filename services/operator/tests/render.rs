@@ -261,3 +261,38 @@ fn a_directory_named_remote_is_refused_by_the_loader() {
     }];
     assert!(problem.contains("reserved"), "{problem}");
 }
+
+#[test]
+fn deploy_examples_render_and_load() {
+    let mut manifests = Manifests::default();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples");
+    for file in ["remotehost.yaml", "directory.yaml"] {
+        manifests.add_file(&examples.join(file)).expect("parses");
+    }
+    assert_eq!(
+        (manifests.remotes.len(), manifests.directories.len()),
+        (2, 2)
+    );
+    let outcome = manifests
+        .render(&RenderSettings::default())
+        .expect("renders");
+    assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+    let config = ferrymail_config::load_documents(
+        vec![
+            ("config.toml".into(), "[server]\nhostname = \"mx.example.org\"\n[session.rcpt]\ndirectory = \"mailboxes\"\n".into()),
+            ("remotes.toml".into(), outcome.rendered.remotes_toml.replace("%{file:/etc/ferrymail/conf.d/remote.relay.auth.secret}%", "x")),
+            ("directories.toml".into(), outcome.rendered.directories_toml),
+        ],
+        &ferrymail_config::ProcessEnvironment,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .0;
+    assert_eq!(config.directories["mailboxes"].port, 24);
+    assert_eq!(
+        config.remotes["relay"]
+            .auth
+            .as_ref()
+            .map(|a| a.username.as_str()),
+        Some("ferrymail")
+    );
+}
