@@ -39,6 +39,7 @@ pub async fn run(
     let metrics = Metrics::new(role.name());
     let health = Health::new();
     let reload_metrics = ReloadMetrics::register(&metrics, &loaded.hash);
+    reload_metrics.set_rendered(&loaded);
     tracing::info!(role = role.name(), hash = %loaded.hash, files = loaded.files.len(), "configuration loaded");
     let services = Services::start(role, &loaded, &metrics).await?;
     let (config_updates, updates) = watch::channel(Arc::new(loaded));
