@@ -3,16 +3,12 @@
 use toml::{Table, Value};
 
 use super::remote_host::{cache_table, insert_opt, insert_sub, tls_table};
-use super::{RenderSettings, Section, name_of};
+use super::{Section, name_of};
 use crate::resources::{Directory, RemoteHost};
 
 /// The section of one Directory, or why it cannot be rendered. A directory that names a
 /// RemoteHost takes its type, address, port, TLS and (unless set) timeout from it.
-pub(super) fn render(
-    directory: &Directory,
-    remotes: &[RemoteHost],
-    _settings: &RenderSettings,
-) -> Result<Section, String> {
+pub(super) fn render(directory: &Directory, remotes: &[RemoteHost]) -> Result<Section, String> {
     let spec = &directory.spec;
     let mut table = Table::new();
     match &spec.remote_host_ref {

@@ -190,7 +190,7 @@ pub fn render(
     let mut directory_sections = BTreeMap::new();
     for directory in live(directories) {
         let name = name_of(directory);
-        let section = directory::render(directory, remotes, settings)
+        let section = directory::render(directory, remotes)
             .and_then(|section| validate::section("directory", &name, section));
         let id = ResourceId {
             kind: Kind::Directory,
