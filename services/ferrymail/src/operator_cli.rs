@@ -158,9 +158,30 @@ fn is_yaml(path: &Path) -> bool {
     )
 }
 
-/// The operator role's work: reconcile until `stop`. Outside Kubernetes (no kubeconfig, no
-/// service account) it stays alive and not ready, saying why, instead of exiting: the same
-/// binary and config run everywhere.
+/// Whether a Kubernetes API is configured (in a pod, or a kubeconfig). When it is not, the
+/// operator part is marked not ready with the reason, at once, and `false` is returned: the
+/// role then stays alive and not ready instead of exiting, so the same binary and config run
+/// everywhere.
+pub fn kubernetes_configured(health: &Health) -> bool {
+    let component = health.component("operator");
+    let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let kubeconfig = match std::env::var_os("KUBECONFIG") {
+        Some(paths) => std::env::split_paths(&paths).any(|p| p.is_file()),
+        None => std::env::var_os("HOME")
+            .is_some_and(|home| Path::new(&home).join(".kube/config").is_file()),
+    };
+    if in_pod || kubeconfig {
+        component.set_not_ready("connecting to the Kubernetes API");
+        return true;
+    }
+    let reason = "no Kubernetes API to reconcile against: not in a pod and no kubeconfig";
+    tracing::warn!(part = "operator", "not doing its job: {reason}");
+    component.set_not_ready(reason);
+    false
+}
+
+/// The operator role's work: reconcile until `stop`. A configuration that names an API the
+/// client cannot use leaves the role alive and not ready, saying why.
 pub async fn run_controller(
     args: ControllerArgs,
     metrics: Metrics,
@@ -168,7 +189,6 @@ pub async fn run_controller(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let component = health.component("operator");
-    component.set_not_ready("connecting to the Kubernetes API");
     let client = match kube::Client::try_default().await {
         Ok(client) => client,
         Err(error) => {

@@ -109,6 +109,16 @@ pub async fn run(
             }
         }
     }
+    if let Some(args) = controller.filter(|_| role == Role::Operator)
+        && crate::operator_cli::kubernetes_configured(&health)
+    {
+        work.spawn(crate::operator_cli::run_controller(
+            args,
+            metrics.clone(),
+            health.clone(),
+            stop.clone(),
+        ));
+    }
     for part in role.parts() {
         let component = health.component(part.name);
         match part.not_built {
@@ -118,14 +128,6 @@ pub async fn run(
             }
             None => component.set_ready(),
         }
-    }
-    if let Some(args) = controller.filter(|_| role == Role::Operator) {
-        work.spawn(crate::operator_cli::run_controller(
-            args,
-            metrics.clone(),
-            health.clone(),
-            stop.clone(),
-        ));
     }
     tracing::info!(role = role.name(), "started");
 
