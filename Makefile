@@ -4,7 +4,7 @@ CARGO ?= cargo
 CONFIG ?= deploy/examples/config.toml
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-deps lint fmt build bench reference check-config clean
+.PHONY: run test test-deps lint fmt build bench reference check-config crds chart clean
 
 ## Start every role in one process on the embedded store (SMTP on 127.0.0.1:2525,
 ## admin endpoints on 127.0.0.1:8080). Ctrl-C stops it cleanly.
@@ -50,6 +50,17 @@ reference: build
 
 check-config: build
 	target/debug/ferrymail check-config $(CONFIG)
+
+## Regenerate the CRD copies (chart, kustomize base) from the Rust types; a test keeps them equal.
+crds: build
+	target/debug/ferrymail crd > charts/ferrymail/files/crds.yaml
+	cp charts/ferrymail/files/crds.yaml deploy/kustomize/base/crds.yaml
+
+## Lint the Helm chart and regenerate the kustomize base from its default output.
+chart: crds test-deps
+	helm lint --strict charts/ferrymail
+	helm template ferrymail charts/ferrymail --namespace ferrymail --set crds.install=false \
+		> deploy/kustomize/base/ferrymail.yaml
 
 clean:
 	$(CARGO) clean

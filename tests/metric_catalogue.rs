@@ -173,11 +173,19 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
     });
     let sink = SmtpSink::start(SmtpSinkOptions::default());
     let config = format!(
-        "[server]\nhostname = \"mx.test\"\nshutdown-timeout = \"5s\"\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n[server.listener.admin]\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n{EMBEDDED_STORE}{}[session.rcpt]\ndirectory = \"mailboxes\"\n[remote.sink]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"smtp\"\ntls.implicit = false\ntimeout = \"10s\"\n[queue.outbound]\nnext-hop = \"sink\"\n",
-        mailboxes_directory(&dovecot),
+        "[server]\nhostname = \"mx.test\"\nshutdown-timeout = \"5s\"\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n[server.listener.admin]\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n{EMBEDDED_STORE}[session.rcpt]\ndirectory = \"mailboxes\"\n[remote.sink]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"smtp\"\ntls.implicit = false\ntimeout = \"10s\"\n[queue.outbound]\nnext-hop = \"sink\"\n",
         sink.address().port(),
     );
-    let mut process = Ferrymail::start("all", &config);
+    // The directory comes from an include file named as the operator names its rendering,
+    // as on Kubernetes, so the rendered-files hash is served too.
+    let include = tempfile::tempdir().unwrap();
+    std::fs::write(
+        include.path().join("directories.toml"),
+        mailboxes_directory(&dovecot),
+    )
+    .unwrap();
+    let include_dir = include.path().display().to_string();
+    let mut process = Ferrymail::start_with("all", &config, &["--config-dir", &include_dir]);
     let smtp = process.address("smtp");
     let admin = process.address("admin");
     send_with_smtplib(smtp);

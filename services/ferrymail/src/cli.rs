@@ -37,8 +37,11 @@ pub enum Command {
     QueueScheduler(ConfigArgs),
     /// Authentication and recipient validation against remote servers.
     DirectoryProxy(ConfigArgs),
-    /// Renders RemoteHost and Directory resources into configuration.
-    Operator(ConfigArgs),
+    /// Renders RemoteHost and Directory resources into configuration (`operator render`
+    /// does it offline from YAML files).
+    Operator(crate::operator_cli::OperatorArgs),
+    /// Prints the RemoteHost and Directory CustomResourceDefinitions (YAML).
+    Crd,
     /// Validates a configuration and prints every problem found.
     CheckConfig(CheckConfigArgs),
     /// Prints the configuration reference (Markdown) generated from the key catalogue.
@@ -55,8 +58,14 @@ impl Command {
             Command::SmtpIngress(args) => Some((Role::SmtpIngress, args)),
             Command::QueueScheduler(args) => Some((Role::QueueScheduler, args)),
             Command::DirectoryProxy(args) => Some((Role::DirectoryProxy, args)),
-            Command::Operator(args) => Some((Role::Operator, args)),
-            Command::CheckConfig(_) | Command::ConfigReference | Command::Queue(_) => None,
+            Command::Operator(args) if args.command.is_none() => {
+                Some((Role::Operator, &args.config))
+            }
+            Command::Operator(_)
+            | Command::Crd
+            | Command::CheckConfig(_)
+            | Command::ConfigReference
+            | Command::Queue(_) => None,
         }
     }
 }

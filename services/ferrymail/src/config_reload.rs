@@ -44,6 +44,7 @@ struct HashLabel {
 pub struct ReloadMetrics {
     reloads: Family<ResultLabel, Counter>,
     active: Family<HashLabel, Gauge>,
+    rendered: Family<HashLabel, Gauge>,
 }
 
 impl ReloadMetrics {
@@ -52,6 +53,7 @@ impl ReloadMetrics {
         let this = Self {
             reloads: Family::default(),
             active: Family::default(),
+            rendered: Family::default(),
         };
         metrics.register(
             "config_reloads_total",
@@ -68,8 +70,22 @@ impl ReloadMetrics {
         for result in [RELOAD_SUCCESS, RELOAD_FAILURE] {
             drop(this.reloads.get_or_create(&ResultLabel { result }));
         }
+        metrics.register(
+            "config_rendered_hash_info",
+            "Hash of the operator-rendered files in force (remotes.toml, directories.toml); \
+             equals the rendered ConfigMap's config-hash once this pod runs it. Always 1.",
+            this.rendered.clone(),
+        );
         this.set_active(initial_hash);
         this
+    }
+
+    /// Records which operator rendering `loaded` includes, if any.
+    pub fn set_rendered(&self, loaded: &LoadedConfig) {
+        self.rendered.clear();
+        if let Some(hash) = rendered_hash(loaded) {
+            self.rendered.get_or_create(&HashLabel { hash }).set(1);
+        }
     }
 
     fn set_active(&self, hash: &str) {
@@ -84,6 +100,32 @@ impl ReloadMetrics {
     fn record(&self, result: &'static str) {
         self.reloads.get_or_create(&ResultLabel { result }).inc();
     }
+}
+
+/// The operator's content hash of the rendered files among `loaded`'s include files, computed
+/// as the operator computes it; `None` when the configuration has no rendered files.
+fn rendered_hash(loaded: &LoadedConfig) -> Option<String> {
+    use ferrymail_operator::render::{DIRECTORIES_FILE, REMOTES_FILE, Rendered};
+    let text_of = |name: &str| {
+        // The main file (first) is the user's, whatever its name.
+        let file = loaded
+            .files
+            .iter()
+            .skip(1)
+            .find(|f| f.file_name().is_some_and(|n| n == name))?;
+        // Re-read: a file changed since the load is followed by another reload.
+        std::fs::read_to_string(file).ok()
+    };
+    let (remotes, directories) = (text_of(REMOTES_FILE), text_of(DIRECTORIES_FILE));
+    if remotes.is_none() && directories.is_none() {
+        return None;
+    }
+    let rendered = Rendered {
+        remotes_toml: remotes.unwrap_or_default(),
+        directories_toml: directories.unwrap_or_default(),
+        secret_files: Default::default(),
+    };
+    Some(rendered.hash())
 }
 
 /// The directory holding `file` (`.` for a bare file name).
@@ -186,6 +228,7 @@ fn reload(
         Ok(loaded) => {
             tracing::info!(hash = %loaded.hash, previous = %current, "configuration reloaded");
             metrics.set_active(&loaded.hash);
+            metrics.set_rendered(&loaded);
             metrics.record(RELOAD_SUCCESS);
             sender.send_replace(Arc::new(loaded));
         }
@@ -196,5 +239,38 @@ fn reload(
                 "configuration change refused; the previous configuration stays in force:\n{errors}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use ferrymail_operator::render::Rendered;
+
+    #[test]
+    fn the_rendered_hash_is_the_operators() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("config.toml");
+        std::fs::write(&main, "[server]\nhostname = \"h\"\n").unwrap();
+        let include = dir.path().join("conf.d");
+        std::fs::create_dir(&include).unwrap();
+        let source = ConfigSource::file(&main).with_include_dir(&include);
+        let loaded = ferrymail_config::load(&source).unwrap();
+        assert_eq!(rendered_hash(&loaded), None, "no rendered files");
+
+        let remotes = "[remote.r]\naddress = \"a\"\nprotocol = \"smtp\"\n";
+        let directories = "# none\n";
+        std::fs::write(include.join("remotes.toml"), remotes).unwrap();
+        std::fs::write(include.join("directories.toml"), directories).unwrap();
+        let loaded = ferrymail_config::load(&source).unwrap();
+        let expected = Rendered {
+            remotes_toml: remotes.into(),
+            directories_toml: directories.into(),
+            secret_files: Default::default(),
+        }
+        .hash();
+        assert_eq!(rendered_hash(&loaded), Some(expected));
     }
 }

@@ -5,6 +5,7 @@ mod cli;
 mod config_reload;
 mod grpc_server;
 mod listeners;
+mod operator_cli;
 mod queue_cli;
 mod role;
 mod runtime;
@@ -36,6 +37,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Crd => operator_cli::print_crds(),
+        Command::Operator(operator_cli::OperatorArgs {
+            command: Some(operator_cli::OperatorCommand::Render(args)),
+            ..
+        }) => operator_cli::render(args),
         Command::ConfigReference => {
             print!("{}", ferrymail_config::reference::markdown());
             ExitCode::SUCCESS
@@ -65,12 +71,16 @@ fn run_role(cli: &Cli, command: &Command) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let controller = match command {
+        Command::Operator(args) => Some(args.controller.clone()),
+        _ => None,
+    };
     // The trace exporter (gRPC) runs on the runtime: started inside it, flushed before it stops.
     let traces = {
         let _inside = runtime.enter();
         ferrymail_telemetry::init_telemetry(cli.log_format, role.name())?
     };
-    let outcome = runtime.block_on(runtime::run(role, args.source()));
+    let outcome = runtime.block_on(runtime::run(role, args.source(), controller));
     traces.shutdown();
     outcome
 }

@@ -40,10 +40,6 @@ const DIRECTORY_PROXY: Part = Part {
     name: "directory-proxy",
     not_built: None,
 };
-const OPERATOR: Part = Part {
-    name: "operator",
-    not_built: Some(ferrymail_operator::NOT_BUILT),
-};
 
 impl Role {
     /// The name used on the command line and in metrics.
@@ -65,7 +61,9 @@ impl Role {
             Role::SmtpIngress => &[SMTP_INGRESS],
             Role::QueueScheduler => &[QUEUE_SCHEDULER],
             Role::DirectoryProxy => &[DIRECTORY_PROXY],
-            Role::Operator => &[OPERATOR],
+            // The controller reports the operator's readiness itself: not ready until it
+            // reaches a Kubernetes API (`operator_cli::kubernetes_configured`).
+            Role::Operator => &[],
         }
     }
 

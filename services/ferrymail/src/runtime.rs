@@ -17,8 +17,13 @@ use crate::services::Services;
 use crate::signals::StopSignals;
 use crate::{grpc_server, listeners};
 
-/// Runs `role` until SIGTERM or SIGINT, then stops gracefully.
-pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
+/// Runs `role` until SIGTERM or SIGINT, then stops gracefully. `controller` says where the
+/// operator role works.
+pub async fn run(
+    role: Role,
+    source: ConfigSource,
+    controller: Option<crate::operator_cli::ControllerArgs>,
+) -> anyhow::Result<()> {
     let mut signals = StopSignals::install()?;
     let loaded = match ferrymail_config::load(&source) {
         Ok(loaded) => loaded,
@@ -34,6 +39,7 @@ pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
     let metrics = Metrics::new(role.name());
     let health = Health::new();
     let reload_metrics = ReloadMetrics::register(&metrics, &loaded.hash);
+    reload_metrics.set_rendered(&loaded);
     tracing::info!(role = role.name(), hash = %loaded.hash, files = loaded.files.len(), "configuration loaded");
     let services = Services::start(role, &loaded, &metrics).await?;
     let (config_updates, updates) = watch::channel(Arc::new(loaded));
@@ -102,6 +108,16 @@ pub async fn run(role: Role, source: ConfigSource) -> anyhow::Result<()> {
                 });
             }
         }
+    }
+    if let Some(args) = controller.filter(|_| role == Role::Operator)
+        && crate::operator_cli::kubernetes_configured(&health)
+    {
+        work.spawn(crate::operator_cli::run_controller(
+            args,
+            metrics.clone(),
+            health.clone(),
+            stop.clone(),
+        ));
     }
     for part in role.parts() {
         let component = health.component(part.name);

@@ -1,7 +1,18 @@
 //! operator: turns `RemoteHost` and `Directory` custom resources into the `remote.<id>` and
 //! `directory.<name>` TOML every pod reads.
 //!
-//! None of that is built yet: the role starts, serves its admin endpoints and says so.
+//! - [`resources`]: the custom resource types; [`crd`] prints their definitions.
+//! - [`render`]: resources (and which Secret keys exist) → TOML files, checked by the real
+//!   configuration loader. Pure: the controller and `ferrymail operator render` share it.
+//! - [`controller`]: watches the API, applies the rendered ConfigMap and Secret, reports
+//!   status, events and metrics.
 
-/// What this role cannot do yet; shown at start-up and in `/readyz`.
-pub const NOT_BUILT: &str = "reconciling RemoteHost and Directory resources is not implemented yet";
+pub mod controller;
+pub mod crd;
+mod error;
+pub mod manifests;
+pub mod render;
+pub mod resources;
+mod yaml;
+
+pub use error::OperatorError;

@@ -1,0 +1,781 @@
+//! The Helm chart, rendered by the real `helm` (installed by `make test-deps`) with its default
+//! values and each preset in charts/ferrymail/ci/, parsed into k8s-openapi types and checked.
+//!
+//! No API server can run on the development machines, so `kubectl apply --dry-run=client`
+//! (which needs one for discovery) cannot validate the output here. Instead every object of
+//! a known kind is read into its k8s-openapi type and written back: a misspelt or misplaced
+//! field, which the typed read drops, makes the two differ. The public CI's kind job
+//! (.github/workflows/kubernetes.yml) applies the chart to a real cluster.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ferrymail_operator::manifests;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/ferrymail")
+}
+
+fn helm(args: &[&str]) -> std::process::Output {
+    Command::new("helm")
+        .args(args)
+        .output()
+        .expect("helm is installed (`make test-deps` or .ci/install-helm installs it)")
+}
+
+/// `helm template` of `chart` with the values files and `--set`s given.
+fn template_of(chart: &Path, values: &[&str], sets: &[&str]) -> Result<Vec<Value>, String> {
+    let chart = chart.display().to_string();
+    let mut args = vec!["template", "mail", chart.as_str(), "--namespace", "mail"];
+    let values: Vec<String> = values
+        .iter()
+        .map(|v| chart_dir().join(v).display().to_string())
+        .collect();
+    for v in &values {
+        args.extend(["-f", v.as_str()]);
+    }
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let output = helm(&args);
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    manifests::documents(&String::from_utf8_lossy(&output.stdout)).map_err(|e| e.to_string())
+}
+
+fn template(values: &[&str], sets: &[&str]) -> Vec<Value> {
+    template_of(&chart_dir(), values, sets).unwrap_or_else(|e| panic!("helm template: {e}"))
+}
+
+const PRESETS: &[&str] = &[
+    "ci/hpa-values.yaml",
+    "ci/keda-values.yaml",
+    "ci/proxy-values.yaml",
+    "ci/cert-manager-values.yaml",
+    "ci/foundationdb-values.yaml",
+];
+
+fn of_kind<'a>(objects: &'a [Value], kind: &str) -> impl Iterator<Item = &'a Value> {
+    objects.iter().filter(move |o| o["kind"] == kind)
+}
+
+fn named<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    of_kind(objects, kind)
+        .find(|o| o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// Reads `value` as `T` and checks nothing was dropped on the way.
+fn typed<T: DeserializeOwned + Serialize>(value: &Value) -> T {
+    let object: T = serde_json::from_value(value.clone())
+        .unwrap_or_else(|e| panic!("{} {}: {e}", value["kind"], value["metadata"]["name"]));
+    let back = serde_json::to_value(&object).unwrap();
+    let mut dropped = Vec::new();
+    missing_fields("", value, &back, &mut dropped);
+    assert!(
+        dropped.is_empty(),
+        "{} {}: fields unknown to Kubernetes: {dropped:?}",
+        value["kind"],
+        value["metadata"]["name"]
+    );
+    object
+}
+
+/// Paths present (and non-null) in `original` but absent from `back`.
+fn missing_fields(path: &str, original: &Value, back: &Value, out: &mut Vec<String>) {
+    match (original, back) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, value) in a {
+                let child = format!("{path}.{key}");
+                match b.get(key) {
+                    None if !value.is_null() => out.push(child),
+                    None => {}
+                    Some(other) => missing_fields(&child, value, other, out),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                missing_fields(&format!("{path}[{i}]"), x, y, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reads every object of a kind k8s-openapi knows; returns the kinds it did not know.
+fn check_known_kinds(objects: &[Value]) -> BTreeSet<String> {
+    let mut unknown = BTreeSet::new();
+    for object in objects {
+        match object["kind"].as_str().unwrap_or("") {
+            "Deployment" => drop(typed::<Deployment>(object)),
+            "Service" => drop(typed::<Service>(object)),
+            "ConfigMap" => drop(typed::<ConfigMap>(object)),
+            "ServiceAccount" => drop(typed::<ServiceAccount>(object)),
+            "Role" => drop(typed::<Role>(object)),
+            "RoleBinding" => drop(typed::<RoleBinding>(object)),
+            "PodDisruptionBudget" => drop(typed::<PodDisruptionBudget>(object)),
+            "HorizontalPodAutoscaler" => drop(typed::<HorizontalPodAutoscaler>(object)),
+            "CustomResourceDefinition" => drop(typed::<CustomResourceDefinition>(object)),
+            other => {
+                unknown.insert(other.to_string());
+            }
+        }
+    }
+    unknown
+}
+
+/// Every Deployment: probes on the admin port, resources, a PDB selecting its pods, and no
+/// subPath mount (which would freeze the file at its first version).
+fn check_deployments(objects: &[Value]) {
+    let pdbs: Vec<PodDisruptionBudget> =
+        of_kind(objects, "PodDisruptionBudget").map(typed).collect();
+    let deployments: Vec<Deployment> = of_kind(objects, "Deployment").map(typed).collect();
+    assert_eq!(deployments.len(), 4, "one per role");
+    for deployment in &deployments {
+        let name = deployment.metadata.name.clone().unwrap();
+        let spec = deployment.spec.as_ref().unwrap();
+        let pod = spec.template.spec.as_ref().unwrap();
+        let labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .clone()
+            .unwrap();
+        for container in &pod.containers {
+            for (probe, path) in [
+                (&container.liveness_probe, "/healthz"),
+                (&container.readiness_probe, "/readyz"),
+                (&container.startup_probe, "/healthz"),
+            ] {
+                let http = probe
+                    .as_ref()
+                    .and_then(|p| p.http_get.as_ref())
+                    .unwrap_or_else(|| panic!("{name}: a probe is missing"));
+                assert_eq!(http.path.as_deref(), Some(path), "{name}");
+                assert_eq!(
+                    serde_json::to_value(&http.port).unwrap(),
+                    "admin",
+                    "{name}: probes use the admin listener"
+                );
+            }
+            let resources = container.resources.as_ref().expect("resources");
+            assert!(
+                resources
+                    .requests
+                    .as_ref()
+                    .is_some_and(|r| r.contains_key("cpu") && r.contains_key("memory")),
+                "{name}: requests"
+            );
+            assert!(
+                resources
+                    .limits
+                    .as_ref()
+                    .is_some_and(|r| r.contains_key("memory")),
+                "{name}: memory limit"
+            );
+            for mount in container.volume_mounts.iter().flatten() {
+                assert!(
+                    mount.sub_path.is_none(),
+                    "{name}: {} uses subPath",
+                    mount.name
+                );
+            }
+            let conf_d = container
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.mount_path == "/etc/ferrymail/conf.d")
+                .expect("the include directory is mounted");
+            let volume = pod
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == conf_d.name)
+                .unwrap();
+            let sources = &volume.projected.as_ref().expect("projected").sources;
+            assert_eq!(
+                sources
+                    .iter()
+                    .flatten()
+                    .filter(|s| s.config_map.is_some() || s.secret.is_some())
+                    .count(),
+                2,
+                "rendered ConfigMap and Secret projection in one volume"
+            );
+        }
+        let covered = pdbs.iter().any(|pdb| {
+            let selector = pdb.spec.as_ref().and_then(|s| s.selector.as_ref());
+            selector
+                .and_then(|s| s.match_labels.as_ref())
+                .is_some_and(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        });
+        assert!(covered, "{name} has no PodDisruptionBudget");
+    }
+}
+
+fn main_config(objects: &[Value]) -> String {
+    named(objects, "ConfigMap", "mail-ferrymail-config")["data"]["config.toml"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Stands in for the files the pods mount: a real certificate and key for TLS.
+struct Mounted {
+    cert: String,
+    key: String,
+}
+
+impl ferrymail_config::Environment for Mounted {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        match path.to_str() {
+            Some("/etc/ferrymail/tls/tls.crt") => Ok(self.cert.clone()),
+            Some("/etc/ferrymail/tls/tls.key") => Ok(self.key.clone()),
+            _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        }
+    }
+}
+
+/// The chart's config.toml loads through the real configuration loader.
+fn check_main_config_loads(objects: &[Value]) -> ferrymail_config::Config {
+    let certified = rcgen::generate_simple_self_signed(vec!["mx.example.org".into()]).unwrap();
+    let env = Mounted {
+        cert: certified.cert.pem(),
+        key: certified.signing_key.serialize_pem(),
+    };
+    let text = main_config(objects);
+    ferrymail_config::load_documents(vec![("config.toml".into(), text.clone())], &env)
+        .unwrap_or_else(|e| panic!("config.toml does not load:\n{e}\n{text}"))
+        .0
+}
+
+#[test]
+fn helm_lint_strict_passes_for_defaults_and_presets() {
+    let chart = chart_dir().display().to_string();
+    let mut runs = vec![vec!["lint", "--strict", chart.as_str()]];
+    let presets: Vec<String> = PRESETS
+        .iter()
+        .map(|p| chart_dir().join(p).display().to_string())
+        .collect();
+    for preset in &presets {
+        runs.push(vec![
+            "lint",
+            "--strict",
+            chart.as_str(),
+            "-f",
+            preset.as_str(),
+        ]);
+    }
+    for args in runs {
+        let output = helm(&args);
+        assert!(
+            output.status.success(),
+            "helm {args:?}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn defaults_render_valid_objects() {
+    let objects = template(&[], &[]);
+    let unknown = check_known_kinds(&objects);
+    assert!(unknown.is_empty(), "{unknown:?}");
+    check_deployments(&objects);
+    let config = check_main_config_loads(&objects);
+    assert_eq!(config.server.hostname, "mx.example.org");
+
+    let ingress: Service = typed(named(&objects, "Service", "mail-ferrymail-smtp-ingress"));
+    let spec = ingress.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+    let ports: Vec<i32> = spec.ports.iter().flatten().map(|p| p.port).collect();
+    assert_eq!(ports, [25, 587], "465 only with TLS");
+    for grpc in [
+        "mail-ferrymail-queue-scheduler",
+        "mail-ferrymail-directory-proxy",
+    ] {
+        let service: Service = typed(named(&objects, "Service", grpc));
+        let spec = service.spec.unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+        assert_eq!(spec.ports.unwrap()[0].port, 50051);
+    }
+    assert_eq!(of_kind(&objects, "HorizontalPodAutoscaler").count(), 0);
+}
+
+#[test]
+fn crds_are_the_generated_ones_and_can_be_left_out() {
+    let objects = template(&[], &[]);
+    let shipped: Vec<&Value> = of_kind(&objects, "CustomResourceDefinition").collect();
+    let generated: Vec<Value> = ferrymail_operator::crd::definitions()
+        .iter()
+        .map(|d| serde_json::to_value(d).unwrap())
+        .collect();
+    assert_eq!(shipped.len(), 2);
+    for (a, b) in shipped.iter().zip(&generated) {
+        assert_eq!(*a, b);
+    }
+    let without = template(&[], &["crds.install=false"]);
+    assert_eq!(of_kind(&without, "CustomResourceDefinition").count(), 0);
+}
+
+#[test]
+fn operator_rbac_is_least_privilege() {
+    let objects = template(&[], &[]);
+    let role: Role = typed(named(&objects, "Role", "mail-ferrymail-operator"));
+    for rule in role.rules.iter().flatten() {
+        assert!(
+            !rule.verbs.iter().any(|v| v == "*" || v == "delete"),
+            "{rule:?}"
+        );
+        let writes = rule.verbs.iter().any(|v| v == "patch" || v == "update");
+        let core = rule.api_groups.iter().flatten().any(|g| g.is_empty());
+        if writes && core {
+            assert!(
+                rule.resource_names.as_ref().is_some_and(|n| !n.is_empty()),
+                "core objects are written only by name: {rule:?}"
+            );
+        }
+    }
+    assert_eq!(
+        of_kind(&objects, "ClusterRole").count(),
+        0,
+        "namespaced only"
+    );
+    let deployments: Vec<Deployment> = of_kind(&objects, "Deployment").map(typed).collect();
+    for d in deployments {
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        let is_operator = d.metadata.name.as_deref() == Some("mail-ferrymail-operator");
+        assert_eq!(
+            pod.automount_service_account_token != Some(false),
+            is_operator,
+            "only the operator gets an API token"
+        );
+    }
+}
+
+#[test]
+fn hpa_preset() {
+    let objects = template(&["ci/hpa-values.yaml"], &[]);
+    check_known_kinds(&objects);
+    check_deployments(&objects);
+    let hpas: Vec<HorizontalPodAutoscaler> = of_kind(&objects, "HorizontalPodAutoscaler")
+        .map(typed)
+        .collect();
+    assert_eq!(hpas.len(), 3);
+    for hpa in hpas {
+        let target = hpa.spec.unwrap().scale_target_ref.name;
+        let deployment: Deployment = typed(named(&objects, "Deployment", &target));
+        assert!(
+            deployment.spec.unwrap().replicas.is_none(),
+            "{target}: the HPA owns replicas"
+        );
+    }
+}
+
+#[test]
+fn keda_preset_scales_the_queue_scheduler_on_queue_depth() {
+    let objects = template(&["ci/keda-values.yaml"], &[]);
+    assert_eq!(
+        check_known_kinds(&objects),
+        BTreeSet::from(["ScaledObject".to_string()])
+    );
+    check_deployments(&objects);
+    assert_eq!(of_kind(&objects, "HorizontalPodAutoscaler").count(), 0);
+    let scaled = named(&objects, "ScaledObject", "mail-ferrymail-queue-scheduler");
+    assert_eq!(scaled["apiVersion"], "keda.sh/v1alpha1");
+    assert_eq!(
+        scaled["spec"]["scaleTargetRef"]["name"],
+        "mail-ferrymail-queue-scheduler"
+    );
+    let trigger = &scaled["spec"]["triggers"][0];
+    assert_eq!(trigger["type"], "prometheus");
+    assert!(
+        trigger["metadata"]["query"]
+            .as_str()
+            .unwrap()
+            .contains("queue_messages{")
+    );
+    let error = template_of(
+        &chart_dir(),
+        &["ci/keda-values.yaml"],
+        &["queueScheduler.autoscaling.enabled=true"],
+    )
+    .expect_err("HPA and KEDA together are refused");
+    assert!(error.contains("mutually exclusive"), "{error}");
+}
+
+#[test]
+fn proxy_preset_turns_on_proxy_protocol() {
+    let objects = template(&["ci/proxy-values.yaml"], &[]);
+    check_deployments(&objects);
+    let config = check_main_config_loads(&objects);
+    let smtp = &config.server.listeners["smtp"];
+    let text = format!("{smtp:?}");
+    assert!(text.contains("proxy_protocol: true"), "{text}");
+    let ingress: Service = typed(named(&objects, "Service", "mail-ferrymail-smtp-ingress"));
+    let metadata = ingress.metadata;
+    assert!(
+        metadata
+            .annotations
+            .unwrap()
+            .contains_key("service.beta.kubernetes.io/aws-load-balancer-proxy-protocol")
+    );
+}
+
+#[test]
+fn cert_manager_preset_issues_the_certificate_the_pods_mount() {
+    let objects = template(&["ci/cert-manager-values.yaml"], &[]);
+    assert_eq!(
+        check_known_kinds(&objects),
+        BTreeSet::from(["Certificate".to_string(), "ServiceMonitor".to_string()])
+    );
+    check_deployments(&objects);
+    let config = check_main_config_loads(&objects);
+    assert!(config.certificates.contains_key("default"));
+    let certificate = named(&objects, "Certificate", "mail-ferrymail-tls");
+    let secret = certificate["spec"]["secretName"].as_str().unwrap();
+    let ingress: Deployment = typed(named(&objects, "Deployment", "mail-ferrymail-smtp-ingress"));
+    let volumes = ingress
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .volumes
+        .unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some(secret))
+    );
+    let service: Service = typed(named(&objects, "Service", "mail-ferrymail-smtp-ingress"));
+    let ports: Vec<i32> = service
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(ports, [25, 587, 465]);
+    let monitor = named(&objects, "ServiceMonitor", "mail-ferrymail");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "admin");
+}
+
+#[test]
+fn foundationdb_preset_wires_the_cluster_file() {
+    let objects = template(&["ci/foundationdb-values.yaml"], &[]);
+    check_deployments(&objects);
+    assert!(main_config(&objects).contains("type = \"foundationdb\""));
+    for role in ["queue-scheduler", "directory-proxy"] {
+        let deployment: Deployment = typed(named(
+            &objects,
+            "Deployment",
+            &format!("mail-ferrymail-{role}"),
+        ));
+        let pod = deployment.spec.unwrap().template.spec.unwrap();
+        let config_map = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find_map(|v| {
+                v.config_map
+                    .as_ref()
+                    .filter(|c| c.name == "ferrymail-fdb-config")
+            })
+            .unwrap_or_else(|| panic!("{role}: the operator's <cluster>-config ConfigMap"));
+        assert_eq!(config_map.items.as_ref().unwrap()[0].key, "cluster-file");
+        let init = &pod.init_containers.as_ref().expect("a copy step")[0];
+        assert!(
+            init.command
+                .as_ref()
+                .unwrap()
+                .join(" ")
+                .contains("cp /var/fdb-config/fdb.cluster /var/dynamic-conf/")
+        );
+        let container = &pod.containers[0];
+        let env = container.env.as_ref().unwrap();
+        assert!(env.iter().any(|e| e.name == "FDB_CLUSTER_FILE"
+            && e.value.as_deref() == Some("/var/dynamic-conf/fdb.cluster")));
+        let dynamic = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "fdb-dynamic")
+            .unwrap();
+        assert!(dynamic.empty_dir.is_some(), "writable");
+    }
+    let ingress: Deployment = typed(named(&objects, "Deployment", "mail-ferrymail-smtp-ingress"));
+    assert!(
+        ingress
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .init_containers
+            .is_none(),
+        "the ingress holds no state"
+    );
+}
+
+/// Names of every metric the code registers.
+fn registered_metric_names() -> BTreeSet<String> {
+    fn walk(dir: &Path, names: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, names);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (at, _) in text.match_indices(".register(") {
+                    let rest = &text[at..];
+                    if let Some(start) = rest.find('"') {
+                        let name: String = rest[start + 1..]
+                            .chars()
+                            .take_while(|c| *c != '"')
+                            .collect();
+                        names.insert(name);
+                    }
+                }
+            }
+        }
+    }
+    let mut names = BTreeSet::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+        &mut names,
+    );
+    names
+}
+
+/// Metric names a dashboard's PromQL expressions use.
+fn dashboard_metrics(dashboard: &Value, out: &mut BTreeSet<String>) {
+    match dashboard {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value.as_str()) {
+                    ("expr", Some(expr)) => out.extend(promql_metrics(expr)),
+                    _ => dashboard_metrics(value, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| dashboard_metrics(i, out)),
+        _ => {}
+    }
+}
+
+/// Identifiers directly followed by `{` or `[`: the metric selectors of a PromQL expression.
+fn promql_metrics(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut current = String::new();
+    for c in expr.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+            current.push(c);
+            continue;
+        }
+        if (c == '{' || c == '[')
+            && !current.is_empty()
+            && !current.starts_with(|d: char| d.is_ascii_digit())
+        {
+            names.push(current.clone());
+        }
+        current.clear();
+    }
+    names
+}
+
+fn known_metric(name: &str, registered: &BTreeSet<String>) -> bool {
+    ["", "_total", "_bucket", "_sum", "_count", "_created"]
+        .iter()
+        .any(|suffix| {
+            name.strip_suffix(suffix).is_some_and(|base| {
+                registered.contains(base) || registered.contains(&format!("{base}_total"))
+            })
+        })
+        || name
+            .strip_prefix("ferrymail_")
+            .is_some_and(|n| registered.contains(n))
+}
+
+#[test]
+fn dashboards_use_only_metrics_the_code_exports() {
+    let registered = registered_metric_names();
+    assert!(
+        registered.contains("queue_messages") && registered.contains("operator_reconciles_total")
+    );
+    let mut checked = 0;
+    for dir in [
+        chart_dir().join("dashboards"),
+        chart_dir().join("../../deploy/dashboards"),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        {
+            let dashboard: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let mut used = BTreeSet::new();
+            dashboard_metrics(&dashboard, &mut used);
+            let unknown: Vec<_> = used
+                .iter()
+                .filter(|m| !known_metric(m, &registered))
+                .collect();
+            assert!(
+                unknown.is_empty(),
+                "{}: metrics no code exports: {unknown:?}",
+                path.display()
+            );
+            checked += 1;
+        }
+    }
+    // The check itself must work whether or not dashboards exist yet.
+    let mut used = BTreeSet::new();
+    dashboard_metrics(
+        &serde_json::json!({"panels": [{"targets": [{"expr": "sum(rate(smtp_messages_received_total{job=\"x\"}[5m])) / no_such_metric{a=\"b\"}"}]}]}),
+        &mut used,
+    );
+    let unknown: Vec<_> = used
+        .iter()
+        .filter(|m| !known_metric(m, &registered))
+        .collect();
+    assert_eq!(
+        unknown,
+        [&"no_such_metric".to_string()],
+        "checked {checked} dashboard file(s)"
+    );
+}
+
+#[test]
+fn dashboards_in_the_chart_become_labelled_config_maps() {
+    // A copy of the chart with one dashboard, since the chart may ship none yet.
+    let copy = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(chart_dir())
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let chart = copy.path().join("ferrymail");
+    std::fs::write(
+        chart.join("dashboards/Queue_Overview.json"),
+        r#"{"title": "Queue"}"#,
+    )
+    .unwrap();
+    let objects = template_of(&chart, &[], &[]).unwrap();
+    let map = named(
+        &objects,
+        "ConfigMap",
+        "mail-ferrymail-dashboard-queue-overview",
+    );
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(map["data"]["Queue_Overview.json"], r#"{"title": "Queue"}"#);
+    let off = template_of(&chart, &[], &["dashboards.enabled=false"]).unwrap();
+    assert!(of_kind(&off, "ConfigMap").all(|m| {
+        !m["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .contains("dashboard")
+    }));
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn kustomize_base_is_the_charts_default_output_and_builds_offline() {
+    let chart = chart_dir().display().to_string();
+    let output = helm(&[
+        "template",
+        "ferrymail",
+        chart.as_str(),
+        "--namespace",
+        "ferrymail",
+        "--set",
+        "crds.install=false",
+    ]);
+    assert!(output.status.success());
+    let base = repo().join("deploy/kustomize/base");
+    let shipped = std::fs::read(base.join("ferrymail.yaml")).unwrap();
+    assert!(
+        output.stdout == shipped,
+        "deploy/kustomize/base/ferrymail.yaml is stale: run `make chart`"
+    );
+    // kubectl's built-in kustomize needs no API server.
+    let built = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&base)
+        .output()
+        .expect("kubectl is installed (`make test-deps`)");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let objects = manifests::documents(&String::from_utf8_lossy(&built.stdout)).unwrap();
+    assert!(check_known_kinds(&objects).is_empty());
+    check_deployments(&objects);
+    assert_eq!(of_kind(&objects, "CustomResourceDefinition").count(), 2);
+    assert!(
+        objects
+            .iter()
+            .filter(|o| o["kind"] != "CustomResourceDefinition")
+            .all(|o| o["metadata"]["namespace"] == "ferrymail")
+    );
+}
+
+#[test]
+fn deploy_manifests_parse_as_what_they_claim() {
+    let cluster = manifests::documents(
+        &std::fs::read_to_string(repo().join("deploy/foundationdb/cluster.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cluster[0]["kind"], "FoundationDBCluster");
+    assert_eq!(
+        cluster[0]["metadata"]["name"], "ferrymail-fdb",
+        "the chart's default clusterName"
+    );
+    let collector = manifests::documents(
+        &std::fs::read_to_string(repo().join("deploy/otel/collector.yaml")).unwrap(),
+    )
+    .unwrap();
+    let pipelines = &collector[0]["service"]["pipelines"];
+    for (name, pipeline) in pipelines.as_object().unwrap() {
+        for part in ["receivers", "processors", "exporters"] {
+            for item in pipeline[part].as_array().into_iter().flatten() {
+                let id = item.as_str().unwrap();
+                assert!(
+                    collector[0][part][id].is_object() || collector[0][part].get(id).is_some(),
+                    "pipeline {name}: {part} {id} is not defined"
+                );
+            }
+        }
+    }
+}
