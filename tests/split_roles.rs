@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use ferrymail_e2e::{ALICE, Dovecot, DovecotOptions, Ferrymail, SmtpClient};
+use ferrymail_e2e::{
+    ALICE, Dovecot, DovecotOptions, Ferrymail, SmtpClient, SmtpSink, SmtpSinkOptions,
+};
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
 
 const BASE: &str = r#"
@@ -48,7 +50,16 @@ async fn ingress_directory_and_queue_in_separate_processes() {
     });
     let store =
         "[store.local]\ntype = \"embedded\"\npath = \"data\"\n[storage]\ndata = \"local\"\n";
-    let mut queue = Ferrymail::start("queue-scheduler", &format!("{BASE}{GRPC}{store}"));
+    // The relay refuses for now, so what the ingress handed over stays in the queue to count.
+    let relay = SmtpSink::start(SmtpSinkOptions {
+        reject_temporarily: vec!["RCPT".into()],
+        ..SmtpSinkOptions::default()
+    });
+    let next_hop = format!(
+        "[remote.relay]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"smtp\"\ntls.implicit = false\n[queue.outbound]\nnext-hop = \"relay\"\n",
+        relay.address().port()
+    );
+    let mut queue = Ferrymail::start("queue-scheduler", &format!("{BASE}{GRPC}{store}{next_hop}"));
     let queue_grpc = queue.address("grpc");
     let mut proxy = Ferrymail::start(
         "directory-proxy",

@@ -39,12 +39,10 @@ impl LookupError {
             // carried the same way is the server failing, and must not bounce mail.
             mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(
                 ResponseCode::NXDomain | ResponseCode::NoError,
-            )) => {
-                LookupError::NotFound {
-                    kind,
-                    name: name.to_string(),
-                }
-            }
+            )) => LookupError::NotFound {
+                kind,
+                name: name.to_string(),
+            },
             other => LookupError::Temporary {
                 name: name.to_string(),
                 reason: other.to_string(),
