@@ -4,7 +4,7 @@ CARGO ?= cargo
 CONFIG ?= deploy/examples/config.toml
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-deps lint fmt build bench reference check-config crds chart clean
+.PHONY: run test test-deps lint fmt build bench reference check-config crds chart-assets chart clean
 
 ## Start every role in one process on the embedded store (SMTP on 127.0.0.1:2525,
 ## admin endpoints on 127.0.0.1:8080). Ctrl-C stops it cleanly.
@@ -56,8 +56,12 @@ crds: build
 	target/debug/ferrymail crd > charts/ferrymail/files/crds.yaml
 	cp charts/ferrymail/files/crds.yaml deploy/kustomize/base/crds.yaml
 
+## Copy the dashboards of deploy/grafana into the chart, which ships them as ConfigMaps.
+chart-assets:
+	cp deploy/grafana/*.json charts/ferrymail/dashboards/
+
 ## Lint the Helm chart and regenerate the kustomize base from its default output.
-chart: crds test-deps
+chart: crds chart-assets test-deps
 	helm lint --strict charts/ferrymail
 	helm template ferrymail charts/ferrymail --namespace ferrymail --set crds.install=false \
 		> deploy/kustomize/base/ferrymail.yaml

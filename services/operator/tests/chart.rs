@@ -779,3 +779,64 @@ fn deploy_manifests_parse_as_what_they_claim() {
         }
     }
 }
+
+#[test]
+fn the_charts_alerts_are_the_deploy_rules_with_thresholds_as_values() {
+    let deploy =
+        std::fs::read_to_string(repo().join("deploy/prometheus/ferrymail-alerts.yaml")).unwrap();
+    let expected = manifests::documents(&deploy).unwrap().remove(0);
+    let off = template(&[], &[]);
+    assert_eq!(of_kind(&off, "PrometheusRule").count(), 0, "off by default");
+
+    let objects = template(&[], &["alerts.enabled=true"]);
+    let rule = named(&objects, "PrometheusRule", "mail-ferrymail");
+    assert_eq!(
+        rule["spec"], expected["spec"],
+        "with the default values, the chart's rules are deploy/prometheus's"
+    );
+
+    let tuned = template(
+        &[],
+        &[
+            "alerts.enabled=true",
+            "alerts.authFailures.perMinute=99",
+            "alerts.authFailures.for=7m",
+        ],
+    );
+    let rule = named(&tuned, "PrometheusRule", "mail-ferrymail");
+    let auth = rule["spec"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .find(|r| r["alert"] == "FerrymailAuthFailureSpike")
+        .unwrap();
+    assert!(
+        auth["expr"].as_str().unwrap().contains("* 60 > 99"),
+        "{auth}"
+    );
+    assert_eq!(auth["for"], "7m");
+}
+
+#[test]
+fn the_charts_dashboards_are_the_deploy_ones() {
+    let read = |dir: &str| -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(repo().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&p).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let deploy = read("deploy/grafana");
+    assert!(!deploy.is_empty());
+    assert!(
+        read("charts/ferrymail/dashboards") == deploy,
+        "charts/ferrymail/dashboards must hold copies of deploy/grafana/*.json (`make chart-assets`)"
+    );
+}
