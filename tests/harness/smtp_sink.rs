@@ -51,6 +51,8 @@ pub struct SmtpSinkOptions {
 #[derive(Debug, Default)]
 struct Counters {
     messages: usize,
+    /// Sessions ended (smtp-sink's `sess=`).
+    sessions: usize,
     /// smtp-sink's stdout was closed: it exited.
     ended: bool,
     /// The end of what it printed on stdout, for failure messages.
@@ -163,6 +165,11 @@ impl SmtpSink {
         self.counters.0.lock().unwrap().messages
     }
 
+    /// Sessions that have ended (the client quit or went away) so far.
+    pub fn sessions_ended(&self) -> usize {
+        self.counters.0.lock().unwrap().sessions
+    }
+
     /// Waits until it has received at least `count` messages (the counter is updated just
     /// after smtp-sink answers the final `.`, so it may lag behind a client's 250).
     pub fn wait_for_messages(&self, count: usize) {
@@ -264,6 +271,13 @@ fn read_counters(mut stdout: impl Read + Send + 'static) -> Shared {
                     .and_then(|n| n.parse().ok())
                 {
                     counters.messages = messages;
+                }
+                if let Some(sessions) = update
+                    .split_whitespace()
+                    .find_map(|field| field.strip_prefix("sess="))
+                    .and_then(|n| n.parse().ok())
+                {
+                    counters.sessions = sessions;
                 }
             }
             changed.notify_all();

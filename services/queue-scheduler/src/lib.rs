@@ -61,4 +61,4 @@ pub use stored_message::StoredMessage;
 /// What this role does not do yet; logged at start-up.
 pub const NOT_BUILT_YET: &str = "MX delivery checks neither DANE (TLSA records) nor MTA-STS \
      policies (queue.outbound.tls.dane and mta-sts accept \"optional\" and \"disable\" only); \
-     one connection per message";
+     MX sessions are not reused between messages (relay sessions are)";

@@ -25,6 +25,7 @@ use tracing::Instrument;
 
 use crate::attempt_span::attempt_span;
 use crate::delivery::mx::{self, MxContext};
+use crate::delivery::pool::SessionPool;
 use crate::delivery::relay::{RelayJob, deliver};
 use crate::delivery::{Outcome, TlsSettings};
 use crate::delivery_result::{CommitPolicy, Committed};
@@ -105,6 +106,8 @@ pub struct Scheduler {
     /// Per remote: its `concurrency` and the semaphore enforcing it.
     limits: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
     tls: TlsSettings,
+    /// Relay sessions kept open between messages.
+    sessions: SessionPool,
     /// The shards it reads now.
     owned: ArcSwap<Vec<u16>>,
 }
@@ -127,6 +130,7 @@ impl Scheduler {
             settings: ArcSwap::from_pointee(settings(config)),
             limits: Mutex::new(HashMap::new()),
             tls: TlsSettings::new(),
+            sessions: SessionPool::default(),
             owned: ArcSwap::from_pointee(owned),
         }
     }
@@ -134,6 +138,8 @@ impl Scheduler {
     /// Applies a reloaded configuration; deliveries under way finish with the old one.
     pub fn apply(&self, config: &Config) {
         self.settings.store(Arc::new(settings(config)));
+        // Kept sessions carry the old remotes' settings (credentials, TLS): start afresh.
+        self.sessions.clear();
         self.queue.wake.notify_one();
     }
 
@@ -489,7 +495,7 @@ impl Scheduler {
         };
         let body = self.queue.content(&claim.message.record);
         let started = Instant::now();
-        let outcomes = deliver(&job, &self.tls, body).await;
+        let outcomes = deliver(&job, &self.tls, &self.sessions, body).await;
         self.queue
             .metrics
             .delivery_time(Some(&id), started.elapsed());

@@ -2,6 +2,7 @@
 //! came to.
 
 pub(crate) mod mx;
+pub(crate) mod pool;
 pub(crate) mod relay;
 mod session;
 mod transaction;

@@ -1,10 +1,10 @@
 //! Relay delivery: one message to a `remote.<id>` over SMTP or LMTP, with the remote's TLS
 //! options and credentials, the body streamed from the blob store.
 //!
-//! One connection per message: `limits.requests` (messages per connection) is therefore always
-//! honoured; connection pooling comes later. The session and the transaction are shared with
-//! MX delivery (`session`, `transaction`); what is the relay's own is where it connects, its
-//! TLS options and AUTH.
+//! Sessions are reused between messages (`pool`), within the remote's `limits.requests` and
+//! `limits.errors`. The session and the transaction are shared with MX delivery (`session`,
+//! `transaction`); what is the relay's own is where it connects, its TLS options, AUTH and
+//! the reuse.
 
 use bytes::Bytes;
 use ferrymail_config::model::outbound::Timeouts;
@@ -14,6 +14,7 @@ use ferrymail_store::blob::BlobError;
 use futures::Stream;
 use mail_send::Credentials;
 
+use super::pool::{Pooled, SessionPool};
 use super::session::{Session, connect};
 use super::transaction::settle;
 use super::{DeliveryError, Outcome};
@@ -38,10 +39,11 @@ pub(crate) struct RelayJob<'a> {
 pub(crate) async fn deliver(
     job: &RelayJob<'_>,
     tls: &TlsSettings,
+    pool: &SessionPool,
     body: impl Stream<Item = Result<Bytes, BlobError>>,
 ) -> Vec<Outcome> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; job.recipients.len()];
-    let result = session(job, tls, body, &mut outcomes).await;
+    let result = transaction(job, tls, pool, body, &mut outcomes).await;
     let failure = result.err().map(|error| {
         format!(
             "remote.{} ({}:{}): {error}",
@@ -51,14 +53,67 @@ pub(crate) async fn deliver(
     settle(outcomes, failure)
 }
 
-/// Opens the session with the remote's TLS options and credentials, then sends the message;
-/// an `Err` leaves the recipients without an answer to be failed temporarily.
-async fn session(
+/// Sends the message over a kept session or a new one, then keeps the session for the next
+/// message or closes it; an `Err` leaves the recipients without an answer to be failed
+/// temporarily.
+async fn transaction(
     job: &RelayJob<'_>,
     tls: &TlsSettings,
+    pool: &SessionPool,
     body: impl Stream<Item = Result<Bytes, BlobError>>,
     outcomes: &mut [Option<Outcome>],
 ) -> Result<(), DeliveryError> {
+    let key = pool_key(job);
+    let mut pooled = match kept(pool, &key).await {
+        Some(pooled) => pooled,
+        None => Pooled {
+            session: open(job, tls).await?,
+            used: 0,
+            errors: 0,
+        },
+    };
+    pooled
+        .session
+        .transact(job.envelope, job.recipients, body, outcomes)
+        .await?;
+    pooled.used += 1;
+    if outcomes
+        .iter()
+        .any(|o| !matches!(o, Some(Outcome::Delivered(_))))
+    {
+        pooled.errors += 1;
+    }
+    let remote = job.remote;
+    if pooled.used < remote.max_requests && pooled.errors < remote.max_errors {
+        let max_idle = usize::try_from(remote.concurrency).unwrap_or(usize::MAX);
+        pool.put(&key, pooled, max_idle);
+    } else {
+        pooled.session.quit().await;
+    }
+    Ok(())
+}
+
+/// A kept session of `key` that still answers, if there is one.
+async fn kept(pool: &SessionPool, key: &str) -> Option<Pooled> {
+    while let Some(mut pooled) = pool.take(key) {
+        if pooled.session.reset().await.is_ok() {
+            return Some(pooled);
+        }
+        tracing::debug!(remote = key, "a kept session was closed; trying the next");
+    }
+    None
+}
+
+/// Which kept sessions a job may use: the remote's, as configured now.
+fn pool_key(job: &RelayJob<'_>) -> String {
+    format!(
+        "{}\u{0}{}\u{0}{}",
+        job.id, job.remote.address, job.remote.port
+    )
+}
+
+/// Opens a session with the remote's TLS options and credentials.
+async fn open(job: &RelayJob<'_>, tls: &TlsSettings) -> Result<Session, DeliveryError> {
     let remote = job.remote;
     let lmtp = match remote.protocol {
         RemoteProtocol::Smtp => false,
@@ -90,7 +145,5 @@ async fn session(
         let credentials = Credentials::new(auth.username.clone(), auth.secret.expose().to_owned());
         session.authenticate(&credentials).await?;
     }
-    session
-        .send(job.envelope, job.recipients, body, outcomes)
-        .await
+    Ok(session)
 }

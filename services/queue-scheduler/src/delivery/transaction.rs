@@ -42,6 +42,20 @@ impl Session {
         body: impl Stream<Item = Result<Bytes, BlobError>>,
         outcomes: &mut [Option<Outcome>],
     ) -> Result<(), DeliveryError> {
+        self.transact(envelope, recipients, body, outcomes).await?;
+        self.quit().await;
+        Ok(())
+    }
+
+    /// One mail transaction, leaving the session open for the next (after a [`Session::reset`]
+    /// when it did not end with the message's reply). Fills `outcomes` as [`Session::send`].
+    pub(crate) async fn transact(
+        &mut self,
+        envelope: &Envelope,
+        recipients: &[Recipient],
+        body: impl Stream<Item = Result<Bytes, BlobError>>,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<(), DeliveryError> {
         let dsn = self.capabilities.has_capability(EXT_DSN);
         let reply = self.mail_from(envelope, dsn).await?;
         if reply.code / 100 != 2 {
@@ -49,12 +63,10 @@ impl Session {
             let outcome =
                 Outcome::of_reply(reply.code, format!("MAIL FROM: {}", reply_text(&reply)));
             outcomes.fill(Some(outcome));
-            self.quit().await;
             return Ok(());
         }
         let accepted = self.rcpt_to(recipients, dsn, outcomes).await?;
         if accepted.is_empty() {
-            self.quit().await;
             return Ok(());
         }
         let limit = self.timeouts.data;
@@ -64,13 +76,24 @@ impl Session {
             for &index in &accepted {
                 outcomes[index] = Some(outcome.clone());
             }
-            self.quit().await;
             return Ok(());
         }
         within(limit, send_body(&mut self.client.stream, body, limit)).await??;
-        self.read_data_replies(&accepted, outcomes).await?;
-        self.quit().await;
-        Ok(())
+        self.read_data_replies(&accepted, outcomes).await
+    }
+
+    /// RSET: the server forgets any transaction begun, and shows it is still there (a
+    /// session kept for reuse may have been closed by the server meanwhile).
+    pub(crate) async fn reset(&mut self) -> Result<(), DeliveryError> {
+        let reply = self.command("RSET", self.timeouts.ehlo).await?;
+        if reply.code / 100 == 2 {
+            Ok(())
+        } else {
+            Err(DeliveryError::Protocol(format!(
+                "RSET: {}",
+                reply_text(&reply)
+            )))
+        }
     }
 
     async fn mail_from(

@@ -5,6 +5,7 @@
 
 mod mx;
 mod priority;
+mod reuse;
 mod sharing;
 mod throttling;
 

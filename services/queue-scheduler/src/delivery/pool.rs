@@ -1,0 +1,76 @@
+//! Relay sessions kept open between messages, per remote: a message that finds one skips the
+//! connection, TLS handshake, EHLO and AUTH.
+//!
+//! A session goes back to the pool after a transaction only while it has carried fewer than
+//! the remote's `limits.requests` messages and met fewer than `limits.errors` refusals; it
+//! stays there at most [`IDLE_LIMIT`]. Taken again, it is checked with RSET first — the server
+//! may have closed it meanwhile — and a session that fails the check is dropped for a new one.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::session::Session;
+
+/// Longest a session waits in the pool: long enough for the next message of a busy queue,
+/// short enough not to hold connections a remote would rather close.
+pub const IDLE_LIMIT: Duration = Duration::from_secs(10);
+
+/// A session and what it has carried.
+pub(crate) struct Pooled {
+    /// The open session.
+    pub session: Session,
+    /// Transactions it carried.
+    pub used: u32,
+    /// Transactions the remote refused (any recipient not accepted).
+    pub errors: u32,
+}
+
+struct Idle {
+    pooled: Pooled,
+    since: Instant,
+}
+
+/// Idle sessions by remote.
+#[derive(Default)]
+pub(crate) struct SessionPool {
+    idle: Mutex<HashMap<String, Vec<Idle>>>,
+}
+
+impl std::fmt::Debug for SessionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionPool").finish_non_exhaustive()
+    }
+}
+
+impl SessionPool {
+    /// The most recently used idle session of `key`, if one is young enough; older ones are
+    /// dropped (closing their connections).
+    pub(crate) fn take(&self, key: &str) -> Option<Pooled> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let sessions = idle.get_mut(key)?;
+        sessions.retain(|s| s.since.elapsed() < IDLE_LIMIT);
+        sessions.pop().map(|s| s.pooled)
+    }
+
+    /// Keeps `pooled` for the next message to `key`, unless `max_idle` are kept already.
+    pub(crate) fn put(&self, key: &str, pooled: Pooled, max_idle: usize) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let sessions = idle.entry(key.to_owned()).or_default();
+        sessions.retain(|s| s.since.elapsed() < IDLE_LIMIT);
+        if sessions.len() < max_idle {
+            sessions.push(Idle {
+                pooled,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Drops every idle session (the remotes were reconfigured).
+    pub(crate) fn clear(&self) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}

@@ -1,0 +1,69 @@
+//! Relay sessions are reused between messages, within `limits.requests`, and a kept session
+//! the server has closed is replaced, not reported as a failure.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ferrymail_e2e::{SmtpSink, SmtpSinkOptions};
+use ferrymail_queue_scheduler::{Committed, Queue, Scheduler};
+use ferrymail_store::{Store, StoreOptions};
+
+use crate::{config_text, enqueue, options};
+
+fn lab(sink: &SmtpSink, limits: &str) -> (Arc<Queue>, Scheduler, tempfile::TempDir) {
+    let text = config_text(sink.address().port(), "smtp")
+        .replace("concurrency = 2", &format!("concurrency = 2\n{limits}"));
+    let config = ferrymail_config::load_str("test.toml", &text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
+    let queue = Arc::new(Queue::new(store, &config.queue));
+    let scheduler = Scheduler::new(queue.clone(), &config, options("one"));
+    (queue, scheduler, dir)
+}
+
+async fn deliver_one(queue: &Queue, scheduler: &Scheduler, rcpt: &str) {
+    let id = enqueue(queue, &[rcpt]).await;
+    let committed = scheduler.attempt(&id, SystemTime::now()).await.unwrap();
+    assert_eq!(committed, Some(Committed::Removed), "{rcpt}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_carries_up_to_limits_requests_messages() {
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    // The harness's readiness probe is a session of its own.
+    let probes = wait_for_sessions(&sink, 1).await;
+    let (queue, scheduler, _dir) = lab(&sink, "limits.requests = 2");
+    for n in 0..5 {
+        deliver_one(&queue, &scheduler, &format!("r{n}@example.net")).await;
+    }
+    assert_eq!(sink.received(), 5);
+    // Two sessions carried two messages each and were closed; the fifth message's session
+    // is kept open. One session per message would have ended five.
+    // Every message is committed, so the sessions that ended did so before the last commit.
+    let ended = wait_for_sessions(&sink, probes + 2).await;
+    assert_eq!(ended - probes, 2);
+}
+
+/// Waits until smtp-sink has counted `count` ended sessions; returns its count.
+async fn wait_for_sessions(sink: &SmtpSink, count: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink.sessions_ended() < count {
+        assert!(Instant::now() < deadline, "sessions never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sink.sessions_ended()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_session_the_server_closed_is_replaced() {
+    // The server hangs up on RSET: every kept session fails its check.
+    let sink = SmtpSink::start(SmtpSinkOptions {
+        disconnect_after: vec!["RSET".into()],
+        ..SmtpSinkOptions::default()
+    });
+    let (queue, scheduler, _dir) = lab(&sink, "");
+    for n in 0..3 {
+        deliver_one(&queue, &scheduler, &format!("r{n}@example.net")).await;
+    }
+    assert_eq!(sink.received(), 3);
+}
