@@ -46,6 +46,8 @@ pub struct QueueMetrics {
     delivery_time: Family<NextHopLabel, Histogram>,
     shards: Gauge,
     takeovers: Counter,
+    time_in_queue: Histogram,
+    overdue: Gauge,
 }
 
 impl QueueMetrics {
@@ -63,6 +65,9 @@ impl QueueMetrics {
             }),
             shards: Gauge::default(),
             takeovers: Counter::default(),
+            // 1 s to about 3 days, ×4 per bucket.
+            time_in_queue: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
+            overdue: Gauge::default(),
         };
         metrics.register(
             "queue_messages_total",
@@ -109,6 +114,16 @@ impl QueueMetrics {
             "Message leases taken over after their holder stopped renewing them (a scheduler died or paused)",
             this.takeovers.clone(),
         );
+        metrics.register(
+            "queue_time_in_queue_seconds",
+            "Time from arrival to leaving the queue (every recipient delivered, failed or cancelled), per message removed by this scheduler",
+            this.time_in_queue.clone(),
+        );
+        metrics.register(
+            "queue_oldest_due_age_seconds",
+            "How long the longest-waiting due message of this scheduler's shards has been due at its last read (0 when none): the delivery backlog",
+            this.overdue.clone(),
+        );
         this
     }
 
@@ -128,6 +143,15 @@ impl QueueMetrics {
     /// Leases taken over by this process so far.
     pub fn lease_takeovers(&self) -> u64 {
         self.takeovers.get()
+    }
+
+    pub(crate) fn left_queue(&self, time_in_queue: Duration) {
+        self.time_in_queue.observe(time_in_queue.as_secs_f64());
+    }
+
+    pub(crate) fn overdue(&self, longest: Duration) {
+        self.overdue
+            .set(i64::try_from(longest.as_secs()).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn shards_owned(&self, shards: usize) {

@@ -264,6 +264,11 @@ impl Scheduler {
                 Err(error) => tracing::warn!(shard, %error, "cannot read the due index"),
             }
         }
+        let now_ms = unix_millis(SystemTime::now());
+        let oldest_due = candidates.iter().map(|e| e.due_ms).min().unwrap_or(now_ms);
+        self.queue
+            .metrics
+            .overdue(Duration::from_millis(now_ms.saturating_sub(oldest_due)));
         // Highest priority first, then the longest due, whichever shard or list it came from.
         candidates.sort_by_key(|entry| (std::cmp::Reverse(entry.priority), entry.due_ms));
         for entry in candidates {
@@ -577,6 +582,11 @@ impl Scheduler {
             .commit_attempt(&id, &claim.lease, outcomes, policy, unix_millis(now))
             .await
             .map_err(|e| from_store("commit delivery", e))?;
+        if committed == Committed::Removed {
+            let arrival = claim.message.record.arrival_ms;
+            let stayed = unix_millis(now).saturating_sub(arrival);
+            self.queue.metrics.left_queue(Duration::from_millis(stayed));
+        }
         if committed == Committed::Stale {
             tracing::warn!(queue_id = %id, token = claim.lease.token, "lease lost before the commit; the attempt's results are dropped");
         }
