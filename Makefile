@@ -41,7 +41,8 @@ build:
 bench: test-deps
 	$(CARGO) bench -p ferrymail-store --bench commit_throughput
 	$(CARGO) bench -p ferrymail-directory-proxy --bench lookups
-	$(CARGO) build --release -p ferrymail && $(CARGO) bench -p ferrymail-e2e --bench ingress
+	$(CARGO) build --release -p ferrymail
+	$(CARGO) bench -p ferrymail-e2e --bench ingress --bench delivery
 
 ## Regenerate the configuration reference in README.md from the key catalogue.
 reference: build

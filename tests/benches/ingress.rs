@@ -17,14 +17,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ferrymail_e2e::{
-    ALICE, Dovecot, DovecotOptions, Ferrymail, PEER_PATIENCE, Postfix, binary, require_peer,
+    ALICE, Dovecot, DovecotOptions, Ferrymail, PEER_PATIENCE, Postfix, SmtpSink, SmtpSource,
+    check_received, discarding_sink, load_average, machine_line, median, release_binary,
+    require_peer,
 };
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
 
@@ -39,10 +38,6 @@ const ROUNDS: usize = 3;
 /// Messages sent to every target before measuring, so that process pools, connection
 /// pools and caches are warm (two per session).
 const WARM_UP_MESSAGES: usize = 2 * SESSIONS;
-/// The HELO name smtp-source announces.
-const HELO_NAME: &str = "source.bench.test";
-/// An envelope sender that is not local anywhere.
-const SENDER: &str = "sender@remote.test";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -90,8 +85,8 @@ struct Lab {
     ferrymail_smtp: SocketAddr,
     _dovecot: Dovecot,
     postfix: Postfix,
-    postfix_relay: DiscardingSink,
-    sink: DiscardingSink,
+    postfix_relay: SmtpSink,
+    sink: SmtpSink,
     runtime: tokio::runtime::Runtime,
     /// Messages each target has accepted so far (warm-up included).
     sent: [usize; 3],
@@ -117,9 +112,9 @@ impl Lab {
             GrpcQueue::connect(&format!("http://{grpc}"))
                 .unwrap_or_else(|e| panic!("queue client for {grpc}: {e}"))
         };
-        let postfix_relay = DiscardingSink::start();
-        let postfix = Postfix::start(postfix_relay.address);
-        let sink = DiscardingSink::start();
+        let postfix_relay = discarding_sink(None);
+        let postfix = Postfix::start(postfix_relay.address());
+        let sink = discarding_sink(None);
         Lab {
             ferrymail,
             ferrymail_smtp,
@@ -137,7 +132,7 @@ impl Lab {
         match target {
             Target::Ferrymail => self.ferrymail_smtp,
             Target::Postfix => self.postfix.address(),
-            Target::SmtpSink => self.sink.address,
+            Target::SmtpSink => self.sink.address(),
         }
     }
 
@@ -145,7 +140,14 @@ impl Lab {
     /// panics unless every message was accepted.
     fn send(&mut self, target: Target, mode: Mode, messages: usize) -> Duration {
         let address = self.address(target);
-        let (elapsed, output) = smtp_source(address, mode, messages);
+        let load = SmtpSource {
+            sessions: SESSIONS,
+            message_bytes: MESSAGE_BYTES,
+            messages,
+            reuse_connections: mode == Mode::ConnectionReuse,
+            recipient: ALICE.0.to_owned(),
+        };
+        let (elapsed, output) = load.run(address);
         if !output.status.success() {
             panic!(
                 "smtp-source against {} ({address}, {mode:?}) failed ({}): {}{}",
@@ -177,8 +179,7 @@ impl Lab {
                 );
             }
             Target::Postfix => {
-                self.postfix_relay
-                    .wait_for_messages(expected, || self.postfix.log());
+                check_received(&self.postfix_relay, expected, || self.postfix.log());
                 // Relayed messages leave the queue just after the relay's 250; the next run
                 // should not share the machine with Postfix's clean-up.
                 let deadline = Instant::now() + PEER_PATIENCE;
@@ -193,7 +194,7 @@ impl Lab {
                 }
             }
             Target::SmtpSink => {
-                self.sink.wait_for_messages(expected, String::new);
+                check_received(&self.sink, expected, String::new);
             }
         }
     }
@@ -243,184 +244,6 @@ messages = {MESSAGES_PER_RUN}
     )
 }
 
-/// Runs smtp-source to completion against `address` and returns its wall time and output.
-fn smtp_source(
-    address: SocketAddr,
-    mode: Mode,
-    messages: usize,
-) -> (Duration, std::process::Output) {
-    let mut command = Command::new(require_peer("smtp-source"));
-    command
-        .args(["-s", &SESSIONS.to_string()])
-        .args(["-l", &MESSAGE_BYTES.to_string()])
-        .args(["-m", &messages.to_string()])
-        .args(["-M", HELO_NAME, "-f", SENDER, "-t", ALICE.0]);
-    if mode == Mode::ConnectionReuse {
-        command.arg("-d");
-    }
-    command
-        .arg(format!("{}:{}", address.ip(), address.port()))
-        .stdin(Stdio::null());
-    let started = Instant::now();
-    let output = command.output().expect("run smtp-source");
-    (started.elapsed(), output)
-}
-
-/// `smtp-sink` accepting every message and writing none of them anywhere.
-///
-/// The harness's `SmtpSink` dumps each message to a file, which would make the reference
-/// slower than smtp-sink alone (and, as Postfix's relay target, take CPU from Postfix).
-struct DiscardingSink {
-    child: Child,
-    address: SocketAddr,
-    /// smtp-sink's `-c` counters (`sess=N quit=N mesg=N`, each update ended by `\r`).
-    counters: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl DiscardingSink {
-    fn start() -> DiscardingSink {
-        let binary = require_peer("smtp-sink");
-        const ATTEMPTS: u32 = 5;
-        for attempt in 1..=ATTEMPTS {
-            let dir = tempfile::Builder::new()
-                .prefix("smtp-sink.")
-                .tempdir()
-                .unwrap();
-            let counters = dir.path().join("counters");
-            let errors = dir.path().join("errors");
-            // A port that was free a moment ago; another process may take it first, then
-            // smtp-sink exits with "Address already in use" and a new port is tried.
-            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .and_then(|listener| listener.local_addr())
-                .expect("a free loopback port")
-                .port();
-            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            // As root, smtp-sink must be told which user to become.
-            let mut child = Command::new(&binary)
-                .args(["-c", "-u", "nobody"])
-                .arg(address.to_string())
-                .arg("128")
-                .stdin(Stdio::null())
-                .stdout(File::create(&counters).unwrap())
-                .stderr(File::create(&errors).unwrap())
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
-            let deadline = Instant::now() + PEER_PATIENCE;
-            loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    let errors = std::fs::read_to_string(&errors).unwrap_or_default();
-                    if errors.contains("Address already in use") && attempt < ATTEMPTS {
-                        break;
-                    }
-                    panic!("smtp-sink on {address} exited at start ({status}): {errors}");
-                }
-                if TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok() {
-                    return DiscardingSink {
-                        child,
-                        address,
-                        counters,
-                        _dir: dir,
-                    };
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "smtp-sink did not listen on {address} within {PEER_PATIENCE:?}"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        unreachable!("the last attempt either returns or panics")
-    }
-
-    /// Complete messages received so far (the last counter update smtp-sink printed).
-    fn received(&self) -> usize {
-        let text = std::fs::read_to_string(&self.counters).unwrap_or_default();
-        text.split(['\r', '\n'])
-            .filter_map(|update| {
-                update
-                    .split_whitespace()
-                    .find_map(|field| field.strip_prefix("mesg="))
-                    .and_then(|n| n.parse().ok())
-            })
-            .next_back()
-            .unwrap_or(0)
-    }
-
-    /// Waits until it has received `count` messages; panics, with `context()`, when it
-    /// stops short or gets more.
-    fn wait_for_messages(&self, count: usize, context: impl Fn() -> String) {
-        let deadline = Instant::now() + PEER_PATIENCE;
-        loop {
-            let received = self.received();
-            assert!(
-                received <= count,
-                "smtp-sink on {} received {received} messages, only {count} were sent",
-                self.address
-            );
-            if received == count {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "smtp-sink on {} received {received} of {count} messages in {PEER_PATIENCE:?}\n{}",
-                self.address,
-                context()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for DiscardingSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The ferrymail binary the harness will start ([`binary`]): `FERRYMAIL_BIN`, or `ferrymail`
-/// in this bench's own profile directory (`target/release`), which `make bench` builds
-/// first. Checked here to say which build is missing.
-fn release_binary() -> PathBuf {
-    let path = match std::env::var_os("FERRYMAIL_BIN") {
-        Some(path) => PathBuf::from(path),
-        None => {
-            let exe = std::env::current_exe().unwrap();
-            exe.parent()
-                .and_then(Path::parent)
-                .map(|profile_dir| profile_dir.join("ferrymail"))
-                .unwrap_or_else(|| panic!("no profile directory above {}", exe.display()))
-        }
-    };
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --release -p ferrymail` first (`make bench` does), \
-         or point FERRYMAIL_BIN at a release build",
-        path.display()
-    );
-    assert_eq!(binary(), path, "the harness would start another binary");
-    path
-}
-
-/// The 1-, 5- and 15-minute load averages.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|e| format!("unknown ({e})"))
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
-}
-
 fn main() {
     for peer in ["smtp-source", "smtp-sink", "postfix", "dovecot"] {
         require_peer(peer);
@@ -451,12 +274,7 @@ fn main() {
          {MESSAGES_PER_RUN} messages per run, median of {ROUNDS} rounds (msgs/s)"
     );
     println!("ferrymail: {}", ferrymail_bin.display());
-    // Other work on the machine shows in every figure; say how busy it was.
-    println!(
-        "machine: {} cores; load average at the start {load_at_start}, at the end {}",
-        std::thread::available_parallelism().map_or(0, usize::from),
-        load_average()
-    );
+    println!("{}", machine_line(&load_at_start));
     println!(
         "{:<30} {:>10} {:>10} {:>10} {:>18} {:>20}",
         "", "ferrymail", "Postfix", "smtp-sink", "ferrymail/Postfix", "ferrymail/smtp-sink"

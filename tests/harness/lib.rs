@@ -18,6 +18,7 @@ mod peer;
 mod postfix;
 mod process;
 mod smtp_sink;
+mod throughput;
 mod tls;
 
 pub use dovecot::{
@@ -32,4 +33,8 @@ pub use peer::{PEER_PATIENCE, require_peer};
 pub use postfix::{POSTFIX_HOSTNAME, Postfix};
 pub use process::{Ferrymail, LogLine, binary};
 pub use smtp_sink::{SmtpSink, SmtpSinkOptions};
+pub use throughput::{
+    LOAD_HELO, LOAD_SENDER, SmtpSource, check_received, discarding_sink, load_average,
+    machine_line, median, release_binary,
+};
 pub use tls::TestCertificates;

@@ -2,7 +2,8 @@
 //! and throws it away, or rejects chosen commands, for delivery tests.
 //!
 //! Each complete message (after the final `.`) is counted from the running counters that
-//! `-c` prints, and dumped by `-d` into a private directory, one file per message.
+//! `-c` prints, and dumped by `-d` into a private directory, one file per message (unless
+//! [`SmtpSinkOptions::discard`] says otherwise).
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::peer::{
     PEER_PATIENCE, accepts_connections, free_loopback_ports, loopback, require_peer, wait_until,
@@ -45,6 +46,9 @@ pub struct SmtpSinkOptions {
     pub hostname: Option<String>,
     /// Seconds to wait before answering DATA (`-w`): keeps deliveries in flight.
     pub data_delay: Option<u32>,
+    /// Count messages without dumping them (no `-d`; [`SmtpSink::messages`] is then empty):
+    /// for benchmarks, where writing a file per message would slow the sink itself down.
+    pub discard: bool,
 }
 
 /// Counters parsed from `smtp-sink -c`.
@@ -87,9 +91,11 @@ impl SmtpSink {
             let [port] = free_loopback_ports();
             let address = loopback(port);
             let mut command = Command::new(&binary);
-            command.args(["-c", "-u", "nobody", "-d"]);
-            // A template for strftime(3) and a prefix: files are `dump/message.<hex>`.
-            command.arg(dump.join("message."));
+            command.args(["-c", "-u", "nobody"]);
+            if !options.discard {
+                // A template for strftime(3) and a prefix: files are `dump/message.<hex>`.
+                command.arg("-d").arg(dump.join("message."));
+            }
             if options.lmtp {
                 command.arg("-L");
             }
@@ -188,6 +194,27 @@ impl SmtpSink {
             );
             counters = changed.wait_timeout(counters, left).unwrap().0;
         }
+    }
+
+    /// Waits up to `timeout` until it has received at least `count` messages; returns how
+    /// many it has received (fewer when the time ran out). Panics when smtp-sink exited.
+    pub fn received_within(&self, count: usize, timeout: Duration) -> usize {
+        let (lock, changed) = &*self.counters;
+        let deadline = Instant::now() + timeout;
+        let mut counters = lock.lock().unwrap();
+        while counters.messages < count {
+            assert!(
+                !counters.ended,
+                "smtp-sink on {} exited after {} message(s); its output: {:?}",
+                self.address, counters.messages, counters.output,
+            );
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            counters = changed.wait_timeout(counters, left).unwrap().0;
+        }
+        counters.messages
     }
 
     /// The dumped messages, each with smtp-sink's `X-Client-Addr`, `X-Mail-Args`,
