@@ -71,16 +71,40 @@ pub(crate) async fn leave(
         .await
 }
 
-/// The shards `owner` reads when `members` are alive.
+/// The shards `owner` reads when `members` (sorted, distinct) are alive.
+///
+/// Rendezvous hashing with bounded load: shard by shard, the member of highest weight that
+/// has room takes it; each member has room for `SHARDS / members` shards, the first
+/// `SHARDS % members` (in the sorted list) for one more, so the rooms add up to the shards and
+/// every member ends with its share. Plain rendezvous hashing is
+/// uneven with 64 shards (with four members the busiest often holds 20, capping a backlog's
+/// drain at 3.2 times one scheduler); the bound makes the split even, and the weights still
+/// keep most shards in place when a member comes or goes.
 pub fn assign(members: &[String], owner: &str) -> Vec<u16> {
-    (0..SHARDS)
-        .filter(|&shard| {
-            members
-                .iter()
-                .max_by_key(|member| (weight(member, shard), member.as_str()))
-                .is_some_and(|chosen| chosen == owner)
-        })
-        .collect()
+    if members.is_empty() {
+        return Vec::new();
+    }
+    let (share, extra) = (
+        usize::from(SHARDS) / members.len(),
+        usize::from(SHARDS) % members.len(),
+    );
+    let room: Vec<usize> = (0..members.len())
+        .map(|i| share + usize::from(i < extra))
+        .collect();
+    let mut load = vec![0usize; members.len()];
+    let mut mine = Vec::new();
+    for shard in 0..SHARDS {
+        let chosen = (0..members.len())
+            .filter(|&i| load[i] < room[i])
+            .max_by_key(|&i| (weight(&members[i], shard), members[i].as_str()));
+        if let Some(i) = chosen {
+            load[i] += 1;
+            if members[i] == owner {
+                mine.push(shard);
+            }
+        }
+    }
+    mine
 }
 
 /// The rendezvous weight of `member` for `shard`: FNV-1a over both, then a 64-bit finalizer.
@@ -113,12 +137,12 @@ mod tests {
     fn every_shard_has_exactly_one_owner_and_the_split_is_even() {
         for n in 1..=8 {
             let members = members(n);
+            let cap = usize::from(SHARDS).div_ceil(n);
             let mut owned: Vec<u16> = Vec::new();
-            let fair = usize::from(SHARDS) / n;
             for member in &members {
                 let shards = assign(&members, member);
                 assert!(
-                    !shards.is_empty() && shards.len() <= 3 * fair,
+                    shards.len() == usize::from(SHARDS) / n || shards.len() == cap,
                     "{member} of {n} owns {} shards",
                     shards.len()
                 );
@@ -130,20 +154,30 @@ mod tests {
     }
 
     #[test]
-    fn a_newcomer_takes_shards_only_from_the_others() {
+    fn a_newcomer_moves_few_shards() {
         let before = members(3);
         let mut after = before.clone();
         after.push("newcomer/1".into());
-        for member in &before {
-            let kept = assign(&after, member);
-            let had = assign(&before, member);
-            assert!(
-                kept.iter().all(|s| had.contains(s)),
-                "{member} gained a shard"
-            );
-        }
-        assert!(!assign(&after, "newcomer/1").is_empty());
+        after.sort();
+        let newcomer = assign(&after, "newcomer/1");
+        assert_eq!(newcomer.len(), usize::from(SHARDS) / 4);
+        // Shards that change hands between old members, beyond those the newcomer takes.
+        let moved: usize = before
+            .iter()
+            .map(|member| {
+                let had = assign(&before, member);
+                assign(&after, member)
+                    .iter()
+                    .filter(|s| !had.contains(s))
+                    .count()
+            })
+            .sum();
+        assert!(
+            moved <= usize::from(SHARDS) / 4,
+            "{moved} shards moved between old members"
+        );
         assert!(assign(&before, "stranger").is_empty());
+        assert!(assign(&[], "anyone").is_empty());
     }
 
     #[test]
