@@ -354,7 +354,8 @@ impl Session {
             self.reply(refusal);
             return;
         }
-        // A new greeting starts over, as RFC 5321 §4.1.4 says.
+        // A new greeting starts over, as RFC 5321 §4.1.4 says, a BDAT transfer included.
+        self.abandon_bdat().await;
         self.transaction = None;
         self.helo = Some(host);
         self.esmtp = extended;
