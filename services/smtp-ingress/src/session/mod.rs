@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ferrymail_config::model::stage_rules::Stage;
 use ferrymail_rpc::queue::Recipient;
-use smtp_proto::request::receiver::RequestReceiver;
+use smtp_proto::request::receiver::{MAX_LINE_LENGTH, RequestReceiver};
 use smtp_proto::{
     AUTH_LOGIN, AUTH_PLAIN, EXT_8BIT_MIME, EXT_AUTH, EXT_CHUNKING, EXT_DSN,
     EXT_ENHANCED_STATUS_CODES, EXT_EXPN, EXT_FUTURE_RELEASE, EXT_HELP, EXT_MT_PRIORITY,
@@ -227,6 +227,12 @@ impl Session {
                 let used = self.pending().len() - iter.as_slice().len();
                 self.consume(used);
                 let flow = match parsed {
+                    // smtp-proto bounds a line only when it spans reads; one that arrived
+                    // whole is held to the same bound, whatever the segmentation.
+                    Ok(_) if used > MAX_LINE_LENGTH => {
+                        self.syntax_error(smtp_proto::Error::ResponseTooLong);
+                        Flow::Continue
+                    }
                     Ok(request) => self.handle(request).await?,
                     Err(smtp_proto::Error::NeedsMoreData { .. }) => break,
                     Err(error) => {
