@@ -376,3 +376,20 @@ fn a_bare_lf_command_line_gets_its_own_reply() {
         );
     }
 }
+
+/// Found by the `smtp_session` fuzz target: replies queued for pipelined commands were not
+/// sent before the server waited for the rest of a BDAT chunk, so a client that went away
+/// then never heard that its earlier message was committed (and would send it again).
+#[test]
+fn replies_go_out_before_waiting_for_the_rest_of_a_chunk() {
+    let input = "EHLO c.example.net\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<bob@example.org>\r\nBDAT 5 LAST\r\nhelloMAIL FROM:<a@example.net>\r\nRCPT TO:<bob@example.org>\r\nBDAT 10\r\nabc";
+    for write_size in [64 * 1024, 1] {
+        let cut = run_checked(Protocol::Smtp, input.as_bytes(), write_size);
+        assert_eq!(cut.committed, ["FUZZ1"], "{}", output(&cut));
+        assert!(
+            output(&cut).ends_with("250 2.0.0 Message queued as FUZZ1\r\n250 2.1.0 OK\r\n250 2.1.5 <bob@example.org> OK\r\n"),
+            "write size {write_size}: {}",
+            output(&cut)
+        );
+    }
+}

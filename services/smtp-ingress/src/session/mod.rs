@@ -149,7 +149,10 @@ impl Session {
     }
 
     /// Reads more input, waiting at most `timeout` (and never past the session's duration).
+    /// The replies queued so far go out first: in the middle of a BDAT chunk too, the
+    /// client must hear about the messages already committed before the server waits.
     pub(crate) async fn fill(&mut self, timeout: Duration) -> Result<(), End> {
+        self.flush().await?;
         if self.pos > 0 {
             self.input.drain(..self.pos);
             self.pos = 0;
