@@ -4,7 +4,7 @@ CARGO ?= cargo
 CONFIG ?= deploy/examples/config.toml
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-deps lint fmt build bench reference check-config crds chart-assets chart clean
+.PHONY: run test test-deps lint fmt build bench fuzz reference check-config crds chart-assets chart clean
 
 ## Start every role in one process on the embedded store (SMTP on 127.0.0.1:2525,
 ## admin endpoints on 127.0.0.1:8080). Ctrl-C stops it cleanly.
@@ -43,6 +43,29 @@ bench: test-deps
 	$(CARGO) bench -p ferrymail-directory-proxy --bench lookups
 	$(CARGO) build --release -p ferrymail
 	$(CARGO) bench -p ferrymail-e2e --bench ingress --bench delivery
+
+## Fuzz the SMTP/LMTP session state machine (fuzz/fuzz_targets/smtp_session.rs) for
+## FUZZ_TIME seconds. New inputs go to target/fuzz-corpus; findings to fuzz/artifacts.
+## Needs cargo-fuzz; uses a nightly toolchain if there is one, else the stable one with
+## RUSTC_BOOTSTRAP=1 (libFuzzer's sanitizer flags are nightly-only). A cold build takes
+## about 20 minutes on 2 cores.
+FUZZ_TIME ?= 60
+FUZZ_RUN = fuzz run smtp_session target/fuzz-corpus/smtp_session fuzz/corpus/smtp_session \
+	-- -max_total_time=$(FUZZ_TIME) -timeout=10
+fuzz:
+	@if ! $(CARGO) fuzz --version >/dev/null 2>&1; then \
+		echo "make fuzz needs cargo-fuzz: cargo install cargo-fuzz"; \
+		echo "Without it, the same harness runs on stable as part of make test:"; \
+		echo "  $(CARGO) test -p ferrymail-smtp-ingress --test session_fuzz"; \
+		exit 1; \
+	fi
+	@mkdir -p target/fuzz-corpus/smtp_session
+	@if $(CARGO) +nightly --version >/dev/null 2>&1; then \
+		$(CARGO) +nightly $(FUZZ_RUN); \
+	else \
+		echo "no nightly toolchain: building with the stable one and RUSTC_BOOTSTRAP=1"; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) $(FUZZ_RUN); \
+	fi
 
 ## Regenerate the configuration reference in README.md from the key catalogue.
 reference: build

@@ -11,6 +11,9 @@ mod metrics;
 mod proxy_protocol;
 mod received;
 mod session;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod session_harness;
 mod settings;
 mod tls;
 

@@ -243,6 +243,9 @@ pub enum ServerStream {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// Moved out for the TLS handshake; never used in this state.
     Detached,
+    /// An in-process pipe: lets tests and fuzz targets drive a whole session without sockets.
+    #[cfg(feature = "memory")]
+    Memory(tokio::io::DuplexStream),
 }
 
 fn detached() -> io::Error {
@@ -280,6 +283,8 @@ impl AsyncRead for ServerStream {
         match self.get_mut() {
             ServerStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            #[cfg(feature = "memory")]
+            ServerStream::Memory(s) => Pin::new(s).poll_read(cx, buf),
             ServerStream::Detached => Poll::Ready(Err(detached())),
         }
     }
@@ -294,6 +299,8 @@ impl AsyncWrite for ServerStream {
         match self.get_mut() {
             ServerStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            #[cfg(feature = "memory")]
+            ServerStream::Memory(s) => Pin::new(s).poll_write(cx, buf),
             ServerStream::Detached => Poll::Ready(Err(detached())),
         }
     }
@@ -302,6 +309,8 @@ impl AsyncWrite for ServerStream {
         match self.get_mut() {
             ServerStream::Plain(s) => Pin::new(s).poll_flush(cx),
             ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            #[cfg(feature = "memory")]
+            ServerStream::Memory(s) => Pin::new(s).poll_flush(cx),
             ServerStream::Detached => Poll::Ready(Err(detached())),
         }
     }
@@ -310,6 +319,8 @@ impl AsyncWrite for ServerStream {
         match self.get_mut() {
             ServerStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            #[cfg(feature = "memory")]
+            ServerStream::Memory(s) => Pin::new(s).poll_shutdown(cx),
             ServerStream::Detached => Poll::Ready(Ok(())),
         }
     }

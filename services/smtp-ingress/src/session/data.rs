@@ -5,11 +5,14 @@
 //! the session and the queue, so a session holds about 0.5 MiB of a message whatever its size,
 //! plus the copy message authentication keeps (at most `message_auth::MAX_COPY`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
 use ferrymail_config::model::stage_rules::Stage;
 use ferrymail_rpc::queue::{BodyError, BodyPart, BodyStream, Envelope, QueueError, QueueId};
+use futures::StreamExt;
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -28,6 +31,9 @@ const BODY_QUEUE: usize = 8;
 /// A message body on its way to the queue.
 pub(crate) struct Upload {
     sender: Option<mpsc::Sender<Result<BodyPart, BodyError>>>,
+    /// Set once the whole message was received: only then does the end of the channel mean
+    /// the end of the message.
+    complete: Arc<AtomicBool>,
     task: JoinHandle<Result<QueueId, QueueError>>,
     size: u64,
     too_large: bool,
@@ -102,12 +108,26 @@ impl Session {
             trace_parent: ferrymail_telemetry::traceparent(&Span::current()),
         };
         let queue = self.shared.queue.clone();
-        let body: BodyStream = Box::pin(ReceiverStream::new(receiver));
+        // An upload dropped unfinished (QUIT or a disconnect between BDAT chunks, a session
+        // that ends any other way) closes the channel too: the queue must then be told the
+        // body is incomplete, or it would commit a truncated message nobody acknowledged.
+        let complete = Arc::new(AtomicBool::new(false));
+        let finished = complete.clone();
+        let cut = futures::stream::once(async move {
+            (!finished.load(Ordering::Acquire)).then(|| {
+                Err(BodyError::new(
+                    "the session ended before the end of the message",
+                ))
+            })
+        })
+        .filter_map(std::future::ready);
+        let body: BodyStream = Box::pin(ReceiverStream::new(receiver).chain(cut));
         let task = tokio::spawn(
             async move { queue.enqueue(envelope, body).await }.instrument(Span::current()),
         );
         Upload {
             sender: Some(sender),
+            complete,
             task,
             size: 0,
             too_large: false,
@@ -290,6 +310,7 @@ impl Session {
             self.authenticate(&mut upload).await
         };
         // Closing the channel ends the body: the queue commits and answers.
+        upload.complete.store(true, Ordering::Release);
         drop(upload.sender.take());
         let result = upload.task.await;
         let reply = match (limit_exceeded, refusal, result) {

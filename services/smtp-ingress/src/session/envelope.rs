@@ -66,7 +66,8 @@ impl Session {
             self.reply(Reply::new(503, "5.5.1", "Say EHLO or HELO first"));
             return;
         }
-        if self.transaction.is_some() {
+        // During BDAT the transaction is the upload's: it is still open.
+        if self.transaction.is_some() || self.bdat.is_some() {
             self.reply(Reply::new(503, "5.5.1", "Nested MAIL command"));
             return;
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ferrymail_config::model::stage_rules::Stage;
 use ferrymail_rpc::queue::Recipient;
-use smtp_proto::request::receiver::RequestReceiver;
+use smtp_proto::request::receiver::{MAX_LINE_LENGTH, RequestReceiver};
 use smtp_proto::{
     AUTH_LOGIN, AUTH_PLAIN, EXT_8BIT_MIME, EXT_AUTH, EXT_CHUNKING, EXT_DSN,
     EXT_ENHANCED_STATUS_CODES, EXT_EXPN, EXT_FUTURE_RELEASE, EXT_HELP, EXT_MT_PRIORITY,
@@ -149,7 +149,10 @@ impl Session {
     }
 
     /// Reads more input, waiting at most `timeout` (and never past the session's duration).
+    /// The replies queued so far go out first: in the middle of a BDAT chunk too, the
+    /// client must hear about the messages already committed before the server waits.
     pub(crate) async fn fill(&mut self, timeout: Duration) -> Result<(), End> {
+        self.flush().await?;
         if self.pos > 0 {
             self.input.drain(..self.pos);
             self.pos = 0;
@@ -159,20 +162,14 @@ impl Session {
             .duration
             .saturating_sub(self.started.elapsed());
         let wait = timeout.min(left);
-        let start = self.input.len();
-        self.input.resize(start + READ_CHUNK, 0);
-        let read = tokio::time::timeout(wait, self.stream.read(&mut self.input[start..])).await;
+        // Reads into spare capacity: zeroing a whole chunk per read would cost a client's
+        // every byte 64 KiB of work when it sends one byte at a time.
+        self.input.reserve(READ_CHUNK);
+        let read = tokio::time::timeout(wait, self.stream.read_buf(&mut self.input)).await;
         match read {
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                self.input.truncate(start);
-                Err(End::Disconnected)
-            }
-            Ok(Ok(n)) => {
-                self.input.truncate(start + n);
-                Ok(())
-            }
+            Ok(Ok(0)) | Ok(Err(_)) => Err(End::Disconnected),
+            Ok(Ok(_)) => Ok(()),
             Err(_) => {
-                self.input.truncate(start);
                 let why = if left <= timeout {
                     "session duration exceeded"
                 } else {
@@ -233,6 +230,12 @@ impl Session {
                 let used = self.pending().len() - iter.as_slice().len();
                 self.consume(used);
                 let flow = match parsed {
+                    // smtp-proto bounds a line only when it spans reads; one that arrived
+                    // whole is held to the same bound, whatever the segmentation.
+                    Ok(_) if used > MAX_LINE_LENGTH => {
+                        self.syntax_error(smtp_proto::Error::ResponseTooLong);
+                        Flow::Continue
+                    }
                     Ok(request) => self.handle(request).await?,
                     Err(smtp_proto::Error::NeedsMoreData { .. }) => break,
                     Err(error) => {
@@ -354,7 +357,8 @@ impl Session {
             self.reply(refusal);
             return;
         }
-        // A new greeting starts over, as RFC 5321 §4.1.4 says.
+        // A new greeting starts over, as RFC 5321 §4.1.4 says, a BDAT transfer included.
+        self.abandon_bdat().await;
         self.transaction = None;
         self.helo = Some(host);
         self.esmtp = extended;
