@@ -363,7 +363,8 @@ async fn malformed_input_gets_replies_and_never_a_crash() {
     let long = format!("NOOP {}\r\n", "A".repeat(10 * 1024 * 1024));
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("commands out of order", b"RCPT TO:<a@example.org>\r\nDATA\r\nEHLO x\r\nDATA\r\nQUIT\r\n".to_vec(), "503 5.5.1 Need MAIL"),
-        ("bare LF line endings", b"EHLO x\nMAIL FROM:<a@b.test>\nQUIT\n".to_vec(), "250 2.1.0 OK"),
+        // A bare LF is not a line end; accepting it as one is how SMTP smuggling starts.
+        ("bare LF line endings", b"EHLO x\nMAIL FROM:<a@b.test>\nQUIT\n".to_vec(), "500 5.5.2 Bare LF in command"),
         ("NUL bytes", b"EHLO x\r\nMAIL FROM:<a\0b@c.test>\r\nQUIT\r\n".to_vec(), "221 2.0.0 Bye"),
         ("a 10 MB line", long.into_bytes(), "500 5.5.2 Line too long"),
         ("unknown commands", b"EHLO x\r\nFOO BAR\r\nQUIT\r\n".to_vec(), "500 5.5.1 Unknown command"),

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{Instrument, Span};
 
+use super::forged_results::ForgedResultsFilter;
 use super::reply::Reply;
 use super::rules::CommandValues;
 use super::{End, Flow, Session, Transaction};
@@ -41,6 +42,8 @@ pub(crate) struct Upload {
     started: Instant,
     /// What message authentication needs at the end; `None` until the client's data starts.
     pending: Option<PendingMessage>,
+    /// Removes forged `Authentication-Results` from the client's header.
+    forged: Option<ForgedResultsFilter>,
 }
 
 impl Upload {
@@ -59,6 +62,29 @@ impl Upload {
             pending.copy.push(&chunk);
         }
         self.send(BodyPart::Chunk(Bytes::from(chunk))).await;
+    }
+
+    /// The client's next bytes, without the forged results of its header.
+    fn filtered(&mut self, chunk: Vec<u8>) -> Vec<u8> {
+        match &mut self.forged {
+            Some(filter) => filter.filter(chunk),
+            None => chunk,
+        }
+    }
+
+    /// Passes on what the header filter still holds, at the end of the message.
+    async fn end_filter(&mut self, limit: u64) {
+        let Some(mut filter) = self.forged.take() else {
+            return;
+        };
+        let rest = filter.finish();
+        self.push(rest, limit).await;
+        if filter.removed() > 0 {
+            tracing::info!(
+                removed = filter.removed(),
+                "removed Authentication-Results fields claiming to be ours"
+            );
+        }
     }
 
     /// Adds header fields before the message, once its body is complete (they are delivered
@@ -134,6 +160,7 @@ impl Session {
             recipients: transaction.recipients.len(),
             started: Instant::now(),
             pending: None,
+            forged: None,
         }
     }
 
@@ -175,6 +202,7 @@ impl Session {
             sender: transaction.sender.clone(),
             spf_mail_from: transaction.spf_mail_from.clone(),
         });
+        upload.forged = Some(ForgedResultsFilter::new(&self.settings.hostname));
         upload
     }
 
@@ -191,6 +219,7 @@ impl Session {
             let done = ingest(&mut iter, &mut chunk);
             let used = self.pending().len() - iter.as_slice().len();
             self.consume(used);
+            let chunk = upload.filtered(chunk);
             upload.push(chunk, self.settings.max_message_size).await;
             if done {
                 return Ok(());
@@ -302,6 +331,7 @@ impl Session {
     }
 
     async fn finish(&mut self, mut upload: Upload) {
+        upload.end_filter(self.settings.max_message_size).await;
         let limit_exceeded = upload.too_large;
         let refusal = if limit_exceeded {
             upload.abort("message exceeds the size limit").await;

@@ -4,6 +4,7 @@
 mod auth;
 mod data;
 pub(crate) mod envelope;
+mod forged_results;
 mod reply;
 pub(crate) mod rules;
 
@@ -225,19 +226,43 @@ impl Session {
                         }
                     }
                 }
-                let mut iter = self.input[self.pos..].iter();
-                let parsed = self.receiver.ingest(&mut iter).map(Request::into_owned);
-                let used = self.pending().len() - iter.as_slice().len();
-                self.consume(used);
-                let flow = match parsed {
-                    // smtp-proto bounds a line only when it spans reads; one that arrived
-                    // whole is held to the same bound, whatever the segmentation.
-                    Ok(_) if used > MAX_LINE_LENGTH => {
+                // Commands reach the parser one whole CRLF line at a time, so that how the
+                // input was cut never changes how it is read (smtp-proto reads past a bare LF
+                // and bounds only lines that span reads).
+                let line = match next_line(self.pending()) {
+                    Line::Incomplete => break,
+                    Line::TooLong => {
+                        self.discarding = true;
                         self.syntax_error(smtp_proto::Error::ResponseTooLong);
+                        continue;
+                    }
+                    Line::BareLf(end) => {
+                        // A bare LF is not a line end (RFC 5321 §2.3.8); reading it as one,
+                        // or not, is how SMTP smuggling starts. The line is refused whole.
+                        self.consume(end);
+                        self.shared.metrics.rejected("syntax");
+                        self.reply(Reply::new(
+                            500,
+                            "5.5.2",
+                            "Bare LF in command: lines end with CRLF",
+                        ));
+                        continue;
+                    }
+                    Line::Complete(end) => end,
+                };
+                let mut iter = self.input[self.pos..self.pos + line].iter();
+                let parsed = self.receiver.ingest(&mut iter).map(Request::into_owned);
+                self.consume(line);
+                // A whole line that still needs more is one smtp-proto could not finish.
+                self.receiver = RequestReceiver::default();
+                let flow = match parsed {
+                    Ok(request) => self.handle(request).await?,
+                    Err(smtp_proto::Error::NeedsMoreData { .. }) => {
+                        self.syntax_error(smtp_proto::Error::SyntaxError {
+                            syntax: "a complete command line",
+                        });
                         Flow::Continue
                     }
-                    Ok(request) => self.handle(request).await?,
-                    Err(smtp_proto::Error::NeedsMoreData { .. }) => break,
                     Err(error) => {
                         // The rest of an overlong line is not a new command.
                         self.discarding = matches!(error, smtp_proto::Error::ResponseTooLong);
@@ -449,5 +474,61 @@ impl Session {
             }
             _ => Err(End::Disconnected),
         }
+    }
+}
+
+/// The next command line in `pending`, as far as it has arrived.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// No line end yet, and within the length bound.
+    Incomplete,
+    /// Longer than the bound, without a line end yet.
+    TooLong,
+    /// Ends with a LF not preceded by CR, `.0` bytes long with it.
+    BareLf(usize),
+    /// Ends with CRLF, `.0` bytes long with it.
+    Complete(usize),
+}
+
+fn next_line(pending: &[u8]) -> Line {
+    let Some(lf) = pending.iter().position(|&b| b == b'\n') else {
+        return if pending.len() > MAX_LINE_LENGTH {
+            Line::TooLong
+        } else {
+            Line::Incomplete
+        };
+    };
+    if lf + 1 > MAX_LINE_LENGTH {
+        // The overlong line is discarded through its end, as one that arrives in pieces.
+        return Line::TooLong;
+    }
+    if lf == 0 || pending[lf - 1] != b'\r' {
+        Line::BareLf(lf + 1)
+    } else {
+        Line::Complete(lf + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_end_with_crlf_and_are_bounded() {
+        assert_eq!(next_line(b""), Line::Incomplete);
+        assert_eq!(next_line(b"NOOP"), Line::Incomplete);
+        assert_eq!(next_line(b"NOOP\r"), Line::Incomplete);
+        assert_eq!(next_line(b"NOOP\r\nQUIT\r\n"), Line::Complete(6));
+        assert_eq!(next_line(b"MAIL FROM\n NOOP\r\n"), Line::BareLf(10));
+        assert_eq!(next_line(b"\n"), Line::BareLf(1));
+        assert_eq!(next_line(b"\r\n"), Line::Complete(2));
+        let long = vec![b'a'; MAX_LINE_LENGTH + 1];
+        assert_eq!(next_line(&long), Line::TooLong);
+        let mut ended = vec![b'a'; MAX_LINE_LENGTH];
+        ended.extend_from_slice(b"\r\n");
+        assert_eq!(next_line(&ended), Line::TooLong);
+        let mut fits = vec![b'a'; MAX_LINE_LENGTH - 2];
+        fits.extend_from_slice(b"\r\n");
+        assert_eq!(next_line(&fits), Line::Complete(MAX_LINE_LENGTH));
     }
 }
