@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferrymail_e2e::{
@@ -136,16 +135,7 @@ s.quit()
         port = smtp.port(),
         rcpt = ALICE.0,
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ferrymail_e2e::python(&script);
 }
 
 /// Scrapes `/metrics` until `ready` holds for the text (a guard against hangs, not a timing).

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::net::SocketAddr;
-use std::process::Command;
 
 use ferrymail_e2e::{
     ALICE, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail, OtlpReceiver, ReceivedSpan,
@@ -55,16 +54,7 @@ s.quit()
         port = smtp.port(),
         rcpt = ALICE.0,
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ferrymail_e2e::python(&script);
 }
 
 /// The trace holding every span of [`MESSAGE_SPANS`], if one does.
@@ -230,4 +220,31 @@ fn split_roles_carry_the_trace_over_grpc() {
         let (status, _) = process.terminate();
         assert!(status.success(), "{status}");
     }
+}
+
+#[test]
+fn the_tracing_section_of_the_configuration_turns_export_on() {
+    let receiver = OtlpReceiver::start();
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        auth_penalty: false,
+        ..DovecotOptions::default()
+    });
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    // No OTEL_EXPORTER_OTLP_ENDPOINT: the endpoint and service name come from the file.
+    let config = format!(
+        "[server]\nhostname = \"mx.test\"\nshutdown-timeout = \"5s\"\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n{EMBEDDED_STORE}{}[session.rcpt]\ndirectory = \"mailboxes\"\n{}[tracing]\nendpoint = \"{}\"\nservice-name = \"mx-from-config\"\n",
+        mailboxes_directory(&dovecot),
+        relay_to(&sink),
+        receiver.endpoint(),
+    );
+    let env = [("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned())];
+    let mut process = start("all", &config, &env);
+    let smtp = process.address("smtp");
+    send_with_smtplib(smtp, "configured");
+    sink.wait_for_messages(1);
+    let spans = receiver.wait_for("the spans of the message", |s| message_trace(s).is_some());
+    let all = describe_spans(&spans);
+    assert!(spans.iter().all(|s| s.service == "mx-from-config"), "{all}");
+    let (status, _) = process.terminate();
+    assert!(status.success(), "{status}");
 }

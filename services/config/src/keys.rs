@@ -252,6 +252,11 @@ keys! {
     QUEUE_THROTTLE_ENABLE: bool = "queue.throttle.<id>.enable", Default("true"),
         "Whether the throttle is enforced.";
 
+    TRACING_ENDPOINT: String = "tracing.endpoint", Optional,
+        "OTLP/gRPC endpoint of an OpenTelemetry collector to export traces to, e.g. `http://otel-collector:4317`; `OTEL_EXPORTER_OTLP_ENDPOINT` wins when set, and without either nothing is exported. Read at start-up.";
+    TRACING_SERVICE_NAME: String = "tracing.service-name", Optional,
+        "Service name of the exported spans (default `ferrymail-<role>`); `OTEL_SERVICE_NAME` wins when set. Read at start-up.";
+
     CLUSTER_DIRECTORY_ENDPOINT: String = "cluster.directory.endpoint", Optional,
         "gRPC address of the directory-proxy service used by split roles, e.g. `http://directory-proxy:50051`.";
     CLUSTER_QUEUE_ENDPOINT: String = "cluster.queue.endpoint", Optional,

@@ -642,3 +642,13 @@ fn bad_queue_quotas_and_throttles() {
         assert_error(text, key, at, message);
     }
 }
+
+#[test]
+fn a_tracing_endpoint_must_be_a_url() {
+    assert_error(
+        "[tracing]\nendpoint = \"otel-collector:4317\"\n",
+        "tracing.endpoint",
+        "endpoint =",
+        "not an http:// or https:// URL",
+    );
+}

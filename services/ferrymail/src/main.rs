@@ -64,6 +64,17 @@ fn queue_command(args: &queue_cli::QueueArgs) -> anyhow::Result<()> {
     runtime.block_on(queue_cli::run(args))
 }
 
+/// `tracing.*` of the configuration, read before logging starts; a configuration that does not
+/// load exports nothing here, and the role reports its errors as it starts.
+fn trace_settings(source: &ferrymail_config::ConfigSource) -> ferrymail_telemetry::TraceSettings {
+    ferrymail_config::load(source)
+        .map(|loaded| ferrymail_telemetry::TraceSettings {
+            endpoint: loaded.config.tracing.endpoint.clone(),
+            service_name: loaded.config.tracing.service_name.clone(),
+        })
+        .unwrap_or_default()
+}
+
 fn run_role(cli: &Cli, command: &Command) -> anyhow::Result<()> {
     let Some((role, args)) = command.role() else {
         return Ok(());
@@ -78,7 +89,8 @@ fn run_role(cli: &Cli, command: &Command) -> anyhow::Result<()> {
     // The trace exporter (gRPC) runs on the runtime: started inside it, flushed before it stops.
     let traces = {
         let _inside = runtime.enter();
-        ferrymail_telemetry::init_telemetry(cli.log_format, role.name())?
+        let settings = trace_settings(&args.source());
+        ferrymail_telemetry::init_telemetry(cli.log_format, role.name(), &settings)?
     };
     let outcome = runtime.block_on(runtime::run(role, args.source(), controller));
     traces.shutdown();

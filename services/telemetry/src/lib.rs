@@ -63,4 +63,4 @@ pub use trace_context::{
     TRACEPARENT, TRACESTATE, context_headers, set_remote_parent, set_stored_parent, trace_id,
     traceparent,
 };
-pub use trace_export::{TraceExport, trace_export_enabled};
+pub use trace_export::{TraceExport, TraceSettings, trace_export_enabled};

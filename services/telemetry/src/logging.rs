@@ -12,7 +12,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::TelemetryError;
-use crate::trace_export::{self, TraceExport, TraceLayer};
+use crate::trace_export::{self, TraceExport, TraceLayer, TraceSettings};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,8 +66,12 @@ pub fn init_logging(format: LogFormat) -> Result<(), TelemetryError> {
 /// when the `OTEL_*` environment asks for it (see the crate's documentation). `role` names
 /// the service by default. Must run inside a Tokio runtime; keep the returned handle and
 /// [`TraceExport::shutdown`] it before the runtime stops.
-pub fn init_telemetry(format: LogFormat, role: &str) -> Result<TraceExport, TelemetryError> {
-    let (export, layer) = trace_export::start(role)?;
+pub fn init_telemetry(
+    format: LogFormat,
+    role: &str,
+    traces: &TraceSettings,
+) -> Result<TraceExport, TelemetryError> {
+    let (export, layer) = trace_export::start(role, traces)?;
     install(format, layer)?;
     if export.is_on() {
         tracing::info!("trace export is on (OTLP over gRPC)");

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::Layer;
@@ -83,20 +84,35 @@ impl Drop for TraceExport {
     }
 }
 
-/// Whether the environment asks for trace export.
-pub(crate) fn wanted() -> bool {
+/// Where traces go when the `OTEL_*` variables do not say: the configuration's `tracing.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceSettings {
+    /// The collector's OTLP/gRPC endpoint.
+    pub endpoint: Option<String>,
+    /// The service name of the spans.
+    pub service_name: Option<String>,
+}
+
+/// Whether an `OTEL_*` endpoint variable is set.
+fn endpoint_in_environment() -> bool {
     let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    ENDPOINT_VARIABLES.iter().any(|name| set(name))
+}
+
+/// Whether the environment, or else `settings`, asks for trace export.
+pub(crate) fn wanted(settings: &TraceSettings) -> bool {
     let is = |name: &str, value: &str| {
         std::env::var(name).is_ok_and(|v| v.trim().eq_ignore_ascii_case(value))
     };
-    ENDPOINT_VARIABLES.iter().any(|name| set(name))
+    (endpoint_in_environment() || settings.endpoint.is_some())
         && !is("OTEL_SDK_DISABLED", "true")
         && !is("OTEL_TRACES_EXPORTER", "none")
 }
 
 /// The resource: the SDK's (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`), with
-/// `ferrymail-<role>` as service name when the environment names none.
-fn resource(role: &str) -> Resource {
+/// `tracing.service-name`, else `ferrymail-<role>`, as service name when the environment names
+/// none.
+fn resource(role: &str, settings: &TraceSettings) -> Resource {
     let named = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.is_empty())
         || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| v.contains("service.name="));
     let builder = Resource::builder().with_attributes([
@@ -106,25 +122,34 @@ fn resource(role: &str) -> Resource {
     if named {
         builder.build()
     } else {
-        builder
-            .with_service_name(format!("ferrymail-{role}"))
-            .build()
+        let name = settings
+            .service_name
+            .clone()
+            .unwrap_or_else(|| format!("ferrymail-{role}"));
+        builder.with_service_name(name).build()
     }
 }
 
-/// Starts the OTLP exporter and returns the layer feeding it, when the environment asks for
-/// export. Must run inside a Tokio runtime: the gRPC exporter lives on it.
-pub(crate) fn start(role: &str) -> Result<(TraceExport, Option<TraceLayer>), TelemetryError> {
-    if !wanted() {
+/// Starts the OTLP exporter and returns the layer feeding it, when the environment or
+/// `settings` ask for export. Must run inside a Tokio runtime: the gRPC exporter lives on it.
+pub(crate) fn start(
+    role: &str,
+    settings: &TraceSettings,
+) -> Result<(TraceExport, Option<TraceLayer>), TelemetryError> {
+    if !wanted(settings) {
         return Ok((TraceExport::off(), None));
     }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .build()
-        .map_err(TelemetryError::TraceExporter)?;
+    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+    // The variables win: the SDK reads them itself when no endpoint is given here.
+    if !endpoint_in_environment()
+        && let Some(endpoint) = &settings.endpoint
+    {
+        builder = builder.with_endpoint(endpoint.clone());
+    }
+    let exporter = builder.build().map_err(TelemetryError::TraceExporter)?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(resource(role))
+        .with_resource(resource(role, settings))
         .build();
     let tracer = provider.tracer("ferrymail");
     let layer = tracing_opentelemetry::layer()

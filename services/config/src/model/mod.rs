@@ -16,6 +16,7 @@ pub mod session;
 pub mod signature;
 pub mod stage_rules;
 pub mod store;
+pub mod telemetry;
 
 mod bounds;
 pub mod cache;
@@ -52,6 +53,8 @@ pub struct Config {
     pub signatures: BTreeMap<String, signature::Signature>,
     /// `resolver.*`.
     pub resolver: resolver::Resolver,
+    /// `tracing.*`.
+    pub tracing: telemetry::Tracing,
 }
 
 impl Config {
@@ -94,6 +97,7 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
     let signatures = collection(root, "signature", |_, t| signature::read(t));
     let auth = message_auth::read(root, &known, &signatures);
     let resolver = resolver::read(root);
+    let tracing = telemetry::read(root);
     Some(Config {
         server: server?,
         remotes,
@@ -107,5 +111,6 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
         auth: auth?,
         signatures,
         resolver: resolver?,
+        tracing,
     })
 }
