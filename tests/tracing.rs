@@ -41,6 +41,24 @@ fn relay_to(sink: &SmtpSink) -> String {
     )
 }
 
+/// Dovecot (recipients) and smtp-sink (the relay) for a traced `all`.
+fn peers() -> (Dovecot, SmtpSink) {
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        auth_penalty: false,
+        ..DovecotOptions::default()
+    });
+    (dovecot, SmtpSink::start(SmtpSinkOptions::default()))
+}
+
+/// `ferrymail all` checking recipients with `dovecot` and relaying to `sink`; `extra` appended.
+fn all_config(dovecot: &Dovecot, sink: &SmtpSink, extra: &str) -> String {
+    format!(
+        "[server]\nhostname = \"mx.test\"\nshutdown-timeout = \"5s\"\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n{EMBEDDED_STORE}{}[session.rcpt]\ndirectory = \"mailboxes\"\n{}{extra}",
+        mailboxes_directory(dovecot),
+        relay_to(sink),
+    )
+}
+
 fn send_with_smtplib(smtp: SocketAddr, subject: &str) {
     let script = format!(
         r#"
@@ -82,16 +100,8 @@ fn in_trace<'a>(spans: &'a [ReceivedSpan], trace: &str, name: &str) -> Vec<&'a R
 #[test]
 fn all_exports_one_trace_per_message() {
     let receiver = OtlpReceiver::start();
-    let dovecot = Dovecot::start_with(DovecotOptions {
-        auth_penalty: false,
-        ..DovecotOptions::default()
-    });
-    let sink = SmtpSink::start(SmtpSinkOptions::default());
-    let config = format!(
-        "[server]\nhostname = \"mx.test\"\nshutdown-timeout = \"5s\"\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n{EMBEDDED_STORE}{}[session.rcpt]\ndirectory = \"mailboxes\"\n{}",
-        mailboxes_directory(&dovecot),
-        relay_to(&sink),
-    );
+    let (dovecot, sink) = peers();
+    let config = all_config(&dovecot, &sink, "");
     let mut process = start("all", &config, &otel_env(&receiver));
     let smtp = process.address("smtp");
     send_with_smtplib(smtp, "traced");
@@ -225,18 +235,13 @@ fn split_roles_carry_the_trace_over_grpc() {
 #[test]
 fn the_tracing_section_of_the_configuration_turns_export_on() {
     let receiver = OtlpReceiver::start();
-    let dovecot = Dovecot::start_with(DovecotOptions {
-        auth_penalty: false,
-        ..DovecotOptions::default()
-    });
-    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let (dovecot, sink) = peers();
     // No OTEL_EXPORTER_OTLP_ENDPOINT: the endpoint and service name come from the file.
-    let config = format!(
-        "[server]\nhostname = \"mx.test\"\nshutdown-timeout = \"5s\"\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n{EMBEDDED_STORE}{}[session.rcpt]\ndirectory = \"mailboxes\"\n{}[tracing]\nendpoint = \"{}\"\nservice-name = \"mx-from-config\"\n",
-        mailboxes_directory(&dovecot),
-        relay_to(&sink),
-        receiver.endpoint(),
+    let tracing = format!(
+        "[tracing]\nendpoint = \"{}\"\nservice-name = \"mx-from-config\"\n",
+        receiver.endpoint()
     );
+    let config = all_config(&dovecot, &sink, &tracing);
     let env = [("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned())];
     let mut process = start("all", &config, &env);
     let smtp = process.address("smtp");
