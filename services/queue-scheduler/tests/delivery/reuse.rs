@@ -36,6 +36,8 @@ async fn a_session_carries_up_to_limits_requests_messages() {
     for n in 0..5 {
         deliver_one(&queue, &scheduler, &format!("r{n}@example.net")).await;
     }
+    // smtp-sink counts a message just after its reply: wait for the count to catch up.
+    tokio::task::block_in_place(|| sink.wait_for_messages(5));
     assert_eq!(sink.received(), 5);
     // Two sessions carried two messages each and were closed; the fifth message's session
     // is kept open. One session per message would have ended five.
@@ -65,5 +67,7 @@ async fn a_kept_session_the_server_closed_is_replaced() {
     for n in 0..3 {
         deliver_one(&queue, &scheduler, &format!("r{n}@example.net")).await;
     }
+    // smtp-sink counts a message just after its reply: wait for the count to catch up.
+    tokio::task::block_in_place(|| sink.wait_for_messages(3));
     assert_eq!(sink.received(), 3);
 }
