@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferrymail_e2e::{
-    Ferrymail, LOAD_HELO, LOAD_SENDER, PEER_PATIENCE, Postfix, SmtpSink, SmtpSource,
+    Ferrymail, LOAD_HELO, LOAD_SENDER, PEER_PATIENCE, Postfix, SmtpSink, SmtpSource, bench_config,
     check_received, discarding_sink, load_average, machine_line, median, release_binary,
     require_peer,
 };
@@ -190,29 +190,9 @@ impl RelayLab {
 
 /// `ferrymail all` with an SMTP listener, a gRPC listener (to read the queue's count), the
 /// embedded store (durable: every commit is fsynced), relaying for any client (the load
-/// comes from loopback and sends HELO, no AUTH) to `remote.sink` at `sink`.
+/// comes from loopback and sends HELO, no AUTH) to `remote.relay` at `sink`.
 fn relay_config(sink: SocketAddr) -> String {
-    format!(
-        r#"
-[server]
-hostname = "mx.bench.test"
-shutdown-timeout = "5s"
-[server.listener.smtp]
-bind = "127.0.0.1:0"
-protocol = "smtp"
-[server.listener.grpc]
-bind = "127.0.0.1:0"
-protocol = "grpc"
-[store.local]
-type = "embedded"
-path = "data"
-[storage]
-data = "local"
-[session.rcpt]
-relay = true
-{remote}"#,
-        remote = remote_config(sink)
-    )
+    bench_config(sink, REMOTE_CONCURRENCY, "[session.rcpt]\nrelay = true")
 }
 
 /// `remote.sink` at `sink` as `queue.outbound.next-hop`.

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use ferrymail_e2e::{
     ALICE, Dovecot, DovecotOptions, Ferrymail, PEER_PATIENCE, Postfix, SmtpSink, SmtpSource,
-    check_received, discarding_sink, load_average, machine_line, median, release_binary,
-    require_peer,
+    bench_config, check_received, discarding_sink, load_average, machine_line, median,
+    release_binary, require_peer,
 };
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
 
@@ -107,7 +107,7 @@ impl Lab {
         let ferrymail_relay = discarding_sink(None);
         let mut ferrymail = Ferrymail::start(
             "all",
-            &ferrymail_config(dovecot.ports.lmtp, ferrymail_relay.address().port()),
+            &ferrymail_config(dovecot.ports.lmtp, ferrymail_relay.address()),
         );
         let ferrymail_smtp = ferrymail.address("smtp");
         let grpc = ferrymail.address("grpc");
@@ -227,45 +227,13 @@ impl Lab {
 /// `ferrymail all` with an SMTP listener, a gRPC listener (to read the queue's count), the
 /// embedded store (durable: every commit is fsynced) and Dovecot's LMTP as the directory
 /// that confirms recipients of the local domain example.org.
-fn ferrymail_config(lmtp_port: u16, relay_port: u16) -> String {
-    format!(
-        r#"
-[server]
-hostname = "mx.bench.test"
-shutdown-timeout = "5s"
-[server.listener.smtp]
-bind = "127.0.0.1:0"
-protocol = "smtp"
-[server.listener.grpc]
-bind = "127.0.0.1:0"
-protocol = "grpc"
-[store.local]
-type = "embedded"
-path = "data"
-[storage]
-data = "local"
-[directory.mailboxes]
-type = "lmtp"
-address = "127.0.0.1"
-port = {lmtp_port}
-tls.allow-invalid-certs = true
-lookup.domains = ["example.org"]
-[session.rcpt]
-directory = "mailboxes"
-# With -d the sessions share smtp-source's message count, so one of them may carry more
-# than its even share; Postfix has no such limit either.
-[session.data.limits]
-messages = {MESSAGES_PER_RUN}
-[remote.relay]
-address = "127.0.0.1"
-port = {relay_port}
-protocol = "smtp"
-tls.implicit = false
-concurrency = 20
-[queue.outbound]
-next-hop = "relay"
-"#
-    )
+fn ferrymail_config(lmtp_port: u16, relay: SocketAddr) -> String {
+    // With -d the sessions share smtp-source's message count, so one of them may carry more
+    // than its even share; Postfix has no such limit either.
+    let session = format!(
+        "[directory.mailboxes]\ntype = \"lmtp\"\naddress = \"127.0.0.1\"\nport = {lmtp_port}\ntls.allow-invalid-certs = true\nlookup.domains = [\"example.org\"]\n[session.rcpt]\ndirectory = \"mailboxes\"\n[session.data.limits]\nmessages = {MESSAGES_PER_RUN}"
+    );
+    bench_config(relay, 20, &session)
 }
 
 fn main() {

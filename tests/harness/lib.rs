@@ -34,7 +34,7 @@ pub use postfix::{POSTFIX_HOSTNAME, Postfix};
 pub use process::{Ferrymail, LogLine, binary};
 pub use smtp_sink::{SmtpSink, SmtpSinkOptions};
 pub use throughput::{
-    LOAD_HELO, LOAD_SENDER, SmtpSource, check_received, discarding_sink, load_average,
-    machine_line, median, release_binary,
+    LOAD_HELO, LOAD_SENDER, SmtpSource, bench_config, check_received, discarding_sink,
+    load_average, machine_line, median, release_binary,
 };
 pub use tls::TestCertificates;

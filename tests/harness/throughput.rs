@@ -181,3 +181,40 @@ pub fn median(values: &[f64]) -> f64 {
     sorted.sort_by(f64::total_cmp);
     sorted[sorted.len() / 2]
 }
+
+/// The part of a benchmarked `ferrymail all`'s configuration both benches share: SMTP and
+/// gRPC listeners, the embedded store (durable: every commit is fsynced), and `remote.relay`
+/// at `relay` (with `concurrency` connections) as the next hop; `session` adds the bench's own
+/// session settings.
+pub fn bench_config(relay: SocketAddr, concurrency: usize, session: &str) -> String {
+    format!(
+        r#"
+[server]
+hostname = "mx.bench.test"
+shutdown-timeout = "5s"
+[server.listener.smtp]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+[server.listener.grpc]
+bind = "127.0.0.1:0"
+protocol = "grpc"
+[store.local]
+type = "embedded"
+path = "data"
+[storage]
+data = "local"
+{session}
+[remote.relay]
+address = "{ip}"
+port = {port}
+protocol = "smtp"
+tls.implicit = false
+timeout = "30s"
+concurrency = {concurrency}
+[queue.outbound]
+next-hop = "relay"
+"#,
+        ip = relay.ip(),
+        port = relay.port()
+    )
+}
