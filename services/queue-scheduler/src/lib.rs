@@ -23,6 +23,7 @@ mod dsn;
 mod due_index;
 mod enqueue;
 mod envelope_check;
+mod index_reads;
 mod keys;
 mod lease;
 mod list;

@@ -30,6 +30,7 @@ use crate::delivery::relay::{RelayJob, deliver};
 use crate::delivery::{Outcome, TlsSettings};
 use crate::delivery_result::{CommitPolicy, Committed};
 use crate::dsn::{self, NoticeSettings};
+use crate::index_reads::IndexReads;
 use crate::lease::{self, Lease};
 use crate::membership;
 use crate::queue_id::{MessageId, unix_millis};
@@ -163,16 +164,24 @@ impl Scheduler {
         beat.tick().await;
         self.heartbeat().await;
         tracing::info!(owner = %self.options.owner, shards = self.owned.load().len(), "delivery started");
+        let mut reads = IndexReads::new(
+            Instant::now(),
+            self.options.poll,
+            self.options.max_in_flight,
+        );
         loop {
             // Registered before reading, so an enqueue during the read is not missed.
             let wake = self.queue.wake.notified();
             let mut wake = std::pin::pin!(wake);
             wake.as_mut().enable();
-            self.dispatch(&mut in_flight, &mut busy).await;
+            let room = self.options.max_in_flight.saturating_sub(busy.len());
+            let read_index = reads.due(Instant::now(), room);
+            let backlog = self.dispatch(&mut in_flight, &mut busy, read_index).await;
+            reads.dispatched(Instant::now(), read_index, backlog);
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = &mut wake => {}
-                () = tokio::time::sleep(self.options.poll) => {}
+                () = tokio::time::sleep_until(reads.next_poll().into()) => {}
                 _ = beat.tick() => self.heartbeat().await,
                 Some(done) = in_flight.join_next() => {
                     if let Ok(id) = done {
@@ -239,46 +248,53 @@ impl Scheduler {
         self.owned.load().as_ref().clone()
     }
 
-    /// Starts a delivery for each message enqueued here and each due message of its shards,
-    /// unless already under way.
+    /// Starts a delivery for each message enqueued here and, when `read_index`, each due
+    /// message of its shards, unless already under way. Returns whether due messages were
+    /// left waiting for room.
     async fn dispatch(
         self: &Arc<Self>,
         in_flight: &mut JoinSet<MessageId>,
         busy: &mut HashSet<MessageId>,
-    ) {
+        read_index: bool,
+    ) -> bool {
         let room = self.options.max_in_flight.saturating_sub(busy.len());
         let fresh = self.queue.take_fresh();
         if room == 0 {
+            let waiting = !fresh.is_empty();
             self.queue.keep_fresh(fresh);
-            return;
+            return waiting;
         }
         let mut candidates = fresh;
-        let owned = self.owned.load_full();
-        for &shard in owned.iter() {
+        if read_index {
+            let owned = self.owned.load_full();
             match self
                 .queue
-                .due(shard, SystemTime::now(), room + busy.len())
+                .due_in(&owned, SystemTime::now(), room + busy.len())
                 .await
             {
                 Ok(due) => candidates.extend(due),
-                Err(error) => tracing::warn!(shard, %error, "cannot read the due index"),
+                Err(error) => tracing::warn!(%error, "cannot read the due index"),
             }
+            let now_ms = unix_millis(SystemTime::now());
+            let oldest_due = candidates.iter().map(|e| e.due_ms).min().unwrap_or(now_ms);
+            self.queue
+                .metrics
+                .overdue(Duration::from_millis(now_ms.saturating_sub(oldest_due)));
         }
-        let now_ms = unix_millis(SystemTime::now());
-        let oldest_due = candidates.iter().map(|e| e.due_ms).min().unwrap_or(now_ms);
-        self.queue
-            .metrics
-            .overdue(Duration::from_millis(now_ms.saturating_sub(oldest_due)));
         // Highest priority first, then the longest due, whichever shard or list it came from.
         candidates.sort_by_key(|entry| (std::cmp::Reverse(entry.priority), entry.due_ms));
         for entry in candidates {
+            if busy.contains(&entry.queue_id) {
+                continue;
+            }
             if busy.len() >= self.options.max_in_flight {
                 // A fresh message not started now is still due in the index: its shard's
                 // owner (maybe this scheduler) starts it at its next read.
-                break;
+                return true;
             }
             self.start(entry.queue_id, in_flight, busy);
         }
+        false
     }
 
     /// Starts an attempt of message `id`, unless one is under way.

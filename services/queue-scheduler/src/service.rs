@@ -139,16 +139,33 @@ impl Queue {
         now: SystemTime,
         limit: usize,
     ) -> Result<Vec<DueEntry>, QueueError> {
-        if shard >= SHARDS {
+        self.due_in(&[shard], now, limit).await
+    }
+
+    /// [`Queue::due`] of each of `shards` (up to `limit` each), read in one transaction.
+    pub async fn due_in(
+        &self,
+        shards: &[u16],
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<DueEntry>, QueueError> {
+        if let Some(shard) = shards.iter().find(|&&shard| shard >= SHARDS) {
             return Err(QueueError::InvalidArgument(format!(
                 "shard {shard} is not below {SHARDS}"
             )));
         }
         let (keys, now_ms) = (self.keys.clone(), unix_millis(now));
+        let shards: Arc<[u16]> = shards.into();
         self.store
             .transact(move |tx| {
-                let keys = keys.clone();
-                Box::pin(async move { read_due(tx, &keys, shard, now_ms, limit).await })
+                let (keys, shards) = (keys.clone(), shards.clone());
+                Box::pin(async move {
+                    let mut due = Vec::new();
+                    for &shard in shards.iter() {
+                        due.extend(read_due(tx, &keys, shard, now_ms, limit).await?);
+                    }
+                    Ok(due)
+                })
             })
             .await
             .map_err(|e| from_store("due", e))
