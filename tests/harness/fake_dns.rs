@@ -1,5 +1,6 @@
 //! A DNS server for tests: UDP and TCP on one ephemeral loopback port, answering TXT, MX, A,
-//! AAAA and PTR queries from records the test sets, and NXDOMAIN for everything else.
+//! AAAA and PTR queries from records the test sets, and NXDOMAIN for everything else (with an
+//! SOA, as real zones answer, so that resolvers cache it for the same short time).
 //!
 //! Point ferrymail at it with [`FakeDns::resolver_config`] (`resolver.type = "custom"`), then
 //! publish what a test needs:
@@ -22,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, MX, PTR, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, MX, PTR, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// Time to live of every answer: short, so that a test changing a record is not fooled by a
@@ -190,11 +191,31 @@ fn answer(request: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
                 }
             }
             // A name that has records of another type exists: an empty NOERROR answer.
-            None if zone.records.keys().any(|(n, _)| *n == name) => {}
-            None => response.metadata.response_code = ResponseCode::NXDomain,
+            None if zone.records.keys().any(|(n, _)| *n == name) => {
+                response.add_authority(negative_ttl(&query.name));
+            }
+            None => {
+                response.metadata.response_code = ResponseCode::NXDomain;
+                response.add_authority(negative_ttl(&query.name));
+            }
         }
     }
     response.to_vec().ok()
+}
+
+/// The SOA record an authoritative server puts in a negative answer (RFC 2308 §3): without
+/// it resolvers may not cache the answer, which no real zone does to them.
+fn negative_ttl(name: &Name) -> Record {
+    let soa = SOA::new(
+        Name::from_ascii("ns.fake-dns.test.").unwrap(),
+        Name::from_ascii("hostmaster.fake-dns.test.").unwrap(),
+        1,
+        3600,
+        600,
+        86400,
+        TTL,
+    );
+    Record::from_rdata(name.clone(), TTL, RData::SOA(soa))
 }
 
 fn serve_udp(socket: UdpSocket, zone: Arc<Mutex<Zone>>, stop: Arc<AtomicBool>) {
