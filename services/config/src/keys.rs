@@ -14,6 +14,7 @@ use crate::model::queue::NextHop;
 use crate::model::queue_limits::{QuotaKey, Rate, ThrottleKey};
 use crate::model::remote::RemoteProtocol;
 use crate::model::resolver::{NameServer, ResolverType};
+use crate::model::rules::Match;
 use crate::model::server::ListenerProtocol;
 use crate::model::session::RelayRule;
 use crate::model::signature::{Canonicalization, SignatureAlgorithm};
@@ -243,6 +244,8 @@ keys! {
         "What the quota counts separately: any of `sender`, `sender-domain`, `rcpt`, `rcpt-domain` (a message is charged to each of its recipients' groups); empty for one limit over the whole queue.";
     QUEUE_QUOTA_ENABLE: bool = "queue.quota.<id>.enable", Default("true"),
         "Whether the quota is enforced.";
+    QUEUE_QUOTA_MATCH: Match = "queue.quota.<id>.match", Optional,
+        "Which messages the quota applies to: a condition `{ if = \"sender-domain\", in-list = \"<directory>/<list>\" }` or a list of them that must all hold (variables `sender`, `sender-domain`, `rcpt`, `rcpt-domain`; a recipient condition selects the recipients charged by a recipient `key`, and otherwise needs one recipient that meets it); absent, every message.";
     QUEUE_THROTTLE_CONCURRENCY: u32 = "queue.throttle.<id>.concurrency", Optional,
         "Most deliveries under way at once per group, counted across every scheduler sharing the queue.";
     QUEUE_THROTTLE_RATE: Rate = "queue.throttle.<id>.rate", Optional,
@@ -251,6 +254,8 @@ keys! {
         "What the throttle counts separately: any of `sender`, `sender-domain`, `rcpt-domain`, `remote`; empty for one limit over all deliveries.";
     QUEUE_THROTTLE_ENABLE: bool = "queue.throttle.<id>.enable", Default("true"),
         "Whether the throttle is enforced.";
+    QUEUE_THROTTLE_MATCH: Match = "queue.throttle.<id>.match", Optional,
+        "Which deliveries the throttle applies to, in the form of `queue.quota.<id>.match`; a recipient condition needs one recipient of the delivery that meets it (with the `rcpt-domain` key, selects the groups counted); absent, every delivery.";
 
     TRACING_ENDPOINT: String = "tracing.endpoint", Optional,
         "OTLP/gRPC endpoint of an OpenTelemetry collector to export traces to, e.g. `http://otel-collector:4317`; `OTEL_EXPORTER_OTLP_ENDPOINT` wins when set, and without either nothing is exported. Read at start-up.";

@@ -99,6 +99,11 @@ impl<'a> TableReader<'a> {
         }
     }
 
+    /// Whether the table sets `name` (to tell an absent optional key from a refused one).
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.table.is_some_and(|t| t.get(name).is_some())
+    }
+
     /// Converts a node found under `name`, reporting a refusal.
     pub(crate) fn convert<T: FromNode>(&self, name: &str, node: &Node) -> Option<T> {
         T::from_node(node, self.cx)

@@ -582,7 +582,7 @@ fn stage_rule_naming_a_missing_list() {
 
 #[test]
 fn bad_queue_quotas_and_throttles() {
-    let cases: [(&str, &str, &str, &str); 9] = [
+    let cases: [(&str, &str, &str, &str); 10] = [
         (
             "[queue.quota.q]\nkey = [\"sender\"]\n",
             "queue.quota.q.messages",
@@ -611,7 +611,13 @@ fn bad_queue_quotas_and_throttles() {
             "[queue.quota.q]\nmessages = 5\nmatch = \"true\"\n",
             "queue.quota.q.match",
             "match =",
-            "unknown key",
+            "condition table",
+        ),
+        (
+            "[queue.quota.q]\nmessages = 5\nmatch = []\n",
+            "queue.quota.q.match",
+            "match =",
+            "at least one condition",
         ),
         (
             "[queue.throttle.t]\nkey = [\"remote\"]\n",
@@ -640,6 +646,66 @@ fn bad_queue_quotas_and_throttles() {
     ];
     for (text, key, at, message) in cases {
         assert_error(text, key, at, message);
+    }
+}
+
+#[test]
+fn quota_and_throttle_match_conditions() {
+    const LISTS: &str = "[remote.r]\naddress = \"127.0.0.1\"\nprotocol = \"lmtp\"\nlookup = true\n\
+        [directory.d]\ntype = \"lmtp\"\naddress = \"127.0.0.1\"\nlookup.domains = [\"example.org\"]\n";
+    let cases = [
+        (
+            "[queue.quota.q]\nmessages = 5\nmatch = { if = \"listener\", in-list = \"d/domains\" }\n",
+            "queue.quota.q.match",
+            "match =",
+            "not known to the queue",
+        ),
+        (
+            "[queue.quota.q]\nmessages = 5\nmatch = { if = \"rcpt\", in-list = \"remote/r\" }\n",
+            "queue.quota.q.match",
+            "match =",
+            "remote lists need a lookup over the network",
+        ),
+        (
+            "[queue.quota.q]\nmessages = 5\nmatch = [{ if = \"rcpt\", in-list = \"nowhere/domains\" }]\n",
+            "queue.quota.q.match",
+            "match =",
+            "no directory named \"nowhere\"",
+        ),
+        (
+            "[queue.quota.q]\nmessages = 5\nmatch = { if = \"rcpt\", in-list = \"d/vips\" }\n",
+            "queue.quota.q.match",
+            "match =",
+            "has no lookup list \"vips\"",
+        ),
+        (
+            "[queue.quota.q]\nmessages = 5\nmatch = { if = \"rcpt\", in-list = \"d/domains\", then = \"x\" }\n",
+            "queue.quota.q.match",
+            "match =",
+            "unknown key \"then\"",
+        ),
+        (
+            "[queue.throttle.t]\nrate = \"5/1m\"\nmatch = [{ if = \"sender\" }]\n",
+            "queue.throttle.t.match",
+            "match =",
+            "missing \"in-list\"",
+        ),
+        (
+            "[queue.throttle.t]\nrate = \"5/1m\"\nmatch = { if = \"weather\", in-list = \"d/domains\" }\n",
+            "queue.throttle.t.match",
+            "match =",
+            "weather",
+        ),
+        (
+            "[queue.throttle.t]\nrate = \"5/1m\"\nmatch = { if = \"sender\", in-list = \"d\" }\n",
+            "queue.throttle.t.match",
+            "match =",
+            "expected \"<directory>/<list>\"",
+        ),
+    ];
+    for (text, key, at, message) in cases {
+        let text = format!("{LISTS}{text}");
+        assert_error(&text, key, at, message);
     }
 }
 

@@ -6,6 +6,7 @@ use ferrymail_config::model::directory::DirectoryType;
 use ferrymail_config::model::queue::Hop;
 use ferrymail_config::model::queue_limits::{QuotaKey, Rate, ThrottleKey};
 use ferrymail_config::model::remote::RemoteProtocol;
+use ferrymail_config::model::rules::Variable;
 use ferrymail_config::model::server::ListenerProtocol;
 use ferrymail_config::model::stage_rules::{Decision, RejectReply, Stage};
 use ferrymail_config::{Config, load_str};
@@ -249,6 +250,17 @@ enable = false
 key = ["rcpt-domain"]
 concurrency = 5
 rate = "30/1m"
+[queue.throttle.partners]
+match = [
+  { if = "sender-domain", in-list = "local/domains" },
+  { if = "rcpt-domain", in-list = "local/partners" },
+]
+rate = "10/1s"
+[directory.local]
+type = "lmtp"
+address = "127.0.0.1"
+lookup.domains = ["example.org"]
+lookup.partners = ["partner.example"]
 "#;
     let config = load(text);
     let quotas = &config.queue.quotas;
@@ -272,6 +284,23 @@ rate = "30/1m"
             count: 30,
             period: Duration::from_secs(60)
         })
+    );
+    assert!(throttle.conditions.is_empty(), "no match: every delivery");
+    let partners = &config.queue.throttles["partners"].conditions;
+    let tested: Vec<_> = partners
+        .iter()
+        .map(|c| (c.variable, c.list.to_string()))
+        .collect();
+    assert_eq!(
+        tested,
+        [
+            (Variable::SenderDomain, "local/domains".to_owned()),
+            (Variable::RcptDomain, "local/partners".to_owned()),
+        ]
+    );
+    assert!(
+        partners[1].values.contains("Partner.Example"),
+        "the list's values come along"
     );
     assert!(load("[server]\nhostname = \"h\"\n").queue.quotas.is_empty());
 }

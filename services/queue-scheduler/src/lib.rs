@@ -15,6 +15,7 @@
 mod attempt_span;
 mod body_collection;
 mod cancel;
+mod condition;
 mod content;
 mod counters;
 mod delivery;

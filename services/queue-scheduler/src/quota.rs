@@ -16,6 +16,7 @@ use ferrymail_config::model::queue_limits::{Quota, QuotaKey};
 use ferrymail_rpc::queue::Envelope;
 use ferrymail_store::{StoreError, Transaction, decode_counter, tuple};
 
+use crate::condition;
 use crate::keys::Keys;
 use crate::queue_id::MessageId;
 
@@ -42,7 +43,7 @@ pub(crate) struct Charge {
 pub(crate) fn charges(quotas: &BTreeMap<String, Quota>, envelope: &Envelope) -> Vec<Charge> {
     let mut charges = Vec::new();
     for (id, quota) in quotas {
-        for group in groups(&quota.key, envelope) {
+        for group in groups(quota, envelope) {
             charges.push(Charge {
                 quota: id.clone(),
                 group,
@@ -54,9 +55,11 @@ pub(crate) fn charges(quotas: &BTreeMap<String, Quota>, envelope: &Envelope) -> 
     charges
 }
 
-/// The group names of `envelope` under `key`: one, or one per recipient when the key names
-/// recipients (each recipient's group counted once).
-fn groups(key: &[QuotaKey], envelope: &Envelope) -> BTreeSet<String> {
+/// The group names of `envelope` under the quota's `key`: one, or one per recipient when the
+/// key names recipients (each recipient's group counted once); only recipients meeting its
+/// `match` count, and without a recipient key the message needs one such recipient.
+fn groups(quota: &Quota, envelope: &Envelope) -> BTreeSet<String> {
+    let key = &quota.key;
     let per_recipient = key
         .iter()
         .any(|k| matches!(k, QuotaKey::Rcpt | QuotaKey::RcptDomain));
@@ -71,14 +74,18 @@ fn groups(key: &[QuotaKey], envelope: &Envelope) -> BTreeSet<String> {
             .collect::<Vec<_>>()
             .join("\u{0}")
     };
+    let recipients = envelope.recipients.iter().map(|r| r.address.as_str());
     if per_recipient {
-        envelope
-            .recipients
-            .iter()
-            .map(|r| name(&r.address))
+        recipients
+            .filter(|rcpt| {
+                condition::holds_for_any(&quota.conditions, envelope, [*rcpt].into_iter())
+            })
+            .map(name)
             .collect()
-    } else {
+    } else if condition::holds_for_any(&quota.conditions, envelope, recipients) {
         BTreeSet::from([name("")])
+    } else {
+        BTreeSet::new()
     }
 }
 
@@ -170,21 +177,30 @@ mod tests {
         }
     }
 
+    fn keyed(key: &[QuotaKey]) -> Quota {
+        Quota {
+            conditions: Vec::new(),
+            messages: Some(1),
+            size: None,
+            key: key.to_vec(),
+        }
+    }
+
     #[test]
     fn groups_follow_the_key() {
         let e = envelope();
-        assert_eq!(groups(&[], &e), BTreeSet::from(["".to_owned()]));
+        assert_eq!(groups(&keyed(&[]), &e), BTreeSet::from(["".to_owned()]));
         assert_eq!(
-            groups(&[QuotaKey::SenderDomain], &e),
+            groups(&keyed(&[QuotaKey::SenderDomain]), &e),
             BTreeSet::from(["example.org".to_owned()])
         );
         assert_eq!(
-            groups(&[QuotaKey::RcptDomain], &e),
+            groups(&keyed(&[QuotaKey::RcptDomain]), &e),
             BTreeSet::from(["a.example".to_owned()]),
             "one charge per group, however many recipients share it"
         );
         assert_eq!(
-            groups(&[QuotaKey::Sender, QuotaKey::Rcpt], &e),
+            groups(&keyed(&[QuotaKey::Sender, QuotaKey::Rcpt]), &e),
             BTreeSet::from([
                 "alice@example.org\u{0}bob@a.example".to_owned(),
                 "alice@example.org\u{0}carol@a.example".to_owned()
@@ -195,7 +211,7 @@ mod tests {
             ..envelope()
         };
         assert_eq!(
-            groups(&[QuotaKey::SenderDomain], &bounce),
+            groups(&keyed(&[QuotaKey::SenderDomain]), &bounce),
             BTreeSet::from(["".to_owned()])
         );
     }

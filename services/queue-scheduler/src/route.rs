@@ -12,6 +12,8 @@ use ferrymail_config::model::queue::Hop;
 use ferrymail_config::model::rules::{ListRef, Rules, Variable};
 use ferrymail_rpc::queue::Envelope;
 
+use crate::condition;
+
 /// Where one recipient goes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Route {
@@ -87,24 +89,9 @@ impl Router {
             return false;
         };
         let client_ip = envelope.client_ip.map(|ip| ip.to_string());
-        let value = match variable {
-            Variable::Rcpt => Some(rcpt),
-            Variable::RcptDomain => Some(domain(rcpt)),
-            Variable::Sender => Some(envelope.sender.as_str()),
-            Variable::SenderDomain => Some(domain(&envelope.sender)),
-            Variable::RemoteIp => client_ip.as_deref(),
-            Variable::HeloDomain => Some(envelope.helo.as_str()),
-            Variable::AuthenticatedAs => envelope.authenticated_as.as_deref(),
-            // The queue does not record which listener a message arrived on.
-            Variable::Listener => None,
-        };
-        value.is_some_and(|value| !value.is_empty() && list.contains(value))
+        condition::value(*variable, envelope, Some(rcpt), client_ip.as_deref())
+            .is_some_and(|value| !value.is_empty() && list.contains(value))
     }
-}
-
-/// The domain of `address` (empty when it has none).
-fn domain(address: &str) -> &str {
-    address.rsplit_once('@').map_or("", |(_, domain)| domain)
 }
 
 #[cfg(test)]

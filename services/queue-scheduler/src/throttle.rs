@@ -18,6 +18,7 @@ use ferrymail_config::model::queue_limits::{Throttle, ThrottleKey};
 use ferrymail_rpc::queue::Envelope;
 use ferrymail_store::{RangeOptions, Store, StoreError, Transaction, tuple};
 
+use crate::condition;
 use crate::keys::Keys;
 
 /// How long a delivery held back by a concurrency limit waits before it asks again.
@@ -31,7 +32,8 @@ pub(crate) struct Group {
     limits: Throttle,
 }
 
-/// The groups a delivery of `envelope` to `recipients` through next hop `hop` counts in.
+/// The groups a delivery of `envelope` to `recipients` through next hop `hop` counts in: those
+/// of the throttles whose `match` it meets.
 pub(crate) fn groups(
     throttles: &BTreeMap<String, Throttle>,
     envelope: &Envelope,
@@ -40,13 +42,17 @@ pub(crate) fn groups(
 ) -> Vec<Group> {
     let mut groups = Vec::new();
     for (id, throttle) in throttles {
+        let conditions = &throttle.conditions;
         let names: BTreeSet<String> = if throttle.key.contains(&ThrottleKey::RcptDomain) {
             recipients
                 .iter()
+                .filter(|rcpt| condition::holds_for_any(conditions, envelope, [**rcpt].into_iter()))
                 .map(|rcpt| name(&throttle.key, envelope, rcpt, hop))
                 .collect()
-        } else {
+        } else if condition::holds_for_any(conditions, envelope, recipients.iter().copied()) {
             BTreeSet::from([name(&throttle.key, envelope, "", hop)])
+        } else {
+            BTreeSet::new()
         };
         groups.extend(names.into_iter().map(|name| Group {
             throttle: id.clone(),

@@ -93,8 +93,8 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
             schedule.report("retry", "intervals must be longer than zero");
         }
     }
-    let (quotas, quotas_valid) = enabled(&t.table("quota"), read_quota);
-    let (throttles, throttles_valid) = enabled(&t.table("throttle"), read_throttle);
+    let (quotas, quotas_valid) = enabled(&t.table("quota"), |q| read_quota(q, known));
+    let (throttles, throttles_valid) = enabled(&t.table("throttle"), |q| read_throttle(q, known));
     (quotas_valid && throttles_valid).then_some(())?;
     Some(Queue {
         next_hop: next_hop?,

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use super::lists::CompiledList;
+use super::references::{Known, resolve_match};
+use super::rules::{ListRef, Variable};
 use crate::keys;
 use crate::reader::TableReader;
 use crate::tree::{Node, Value};
@@ -36,9 +39,23 @@ enum_value! {
     }
 }
 
+/// A `match` condition with the values of the list it names, so that testing it needs
+/// neither the rest of the configuration nor the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCondition {
+    /// What is tested.
+    pub variable: Variable,
+    /// The list, as the configuration names it.
+    pub list: ListRef,
+    /// The list's values.
+    pub values: CompiledList,
+}
+
 /// `queue.quota.<id>`: a limit on what waits in the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quota {
+    /// `match`: only messages meeting every condition count (all when empty).
+    pub conditions: Vec<ListCondition>,
     /// Most messages per group.
     pub messages: Option<u64>,
     /// Most bytes per group.
@@ -50,6 +67,8 @@ pub struct Quota {
 /// `queue.throttle.<id>`: a limit on deliveries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Throttle {
+    /// `match`: only deliveries meeting every condition count (all when empty).
+    pub conditions: Vec<ListCondition>,
     /// Most deliveries under way at once per group, across every scheduler.
     pub concurrency: Option<u32>,
     /// Most deliveries started per period per group, across every scheduler.
@@ -97,7 +116,8 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
 }
 
 /// `None` when invalid, `Some(None)` when disabled.
-pub(crate) fn read_quota(t: &TableReader<'_>) -> Option<Option<Quota>> {
+pub(crate) fn read_quota(t: &TableReader<'_>, known: &Known<'_>) -> Option<Option<Quota>> {
+    let conditions = read_match(t, known, &keys::QUEUE_QUOTA_MATCH);
     let messages = t.get(&keys::QUEUE_QUOTA_MESSAGES);
     let size: Option<ByteSize> = t.get(&keys::QUEUE_QUOTA_SIZE);
     let key = t.get(&keys::QUEUE_QUOTA_KEY);
@@ -110,6 +130,7 @@ pub(crate) fn read_quota(t: &TableReader<'_>) -> Option<Option<Quota>> {
         return None;
     }
     let quota = Quota {
+        conditions: conditions?,
         messages,
         size: size.map(|s| s.0),
         key: key?,
@@ -122,7 +143,8 @@ pub(crate) fn read_quota(t: &TableReader<'_>) -> Option<Option<Quota>> {
 }
 
 /// `None` when invalid, `Some(None)` when disabled.
-pub(crate) fn read_throttle(t: &TableReader<'_>) -> Option<Option<Throttle>> {
+pub(crate) fn read_throttle(t: &TableReader<'_>, known: &Known<'_>) -> Option<Option<Throttle>> {
+    let conditions = read_match(t, known, &keys::QUEUE_THROTTLE_MATCH);
     let concurrency = t.get(&keys::QUEUE_THROTTLE_CONCURRENCY);
     let rate = t.get(&keys::QUEUE_THROTTLE_RATE);
     let key = t.get(&keys::QUEUE_THROTTLE_KEY);
@@ -138,6 +160,7 @@ pub(crate) fn read_throttle(t: &TableReader<'_>) -> Option<Option<Throttle>> {
         return None;
     }
     let throttle = Throttle {
+        conditions: conditions?,
         concurrency,
         rate,
         key: key?,
@@ -147,6 +170,27 @@ pub(crate) fn read_throttle(t: &TableReader<'_>) -> Option<Option<Throttle>> {
             .then_some(throttle)
             .filter(|t| t.concurrency.is_some() || t.rate.is_some()),
     )
+}
+
+/// The `match` of a quota or throttle, its lists resolved; `None` when invalid.
+fn read_match(
+    t: &TableReader<'_>,
+    known: &Known<'_>,
+    key: &crate::key::Key<super::rules::Match>,
+) -> Option<Vec<ListCondition>> {
+    let Some(conditions) = t.get(key) else {
+        // Refused (already reported), or absent: no condition.
+        return (!t.contains(key.name())).then(Vec::new);
+    };
+    match resolve_match(known, &conditions) {
+        Ok(resolved) => Some(resolved),
+        Err(problems) => {
+            for problem in problems {
+                t.report(key.name(), problem);
+            }
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Stalwart's rule form: `[{ if = "rcpt-domain", in-list = "corp/domains", then = … }, { else = … }]`.
 
-use super::super::value::{Context, FromNode, Invalid, enum_value};
+use super::super::value::{Context, FromNode, Invalid, ValueType, enum_value};
 use crate::tree::{Node, Table, Value};
 
 enum_value! {
@@ -81,6 +81,67 @@ pub struct Branch<T> {
     pub then: T,
 }
 
+/// One `{ if = …, in-list = … }` test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// What is tested.
+    pub variable: Variable,
+    /// The list it must be in.
+    pub list: ListRef,
+}
+
+/// A `match` setting: one condition or a list of them, all of which must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match(pub Vec<Condition>);
+
+impl ValueType for Match {
+    const TYPE: &'static str = "a condition { if = …, in-list = … } or a list of them";
+}
+
+impl FromNode for Match {
+    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid> {
+        let items = match &node.value {
+            Value::Array(items) if items.is_empty() => {
+                return Err(Invalid::at(
+                    node,
+                    "a match list needs at least one condition",
+                ));
+            }
+            Value::Array(items) => items.iter().collect(),
+            _ => vec![node],
+        };
+        items
+            .into_iter()
+            .map(|item| {
+                let table = condition_table(item)?;
+                only_keys(table, &["if", "in-list"])?;
+                condition(item, table, cx)
+            })
+            .collect::<Result<Vec<_>, Invalid>>()
+            .map(Match)
+    }
+}
+
+fn condition_table(node: &Node) -> Result<&Table, Invalid> {
+    match &node.value {
+        Value::Table(table) => Ok(table),
+        _ => Err(Invalid::expected(
+            node,
+            "a condition table ({ if = …, in-list = … })",
+        )),
+    }
+}
+
+/// The `if` and `in-list` of a rule or condition table.
+fn condition(item: &Node, table: &Table, cx: &Context<'_>) -> Result<Condition, Invalid> {
+    let list_node = field(item, table, "in-list")?;
+    let list = String::from_node(list_node, cx)?;
+    Ok(Condition {
+        variable: Variable::from_node(field(item, table, "if")?, cx)?,
+        list: ListRef::parse(&list).map_err(|m| Invalid::at(list_node, m))?,
+    })
+}
+
 /// A setting that is either one value or a list of branches ending in `{ else = … }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules<T> {
@@ -153,11 +214,10 @@ pub(crate) fn parse_rules<T: FromNode>(node: &Node, cx: &Context<'_>) -> Result<
         .map(|item| {
             let table = rule_table(item)?;
             only_keys(table, &["if", "in-list", "then"])?;
-            let list_node = field(item, table, "in-list")?;
-            let list = String::from_node(list_node, cx)?;
+            let Condition { variable, list } = condition(item, table, cx)?;
             Ok(Branch {
-                variable: Variable::from_node(field(item, table, "if")?, cx)?,
-                list: ListRef::parse(&list).map_err(|m| Invalid::at(list_node, m))?,
+                variable,
+                list,
                 then: T::from_node(field(item, table, "then")?, cx)?,
             })
         })

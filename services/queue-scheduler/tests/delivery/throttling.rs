@@ -124,3 +124,50 @@ async fn a_rate_limit_defers_the_rest_to_the_next_window() {
     tokio::task::block_in_place(|| sink.wait_for_messages(4));
     assert_eq!(sink.received(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttle_with_match_holds_back_only_the_deliveries_it_names() {
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let config = config(
+        sink.address().port(),
+        r#"
+[directory.lists]
+type = "lmtp"
+address = "127.0.0.1"
+lookup.slow = ["slow.example"]
+[queue.throttle.slow-domains]
+match = { if = "rcpt-domain", in-list = "lists/slow" }
+rate = "1/1h"
+"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
+    let queue = Arc::new(Queue::new(store, &config.queue));
+    let scheduler = Scheduler::new(queue.clone(), &config, options("one"));
+    let mut ids = Vec::new();
+    for rcpt in [
+        "a@slow.example",
+        "b@SLOW.example",
+        "c@other.example",
+        "d@other.example",
+    ] {
+        ids.push(enqueue(&queue, &[rcpt]).await);
+    }
+    let now = SystemTime::now();
+    let mut results = Vec::new();
+    for id in &ids {
+        results.push(scheduler.attempt(id, now).await.unwrap().unwrap());
+    }
+    assert_eq!(
+        results,
+        [
+            Committed::Removed,
+            Committed::Kept { live: 1 },
+            Committed::Removed,
+            Committed::Removed
+        ],
+        "the second delivery to slow.example waits; other.example is not throttled"
+    );
+    tokio::task::block_in_place(|| sink.wait_for_messages(3));
+    assert_eq!(sink.received(), 3);
+}

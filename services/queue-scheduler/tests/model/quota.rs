@@ -104,3 +104,79 @@ async fn concurrent_enqueues_never_exceed_a_quota() {
     assert_eq!(accepted, 3);
     assert_eq!(t.queue.stats().await.unwrap().messages, 3);
 }
+
+const PARTNERS: &str = r#"
+[directory.local]
+type = "lmtp"
+address = "127.0.0.1"
+lookup.domains = ["example.org"]
+lookup.partners = ["partner.example"]
+[queue.quota.partner-senders]
+match = { if = "sender-domain", in-list = "local/partners" }
+key = ["sender"]
+messages = 1
+[queue.quota.to-partners]
+match = { if = "rcpt-domain", in-list = "local/partners" }
+key = ["rcpt"]
+messages = 1
+"#;
+
+#[tokio::test]
+async fn match_limits_only_the_messages_it_names() {
+    let t = open_configured(StoreOptions::default(), PARTNERS);
+    // Senders outside the list are not counted, however many messages they send.
+    for n in 0..3 {
+        enqueue(
+            &t.queue,
+            envelope("a@other.example", &["x@example.org"]),
+            &[n],
+        )
+        .await;
+    }
+    enqueue(
+        &t.queue,
+        envelope("a@partner.example", &["x@example.org"]),
+        b"1",
+    )
+    .await;
+    let refused = t
+        .queue
+        .enqueue(
+            envelope("a@Partner.Example", &["y@example.org"]),
+            body(b"2", 1),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(QueueError::QuotaExceeded(why)) if why.contains("partner-senders")),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_recipient_match_charges_only_the_recipients_it_names() {
+    let t = open_configured(StoreOptions::default(), PARTNERS);
+    // Only bob@partner.example is charged: the other recipient's group stays free.
+    enqueue(
+        &t.queue,
+        envelope("a@other.example", &["bob@partner.example", "x@example.org"]),
+        b"1",
+    )
+    .await;
+    enqueue(
+        &t.queue,
+        envelope("a@other.example", &["x@example.org"]),
+        b"2",
+    )
+    .await;
+    let refused = t
+        .queue
+        .enqueue(
+            envelope("a@other.example", &["x@example.org", "bob@partner.example"]),
+            body(b"3", 1),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(QueueError::QuotaExceeded(why)) if why.contains("to-partners")),
+        "{refused:?}"
+    );
+}
