@@ -9,7 +9,7 @@ use crate::key::{Presence::*, keys};
 use crate::model::certificate::{CertificateChain, PrivateKey};
 use crate::model::directory::{DirectoryType, LookupList};
 use crate::model::message_auth::{SignRule, VerifyRule};
-use crate::model::outbound::TlsPolicy;
+use crate::model::outbound::{IpStrategy, TlsPolicy};
 use crate::model::queue::NextHop;
 use crate::model::queue_limits::{QuotaKey, Rate, ThrottleKey};
 use crate::model::remote::RemoteProtocol;
@@ -208,6 +208,8 @@ keys! {
         "Most MX hosts of a domain tried on one delivery attempt, in preference order.";
     QUEUE_OUTBOUND_LIMITS_MULTIHOMED: u32 = "queue.outbound.limits.multihomed", Default("2"),
         "Most addresses of one MX host tried on one delivery attempt.";
+    QUEUE_OUTBOUND_IP_STRATEGY: IpStrategy = "queue.outbound.ip-strategy", Default("\"ipv4_then_ipv6\""),
+        "Address families of MX hosts and in which order they are tried: `ipv4_only`, `ipv6_only`, `ipv4_then_ipv6` or `ipv6_then_ipv4`.";
     QUEUE_OUTBOUND_TLS_STARTTLS: TlsPolicy = "queue.outbound.tls.starttls", Default("\"optional\""),
         "STARTTLS towards MX hosts: `optional` encrypts when offered (certificates are not verified, and a failed handshake is retried in clear text), `require` fails the attempt temporarily unless a verified TLS session is set up, `disable` never uses it.";
     QUEUE_OUTBOUND_TLS_ALLOW_INVALID_CERTS: bool = "queue.outbound.tls.allow-invalid-certs", Default("false"),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ferrymail_config::model::outbound::TlsPolicy;
+use ferrymail_config::model::outbound::{IpStrategy, TlsPolicy};
 use ferrymail_config::{ConfigError, load_str};
 
 const BASE: &str = "[server]\nhostname = \"mx.example.org\"\n";
@@ -42,6 +42,7 @@ fn stalwart_defaults_apply() {
     let outbound = &config.queue.outbound;
     assert_eq!(outbound.mx_port, 25);
     assert_eq!((outbound.max_mx, outbound.max_multihomed), (5, 2));
+    assert_eq!(outbound.ip_strategy, IpStrategy::Ipv4ThenIpv6);
     assert_eq!(outbound.starttls, TlsPolicy::Optional);
     assert_eq!(outbound.dane, TlsPolicy::Optional);
     assert_eq!(outbound.mta_sts, TlsPolicy::Optional);
@@ -55,11 +56,12 @@ fn stalwart_defaults_apply() {
 #[test]
 fn values_that_are_accepted() {
     let text = format!(
-        "{BASE}[queue.outbound]\nmx-port = 2525\n[queue.outbound.tls]\nstarttls = \"disable\"\ndane = \"disable\"\nmta-sts = \"disable\"\nallow-invalid-certs = true\n[queue.outbound.limits]\nmx = 1\nmultihomed = 1\n[queue.outbound.timeouts]\nehlo = \"30s\"\n"
+        "{BASE}[queue.outbound]\nmx-port = 2525\nip-strategy = \"ipv6_only\"\n[queue.outbound.tls]\nstarttls = \"disable\"\ndane = \"disable\"\nmta-sts = \"disable\"\nallow-invalid-certs = true\n[queue.outbound.limits]\nmx = 1\nmultihomed = 1\n[queue.outbound.timeouts]\nehlo = \"30s\"\n"
     );
     let config = load_str("ok.toml", &text).unwrap_or_else(|e| panic!("{e:?}"));
     let outbound = &config.queue.outbound;
     assert_eq!(outbound.mx_port, 2525);
+    assert_eq!(outbound.ip_strategy, IpStrategy::Ipv6Only);
     assert_eq!(outbound.starttls, TlsPolicy::Disable);
     assert_eq!(outbound.timeouts.ehlo, Duration::from_secs(30));
 }
@@ -92,6 +94,16 @@ fn bad_ports_and_limits() {
             "limits.multihomed = -1",
             "queue.outbound.limits.multihomed",
             "out of range",
+        ),
+        (
+            "ip-strategy = \"ipv4_first\"",
+            "queue.outbound.ip-strategy",
+            "expected \"ipv4_only\" | \"ipv6_only\" | \"ipv4_then_ipv6\" | \"ipv6_then_ipv4\"",
+        ),
+        (
+            "ip-strategy = 4",
+            "queue.outbound.ip-strategy",
+            "expected a string",
         ),
         (
             "limits.hosts = 3",

@@ -6,10 +6,11 @@
 //! The same value answers the lookups MX delivery needs:
 //!
 //! ```no_run
+//! # use ferrymail_config::model::outbound::IpStrategy;
 //! # async fn deliver(resolver: &ferrymail_config::model::resolver::Resolver) -> Result<(), Box<dyn std::error::Error>> {
 //! let dns = ferrymail_dns::authenticator(resolver)?;
 //! for mx in ferrymail_dns::mx_hosts(&dns, "example.org").await? {
-//!     let addresses = ferrymail_dns::ip_addresses(&dns, &mx.host).await?;
+//!     let addresses = ferrymail_dns::ip_addresses(&dns, &mx.host, IpStrategy::Ipv4ThenIpv6).await?;
 //!     println!("{} (preference {}): {addresses:?}", mx.host, mx.preference);
 //! }
 //! # Ok(()) }

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use ferrymail_config::model::outbound::IpStrategy;
 use hickory_resolver::proto::op::ResponseCode;
 use mail_auth::common::cache::NoCache;
 use mail_auth::{MX, MessageAuthenticator, RecordSet};
@@ -82,24 +83,48 @@ pub async fn mx_hosts(
         .collect())
 }
 
-/// The addresses of `host`: its A records, or its AAAA records when it has no A record. A
-/// temporary failure of the A lookup is reported as such rather than hidden by the AAAA one.
+/// The addresses of `host` in the order `strategy` says (`queue.outbound.ip-strategy`).
+///
+/// With both families, the addresses one family has are used even when the other's lookup
+/// failed: a host that can be reached is not held back by a broken AAAA zone. When neither
+/// family has an address, a temporary failure of either lookup wins over "not found", so
+/// that mail is never bounced because DNS could not be asked.
 pub async fn ip_addresses(
     dns: &MessageAuthenticator,
     host: &str,
+    strategy: IpStrategy,
 ) -> Result<Vec<IpAddr>, LookupError> {
-    let v4 = dns
+    let (first, second) = match strategy {
+        IpStrategy::Ipv4Only => return ipv4(dns, host).await,
+        IpStrategy::Ipv6Only => return ipv6(dns, host).await,
+        IpStrategy::Ipv4ThenIpv6 => futures::join!(ipv4(dns, host), ipv6(dns, host)),
+        IpStrategy::Ipv6ThenIpv4 => futures::join!(ipv6(dns, host), ipv4(dns, host)),
+    };
+    match (first, second) {
+        (Ok(mut first), Ok(second)) => {
+            first.extend(second);
+            Ok(first)
+        }
+        (Ok(found), Err(_)) | (Err(_), Ok(found)) => Ok(found),
+        (Err(first), Err(second)) if second.is_temporary() && !first.is_temporary() => Err(second),
+        (Err(first), Err(_)) => Err(first),
+    }
+}
+
+/// The A records of `host`.
+async fn ipv4(dns: &MessageAuthenticator, host: &str) -> Result<Vec<IpAddr>, LookupError> {
+    let records = dns
         .ipv4_lookup(host, None::<&NoCache<Box<str>, RecordSet<Ipv4Addr>>>)
         .await
-        .map_err(|e| LookupError::from_mail_auth(e, "A", host));
-    match v4 {
-        Ok(records) => return Ok(records.rrset.iter().copied().map(IpAddr::from).collect()),
-        Err(error) if error.is_temporary() => return Err(error),
-        Err(_) => {}
-    }
-    let v6 = dns
+        .map_err(|e| LookupError::from_mail_auth(e, "A", host))?;
+    Ok(records.rrset.iter().copied().map(IpAddr::from).collect())
+}
+
+/// The AAAA records of `host`.
+async fn ipv6(dns: &MessageAuthenticator, host: &str) -> Result<Vec<IpAddr>, LookupError> {
+    let records = dns
         .ipv6_lookup(host, None::<&NoCache<Box<str>, RecordSet<Ipv6Addr>>>)
         .await
-        .map_err(|e| LookupError::from_mail_auth(e, "A or AAAA", host))?;
-    Ok(v6.rrset.iter().copied().map(IpAddr::from).collect())
+        .map_err(|e| LookupError::from_mail_auth(e, "AAAA", host))?;
+    Ok(records.rrset.iter().copied().map(IpAddr::from).collect())
 }

@@ -3,10 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::IpAddr;
+
 use ferrymail_config::load_str;
+use ferrymail_config::model::outbound::IpStrategy;
 use ferrymail_config::model::resolver::Resolver;
 use ferrymail_dns::{LookupError, MxHost, authenticator, ip_addresses, mx_hosts};
 use ferrymail_e2e::FakeDns;
+
+const STRATEGIES: [IpStrategy; 4] = [
+    IpStrategy::Ipv4Only,
+    IpStrategy::Ipv6Only,
+    IpStrategy::Ipv4ThenIpv6,
+    IpStrategy::Ipv6ThenIpv4,
+];
 
 fn settings(resolver_section: &str) -> Resolver {
     load_str(
@@ -40,10 +50,14 @@ async fn mx_hosts_come_most_preferred_first_with_their_addresses() {
             },
         ]
     );
-    let v4 = ip_addresses(&resolver, "mx1.example.org").await.unwrap();
+    let v4 = ip_addresses(&resolver, "mx1.example.org", IpStrategy::Ipv4ThenIpv6)
+        .await
+        .unwrap();
     assert_eq!(v4, ["127.0.0.10".parse::<std::net::IpAddr>().unwrap()]);
     // No A record: the AAAA record answers.
-    let v6 = ip_addresses(&resolver, "backup.example.org").await.unwrap();
+    let v6 = ip_addresses(&resolver, "backup.example.org", IpStrategy::Ipv4ThenIpv6)
+        .await
+        .unwrap();
     assert_eq!(v6, ["::1".parse::<std::net::IpAddr>().unwrap()]);
 }
 
@@ -60,8 +74,16 @@ async fn a_missing_name_is_not_found_and_a_failing_server_is_temporary() {
     );
     let failing = mx_hosts(&resolver, "broken.example").await.unwrap_err();
     assert!(failing.is_temporary(), "{failing:?}");
-    let failing = ip_addresses(&resolver, "broken.example").await.unwrap_err();
-    assert!(failing.is_temporary(), "{failing:?}");
+    for strategy in STRATEGIES {
+        let failing = ip_addresses(&resolver, "broken.example", strategy)
+            .await
+            .unwrap_err();
+        assert!(failing.is_temporary(), "{strategy:?}: {failing:?}");
+        let missing = ip_addresses(&resolver, "nowhere.example", strategy)
+            .await
+            .unwrap_err();
+        assert!(!missing.is_temporary(), "{strategy:?}: {missing:?}");
+    }
 }
 
 #[tokio::test]
@@ -102,4 +124,41 @@ fn the_default_reads_the_system_configuration() {
         let _guard = runtime.enter();
         authenticator(&settings("")).unwrap();
     }
+}
+
+#[tokio::test]
+async fn the_ip_strategy_picks_and_orders_the_address_families() {
+    let dns = FakeDns::start();
+    dns.add_a("dual.example", "127.0.0.7".parse().unwrap());
+    dns.add_aaaa("dual.example", "::1".parse().unwrap());
+    dns.add_a("v4.example", "127.0.0.8".parse().unwrap());
+    let resolver = authenticator(&settings(&dns.resolver_config())).unwrap();
+    let (v4, v6): (IpAddr, IpAddr) = ("127.0.0.7".parse().unwrap(), "::1".parse().unwrap());
+    let cases = [
+        (IpStrategy::Ipv4Only, vec![v4]),
+        (IpStrategy::Ipv6Only, vec![v6]),
+        (IpStrategy::Ipv4ThenIpv6, vec![v4, v6]),
+        (IpStrategy::Ipv6ThenIpv4, vec![v6, v4]),
+    ];
+    for (strategy, expected) in cases {
+        let found = ip_addresses(&resolver, "dual.example", strategy)
+            .await
+            .unwrap();
+        assert_eq!(found, expected, "{strategy:?}");
+    }
+    let only_v4 = ip_addresses(&resolver, "v4.example", IpStrategy::Ipv6ThenIpv4)
+        .await
+        .unwrap();
+    assert_eq!(
+        only_v4,
+        ["127.0.0.8".parse::<IpAddr>().unwrap()],
+        "the other family fills in"
+    );
+    let none = ip_addresses(&resolver, "v4.example", IpStrategy::Ipv6Only)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(none, LookupError::NotFound { kind: "AAAA", .. }),
+        "ipv6_only never falls back to IPv4: {none:?}"
+    );
 }

@@ -21,6 +21,21 @@ enum_value! {
     }
 }
 
+enum_value! {
+    /// `queue.outbound.ip-strategy`: which address families of an MX host are tried, in which
+    /// order (Stalwart's names).
+    pub enum IpStrategy {
+        /// IPv4 addresses only.
+        Ipv4Only = "ipv4_only",
+        /// IPv6 addresses only.
+        Ipv6Only = "ipv6_only",
+        /// IPv4 addresses first, then IPv6.
+        Ipv4ThenIpv6 = "ipv4_then_ipv6",
+        /// IPv6 addresses first, then IPv4.
+        Ipv6ThenIpv4 = "ipv6_then_ipv4",
+    }
+}
+
 /// `queue.outbound.timeouts.*`: time limits of each stage of an MX delivery session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -64,6 +79,8 @@ pub struct Outbound {
     pub max_mx: u32,
     /// `queue.outbound.limits.multihomed`: most addresses tried per MX host.
     pub max_multihomed: u32,
+    /// `queue.outbound.ip-strategy`.
+    pub ip_strategy: IpStrategy,
     /// `queue.outbound.tls.starttls`.
     pub starttls: TlsPolicy,
     /// `queue.outbound.tls.allow-invalid-certs`.
@@ -86,6 +103,7 @@ pub(crate) fn read(outbound: &TableReader<'_>) -> Option<Outbound> {
     let max_multihomed = limits.get(&keys::QUEUE_OUTBOUND_LIMITS_MULTIHOMED);
     require_positive(&limits, "mx", max_mx);
     require_positive(&limits, "multihomed", max_multihomed);
+    let ip_strategy = outbound.get(&keys::QUEUE_OUTBOUND_IP_STRATEGY);
     let tls = outbound.table("tls");
     let starttls = tls.get(&keys::QUEUE_OUTBOUND_TLS_STARTTLS);
     let allow_invalid_certs = tls.get(&keys::QUEUE_OUTBOUND_TLS_ALLOW_INVALID_CERTS);
@@ -98,6 +116,7 @@ pub(crate) fn read(outbound: &TableReader<'_>) -> Option<Outbound> {
         mx_port: mx_port?,
         max_mx: max_mx?,
         max_multihomed: max_multihomed?,
+        ip_strategy: ip_strategy?,
         starttls: starttls?,
         allow_invalid_certs: allow_invalid_certs?,
         dane: dane?,

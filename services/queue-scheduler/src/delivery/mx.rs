@@ -20,7 +20,7 @@
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use ferrymail_config::model::outbound::{Outbound, TlsPolicy};
+use ferrymail_config::model::outbound::{IpStrategy, Outbound, TlsPolicy};
 use ferrymail_dns::{LookupError, MessageAuthenticator, MxHost};
 use ferrymail_rpc::queue::{Envelope, Recipient};
 use ferrymail_store::blob::BlobError;
@@ -107,7 +107,10 @@ where
     S: Stream<Item = Result<Bytes, BlobError>>,
 {
     let exchangers = match context.dns {
-        Ok(dns) => exchangers(dns, domain, context.settings.max_mx).await,
+        Ok(dns) => {
+            let settings = context.settings;
+            exchangers(dns, domain, settings.max_mx, settings.ip_strategy).await
+        }
         Err(reason) => Err(Outcome::TempFailed(format!(
             "451 4.4.3 no DNS resolver: {reason}"
         ))),
@@ -121,7 +124,13 @@ where
     for exchanger in exchangers {
         let addresses = match (exchanger.addresses, context.dns) {
             (Some(addresses), _) => addresses,
-            (None, Ok(dns)) => match ferrymail_dns::ip_addresses(dns, &exchanger.host).await {
+            (None, Ok(dns)) => match ferrymail_dns::ip_addresses(
+                dns,
+                &exchanger.host,
+                context.settings.ip_strategy,
+            )
+            .await
+            {
                 Ok(addresses) => addresses,
                 Err(error) => {
                     failure = Some(error.to_string());
@@ -167,6 +176,7 @@ async fn exchangers(
     dns: &MessageAuthenticator,
     domain: &str,
     limit: u32,
+    strategy: IpStrategy,
 ) -> Result<Vec<Exchanger>, Outcome> {
     if let Some(literal) = address_literal(domain) {
         return Ok(vec![Exchanger {
@@ -181,7 +191,7 @@ async fn exchangers(
     }
     match ferrymail_dns::mx_hosts(dns, domain).await {
         Ok(hosts) if !hosts.is_empty() => preference_order(domain, hosts, limit),
-        Ok(_) | Err(LookupError::NotFound { .. }) => implicit_mx(dns, domain).await,
+        Ok(_) | Err(LookupError::NotFound { .. }) => implicit_mx(dns, domain, strategy).await,
         Err(error) => Err(Outcome::TempFailed(format!("451 4.4.3 {error}"))),
     }
 }
@@ -214,8 +224,12 @@ fn preference_order(
 }
 
 /// The domain itself as its only exchanger, when it has an address (RFC 5321 §5.1).
-async fn implicit_mx(dns: &MessageAuthenticator, domain: &str) -> Result<Vec<Exchanger>, Outcome> {
-    match ferrymail_dns::ip_addresses(dns, domain).await {
+async fn implicit_mx(
+    dns: &MessageAuthenticator,
+    domain: &str,
+    strategy: IpStrategy,
+) -> Result<Vec<Exchanger>, Outcome> {
+    match ferrymail_dns::ip_addresses(dns, domain, strategy).await {
         Ok(addresses) if !addresses.is_empty() => Ok(vec![Exchanger {
             host: domain.to_owned(),
             addresses: Some(addresses),

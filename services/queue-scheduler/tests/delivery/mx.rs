@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use ferrymail_config::model::outbound::IpStrategy;
 use ferrymail_e2e::{FakeDns, SmtpSink, SmtpSinkOptions};
 use ferrymail_queue_scheduler::{Committed, MessageId, Outcome};
 use ferrymail_rpc::queue::{QueueService, QueueStats, RecipientState};
@@ -31,6 +32,17 @@ expire = "1d"
         resolver = dns.resolver_config()
     );
     ferrymail_config::load_str("test.toml", &text).unwrap()
+}
+
+/// [`config`] with `queue.outbound.ip-strategy = strategy`.
+fn with_strategy(dns: &FakeDns, port: u16, strategy: &str) -> ferrymail_config::Config {
+    let mut config = config(dns, port, "");
+    config.queue.outbound.ip_strategy = match strategy {
+        "ipv6_only" => IpStrategy::Ipv6Only,
+        "ipv6_then_ipv4" => IpStrategy::Ipv6ThenIpv4,
+        other => panic!("no strategy {other}"),
+    };
+    config
 }
 
 /// The last reply recorded for recipient `index` of message `id`.
@@ -209,4 +221,44 @@ async fn required_starttls_not_offered_fails_temporarily() {
         "{reply}"
     );
     assert_eq!(sink.received(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ip_strategy_chooses_the_addresses_tried() {
+    // The sink listens on 127.0.0.1 only: [::1] refuses (or is unreachable).
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let dns = FakeDns::start();
+    dns.add_mx("example.net", 10, "mx.example.net");
+    dns.add_a("mx.example.net", "127.0.0.1".parse().unwrap());
+    dns.add_aaaa("mx.example.net", "::1".parse().unwrap());
+    let port = sink.address().port();
+
+    let v6_only = lab(&with_strategy(&dns, port, "ipv6_only"));
+    let id = enqueue(&v6_only.queue, &["bob@example.net"]).await;
+    let committed = v6_only
+        .scheduler
+        .attempt(&id, SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        committed,
+        Some(Committed::Kept { live: 1 }),
+        "IPv4 never tried"
+    );
+    let reply = last_reply(&v6_only.queue, &id, 0).await;
+    assert!(
+        reply.contains("[::1]") && !reply.contains("127.0.0.1"),
+        "only the IPv6 address tried: {reply}"
+    );
+
+    let v6_first = lab(&with_strategy(&dns, port, "ipv6_then_ipv4"));
+    let id = enqueue(&v6_first.queue, &["bob@example.net"]).await;
+    let committed = v6_first
+        .scheduler
+        .attempt(&id, SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(committed, Some(Committed::Removed), "IPv4 after IPv6");
+    tokio::task::block_in_place(|| sink.wait_for_messages(1));
+    assert_eq!(sink.received(), 1);
 }
