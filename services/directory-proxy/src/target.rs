@@ -7,6 +7,8 @@ use ferrymail_config::model::cache::CacheSettings;
 use ferrymail_config::model::directory::{Directory, DirectoryType};
 use ferrymail_config::model::remote::{Remote, RemoteProtocol};
 
+use crate::error::ConnectionError;
+
 /// Protocol spoken to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
@@ -106,6 +108,18 @@ impl Target {
             max_rcpt: 10,
             helo_name: helo_name.to_string(),
             cache: remote.cache,
+        }
+    }
+
+    /// `error` as a log line or a status message: which server, and what went wrong.
+    pub(crate) fn describe(&self, error: &ConnectionError) -> String {
+        match error {
+            // The protocol clients do not know the limit they hit; this is it.
+            ConnectionError::Timeout(_) => format!(
+                "{}:{} timed out after {:?}",
+                self.address, self.port, self.timeout
+            ),
+            other => format!("{}:{}: {other}", self.address, self.port),
         }
     }
 }
