@@ -50,10 +50,11 @@ impl Probe {
         }
         let outcome = self.pool.probe().await;
         self.running.store(false, Ordering::Release);
+        let target = self.pool.target();
         match outcome {
-            Some(Ok(())) => states.record(&self.remote, Ok(())),
+            Some(Ok(())) => states.record(&self.remote, target, Ok(())),
             Some(Err(error)) => {
-                states.record(&self.remote, Err(self.pool.target().describe(&error)));
+                states.record(&self.remote, target, Err(target.describe(&error)));
             }
             None => {
                 tracing::debug!(remote = %self.remote, "every connection is busy with lookups; their outcomes stand for the probe");
@@ -100,33 +101,13 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
-    use ferrymail_config::model::cache::CacheSettings;
-
     use super::*;
     use crate::connection::TlsSettings;
     use crate::metrics::PoolMetrics;
-    use crate::target::{Protocol, Target};
+    use crate::target::Target;
 
     fn probe(id: &str, interval: Duration) -> Arc<Probe> {
-        let target = Target {
-            name: format!("remote/{id}"),
-            protocol: Protocol::Smtp,
-            address: "127.0.0.1".into(),
-            port: 25,
-            tls_implicit: false,
-            allow_invalid_certs: false,
-            timeout: Duration::from_secs(5),
-            concurrency: 1,
-            max_requests: 50,
-            max_auth_errors: 3,
-            max_rcpt: 10,
-            helo_name: "proxy.test".into(),
-            cache: CacheSettings {
-                entries: 0,
-                ttl_positive: Duration::ZERO,
-                ttl_negative: Duration::ZERO,
-            },
-        };
+        let target = Target::loopback(id, 25);
         let pool = Arc::new(Pool::new(
             target,
             TlsSettings::new(),

@@ -1,7 +1,7 @@
 //! The `Directory` service: lookups answered from the lists, the caches, or a pooled
 //! connection to the configured server.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -171,7 +171,7 @@ impl DirectoryProxy {
     ) -> BTreeMap<String, Arc<Probe>> {
         let helo = &config.server.hostname;
         let mut probes = BTreeMap::new();
-        let mut changed = BTreeSet::new();
+        let mut targets = BTreeMap::new();
         for (id, remote) in &config.remotes {
             let target = Target::from_remote(id, remote, helo);
             let interval = remote.probe_interval;
@@ -188,14 +188,10 @@ impl DirectoryProxy {
                 Some(probe) if Arc::ptr_eq(probe.pool(), &pool) && probe.interval() == interval => {
                     probe.clone()
                 }
-                previous => {
-                    if previous.is_some_and(|p| *p.pool().target() != target) {
-                        changed.insert(id.clone());
-                    }
-                    Arc::new(Probe::new(id, pool, interval))
-                }
+                _ => Arc::new(Probe::new(id, pool, interval)),
             };
             probes.insert(id.clone(), probe);
+            targets.insert(id.clone(), target);
         }
         for (id, probe) in old {
             let kept = probes
@@ -205,8 +201,7 @@ impl DirectoryProxy {
                 probe.pool().drain();
             }
         }
-        let keep = probes.keys().cloned().collect();
-        self.remote_states.forget(&keep, &changed);
+        self.remote_states.configure(targets);
         probes
     }
 
@@ -265,10 +260,10 @@ impl DirectoryProxy {
             return;
         };
         match result {
-            Ok(_) => self.remote_states.record(remote, Ok(())),
+            Ok(_) => self.remote_states.record(remote, target, Ok(())),
             Err(error @ (ConnectionError::Io(_) | ConnectionError::Tls(_))) => {
                 self.remote_states
-                    .record(remote, Err(target.describe(error)));
+                    .record(remote, target, Err(target.describe(error)));
             }
             Err(_) => {}
         }

@@ -122,4 +122,28 @@ impl Target {
             other => format!("{}:{}: {other}", self.address, self.port),
         }
     }
+
+    /// An SMTP `remote/<id>` on loopback `port`, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn loopback(id: &str, port: u16) -> Self {
+        Self {
+            name: format!("remote/{id}"),
+            protocol: Protocol::Smtp,
+            address: "127.0.0.1".into(),
+            port,
+            tls_implicit: false,
+            allow_invalid_certs: false,
+            timeout: Duration::from_secs(5),
+            concurrency: 1,
+            max_requests: 50,
+            max_auth_errors: 3,
+            max_rcpt: 10,
+            helo_name: "proxy.test".into(),
+            cache: CacheSettings {
+                entries: 0,
+                ttl_positive: Duration::ZERO,
+                ttl_negative: Duration::ZERO,
+            },
+        }
+    }
 }
