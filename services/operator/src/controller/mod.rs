@@ -8,7 +8,7 @@
 //!
 //! Between passes, when a directory-proxy is known ([`Context::with_directory`]), the
 //! `Reachable` condition of RemoteHosts is refreshed from its probes
-//! ([`reachability::report_reachability`]), in the same task, so the two never write a
+//! ([`report_reachability`]), in the same task, so the two never write a
 //! status at the same time.
 
 mod metrics;
