@@ -415,6 +415,7 @@ fn every_alert_is_a_complete_rule() {
         "FerrymailDeliveryFailureRatio",
         "FerrymailDirectoryTargetDown",
         "FerrymailDirectoryErrors",
+        "FerrymailRemoteHostUnreachable",
         "FerrymailAuthFailureSpike",
     ] {
         assert!(

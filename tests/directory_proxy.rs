@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use ferrymail_e2e::{ALICE, Dovecot, DovecotOptions, Ferrymail};
-use ferrymail_rpc::directory::{DirectoryService, GrpcDirectory, Verdict};
+use ferrymail_rpc::directory::{DirectoryService, GrpcDirectory, Reachability, Verdict};
 
 fn config(lmtp_port: u16, domains: &str) -> String {
     format!(
@@ -88,4 +88,57 @@ async fn the_role_answers_over_grpc_and_follows_config_changes() {
     assert!(applied, "the reloaded directory was not applied");
     // An unknown directory is the caller's mistake, not a "no".
     assert!(client.verify_recipient("nosuch", ALICE.0).await.is_err());
+}
+
+/// The role probes its remotes at start and reports them over gRPC, as the operator asks:
+/// Dovecot's LMTP reachable, a closed port not, with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_role_reports_remote_reachability_over_grpc() {
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        auth_penalty: false,
+        ..DovecotOptions::default()
+    });
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let remotes = format!(
+        "[remote.mailstore]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"lmtp\"\ntls.implicit = false\ntls.allow-invalid-certs = true\n[remote.gone]\naddress = \"127.0.0.1\"\nport = {closed_port}\nprotocol = \"smtp\"\ntls.implicit = false\n",
+        dovecot.ports.lmtp
+    );
+    let text = format!("{}{remotes}", config(dovecot.ports.lmtp, "\"example.org\""));
+    let mut process = Ferrymail::start("directory-proxy", &text);
+    let grpc = process.address("grpc");
+    let client = GrpcDirectory::connect(&format!("http://{grpc}")).unwrap();
+    // The first probes run at start; ask until both are in (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let states = loop {
+        let states = client.remote_states().await.unwrap();
+        if states.len() == 2 {
+            break states;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not probed: {states:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(states[0].remote, "gone");
+    match &states[0].reachability {
+        Reachability::Unreachable { reason } => assert!(
+            reason.starts_with(&format!("127.0.0.1:{closed_port}: network error")),
+            "{reason}"
+        ),
+        Reachability::Reachable => panic!("a closed port is reachable: {states:?}"),
+    }
+    assert_eq!(states[1].remote, "mailstore");
+    assert_eq!(states[1].reachability, Reachability::Reachable);
+    let metrics = ferrymail_e2e::http_get(process.address("admin"), "/metrics")
+        .unwrap()
+        .body;
+    for line in [
+        "directory_remote_up{remote=\"mailstore\"} 1",
+        "directory_remote_up{remote=\"gone\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 }

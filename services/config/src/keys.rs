@@ -58,6 +58,8 @@ keys! {
         "Time limit for connecting to the remote host and for each command.";
     REMOTE_LOOKUP: bool = "remote.<id>.lookup", Default("false"),
         "Whether the host may be used for lookups: authentication, RCPT validation, VRFY, EXPN and `in-list = \"remote/<id>\"`.";
+    REMOTE_PROBE_INTERVAL: Duration = "remote.<id>.probe.interval", Default("\"1m\""),
+        "How often the directory-proxy checks that the host answers as a lookup would use it (connect, greeting, TLS, EHLO/LHLO or CAPABILITY); the result is the `directory_remote_up` metric and the `Reachable` condition of a `RemoteHost`.";
     REMOTE_TLS_IMPLICIT: bool = "remote.<id>.tls.implicit", Default("true"),
         "Use TLS from the start of the connection; when false, upgrade with STARTTLS if the server offers it.";
     REMOTE_TLS_ALLOW_INVALID_CERTS: bool = "remote.<id>.tls.allow-invalid-certs", Default("false"),

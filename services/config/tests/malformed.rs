@@ -718,3 +718,30 @@ fn a_tracing_endpoint_must_be_a_url() {
         "not an http:// or https:// URL",
     );
 }
+
+#[test]
+fn probe_interval_must_be_a_positive_duration() {
+    let zero = "[remote.a]\naddress = \"h\"\nprotocol = \"smtp\"\nprobe.interval = \"0s\"\n";
+    assert_error(
+        zero,
+        "remote.a.probe.interval",
+        "probe.interval",
+        "longer than zero",
+    );
+    let no_unit =
+        "[remote.a]\naddress = \"h\"\nprotocol = \"smtp\"\n[remote.a.probe]\ninterval = 60\n";
+    assert_error(
+        no_unit,
+        "remote.a.probe.interval",
+        "interval",
+        "with a unit",
+    );
+    let unknown =
+        "[remote.a]\naddress = \"h\"\nprotocol = \"smtp\"\n[remote.a.probe]\nintervall = \"1m\"\n";
+    assert_error(
+        unknown,
+        "remote.a.probe.intervall",
+        "intervall",
+        "did you mean `interval`?",
+    );
+}

@@ -1,6 +1,8 @@
 //! directory-proxy: authentication and recipient validation delegated to remote IMAP, SMTP
 //! and LMTP servers (`remote.<id>` and `directory.<name>`), with pooled connections, a
-//! two-level cache (in-process and shared in the store) and single-flight lookups.
+//! two-level cache (in-process and shared in the store) and single-flight lookups; and a
+//! prober that checks every `remote.<id>` each `probe.interval` and reports what it found
+//! (the `directory_remote_up` gauge, the `RemoteStates` RPC the operator reads).
 
 mod cache;
 mod connection;
@@ -8,6 +10,8 @@ mod error;
 mod lists;
 mod metrics;
 mod pool;
+mod prober;
+mod remote_states;
 mod service;
 mod single_flight;
 pub mod target;

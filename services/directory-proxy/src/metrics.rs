@@ -35,6 +35,11 @@ struct TargetLabels {
     target: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RemoteLabels {
+    remote: String,
+}
+
 /// Every directory-proxy metric.
 #[derive(Clone)]
 pub struct DirectoryMetrics {
@@ -44,6 +49,7 @@ pub struct DirectoryMetrics {
     pool_open: Family<TargetLabels, Gauge>,
     pool_waits: Family<TargetLabels, Counter>,
     connection_errors: Family<TargetLabels, Counter>,
+    remote_up: Family<RemoteLabels, Gauge>,
 }
 
 impl DirectoryMetrics {
@@ -58,6 +64,7 @@ impl DirectoryMetrics {
             pool_open: Family::default(),
             pool_waits: Family::default(),
             connection_errors: Family::default(),
+            remote_up: Family::default(),
         };
         metrics.register(
             "directory_lookups_total",
@@ -88,6 +95,11 @@ impl DirectoryMetrics {
             "directory_connection_errors_total",
             "Failed connections and failed exchanges with a lookup target",
             this.connection_errors.clone(),
+        );
+        metrics.register(
+            "directory_remote_up",
+            "Whether the last probe or lookup of a remote host succeeded (1) or failed (0)",
+            this.remote_up.clone(),
         );
         this
     }
@@ -142,6 +154,23 @@ impl DirectoryMetrics {
     }
 }
 
+impl DirectoryMetrics {
+    pub(crate) fn remote_up(&self, remote: &str, up: bool) {
+        self.remote_up
+            .get_or_create(&RemoteLabels {
+                remote: remote.to_string(),
+            })
+            .set(i64::from(up));
+    }
+
+    /// Drops the series of a remote that is no longer configured.
+    pub(crate) fn forget_remote(&self, remote: &str) {
+        self.remote_up.remove(&RemoteLabels {
+            remote: remote.to_string(),
+        });
+    }
+}
+
 /// The metrics of one pool.
 #[derive(Clone)]
 pub(crate) struct PoolMetrics {
@@ -151,6 +180,15 @@ pub(crate) struct PoolMetrics {
 }
 
 impl PoolMetrics {
+    /// Metrics that go nowhere: a host probed but not used for lookups has no pool series.
+    pub(crate) fn detached() -> Self {
+        Self {
+            open: Gauge::default(),
+            waits: Counter::default(),
+            errors: Counter::default(),
+        }
+    }
+
     pub(crate) fn set_open(&self, open: usize) {
         self.open.set(i64::try_from(open).unwrap_or(i64::MAX));
     }

@@ -154,6 +154,21 @@ impl Pool {
         }
     }
 
+    /// Opens a fresh connection and closes it again: connect, greeting, TLS as configured and
+    /// EHLO/LHLO or CAPABILITY, exactly as for a lookup. An idle pooled connection would prove
+    /// none of that now, hence a new one. It counts towards `concurrency`; when every allowed
+    /// connection is busy, the host is plainly serving lookups and `None` is returned.
+    pub(crate) async fn probe(&self) -> Option<Result<(), ConnectionError>> {
+        let _permit = self.permits.try_acquire().ok()?;
+        Some(match self.open().await {
+            Ok(idle) => {
+                self.retire(idle.connection, true);
+                Ok(())
+            }
+            Err(error) => Err(error),
+        })
+    }
+
     /// Closes every idle connection (configuration changed or process stopping).
     pub(crate) fn drain(&self) {
         while let Some(idle) = self.take_idle() {

@@ -1,17 +1,20 @@
 //! The `Directory` service: lookups answered from the lists, the caches, or a pooled
 //! connection to the configured server.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use ferrymail_config::Config;
 use ferrymail_rpc::RpcError;
-use ferrymail_rpc::directory::{Answer, AuthRequest, DirectoryService, Expansion, Verdict};
+use ferrymail_rpc::directory::{
+    Answer, AuthRequest, DirectoryService, Expansion, RemoteState, Verdict,
+};
 use ferrymail_store::Store;
 use futures::future::BoxFuture;
 use secrecy::ExposeSecret;
+use tokio::sync::Notify;
 use tracing::Span;
 use tracing::field::{Empty, display};
 
@@ -19,15 +22,19 @@ use crate::cache::{Cached, Level, LookupCache, Question};
 use crate::connection::{Connection, TlsSettings};
 use crate::error::ConnectionError;
 use crate::lists::Lists;
-use crate::metrics::DirectoryMetrics;
+use crate::metrics::{DirectoryMetrics, PoolMetrics};
 use crate::pool::{Operation, Pool};
+use crate::prober::{Probe, Schedule};
+use crate::remote_states::RemoteStates;
 use crate::single_flight::SingleFlight;
 use crate::target::Target;
 
-/// What one configuration yields: the lookup targets with their pools, and the lists.
+/// What one configuration yields: the lookup targets with their pools, the lists, and the
+/// probe of every remote host by id.
 struct State {
     pools: HashMap<String, Arc<Pool>>,
     lists: Lists,
+    probes: BTreeMap<String, Arc<Probe>>,
 }
 
 /// The directory-proxy: implements [`DirectoryService`] in-process; the gRPC server of the
@@ -38,6 +45,9 @@ pub struct DirectoryProxy {
     flights: SingleFlight<(String, u8, String), Result<Cached, String>>,
     tls: TlsSettings,
     metrics: DirectoryMetrics,
+    remote_states: RemoteStates,
+    /// Wakes the prober when a new configuration brings new probes.
+    probes_changed: Notify,
 }
 
 /// Why the proxy could not start.
@@ -89,11 +99,14 @@ impl DirectoryProxy {
             state: RwLock::new(Arc::new(State {
                 pools: HashMap::new(),
                 lists: Lists::default(),
+                probes: BTreeMap::new(),
             })),
             cache,
             flights: SingleFlight::new(),
             tls,
+            remote_states: RemoteStates::new(metrics.clone()),
             metrics,
+            probes_changed: Notify::new(),
         };
         proxy.apply(config).await;
         Ok(proxy)
@@ -130,18 +143,92 @@ impl DirectoryProxy {
                 }
             }
         }
+        let probes = self.probes(config, &old.probes, &pools);
         let state = Arc::new(State {
             pools,
             lists: Lists::from_config(config),
+            probes,
         });
         *self
             .state
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = state;
+        self.probes_changed.notify_one();
         for name in flush {
             tracing::info!(target = %name, "lookup target changed; its cache is flushed");
             self.cache.flush(&name).await;
         }
+    }
+
+    /// The probe of every `remote.<id>`: on the lookup pool when the host serves lookups (so
+    /// probes count towards its `concurrency`), else on a pool of its own. An unchanged
+    /// host keeps its probe; a changed or removed one loses its last finding.
+    fn probes(
+        &self,
+        config: &Config,
+        old: &BTreeMap<String, Arc<Probe>>,
+        pools: &HashMap<String, Arc<Pool>>,
+    ) -> BTreeMap<String, Arc<Probe>> {
+        let helo = &config.server.hostname;
+        let mut probes = BTreeMap::new();
+        let mut targets = BTreeMap::new();
+        for (id, remote) in &config.remotes {
+            let target = Target::from_remote(id, remote, helo);
+            let interval = remote.probe_interval;
+            let pool = match (pools.get(&target.name), old.get(id)) {
+                (Some(pool), _) => pool.clone(),
+                (None, Some(probe)) if *probe.pool().target() == target => probe.pool().clone(),
+                (None, _) => Arc::new(Pool::new(
+                    target.clone(),
+                    self.tls.clone(),
+                    PoolMetrics::detached(),
+                )),
+            };
+            let probe = match old.get(id) {
+                Some(probe) if Arc::ptr_eq(probe.pool(), &pool) && probe.interval() == interval => {
+                    probe.clone()
+                }
+                _ => Arc::new(Probe::new(id, pool, interval)),
+            };
+            probes.insert(id.clone(), probe);
+            targets.insert(id.clone(), target);
+        }
+        for (id, probe) in old {
+            let kept = probes
+                .get(id)
+                .is_some_and(|p| Arc::ptr_eq(p.pool(), probe.pool()));
+            if !kept && !pools.values().any(|p| Arc::ptr_eq(p, probe.pool())) {
+                probe.pool().drain();
+            }
+        }
+        self.remote_states.configure(targets);
+        probes
+    }
+
+    /// Probes every remote host each `probe.interval`, the first time at once, until the
+    /// runtime ends. Probes run side by side, each bounded by its host's `timeout`.
+    pub async fn probe_remotes(self: Arc<Self>) {
+        let mut schedule = Schedule::default();
+        loop {
+            let (due, next) = schedule.due(&self.state().probes, tokio::time::Instant::now());
+            for probe in due {
+                let proxy = self.clone();
+                tokio::spawn(async move { probe.run(&proxy.remote_states).await });
+            }
+            match next {
+                Some(at) => tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = self.probes_changed.notified() => {}
+                },
+                None => self.probes_changed.notified().await,
+            }
+        }
+    }
+
+    /// Probes every remote host once, now, and returns when all have answered or failed.
+    pub async fn probe_all(&self) {
+        let probes = self.state().probes.clone();
+        futures::future::join_all(probes.values().map(|p| p.run(&self.remote_states))).await;
     }
 
     fn state(&self) -> Arc<State> {
@@ -163,6 +250,23 @@ impl DirectoryProxy {
             .pools
             .get(target)
             .map_or(0, |p| p.open_connections())
+    }
+
+    /// A lookup on a remote host is a probe too: an answer shows it reachable, a failed
+    /// connection or TLS handshake shows it unreachable. Other failures (a timeout waiting
+    /// for a busy pool, a lookup the protocol cannot do) say nothing about the host.
+    fn record_lookup_outcome<T>(&self, target: &Target, result: &Result<T, ConnectionError>) {
+        let Some(remote) = target.name.strip_prefix("remote/") else {
+            return;
+        };
+        match result {
+            Ok(_) => self.remote_states.record(remote, target, Ok(())),
+            Err(error @ (ConnectionError::Io(_) | ConnectionError::Tls(_))) => {
+                self.remote_states
+                    .record(remote, target, Err(target.describe(error)));
+            }
+            Err(_) => {}
+        }
     }
 
     /// Answers `question` for the target `name`: cache, then one shared request.
@@ -201,7 +305,9 @@ impl DirectoryProxy {
         let result = self
             .flights
             .run(key, || async {
-                let result = pool.run(run).await.map_err(|e| describe(&target, &e));
+                let result = pool.run(run).await;
+                self.record_lookup_outcome(&target, &result);
+                let result = result.map_err(|e| target.describe(&e));
                 if let Ok(value) = &result {
                     self.cache.put(&target, &question, value).await;
                 }
@@ -299,16 +405,6 @@ fn flight_key(target: &str, question: &Question<'_>) -> (String, u8, String) {
     }
 }
 
-fn describe(target: &Target, error: &ConnectionError) -> String {
-    match error {
-        ConnectionError::Timeout(_) => format!(
-            "{}:{} timed out after {:?}",
-            target.address, target.port, target.timeout
-        ),
-        other => format!("{}:{}: {other}", target.address, target.port),
-    }
-}
-
 #[async_trait]
 impl DirectoryService for DirectoryProxy {
     async fn authenticate(&self, request: AuthRequest) -> Result<Answer, RpcError> {
@@ -395,5 +491,9 @@ impl DirectoryService for DirectoryProxy {
                 "invalid list {list:?}: expected \"<directory>/<list>\" or \"remote/<id>\""
             ))),
         }
+    }
+
+    async fn remote_states(&self) -> Result<Vec<RemoteState>, RpcError> {
+        Ok(self.remote_states.snapshot())
     }
 }

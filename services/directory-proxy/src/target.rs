@@ -7,6 +7,8 @@ use ferrymail_config::model::cache::CacheSettings;
 use ferrymail_config::model::directory::{Directory, DirectoryType};
 use ferrymail_config::model::remote::{Remote, RemoteProtocol};
 
+use crate::error::ConnectionError;
+
 /// Protocol spoken to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
@@ -106,6 +108,42 @@ impl Target {
             max_rcpt: 10,
             helo_name: helo_name.to_string(),
             cache: remote.cache,
+        }
+    }
+
+    /// `error` as a log line or a status message: which server, and what went wrong.
+    pub(crate) fn describe(&self, error: &ConnectionError) -> String {
+        match error {
+            // The protocol clients do not know the limit they hit; this is it.
+            ConnectionError::Timeout(_) => format!(
+                "{}:{} timed out after {:?}",
+                self.address, self.port, self.timeout
+            ),
+            other => format!("{}:{}: {other}", self.address, self.port),
+        }
+    }
+
+    /// An SMTP `remote/<id>` on loopback `port`, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn loopback(id: &str, port: u16) -> Self {
+        Self {
+            name: format!("remote/{id}"),
+            protocol: Protocol::Smtp,
+            address: "127.0.0.1".into(),
+            port,
+            tls_implicit: false,
+            allow_invalid_certs: false,
+            timeout: Duration::from_secs(5),
+            concurrency: 1,
+            max_requests: 50,
+            max_auth_errors: 3,
+            max_rcpt: 10,
+            helo_name: "proxy.test".into(),
+            cache: CacheSettings {
+                entries: 0,
+                ttl_positive: Duration::ZERO,
+                ttl_negative: Duration::ZERO,
+            },
         }
     }
 }

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use ferrymail_operator::controller::{self, Context, ReconcileMetrics, Settings};
 use ferrymail_operator::manifests::Manifests;
 use ferrymail_operator::render::{DIRECTORIES_FILE, REMOTES_FILE, RenderSettings};
+use ferrymail_rpc::directory::GrpcDirectory;
 use ferrymail_telemetry::{Health, Metrics};
 use tokio_util::sync::CancellationToken;
 
@@ -181,9 +182,12 @@ pub fn kubernetes_configured(health: &Health) -> bool {
 }
 
 /// The operator role's work: reconcile until `stop`. A configuration that names an API the
-/// client cannot use leaves the role alive and not ready, saying why.
+/// client cannot use leaves the role alive and not ready, saying why. With
+/// `cluster.directory.endpoint`, RemoteHosts also get the `Reachable` condition from the
+/// directory-proxy's probes.
 pub async fn run_controller(
     args: ControllerArgs,
+    directory_endpoint: Option<String>,
     metrics: Metrics,
     health: Health,
     stop: CancellationToken,
@@ -212,11 +216,22 @@ pub async fn run_controller(
             secret_dir: args.secret_dir,
         },
     };
-    let ctx = Arc::new(Context::new(
-        client,
-        settings,
-        ReconcileMetrics::register(&metrics),
-    ));
+    let mut ctx = Context::new(client, settings, ReconcileMetrics::register(&metrics));
+    match directory_endpoint.map(|e| (GrpcDirectory::connect(&e), e)) {
+        Some((Ok(directory), endpoint)) => {
+            tracing::info!(%endpoint, "reporting RemoteHost reachability from the directory-proxy");
+            ctx = ctx.with_directory(Arc::new(directory));
+        }
+        // Reconciling does not need the directory-proxy: it goes on without reachability.
+        Some((Err(error), _)) => tracing::warn!(
+            %error,
+            "cluster.directory.endpoint is unusable: the Reachable condition of RemoteHosts is not reported"
+        ),
+        None => tracing::info!(
+            "cluster.directory.endpoint is not set: the Reachable condition of RemoteHosts is not reported"
+        ),
+    }
+    let ctx = Arc::new(ctx);
     // Ready once the controller runs: a failing pass keeps the last good configuration in
     // place, which is no reason to restart the pod.
     component.set_ready();

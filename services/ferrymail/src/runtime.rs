@@ -114,6 +114,7 @@ pub async fn run(
     {
         work.spawn(crate::operator_cli::run_controller(
             args,
+            config.cluster.directory_endpoint.clone(),
             metrics.clone(),
             health.clone(),
             stop.clone(),

@@ -79,7 +79,10 @@ impl Services {
             let proxy =
                 DirectoryProxy::new(&loaded.config, store, DirectoryMetrics::register(metrics))
                     .await?;
-            services.directory = Some(Arc::new(proxy));
+            let proxy = Arc::new(proxy);
+            // Probes every remote.<id>; the task ends with the runtime.
+            tokio::spawn(proxy.clone().probe_remotes());
+            services.directory = Some(proxy);
         }
         if role.hosts_ingress() {
             services.ingress = Some(Arc::new(ingress(&loaded.config, &services, metrics)?));

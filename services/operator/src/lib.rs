@@ -5,7 +5,8 @@
 //! - [`render`]: resources (and which Secret keys exist) → TOML files, checked by the real
 //!   configuration loader. Pure: the controller and `ferrymail operator render` share it.
 //! - [`controller`]: watches the API, applies the rendered ConfigMap and Secret, reports
-//!   status, events and metrics.
+//!   status, events and metrics, and the `Reachable` condition of RemoteHosts from the
+//!   directory-proxy's probes.
 
 pub mod controller;
 pub mod crd;

@@ -323,6 +323,45 @@ fn defaults_render_valid_objects() {
     assert_eq!(of_kind(&objects, "HorizontalPodAutoscaler").count(), 0);
 }
 
+/// The operator reads `cluster.directory.endpoint` from the main configuration it mounts, like
+/// every role, to ask the directory-proxy for the `Reachable` condition of RemoteHosts.
+#[test]
+fn the_operator_is_told_where_the_directory_proxy_is() {
+    let objects = template(&[], &[]);
+    let config = check_main_config_loads(&objects);
+    assert_eq!(
+        config.cluster.directory_endpoint.as_deref(),
+        Some("http://mail-ferrymail-directory-proxy:50051")
+    );
+    let service: Service = typed(named(&objects, "Service", "mail-ferrymail-directory-proxy"));
+    let spec = service.spec.unwrap();
+    assert_eq!(
+        spec.selector.unwrap()["app.kubernetes.io/component"],
+        "directory-proxy"
+    );
+    let operator: Deployment = typed(named(&objects, "Deployment", "mail-ferrymail-operator"));
+    let pod = operator.spec.unwrap().template.spec.unwrap();
+    let container = &pod.containers[0];
+    assert!(
+        container
+            .args
+            .iter()
+            .flatten()
+            .any(|a| a == "--config=/etc/ferrymail/main/config.toml"),
+        "{:?}",
+        container.args
+    );
+    assert!(
+        container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "config" && m.mount_path == "/etc/ferrymail/main"),
+        "{:?}",
+        container.volume_mounts
+    );
+}
+
 #[test]
 fn crds_are_the_generated_ones_and_can_be_left_out() {
     let objects = template(&[], &[]);

@@ -118,6 +118,7 @@ fn remote_host_has_every_remote_key() {
     assert!(p["cache"]["properties"]["entries"].is_object());
     let ttl = &p["cache"]["properties"]["ttl"]["properties"];
     assert!(ttl["positive"].is_object() && ttl["negative"].is_object());
+    assert!(p["probe"]["properties"]["interval"].is_object());
     let required: Vec<&str> = spec["required"]
         .as_array()
         .expect("required")

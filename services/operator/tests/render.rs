@@ -296,3 +296,30 @@ fn deploy_examples_render_and_load() {
         Some("ferrymail")
     );
 }
+
+#[test]
+fn the_probe_interval_renders_and_a_zero_one_is_a_problem() {
+    let settings = RenderSettings::default();
+    let no_secrets = Secrets::Fetched(BTreeMap::new());
+    let with = |interval: &str| {
+        remote(&format!(
+            "apiVersion: ferrymail.io/v1alpha1\nkind: RemoteHost\nmetadata: {{name: relay}}\nspec: {{address: relay.example.org, protocol: smtp, probe: {{interval: {interval}}}}}\n"
+        ))
+    };
+    let good = render::render(&[with("5m")], &[], &no_secrets, None, &settings).expect("renders");
+    assert!(good.problems.is_empty(), "{:?}", good.problems);
+    assert!(
+        good.rendered
+            .remotes_toml
+            .contains("[remote.relay.probe]\ninterval = \"5m\""),
+        "{}",
+        good.rendered.remotes_toml
+    );
+    // Passes the CRD's pattern but not the loader.
+    let zero = render::render(&[with("0s")], &[], &no_secrets, None, &settings).expect("renders");
+    let problem = &zero.problems[&ResourceId {
+        kind: Kind::RemoteHost,
+        name: "relay".into(),
+    }];
+    assert!(problem.contains("remote.relay.probe.interval"), "{problem}");
+}

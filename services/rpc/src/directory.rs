@@ -8,11 +8,13 @@ mod answer;
 mod auth;
 mod client;
 mod convert;
+mod remote_state;
 mod server;
 mod service;
 
 pub use answer::{Answer, Expansion, RemoteReply, Verdict};
 pub use auth::{AuthRequest, Mechanism};
 pub use client::GrpcDirectory;
+pub use remote_state::{Reachability, RemoteState};
 pub use server::{DirectoryHandler, server};
 pub use service::DirectoryService;

@@ -8,8 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ferrymail_rpc::RpcError;
+use std::time::{Duration, UNIX_EPOCH};
+
 use ferrymail_rpc::directory::{
-    self, Answer, AuthRequest, DirectoryService, Expansion, GrpcDirectory, Mechanism, RemoteReply,
+    self, Answer, AuthRequest, DirectoryService, Expansion, GrpcDirectory, Mechanism, Reachability,
+    RemoteReply, RemoteState,
 };
 use ferrymail_rpc::proto;
 use loopback::{closed_endpoint, guarded, serve};
@@ -128,6 +131,28 @@ impl DirectoryService for TableDirectory {
             _ => Answer::no(),
         })
     }
+
+    async fn remote_states(&self) -> Result<Vec<RemoteState>, RpcError> {
+        Ok(table_states())
+    }
+}
+
+/// What the table says of its remotes: one reachable, one not.
+fn table_states() -> Vec<RemoteState> {
+    vec![
+        RemoteState {
+            remote: "mailstore".into(),
+            reachability: Reachability::Reachable,
+            checked_at: UNIX_EPOCH + Duration::from_millis(1_763_790_000_250),
+        },
+        RemoteState {
+            remote: "relay".into(),
+            reachability: Reachability::Unreachable {
+                reason: "127.0.0.1:2525: greeting refused: 554 5.3.2 not now".into(),
+            },
+            checked_at: UNIX_EPOCH + Duration::from_millis(1_763_790_001_000),
+        },
+    ]
 }
 
 /// The table served on a loopback port, and a client of it.
@@ -385,6 +410,29 @@ impl proto::directory_server::Directory for ContractBreaker {
     ) -> Result<Response<proto::Answer>, Status> {
         Err(Status::unimplemented("not here"))
     }
+    async fn remote_states(
+        &self,
+        _: Request<proto::RemoteStatesRequest>,
+    ) -> Result<Response<proto::RemoteStatesReply>, Status> {
+        let state = |remote: &str, reachability: proto::Reachability, ms: i64, reason: &str| {
+            proto::RemoteState {
+                remote: remote.into(),
+                reachability: reachability.into(),
+                checked_at_unix_ms: ms,
+                reason: reason.into(),
+            }
+        };
+        Ok(Response::new(proto::RemoteStatesReply {
+            remotes: vec![
+                state("", proto::Reachability::Reachable, 1, ""),
+                state("good", proto::Reachability::Reachable, 1_000, ""),
+                state("unspecified", proto::Reachability::Unspecified, 1, ""),
+                state("negative-time", proto::Reachability::Reachable, -1, ""),
+                state("silent", proto::Reachability::Unreachable, 1, ""),
+                state("down", proto::Reachability::Unreachable, 2_000, "refused"),
+            ],
+        }))
+    }
 }
 
 #[tokio::test]
@@ -430,6 +478,27 @@ async fn contract_breaks_from_the_wire_are_errors_not_answers() {
     // A status no ferrymail service produced says nothing about the directory.
     let unmarked = guarded(client.in_list("corp/x", "y")).await.unwrap_err();
     assert!(matches!(unmarked, RpcError::Transport(_)), "{unmarked:?}");
+
+    // Broken remote states are left out one by one; the good ones still arrive.
+    let states = guarded(client.remote_states()).await.unwrap();
+    let ids: Vec<&str> = states.iter().map(|s| s.remote.as_str()).collect();
+    assert_eq!(ids, ["good", "down"], "{states:?}");
+    assert!(states[0].is_reachable());
+    assert_eq!(
+        states[1].reachability,
+        Reachability::Unreachable {
+            reason: "refused".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn remote_states_through_grpc_equal_remote_states_in_process() {
+    let Running { table, client, .. } = start().await;
+    let local = table.remote_states().await.unwrap();
+    let remote = guarded(client.remote_states()).await.unwrap();
+    assert_eq!(remote, local);
+    assert_eq!(remote, table_states());
 }
 
 #[tokio::test]

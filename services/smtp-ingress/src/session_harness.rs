@@ -26,7 +26,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ferrymail_config::Config;
 use ferrymail_rpc::RpcError;
-use ferrymail_rpc::directory::{Answer, AuthRequest, DirectoryService, Expansion};
+use ferrymail_rpc::directory::{Answer, AuthRequest, DirectoryService, Expansion, RemoteState};
 use ferrymail_rpc::queue::{
     BodyPart, BodyStream, Envelope, ListPage, ListRequest, MAX_PREPEND, MessageDetail, QueueError,
     QueueId, QueueService, QueueStats,
@@ -463,6 +463,11 @@ impl DirectoryService for DirectoryDouble {
 
     async fn in_list(&self, _list: &str, value: &str) -> Result<Answer, RpcError> {
         verdict(value, value.to_ascii_lowercase().contains("blocked"))
+    }
+
+    async fn remote_states(&self) -> Result<Vec<RemoteState>, RpcError> {
+        // The ingress never asks: reachability is the operator's concern.
+        Ok(Vec::new())
     }
 }
 

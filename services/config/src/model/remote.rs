@@ -56,6 +56,8 @@ pub struct Remote {
     pub max_requests: u32,
     /// `cache.*`.
     pub cache: CacheSettings,
+    /// `probe.interval`: how often the directory-proxy checks the host answers.
+    pub probe_interval: Duration,
 }
 
 /// The conventional port of a protocol.
@@ -76,6 +78,8 @@ pub(crate) fn read(t: &TableReader<'_>) -> Option<Remote> {
     let concurrency = t.get(&keys::REMOTE_CONCURRENCY);
     let timeout = t.get(&keys::REMOTE_TIMEOUT);
     let lookup = t.get(&keys::REMOTE_LOOKUP);
+    let probe = t.table("probe");
+    let probe_interval = probe.get(&keys::REMOTE_PROBE_INTERVAL);
     let tls = t.table("tls");
     let tls_implicit = tls.get(&keys::REMOTE_TLS_IMPLICIT);
     let allow_invalid_certs = tls.get(&keys::REMOTE_TLS_ALLOW_INVALID_CERTS);
@@ -114,6 +118,7 @@ pub(crate) fn read(t: &TableReader<'_>) -> Option<Remote> {
     require_positive(&limits, "requests", max_requests);
     require_positive(&limits, "errors", max_errors);
     require_nonzero(t, "timeout", timeout);
+    require_nonzero(&probe, "interval", probe_interval);
     let tls_implicit = tls_implicit?;
     Some(Remote {
         address: address?,
@@ -128,5 +133,6 @@ pub(crate) fn read(t: &TableReader<'_>) -> Option<Remote> {
         max_errors: max_errors?,
         max_requests: max_requests?,
         cache: cache?,
+        probe_interval: probe_interval?,
     })
 }

@@ -5,8 +5,14 @@
 //! namespace at once ([`reconcile::reconcile_all`]) rather than per object: any watch event
 //! triggers one pass that renders every resource. Passes are debounced, retried with
 //! exponential backoff after errors, and repeated periodically to correct drift.
+//!
+//! Between passes, when a directory-proxy is known ([`Context::with_directory`]), the
+//! `Reachable` condition of RemoteHosts is refreshed from its probes
+//! ([`report_reachability`]), in the same task, so the two never write a
+//! status at the same time.
 
 mod metrics;
+mod reachability;
 mod reconcile;
 mod status;
 
@@ -21,7 +27,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
+use ferrymail_rpc::directory::DirectoryService;
 pub use metrics::ReconcileMetrics;
+pub use reachability::{REACHABLE, report_reachability};
 pub use reconcile::{FINALIZER, Summary, reconcile_all};
 
 use crate::render::RenderSettings;
@@ -54,6 +62,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// The current time, RFC 3339 (tests fix it).
     pub now: fn() -> String,
+    /// The directory-proxy asked which remote hosts are reachable; without one, the
+    /// `Reachable` condition is not written.
+    pub directory: Option<Arc<dyn DirectoryService>>,
 }
 
 impl Context {
@@ -69,7 +80,15 @@ impl Context {
             settings,
             metrics,
             now: || k8s_openapi::jiff::Timestamp::now().to_string(),
+            directory: None,
         }
+    }
+
+    /// The same context, asking `directory` which remote hosts are reachable.
+    #[must_use]
+    pub fn with_directory(mut self, directory: Arc<dyn DirectoryService>) -> Self {
+        self.directory = Some(directory);
+        self
     }
 }
 
@@ -80,6 +99,9 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// First and longest wait before retrying a failed pass.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How often the `Reachable` conditions are refreshed (the directory-proxy probes each
+/// host every `probe.interval`, one minute by default).
+const REACHABILITY_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs until `stop` is cancelled.
 pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
@@ -91,27 +113,46 @@ pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
     ]);
     let mut events = pin!(events);
     let mut backoff = BACKOFF_MIN;
-    let mut wait = Duration::ZERO;
+    let mut next_pass = tokio::time::Instant::now();
+    let mut reachability = tokio::time::interval(REACHABILITY_EVERY);
+    reachability.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             event = events.next() => if event.is_none() { return },
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep_until(next_pass) => {}
+            _ = reachability.tick(), if ctx.directory.is_some() => {
+                refresh_reachability(&ctx).await;
+                continue;
+            }
         }
         // Debounce: let a burst of events settle into one pass.
         while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events.next()).await {}
-        match reconcile_all(&ctx).await {
+        let wait = match reconcile_all(&ctx).await {
             Ok(summary) => {
                 tracing::debug!(?summary, "reconciled");
                 backoff = BACKOFF_MIN;
-                wait = RESYNC;
+                RESYNC
             }
             Err(error) => {
                 tracing::warn!(%error, retry_in = ?backoff, "reconcile failed");
-                wait = backoff;
+                let wait = backoff;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
+                wait
             }
-        }
+        };
+        next_pass = tokio::time::Instant::now() + wait;
+    }
+}
+
+/// One refresh of the `Reachable` conditions; a failure waits for the next one.
+async fn refresh_reachability(ctx: &Context) {
+    let Some(directory) = &ctx.directory else {
+        return;
+    };
+    match report_reachability(ctx, directory.as_ref()).await {
+        Ok(patched) => tracing::debug!(patched, "reachability reported"),
+        Err(error) => tracing::warn!(%error, "cannot report reachability"),
     }
 }
 

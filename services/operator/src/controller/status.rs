@@ -17,7 +17,8 @@ pub(crate) struct Verdict<'a> {
 }
 
 /// The status to write, keeping transition times of unchanged conditions and any
-/// condition the operator does not own (`Reachable`, set by a directory-proxy).
+/// condition the rendering does not own (`Reachable`, written from the directory-proxy's
+/// probes by `reachability`).
 pub(crate) fn desired(
     current: Option<&ResourceStatus>,
     generation: Option<i64>,

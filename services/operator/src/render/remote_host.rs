@@ -29,6 +29,11 @@ pub(super) fn render(
         insert_sub(&mut table, "limits", Some(t));
     }
     insert_sub(&mut table, "cache", spec.cache.as_ref().map(cache_table));
+    if let Some(probe) = &spec.probe {
+        let mut t = Table::new();
+        insert_opt(&mut t, "interval", probe.interval.clone());
+        insert_sub(&mut table, "probe", Some(t));
+    }
     let mut secret_files = BTreeMap::new();
     if let Some(auth) = &spec.auth {
         let key = format!(

@@ -10,7 +10,9 @@ mod status;
 pub use directory::{
     Directory, DirectoryLimits, DirectoryPool, DirectorySpec, DirectoryType, RemoteHostRef,
 };
-pub use remote_host::{RemoteAuth, RemoteHost, RemoteHostSpec, RemoteLimits, RemoteProtocol, Tls};
+pub use remote_host::{
+    RemoteAuth, RemoteHost, RemoteHostSpec, RemoteLimits, RemoteProbe, RemoteProtocol, Tls,
+};
 pub use secret_ref::SecretKeyRef;
 pub use status::{Condition, ConditionStatus, ResourceStatus};
 

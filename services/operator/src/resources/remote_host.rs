@@ -54,6 +54,11 @@ impl RemoteProtocol {
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(
+        name = "Reachable",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Reachable\")].status"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -97,6 +102,19 @@ pub struct RemoteHostSpec {
     /// Lookup cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<Cache>,
+    /// How the directory-proxy checks that the host answers (the `Reachable` condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<RemoteProbe>,
+}
+
+/// `probe.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteProbe {
+    /// How often the host is probed, e.g. "1m" (default "1m").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d|w)$"))]
+    pub interval: Option<String>,
 }
 
 /// `tls.*`.

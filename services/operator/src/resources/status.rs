@@ -11,7 +11,8 @@ pub struct ResourceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Rendered` (in the applied configuration), `Ready` (rendered at the current
-    /// generation), and `Reachable` (set by a directory-proxy that probed the host).
+    /// generation), and, on RemoteHosts, `Reachable` (whether the host answered the
+    /// directory-proxy's last probe, as the operator learns it over gRPC).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

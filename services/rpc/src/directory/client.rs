@@ -4,8 +4,10 @@ use async_trait::async_trait;
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
-use super::convert::{answer_from_wire, auth_request_to_wire, expansion_from_wire};
-use super::{Answer, AuthRequest, DirectoryService, Expansion};
+use super::convert::{
+    answer_from_wire, auth_request_to_wire, expansion_from_wire, remote_state_from_wire,
+};
+use super::{Answer, AuthRequest, DirectoryService, Expansion, RemoteState};
 use crate::endpoint::lazy_channel;
 use crate::proto::{self, directory_client::DirectoryClient};
 use crate::{PropagateTrace, RpcError};
@@ -93,5 +95,27 @@ impl DirectoryService for GrpcDirectory {
         };
         let reply = self.client.clone().in_list(request).await?;
         Ok(answer_from_wire(reply.into_inner())?)
+    }
+
+    /// Entries that break the contract are left out (and logged): one bad entry says nothing
+    /// about the others.
+    async fn remote_states(&self) -> Result<Vec<RemoteState>, RpcError> {
+        let reply = self
+            .client
+            .clone()
+            .remote_states(proto::RemoteStatesRequest {})
+            .await?;
+        Ok(reply
+            .into_inner()
+            .remotes
+            .into_iter()
+            .filter_map(|wire| match remote_state_from_wire(wire) {
+                Ok(state) => Some(state),
+                Err(error) => {
+                    tracing::warn!(%error, "directory-proxy sent a malformed remote state; ignored");
+                    None
+                }
+            })
+            .collect())
     }
 }

@@ -4,9 +4,13 @@
 //! enum, a reply code out of range, values outside FOUND are [`Malformed`], never a panic and
 //! never quietly read as "no".
 
+use std::time::{Duration, UNIX_EPOCH};
+
 use secrecy::{ExposeSecret, SecretSlice};
 
-use super::{Answer, AuthRequest, Expansion, Mechanism, RemoteReply, Verdict};
+use super::{
+    Answer, AuthRequest, Expansion, Mechanism, Reachability, RemoteReply, RemoteState, Verdict,
+};
 use crate::malformed::Malformed;
 use crate::proto;
 
@@ -136,6 +140,64 @@ pub(crate) fn expansion_from_wire(expansion: proto::Expansion) -> Result<Expansi
     Ok(outcome)
 }
 
+pub(crate) fn remote_state_to_wire(state: RemoteState) -> proto::RemoteState {
+    let (reachability, reason) = match state.reachability {
+        Reachability::Reachable => (proto::Reachability::Reachable, String::new()),
+        Reachability::Unreachable { reason } => (proto::Reachability::Unreachable, reason),
+    };
+    // A clock before 1970 is reported as the epoch rather than refused.
+    let checked_at_unix_ms = state
+        .checked_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    proto::RemoteState {
+        remote: state.remote,
+        reachability: reachability.into(),
+        checked_at_unix_ms,
+        reason,
+    }
+}
+
+pub(crate) fn remote_state_from_wire(state: proto::RemoteState) -> Result<RemoteState, Malformed> {
+    if state.remote.is_empty() || state.remote.chars().any(char::is_control) {
+        return Err(Malformed(format!(
+            "remote: {:?} is not a remote id",
+            state.remote
+        )));
+    }
+    let checked_at = u64::try_from(state.checked_at_unix_ms)
+        .ok()
+        .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms)))
+        .ok_or_else(|| {
+            Malformed(format!(
+                "checked_at_unix_ms: {} is not a time",
+                state.checked_at_unix_ms
+            ))
+        })?;
+    let reachability = match proto::Reachability::try_from(state.reachability) {
+        Ok(proto::Reachability::Reachable) if state.reason.is_empty() => Reachability::Reachable,
+        Ok(proto::Reachability::Reachable) => {
+            return Err(Malformed("reason given for a reachable remote".into()));
+        }
+        Ok(proto::Reachability::Unreachable) if !state.reason.is_empty() => {
+            Reachability::Unreachable {
+                reason: state.reason,
+            }
+        }
+        Ok(proto::Reachability::Unreachable) => {
+            return Err(Malformed::missing("reason"));
+        }
+        Ok(proto::Reachability::Unspecified) | Err(_) => {
+            return Err(Malformed::enum_value("reachability", state.reachability));
+        }
+    };
+    Ok(RemoteState {
+        remote: state.remote,
+        reachability,
+        checked_at,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -203,6 +265,60 @@ mod tests {
             authzid: None,
         };
         assert!(auth_request_from_wire(wire).is_err());
+    }
+
+    fn at_ms(ms: u64) -> std::time::SystemTime {
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    fn wire_state(remote: &str, reachability: i32, ms: i64, reason: &str) -> proto::RemoteState {
+        proto::RemoteState {
+            remote: remote.into(),
+            reachability,
+            checked_at_unix_ms: ms,
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn remote_states_round_trip() {
+        for reachability in [
+            Reachability::Reachable,
+            Reachability::Unreachable {
+                reason: "127.0.0.1:25: network error: Connection refused".into(),
+            },
+        ] {
+            let state = RemoteState {
+                remote: "relay".into(),
+                reachability,
+                checked_at: at_ms(1_700_000_000_123),
+            };
+            let back = remote_state_from_wire(remote_state_to_wire(state.clone())).unwrap();
+            assert_eq!(back, state);
+        }
+    }
+
+    #[test]
+    fn malformed_remote_states_are_refused() {
+        let reachable = proto::Reachability::Reachable as i32;
+        let unreachable = proto::Reachability::Unreachable as i32;
+        for (wire, why) in [
+            (wire_state("", reachable, 1, ""), "empty id"),
+            (wire_state("a\nb", reachable, 1, ""), "control character"),
+            (wire_state("relay", 0, 1, ""), "unspecified"),
+            (wire_state("relay", 9, 1, ""), "unknown enum"),
+            (wire_state("relay", reachable, -5, ""), "negative time"),
+            (
+                wire_state("relay", reachable, 1, "but why"),
+                "reason when reachable",
+            ),
+            (
+                wire_state("relay", unreachable, 1, ""),
+                "no reason when unreachable",
+            ),
+        ] {
+            assert!(remote_state_from_wire(wire).is_err(), "{why}");
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use tonic::{Request, Response, Status};
 
 use super::DirectoryService;
-use super::convert::{answer_to_wire, auth_request_from_wire, expansion_to_wire};
+use super::convert::{
+    answer_to_wire, auth_request_from_wire, expansion_to_wire, remote_state_to_wire,
+};
 use crate::proto::{self, directory_server::DirectoryServer};
 use crate::status::invalid_request;
 
@@ -86,5 +88,15 @@ impl proto::directory_server::Directory for DirectoryHandler {
         let request = request.into_inner();
         let answer = self.service.in_list(&request.list, &request.value).await?;
         Ok(Response::new(answer_to_wire(answer)))
+    }
+
+    async fn remote_states(
+        &self,
+        _: Request<proto::RemoteStatesRequest>,
+    ) -> Result<Response<proto::RemoteStatesReply>, Status> {
+        let states = self.service.remote_states().await?;
+        Ok(Response::new(proto::RemoteStatesReply {
+            remotes: states.into_iter().map(remote_state_to_wire).collect(),
+        }))
     }
 }

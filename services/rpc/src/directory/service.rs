@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{Answer, AuthRequest, Expansion};
+use super::{Answer, AuthRequest, Expansion, RemoteState};
 use crate::RpcError;
 
 /// Lookups against the remote servers behind a configured directory.
@@ -28,4 +28,8 @@ pub trait DirectoryService: Send + Sync + 'static {
 
     /// Whether `value` is in `list` (`"<directory>/<list>"` or `"remote/<id>"`).
     async fn in_list(&self, list: &str, value: &str) -> Result<Answer, RpcError>;
+
+    /// What the last probe or lookup found about each `remote.<id>`, in id order; remotes not
+    /// probed yet are absent.
+    async fn remote_states(&self) -> Result<Vec<RemoteState>, RpcError>;
 }
