@@ -234,3 +234,62 @@ pub(crate) fn select<T>(
 pub(crate) fn enforced(policy: Option<&Policy>) -> bool {
     policy.is_some_and(|p| p.mode == Mode::Enforce)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts() -> Vec<String> {
+        ["mx1.example.org", "backup.other.test", "mx2.example.org"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    fn chosen(mode: &str) -> Result<Vec<String>, Outcome> {
+        let text = format!("version: STSv1\nmode: {mode}\nmx: *.example.org\nmax_age: 60\n");
+        let policy = policy::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let metrics = QueueMetrics::unregistered();
+        select(
+            Some(&policy),
+            "example.org",
+            hosts(),
+            String::as_str,
+            &metrics,
+        )
+    }
+
+    #[test]
+    fn enforce_keeps_the_allowed_hosts_in_order() {
+        assert_eq!(
+            chosen("enforce"),
+            Ok(vec!["mx1.example.org".into(), "mx2.example.org".into()])
+        );
+    }
+
+    #[test]
+    fn testing_and_none_keep_every_host() {
+        assert_eq!(chosen("testing"), Ok(hosts()));
+        assert_eq!(chosen("none"), Ok(hosts()));
+    }
+
+    #[test]
+    fn enforce_without_an_allowed_host_is_a_temporary_failure() {
+        let policy = policy::parse("version: STSv1\nmode: enforce\nmx: mail.test\nmax_age: 60\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let metrics = QueueMetrics::unregistered();
+        let result = select(
+            Some(&policy),
+            "example.org",
+            hosts(),
+            String::as_str,
+            &metrics,
+        );
+        assert!(
+            matches!(&result, Err(Outcome::TempFailed(reply)) if reply.starts_with("451 4.7.5 ")),
+            "{result:?}"
+        );
+        assert_eq!(metrics.mta_sts_checks("enforce_mismatch"), 1);
+        assert!(enforced(Some(&policy)));
+        assert!(!enforced(None));
+    }
+}
