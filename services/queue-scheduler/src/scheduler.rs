@@ -558,7 +558,6 @@ impl Scheduler {
             dns: settings.dns.as_deref().map_err(String::as_str),
             tls: &self.tls,
             mta_sts: &self.mta_sts,
-            metrics: &self.queue.metrics,
             settings: &settings.outbound,
             helo: &settings.hostname,
             envelope: &record.envelope,

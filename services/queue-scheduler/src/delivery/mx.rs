@@ -36,7 +36,6 @@ use super::mta_sts::{self, MtaSts, Policy};
 use super::session::{Session, connect};
 use super::transaction::settle;
 use super::{DeliveryError, Outcome};
-use crate::metrics::QueueMetrics;
 use ferrymail_tls::TlsSettings;
 
 /// What MX delivery of one message needs besides the recipients and the body.
@@ -47,8 +46,6 @@ pub(crate) struct MxContext<'a> {
     pub tls: &'a TlsSettings,
     /// MTA-STS policies.
     pub mta_sts: &'a MtaSts,
-    /// Where MTA-STS outcomes are counted.
-    pub metrics: &'a QueueMetrics,
     /// `queue.outbound.*`.
     pub settings: &'a Outbound,
     /// Our name in EHLO.
@@ -134,13 +131,9 @@ where
     };
     let policy = policy.as_deref();
     let exchangers = exchangers.and_then(|exchangers| {
-        mta_sts::select(
-            policy,
-            domain,
-            exchangers,
-            |e| e.host.as_str(),
-            context.metrics,
-        )
+        context
+            .mta_sts
+            .select(policy, domain, exchangers, |e| &e.host)
     });
     let exchangers = match exchangers {
         Ok(exchangers) => exchangers,

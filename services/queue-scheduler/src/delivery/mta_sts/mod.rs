@@ -119,6 +119,17 @@ impl MtaSts {
         }
     }
 
+    /// The exchangers of `items` that `policy` allows, as [`select`] says.
+    pub(crate) fn select<T>(
+        &self,
+        policy: Option<&Policy>,
+        domain: &str,
+        items: Vec<T>,
+        host: impl Fn(&T) -> &str,
+    ) -> Result<Vec<T>, Outcome> {
+        select(policy, domain, items, host, &self.metrics)
+    }
+
     /// The domain's policy: the cached one while its record id is unchanged, a fresh one
     /// otherwise, the cached one again when a lookup or fetch fails.
     async fn find(&self, dns: &MessageAuthenticator, domain: &str, timeout: Duration) -> Found {
