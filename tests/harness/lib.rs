@@ -11,6 +11,7 @@
 mod dovecot;
 mod fake_dns;
 mod http;
+mod https_server;
 mod lab_config;
 mod mail_clients;
 mod otlp_receiver;
@@ -26,6 +27,7 @@ pub use dovecot::{
 };
 pub use fake_dns::FakeDns;
 pub use http::{HttpResponse, http_get};
+pub use https_server::HttpsServer;
 pub use lab_config::{EMBEDDED_STORE, logins_directory, mailboxes_directory};
 pub use mail_clients::{ImapClient, ImapResponse, SmtpClient, SmtpReply, python, sasl_plain};
 pub use otlp_receiver::{OtlpReceiver, ReceivedSpan, describe as describe_spans};

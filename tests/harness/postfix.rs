@@ -22,6 +22,7 @@ use crate::peer::{
     PEER_PATIENCE, accepts_connections, free_loopback_ports, loopback, process_alive, require_peer,
     wait_until,
 };
+use crate::tls::TestCertificates;
 
 /// How many times a start is retried when the chosen port was taken meanwhile.
 const START_ATTEMPTS: u32 = 5;
@@ -43,6 +44,12 @@ impl Postfix {
     /// Starts an instance that relays everything to `relay` and waits until its smtpd
     /// accepts connections.
     pub fn start(relay: SocketAddr) -> Postfix {
+        Self::start_with_tls(relay, None)
+    }
+
+    /// Like [`Postfix::start`], offering STARTTLS with `certificates`' server certificate
+    /// when given (and logging each TLS session).
+    pub fn start_with_tls(relay: SocketAddr, certificates: Option<&TestCertificates>) -> Postfix {
         let binary = require_peer("postfix");
         let dir = tempfile::Builder::new()
             .prefix("postfix-lab.")
@@ -59,7 +66,11 @@ impl Postfix {
             address: loopback(0),
             master_pid: None,
         };
-        std::fs::write(postfix.config_dir().join("main.cf"), postfix.main_cf(relay)).unwrap();
+        let mut main_cf = postfix.main_cf(relay);
+        if let Some(certificates) = certificates {
+            main_cf.push_str(&tls_settings(certificates));
+        }
+        std::fs::write(postfix.config_dir().join("main.cf"), main_cf).unwrap();
 
         for attempt in 1..=START_ATTEMPTS {
             let [port] = free_loopback_ports();
@@ -342,7 +353,23 @@ discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 "
+    )
+}
+
+/// The `main.cf` lines offering STARTTLS with `certificates` (smtpd reads the key as root,
+/// before it drops privileges).
+fn tls_settings(certificates: &TestCertificates) -> String {
+    format!(
+        "\
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {cert}
+smtpd_tls_key_file = {key}
+smtpd_tls_loglevel = 1
+",
+        cert = certificates.cert_pem.display(),
+        key = certificates.key_pem.display(),
     )
 }
 

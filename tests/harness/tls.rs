@@ -1,5 +1,5 @@
-//! Certificates made at test time: a private CA and a server certificate it signed for
-//! `localhost` and `127.0.0.1`, written as PEM files.
+//! Certificates made at test time: a private CA and a server certificate it signed (for
+//! `localhost` and `127.0.0.1`, or the names a test gives), written as PEM files.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,8 @@ use rcgen::{
 pub struct TestCertificates {
     /// The CA certificate: trust it to verify the server, leave it out to see verification fail.
     pub ca_pem: PathBuf,
-    /// The server certificate (subject alternative names `localhost` and IP `127.0.0.1`).
+    /// The server certificate (subject alternative names `localhost` and IP `127.0.0.1`, or
+    /// those given to [`TestCertificates::generate_for`]).
     pub cert_pem: PathBuf,
     /// The server's private key (PKCS#8).
     pub key_pem: PathBuf,
@@ -23,6 +24,12 @@ impl TestCertificates {
     /// Generates a fresh CA and server certificate and writes `ca.pem`, `cert.pem` and
     /// `key.pem` into `dir`.
     pub fn generate(dir: &Path) -> TestCertificates {
+        Self::generate_for(dir, &["localhost", "127.0.0.1"])
+    }
+
+    /// Like [`TestCertificates::generate`], with a server certificate for `names` (host
+    /// names or IP addresses; the first is also its common name).
+    pub fn generate_for(dir: &Path, names: &[&str]) -> TestCertificates {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
@@ -37,10 +44,12 @@ impl TestCertificates {
         let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("self-sign the test CA");
 
         let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
+            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("localhost"),
+        );
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,

@@ -219,7 +219,7 @@ keys! {
     QUEUE_OUTBOUND_TLS_DANE: TlsPolicy = "queue.outbound.tls.dane", Default("\"optional\""),
         "DANE (TLSA records) for MX hosts. Not built yet: TLSA records are not checked, and `require` is refused.";
     QUEUE_OUTBOUND_TLS_MTA_STS: TlsPolicy = "queue.outbound.tls.mta-sts", Default("\"optional\""),
-        "MTA-STS policies of recipient domains. Not built yet: policies are not fetched, and `require` is refused.";
+        "MTA-STS (RFC 8461) policies of recipient domains: `optional` applies the policies domains publish (an `enforce` policy delivers only to its MX hosts over verified TLS), `require` delivers only to domains with an `enforce` policy (others fail temporarily), `disable` never looks them up.";
     QUEUE_OUTBOUND_TIMEOUTS_CONNECT: Duration = "queue.outbound.timeouts.connect", Default("\"5m\""),
         "Time limit for connecting to an MX host.";
     QUEUE_OUTBOUND_TIMEOUTS_GREETING: Duration = "queue.outbound.timeouts.greeting", Default("\"5m\""),
@@ -228,6 +228,8 @@ keys! {
         "Time limit for STARTTLS and the TLS handshake with an MX host.";
     QUEUE_OUTBOUND_TIMEOUTS_EHLO: Duration = "queue.outbound.timeouts.ehlo", Default("\"5m\""),
         "Time limit for an MX host's reply to EHLO.";
+    QUEUE_OUTBOUND_TIMEOUTS_MTA_STS: Duration = "queue.outbound.timeouts.mta-sts", Default("\"10m\""),
+        "Time limit for fetching a recipient domain's MTA-STS policy over HTTPS (connection, handshake and the whole answer).";
     QUEUE_OUTBOUND_TIMEOUTS_MAIL_FROM: Duration = "queue.outbound.timeouts.mail-from", Default("\"5m\""),
         "Time limit for an MX host's reply to MAIL FROM.";
     QUEUE_OUTBOUND_TIMEOUTS_RCPT_TO: Duration = "queue.outbound.timeouts.rcpt-to", Default("\"5m\""),

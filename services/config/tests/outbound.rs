@@ -51,12 +51,13 @@ fn stalwart_defaults_apply() {
     assert_eq!(outbound.timeouts.connect, minutes(5));
     assert_eq!(outbound.timeouts.tls, minutes(3));
     assert_eq!(outbound.timeouts.data, minutes(10));
+    assert_eq!(outbound.timeouts.mta_sts, minutes(10));
 }
 
 #[test]
 fn values_that_are_accepted() {
     let text = format!(
-        "{BASE}[queue.outbound]\nmx-port = 2525\nip-strategy = \"ipv6_only\"\n[queue.outbound.tls]\nstarttls = \"disable\"\ndane = \"disable\"\nmta-sts = \"disable\"\nallow-invalid-certs = true\n[queue.outbound.limits]\nmx = 1\nmultihomed = 1\n[queue.outbound.timeouts]\nehlo = \"30s\"\n"
+        "{BASE}[queue.outbound]\nmx-port = 2525\nip-strategy = \"ipv6_only\"\n[queue.outbound.tls]\nstarttls = \"disable\"\ndane = \"disable\"\nmta-sts = \"disable\"\nallow-invalid-certs = true\n[queue.outbound.limits]\nmx = 1\nmultihomed = 1\n[queue.outbound.timeouts]\nehlo = \"30s\"\nmta-sts = \"1m\"\n"
     );
     let config = load_str("ok.toml", &text).unwrap_or_else(|e| panic!("{e:?}"));
     let outbound = &config.queue.outbound;
@@ -64,6 +65,11 @@ fn values_that_are_accepted() {
     assert_eq!(outbound.ip_strategy, IpStrategy::Ipv6Only);
     assert_eq!(outbound.starttls, TlsPolicy::Disable);
     assert_eq!(outbound.timeouts.ehlo, Duration::from_secs(30));
+    assert_eq!(outbound.mta_sts, TlsPolicy::Disable);
+    assert_eq!(outbound.timeouts.mta_sts, Duration::from_secs(60));
+    let require = format!("{BASE}[queue.outbound.tls]\nmta-sts = \"require\"\n");
+    let config = load_str("ok.toml", &require).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(config.queue.outbound.mta_sts, TlsPolicy::Require);
 }
 
 #[test]
@@ -140,11 +146,6 @@ fn bad_tls_policies() {
             "\"require\" is not supported yet",
         ),
         (
-            "mta-sts = \"require\"",
-            "queue.outbound.tls.mta-sts",
-            "\"require\" is not supported yet",
-        ),
-        (
             "mta-sts = \"enforce\"",
             "queue.outbound.tls.mta-sts",
             "unknown value \"enforce\"",
@@ -170,6 +171,7 @@ fn bad_timeouts() {
         "mail-from",
         "rcpt-to",
         "data",
+        "mta-sts",
     ] {
         let key = format!("queue.outbound.timeouts.{name}");
         let zero = format!("{name} = \"0s\"");

@@ -3,7 +3,8 @@
 //! [`authenticator`] builds a [`MessageAuthenticator`] — mail-auth's resolver, which checks
 //! SPF, DKIM, ARC and DMARC — from the configuration: the system's settings by default, a
 //! public service, or custom name servers such as `udp://127.0.0.1:5353` (what tests use).
-//! The same value answers the lookups MX delivery needs:
+//! The same value answers the lookups MX delivery needs (and [`mta_sts_id`], a domain's
+//! MTA-STS record):
 //!
 //! ```no_run
 //! # use ferrymail_config::model::outbound::IpStrategy;
@@ -21,6 +22,7 @@
 //! again later). Callers must keep the two apart: only the first may bounce mail.
 
 mod lookups;
+mod mta_sts;
 
 use std::time::Duration;
 
@@ -31,6 +33,7 @@ use hickory_resolver::config::{
 
 pub use lookups::{LookupError, MxHost, ip_addresses, mx_hosts};
 pub use mail_auth::MessageAuthenticator;
+pub use mta_sts::mta_sts_id;
 
 /// The resolver could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -34,7 +34,7 @@ impl LookupError {
         matches!(self, LookupError::Temporary { .. })
     }
 
-    fn from_mail_auth(error: mail_auth::Error, kind: &'static str, name: &str) -> Self {
+    pub(crate) fn from_mail_auth(error: mail_auth::Error, kind: &'static str, name: &str) -> Self {
         match error {
             // Only "no such name" and "no such record" are answers; a SERVFAIL or REFUSED
             // carried the same way is the server failing, and must not bounce mail.

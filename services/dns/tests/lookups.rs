@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use ferrymail_config::load_str;
 use ferrymail_config::model::outbound::IpStrategy;
 use ferrymail_config::model::resolver::Resolver;
-use ferrymail_dns::{LookupError, MxHost, authenticator, ip_addresses, mx_hosts};
+use ferrymail_dns::{LookupError, MxHost, authenticator, ip_addresses, mta_sts_id, mx_hosts};
 use ferrymail_e2e::FakeDns;
 
 const STRATEGIES: [IpStrategy; 4] = [
@@ -160,5 +160,32 @@ async fn the_ip_strategy_picks_and_orders_the_address_families() {
     assert!(
         matches!(none, LookupError::NotFound { kind: "AAAA", .. }),
         "ipv6_only never falls back to IPv4: {none:?}"
+    );
+}
+
+#[tokio::test]
+async fn mta_sts_records_give_their_id_and_tell_absence_from_failure() {
+    let dns = FakeDns::start();
+    dns.add_txt("_mta-sts.example.org", "v=STSv1; id=20261122T0415;");
+    dns.add_txt("_mta-sts.broken.example", "v=STSv2; id=1;");
+    dns.add_txt("_mta-sts.noid.example", "v=STSv1;");
+    dns.fail("_mta-sts.failing.example");
+    let resolver = authenticator(&settings(&dns.resolver_config())).unwrap();
+
+    assert_eq!(
+        mta_sts_id(&resolver, "example.org").await,
+        Ok("20261122T0415".to_owned())
+    );
+    for domain in ["nowhere.example", "broken.example", "noid.example"] {
+        let result = mta_sts_id(&resolver, domain).await;
+        assert!(
+            matches!(result, Err(LookupError::NotFound { .. })),
+            "{domain}: {result:?}"
+        );
+    }
+    let failed = mta_sts_id(&resolver, "failing.example").await;
+    assert!(
+        failed.as_ref().is_err_and(LookupError::is_temporary),
+        "{failed:?}"
     );
 }

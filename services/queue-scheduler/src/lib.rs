@@ -10,7 +10,8 @@
 //! recipient domains' MX hosts, records the results and reports failures and delays to the
 //! sender (`dsn`). Enqueue enforces the queue quotas (`quota`). Schedulers divide the
 //! due-index shards through heartbeats (`membership`) and obey shared throttles (`throttle`).
-//! DANE and MTA-STS are not built yet ([`NOT_BUILT_YET`]).
+//! MX delivery applies the MTA-STS policies of recipient domains; DANE is not built yet
+//! ([`NOT_BUILT_YET`]).
 
 mod attempt_span;
 mod body_collection;
@@ -46,6 +47,7 @@ mod throttle;
 
 pub use body_collection::{COLLECT_EVERY, COLLECT_GRACE, collect_bodies};
 pub use delivery::Outcome;
+pub use delivery::mta_sts::POLICY_PORT as MTA_STS_PORT;
 pub use delivery_result::Committed;
 pub use due_index::{DueEntry, SHARDS};
 pub use envelope_check::{MAX_RECIPIENTS, MAX_TEXT};
@@ -61,6 +63,6 @@ pub use service::Queue;
 pub use stored_message::StoredMessage;
 
 /// What this role does not do yet; logged at start-up.
-pub const NOT_BUILT_YET: &str = "MX delivery checks neither DANE (TLSA records) nor MTA-STS \
-     policies (queue.outbound.tls.dane and mta-sts accept \"optional\" and \"disable\" only); \
+pub const NOT_BUILT_YET: &str = "MX delivery does not check DANE (TLSA records; \
+     queue.outbound.tls.dane accepts \"optional\" and \"disable\" only); \
      MX sessions are not reused between messages (relay sessions are)";

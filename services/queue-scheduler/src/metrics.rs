@@ -34,6 +34,22 @@ struct ResultLabel {
     result: &'static str,
 }
 
+/// The outcomes of `queue_mta_sts_policies_total`, served from the start (at 0).
+const MTA_STS_OUTCOMES: [&str; 7] = [
+    "enforce",
+    "testing",
+    "none",
+    "absent",
+    "unavailable",
+    "enforce_mismatch",
+    "testing_mismatch",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
 /// Every queue metric.
 #[derive(Clone, Debug)]
 pub struct QueueMetrics {
@@ -48,6 +64,7 @@ pub struct QueueMetrics {
     takeovers: Counter,
     time_in_queue: Histogram,
     overdue: Gauge,
+    mta_sts: Family<OutcomeLabel, Counter>,
 }
 
 impl QueueMetrics {
@@ -68,6 +85,7 @@ impl QueueMetrics {
             // 1 s to about 3 days, ×4 per bucket.
             time_in_queue: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
             overdue: Gauge::default(),
+            mta_sts: Family::default(),
         };
         metrics.register(
             "queue_messages_total",
@@ -124,6 +142,14 @@ impl QueueMetrics {
             "How long the longest-waiting due message of this scheduler's shards has been due at its last read (0 when none): the delivery backlog",
             this.overdue.clone(),
         );
+        metrics.register(
+            "queue_mta_sts_policies_total",
+            "MTA-STS policy checks of MX deliveries by outcome (enforce, testing, none: the policy's mode; absent; unavailable: not obtained and none cached; enforce_mismatch: no MX host allowed; testing_mismatch: a testing policy would refuse some)",
+            this.mta_sts.clone(),
+        );
+        for outcome in MTA_STS_OUTCOMES {
+            let _ = this.mta_sts.get_or_create(&OutcomeLabel { outcome });
+        }
         this
     }
 
@@ -152,6 +178,16 @@ impl QueueMetrics {
     pub(crate) fn overdue(&self, longest: Duration) {
         self.overdue
             .set(i64::try_from(longest.as_secs()).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one MTA-STS policy check with `outcome`.
+    pub(crate) fn mta_sts(&self, outcome: &'static str) {
+        self.mta_sts.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// MTA-STS policy checks with `outcome` so far.
+    pub fn mta_sts_checks(&self, outcome: &'static str) -> u64 {
+        self.mta_sts.get_or_create(&OutcomeLabel { outcome }).get()
     }
 
     pub(crate) fn shards_owned(&self, shards: usize) {

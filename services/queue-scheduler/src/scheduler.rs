@@ -18,12 +18,14 @@ use ferrymail_config::model::remote::Remote;
 use ferrymail_dns::MessageAuthenticator;
 use ferrymail_rpc::queue::{QueueError, Recipient};
 use ferrymail_store::StoreError;
+use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::attempt_span::attempt_span;
+use crate::delivery::mta_sts::{MtaSts, POLICY_PORT as MTA_STS_PORT};
 use crate::delivery::mx::{self, MxContext};
 use crate::delivery::pool::SessionPool;
 use crate::delivery::relay::{RelayJob, deliver};
@@ -60,6 +62,12 @@ pub struct SchedulerOptions {
     pub heartbeat: Duration,
     /// Most messages in delivery at once.
     pub max_in_flight: usize,
+    /// Certificate authorities trusted besides the public ones, for MX hosts (STARTTLS) and
+    /// MTA-STS policy hosts: empty but in tests, which trust their own CA this way.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// The port MTA-STS policies are fetched on: [`MTA_STS_PORT`] (443, RFC 8461 §3.3)
+    /// but in tests, whose policy servers cannot bind it.
+    pub mta_sts_port: u16,
 }
 
 impl SchedulerOptions {
@@ -72,6 +80,8 @@ impl SchedulerOptions {
             shards: None,
             heartbeat: Duration::from_secs(10),
             max_in_flight: 256,
+            extra_roots: Vec::new(),
+            mta_sts_port: MTA_STS_PORT,
         }
     }
 }
@@ -107,6 +117,8 @@ pub struct Scheduler {
     /// Per remote: its `concurrency` and the semaphore enforcing it.
     limits: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
     tls: TlsSettings,
+    /// MTA-STS policies of recipient domains, cached.
+    mta_sts: MtaSts,
     /// Relay sessions kept open between messages.
     sessions: SessionPool,
     /// The shards it reads now.
@@ -125,12 +137,19 @@ impl Scheduler {
     /// A scheduler delivering from `queue` as `config` says.
     pub fn new(queue: Arc<Queue>, config: &Config, options: SchedulerOptions) -> Self {
         let owned = options.shards.clone().unwrap_or_default();
+        let tls = TlsSettings::with_extra_roots(&options.extra_roots);
+        let mta_sts = MtaSts::new(
+            &options.extra_roots,
+            options.mta_sts_port,
+            queue.metrics.clone(),
+        );
         Self {
             queue,
             options,
             settings: ArcSwap::from_pointee(settings(config)),
             limits: Mutex::new(HashMap::new()),
-            tls: TlsSettings::new(),
+            tls,
+            mta_sts,
             sessions: SessionPool::default(),
             owned: ArcSwap::from_pointee(owned),
         }
@@ -554,6 +573,7 @@ impl Scheduler {
         let context = MxContext {
             dns: settings.dns.as_deref().map_err(String::as_str),
             tls: &self.tls,
+            mta_sts: &self.mta_sts,
             settings: &settings.outbound,
             helo: &settings.hostname,
             envelope: &record.envelope,

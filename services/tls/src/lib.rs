@@ -37,7 +37,13 @@ pub struct TlsSettings {
 impl TlsSettings {
     /// Builds both configurations once; they are shared by every connection.
     pub fn new() -> Self {
+        Self::with_extra_roots(&[])
+    }
+
+    /// Like [`TlsSettings::new`], also trusting `extra_roots` (tests trust their own CA).
+    pub fn with_extra_roots(extra_roots: &[CertificateDer<'static>]) -> Self {
         let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(extra_roots.iter().cloned());
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let native = rustls_native_certs::load_native_certs();
         for error in &native.errors {

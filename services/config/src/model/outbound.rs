@@ -53,6 +53,8 @@ pub struct Timeouts {
     pub rcpt_to: Duration,
     /// `data`: DATA, the body and the final reply.
     pub data: Duration,
+    /// `mta-sts`: fetching a recipient domain's MTA-STS policy.
+    pub mta_sts: Duration,
 }
 
 impl Timeouts {
@@ -66,6 +68,7 @@ impl Timeouts {
             mail_from: limit,
             rcpt_to: limit,
             data: limit,
+            mta_sts: limit,
         }
     }
 }
@@ -87,7 +90,7 @@ pub struct Outbound {
     pub allow_invalid_certs: bool,
     /// `queue.outbound.tls.dane` (`require` is refused: DANE is not built).
     pub dane: TlsPolicy,
-    /// `queue.outbound.tls.mta-sts` (`require` is refused: MTA-STS is not built).
+    /// `queue.outbound.tls.mta-sts`.
     pub mta_sts: TlsPolicy,
     /// `queue.outbound.timeouts.*`.
     pub timeouts: Timeouts,
@@ -110,7 +113,6 @@ pub(crate) fn read(outbound: &TableReader<'_>) -> Option<Outbound> {
     let dane = tls.get(&keys::QUEUE_OUTBOUND_TLS_DANE);
     let mta_sts = tls.get(&keys::QUEUE_OUTBOUND_TLS_MTA_STS);
     refuse_require(&tls, "dane", dane, "DANE (TLSA records)");
-    refuse_require(&tls, "mta-sts", mta_sts, "MTA-STS policies");
     let timeouts = read_timeouts(&outbound.table("timeouts"));
     Some(Outbound {
         mx_port: mx_port?,
@@ -152,6 +154,7 @@ fn read_timeouts(t: &TableReader<'_>) -> Option<Timeouts> {
     let mail_from = read(&keys::QUEUE_OUTBOUND_TIMEOUTS_MAIL_FROM);
     let rcpt_to = read(&keys::QUEUE_OUTBOUND_TIMEOUTS_RCPT_TO);
     let data = read(&keys::QUEUE_OUTBOUND_TIMEOUTS_DATA);
+    let mta_sts = read(&keys::QUEUE_OUTBOUND_TIMEOUTS_MTA_STS);
     Some(Timeouts {
         connect: connect?,
         greeting: greeting?,
@@ -160,5 +163,6 @@ fn read_timeouts(t: &TableReader<'_>) -> Option<Timeouts> {
         mail_from: mail_from?,
         rcpt_to: rcpt_to?,
         data: data?,
+        mta_sts: mta_sts?,
     })
 }

@@ -1,6 +1,7 @@
 //! Delivering one message's recipients to their next hop, and what each recipient's attempt
 //! came to.
 
+pub(crate) mod mta_sts;
 pub(crate) mod mx;
 pub(crate) mod pool;
 pub(crate) mod relay;

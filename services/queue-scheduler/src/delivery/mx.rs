@@ -15,7 +15,12 @@
 //! push mail back to clear text — and retries in clear text on a new connection when the
 //! handshake fails, as Stalwart and Postfix do. `require` delivers only over a session whose
 //! certificate verifies for the MX host name (or any certificate with
-//! `tls.allow-invalid-certs`); `disable` never starts TLS. DANE and MTA-STS are not built.
+//! `tls.allow-invalid-certs`); `disable` never starts TLS.
+//!
+//! MTA-STS (`queue.outbound.tls.mta-sts`, module `mta_sts`): a domain's `enforce` policy
+//! keeps only the MX hosts it names and requires STARTTLS with a certificate that verifies
+//! for the host, whatever `starttls` and `allow-invalid-certs` say; when no host qualifies,
+//! the recipients fail temporarily.
 
 use std::net::IpAddr;
 
@@ -27,6 +32,7 @@ use ferrymail_store::blob::BlobError;
 use futures::Stream;
 use rand::seq::SliceRandom;
 
+use super::mta_sts::{self, MtaSts, Policy};
 use super::session::{Session, connect};
 use super::transaction::settle;
 use super::{DeliveryError, Outcome};
@@ -38,6 +44,8 @@ pub(crate) struct MxContext<'a> {
     pub dns: Result<&'a MessageAuthenticator, &'a str>,
     /// TLS client settings.
     pub tls: &'a TlsSettings,
+    /// MTA-STS policies.
+    pub mta_sts: &'a MtaSts,
     /// `queue.outbound.*`.
     pub settings: &'a Outbound,
     /// Our name in EHLO.
@@ -115,6 +123,21 @@ where
             "451 4.4.3 no DNS resolver: {reason}"
         ))),
     };
+    // The MX answer first: a domain that receives no mail bounces whatever MTA-STS says.
+    let policy = match exchangers {
+        Ok(_) => mta_sts_policy(context, domain).await,
+        Err(_) => Ok(None),
+    };
+    let policy = match policy {
+        Ok(policy) => policy,
+        Err(outcome) => return vec![outcome; recipients.len()],
+    };
+    let policy = policy.as_deref();
+    let exchangers = exchangers.and_then(|exchangers| {
+        context
+            .mta_sts
+            .select(policy, domain, exchangers, |e| &e.host)
+    });
     let exchangers = match exchangers {
         Ok(exchangers) => exchangers,
         Err(outcome) => return vec![outcome; recipients.len()],
@@ -144,6 +167,7 @@ where
             let result = attempt(
                 context,
                 &exchanger.host,
+                mta_sts::enforced(policy),
                 ip,
                 recipients,
                 body(),
@@ -168,6 +192,19 @@ where
     let failure =
         failure.unwrap_or_else(|| format!("451 4.4.4 no address for the MX hosts of {domain}"));
     settle(outcomes, Some(failure))
+}
+
+/// The MTA-STS policy that applies to `domain` (none for an address literal), or the
+/// outcome for every recipient when `mta-sts = "require"` cannot be met.
+async fn mta_sts_policy(
+    context: &MxContext<'_>,
+    domain: &str,
+) -> Result<Option<std::sync::Arc<Policy>>, Outcome> {
+    let (Ok(dns), None) = (context.dns, address_literal(domain)) else {
+        return Ok(None);
+    };
+    let settings = context.settings;
+    context.mta_sts.policy_for(settings, dns, domain).await
 }
 
 /// The exchangers of `domain`, most preferred first, at most `limit`; or the outcome for every
@@ -251,19 +288,25 @@ fn address_literal(domain: &str) -> Option<IpAddr> {
     }
 }
 
-/// One delivery to `host` at `ip`, with the STARTTLS policy; fills `outcomes` as the host
-/// answers.
+/// One delivery to `host` at `ip`, with the STARTTLS policy (verified STARTTLS when an
+/// MTA-STS policy is `enforced`); fills `outcomes` as the host answers.
 async fn attempt(
     context: &MxContext<'_>,
     host: &str,
+    enforced: bool,
     ip: IpAddr,
     recipients: &[Recipient],
     body: impl Stream<Item = Result<Bytes, BlobError>>,
     outcomes: &mut [Option<Outcome>],
 ) -> Result<(), DeliveryError> {
     let settings = context.settings;
+    let (starttls, allow_invalid_certs) = if enforced {
+        (TlsPolicy::Require, false)
+    } else {
+        (settings.starttls, settings.allow_invalid_certs)
+    };
     let session = open(context, ip).await?;
-    let session = match settings.starttls {
+    let session = match starttls {
         TlsPolicy::Disable => session,
         TlsPolicy::Optional if !session.offers_starttls() => session,
         TlsPolicy::Require if !session.offers_starttls() => {
@@ -272,7 +315,7 @@ async fn attempt(
         }
         TlsPolicy::Require => {
             session
-                .starttls(host, settings.allow_invalid_certs, context.tls)
+                .starttls(host, allow_invalid_certs, context.tls)
                 .await?
         }
         TlsPolicy::Optional => match session.starttls(host, true, context.tls).await {

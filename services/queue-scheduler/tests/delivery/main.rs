@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod mta_sts;
 mod mx;
 mod priority;
 mod reuse;
