@@ -34,6 +34,41 @@ struct ResultLabel {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DaneLabel {
+    result: &'static str,
+}
+
+/// What DANE (`queue.outbound.tls.dane`) came to for one MX host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DaneResult {
+    /// The host's certificate matched its TLSA records.
+    Verified,
+    /// The host had usable TLSA records and did not satisfy them (no STARTTLS, no match).
+    Failed,
+    /// Secure DNS, no TLSA record: STARTTLS policy as usual.
+    NoRecords,
+    /// Secure TLSA records, none usable for SMTP (PKIX usages).
+    Unusable,
+    /// The MX, address or TLSA answers were not DNSSEC-secure.
+    Insecure,
+    /// A lookup failed temporarily: the host was skipped.
+    LookupFailed,
+}
+
+impl DaneResult {
+    fn label(self) -> &'static str {
+        match self {
+            DaneResult::Verified => "verified",
+            DaneResult::Failed => "failed",
+            DaneResult::NoRecords => "no_records",
+            DaneResult::Unusable => "unusable",
+            DaneResult::Insecure => "insecure",
+            DaneResult::LookupFailed => "lookup_failed",
+        }
+    }
+}
+
 /// Every queue metric.
 #[derive(Clone, Debug)]
 pub struct QueueMetrics {
@@ -43,6 +78,7 @@ pub struct QueueMetrics {
     bytes: Gauge,
     oldest: Gauge,
     deliveries: Family<ResultLabel, Counter>,
+    dane: Family<DaneLabel, Counter>,
     delivery_time: Family<NextHopLabel, Histogram>,
     shards: Gauge,
     takeovers: Counter,
@@ -60,6 +96,7 @@ impl QueueMetrics {
             bytes: Gauge::default(),
             oldest: Gauge::default(),
             deliveries: Family::default(),
+            dane: Family::default(),
             delivery_time: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.005, 3.0, 10))
             }),
@@ -98,6 +135,11 @@ impl QueueMetrics {
             "queue_deliveries_total",
             "Delivery attempts per recipient by result (delivered, temp_failed, perm_failed; throttled: held back by queue.throttle, not attempted)",
             this.deliveries.clone(),
+        );
+        metrics.register(
+            "queue_dane_checks_total",
+            "DANE checks of MX hosts by result (verified, failed, no_records, unusable, insecure, lookup_failed)",
+            this.dane.clone(),
         );
         metrics.register(
             "queue_delivery_duration_seconds",
@@ -166,6 +208,14 @@ impl QueueMetrics {
             Outcome::Deferred { .. } => "throttled",
         };
         self.deliveries.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    pub(crate) fn dane(&self, result: DaneResult) {
+        self.dane
+            .get_or_create(&DaneLabel {
+                result: result.label(),
+            })
+            .inc();
     }
 
     /// Records how long delivering to a next hop took: the configured remote `Some(id)`, or

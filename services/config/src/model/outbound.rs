@@ -68,7 +68,7 @@ pub struct Outbound {
     pub starttls: TlsPolicy,
     /// `queue.outbound.tls.allow-invalid-certs`.
     pub allow_invalid_certs: bool,
-    /// `queue.outbound.tls.dane` (`require` is refused: DANE is not built).
+    /// `queue.outbound.tls.dane`: DANE (RFC 7672) for MX hosts with DNSSEC-secure TLSA records.
     pub dane: TlsPolicy,
     /// `queue.outbound.tls.mta-sts` (`require` is refused: MTA-STS is not built).
     pub mta_sts: TlsPolicy,
@@ -91,7 +91,6 @@ pub(crate) fn read(outbound: &TableReader<'_>) -> Option<Outbound> {
     let allow_invalid_certs = tls.get(&keys::QUEUE_OUTBOUND_TLS_ALLOW_INVALID_CERTS);
     let dane = tls.get(&keys::QUEUE_OUTBOUND_TLS_DANE);
     let mta_sts = tls.get(&keys::QUEUE_OUTBOUND_TLS_MTA_STS);
-    refuse_require(&tls, "dane", dane, "DANE (TLSA records)");
     refuse_require(&tls, "mta-sts", mta_sts, "MTA-STS policies");
     let timeouts = read_timeouts(&outbound.table("timeouts"));
     Some(Outbound {

@@ -15,7 +15,9 @@
 //! push mail back to clear text — and retries in clear text on a new connection when the
 //! handshake fails, as Stalwart and Postfix do. `require` delivers only over a session whose
 //! certificate verifies for the MX host name (or any certificate with
-//! `tls.allow-invalid-certs`); `disable` never starts TLS. DANE and MTA-STS are not built.
+//! `tls.allow-invalid-certs`); `disable` never starts TLS. A host with DNSSEC-secure TLSA
+//! records must instead satisfy them, whatever `starttls` says (DANE, `tls.dane`, see
+//! `dane`). MTA-STS is not built.
 
 use std::net::IpAddr;
 
@@ -27,6 +29,7 @@ use ferrymail_store::blob::BlobError;
 use futures::Stream;
 use rand::seq::SliceRandom;
 
+use super::dane::{self, Dane, HostDane};
 use super::session::{Session, connect};
 use super::transaction::settle;
 use super::{DeliveryError, Outcome};
@@ -44,6 +47,8 @@ pub(crate) struct MxContext<'a> {
     pub helo: &'a str,
     /// The envelope.
     pub envelope: &'a Envelope,
+    /// DANE (`tls.dane`).
+    pub dane: Dane<'a>,
 }
 
 /// A mail exchanger to try: its name (for TLS and replies) and, when already known, its
@@ -116,6 +121,10 @@ where
         Ok(exchangers) => exchangers,
         Err(outcome) => return vec![outcome; recipients.len()],
     };
+    let domain_secure = match dnssec_signed(context, domain, &exchangers).await {
+        Ok(secure) => secure,
+        Err(reason) => return vec![Outcome::TempFailed(reason); recipients.len()],
+    };
     let mut outcomes: Vec<Option<Outcome>> = vec![None; recipients.len()];
     let mut failure = None;
     for exchanger in exchangers {
@@ -130,11 +139,19 @@ where
             },
             (None, Err(_)) => continue,
         };
+        let host_dane = match context.dane.host(domain_secure, &exchanger.host).await {
+            Ok(host_dane) => host_dane,
+            Err(reason) => {
+                failure = Some(reason);
+                continue;
+            }
+        };
         let max_addresses = usize::try_from(context.settings.max_multihomed).unwrap_or(usize::MAX);
         for ip in addresses.into_iter().take(max_addresses) {
             let result = attempt(
                 context,
                 &exchanger.host,
+                &host_dane,
                 ip,
                 recipients,
                 body(),
@@ -159,6 +176,20 @@ where
     let failure =
         failure.unwrap_or_else(|| format!("451 4.4.4 no address for the MX hosts of {domain}"));
     settle(outcomes, Some(failure))
+}
+
+/// Whether the records naming `domain`'s exchangers are DNSSEC-secure (for DANE): its MX
+/// records, or its own address records for an implicit MX; never for an address literal.
+async fn dnssec_signed(
+    context: &MxContext<'_>,
+    domain: &str,
+    exchangers: &[Exchanger],
+) -> Result<bool, String> {
+    if address_literal(domain).is_some() {
+        return Ok(false);
+    }
+    let implicit = exchangers.iter().any(|e| e.addresses.is_some());
+    context.dane.domain_is_secure(domain, implicit).await
 }
 
 /// The exchangers of `domain`, most preferred first, at most `limit`; or the outcome for every
@@ -237,11 +268,12 @@ fn address_literal(domain: &str) -> Option<IpAddr> {
     }
 }
 
-/// One delivery to `host` at `ip`, with the STARTTLS policy; fills `outcomes` as the host
-/// answers.
+/// One delivery to `host` at `ip`, with its DANE policy or else the STARTTLS policy; fills
+/// `outcomes` as the host answers.
 async fn attempt(
     context: &MxContext<'_>,
     host: &str,
+    host_dane: &HostDane,
     ip: IpAddr,
     recipients: &[Recipient],
     body: impl Stream<Item = Result<Bytes, BlobError>>,
@@ -249,7 +281,29 @@ async fn attempt(
 ) -> Result<(), DeliveryError> {
     let settings = context.settings;
     let session = open(context, ip).await?;
-    let session = match settings.starttls {
+    let session = match (host_dane, settings.starttls) {
+        (HostDane::Required(policy), _) => {
+            dane::secure(session, policy, context.tls, context.dane.metrics).await?
+        }
+        (HostDane::NotApplicable, starttls) => {
+            starttls_policy(context, host, ip, session, starttls).await?
+        }
+    };
+    session
+        .send(context.envelope, recipients, body, outcomes)
+        .await
+}
+
+/// The session after applying the STARTTLS policy `starttls` to a host without DANE.
+async fn starttls_policy(
+    context: &MxContext<'_>,
+    host: &str,
+    ip: IpAddr,
+    session: Session,
+    starttls: TlsPolicy,
+) -> Result<Session, DeliveryError> {
+    let settings = context.settings;
+    Ok(match starttls {
         TlsPolicy::Disable => session,
         TlsPolicy::Optional if !session.offers_starttls() => session,
         TlsPolicy::Require if !session.offers_starttls() => {
@@ -268,10 +322,7 @@ async fn attempt(
                 open(context, ip).await?
             }
         },
-    };
-    session
-        .send(context.envelope, recipients, body, outcomes)
-        .await
+    })
 }
 
 /// Connects to `ip` on the MX port, reads the greeting and says EHLO.
