@@ -46,7 +46,7 @@ pub(crate) enum DaneResult {
     Verified,
     /// The host had usable TLSA records and did not satisfy them (no STARTTLS, no match).
     Failed,
-    /// Secure DNS, no TLSA record: STARTTLS policy as usual.
+    /// No TLSA record (NXDOMAIN or NODATA): STARTTLS policy as usual.
     NoRecords,
     /// Secure TLSA records, none usable for SMTP (PKIX usages).
     Unusable,
@@ -57,6 +57,15 @@ pub(crate) enum DaneResult {
 }
 
 impl DaneResult {
+    const ALL: [DaneResult; 6] = [
+        DaneResult::Verified,
+        DaneResult::Failed,
+        DaneResult::NoRecords,
+        DaneResult::Unusable,
+        DaneResult::Insecure,
+        DaneResult::LookupFailed,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             DaneResult::Verified => "verified",
@@ -141,6 +150,12 @@ impl QueueMetrics {
             "DANE checks of MX hosts by result (verified, failed, no_records, unusable, insecure, lookup_failed)",
             this.dane.clone(),
         );
+        // Every result is served from the start (at 0), so that rates and alerts see it.
+        for result in DaneResult::ALL {
+            this.dane.get_or_create(&DaneLabel {
+                result: result.label(),
+            });
+        }
         metrics.register(
             "queue_delivery_duration_seconds",
             "Time to deliver one message to a next hop (remote/<id>, or mx for the recipients' MX hosts)",

@@ -163,7 +163,7 @@ pub(crate) async fn secure(
 enum Lookup {
     /// Secure, usable records.
     Usable(DanePolicy),
-    /// Secure, and no TLSA record.
+    /// No TLSA record (NXDOMAIN or NODATA).
     NoRecords,
     /// Secure records, none usable for SMTP.
     Unusable,
