@@ -152,9 +152,9 @@ impl QueueMetrics {
         );
         // Every result is served from the start (at 0), so that rates and alerts see it.
         for result in DaneResult::ALL {
-            this.dane.get_or_create(&DaneLabel {
+            drop(this.dane.get_or_create(&DaneLabel {
                 result: result.label(),
-            });
+            }));
         }
         metrics.register(
             "queue_delivery_duration_seconds",
