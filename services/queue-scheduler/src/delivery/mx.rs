@@ -279,31 +279,27 @@ async fn attempt(
     body: impl Stream<Item = Result<Bytes, BlobError>>,
     outcomes: &mut [Option<Outcome>],
 ) -> Result<(), DeliveryError> {
-    let settings = context.settings;
     let session = open(context, ip).await?;
-    let session = match (host_dane, settings.starttls) {
-        (HostDane::Required(policy), _) => {
+    let session = match host_dane {
+        HostDane::Required(policy) => {
             dane::secure(session, policy, context.tls, context.dane.metrics).await?
         }
-        (HostDane::NotApplicable, starttls) => {
-            starttls_policy(context, host, ip, session, starttls).await?
-        }
+        HostDane::NotApplicable => starttls_policy(context, host, ip, session).await?,
     };
     session
         .send(context.envelope, recipients, body, outcomes)
         .await
 }
 
-/// The session after applying the STARTTLS policy `starttls` to a host without DANE.
+/// The session after applying the STARTTLS policy (`tls.starttls`) to a host without DANE.
 async fn starttls_policy(
     context: &MxContext<'_>,
     host: &str,
     ip: IpAddr,
     session: Session,
-    starttls: TlsPolicy,
 ) -> Result<Session, DeliveryError> {
     let settings = context.settings;
-    Ok(match starttls {
+    Ok(match settings.starttls {
         TlsPolicy::Disable => session,
         TlsPolicy::Optional if !session.offers_starttls() => session,
         TlsPolicy::Require if !session.offers_starttls() => {

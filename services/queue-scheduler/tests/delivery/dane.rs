@@ -105,6 +105,11 @@ struct Lab {
 }
 
 fn lab(dns: &FakeDns, peer: &Peer, extra: &str) -> Lab {
+    lab_for_port(dns, peer.port(), extra)
+}
+
+/// [`lab`] delivering to `port`.
+fn lab_for_port(dns: &FakeDns, port: u16, extra: &str) -> Lab {
     let text = format!(
         r#"
 [server]
@@ -121,7 +126,6 @@ expire = "1d"
 {resolver}
 {extra}
 "#,
-        port = peer.port(),
         resolver = dns.resolver_config()
     );
     let config = ferrymail_config::load_str("test.toml", &text).unwrap();
@@ -145,7 +149,12 @@ expire = "1d"
 impl Lab {
     /// Enqueues a message to bob@example.net and makes one delivery attempt.
     async fn attempt(&self) -> (Option<Committed>, String) {
-        let id = enqueue(&self.queue, &["bob@example.net"]).await;
+        self.attempt_to("bob@example.net").await
+    }
+
+    /// Enqueues a message to `recipient` and makes one delivery attempt.
+    async fn attempt_to(&self, recipient: &str) -> (Option<Committed>, String) {
+        let id = enqueue(&self.queue, &[recipient]).await;
         let committed = self
             .scheduler
             .attempt(&id, SystemTime::now())
@@ -207,6 +216,44 @@ async fn dane_ee_matches_the_whole_certificate_and_sha512_too() {
     assert_eq!(committed, Some(Committed::Removed), "{reply}");
     peer.wait_for_delivery();
     assert_eq!(lab.dane_checks("verified"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_implicit_mx_is_checked_by_dane_too() {
+    let peer = Peer::start();
+    // No MX record: mail for mx.example.net goes to its own (secure) address.
+    let dns = FakeDns::start();
+    dns.add_a(MX, "127.0.0.1".parse().unwrap());
+    dns.secure(MX);
+    dns.secure(&peer.tlsa_name(MX));
+    let spki = sha256(&peer.certificates.spki_der);
+    dns.add_tlsa(&peer.tlsa_name(MX), 3, 1, 1, &spki);
+    let lab = lab(&dns, &peer, "");
+    let (committed, reply) = lab.attempt_to("bob@mx.example.net").await;
+    assert_eq!(committed, Some(Committed::Removed), "{reply}");
+    peer.wait_for_delivery();
+    assert_eq!(lab.dane_checks("verified"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_with_tlsa_records_must_offer_starttls() {
+    // smtp-sink offers no STARTTLS: with DANE records, clear text is never used.
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let port = sink.address().port();
+    let dns = FakeDns::start();
+    dns.add_mx("example.net", 10, MX);
+    dns.add_a(MX, "127.0.0.1".parse().unwrap());
+    let tlsa = format!("_{port}._tcp.{MX}");
+    for name in ["example.net", MX, tlsa.as_str()] {
+        dns.secure(name);
+    }
+    dns.add_tlsa(&tlsa, 3, 1, 1, &sha256(b"some key"));
+    let lab = lab_for_port(&dns, port, "");
+    let (committed, reply) = lab.attempt().await;
+    assert_eq!(committed, KEPT, "{reply}");
+    assert!(reply.contains("does not offer STARTTLS"), "{reply}");
+    assert_eq!(sink.received(), 0);
+    assert_eq!(lab.dane_checks("failed"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
