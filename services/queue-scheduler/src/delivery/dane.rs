@@ -21,9 +21,8 @@
 
 use ferrymail_config::model::outbound::TlsPolicy;
 use ferrymail_dns::{DnssecResolver, LookupError};
-use ferrymail_tls::dane::{DanePolicy, Tlsa};
-
 use ferrymail_tls::TlsSettings;
+use ferrymail_tls::dane::{DanePolicy, Tlsa};
 
 use super::DeliveryError;
 use super::session::Session;
