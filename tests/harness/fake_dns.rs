@@ -1,6 +1,10 @@
 //! A DNS server for tests: UDP and TCP on one ephemeral loopback port, answering TXT, MX, A,
-//! AAAA and PTR queries from records the test sets, and NXDOMAIN for everything else (with an
-//! SOA, as real zones answer, so that resolvers cache it for the same short time).
+//! AAAA, PTR and TLSA queries from records the test sets, and NXDOMAIN for everything else
+//! (with an SOA, as real zones answer, so that resolvers cache it for the same short time).
+//!
+//! It can also play a validating resolver for DANE: answers about names marked with
+//! [`FakeDns::secure`] carry the AD (authenticated data) bit when the query asked for DNSSEC
+//! (DO or AD set), as a validating resolver does for signed zones; nothing is signed.
 //!
 //! Point ferrymail at it with [`FakeDns::resolver_config`] (`resolver.type = "custom"`), then
 //! publish what a test needs:
@@ -11,6 +15,10 @@
 //! dns.add_mx("example.org", 10, "mx.example.org");
 //! dns.add_a("mx.example.org", "127.0.0.1".parse().unwrap());
 //! dns.fail("broken.example"); // SERVFAIL: a temporary DNS failure
+//! dns.add_tlsa("_25._tcp.mx.example.org", 3, 1, 1, &[0u8; 32]);
+//! dns.secure("example.org"); // answers about these names are "authenticated"
+//! dns.secure("mx.example.org");
+//! dns.secure("_25._tcp.mx.example.org");
 //! ```
 //!
 //! Messages are parsed and built with `hickory-proto`, the resolver's own codec.
@@ -23,7 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, MX, PTR, SOA, TXT};
+use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+use hickory_proto::rr::rdata::{A, AAAA, MX, NULL, PTR, SOA, TLSA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// Time to live of every answer: short, so that a test changing a record is not fooled by a
@@ -34,6 +43,7 @@ const TTL: u32 = 1;
 struct Zone {
     records: HashMap<(String, RecordType), Vec<RData>>,
     failing: HashSet<String>,
+    secure: HashSet<String>,
     queries: Vec<(String, RecordType)>,
 }
 
@@ -129,6 +139,34 @@ impl FakeDns {
         self.add(&reverse, RecordType::PTR, RData::PTR(PTR(target)));
     }
 
+    /// Publishes a TLSA record (RFC 6698) with the given usage, selector, matching type and
+    /// association data; any values, so that tests can publish unusable or malformed ones.
+    pub fn add_tlsa(&self, name: &str, usage: u8, selector: u8, matching: u8, data: &[u8]) {
+        let tlsa = TLSA::new(
+            CertUsage::from(usage),
+            Selector::from(selector),
+            Matching::from(matching),
+            data.to_vec(),
+        );
+        self.add(name, RecordType::TLSA, RData::TLSA(tlsa));
+    }
+
+    /// Publishes a TLSA record whose data is `rdata` as is: lets a test send one that does
+    /// not parse (shorter than the usage, selector and matching fields, say).
+    pub fn add_undecodable_tlsa(&self, name: &str, rdata: &[u8]) {
+        let data = RData::Unknown {
+            code: RecordType::TLSA,
+            rdata: NULL::with(rdata.to_vec()),
+        };
+        self.add(name, RecordType::TLSA, data);
+    }
+
+    /// Marks the answers about `name` as DNSSEC-secure: they carry the AD bit when the query
+    /// asked for DNSSEC. Every name of a query must be secure for its answer to be.
+    pub fn secure(&self, name: &str) {
+        self.zone.lock().unwrap().secure.insert(key(name));
+    }
+
     /// Answers every query about `name` with SERVFAIL: a temporary DNS failure.
     pub fn fail(&self, name: &str) {
         self.zone.lock().unwrap().failing.insert(key(name));
@@ -176,10 +214,20 @@ fn answer(request: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
     response.metadata.recursion_available = true;
     response.metadata.authoritative = true;
     let mut zone = zone.lock().unwrap();
+    // A validating resolver sets AD only for a client that asked for DNSSEC (RFC 6840 §5.7).
+    let wants_dnssec = request.metadata.authentic_data
+        || request
+            .edns
+            .as_ref()
+            .is_some_and(|edns| edns.flags().dnssec_ok);
+    response.metadata.authentic_data = wants_dnssec && !request.queries.is_empty();
     for query in &request.queries {
         let name = key(&query.name.to_ascii());
         zone.queries.push((name.clone(), query.query_type));
         response.add_query(query.clone());
+        if !zone.secure.contains(&name) {
+            response.metadata.authentic_data = false;
+        }
         if zone.failing.contains(&name) {
             response.metadata.response_code = ResponseCode::ServFail;
             continue;

@@ -8,7 +8,9 @@
 //!
 //! Mail from 127.0.0.0/8 (`mynetworks`) may relay to any domain; it goes to the one relay
 //! host given at start, by IP literal and without DNS. Postfix delivers nothing locally and
-//! sends no mail of its own (no bounces, no notices). Queueing keeps Postfix's defaults:
+//! sends no mail of its own (no bounces, no notices). [`Postfix::start_with_tls`] also
+//! offers STARTTLS with test certificates (the TLS peer of outbound TLS and DANE tests).
+//! Queueing keeps Postfix's defaults:
 //! `cleanup` fsyncs the queue file before `smtpd` answers 250, and `in_flow_delay` (1 s)
 //! may slow clients down when the queue manager falls behind, as in production.
 
@@ -44,12 +46,17 @@ impl Postfix {
     /// Starts an instance that relays everything to `relay` and waits until its smtpd
     /// accepts connections.
     pub fn start(relay: SocketAddr) -> Postfix {
-        Self::start_with_tls(relay, None)
+        Self::start_inner(relay, None)
     }
 
-    /// Like [`Postfix::start`], offering STARTTLS with `certificates`' server certificate
-    /// when given (and logging each TLS session).
-    pub fn start_with_tls(relay: SocketAddr, certificates: Option<&TestCertificates>) -> Postfix {
+    /// Like [`Postfix::start`], with smtpd offering STARTTLS (`smtpd_tls_security_level =
+    /// may`) with the server certificate of `certificates`, presenting the CA certificate
+    /// in its chain too; sessions are logged with their TLS details.
+    pub fn start_with_tls(relay: SocketAddr, certificates: &TestCertificates) -> Postfix {
+        Self::start_inner(relay, Some(certificates))
+    }
+
+    fn start_inner(relay: SocketAddr, certificates: Option<&TestCertificates>) -> Postfix {
         let binary = require_peer("postfix");
         let dir = tempfile::Builder::new()
             .prefix("postfix-lab.")
@@ -68,14 +75,15 @@ impl Postfix {
         };
         let mut main_cf = postfix.main_cf(relay);
         if let Some(certificates) = certificates {
-            main_cf.push_str(&tls_settings(certificates));
+            main_cf.push_str(&tls_cf(certificates));
         }
         std::fs::write(postfix.config_dir().join("main.cf"), main_cf).unwrap();
 
         for attempt in 1..=START_ATTEMPTS {
             let [port] = free_loopback_ports();
             postfix.address = loopback(port);
-            std::fs::write(postfix.config_dir().join("master.cf"), master_cf(port)).unwrap();
+            let master = master_cf(port);
+            std::fs::write(postfix.config_dir().join("master.cf"), master).unwrap();
             if attempt == 1 {
                 // Creates the queue directories with the ownership the daemons expect; the
                 // configuration only changes in its port between attempts, so once is enough.
@@ -358,18 +366,18 @@ tlsmgr    unix  -       -       n       1000?   1       tlsmgr
     )
 }
 
-/// The `main.cf` lines offering STARTTLS with `certificates` (smtpd reads the key as root,
-/// before it drops privileges).
-fn tls_settings(certificates: &TestCertificates) -> String {
+/// The `main.cf` lines of STARTTLS with `certificates`: the key, then the server
+/// certificate and the CA certificate (the chain a DANE-TA record can match).
+fn tls_cf(certificates: &TestCertificates) -> String {
     format!(
         "\
 smtpd_tls_security_level = may
-smtpd_tls_cert_file = {cert}
-smtpd_tls_key_file = {key}
+smtpd_tls_chain_files = {key}, {cert}, {ca}
 smtpd_tls_loglevel = 1
 ",
-        cert = certificates.cert_pem.display(),
         key = certificates.key_pem.display(),
+        cert = certificates.cert_pem.display(),
+        ca = certificates.ca_pem.display(),
     )
 }
 

@@ -1,11 +1,11 @@
-//! Certificates made at test time: a private CA and a server certificate it signed (for
-//! `localhost` and `127.0.0.1`, or the names a test gives), written as PEM files.
+//! Certificates made at test time: a private CA and a server certificate it signed for
+//! `localhost` and `127.0.0.1` (or names of the test's choosing), written as PEM files.
 
 use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    KeyPair, KeyUsagePurpose, PublicKeyData,
 };
 
 /// The PEM files of a test CA and of a server certificate it issued.
@@ -18,6 +18,14 @@ pub struct TestCertificates {
     pub cert_pem: PathBuf,
     /// The server's private key (PKCS#8).
     pub key_pem: PathBuf,
+    /// The CA certificate, DER (what a DANE-TA `2 0 x` record is made from).
+    pub ca_der: Vec<u8>,
+    /// The CA's SubjectPublicKeyInfo, DER (for `2 1 x`).
+    pub ca_spki_der: Vec<u8>,
+    /// The server certificate, DER (for DANE-EE `3 0 x`).
+    pub cert_der: Vec<u8>,
+    /// The server key's SubjectPublicKeyInfo, DER (for `3 1 x`).
+    pub spki_der: Vec<u8>,
 }
 
 impl TestCertificates {
@@ -27,8 +35,8 @@ impl TestCertificates {
         Self::generate_for(dir, &["localhost", "127.0.0.1"])
     }
 
-    /// Like [`TestCertificates::generate`], with a server certificate for `names` (host
-    /// names or IP addresses; the first is also its common name).
+    /// Like [`TestCertificates::generate`], with a server certificate for `names` (the first
+    /// is also its common name).
     pub fn generate_for(dir: &Path, names: &[&str]) -> TestCertificates {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -43,13 +51,11 @@ impl TestCertificates {
         let ca_key = KeyPair::generate().expect("generate the test CA key");
         let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("self-sign the test CA");
 
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-                .unwrap();
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().copied().unwrap_or("localhost"),
-        );
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names.clone()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().map_or("", String::as_str));
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
@@ -64,6 +70,10 @@ impl TestCertificates {
             ca_pem: dir.join("ca.pem"),
             cert_pem: dir.join("cert.pem"),
             key_pem: dir.join("key.pem"),
+            ca_der: ca.der().to_vec(),
+            ca_spki_der: ca.key().subject_public_key_info(),
+            cert_der: cert.der().to_vec(),
+            spki_der: key.subject_public_key_info(),
         };
         std::fs::write(&certificates.ca_pem, ca.pem()).unwrap();
         std::fs::write(&certificates.cert_pem, cert.pem()).unwrap();

@@ -217,7 +217,7 @@ keys! {
     QUEUE_OUTBOUND_TLS_ALLOW_INVALID_CERTS: bool = "queue.outbound.tls.allow-invalid-certs", Default("false"),
         "Accept invalid certificates from MX hosts even when `starttls = \"require\"` (testing only).";
     QUEUE_OUTBOUND_TLS_DANE: TlsPolicy = "queue.outbound.tls.dane", Default("\"optional\""),
-        "DANE (TLSA records) for MX hosts. Not built yet: TLSA records are not checked, and `require` is refused.";
+        "DANE (RFC 7672) for MX hosts. `optional`: a host whose DNSSEC-secure TLSA records (`_<mx-port>._tcp.<host>`, usages DANE-TA and DANE-EE) exist must offer STARTTLS with a matching certificate, whatever `starttls` and `allow-invalid-certs` say, or is passed over; hosts without such records follow `starttls`. `require`: only hosts with usable records are delivered to. `disable`: TLSA is never looked up. DNSSEC status is the AD bit of the `resolver.*` replies, so that resolver must be a validating one you trust, on a path nobody can tamper with.";
     QUEUE_OUTBOUND_TLS_MTA_STS: TlsPolicy = "queue.outbound.tls.mta-sts", Default("\"optional\""),
         "MTA-STS (RFC 8461) policies of recipient domains: `optional` applies the policies domains publish (an `enforce` policy delivers only to its MX hosts over verified TLS), `require` delivers only to domains with an `enforce` policy (others fail temporarily), `disable` never looks them up.";
     QUEUE_OUTBOUND_TIMEOUTS_CONNECT: Duration = "queue.outbound.timeouts.connect", Default("\"5m\""),

@@ -73,6 +73,19 @@ fn values_that_are_accepted() {
 }
 
 #[test]
+fn dane_accepts_every_policy() {
+    for (value, policy) in [
+        ("optional", TlsPolicy::Optional),
+        ("require", TlsPolicy::Require),
+        ("disable", TlsPolicy::Disable),
+    ] {
+        let text = format!("{BASE}[queue.outbound.tls]\ndane = \"{value}\"\n");
+        let config = load_str("ok.toml", &text).unwrap_or_else(|e| panic!("{value}: {e:?}"));
+        assert_eq!(config.queue.outbound.dane, policy, "dane = {value:?}");
+    }
+}
+
+#[test]
 fn bad_ports_and_limits() {
     let cases = [
         (
@@ -141,10 +154,11 @@ fn bad_tls_policies() {
             "expected a boolean",
         ),
         (
-            "dane = \"require\"",
+            "dane = \"always\"",
             "queue.outbound.tls.dane",
-            "\"require\" is not supported yet",
+            "unknown value \"always\"",
         ),
+        ("dane = 1", "queue.outbound.tls.dane", "expected a string"),
         (
             "mta-sts = \"enforce\"",
             "queue.outbound.tls.mta-sts",

@@ -20,7 +20,11 @@
 //! A lookup fails either because the name has no such record ([`LookupError::NotFound`]: a
 //! permanent answer) or because DNS could not be asked ([`LookupError::Temporary`]: try
 //! again later). Callers must keep the two apart: only the first may bounce mail.
+//!
+//! [`dnssec_resolver`] asks the same name servers with the DNSSEC bits set and reports
+//! whether each answer was authenticated: what DANE needs (see [`DnssecResolver`]).
 
+mod dnssec;
 mod lookups;
 mod mta_sts;
 
@@ -31,6 +35,7 @@ use hickory_resolver::config::{
     CLOUDFLARE, ConnectionConfig, GOOGLE, NameServerConfig, QUAD9, ResolverConfig, ResolverOpts,
 };
 
+pub use dnssec::{Authenticated, DnssecResolver, TlsaRecord, dnssec_resolver};
 pub use lookups::{LookupError, MxHost, ip_addresses, mx_hosts};
 pub use mail_auth::MessageAuthenticator;
 pub use mta_sts::mta_sts_id;
@@ -48,6 +53,12 @@ pub enum DnsError {
 
 /// Builds the resolver `settings` describes, as mail-auth's authenticator.
 pub fn authenticator(settings: &Resolver) -> Result<MessageAuthenticator, DnsError> {
+    let (config, options) = resolver_parts(settings)?;
+    MessageAuthenticator::new(config, options).map_err(|e| DnsError::Build(e.to_string()))
+}
+
+/// The name servers and options `settings` describes.
+fn resolver_parts(settings: &Resolver) -> Result<(ResolverConfig, ResolverOpts), DnsError> {
     let (config, mut options) = match settings.kind {
         ResolverType::System => hickory_resolver::system_conf::read_system_conf()
             .map_err(|e| DnsError::SystemConfig(e.to_string()))?,
@@ -65,7 +76,7 @@ pub fn authenticator(settings: &Resolver) -> Result<MessageAuthenticator, DnsErr
         ),
     };
     apply(settings, &mut options);
-    MessageAuthenticator::new(config, options).map_err(|e| DnsError::Build(e.to_string()))
+    Ok((config, options))
 }
 
 /// The name servers of `resolver.custom`.

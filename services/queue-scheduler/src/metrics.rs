@@ -50,6 +50,50 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DaneLabel {
+    result: &'static str,
+}
+
+/// What DANE (`queue.outbound.tls.dane`) came to for one MX host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DaneResult {
+    /// The host's certificate matched its TLSA records.
+    Verified,
+    /// The host had usable TLSA records and did not satisfy them (no STARTTLS, no match).
+    Failed,
+    /// No TLSA record (NXDOMAIN or NODATA): STARTTLS policy as usual.
+    NoRecords,
+    /// Secure TLSA records, none usable for SMTP (PKIX usages).
+    Unusable,
+    /// The MX, address or TLSA answers were not DNSSEC-secure.
+    Insecure,
+    /// A lookup failed temporarily: the host was skipped.
+    LookupFailed,
+}
+
+impl DaneResult {
+    const ALL: [DaneResult; 6] = [
+        DaneResult::Verified,
+        DaneResult::Failed,
+        DaneResult::NoRecords,
+        DaneResult::Unusable,
+        DaneResult::Insecure,
+        DaneResult::LookupFailed,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            DaneResult::Verified => "verified",
+            DaneResult::Failed => "failed",
+            DaneResult::NoRecords => "no_records",
+            DaneResult::Unusable => "unusable",
+            DaneResult::Insecure => "insecure",
+            DaneResult::LookupFailed => "lookup_failed",
+        }
+    }
+}
+
 /// Every queue metric.
 #[derive(Clone, Debug)]
 pub struct QueueMetrics {
@@ -59,6 +103,7 @@ pub struct QueueMetrics {
     bytes: Gauge,
     oldest: Gauge,
     deliveries: Family<ResultLabel, Counter>,
+    dane: Family<DaneLabel, Counter>,
     delivery_time: Family<NextHopLabel, Histogram>,
     shards: Gauge,
     takeovers: Counter,
@@ -77,6 +122,7 @@ impl QueueMetrics {
             bytes: Gauge::default(),
             oldest: Gauge::default(),
             deliveries: Family::default(),
+            dane: Family::default(),
             delivery_time: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.005, 3.0, 10))
             }),
@@ -117,6 +163,17 @@ impl QueueMetrics {
             "Delivery attempts per recipient by result (delivered, temp_failed, perm_failed; throttled: held back by queue.throttle, not attempted)",
             this.deliveries.clone(),
         );
+        metrics.register(
+            "queue_dane_checks_total",
+            "DANE checks of MX hosts by result (verified, failed, no_records, unusable, insecure, lookup_failed)",
+            this.dane.clone(),
+        );
+        // Every result is served from the start (at 0), so that rates and alerts see it.
+        for result in DaneResult::ALL {
+            drop(this.dane.get_or_create(&DaneLabel {
+                result: result.label(),
+            }));
+        }
         metrics.register(
             "queue_delivery_duration_seconds",
             "Time to deliver one message to a next hop (remote/<id>, or mx for the recipients' MX hosts)",
@@ -202,6 +259,14 @@ impl QueueMetrics {
             Outcome::Deferred { .. } => "throttled",
         };
         self.deliveries.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    pub(crate) fn dane(&self, result: DaneResult) {
+        self.dane
+            .get_or_create(&DaneLabel {
+                result: result.label(),
+            })
+            .inc();
     }
 
     /// Records how long delivering to a next hop took: the configured remote `Some(id)`, or

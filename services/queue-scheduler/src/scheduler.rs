@@ -15,7 +15,7 @@ use ferrymail_config::Config;
 use ferrymail_config::model::outbound::Outbound;
 use ferrymail_config::model::queue_limits::Throttle;
 use ferrymail_config::model::remote::Remote;
-use ferrymail_dns::MessageAuthenticator;
+use ferrymail_dns::{DnssecResolver, MessageAuthenticator};
 use ferrymail_rpc::queue::{QueueError, Recipient};
 use ferrymail_store::StoreError;
 use rustls::pki_types::CertificateDer;
@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::attempt_span::attempt_span;
+use crate::delivery::dane::Dane;
 use crate::delivery::mta_sts::{MtaSts, POLICY_PORT as MTA_STS_PORT};
 use crate::delivery::mx::{self, MxContext};
 use crate::delivery::pool::SessionPool;
@@ -98,6 +99,9 @@ struct Settings {
     outbound: Outbound,
     /// The resolver of `resolver.*` for MX delivery, or why it could not be built.
     dns: Result<Arc<MessageAuthenticator>, String>,
+    /// The same name servers asked with the DNSSEC bits, for DANE; or why it could not be
+    /// built.
+    dnssec: Result<Arc<DnssecResolver>, String>,
 }
 
 /// A message claimed for delivery, as the claim read it.
@@ -577,6 +581,12 @@ impl Scheduler {
             settings: &settings.outbound,
             helo: &settings.hostname,
             envelope: &record.envelope,
+            dane: Dane {
+                mode: settings.outbound.dane,
+                dns: settings.dnssec.as_deref().map_err(String::as_str),
+                port: settings.outbound.mx_port,
+                metrics: &self.queue.metrics,
+            },
         };
         let addresses: HashMap<u32, String> = recipients
             .iter()
@@ -708,6 +718,9 @@ fn settings(config: &Config) -> Settings {
         hostname: config.server.hostname.clone(),
         outbound: config.queue.outbound.clone(),
         dns: resolver(config),
+        dnssec: ferrymail_dns::dnssec_resolver(&config.resolver)
+            .map(Arc::new)
+            .map_err(|error| error.to_string()),
     }
 }
 

@@ -1,6 +1,9 @@
 //! tls: TLS for ferrymail's outgoing connections (lookups, delivery): a TCP stream that may
 //! be upgraded by STARTTLS, and client settings that verify certificates (public roots and
-//! the system trust store) or, for `allow-invalid-certs = true`, accept any.
+//! the system trust store) or, for `allow-invalid-certs = true`, accept any; and DANE
+//! verification against a host's TLSA records ([`dane`]).
+
+pub mod dane;
 
 use std::io;
 use std::pin::Pin;
@@ -32,6 +35,7 @@ pub enum TlsError {
 pub struct TlsSettings {
     verifying: TlsConnector,
     trusting: TlsConnector,
+    provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
 impl TlsSettings {
@@ -59,7 +63,9 @@ impl TlsSettings {
             .with_safe_default_protocol_versions()
             .map(|b| {
                 b.dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+                    .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(
+                        provider.clone(),
+                    )))
                     .with_no_client_auth()
             });
         // The provider's default protocol versions are always valid; keep a plain fallback
@@ -72,6 +78,7 @@ impl TlsSettings {
         Self {
             verifying: TlsConnector::from(Arc::new(verifying.unwrap_or_else(|_| fallback()))),
             trusting: TlsConnector::from(Arc::new(trusting.unwrap_or_else(|_| fallback()))),
+            provider,
         }
     }
 
@@ -90,6 +97,30 @@ impl TlsSettings {
             &self.verifying
         };
         connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| TlsError::Handshake(e.to_string()))
+    }
+
+    /// Performs the TLS handshake over `tcp` accepting only a certificate that satisfies
+    /// `policy` (RFC 7672); the host name of the policy is sent as SNI.
+    pub async fn handshake_dane(
+        &self,
+        tcp: TcpStream,
+        policy: &dane::DanePolicy,
+    ) -> Result<TlsStream<TcpStream>, TlsError> {
+        let name = policy.host();
+        let server_name = ServerName::try_from(name.to_string())
+            .map_err(|_| TlsError::Handshake(format!("{name:?} is not a valid TLS server name")))?;
+        let verifier = dane::DaneVerifier::new(policy.clone(), self.provider.clone());
+        // One configuration per connection: the verifier carries this host's records.
+        let config = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Handshake(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        TlsConnector::from(Arc::new(config))
             .connect(server_name, tcp)
             .await
             .map_err(|e| TlsError::Handshake(e.to_string()))
@@ -195,6 +226,23 @@ impl MaybeTls {
         match self {
             MaybeTls::Plain(tcp) => Ok(MaybeTls::Tls(Box::new(
                 tls.handshake(tcp, address, allow_invalid_certs).await?,
+            ))),
+            already => Ok(already),
+        }
+    }
+}
+
+impl MaybeTls {
+    /// Upgrades a clear-text connection after STARTTLS was accepted, verifying the server
+    /// by DANE (`policy`) instead of the public CAs.
+    pub async fn upgrade_dane(
+        self,
+        policy: &dane::DanePolicy,
+        tls: &TlsSettings,
+    ) -> Result<Self, TlsError> {
+        match self {
+            MaybeTls::Plain(tcp) => Ok(MaybeTls::Tls(Box::new(
+                tls.handshake_dane(tcp, policy).await?,
             ))),
             already => Ok(already),
         }

@@ -88,7 +88,7 @@ pub struct Outbound {
     pub starttls: TlsPolicy,
     /// `queue.outbound.tls.allow-invalid-certs`.
     pub allow_invalid_certs: bool,
-    /// `queue.outbound.tls.dane` (`require` is refused: DANE is not built).
+    /// `queue.outbound.tls.dane`: DANE (RFC 7672) for MX hosts with DNSSEC-secure TLSA records.
     pub dane: TlsPolicy,
     /// `queue.outbound.tls.mta-sts`.
     pub mta_sts: TlsPolicy,
@@ -112,7 +112,6 @@ pub(crate) fn read(outbound: &TableReader<'_>) -> Option<Outbound> {
     let allow_invalid_certs = tls.get(&keys::QUEUE_OUTBOUND_TLS_ALLOW_INVALID_CERTS);
     let dane = tls.get(&keys::QUEUE_OUTBOUND_TLS_DANE);
     let mta_sts = tls.get(&keys::QUEUE_OUTBOUND_TLS_MTA_STS);
-    refuse_require(&tls, "dane", dane, "DANE (TLSA records)");
     let timeouts = read_timeouts(&outbound.table("timeouts"));
     Some(Outbound {
         mx_port: mx_port?,
@@ -125,19 +124,6 @@ pub(crate) fn read(outbound: &TableReader<'_>) -> Option<Outbound> {
         mta_sts: mta_sts?,
         timeouts: timeouts?,
     })
-}
-
-/// `require` promises a protection that is not built: refused rather than silently ignored.
-fn refuse_require(t: &TableReader<'_>, name: &str, policy: Option<TlsPolicy>, what: &str) {
-    if policy == Some(TlsPolicy::Require) {
-        t.report(
-            name,
-            format!(
-                "\"require\" is not supported yet: ferrymail does not check {what} yet; \
-                 use \"optional\" or \"disable\""
-            ),
-        );
-    }
 }
 
 fn read_timeouts(t: &TableReader<'_>) -> Option<Timeouts> {

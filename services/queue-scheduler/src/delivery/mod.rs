@@ -1,6 +1,7 @@
 //! Delivering one message's recipients to their next hop, and what each recipient's attempt
 //! came to.
 
+pub(crate) mod dane;
 pub(crate) mod mta_sts;
 pub(crate) mod mx;
 pub(crate) mod pool;
@@ -70,6 +71,9 @@ pub enum DeliveryError {
     /// STARTTLS is required (`queue.outbound.tls.starttls = "require"`) and not offered.
     #[error("STARTTLS is required and the server does not offer it")]
     StartTlsNotOffered,
+    /// The host has usable DANE TLSA records and does not offer STARTTLS.
+    #[error("the host has DANE TLSA records and does not offer STARTTLS")]
+    DaneWithoutStartTls,
     /// The queued body could not be read.
     #[error("reading the queued body: {0}")]
     Body(String),

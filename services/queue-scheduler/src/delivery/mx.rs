@@ -15,12 +15,14 @@
 //! push mail back to clear text — and retries in clear text on a new connection when the
 //! handshake fails, as Stalwart and Postfix do. `require` delivers only over a session whose
 //! certificate verifies for the MX host name (or any certificate with
-//! `tls.allow-invalid-certs`); `disable` never starts TLS.
+//! `tls.allow-invalid-certs`); `disable` never starts TLS. A host with DNSSEC-secure TLSA
+//! records must instead satisfy them, whatever `starttls` says (DANE, `tls.dane`, see
+//! `dane`).
 //!
 //! MTA-STS (`queue.outbound.tls.mta-sts`, module `mta_sts`): a domain's `enforce` policy
 //! keeps only the MX hosts it names and requires STARTTLS with a certificate that verifies
 //! for the host, whatever `starttls` and `allow-invalid-certs` say; when no host qualifies,
-//! the recipients fail temporarily.
+//! the recipients fail temporarily. DANE, where it applies, is checked as well.
 
 use std::net::IpAddr;
 
@@ -32,6 +34,7 @@ use ferrymail_store::blob::BlobError;
 use futures::Stream;
 use rand::seq::SliceRandom;
 
+use super::dane::{self, Dane, HostDane};
 use super::mta_sts::{self, MtaSts, Policy};
 use super::session::{Session, connect};
 use super::transaction::settle;
@@ -52,6 +55,8 @@ pub(crate) struct MxContext<'a> {
     pub helo: &'a str,
     /// The envelope.
     pub envelope: &'a Envelope,
+    /// DANE (`tls.dane`).
+    pub dane: Dane<'a>,
 }
 
 /// A mail exchanger to try: its name (for TLS and replies) and, when already known, its
@@ -142,6 +147,10 @@ where
         Ok(exchangers) => exchangers,
         Err(outcome) => return vec![outcome; recipients.len()],
     };
+    let domain_secure = match dnssec_signed(context, domain, &exchangers).await {
+        Ok(secure) => secure,
+        Err(reason) => return vec![Outcome::TempFailed(reason); recipients.len()],
+    };
     let mut outcomes: Vec<Option<Outcome>> = vec![None; recipients.len()];
     let mut failure = None;
     for exchanger in exchangers {
@@ -162,17 +171,21 @@ where
             },
             (None, Err(_)) => continue,
         };
+        let host_dane = match context.dane.host(domain_secure, &exchanger.host).await {
+            Ok(host_dane) => host_dane,
+            Err(reason) => {
+                failure = Some(reason);
+                continue;
+            }
+        };
         let max_addresses = usize::try_from(context.settings.max_multihomed).unwrap_or(usize::MAX);
         for ip in addresses.into_iter().take(max_addresses) {
-            let result = attempt(
-                context,
-                &exchanger.host,
-                mta_sts::enforced(policy),
-                ip,
-                recipients,
-                body(),
-                &mut outcomes,
-            );
+            let target = Target {
+                host: &exchanger.host,
+                mta_sts_enforced: mta_sts::enforced(policy),
+                dane: &host_dane,
+            };
+            let result = attempt(context, target, ip, recipients, body(), &mut outcomes);
             let Err(error) = result.await else {
                 return settle(outcomes, None);
             };
@@ -205,6 +218,20 @@ async fn mta_sts_policy(
     };
     let settings = context.settings;
     context.mta_sts.policy_for(settings, dns, domain).await
+}
+
+/// Whether the records naming `domain`'s exchangers are DNSSEC-secure (for DANE): its MX
+/// records, or its own address records for an implicit MX; never for an address literal.
+async fn dnssec_signed(
+    context: &MxContext<'_>,
+    domain: &str,
+    exchangers: &[Exchanger],
+) -> Result<bool, String> {
+    if address_literal(domain).is_some() {
+        return Ok(false);
+    }
+    let implicit = exchangers.iter().any(|e| e.addresses.is_some());
+    context.dane.domain_is_secure(domain, implicit).await
 }
 
 /// The exchangers of `domain`, most preferred first, at most `limit`; or the outcome for every
@@ -288,25 +315,57 @@ fn address_literal(domain: &str) -> Option<IpAddr> {
     }
 }
 
-/// One delivery to `host` at `ip`, with the STARTTLS policy (verified STARTTLS when an
-/// MTA-STS policy is `enforced`); fills `outcomes` as the host answers.
+/// An MX host and the transport security it must give.
+struct Target<'a> {
+    /// Its name (for TLS and replies).
+    host: &'a str,
+    /// Its domain has an MTA-STS policy in `enforce` mode.
+    mta_sts_enforced: bool,
+    /// What DANE requires of it.
+    dane: &'a HostDane,
+}
+
+/// One delivery to `target` at `ip`, with its DANE policy, or else the STARTTLS policy
+/// (verified STARTTLS under an enforced MTA-STS policy); fills `outcomes` as the host answers.
 async fn attempt(
     context: &MxContext<'_>,
-    host: &str,
-    enforced: bool,
+    target: Target<'_>,
     ip: IpAddr,
     recipients: &[Recipient],
     body: impl Stream<Item = Result<Bytes, BlobError>>,
     outcomes: &mut [Option<Outcome>],
 ) -> Result<(), DeliveryError> {
+    let session = open(context, ip).await?;
+    let session = match target.dane {
+        HostDane::Required(policy) => {
+            dane::secure(session, policy, context.tls, context.dane.metrics).await?
+        }
+        HostDane::NotApplicable => {
+            let enforced = target.mta_sts_enforced;
+            starttls_policy(context, target.host, ip, session, enforced).await?
+        }
+    };
+    session
+        .send(context.envelope, recipients, body, outcomes)
+        .await
+}
+
+/// The session after applying the STARTTLS policy (`tls.starttls`, or verified STARTTLS when
+/// an MTA-STS policy is `enforced`) to a host without DANE.
+async fn starttls_policy(
+    context: &MxContext<'_>,
+    host: &str,
+    ip: IpAddr,
+    session: Session,
+    enforced: bool,
+) -> Result<Session, DeliveryError> {
     let settings = context.settings;
     let (starttls, allow_invalid_certs) = if enforced {
         (TlsPolicy::Require, false)
     } else {
         (settings.starttls, settings.allow_invalid_certs)
     };
-    let session = open(context, ip).await?;
-    let session = match starttls {
+    Ok(match starttls {
         TlsPolicy::Disable => session,
         TlsPolicy::Optional if !session.offers_starttls() => session,
         TlsPolicy::Require if !session.offers_starttls() => {
@@ -325,10 +384,7 @@ async fn attempt(
                 open(context, ip).await?
             }
         },
-    };
-    session
-        .send(context.envelope, recipients, body, outcomes)
-        .await
+    })
 }
 
 /// Connects to `ip` on the MX port, reads the greeting and says EHLO.

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use ferrymail_config::model::outbound::Timeouts;
-use ferrymail_tls::{MaybeTls, TlsSettings};
+use ferrymail_tls::dane::DanePolicy;
+use ferrymail_tls::{MaybeTls, TlsError, TlsSettings};
 use mail_send::{Credentials, SmtpClient};
 use smtp_proto::{EXT_START_TLS, EhloResponse, Response};
 
@@ -97,11 +98,34 @@ impl Session {
     /// refused command is [`DeliveryError::Protocol`], a failed handshake
     /// [`DeliveryError::Tls`]; the session is unusable after either.
     pub(crate) async fn starttls(
-        mut self,
+        self,
         name: &str,
         allow_invalid_certs: bool,
         tls: &TlsSettings,
     ) -> Result<Self, DeliveryError> {
+        self.upgrade(|stream| stream.upgrade(name, allow_invalid_certs, tls))
+            .await
+    }
+
+    /// Upgrades with STARTTLS accepting only a certificate that satisfies the DANE `policy`
+    /// (RFC 7672), then says EHLO again; errors as for [`Session::starttls`].
+    pub(crate) async fn starttls_dane(
+        self,
+        policy: &DanePolicy,
+        tls: &TlsSettings,
+    ) -> Result<Self, DeliveryError> {
+        self.upgrade(|stream| stream.upgrade_dane(policy, tls))
+            .await
+    }
+
+    /// Sends STARTTLS and runs `handshake` on the connection once the server agreed.
+    async fn upgrade<F>(
+        mut self,
+        handshake: impl FnOnce(MaybeTls) -> F,
+    ) -> Result<Self, DeliveryError>
+    where
+        F: Future<Output = Result<MaybeTls, TlsError>>,
+    {
         let limit = self.timeouts.tls;
         self.client.timeout = limit;
         let reply = self
@@ -116,7 +140,7 @@ impl Session {
             )));
         }
         let SmtpClient { stream, timeout } = self.client;
-        let stream = within(limit, stream.upgrade(name, allow_invalid_certs, tls)).await??;
+        let stream = within(limit, handshake(stream)).await??;
         self.client = SmtpClient { stream, timeout };
         self.hello().await?;
         Ok(self)

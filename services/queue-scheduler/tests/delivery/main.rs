@@ -1,8 +1,10 @@
 //! Delivery against real peers: Postfix's smtp-sink as an SMTP relay and Dovecot as an LMTP
-//! relay, with the queue on an embedded store.
+//! relay, Postfix with STARTTLS as a DANE-checked MX host, with the queue on an embedded
+//! store.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod dane;
 mod mta_sts;
 mod mx;
 mod priority;

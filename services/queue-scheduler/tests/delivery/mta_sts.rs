@@ -143,7 +143,7 @@ impl Lab {
 async fn an_enforced_policy_delivers_to_its_mx_over_verified_tls() {
     let world = World::new(&["mx.example.net", "mta-sts.example.net"]);
     let sink = SmtpSink::start(SmtpSinkOptions::default());
-    let postfix = Postfix::start_with_tls(sink.address(), Some(&world.certs));
+    let postfix = Postfix::start_with_tls(sink.address(), &world.certs);
     world.publish(
         "example.net",
         "mx.example.net",
@@ -197,7 +197,7 @@ async fn an_enforced_policy_refuses_a_certificate_not_valid_for_the_mx() {
     // allows. allow-invalid-certs does not weaken an enforced policy.
     let world = World::new(&["mx.example.net", "mta-sts.example.net"]);
     let sink = SmtpSink::start(SmtpSinkOptions::default());
-    let postfix = Postfix::start_with_tls(sink.address(), Some(&world.certs));
+    let postfix = Postfix::start_with_tls(sink.address(), &world.certs);
     world.publish(
         "example.net",
         "other.example.net",

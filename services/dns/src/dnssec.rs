@@ -1,0 +1,154 @@
+//! Whether answers are DNSSEC-secure, the way Postfix decides with
+//! `smtp_dns_support_level = dnssec`: queries go to the name servers of `resolver.*` with
+//! the DO and AD bits set (RFC 6840 §5.7), and an answer is secure when the reply carries
+//! the AD (authenticated data) bit.
+//!
+//! ferrymail does not validate signatures itself: it trusts the resolver's AD bit, so the
+//! configured resolver must be a validating one the operator trusts, reached over a path
+//! nobody can tamper with (typically one on the same host or pod network). A resolver that
+//! does not validate never sets AD, and every answer is then "insecure": DANE is not used.
+//!
+//! The queries go through hickory's name-server pool (the resolver's own transport, UDP with
+//! TCP fallback) rather than mail-auth's resolver, which neither sets the bits nor reports
+//! the reply's header. Nothing is cached here.
+
+use std::sync::Arc;
+
+use ferrymail_config::model::resolver::Resolver;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::xfer::{DnsHandle, FirstAnswer, RetryDnsHandle};
+use hickory_resolver::net::{DnsError as NetDnsError, NetError, NoRecords};
+use hickory_resolver::proto::op::{
+    DnsRequest, DnsRequestOptions, DnsResponse, Query, ResponseCode,
+};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
+
+use crate::{DnsError, LookupError, resolver_parts};
+
+/// Records of one answer and whether the resolver authenticated them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated<T> {
+    /// The records of the asked type (may be empty only when the answer had none).
+    pub records: Vec<T>,
+    /// Whether the reply carried the AD bit: DNSSEC-secure per the trusted resolver.
+    pub secure: bool,
+}
+
+/// A TLSA record (RFC 6698 §2.1) as published: its fields uninterpreted, so that the caller
+/// decides what is usable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsaRecord {
+    /// Certificate usage (0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE).
+    pub usage: u8,
+    /// Selector (0 full certificate, 1 SubjectPublicKeyInfo).
+    pub selector: u8,
+    /// Matching type (0 exact, 1 SHA-256, 2 SHA-512).
+    pub matching: u8,
+    /// Certificate association data.
+    pub data: Vec<u8>,
+}
+
+/// Asks the configured name servers with the DNSSEC bits set.
+#[derive(Clone)]
+pub struct DnssecResolver {
+    handle: RetryDnsHandle<NameServerPool<TokioRuntimeProvider>>,
+}
+
+impl std::fmt::Debug for DnssecResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnssecResolver").finish_non_exhaustive()
+    }
+}
+
+/// Builds the DNSSEC-aware resolver for the name servers `settings` describes.
+pub fn dnssec_resolver(settings: &Resolver) -> Result<DnssecResolver, DnsError> {
+    let (config, options) = resolver_parts(settings)?;
+    let attempts = options.attempts.max(1);
+    let tls = TlsConfig::new().map_err(|e| DnsError::Build(e.to_string()))?;
+    let (_, _, servers) = config.into_parts();
+    let context = Arc::new(PoolContext::new(options, tls));
+    let pool = NameServerPool::from_config(servers, context, TokioRuntimeProvider::default());
+    Ok(DnssecResolver {
+        handle: RetryDnsHandle::new(pool, attempts),
+    })
+}
+
+impl DnssecResolver {
+    /// Whether the MX records of `domain` are DNSSEC-secure. A domain without MX records
+    /// answers `NotFound`.
+    pub async fn mx_is_secure(&self, domain: &str) -> Result<bool, LookupError> {
+        Ok(self.query(domain, RecordType::MX, "MX").await?.1)
+    }
+
+    /// Whether the address records of `host` are DNSSEC-secure: its A records, or its AAAA
+    /// records when it has no A record (the same order as [`crate::ip_addresses`]).
+    pub async fn addresses_are_secure(&self, host: &str) -> Result<bool, LookupError> {
+        match self.query(host, RecordType::A, "A").await {
+            Ok((_, secure)) => Ok(secure),
+            Err(LookupError::NotFound { .. }) => {
+                Ok(self.query(host, RecordType::AAAA, "A or AAAA").await?.1)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The TLSA records at `name` (`_25._tcp.mx.example.org`), with their DNSSEC status.
+    pub async fn tlsa(&self, name: &str) -> Result<Authenticated<TlsaRecord>, LookupError> {
+        let (response, secure) = self.query(name, RecordType::TLSA, "TLSA").await?;
+        let records = response
+            .answers
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::TLSA(tlsa) => Some(TlsaRecord {
+                    usage: tlsa.cert_usage.into(),
+                    selector: tlsa.selector.into(),
+                    matching: tlsa.matching.into(),
+                    data: tlsa.cert_data.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        Ok(Authenticated { records, secure })
+    }
+
+    /// Sends one query for `kind` records of `name` with DO and AD set; the reply and
+    /// whether it carried AD. A reply without a record of `kind` is `NotFound`.
+    async fn query(
+        &self,
+        name: &str,
+        kind: RecordType,
+        label: &'static str,
+    ) -> Result<(DnsResponse, bool), LookupError> {
+        let temporary = |reason: String| LookupError::Temporary {
+            name: name.to_owned(),
+            reason,
+        };
+        let not_found = || LookupError::NotFound {
+            kind: label,
+            name: name.to_owned(),
+        };
+        let fqdn = Name::from_ascii(format!("{}.", name.trim_end_matches('.')))
+            .map_err(|e| temporary(format!("not a DNS name: {e}")))?;
+        let mut options = DnsRequestOptions::default();
+        options.edns_set_dnssec_ok = true;
+        let mut request = DnsRequest::from_query(Query::query(fqdn, kind), options);
+        // RFC 6840 §5.7: AD in a query asks for AD in the reply, even without DO.
+        request.metadata.authentic_data = true;
+        match self.handle.send(request).first_answer().await {
+            Ok(response) => {
+                let secure = response.metadata.authentic_data;
+                if response.answers.iter().any(|r| r.record_type() == kind) {
+                    Ok((response, secure))
+                } else {
+                    Err(not_found())
+                }
+            }
+            Err(NetError::Dns(NetDnsError::NoRecordsFound(NoRecords {
+                response_code: ResponseCode::NXDomain | ResponseCode::NoError,
+                ..
+            }))) => Err(not_found()),
+            Err(error) => Err(temporary(error.to_string())),
+        }
+    }
+}
