@@ -46,6 +46,8 @@ pub struct SmtpSinkOptions {
     pub hostname: Option<String>,
     /// Seconds to wait before answering DATA (`-w`): keeps deliveries in flight.
     pub data_delay: Option<u32>,
+    /// Do not announce PIPELINING (`-p`): clients must wait for each reply.
+    pub no_pipelining: bool,
     /// Count messages without dumping them (no `-d`; [`SmtpSink::messages`] is then empty):
     /// for benchmarks, where writing a file per message would slow the sink itself down.
     pub discard: bool,
@@ -98,6 +100,9 @@ impl SmtpSink {
             }
             if options.lmtp {
                 command.arg("-L");
+            }
+            if options.no_pipelining {
+                command.arg("-p");
             }
             for (flag, commands) in [
                 ("-r", &options.reject_temporarily),

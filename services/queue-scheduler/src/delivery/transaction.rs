@@ -7,7 +7,7 @@ use bytes::Bytes;
 use ferrymail_rpc::queue::{BodyType, DsnReturn, Envelope, Notify, Recipient};
 use ferrymail_store::blob::BlobError;
 use futures::{Stream, StreamExt};
-use smtp_proto::{EXT_8BIT_MIME, EXT_DSN, EXT_SMTP_UTF8, Response};
+use smtp_proto::{EXT_8BIT_MIME, EXT_DSN, EXT_PIPELINING, EXT_SMTP_UTF8, Response};
 use tokio::io::AsyncWriteExt;
 
 use super::session::{Session, mail_send_error, reply_text, within};
@@ -57,29 +57,98 @@ impl Session {
         outcomes: &mut [Option<Outcome>],
     ) -> Result<(), DeliveryError> {
         let dsn = self.capabilities.has_capability(EXT_DSN);
-        let reply = self.mail_from(envelope, dsn).await?;
-        if reply.code / 100 != 2 {
-            // Refusing the sender answers for every recipient.
-            let outcome =
-                Outcome::of_reply(reply.code, format!("MAIL FROM: {}", reply_text(&reply)));
-            outcomes.fill(Some(outcome));
+        let accepted = if self.capabilities.has_capability(EXT_PIPELINING) {
+            self.envelope_pipelined(envelope, recipients, dsn, outcomes)
+                .await?
+        } else {
+            self.envelope_in_turn(envelope, recipients, dsn, outcomes)
+                .await?
+        };
+        let Some(accepted) = accepted else {
             return Ok(());
-        }
-        let accepted = self.rcpt_to(recipients, dsn, outcomes).await?;
-        if accepted.is_empty() {
-            return Ok(());
-        }
+        };
         let limit = self.timeouts.data;
-        let reply = self.command("DATA", limit).await?;
-        if reply.code != 354 {
-            let outcome = Outcome::of_reply(reply.code, format!("DATA: {}", reply_text(&reply)));
-            for &index in &accepted {
-                outcomes[index] = Some(outcome.clone());
-            }
-            return Ok(());
-        }
         within(limit, send_body(&mut self.client.stream, body, limit)).await??;
         self.read_data_replies(&accepted, outcomes).await
+    }
+
+    /// MAIL, each RCPT and DATA, each waiting for its reply. The indexes of the recipients
+    /// accepted once the server is ready for the body (354), or `None` when the transaction
+    /// ended before it, every recipient answered.
+    async fn envelope_in_turn(
+        &mut self,
+        envelope: &Envelope,
+        recipients: &[Recipient],
+        dsn: bool,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<Option<Vec<usize>>, DeliveryError> {
+        let reply = self
+            .command(&self.mail_line(envelope, dsn), self.timeouts.mail_from)
+            .await?;
+        if reply.code / 100 != 2 {
+            refuse_sender(&reply, outcomes);
+            return Ok(None);
+        }
+        let mut accepted = Vec::new();
+        for (index, rcpt) in recipients.iter().enumerate() {
+            let reply = self
+                .command(&rcpt_line(rcpt, dsn), self.timeouts.rcpt_to)
+                .await?;
+            answer_rcpt(index, &reply, &mut accepted, outcomes);
+        }
+        if accepted.is_empty() {
+            return Ok(None);
+        }
+        let reply = self.command("DATA", self.timeouts.data).await?;
+        Ok(ready_for_body(&reply, accepted, outcomes))
+    }
+
+    /// The same as [`Session::envelope_in_turn`] in one round trip (PIPELINING, RFC 2920):
+    /// MAIL, every RCPT and DATA written at once, then their replies read in order.
+    async fn envelope_pipelined(
+        &mut self,
+        envelope: &Envelope,
+        recipients: &[Recipient],
+        dsn: bool,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<Option<Vec<usize>>, DeliveryError> {
+        let mut batch = self.mail_line(envelope, dsn);
+        batch.push_str("\r\n");
+        for rcpt in recipients {
+            batch.push_str(&rcpt_line(rcpt, dsn));
+            batch.push_str("\r\n");
+        }
+        batch.push_str("DATA\r\n");
+        let limit = self.timeouts.mail_from.max(self.timeouts.rcpt_to);
+        let stream = &mut self.client.stream;
+        within(limit, stream.write_all(batch.as_bytes())).await??;
+        within(limit, stream.flush()).await??;
+        let replies = within(limit, self.client.read_many(recipients.len() + 2))
+            .await?
+            .map_err(mail_send_error(limit))?;
+        let [mail, rcpts @ .., data] = replies.as_slice() else {
+            return Err(DeliveryError::Protocol(
+                "too few replies to a pipelined envelope".into(),
+            ));
+        };
+        let mut accepted = Vec::new();
+        if mail.code / 100 != 2 {
+            // The server answers the RCPTs too (503), but the sender's refusal is the reason.
+            refuse_sender(mail, outcomes);
+        } else {
+            for (index, reply) in rcpts.iter().enumerate() {
+                answer_rcpt(index, reply, &mut accepted, outcomes);
+            }
+        }
+        if accepted.is_empty() {
+            if data.code == 354 {
+                // A server that took DATA without a recipient waits for a message: an empty one
+                // ends it (RFC 2920 §3.1), and its reply carries no recipient's outcome.
+                self.command(".", self.timeouts.data).await?;
+            }
+            return Ok(None);
+        }
+        Ok(ready_for_body(data, accepted, outcomes))
     }
 
     /// RSET: the server forgets any transaction begun, and shows it is still there (a
@@ -96,11 +165,8 @@ impl Session {
         }
     }
 
-    async fn mail_from(
-        &mut self,
-        envelope: &Envelope,
-        dsn: bool,
-    ) -> Result<Response<String>, DeliveryError> {
+    /// The MAIL command for `envelope`, with the parameters the server supports.
+    fn mail_line(&self, envelope: &Envelope, dsn: bool) -> String {
         let mut mail = format!("MAIL FROM:<{}>", envelope.sender);
         if envelope.body_type == BodyType::EightBitMime
             && self.capabilities.has_capability(EXT_8BIT_MIME)
@@ -113,30 +179,7 @@ impl Session {
         if dsn {
             mail.push_str(&dsn_mail_parameters(envelope));
         }
-        self.command(&mail, self.timeouts.mail_from).await
-    }
-
-    /// RCPT TO for each recipient; the indexes of those accepted, the others answered.
-    async fn rcpt_to(
-        &mut self,
-        recipients: &[Recipient],
-        dsn: bool,
-        outcomes: &mut [Option<Outcome>],
-    ) -> Result<Vec<usize>, DeliveryError> {
-        let mut accepted = Vec::new();
-        for (index, rcpt) in recipients.iter().enumerate() {
-            let mut line = format!("RCPT TO:<{}>", rcpt.address);
-            if dsn {
-                line.push_str(&dsn_rcpt_parameters(rcpt));
-            }
-            let reply = self.command(&line, self.timeouts.rcpt_to).await?;
-            if reply.code / 100 == 2 {
-                accepted.push(index);
-            } else {
-                outcomes[index] = Some(Outcome::of_reply(reply.code, reply_text(&reply)));
-            }
-        }
-        Ok(accepted)
+        mail
     }
 
     /// The reply after the body: one for all (SMTP), or one per accepted recipient in RCPT
@@ -176,6 +219,52 @@ impl Session {
             .await
             .map_err(mail_send_error(limit))
     }
+}
+
+/// The RCPT command for `rcpt`.
+fn rcpt_line(rcpt: &Recipient, dsn: bool) -> String {
+    let mut line = format!("RCPT TO:<{}>", rcpt.address);
+    if dsn {
+        line.push_str(&dsn_rcpt_parameters(rcpt));
+    }
+    line
+}
+
+/// A refused sender answers for every recipient.
+fn refuse_sender(reply: &Response<String>, outcomes: &mut [Option<Outcome>]) {
+    let outcome = Outcome::of_reply(reply.code, format!("MAIL FROM: {}", reply_text(reply)));
+    outcomes.fill(Some(outcome));
+}
+
+/// Records the reply to recipient `index`'s RCPT: accepted, or its outcome.
+fn answer_rcpt(
+    index: usize,
+    reply: &Response<String>,
+    accepted: &mut Vec<usize>,
+    outcomes: &mut [Option<Outcome>],
+) {
+    if reply.code / 100 == 2 {
+        accepted.push(index);
+    } else {
+        outcomes[index] = Some(Outcome::of_reply(reply.code, reply_text(reply)));
+    }
+}
+
+/// The `accepted` recipients when the reply to DATA asks for the body; otherwise their
+/// outcome is that reply.
+fn ready_for_body(
+    reply: &Response<String>,
+    accepted: Vec<usize>,
+    outcomes: &mut [Option<Outcome>],
+) -> Option<Vec<usize>> {
+    if reply.code == 354 {
+        return Some(accepted);
+    }
+    let outcome = Outcome::of_reply(reply.code, format!("DATA: {}", reply_text(reply)));
+    for index in accepted {
+        outcomes[index] = Some(outcome.clone());
+    }
+    None
 }
 
 /// RET and ENVID for a MAIL command (RFC 3461), as the sender gave them.

@@ -7,6 +7,7 @@
 mod dane;
 mod mta_sts;
 mod mx;
+mod pipelining;
 mod priority;
 mod reuse;
 mod sharing;
