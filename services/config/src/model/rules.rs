@@ -113,22 +113,12 @@ impl FromNode for Match {
         items
             .into_iter()
             .map(|item| {
-                let table = condition_table(item)?;
+                let table = table_of(item, "a condition table ({ if = …, in-list = … })")?;
                 only_keys(table, &["if", "in-list"])?;
                 condition(item, table, cx)
             })
             .collect::<Result<Vec<_>, Invalid>>()
             .map(Match)
-    }
-}
-
-fn condition_table(node: &Node) -> Result<&Table, Invalid> {
-    match &node.value {
-        Value::Table(table) => Ok(table),
-        _ => Err(Invalid::expected(
-            node,
-            "a condition table ({ if = …, in-list = … })",
-        )),
     }
 }
 
@@ -161,14 +151,16 @@ impl<T> Rules<T> {
     }
 }
 
-fn rule_table(node: &Node) -> Result<&Table, Invalid> {
+/// The table `node` holds, or an error naming the `expected` one.
+fn table_of<'n>(node: &'n Node, expected: &str) -> Result<&'n Table, Invalid> {
     match &node.value {
         Value::Table(table) => Ok(table),
-        _ => Err(Invalid::expected(
-            node,
-            "a rule table ({ if = …, in-list = …, then = … })",
-        )),
+        _ => Err(Invalid::expected(node, expected)),
     }
+}
+
+fn rule_table(node: &Node) -> Result<&Table, Invalid> {
+    table_of(node, "a rule table ({ if = …, in-list = …, then = … })")
 }
 
 fn only_keys(table: &Table, allowed: &[&str]) -> Result<(), Invalid> {
