@@ -32,8 +32,6 @@ const SMTP_INGRESS: Part = Part {
 };
 const QUEUE_SCHEDULER: Part = Part {
     name: "queue-scheduler",
-    // Ready: it queues and relays. What it does not do yet is logged at start-up
-    // (`ferrymail_queue_scheduler::NOT_BUILT_YET`).
     not_built: None,
 };
 const DIRECTORY_PROXY: Part = Part {

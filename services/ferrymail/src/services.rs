@@ -7,7 +7,7 @@ use anyhow::bail;
 use ferrymail_config::{Config, LoadedConfig};
 use ferrymail_directory_proxy::{DirectoryMetrics, DirectoryProxy};
 use ferrymail_queue_scheduler::QueueMetrics;
-use ferrymail_queue_scheduler::{NOT_BUILT_YET, Queue, Scheduler, SchedulerOptions};
+use ferrymail_queue_scheduler::{Queue, Scheduler, SchedulerOptions};
 use ferrymail_rpc::directory::{DirectoryService, GrpcDirectory};
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
 use ferrymail_smtp_ingress::{Ingress, IngressMetrics};
@@ -61,7 +61,6 @@ impl Services {
             // Gauges are read from the store's counters; the task ends with the runtime.
             tokio::spawn(queue_metrics.refresh(queue.clone()));
             tokio::spawn(ferrymail_queue_scheduler::collect_bodies(queue.clone()));
-            tracing::warn!(part = "queue-scheduler", "not built yet: {NOT_BUILT_YET}");
             let options = SchedulerOptions::new(&loaded.config.server.hostname);
             services.scheduler = Some(Arc::new(Scheduler::new(
                 queue.clone(),

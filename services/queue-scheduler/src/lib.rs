@@ -61,8 +61,3 @@ pub use route::{Route, Router};
 pub use scheduler::{Claim, Scheduler, SchedulerOptions};
 pub use service::Queue;
 pub use stored_message::StoredMessage;
-
-/// What this role does not do yet; logged at start-up.
-pub const NOT_BUILT_YET: &str = "MX delivery does not check DANE (TLSA records; \
-     queue.outbound.tls.dane accepts \"optional\" and \"disable\" only); \
-     MX sessions are not reused between messages (relay sessions are)";

@@ -125,6 +125,8 @@ pub struct Scheduler {
     mta_sts: MtaSts,
     /// Relay sessions kept open between messages.
     sessions: SessionPool,
+    /// MX sessions kept open between messages.
+    mx_sessions: SessionPool,
     /// The shards it reads now.
     owned: ArcSwap<Vec<u16>>,
 }
@@ -155,6 +157,7 @@ impl Scheduler {
             tls,
             mta_sts,
             sessions: SessionPool::default(),
+            mx_sessions: SessionPool::default(),
             owned: ArcSwap::from_pointee(owned),
         }
     }
@@ -164,6 +167,7 @@ impl Scheduler {
         self.settings.store(Arc::new(settings(config)));
         // Kept sessions carry the old remotes' settings (credentials, TLS): start afresh.
         self.sessions.clear();
+        self.mx_sessions.clear();
         self.queue.wake.notify_one();
     }
 
@@ -587,6 +591,7 @@ impl Scheduler {
                 port: settings.outbound.mx_port,
                 metrics: &self.queue.metrics,
             },
+            sessions: &self.mx_sessions,
         };
         let addresses: HashMap<u32, String> = recipients
             .iter()

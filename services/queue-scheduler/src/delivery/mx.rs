@@ -22,7 +22,12 @@
 //! MTA-STS (`queue.outbound.tls.mta-sts`, module `mta_sts`): a domain's `enforce` policy
 //! keeps only the MX hosts it names and requires STARTTLS with a certificate that verifies
 //! for the host, whatever `starttls` and `allow-invalid-certs` say; when no host qualifies,
-//! the recipients fail temporarily. DANE, where it applies, is checked as well.
+//! the recipients fail temporarily. Where DANE applies to a host, DANE decides its TLS
+//! (RFC 8461 §2).
+//!
+//! Sessions are kept open for the next message to the same host and address under the same
+//! STARTTLS requirement (`pool`), with a remote's default limits: 50 messages, 3 refusals.
+//! DANE sessions are not kept: each is verified against its own delivery's TLSA records.
 
 use std::net::IpAddr;
 
@@ -36,6 +41,7 @@ use rand::seq::SliceRandom;
 
 use super::dane::{self, Dane, HostDane};
 use super::mta_sts::{self, MtaSts, Policy};
+use super::pool::{Pooled, SessionPool};
 use super::session::{Session, connect};
 use super::transaction::settle;
 use super::{DeliveryError, Outcome};
@@ -57,6 +63,8 @@ pub(crate) struct MxContext<'a> {
     pub envelope: &'a Envelope,
     /// DANE (`tls.dane`).
     pub dane: Dane<'a>,
+    /// MX sessions kept open between messages.
+    pub sessions: &'a SessionPool,
 }
 
 /// A mail exchanger to try: its name (for TLS and replies) and, when already known, its
@@ -325,8 +333,35 @@ struct Target<'a> {
     dane: &'a HostDane,
 }
 
+/// Messages one MX session carries before it is replaced, and refusals after which it is
+/// closed: the defaults of a remote's `limits.requests` and `limits.errors`.
+const MX_REQUESTS: u32 = 50;
+const MX_ERRORS: u32 = 3;
+
+/// Idle sessions kept per MX host, address and security.
+const MX_IDLE: usize = 8;
+
+impl Target<'_> {
+    /// Which kept sessions a delivery to this target at `ip` may use: those opened to the
+    /// same host and address under the same STARTTLS requirement. None under DANE, whose
+    /// sessions are verified against the TLSA records of their own delivery.
+    fn reuse_key(&self, context: &MxContext<'_>, ip: IpAddr) -> Option<String> {
+        if matches!(self.dane, HostDane::Required(_)) {
+            return None;
+        }
+        let (starttls, allow_invalid_certs) = starttls_requirement(context, self.mta_sts_enforced);
+        Some(format!(
+            "{}\u{0}{ip}\u{0}{}\u{0}{allow_invalid_certs}",
+            self.host.to_ascii_lowercase(),
+            starttls.as_str()
+        ))
+    }
+}
+
 /// One delivery to `target` at `ip`, with its DANE policy, or else the STARTTLS policy
-/// (verified STARTTLS under an enforced MTA-STS policy); fills `outcomes` as the host answers.
+/// (verified STARTTLS under an enforced MTA-STS policy), over a session kept from an earlier
+/// delivery when one is open; fills `outcomes` as the host answers, then keeps the session
+/// for the next message or closes it.
 async fn attempt(
     context: &MxContext<'_>,
     target: Target<'_>,
@@ -335,19 +370,66 @@ async fn attempt(
     body: impl Stream<Item = Result<Bytes, BlobError>>,
     outcomes: &mut [Option<Outcome>],
 ) -> Result<(), DeliveryError> {
+    let key = target.reuse_key(context, ip);
+    let kept = match &key {
+        Some(key) => context.sessions.take_live(key).await,
+        None => None,
+    };
+    let mut pooled = match kept {
+        Some(pooled) => pooled,
+        None => Pooled {
+            session: secure(context, &target, ip).await?,
+            used: 0,
+            errors: 0,
+        },
+    };
+    pooled
+        .session
+        .transact(context.envelope, recipients, body, outcomes)
+        .await?;
+    pooled.used += 1;
+    if outcomes
+        .iter()
+        .any(|o| !matches!(o, Some(Outcome::Delivered(_))))
+    {
+        pooled.errors += 1;
+    }
+    match key {
+        Some(key) if pooled.used < MX_REQUESTS && pooled.errors < MX_ERRORS => {
+            context.sessions.put(&key, pooled, MX_IDLE);
+        }
+        _ => pooled.session.quit().await,
+    }
+    Ok(())
+}
+
+/// A new session to `target` at `ip` with the security it must give.
+async fn secure(
+    context: &MxContext<'_>,
+    target: &Target<'_>,
+    ip: IpAddr,
+) -> Result<Session, DeliveryError> {
     let session = open(context, ip).await?;
-    let session = match target.dane {
+    match target.dane {
         HostDane::Required(policy) => {
-            dane::secure(session, policy, context.tls, context.dane.metrics).await?
+            dane::secure(session, policy, context.tls, context.dane.metrics).await
         }
         HostDane::NotApplicable => {
             let enforced = target.mta_sts_enforced;
-            starttls_policy(context, target.host, ip, session, enforced).await?
+            starttls_policy(context, target.host, ip, session, enforced).await
         }
-    };
-    session
-        .send(context.envelope, recipients, body, outcomes)
-        .await
+    }
+}
+
+/// The STARTTLS policy and whether any certificate will do: `tls.starttls` and
+/// `tls.allow-invalid-certs`, or verified STARTTLS when an MTA-STS policy is `enforced`.
+fn starttls_requirement(context: &MxContext<'_>, enforced: bool) -> (TlsPolicy, bool) {
+    let settings = context.settings;
+    if enforced {
+        (TlsPolicy::Require, false)
+    } else {
+        (settings.starttls, settings.allow_invalid_certs)
+    }
 }
 
 /// The session after applying the STARTTLS policy (`tls.starttls`, or verified STARTTLS when
@@ -359,12 +441,7 @@ async fn starttls_policy(
     session: Session,
     enforced: bool,
 ) -> Result<Session, DeliveryError> {
-    let settings = context.settings;
-    let (starttls, allow_invalid_certs) = if enforced {
-        (TlsPolicy::Require, false)
-    } else {
-        (settings.starttls, settings.allow_invalid_certs)
-    };
+    let (starttls, allow_invalid_certs) = starttls_requirement(context, enforced);
     Ok(match starttls {
         TlsPolicy::Disable => session,
         TlsPolicy::Optional if !session.offers_starttls() => session,

@@ -1,10 +1,11 @@
-//! Relay sessions kept open between messages, per remote: a message that finds one skips the
-//! connection, TLS handshake, EHLO and AUTH.
+//! Sessions kept open between messages, per remote or per MX host: a message that finds one
+//! skips the connection, TLS handshake, EHLO and AUTH.
 //!
 //! A session goes back to the pool after a transaction only while it has carried fewer than
-//! the remote's `limits.requests` messages and met fewer than `limits.errors` refusals; it
-//! stays there at most [`IDLE_LIMIT`]. Taken again, it is checked with RSET first — the server
-//! may have closed it meanwhile — and a session that fails the check is dropped for a new one.
+//! its limit of messages (a remote's `limits.requests`) and met fewer than its limit of
+//! refusals (`limits.errors`); it stays there at most [`IDLE_LIMIT`]. Taken again, it is
+//! checked with RSET first — the server may have closed it meanwhile — and a session that
+//! fails the check is dropped for a new one.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -31,7 +32,7 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle sessions by remote.
+/// Idle sessions by destination.
 #[derive(Default)]
 pub(crate) struct SessionPool {
     idle: Mutex<HashMap<String, Vec<Idle>>>,
@@ -46,11 +47,22 @@ impl std::fmt::Debug for SessionPool {
 impl SessionPool {
     /// The most recently used idle session of `key`, if one is young enough; older ones are
     /// dropped (closing their connections).
-    pub(crate) fn take(&self, key: &str) -> Option<Pooled> {
+    fn take(&self, key: &str) -> Option<Pooled> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let sessions = idle.get_mut(key)?;
         sessions.retain(|s| s.since.elapsed() < IDLE_LIMIT);
         sessions.pop().map(|s| s.pooled)
+    }
+
+    /// A kept session of `key` that still answers RSET, if there is one.
+    pub(crate) async fn take_live(&self, key: &str) -> Option<Pooled> {
+        while let Some(mut pooled) = self.take(key) {
+            if pooled.session.reset().await.is_ok() {
+                return Some(pooled);
+            }
+            tracing::debug!(key, "a kept session was closed; trying the next");
+        }
+        None
     }
 
     /// Keeps `pooled` for the next message to `key`, unless `max_idle` are kept already.

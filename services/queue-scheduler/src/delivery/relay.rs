@@ -64,7 +64,7 @@ async fn transaction(
     outcomes: &mut [Option<Outcome>],
 ) -> Result<(), DeliveryError> {
     let key = pool_key(job);
-    let mut pooled = match kept(pool, &key).await {
+    let mut pooled = match pool.take_live(&key).await {
         Some(pooled) => pooled,
         None => Pooled {
             session: open(job, tls).await?,
@@ -91,17 +91,6 @@ async fn transaction(
         pooled.session.quit().await;
     }
     Ok(())
-}
-
-/// A kept session of `key` that still answers, if there is one.
-async fn kept(pool: &SessionPool, key: &str) -> Option<Pooled> {
-    while let Some(mut pooled) = pool.take(key) {
-        if pooled.session.reset().await.is_ok() {
-            return Some(pooled);
-        }
-        tracing::debug!(remote = key, "a kept session was closed; trying the next");
-    }
-    None
 }
 
 /// Which kept sessions a job may use: the remote's, as configured now.

@@ -32,23 +32,9 @@ pub(crate) fn settle(outcomes: Vec<Option<Outcome>>, failure: Option<String>) ->
 }
 
 impl Session {
-    /// Sends the message from `envelope` to `recipients`, filling `outcomes` (by recipient
-    /// index) as the server answers, then quits. An `Err` leaves the recipients without an
-    /// answer undecided.
-    pub(crate) async fn send(
-        mut self,
-        envelope: &Envelope,
-        recipients: &[Recipient],
-        body: impl Stream<Item = Result<Bytes, BlobError>>,
-        outcomes: &mut [Option<Outcome>],
-    ) -> Result<(), DeliveryError> {
-        self.transact(envelope, recipients, body, outcomes).await?;
-        self.quit().await;
-        Ok(())
-    }
-
     /// One mail transaction, leaving the session open for the next (after a [`Session::reset`]
-    /// when it did not end with the message's reply). Fills `outcomes` as [`Session::send`].
+    /// when it did not end with the message's reply). Fills `outcomes` (by recipient index) as
+    /// the server answers; an `Err` leaves the recipients without an answer undecided.
     pub(crate) async fn transact(
         &mut self,
         envelope: &Envelope,

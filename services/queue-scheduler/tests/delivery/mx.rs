@@ -262,3 +262,43 @@ async fn the_ip_strategy_chooses_the_addresses_tried() {
     tokio::task::block_in_place(|| sink.wait_for_messages(1));
     assert_eq!(sink.received(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mx_sessions_are_kept_for_the_next_message_to_the_same_host() {
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let dns = FakeDns::start();
+    for domain in ["example.net", "example.org"] {
+        dns.add_mx(domain, 10, "mx.shared.test");
+    }
+    dns.add_a("mx.shared.test", "127.0.0.1".parse().unwrap());
+    // The harness's readiness probe is a session of its own: wait until it is counted.
+    let probes = sessions_ended_at_least(&sink, 1).await;
+    let lab = lab(&config(&dns, sink.address().port(), ""));
+    // Two domains served by one host: one session carries all three messages.
+    for rcpt in ["a@example.net", "b@example.org", "c@example.net"] {
+        let id = enqueue(&lab.queue, &[rcpt]).await;
+        let committed = lab.scheduler.attempt(&id, SystemTime::now()).await.unwrap();
+        assert_eq!(committed, Some(Committed::Removed), "{rcpt}");
+    }
+    tokio::task::block_in_place(|| sink.wait_for_messages(3));
+    assert_eq!(sink.received(), 3);
+    assert_eq!(
+        sink.sessions_ended(),
+        probes,
+        "the session is still open, kept for the next message"
+    );
+    // A reload drops kept sessions (they carry the old settings).
+    lab.scheduler
+        .apply(&config(&dns, sink.address().port(), ""));
+    sessions_ended_at_least(&sink, probes + 1).await;
+}
+
+/// Waits until smtp-sink has counted `count` ended sessions; returns its count.
+async fn sessions_ended_at_least(sink: &SmtpSink, count: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sink.sessions_ended() < count {
+        assert!(std::time::Instant::now() < deadline, "sessions never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sink.sessions_ended()
+}
