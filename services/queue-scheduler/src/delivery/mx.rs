@@ -41,7 +41,7 @@ use rand::seq::SliceRandom;
 
 use super::dane::{self, Dane, HostDane};
 use super::mta_sts::{self, MtaSts, Policy};
-use super::pool::{Pooled, SessionPool};
+use super::pool::{Pooled, ReuseLimits, SessionPool};
 use super::session::{Session, connect};
 use super::transaction::settle;
 use super::{DeliveryError, Outcome};
@@ -333,13 +333,14 @@ struct Target<'a> {
     dane: &'a HostDane,
 }
 
-/// Messages one MX session carries before it is replaced, and refusals after which it is
-/// closed: the defaults of a remote's `limits.requests` and `limits.errors`.
-const MX_REQUESTS: u32 = 50;
-const MX_ERRORS: u32 = 3;
-
-/// Idle sessions kept per MX host, address and security.
-const MX_IDLE: usize = 8;
+/// Messages one MX session carries before it is replaced and refusals after which it is
+/// closed (the defaults of a remote's `limits.requests` and `limits.errors`), and idle
+/// sessions kept per host, address and STARTTLS requirement.
+const MX_REUSE: ReuseLimits = ReuseLimits {
+    requests: 50,
+    errors: 3,
+    idle: 8,
+};
 
 impl Target<'_> {
     /// Which kept sessions a delivery to this target at `ip` may use: those opened to the
@@ -377,29 +378,16 @@ async fn attempt(
     };
     let mut pooled = match kept {
         Some(pooled) => pooled,
-        None => Pooled {
-            session: secure(context, &target, ip).await?,
-            used: 0,
-            errors: 0,
-        },
+        None => Pooled::new(secure(context, &target, ip).await?),
     };
     pooled
         .session
         .transact(context.envelope, recipients, body, outcomes)
         .await?;
-    pooled.used += 1;
-    if outcomes
-        .iter()
-        .any(|o| !matches!(o, Some(Outcome::Delivered(_))))
-    {
-        pooled.errors += 1;
-    }
-    match key {
-        Some(key) if pooled.used < MX_REQUESTS && pooled.errors < MX_ERRORS => {
-            context.sessions.put(&key, pooled, MX_IDLE);
-        }
-        _ => pooled.session.quit().await,
-    }
+    let sessions = context.sessions;
+    sessions
+        .give_back(key.as_deref(), pooled, outcomes, MX_REUSE)
+        .await;
     Ok(())
 }
 

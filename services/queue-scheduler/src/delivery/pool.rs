@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::Outcome;
 use super::session::Session;
 
 /// Longest a session waits in the pool: long enough for the next message of a busy queue,
@@ -25,6 +26,40 @@ pub(crate) struct Pooled {
     pub used: u32,
     /// Transactions the remote refused (any recipient not accepted).
     pub errors: u32,
+}
+
+impl Pooled {
+    /// A new session, which has carried nothing yet.
+    pub(crate) fn new(session: Session) -> Self {
+        Self {
+            session,
+            used: 0,
+            errors: 0,
+        }
+    }
+
+    /// Counts a transaction that filled `outcomes`: a refusal unless every recipient was
+    /// delivered.
+    fn count(&mut self, outcomes: &[Option<Outcome>]) {
+        self.used += 1;
+        if outcomes
+            .iter()
+            .any(|o| !matches!(o, Some(Outcome::Delivered(_))))
+        {
+            self.errors += 1;
+        }
+    }
+}
+
+/// How long a session may be kept, and how many.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReuseLimits {
+    /// Transactions a session carries before it is closed.
+    pub requests: u32,
+    /// Refused transactions after which it is closed.
+    pub errors: u32,
+    /// Idle sessions kept per key.
+    pub idle: usize,
 }
 
 struct Idle {
@@ -66,7 +101,7 @@ impl SessionPool {
     }
 
     /// Keeps `pooled` for the next message to `key`, unless `max_idle` are kept already.
-    pub(crate) fn put(&self, key: &str, pooled: Pooled, max_idle: usize) {
+    fn put(&self, key: &str, pooled: Pooled, max_idle: usize) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let sessions = idle.entry(key.to_owned()).or_default();
         sessions.retain(|s| s.since.elapsed() < IDLE_LIMIT);
@@ -75,6 +110,24 @@ impl SessionPool {
                 pooled,
                 since: Instant::now(),
             });
+        }
+    }
+
+    /// After a transaction that filled `outcomes`: keeps `pooled` for the next message to
+    /// `key` while `limits` allow, or ends it (QUIT). Without a key it is never kept.
+    pub(crate) async fn give_back(
+        &self,
+        key: Option<&str>,
+        mut pooled: Pooled,
+        outcomes: &[Option<Outcome>],
+        limits: ReuseLimits,
+    ) {
+        pooled.count(outcomes);
+        match key {
+            Some(key) if pooled.used < limits.requests && pooled.errors < limits.errors => {
+                self.put(key, pooled, limits.idle);
+            }
+            _ => pooled.session.quit().await,
         }
     }
 

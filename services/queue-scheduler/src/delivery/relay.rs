@@ -14,7 +14,7 @@ use ferrymail_store::blob::BlobError;
 use futures::Stream;
 use mail_send::Credentials;
 
-use super::pool::{Pooled, SessionPool};
+use super::pool::{Pooled, ReuseLimits, SessionPool};
 use super::session::{Session, connect};
 use super::transaction::settle;
 use super::{DeliveryError, Outcome};
@@ -66,30 +66,19 @@ async fn transaction(
     let key = pool_key(job);
     let mut pooled = match pool.take_live(&key).await {
         Some(pooled) => pooled,
-        None => Pooled {
-            session: open(job, tls).await?,
-            used: 0,
-            errors: 0,
-        },
+        None => Pooled::new(open(job, tls).await?),
     };
     pooled
         .session
         .transact(job.envelope, job.recipients, body, outcomes)
         .await?;
-    pooled.used += 1;
-    if outcomes
-        .iter()
-        .any(|o| !matches!(o, Some(Outcome::Delivered(_))))
-    {
-        pooled.errors += 1;
-    }
     let remote = job.remote;
-    if pooled.used < remote.max_requests && pooled.errors < remote.max_errors {
-        let max_idle = usize::try_from(remote.concurrency).unwrap_or(usize::MAX);
-        pool.put(&key, pooled, max_idle);
-    } else {
-        pooled.session.quit().await;
-    }
+    let limits = ReuseLimits {
+        requests: remote.max_requests,
+        errors: remote.max_errors,
+        idle: usize::try_from(remote.concurrency).unwrap_or(usize::MAX),
+    };
+    pool.give_back(Some(&key), pooled, outcomes, limits).await;
     Ok(())
 }
 
