@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ferrymail_e2e::{SmtpSink, SmtpSinkOptions};
-use ferrymail_queue_scheduler::{Committed, Queue, Scheduler};
+use ferrymail_queue_scheduler::{Committed, MessageId, Queue, Scheduler};
 use ferrymail_rpc::queue::{QueueService, RecipientState};
 use ferrymail_store::{Store, StoreOptions};
 
@@ -69,24 +69,26 @@ async fn a_concurrency_limit_counts_the_deliveries_of_every_scheduler() {
     assert_eq!(sink.received(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rate_limit_defers_the_rest_to_the_next_window() {
-    let sink = SmtpSink::start(SmtpSinkOptions::default());
-    let config = config(
-        sink.address().port(),
-        "[queue.throttle.per-domain]\nkey = [\"rcpt-domain\"]\nrate = \"2/1h\"\n",
-    );
+/// One scheduler on a fresh store, and what attempting each message once came to.
+struct Run {
+    queue: Arc<Queue>,
+    scheduler: Scheduler,
+    ids: Vec<MessageId>,
+    results: Vec<Committed>,
+    /// When the attempts were made (after every enqueue, so that all were due).
+    now: SystemTime,
+    _dir: tempfile::TempDir,
+}
+
+/// Enqueues one message per recipient of `recipients`, then attempts each once, in order, with
+/// one scheduler delivering as `config` says.
+async fn attempt_each(config: &ferrymail_config::Config, recipients: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
     let queue = Arc::new(Queue::new(store, &config.queue));
-    let scheduler = Scheduler::new(queue.clone(), &config, options("one"));
+    let scheduler = Scheduler::new(queue.clone(), config, options("one"));
     let mut ids = Vec::new();
-    for rcpt in [
-        "a@slow.example",
-        "b@slow.example",
-        "c@slow.example",
-        "d@other.example",
-    ] {
+    for rcpt in recipients {
         ids.push(enqueue(&queue, &[rcpt]).await);
     }
     let now = SystemTime::now();
@@ -94,6 +96,40 @@ async fn a_rate_limit_defers_the_rest_to_the_next_window() {
     for id in &ids {
         results.push(scheduler.attempt(id, now).await.unwrap().unwrap());
     }
+    Run {
+        queue,
+        scheduler,
+        ids,
+        results,
+        now,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_defers_the_rest_to_the_next_window() {
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let config = config(
+        sink.address().port(),
+        "[queue.throttle.per-domain]\nkey = [\"rcpt-domain\"]\nrate = \"2/1h\"\n",
+    );
+    let Run {
+        queue,
+        scheduler,
+        ids,
+        results,
+        now,
+        _dir,
+    } = attempt_each(
+        &config,
+        &[
+            "a@slow.example",
+            "b@slow.example",
+            "c@slow.example",
+            "d@other.example",
+        ],
+    )
+    .await;
     assert_eq!(
         results,
         [
@@ -140,26 +176,18 @@ match = { if = "rcpt-domain", in-list = "lists/slow" }
 rate = "1/1h"
 "#,
     );
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
-    let queue = Arc::new(Queue::new(store, &config.queue));
-    let scheduler = Scheduler::new(queue.clone(), &config, options("one"));
-    let mut ids = Vec::new();
-    for rcpt in [
-        "a@slow.example",
-        "b@SLOW.example",
-        "c@other.example",
-        "d@other.example",
-    ] {
-        ids.push(enqueue(&queue, &[rcpt]).await);
-    }
-    let now = SystemTime::now();
-    let mut results = Vec::new();
-    for id in &ids {
-        results.push(scheduler.attempt(id, now).await.unwrap().unwrap());
-    }
+    let run = attempt_each(
+        &config,
+        &[
+            "a@slow.example",
+            "b@SLOW.example",
+            "c@other.example",
+            "d@other.example",
+        ],
+    )
+    .await;
     assert_eq!(
-        results,
+        run.results,
         [
             Committed::Removed,
             Committed::Kept { live: 1 },
