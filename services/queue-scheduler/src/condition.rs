@@ -5,32 +5,30 @@ use ferrymail_config::model::queue_limits::ListCondition;
 use ferrymail_config::model::rules::Variable;
 use ferrymail_rpc::queue::Envelope;
 
-/// The value `variable` names in `envelope` for recipient `rcpt` (`None` when the queue does
-/// not know it, or for a recipient variable without a recipient).
+/// The value `variable` names in `envelope` for recipient `rcpt` (`None` for a recipient
+/// variable without a recipient, and for the session's variables: the configuration lets
+/// the queue's rules test only the sender and the recipient).
 pub(crate) fn value<'a>(
     variable: Variable,
     envelope: &'a Envelope,
     rcpt: Option<&'a str>,
-    client_ip: Option<&'a str>,
 ) -> Option<&'a str> {
     match variable {
         Variable::Rcpt => rcpt,
         Variable::RcptDomain => rcpt.map(domain),
         Variable::Sender => Some(envelope.sender.as_str()),
         Variable::SenderDomain => Some(domain(&envelope.sender)),
-        Variable::RemoteIp => client_ip,
-        Variable::HeloDomain => Some(envelope.helo.as_str()),
-        Variable::AuthenticatedAs => envelope.authenticated_as.as_deref(),
-        // The queue does not record which listener a message arrived on.
-        Variable::Listener => None,
+        Variable::RemoteIp
+        | Variable::HeloDomain
+        | Variable::AuthenticatedAs
+        | Variable::Listener => None,
     }
 }
 
 /// Whether every one of `conditions` holds for `envelope` and recipient `rcpt`.
 pub(crate) fn holds(conditions: &[ListCondition], envelope: &Envelope, rcpt: Option<&str>) -> bool {
     conditions.iter().all(|condition| {
-        // The configuration allows only message variables here: no client address needed.
-        value(condition.variable, envelope, rcpt, None)
+        value(condition.variable, envelope, rcpt)
             .is_some_and(|value| !value.is_empty() && condition.values.contains(value))
     })
 }

@@ -88,8 +88,7 @@ impl Router {
         let Some(list) = self.lists.get(directory, list) else {
             return false;
         };
-        let client_ip = envelope.client_ip.map(|ip| ip.to_string());
-        condition::value(*variable, envelope, Some(rcpt), client_ip.as_deref())
+        condition::value(*variable, envelope, Some(rcpt))
             .is_some_and(|value| !value.is_empty() && list.contains(value))
     }
 }
