@@ -19,6 +19,12 @@ use clap::Parser;
 use cli::{Cli, Command};
 use ferrymail_config::ConfigSource;
 
+/// jemalloc rather than glibc's malloc: sessions, store pages and delivery buffers are
+/// allocated and freed across threads, where glibc's arenas trimmed and refaulted pages and
+/// cost a third of the CPU per message under load.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
