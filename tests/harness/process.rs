@@ -1,10 +1,10 @@
 //! The ferrymail process under test.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -14,6 +14,9 @@ use crate::FakeDns;
 /// How long any wait for the process may take before the test fails (a guard against hangs,
 /// not a performance assertion).
 const PATIENCE: Duration = Duration::from_secs(60);
+
+/// How long the log reader pauses after each read (see [`forward_lines`]).
+const LOG_READ_PAUSE: Duration = Duration::from_millis(2);
 
 /// The built binary: `FERRYMAIL_BIN`, or `ferrymail` next to the test executable's `deps/`.
 pub fn binary() -> PathBuf {
@@ -93,13 +96,7 @@ impl Ferrymail {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (sender, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        std::thread::spawn(move || forward_lines(stderr, &sender));
         Ferrymail {
             child,
             lines,
@@ -189,6 +186,42 @@ impl Ferrymail {
             rest.push('\n');
         }
         (status, rest)
+    }
+}
+
+/// Sends every line `stderr` gives to `sender`, until either end closes.
+///
+/// Reads in bursts, pausing briefly after each read: a reader woken for every line the
+/// process writes would, under load, take a share of the CPU that benchmarks measure.
+fn forward_lines(stderr: impl Read, sender: &Sender<String>) {
+    let mut reader = BufReader::with_capacity(1 << 20, stderr);
+    loop {
+        let consumed = match reader.fill_buf() {
+            Ok([]) | Err(_) => return,
+            Ok(buffered) => {
+                // Whole lines only; a partial one waits for its end.
+                let Some(end) = buffered.iter().rposition(|b| *b == b'\n') else {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0
+                        || sender.send(line.trim_end().to_owned()).is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                };
+                for line in buffered[..end].split(|b| *b == b'\n') {
+                    if sender
+                        .send(String::from_utf8_lossy(line).into_owned())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                end + 1
+            }
+        };
+        reader.consume(consumed);
+        std::thread::sleep(LOG_READ_PAUSE);
     }
 }
 
