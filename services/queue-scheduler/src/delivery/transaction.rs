@@ -305,24 +305,35 @@ fn xtext(text: &str) -> String {
     encoded
 }
 
-/// Writes the body dot-stuffed (RFC 5321 §4.5.2), chunk by chunk as the blob store yields it,
-/// then the terminating `.`; each write is bounded by `timeout` (the whole body by the caller).
+/// Writes the body dot-stuffed (RFC 5321 §4.5.2), as the blob store yields it, then the
+/// terminating `.`; each write is bounded by `timeout` (the whole body by the caller).
+///
+/// Chunks are gathered into writes of up to [`BODY_WRITE`] bytes, the terminator with the
+/// last: a small message then costs one write, not one per stored chunk.
 async fn send_body(
     stream: &mut MaybeTls,
     body: impl Stream<Item = Result<Bytes, BlobError>>,
     timeout: std::time::Duration,
 ) -> Result<(), DeliveryError> {
     let mut stuffer = DotStuffer::default();
+    let mut out = Vec::with_capacity(BODY_WRITE);
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| DeliveryError::Body(e.to_string()))?;
-        let out = stuffer.push(&chunk);
-        within(timeout, stream.write_all(&out)).await??;
+        stuffer.push(&chunk, &mut out);
+        if out.len() >= BODY_WRITE {
+            within(timeout, stream.write_all(&out)).await??;
+            out.clear();
+        }
     }
-    within(timeout, stream.write_all(stuffer.finish())).await??;
+    out.extend_from_slice(stuffer.finish());
+    within(timeout, stream.write_all(&out)).await??;
     within(timeout, stream.flush()).await??;
     Ok(())
 }
+
+/// How many body bytes are gathered before a write.
+const BODY_WRITE: usize = 64 * 1024;
 
 /// Dot-stuffing across chunk boundaries: a line starting with `.` gets another `.`.
 #[derive(Debug)]
@@ -338,17 +349,26 @@ impl Default for DotStuffer {
 }
 
 impl DotStuffer {
-    /// `chunk`, stuffed.
-    fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(chunk.len() + 16);
-        for &byte in chunk {
-            if self.line_start && byte == b'.' {
+    /// Appends `chunk`, stuffed, to `out`.
+    fn push(&mut self, mut chunk: &[u8], out: &mut Vec<u8>) {
+        out.reserve(chunk.len() + 16);
+        while let Some(&first) = chunk.first() {
+            if self.line_start && first == b'.' {
                 out.push(b'.');
             }
-            out.push(byte);
-            self.line_start = byte == b'\n';
+            match memchr::memchr(b'\n', chunk) {
+                Some(end) => {
+                    out.extend_from_slice(&chunk[..=end]);
+                    chunk = &chunk[end + 1..];
+                    self.line_start = true;
+                }
+                None => {
+                    out.extend_from_slice(chunk);
+                    self.line_start = false;
+                    return;
+                }
+            }
         }
-        out
     }
 
     /// The end of data: a line break first unless the body ended with one.
@@ -401,13 +421,15 @@ mod tests {
     #[test]
     fn dots_are_stuffed_across_chunks() {
         let mut stuffer = DotStuffer::default();
-        let mut out = stuffer.push(b".start\r\nmid.dle\r");
-        out.extend(stuffer.push(b"\n.."));
-        out.extend(stuffer.push(b"\r\n"));
+        let mut out = Vec::new();
+        for chunk in [&b".start\r\nmid.dle\r"[..], b"\n..", b"", b"\r\n", b".\n.x"] {
+            stuffer.push(chunk, &mut out);
+        }
         out.extend_from_slice(stuffer.finish());
-        assert_eq!(out, b"..start\r\nmid.dle\r\n...\r\n.\r\n");
+        assert_eq!(out, b"..start\r\nmid.dle\r\n...\r\n..\n..x\r\n.\r\n");
         let mut unterminated = DotStuffer::default();
-        let mut out = unterminated.push(b"no newline");
+        let mut out = Vec::new();
+        unterminated.push(b"no newline", &mut out);
         out.extend_from_slice(unterminated.finish());
         assert_eq!(out, b"no newline\r\n.\r\n");
     }
