@@ -109,11 +109,13 @@ where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
     match format {
-        LogFormat::Text => layer.with_ansi(ansi).boxed(),
-        LogFormat::Json => layer
-            .json()
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(ansi)
+            .boxed(),
+        LogFormat::Json => json_subscriber::fmt::layer()
+            .with_writer(writer)
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(true)
