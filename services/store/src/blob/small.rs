@@ -41,7 +41,7 @@ impl SmallBlob {
             chunker.push(piece);
         }
         Some(Self {
-            id: BlobId::random(),
+            id: BlobId::fresh(),
             generation: rand::random(),
             chunks: chunker.finish(),
             size,

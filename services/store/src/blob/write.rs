@@ -34,7 +34,7 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let id = BlobId::random();
+        let id = BlobId::fresh();
         self.write_version(id, Target::New, body).await?;
         Ok(id)
     }
