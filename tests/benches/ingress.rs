@@ -10,6 +10,11 @@
 //! - Postfix queues durably (it fsyncs before 250) and relays everything to an smtp-sink.
 //! - smtp-sink alone accepts and discards: the protocol-only ceiling of this machine.
 //!
+//! A second table gives the CPU each side spent per message, from the start of a run until
+//! everything was relayed: the receiving server (ferrymail's process; Postfix's master and
+//! every daemon it runs), the smtp-sink it relays to, and smtp-source. Those figures move
+//! much less than throughput with whatever else runs on the machine.
+//!
 //! Every message counted got a 250 (smtp-source stops at the first other reply, and its
 //! exit status is checked), and each target's own count is checked after every run. The
 //! stores of ferrymail and Postfix are both in temporary directories, on the same
@@ -24,7 +29,7 @@ use std::time::{Duration, Instant};
 use ferrymail_e2e::{
     ALICE, Dovecot, DovecotOptions, Ferrymail, PEER_PATIENCE, Postfix, SmtpSink, SmtpSource,
     bench_config, check_received, discarding_sink, load_average, machine_line, median,
-    release_binary, require_peer,
+    process_tree_cpu, reaped_children_cpu, release_binary, require_peer,
 };
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
 
@@ -35,7 +40,7 @@ const MESSAGE_BYTES: usize = 4096;
 /// Messages sent to one target in one measured run.
 const MESSAGES_PER_RUN: usize = 2000;
 /// Measured runs of every target in every mode.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 /// Messages sent to every target before measuring, so that process pools, connection
 /// pools and caches are warm (two per session).
 const WARM_UP_MESSAGES: usize = 2 * SESSIONS;
@@ -77,6 +82,21 @@ impl Target {
         }
     }
 }
+
+/// One measured run: its wall time, and the CPU each side used until all was relayed.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    elapsed: Duration,
+    /// The receiving server's processes.
+    server: Duration,
+    /// The smtp-sink the server relays to (none for smtp-sink itself).
+    relay: Duration,
+    /// smtp-source.
+    client: Duration,
+}
+
+/// CPU of each side so far: (server, relay sink, reaped clients).
+type CpuSnapshot = (Duration, Duration, Duration);
 
 /// Every target, running, with what checks its count of accepted messages.
 struct Lab {
@@ -143,9 +163,21 @@ impl Lab {
         }
     }
 
-    /// Sends `messages` to `target` with smtp-source and returns the wall time it took;
-    /// panics unless every message was accepted.
-    fn send(&mut self, target: Target, mode: Mode, messages: usize) -> Duration {
+    /// CPU used so far by `target`'s server, by the sink it relays to, and by finished clients.
+    fn cpu(&self, target: Target) -> CpuSnapshot {
+        let tree = |pid: Option<u32>| pid.map_or(Duration::ZERO, process_tree_cpu);
+        let (server, relay) = match target {
+            Target::Ferrymail => (Some(self.ferrymail.pid()), self.ferrymail_relay.pid()),
+            Target::Postfix => (self.postfix.master_pid(), self.postfix_relay.pid()),
+            Target::SmtpSink => (self.sink.pid(), None),
+        };
+        (tree(server), tree(relay), reaped_children_cpu())
+    }
+
+    /// Sends `messages` to `target` with smtp-source and measures the run; panics unless
+    /// every message was accepted and relayed.
+    fn send(&mut self, target: Target, mode: Mode, messages: usize) -> Run {
+        let before = self.cpu(target);
         let address = self.address(target);
         let load = SmtpSource {
             sessions: SESSIONS,
@@ -167,7 +199,13 @@ impl Lab {
         let index = TARGETS.iter().position(|t| *t == target).unwrap();
         self.sent[index] += messages;
         self.check_accepted(target, self.sent[index]);
-        elapsed
+        let after = self.cpu(target);
+        Run {
+            elapsed,
+            server: after.0.saturating_sub(before.0),
+            relay: after.1.saturating_sub(before.1),
+            client: after.2.saturating_sub(before.2),
+        }
     }
 
     /// Checks that `target` itself counts `expected` messages: queued by ferrymail,
@@ -245,8 +283,9 @@ fn main() {
     let mut lab = Lab::start();
 
     let modes = [Mode::ConnectionPerMessage, Mode::ConnectionReuse];
-    // rates[mode][target]: msgs/s of every round.
-    let mut rates = vec![vec![Vec::with_capacity(ROUNDS); TARGETS.len()]; modes.len()];
+    // runs[mode][target]: every measured round.
+    let mut runs: Vec<Vec<Vec<Run>>> =
+        vec![vec![Vec::with_capacity(ROUNDS); TARGETS.len()]; modes.len()];
     for (mode_index, mode) in modes.into_iter().enumerate() {
         for target in TARGETS {
             lab.send(target, mode, WARM_UP_MESSAGES);
@@ -254,13 +293,21 @@ fn main() {
         for round in 0..ROUNDS {
             for step in 0..TARGETS.len() {
                 let target_index = (round + step) % TARGETS.len();
-                let elapsed = lab.send(TARGETS[target_index], mode, MESSAGES_PER_RUN);
-                rates[mode_index][target_index]
-                    .push(MESSAGES_PER_RUN as f64 / elapsed.as_secs_f64());
+                let run = lab.send(TARGETS[target_index], mode, MESSAGES_PER_RUN);
+                runs[mode_index][target_index].push(run);
             }
         }
     }
 
+    let rate = |run: &Run| MESSAGES_PER_RUN as f64 / run.elapsed.as_secs_f64();
+    let rates: Vec<Vec<Vec<f64>>> = runs
+        .iter()
+        .map(|mode| {
+            mode.iter()
+                .map(|rounds| rounds.iter().map(rate).collect())
+                .collect()
+        })
+        .collect();
     println!(
         "SMTP ingress: smtp-source, {SESSIONS} sessions, {MESSAGE_BYTES}-byte messages, \
          {MESSAGES_PER_RUN} messages per run, median of {ROUNDS} rounds (msgs/s)"
@@ -287,6 +334,7 @@ fn main() {
         "{:<30} {:>10} {:>10} {:>10} {:>18} {:>20}",
         "target", "", "", "", ">= 4x", ">= 0.5x"
     );
+    print_cpu(&modes, &runs);
     println!("every round (msgs/s):");
     for (mode_index, mode) in modes.into_iter().enumerate() {
         for (target_index, target) in TARGETS.into_iter().enumerate() {
@@ -299,6 +347,41 @@ fn main() {
                 mode.label(),
                 target.label(),
                 rounds.join("  ")
+            );
+        }
+    }
+}
+
+/// The CPU table: microseconds per message of each side, median of the rounds.
+fn print_cpu(modes: &[Mode], runs: &[Vec<Vec<Run>>]) {
+    let per_message = |rounds: &[Run], side: fn(&Run) -> Duration| {
+        let micros: Vec<f64> = rounds
+            .iter()
+            .map(|run| side(run).as_secs_f64() * 1e6 / MESSAGES_PER_RUN as f64)
+            .collect();
+        median(&micros)
+    };
+    println!(
+        "CPU per message, until relayed (us, median of {ROUNDS} rounds; /proc ticks of 10 ms):"
+    );
+    println!(
+        "{:<30} {:<10} {:>10} {:>12} {:>12}",
+        "", "", "server", "relay sink", "smtp-source"
+    );
+    for (mode_index, mode) in modes.iter().enumerate() {
+        for (target_index, target) in TARGETS.into_iter().enumerate() {
+            let rounds = &runs[mode_index][target_index];
+            let relay = match target {
+                Target::SmtpSink => "-".to_owned(),
+                _ => format!("{:.0}", per_message(rounds, |r| r.relay)),
+            };
+            println!(
+                "{:<30} {:<10} {:>10.0} {:>12} {:>12.0}",
+                mode.label(),
+                target.label(),
+                per_message(rounds, |r| r.server),
+                relay,
+                per_message(rounds, |r| r.client),
             );
         }
     }

@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod cpu_time;
 mod dovecot;
 mod fake_dns;
 mod http;
@@ -22,6 +23,7 @@ mod smtp_sink;
 mod throughput;
 mod tls;
 
+pub use cpu_time::{process_tree_cpu, reaped_children_cpu};
 pub use dovecot::{
     ALICE, BOB, DOVECOT_HOSTNAME, Dovecot, DovecotOptions, DovecotPorts, TEMPFAIL_USER,
 };

@@ -116,6 +116,11 @@ impl Postfix {
         self.address
     }
 
+    /// The master process's id, while it runs: its daemons are its children.
+    pub fn master_pid(&self) -> Option<u32> {
+        self.master_pid
+    }
+
     /// The instance's directory (`etc/` configuration, `queue/`, `data/`, `log/`).
     pub fn dir(&self) -> &Path {
         self.dir.path()

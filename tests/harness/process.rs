@@ -145,6 +145,11 @@ impl Ferrymail {
         line.field("address").unwrap().parse().unwrap()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Every log line read so far, one per line.
     pub fn dump(&self) -> String {
         self.log

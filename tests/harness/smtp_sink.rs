@@ -166,6 +166,11 @@ impl SmtpSink {
         unreachable!("the last attempt either returns or panics")
     }
 
+    /// The process id, until stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Where it listens (127.0.0.1).
     pub fn address(&self) -> SocketAddr {
         self.address
