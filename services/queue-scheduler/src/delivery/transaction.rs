@@ -316,7 +316,7 @@ async fn send_body(
     timeout: std::time::Duration,
 ) -> Result<(), DeliveryError> {
     let mut stuffer = DotStuffer::default();
-    let mut out = Vec::with_capacity(BODY_WRITE);
+    let mut out = Vec::new();
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| DeliveryError::Body(e.to_string()))?;
