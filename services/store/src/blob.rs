@@ -15,10 +15,10 @@
 //! 3. [`BlobStore::reference`], called inside the caller's own transaction (the queue's
 //!    enqueue, say), records a reference and clears the unreferenced marker: the blob becomes
 //!    readable exactly when that transaction commits.
-//! 4. [`BlobStore::release`] removes a reference; removing the last one marks the blob
-//!    unreferenced again, as *released*.
-//! 5. [`BlobStore::collect_garbage`] deletes released blobs, and pending blobs and abandoned
-//!    writes older than a grace period.
+//! 4. [`BlobStore::release`] removes a reference; removing the last one deletes the blob in
+//!    the same transaction (its chunks are one range clear, whatever the size).
+//! 5. [`BlobStore::collect_garbage`] deletes pending blobs and abandoned writes older than a
+//!    grace period, and blobs an older version left marked *released*.
 //!
 //! A blob of at most [`MAX_SMALL_BLOB`] bytes can skip steps 1–3: [`BlobStore::write_referenced`]
 //! writes it and its reference in the owner's own transaction.
@@ -57,7 +57,7 @@ pub use error::BlobError;
 pub use id::{BlobId, ParseBlobIdError};
 pub use small::{MAX_SMALL_BLOB, SmallBlob};
 
-use keys::{Cause, Keys, Unreferenced};
+use keys::Keys;
 
 /// Largest chunk: 64 KiB.
 ///
@@ -118,10 +118,11 @@ impl BlobStore {
 
     /// Removes, in the caller's transaction `tx`, the reference of `owner` to blob `id`.
     ///
-    /// When it was the last reference, the blob is marked released: unreadable once `tx`
-    /// commits, and deleted by the next [`BlobStore::collect_garbage`] whatever the grace
-    /// period. Releasing a reference that does not exist does nothing. To hand a blob from one
-    /// owner to another, reference and release in the same transaction.
+    /// When it was the last reference, the blob is deleted with it: gone once `tx` commits.
+    /// (Left for a later collection, the bodies of delivered mail piled up in the store
+    /// between two collections.) Releasing a reference that does not exist does nothing. To
+    /// hand a blob from one owner to another, reference the new owner first, then release
+    /// the old one, in the same transaction.
     pub async fn release(
         &self,
         tx: &Transaction,
@@ -145,11 +146,7 @@ impl BlobStore {
             )
             .await?;
         if rest.pairs.is_empty() {
-            let marker = Unreferenced {
-                since_ms: unix_millis(SystemTime::now()),
-                cause: Cause::Released,
-            };
-            tx.set(&self.keys.unreferenced(id), &marker.encode())?;
+            delete(tx, &self.keys, id).await?;
         }
         Ok(())
     }
@@ -163,6 +160,20 @@ impl BlobStore {
     pub fn key_range(&self) -> KeyRange {
         self.keys.everything()
     }
+}
+
+/// Deletes blob `id` in `tx`: its chunks (one range clear), metadata and unreferenced marker.
+async fn delete(tx: &Transaction, keys: &Keys, id: &BlobId) -> Result<(), BlobError> {
+    if let Some(value) = tx.get(&keys.meta(id)).await? {
+        match keys::Meta::decode(id, &value) {
+            Ok(meta) => tx.clear_range(&keys.chunks(id, meta.generation))?,
+            // Unknown generation: every chunk of the blob goes.
+            Err(_) => tx.clear_range(&keys.all_chunks(id))?,
+        }
+    }
+    tx.clear(&keys.meta(id))?;
+    tx.clear(&keys.unreferenced(id))?;
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch (0 for an earlier time): how marker times are stored.

@@ -25,6 +25,7 @@ use ferrymail_rpc::queue::{
     BodyError, BodyPart, Envelope, QueueService, QueueStats, Recipient, RecipientState,
 };
 use ferrymail_store::{Store, StoreOptions};
+use futures::TryStreamExt;
 use tokio_util::sync::CancellationToken;
 
 const BODY: &str = "Subject: relay test\r\n\r\n.a line that starts with a dot\r\nbye\r\n";
@@ -59,6 +60,7 @@ expire = "1d"
 }
 
 struct Lab {
+    store: Store,
     queue: Arc<Queue>,
     scheduler: Arc<Scheduler>,
     _dir: tempfile::TempDir,
@@ -83,9 +85,10 @@ fn lab(config: &ferrymail_config::Config) -> Lab {
         },
     )
     .unwrap();
-    let queue = Arc::new(Queue::new(store, &config.queue));
+    let queue = Arc::new(Queue::new(store.clone(), &config.queue));
     let scheduler = Arc::new(Scheduler::new(queue.clone(), config, options("one")));
     Lab {
+        store,
         queue,
         scheduler,
         _dir: dir,
@@ -140,6 +143,14 @@ async fn the_worker_relays_on_enqueue_and_removes_the_message() {
             .any(|m| m.contains("\n.a line that starts with a dot\n")),
         "dots survive stuffing: {messages:?}"
     );
+    // The bodies went with their messages, not at some later collection.
+    let left: Vec<_> = lab
+        .store
+        .scan(lab.queue.blobs().key_range(), 100)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "body keys left after delivery: {left:?}");
     stop.cancel();
     worker.await.unwrap();
 }

@@ -213,15 +213,7 @@ impl BlobStore {
                             tx.clear(&marker)?;
                             continue;
                         }
-                        if let Some(value) = tx.get(&keys.meta(id)).await? {
-                            match Meta::decode(id, &value) {
-                                Ok(meta) => tx.clear_range(&keys.chunks(id, meta.generation))?,
-                                // Unknown generation: every chunk of the blob goes.
-                                Err(_) => tx.clear_range(&keys.all_chunks(id))?,
-                            }
-                        }
-                        tx.clear(&keys.meta(id))?;
-                        tx.clear(&marker)?;
+                        super::delete(tx, &keys, id).await?;
                         removed += 1;
                     }
                     Ok::<_, StoreError>((removed, kept))

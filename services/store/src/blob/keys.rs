@@ -195,7 +195,8 @@ pub(super) enum Cause {
     /// Written and not referenced yet: kept for the grace period, since the writer is about
     /// to commit the record that names it.
     Written,
-    /// Its last reference was released: nobody is going to reference it any more.
+    /// Its last reference was released: nobody is going to reference it any more. Only
+    /// stores written by an older version hold these (releases now delete the blob).
     Released,
 }
 
