@@ -29,8 +29,10 @@ use crate::tls::ServerStream;
 pub(crate) use reply::Reply;
 use rules::CommandValues;
 
-/// Largest read from the socket at once.
-const READ_CHUNK: usize = 64 * 1024;
+/// Room for the first read from the socket: commands and small messages fit.
+const FIRST_READ: usize = 4 * 1024;
+/// Largest read from the socket at once, reached by doubling while reads fill the room.
+const LARGEST_READ: usize = 64 * 1024;
 
 /// What the handler wants the loop to do next.
 #[derive(Debug, PartialEq, Eq)]
@@ -67,6 +69,9 @@ pub(crate) struct Session {
     pub(crate) started: Instant,
     input: Vec<u8>,
     pos: usize,
+    /// Room the next read gets: grows while the client sends faster than one read takes,
+    /// so an idle or chatty session holds 4 KiB, not 64.
+    read_size: usize,
     out: Vec<u8>,
     receiver: RequestReceiver,
     pub(crate) helo: Option<String>,
@@ -100,8 +105,9 @@ impl Session {
             listener,
             peer,
             started: Instant::now(),
-            input: Vec::with_capacity(READ_CHUNK),
+            input: Vec::with_capacity(FIRST_READ),
             pos: 0,
+            read_size: FIRST_READ,
             out: Vec::with_capacity(1024),
             receiver: RequestReceiver::default(),
             helo: None,
@@ -165,11 +171,17 @@ impl Session {
         let wait = timeout.min(left);
         // Reads into spare capacity: zeroing a whole chunk per read would cost a client's
         // every byte 64 KiB of work when it sends one byte at a time.
-        self.input.reserve(READ_CHUNK);
+        self.input.reserve(self.read_size);
+        let room = self.input.capacity() - self.input.len();
         let read = tokio::time::timeout(wait, self.stream.read_buf(&mut self.input)).await;
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => Err(End::Disconnected),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(n)) => {
+                if n == room {
+                    self.read_size = (self.read_size * 2).min(LARGEST_READ);
+                }
+                Ok(())
+            }
             Err(_) => {
                 let why = if left <= timeout {
                     "session duration exceeded"
