@@ -45,6 +45,8 @@ struct Zone {
     failing: HashSet<String>,
     secure: HashSet<String>,
     queries: Vec<(String, RecordType)>,
+    /// Time to live of answers, when a test set one (otherwise [`TTL`]).
+    ttl: Option<u32>,
 }
 
 /// Lower case, without the trailing dot: how names are keyed.
@@ -172,6 +174,11 @@ impl FakeDns {
         self.zone.lock().unwrap().failing.insert(key(name));
     }
 
+    /// Gives every answer from now on `seconds` to live (1 by default).
+    pub fn set_ttl(&self, seconds: u32) {
+        self.zone.lock().unwrap().ttl = Some(seconds);
+    }
+
     /// The queries received so far: name and type.
     pub fn queries(&self) -> Vec<(String, RecordType)> {
         self.zone.lock().unwrap().queries.clone()
@@ -214,6 +221,7 @@ fn answer(request: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
     response.metadata.recursion_available = true;
     response.metadata.authoritative = true;
     let mut zone = zone.lock().unwrap();
+    let ttl = zone.ttl.unwrap_or(TTL);
     // A validating resolver sets AD only for a client that asked for DNSSEC (RFC 6840 §5.7).
     let wants_dnssec = request.metadata.authentic_data
         || request
@@ -235,16 +243,16 @@ fn answer(request: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
         match zone.records.get(&(name.clone(), query.query_type)) {
             Some(records) => {
                 for data in records {
-                    response.add_answer(Record::from_rdata(query.name.clone(), TTL, data.clone()));
+                    response.add_answer(Record::from_rdata(query.name.clone(), ttl, data.clone()));
                 }
             }
             // A name that has records of another type exists: an empty NOERROR answer.
             None if zone.records.keys().any(|(n, _)| *n == name) => {
-                response.add_authority(negative_ttl(&query.name));
+                response.add_authority(negative_ttl(&query.name, ttl));
             }
             None => {
                 response.metadata.response_code = ResponseCode::NXDomain;
-                response.add_authority(negative_ttl(&query.name));
+                response.add_authority(negative_ttl(&query.name, ttl));
             }
         }
     }
@@ -253,7 +261,7 @@ fn answer(request: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
 
 /// The SOA record an authoritative server puts in a negative answer (RFC 2308 §3): without
 /// it resolvers may not cache the answer, which no real zone does to them.
-fn negative_ttl(name: &Name) -> Record {
+fn negative_ttl(name: &Name, ttl: u32) -> Record {
     let soa = SOA::new(
         Name::from_ascii("ns.fake-dns.test.").unwrap(),
         Name::from_ascii("hostmaster.fake-dns.test.").unwrap(),
@@ -261,9 +269,9 @@ fn negative_ttl(name: &Name) -> Record {
         3600,
         600,
         86400,
-        TTL,
+        ttl,
     );
-    Record::from_rdata(name.clone(), TTL, RData::SOA(soa))
+    Record::from_rdata(name.clone(), ttl, RData::SOA(soa))
 }
 
 fn serve_udp(socket: UdpSocket, zone: Arc<Mutex<Zone>>, stop: Arc<AtomicBool>) {

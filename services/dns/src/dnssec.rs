@@ -10,9 +10,11 @@
 //!
 //! The queries go through hickory's name-server pool (the resolver's own transport, UDP with
 //! TCP fallback) rather than mail-auth's resolver, which neither sets the bits nor reports
-//! the reply's header. Nothing is cached here.
+//! the reply's header. Answers are cached for their time to live, at most [`MAX_TTL`];
+//! "no such record" for the negative TTL of the zone's SOA (RFC 2308); failures never.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ferrymail_config::model::resolver::Resolver;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -49,10 +51,37 @@ pub struct TlsaRecord {
     pub data: Vec<u8>,
 }
 
+/// Longest an answer is kept, whatever its TTL.
+const MAX_TTL: Duration = Duration::from_secs(3600);
+/// Most answers kept.
+const CACHE_ENTRIES: u64 = 10_000;
+
 /// Asks the configured name servers with the DNSSEC bits set.
 #[derive(Clone)]
 pub struct DnssecResolver {
     handle: RetryDnsHandle<NameServerPool<TokioRuntimeProvider>>,
+    cache: moka::future::Cache<(Name, RecordType), Cached>,
+}
+
+/// A kept answer: the records of the asked type and the AD bit, or "no such record".
+#[derive(Debug, Clone)]
+struct Cached {
+    answer: Option<(Arc<[RData]>, bool)>,
+    ttl: Duration,
+}
+
+/// Expires each kept answer after its own TTL.
+struct AnswerTtl;
+
+impl moka::Expiry<(Name, RecordType), Cached> for AnswerTtl {
+    fn expire_after_create(
+        &self,
+        _key: &(Name, RecordType),
+        value: &Cached,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
 }
 
 impl std::fmt::Debug for DnssecResolver {
@@ -71,6 +100,10 @@ pub fn dnssec_resolver(settings: &Resolver) -> Result<DnssecResolver, DnsError> 
     let pool = NameServerPool::from_config(servers, context, TokioRuntimeProvider::default());
     Ok(DnssecResolver {
         handle: RetryDnsHandle::new(pool, attempts),
+        cache: moka::future::Cache::builder()
+            .max_capacity(CACHE_ENTRIES)
+            .expire_after(AnswerTtl)
+            .build(),
     })
 }
 
@@ -95,11 +128,10 @@ impl DnssecResolver {
 
     /// The TLSA records at `name` (`_25._tcp.mx.example.org`), with their DNSSEC status.
     pub async fn tlsa(&self, name: &str) -> Result<Authenticated<TlsaRecord>, LookupError> {
-        let (response, secure) = self.query(name, RecordType::TLSA, "TLSA").await?;
-        let records = response
-            .answers
+        let (records, secure) = self.query(name, RecordType::TLSA, "TLSA").await?;
+        let records = records
             .iter()
-            .filter_map(|record| match &record.data {
+            .filter_map(|data| match data {
                 RData::TLSA(tlsa) => Some(TlsaRecord {
                     usage: tlsa.cert_usage.into(),
                     selector: tlsa.selector.into(),
@@ -112,43 +144,90 @@ impl DnssecResolver {
         Ok(Authenticated { records, secure })
     }
 
-    /// Sends one query for `kind` records of `name` with DO and AD set; the reply and
-    /// whether it carried AD. A reply without a record of `kind` is `NotFound`.
+    /// The `kind` records of `name` and whether the answer carried AD, from the cache or
+    /// from one query with DO and AD set. No record of `kind` is `NotFound`.
     async fn query(
         &self,
         name: &str,
         kind: RecordType,
         label: &'static str,
-    ) -> Result<(DnsResponse, bool), LookupError> {
-        let temporary = |reason: String| LookupError::Temporary {
-            name: name.to_owned(),
-            reason,
+    ) -> Result<(Arc<[RData]>, bool), LookupError> {
+        let fqdn = Name::from_ascii(format!("{}.", name.trim_end_matches('.'))).map_err(|e| {
+            LookupError::Temporary {
+                name: name.to_owned(),
+                reason: format!("not a DNS name: {e}"),
+            }
+        })?;
+        let key = (fqdn, kind);
+        let cached = match self.cache.get(&key).await {
+            Some(cached) => cached,
+            None => {
+                let fetched =
+                    self.fetch(&key.0, kind)
+                        .await
+                        .map_err(|reason| LookupError::Temporary {
+                            name: name.to_owned(),
+                            reason,
+                        })?;
+                if !fetched.ttl.is_zero() {
+                    self.cache.insert(key, fetched.clone()).await;
+                }
+                fetched
+            }
         };
-        let not_found = || LookupError::NotFound {
+        cached.answer.ok_or_else(|| LookupError::NotFound {
             kind: label,
             name: name.to_owned(),
-        };
-        let fqdn = Name::from_ascii(format!("{}.", name.trim_end_matches('.')))
-            .map_err(|e| temporary(format!("not a DNS name: {e}")))?;
+        })
+    }
+
+    /// Sends one query for `kind` records of `fqdn` with DO and AD set: the answer and how
+    /// long it may be kept, or why the lookup failed (temporarily).
+    async fn fetch(&self, fqdn: &Name, kind: RecordType) -> Result<Cached, String> {
         let mut options = DnsRequestOptions::default();
         options.edns_set_dnssec_ok = true;
-        let mut request = DnsRequest::from_query(Query::query(fqdn, kind), options);
+        let mut request = DnsRequest::from_query(Query::query(fqdn.clone(), kind), options);
         // RFC 6840 §5.7: AD in a query asks for AD in the reply, even without DO.
         request.metadata.authentic_data = true;
         match self.handle.send(request).first_answer().await {
-            Ok(response) => {
-                let secure = response.metadata.authentic_data;
-                if response.answers.iter().any(|r| r.record_type() == kind) {
-                    Ok((response, secure))
-                } else {
-                    Err(not_found())
-                }
-            }
+            Ok(response) => Ok(answered(&response, kind)),
             Err(NetError::Dns(NetDnsError::NoRecordsFound(NoRecords {
                 response_code: ResponseCode::NXDomain | ResponseCode::NoError,
+                negative_ttl,
                 ..
-            }))) => Err(not_found()),
-            Err(error) => Err(temporary(error.to_string())),
+            }))) => Ok(Cached {
+                answer: None,
+                ttl: kept_for(negative_ttl.unwrap_or(0)),
+            }),
+            Err(error) => Err(error.to_string()),
         }
     }
+}
+
+/// What a reply says about `kind`: its records, with the AD bit, kept for their shortest
+/// TTL; or "no such record", kept for the negative TTL of the SOA it carries (if any).
+fn answered(response: &DnsResponse, kind: RecordType) -> Cached {
+    let records: Vec<&hickory_resolver::proto::rr::Record> = response
+        .answers
+        .iter()
+        .filter(|record| record.record_type() == kind)
+        .collect();
+    match records.iter().map(|record| record.ttl).min() {
+        Some(ttl) => Cached {
+            answer: Some((
+                records.iter().map(|record| record.data.clone()).collect(),
+                response.metadata.authentic_data,
+            )),
+            ttl: kept_for(ttl),
+        },
+        None => Cached {
+            answer: None,
+            ttl: kept_for(response.negative_ttl().unwrap_or(0)),
+        },
+    }
+}
+
+/// How long to keep an answer of `ttl` seconds: that long, at most [`MAX_TTL`].
+fn kept_for(ttl: u32) -> Duration {
+    Duration::from_secs(u64::from(ttl)).min(MAX_TTL)
 }

@@ -8,6 +8,7 @@ use ferrymail_config::load_str;
 use ferrymail_config::model::resolver::Resolver;
 use ferrymail_dns::{DnssecResolver, LookupError, TlsaRecord, dnssec_resolver};
 use ferrymail_e2e::FakeDns;
+use hickory_resolver::proto::rr::RecordType;
 
 fn resolver(dns: &FakeDns) -> DnssecResolver {
     let settings: Resolver = load_str(
@@ -122,4 +123,68 @@ async fn no_record_is_not_found_and_a_failure_is_temporary() {
     );
     let bad_name = resolver.tlsa("not a name..example").await;
     assert!(bad_name.is_err(), "{bad_name:?}");
+}
+
+/// How many queries for `kind` records of `name` the server received.
+fn asked(dns: &FakeDns, name: &str, kind: RecordType) -> usize {
+    dns.queries()
+        .iter()
+        .filter(|(n, k)| n == name && *k == kind)
+        .count()
+}
+
+#[tokio::test]
+async fn answers_are_kept_for_their_ttl_and_failures_are_not() {
+    let dns = FakeDns::start();
+    dns.set_ttl(300);
+    dns.add_mx("signed.example", 10, "mx.signed.example");
+    dns.secure("signed.example");
+    dns.add_tlsa("_25._tcp.mx.signed.example", 3, 1, 1, &[7; 32]);
+    dns.fail("broken.example");
+    let resolver = resolver(&dns);
+
+    for _ in 0..3 {
+        assert_eq!(resolver.mx_is_secure("signed.example").await, Ok(true));
+        let tlsa = resolver.tlsa("_25._tcp.mx.signed.example").await.unwrap();
+        assert_eq!(tlsa.records.len(), 1);
+        let missing = resolver.mx_is_secure("nowhere.example").await;
+        assert!(
+            matches!(missing, Err(LookupError::NotFound { .. })),
+            "{missing:?}"
+        );
+        let failed = resolver.mx_is_secure("broken.example").await;
+        assert!(
+            matches!(failed, Err(LookupError::Temporary { .. })),
+            "{failed:?}"
+        );
+    }
+    assert_eq!(asked(&dns, "signed.example", RecordType::MX), 1);
+    assert_eq!(
+        asked(&dns, "_25._tcp.mx.signed.example", RecordType::TLSA),
+        1
+    );
+    assert_eq!(
+        asked(&dns, "nowhere.example", RecordType::MX),
+        1,
+        "NXDOMAIN kept for the SOA's TTL"
+    );
+    // The pool may ask a failing server more than once per call; what matters is that every
+    // call asks again.
+    let failures = asked(&dns, "broken.example", RecordType::MX);
+    assert!(
+        failures >= 3,
+        "SERVFAIL never kept: {failures} queries for 3 calls"
+    );
+}
+
+#[tokio::test]
+async fn answers_without_a_ttl_are_asked_again() {
+    let dns = FakeDns::start();
+    dns.set_ttl(0);
+    dns.add_mx("signed.example", 10, "mx.signed.example");
+    let resolver = resolver(&dns);
+    for _ in 0..2 {
+        assert_eq!(resolver.mx_is_secure("signed.example").await, Ok(false));
+    }
+    assert_eq!(asked(&dns, "signed.example", RecordType::MX), 2);
 }
