@@ -225,3 +225,48 @@ impl BlobStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::{Store, StoreOptions};
+
+    /// Stores written before releases deleted their blobs hold *released* markers:
+    /// collection still deletes those blobs at once, whatever the grace period.
+    #[tokio::test]
+    async fn blobs_an_older_version_marked_released_are_collected_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
+        let blobs = BlobStore::new(store.clone());
+        let id = blobs.write_all(b"a delivered body").await.unwrap();
+        let keys = blobs.keys.clone();
+        store
+            .transact(move |tx| {
+                let keys = keys.clone();
+                Box::pin(async move {
+                    let marker = Unreferenced {
+                        since_ms: unix_millis(SystemTime::now()),
+                        cause: Cause::Released,
+                    };
+                    tx.set(&keys.unreferenced(&id), &marker.encode())
+                })
+            })
+            .await
+            .unwrap();
+
+        let report = blobs
+            .collect_garbage(Duration::from_secs(3600), SystemTime::now())
+            .await
+            .unwrap();
+        assert_eq!(report.blobs_removed, 1);
+        assert!(matches!(blobs.read(&id).await, Err(BlobError::NotFound(_))));
+        let left: Vec<_> = store
+            .scan(blobs.key_range(), 100)
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
