@@ -77,6 +77,10 @@ pub enum DeliveryError {
     /// The queued body could not be read.
     #[error("reading the queued body: {0}")]
     Body(String),
+    /// A session kept from an earlier message failed its RSET (the server closed it while it
+    /// was idle): nothing of the message was sent, so another session may carry it.
+    #[error("a kept session no longer answers: {0}")]
+    KeptSessionClosed(String),
 }
 
 impl From<ferrymail_tls::TlsError> for DeliveryError {

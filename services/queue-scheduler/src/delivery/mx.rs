@@ -41,7 +41,7 @@ use rand::seq::SliceRandom;
 
 use super::dane::{self, Dane, HostDane};
 use super::mta_sts::{self, MtaSts, Policy};
-use super::pool::{Pooled, ReuseLimits, SessionPool};
+use super::pool::{ReuseLimits, SessionPool};
 use super::session::{Session, connect};
 use super::transaction::settle;
 use super::{DeliveryError, Outcome};
@@ -372,19 +372,18 @@ async fn attempt(
     outcomes: &mut [Option<Outcome>],
 ) -> Result<(), DeliveryError> {
     let key = target.reuse_key(context, ip);
-    let kept = match &key {
-        Some(key) => context.sessions.take_live(key).await,
-        None => None,
-    };
-    let mut pooled = match kept {
-        Some(pooled) => pooled,
-        None => Pooled::new(secure(context, &target, ip).await?),
-    };
-    pooled
-        .session
-        .transact(context.envelope, recipients, body, outcomes)
-        .await?;
     let sessions = context.sessions;
+    let opening = || secure(context, &target, ip);
+    let pooled = sessions
+        .transact(
+            key.as_deref(),
+            opening,
+            context.envelope,
+            recipients,
+            body,
+            outcomes,
+        )
+        .await?;
     sessions
         .give_back(key.as_deref(), pooled, outcomes, MX_REUSE)
         .await;

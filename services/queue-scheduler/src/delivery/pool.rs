@@ -3,16 +3,22 @@
 //!
 //! A session goes back to the pool after a transaction only while it has carried fewer than
 //! its limit of messages (a remote's `limits.requests`) and met fewer than its limit of
-//! refusals (`limits.errors`); it stays there at most [`IDLE_LIMIT`]. Taken again, it is
-//! checked with RSET first — the server may have closed it meanwhile — and a session that
-//! fails the check is dropped for a new one.
+//! refusals (`limits.errors`); it stays there at most [`IDLE_LIMIT`]. Taken again, its next
+//! transaction begins with RSET — the server may have closed it meanwhile — pipelined with
+//! the envelope when the server allows it, as Postfix checks its cached sessions but without
+//! a round trip of its own; a session that fails the check is dropped for the next one.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::Outcome;
+use bytes::Bytes;
+use ferrymail_rpc::queue::{Envelope, Recipient};
+use ferrymail_store::blob::BlobError;
+use futures::Stream;
+
 use super::session::Session;
+use super::{DeliveryError, Outcome};
 
 /// Longest a session waits in the pool: long enough for the next message of a busy queue,
 /// short enough not to hold connections a remote would rather close.
@@ -89,23 +95,52 @@ impl SessionPool {
         sessions.pop().map(|s| s.pooled)
     }
 
-    /// A kept session of `key` that still answers RSET, if there is one.
-    pub(crate) async fn take_live(&self, key: &str) -> Option<Pooled> {
-        while let Some(mut pooled) = self.take(key) {
-            if pooled.session.reset().await.is_ok() {
-                return Some(pooled);
+    /// Runs one mail transaction over a kept session of `key`, or over a new one from `open`
+    /// once none is left that still answers; returns the session for
+    /// [`SessionPool::give_back`]. Without a key, the session is always new.
+    ///
+    /// A kept session that fails its reset is dropped before any of the message was sent,
+    /// so the next one carries the message without duplicating it.
+    pub(crate) async fn transact<O, F>(
+        &self,
+        key: Option<&str>,
+        mut open: O,
+        envelope: &Envelope,
+        recipients: &[Recipient],
+        body: impl Stream<Item = Result<Bytes, BlobError>>,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<Pooled, DeliveryError>
+    where
+        O: FnMut() -> F,
+        F: Future<Output = Result<Session, DeliveryError>>,
+    {
+        let mut body = std::pin::pin!(body);
+        loop {
+            let mut pooled = match key.and_then(|key| self.take(key)) {
+                Some(pooled) => pooled,
+                None => Pooled::new(open().await?),
+            };
+            let session = &mut pooled.session;
+            match session
+                .transact(envelope, recipients, body.as_mut(), outcomes)
+                .await
+            {
+                Ok(()) => return Ok(pooled),
+                Err(DeliveryError::KeptSessionClosed(reason)) => {
+                    tracing::debug!(key, %reason, "a kept session was closed; trying the next");
+                }
+                Err(error) => return Err(error),
             }
-            tracing::debug!(key, "a kept session was closed; trying the next");
         }
-        None
     }
 
     /// Keeps `pooled` for the next message to `key`, unless `max_idle` are kept already.
-    fn put(&self, key: &str, pooled: Pooled, max_idle: usize) {
+    fn put(&self, key: &str, mut pooled: Pooled, max_idle: usize) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let sessions = idle.entry(key.to_owned()).or_default();
         sessions.retain(|s| s.since.elapsed() < IDLE_LIMIT);
         if sessions.len() < max_idle {
+            pooled.session.kept = true;
             sessions.push(Idle {
                 pooled,
                 since: Instant::now(),

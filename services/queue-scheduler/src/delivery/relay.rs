@@ -14,7 +14,7 @@ use ferrymail_store::blob::BlobError;
 use futures::Stream;
 use mail_send::Credentials;
 
-use super::pool::{Pooled, ReuseLimits, SessionPool};
+use super::pool::{ReuseLimits, SessionPool};
 use super::session::{Session, connect};
 use super::transaction::settle;
 use super::{DeliveryError, Outcome};
@@ -64,13 +64,16 @@ async fn transaction(
     outcomes: &mut [Option<Outcome>],
 ) -> Result<(), DeliveryError> {
     let key = pool_key(job);
-    let mut pooled = match pool.take_live(&key).await {
-        Some(pooled) => pooled,
-        None => Pooled::new(open(job, tls).await?),
-    };
-    pooled
-        .session
-        .transact(job.envelope, job.recipients, body, outcomes)
+    let opening = || open(job, tls);
+    let pooled = pool
+        .transact(
+            Some(&key),
+            opening,
+            job.envelope,
+            job.recipients,
+            body,
+            outcomes,
+        )
         .await?;
     let remote = job.remote;
     let limits = ReuseLimits {

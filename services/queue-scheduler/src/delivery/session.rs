@@ -23,6 +23,9 @@ pub(crate) struct Session {
     pub(super) timeouts: Timeouts,
     lmtp: bool,
     helo: String,
+    /// Kept from an earlier transaction: the next one begins with RSET, which also shows the
+    /// server has not closed the session meanwhile.
+    pub(super) kept: bool,
 }
 
 /// Opens a TCP connection to `address:port` within `timeout`, with TLS from the first byte
@@ -68,6 +71,7 @@ impl Session {
             timeouts,
             lmtp,
             helo: helo.to_owned(),
+            kept: false,
         };
         session.hello().await?;
         Ok(session)

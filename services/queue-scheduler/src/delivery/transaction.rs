@@ -32,9 +32,11 @@ pub(crate) fn settle(outcomes: Vec<Option<Outcome>>, failure: Option<String>) ->
 }
 
 impl Session {
-    /// One mail transaction, leaving the session open for the next (after a [`Session::reset`]
-    /// when it did not end with the message's reply). Fills `outcomes` (by recipient index) as
-    /// the server answers; an `Err` leaves the recipients without an answer undecided.
+    /// One mail transaction, leaving the session open for the next. A session kept from an
+    /// earlier transaction is reset first, and one that fails the reset is
+    /// [`DeliveryError::KeptSessionClosed`] with nothing of the message sent. Fills
+    /// `outcomes` (by recipient index) as the server answers; an `Err` leaves the recipients
+    /// without an answer undecided.
     pub(crate) async fn transact(
         &mut self,
         envelope: &Envelope,
@@ -43,10 +45,16 @@ impl Session {
         outcomes: &mut [Option<Outcome>],
     ) -> Result<(), DeliveryError> {
         let dsn = self.capabilities.has_capability(EXT_DSN);
+        let reset = std::mem::take(&mut self.kept);
         let accepted = if self.capabilities.has_capability(EXT_PIPELINING) {
-            self.envelope_pipelined(envelope, recipients, dsn, outcomes)
+            self.envelope_pipelined(envelope, recipients, dsn, reset, outcomes)
                 .await?
         } else {
+            if reset {
+                self.reset()
+                    .await
+                    .map_err(|e| DeliveryError::KeptSessionClosed(e.to_string()))?;
+            }
             self.envelope_in_turn(envelope, recipients, dsn, outcomes)
                 .await?
         };
@@ -96,23 +104,38 @@ impl Session {
         envelope: &Envelope,
         recipients: &[Recipient],
         dsn: bool,
+        reset: bool,
         outcomes: &mut [Option<Outcome>],
     ) -> Result<Option<Vec<usize>>, DeliveryError> {
-        let mut batch = self.mail_line(envelope, dsn);
+        // The reset of a kept session goes in the same batch: checking that the server is
+        // still there then costs no round trip of its own.
+        let mut batch = String::from(if reset { "RSET\r\n" } else { "" });
+        batch.push_str(&self.mail_line(envelope, dsn));
         batch.push_str("\r\n");
         for rcpt in recipients {
             batch.push_str(&rcpt_line(rcpt, dsn));
             batch.push_str("\r\n");
         }
         batch.push_str("DATA\r\n");
-        let limit = self.timeouts.mail_from.max(self.timeouts.rcpt_to);
-        let stream = &mut self.client.stream;
-        within(limit, stream.write_all(batch.as_bytes())).await??;
-        within(limit, stream.flush()).await??;
-        let replies = within(limit, self.client.read_many(recipients.len() + 2))
-            .await?
-            .map_err(mail_send_error(limit))?;
-        let [mail, rcpts @ .., data] = replies.as_slice() else {
+        let expected = recipients.len() + 2 + usize::from(reset);
+        let all = self.exchange(&batch, expected).await.map_err(|error| {
+            // Nothing was accepted before the failure: another session may carry the message.
+            if reset {
+                DeliveryError::KeptSessionClosed(error.to_string())
+            } else {
+                error
+            }
+        })?;
+        let replies = match (reset, all.split_first()) {
+            (false, _) => all.as_slice(),
+            (true, Some((rset, rest))) if rset.code / 100 == 2 => rest,
+            (true, Some((rset, _))) => {
+                let refusal = format!("RSET: {}", reply_text(rset));
+                return Err(DeliveryError::KeptSessionClosed(refusal));
+            }
+            (true, None) => return Err(DeliveryError::KeptSessionClosed("no reply".into())),
+        };
+        let [mail, rcpts @ .., data] = replies else {
             return Err(DeliveryError::Protocol(
                 "too few replies to a pipelined envelope".into(),
             ));
@@ -137,9 +160,24 @@ impl Session {
         Ok(ready_for_body(data, accepted, outcomes))
     }
 
+    /// Sends the pipelined commands of `batch` and reads their `expected` replies.
+    async fn exchange(
+        &mut self,
+        batch: &str,
+        expected: usize,
+    ) -> Result<Vec<Response<String>>, DeliveryError> {
+        let limit = self.timeouts.mail_from.max(self.timeouts.rcpt_to);
+        let stream = &mut self.client.stream;
+        within(limit, stream.write_all(batch.as_bytes())).await??;
+        within(limit, stream.flush()).await??;
+        within(limit, self.client.read_many(expected))
+            .await?
+            .map_err(mail_send_error(limit))
+    }
+
     /// RSET: the server forgets any transaction begun, and shows it is still there (a
     /// session kept for reuse may have been closed by the server meanwhile).
-    pub(crate) async fn reset(&mut self) -> Result<(), DeliveryError> {
+    async fn reset(&mut self) -> Result<(), DeliveryError> {
         let reply = self.command("RSET", self.timeouts.ehlo).await?;
         if reply.code / 100 == 2 {
             Ok(())
