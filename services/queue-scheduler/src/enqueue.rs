@@ -20,10 +20,13 @@ use futures::{StreamExt, stream};
 use tracing::Span;
 use tracing::field::{Empty, display};
 
+use crate::due_index::DueEntry;
 use crate::envelope_check;
+use crate::lease::{self, Lease};
 use crate::new_message::{Body, NewMessage};
-use crate::queue_id::MessageId;
+use crate::queue_id::{MessageId, unix_millis};
 use crate::quota::{self, QuotaExceeded};
+use crate::scheduler::Claim;
 use crate::service::Queue;
 use crate::store_failure::from_blob;
 
@@ -64,21 +67,56 @@ impl Queue {
         );
         let (id, size) = (message.id(), message.size());
         let entry = message.due_entry();
+        let due_now = entry.due_ms <= id.unix_millis();
+        // Claimed for this process's scheduler in the same transaction: its first attempt
+        // then needs no claim of its own (see `handoff`).
+        let claimant = due_now.then(|| self.handoff.claimant()).flatten();
+        let owner = claimant.map(|claimant| {
+            let lease_ms = u64::try_from(claimant.lease.as_millis()).unwrap_or(u64::MAX);
+            let expiry_ms = unix_millis(SystemTime::now()).saturating_add(lease_ms);
+            (claimant.owner, expiry_ms)
+        });
         Span::current().record("queue_id", display(id));
-        let (keys, blobs) = (self.keys.clone(), self.blobs.clone());
-        self.store
+        let (keys, blobs, writing) = (self.keys.clone(), self.blobs.clone(), message.clone());
+        let lease = self
+            .store
             .transact(move |tx| {
-                let (message, keys, blobs) = (message.clone(), keys.clone(), blobs.clone());
-                Box::pin(async move { message.write(tx, &keys, &blobs).await })
+                let (message, keys, blobs) = (writing.clone(), keys.clone(), blobs.clone());
+                let owner = owner.clone();
+                Box::pin(async move {
+                    message.write(tx, &keys, &blobs).await?;
+                    owner
+                        .map(|(owner, expiry_ms)| {
+                            lease::claim_new(tx, &keys, &id, &owner, expiry_ms)
+                        })
+                        .transpose()
+                })
             })
             .await
             .map_err(enqueue_failure)?;
         tracing::debug!(queue_id = %id, size, "message queued");
         self.metrics.enqueued();
-        if entry.due_ms <= id.unix_millis() {
-            self.push_fresh(entry);
+        match lease {
+            Some(lease) => self.hand_over(entry, lease, &message).await,
+            None if due_now => self.push_fresh(entry),
+            None => {}
         }
         Ok(id)
+    }
+
+    /// Hands the message just enqueued, claimed under `lease`, to the scheduler it was
+    /// claimed for; releases the lease if that scheduler stopped meanwhile.
+    async fn hand_over(&self, entry: DueEntry, lease: Lease, message: &NewMessage) {
+        let claim = Box::new(Claim {
+            lease,
+            message: message.stored(),
+            held: message.held_body(),
+        });
+        if let Err(claim) = self.handoff.push_claimed(entry, claim) {
+            let id = claim.message.record.id;
+            self.release_claims(vec![(id, claim.lease)]).await;
+            self.push_fresh(entry);
+        }
     }
 
     /// Reads `body`: held whole when it is small, otherwise streamed into a new blob.

@@ -84,6 +84,24 @@ pub(crate) async fn claim(
     Ok(Some((lease, takeover)))
 }
 
+/// Takes the first lease of message `id`, being written in `tx`, for `owner` until
+/// `expiry_ms`: nobody can hold a message that did not exist, so nothing is read.
+pub(crate) fn claim_new(
+    tx: &Transaction,
+    keys: &Keys,
+    id: &MessageId,
+    owner: &str,
+    expiry_ms: u64,
+) -> Result<Lease, StoreError> {
+    let lease = Lease {
+        owner: owner.to_owned(),
+        token: 1,
+        expiry_ms,
+    };
+    tx.set(&keys.lease(id), &lease.encode())?;
+    Ok(lease)
+}
+
 /// Whether `token` is still the token of message `id`'s lease. An expired lease that nobody
 /// took over still counts: nobody else can have delivered meanwhile.
 pub(crate) async fn holds(

@@ -10,8 +10,9 @@
 //! recipient domains' MX hosts, records the results and reports failures and delays to the
 //! sender (`dsn`). Enqueue enforces the queue quotas (`quota`). Schedulers divide the
 //! due-index shards through heartbeats (`membership`) and obey shared throttles (`throttle`).
-//! MX delivery applies the MTA-STS policies of recipient domains; DANE is not built yet
-//! ([`NOT_BUILT_YET`]).
+//! MX delivery applies the MTA-STS policies and DANE TLSA records of recipient domains. A
+//! message enqueued through a process with a running scheduler is handed to it at once
+//! (`handoff`).
 
 mod attempt_span;
 mod body_collection;
@@ -25,6 +26,7 @@ mod dsn;
 mod due_index;
 mod enqueue;
 mod envelope_check;
+mod handoff;
 mod index_reads;
 mod keys;
 mod lease;

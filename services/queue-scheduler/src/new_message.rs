@@ -12,10 +12,12 @@ use ferrymail_store::{StoreError, Transaction};
 
 use crate::counters::CounterDelta;
 use crate::due_index::{DueEntry, move_entry};
+use crate::handoff::HeldBody;
 use crate::keys::{Keys, blob_owner};
 use crate::queue_id::MessageId;
 use crate::quota::{self, Charge};
 use crate::record::{MessageRecord, RecipientRecord};
+use crate::stored_message::StoredMessage;
 
 /// Where a new message's body is.
 #[derive(Debug, Clone)]
@@ -125,6 +127,25 @@ impl NewMessage {
     /// Its size as delivered.
     pub(crate) fn size(&self) -> u64 {
         self.record.size
+    }
+
+    /// The message and its recipients as [`NewMessage::write`] stores them.
+    pub(crate) fn stored(&self) -> StoredMessage {
+        StoredMessage {
+            record: MessageRecord {
+                due_ms: Some(self.due_ms),
+                ..self.record.clone()
+            },
+            recipients: self.recipients.clone(),
+        }
+    }
+
+    /// Its body, when it is small enough to be kept in memory until its first attempt.
+    pub(crate) fn held_body(&self) -> Option<HeldBody> {
+        match &self.body {
+            Body::Small(small) => Some(HeldBody::new(small.chunks())),
+            Body::Streamed { .. } => None,
+        }
     }
 
     /// Writes the message in `tx`: quota charges, record, recipients, due entry, counters and

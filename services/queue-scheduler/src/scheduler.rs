@@ -2,9 +2,10 @@
 //! a lease, delivers it to its next hops and commits the results under that lease.
 //!
 //! The schedulers sharing a queue divide the shards among themselves through heartbeats
-//! (`membership`); a message enqueued through this process is attempted by this scheduler at
-//! once, whoever owns its shard, so a fresh message never waits for a poll. Message leases
-//! keep two schedulers from delivering one message at once whatever they read.
+//! (`membership`); a message enqueued through this process is claimed for this scheduler by
+//! the enqueue and attempted at once, whoever owns its shard, so a fresh message never waits
+//! for a poll (`handoff`). Message leases keep two schedulers from delivering one message at
+//! once whatever they read.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ use crate::delivery::relay::{RelayJob, deliver};
 use crate::delivery::{Outcome, TlsSettings};
 use crate::delivery_result::{CommitPolicy, Committed};
 use crate::dsn::{self, NoticeSettings};
+use crate::handoff::{Claimant, Fresh, HeldBody};
 use crate::index_reads::IndexReads;
 use crate::lease::{self, Lease};
 use crate::membership;
@@ -111,6 +113,8 @@ pub struct Claim {
     pub lease: Lease,
     /// The message and its recipients at claim time.
     pub message: StoredMessage,
+    /// The body, when the enqueue that claimed the message handed it over in memory.
+    pub(crate) held: Option<HeldBody>,
 }
 
 /// The delivery worker of one process.
@@ -168,7 +172,7 @@ impl Scheduler {
         // Kept sessions carry the old remotes' settings (credentials, TLS): start afresh.
         self.sessions.clear();
         self.mx_sessions.clear();
-        self.queue.wake.notify_one();
+        self.queue.handoff.wake.notify_one();
     }
 
     /// The queue it delivers from.
@@ -188,6 +192,10 @@ impl Scheduler {
         let mut busy: HashSet<MessageId> = HashSet::new();
         let mut beat = tokio::time::interval(self.options.heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let attached = self.queue.handoff.attach(Claimant {
+            owner: self.options.owner.clone(),
+            lease: self.options.lease,
+        });
         beat.tick().await;
         self.heartbeat().await;
         tracing::info!(owner = %self.options.owner, shards = self.owned.load().len(), "delivery started");
@@ -198,7 +206,7 @@ impl Scheduler {
         );
         loop {
             // Registered before reading, so an enqueue during the read is not missed.
-            let wake = self.queue.wake.notified();
+            let wake = self.queue.handoff.wake.notified();
             let mut wake = std::pin::pin!(wake);
             wake.as_mut().enable();
             let room = self.options.max_in_flight.saturating_sub(busy.len());
@@ -226,6 +234,10 @@ impl Scheduler {
             in_flight = in_flight.len(),
             "delivery stopping: finishing deliveries under way"
         );
+        if attached {
+            let unstarted = self.queue.handoff.detach(&self.options.owner);
+            self.queue.release_claims(unstarted).await;
+        }
         while in_flight.join_next().await.is_some() {}
         if self.options.shards.is_none()
             && let Err(error) =
@@ -285,14 +297,32 @@ impl Scheduler {
         read_index: bool,
     ) -> bool {
         let room = self.options.max_in_flight.saturating_sub(busy.len());
-        let fresh = self.queue.take_fresh();
+        let mut fresh = self.queue.handoff.take(&self.options.owner);
         if room == 0 {
             let waiting = !fresh.is_empty();
-            self.queue.keep_fresh(fresh);
+            self.queue.handoff.keep(fresh);
             return waiting;
         }
-        let mut candidates = fresh;
+        // Messages claimed by their enqueue first: the index lists them too, and a claim from
+        // there would find the lease taken.
+        fresh.sort_by_key(|f| (std::cmp::Reverse(f.entry().priority), f.entry().due_ms));
+        let mut candidates = Vec::new();
+        let mut unstarted = Vec::new();
+        for f in fresh {
+            match f {
+                Fresh::Due(entry) => candidates.push(entry),
+                claimed if busy.len() >= self.options.max_in_flight => unstarted.push(claimed),
+                claimed => {
+                    if let Err(claimed) = self.start_claimed(claimed, in_flight, busy) {
+                        unstarted.push(claimed);
+                    }
+                }
+            }
+        }
+        let waiting = !unstarted.is_empty();
+        self.queue.handoff.keep(unstarted);
         if read_index {
+            let room = self.options.max_in_flight.saturating_sub(busy.len());
             let owned = self.owned.load_full();
             match self
                 .queue
@@ -321,7 +351,7 @@ impl Scheduler {
             }
             self.start(entry.queue_id, in_flight, busy);
         }
-        false
+        waiting
     }
 
     /// Starts an attempt of message `id`, unless one is under way.
@@ -343,6 +373,37 @@ impl Scheduler {
         });
     }
 
+    /// Starts an attempt of a message its enqueue claimed; gives it back while an attempt
+    /// of the same message (started from the index before the hand-off) is under way.
+    fn start_claimed(
+        self: &Arc<Self>,
+        claimed: Fresh,
+        in_flight: &mut JoinSet<MessageId>,
+        busy: &mut HashSet<MessageId>,
+    ) -> Result<(), Fresh> {
+        let id = claimed.entry().queue_id;
+        if !busy.insert(id) {
+            return Err(claimed);
+        }
+        let this = self.clone();
+        in_flight.spawn(async move {
+            let now = SystemTime::now();
+            let attempt = match claimed {
+                Fresh::Claimed { claim, .. } => this.attempt_claimed(*claim, now).await.map(Some),
+                Fresh::Waiting { lease, .. } => match this.reclaim(&id, &lease, now).await {
+                    Ok(Some(claim)) => this.attempt_claimed(claim, now).await.map(Some),
+                    other => other.map(|_| None),
+                },
+                Fresh::Due(_) => this.attempt(&id, now).await,
+            };
+            if let Err(error) = attempt {
+                tracing::warn!(queue_id = %id, %error, "delivery attempt failed");
+            }
+            id
+        });
+        Ok(())
+    }
+
     /// One delivery attempt of message `id` at `now`: claim, deliver, commit. `Ok(None)` when
     /// the message is not due or another scheduler holds it.
     pub async fn attempt(
@@ -353,6 +414,27 @@ impl Scheduler {
         let Some(claim) = self.claim(id, now).await? else {
             return Ok(None);
         };
+        self.attempt_claimed(claim, now).await.map(Some)
+    }
+
+    /// The delivery attempt of `claim` at `now`: deliver, then commit under its lease.
+    async fn attempt_claimed(
+        &self,
+        claim: Claim,
+        now: SystemTime,
+    ) -> Result<Committed, QueueError> {
+        // A lease with less than half of its time left would expire before its first renewal.
+        let left_ms = claim.lease.expiry_ms.saturating_sub(unix_millis(now));
+        let claim = if left_ms < millis(self.options.lease) / 2 {
+            let id = claim.message.record.id;
+            match self.reclaim(&id, &claim.lease, now).await? {
+                Some(claim) => claim,
+                None => return Ok(Committed::Stale),
+            }
+        } else {
+            claim
+        };
+        let id = claim.message.record.id;
         let span = attempt_span(&claim, &self.options.owner);
         let outcomes = {
             let deliver = self.deliver(&claim, now).instrument(span.clone());
@@ -361,14 +443,51 @@ impl Scheduler {
                 outcomes = deliver => outcomes,
                 () = renew => {
                     tracing::warn!(queue_id = %id, "lease lost during delivery; its result is dropped");
-                    return Ok(Some(Committed::Stale));
+                    return Ok(Committed::Stale);
                 }
             }
         };
-        self.commit(&claim, outcomes, now)
-            .instrument(span)
+        self.commit(&claim, outcomes, now).instrument(span).await
+    }
+
+    /// Claims message `id` again under `lease`, which this scheduler still holds: renews it and
+    /// reads the message afresh. `None` if the lease was lost or the message is gone or not
+    /// due.
+    async fn reclaim(
+        &self,
+        id: &MessageId,
+        lease: &Lease,
+        now: SystemTime,
+    ) -> Result<Option<Claim>, QueueError> {
+        let (keys, id, token) = (self.queue.keys.clone(), *id, lease.token);
+        let now_ms = unix_millis(now);
+        let expiry_ms = now_ms.saturating_add(millis(self.options.lease));
+        let message = self
+            .queue
+            .store
+            .transact(move |tx| {
+                let keys = keys.clone();
+                Box::pin(async move {
+                    let Some(message) = StoredMessage::read(tx, &keys, &id).await? else {
+                        return Ok(None);
+                    };
+                    if message.record.due_ms.is_none_or(|due| due > now_ms) {
+                        return Ok(None);
+                    }
+                    let renewed = lease::renew(tx, &keys, &id, token, expiry_ms).await?;
+                    Ok::<_, StoreError>(renewed.then_some(message))
+                })
+            })
             .await
-            .map(Some)
+            .map_err(|e| from_store("claim", e))?;
+        Ok(message.map(|message| Claim {
+            lease: Lease {
+                expiry_ms,
+                ..lease.clone()
+            },
+            message,
+            held: None,
+        }))
     }
 
     /// Claims message `id` at `now` if it is due and nobody holds it.
@@ -394,9 +513,14 @@ impl Scheduler {
                         return Ok(None);
                     }
                     let lease = lease::claim(tx, &keys, &id, &owner, now_ms, expiry_ms).await?;
-                    Ok::<_, StoreError>(
-                        lease.map(|(lease, takeover)| (Claim { lease, message }, takeover)),
-                    )
+                    Ok::<_, StoreError>(lease.map(|(lease, takeover)| {
+                        let claim = Claim {
+                            lease,
+                            message,
+                            held: None,
+                        };
+                        (claim, takeover)
+                    }))
                 })
             })
             .await
@@ -541,7 +665,9 @@ impl Scheduler {
             envelope: &claim.message.record.envelope,
             recipients: &addresses,
         };
-        let body = self.queue.content(&claim.message.record);
+        let body = self
+            .queue
+            .content(&claim.message.record, claim.held.as_ref());
         let started = Instant::now();
         let outcomes = deliver(&job, &self.tls, &self.sessions, body).await;
         self.queue
@@ -598,7 +724,8 @@ impl Scheduler {
             .map(|(index, r)| (*index, r.address.clone()))
             .collect();
         let started = Instant::now();
-        let outcomes = mx::deliver(&context, recipients, || self.queue.content(record)).await;
+        let held = claim.held.as_ref();
+        let outcomes = mx::deliver(&context, recipients, || self.queue.content(record, held)).await;
         self.queue.metrics.delivery_time(None, started.elapsed());
         for (index, outcome) in &outcomes {
             self.queue.metrics.delivery(outcome);

@@ -1,8 +1,8 @@
 //! [`Queue`]: the queue model in the store, serving the `Queue` contract.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -18,14 +18,12 @@ use ferrymail_store::blob::BlobStore;
 
 use crate::counters::read_stats;
 use crate::due_index::{DueEntry, SHARDS, read_due};
+use crate::handoff::Handoff;
 use crate::keys::Keys;
 use crate::metrics::QueueMetrics;
 use crate::queue_id::{MessageId, unix_millis};
 use crate::store_failure::from_store;
 use crate::stored_message::StoredMessage;
-
-/// Most entries waiting in [`Queue::push_fresh`]'s list (40 bytes each).
-pub const MAX_FRESH: usize = 4096;
 
 /// The durable mail queue, kept in the store and shared by every process that opens it.
 ///
@@ -36,10 +34,9 @@ pub struct Queue {
     pub(crate) store: Store,
     pub(crate) blobs: BlobStore,
     pub(crate) keys: Arc<Keys>,
-    /// Wakes this process's scheduler when something becomes due at once (an enqueue).
-    pub(crate) wake: tokio::sync::Notify,
-    /// Messages enqueued through this process, for its scheduler to attempt at once.
-    fresh: std::sync::Mutex<Vec<DueEntry>>,
+    /// Messages enqueued (or retried) through this process, for its scheduler to attempt at
+    /// once.
+    pub(crate) handoff: Handoff,
     /// `queue.schedule.expire` in milliseconds, replaced on reload.
     expire_ms: AtomicU64,
     /// `queue.quota.<id>`, replaced on reload.
@@ -61,8 +58,7 @@ impl Queue {
             blobs: BlobStore::new(store.clone()),
             store,
             keys,
-            wake: tokio::sync::Notify::new(),
-            fresh: std::sync::Mutex::new(Vec::new()),
+            handoff: Handoff::default(),
             expire_ms: AtomicU64::new(0),
             quotas: ArcSwap::from_pointee(BTreeMap::new()),
             metrics,
@@ -78,29 +74,10 @@ impl Queue {
         self.quotas.store(Arc::new(config.quotas.clone()));
     }
 
-    /// Hands `entry`, a message just enqueued (or retried) and due now, to this process's
-    /// scheduler. Beyond [`MAX_FRESH`] waiting entries, the message is left to its shard's
-    /// owner, which finds it on its next read.
+    /// Hands `entry`, a message due now, to this process's scheduler, which claims it like
+    /// any other (see [`Handoff`]).
     pub(crate) fn push_fresh(&self, entry: DueEntry) {
-        let mut fresh = self.fresh.lock().unwrap_or_else(PoisonError::into_inner);
-        if fresh.len() < MAX_FRESH {
-            fresh.push(entry);
-        }
-        drop(fresh);
-        self.wake.notify_one();
-    }
-
-    /// Puts back entries taken by [`Queue::take_fresh`] that could not start yet, without
-    /// waking the scheduler (it is the one that has no room).
-    pub(crate) fn keep_fresh(&self, entries: Vec<DueEntry>) {
-        let mut fresh = self.fresh.lock().unwrap_or_else(PoisonError::into_inner);
-        let room = MAX_FRESH.saturating_sub(fresh.len());
-        fresh.extend(entries.into_iter().take(room));
-    }
-
-    /// Every message handed over by [`Queue::push_fresh`] and not yet taken.
-    pub(crate) fn take_fresh(&self) -> Vec<DueEntry> {
-        std::mem::take(&mut *self.fresh.lock().unwrap_or_else(PoisonError::into_inner))
+        self.handoff.push_due(entry);
     }
 
     /// How long a new message may stay queued.

@@ -63,7 +63,7 @@ impl Queue {
     /// A failed read quotes nothing rather than holding the notice back.
     pub(crate) async fn original(&self, record: &MessageRecord) -> Original {
         let mut content = Vec::new();
-        let mut stream = std::pin::pin!(self.content(record));
+        let mut stream = std::pin::pin!(self.content(record, None));
         while let Some(piece) = stream.next().await {
             let Ok(piece) = piece else {
                 return Original::default();

@@ -57,6 +57,11 @@ impl SmallBlob {
     pub fn size(&self) -> u64 {
         self.size
     }
+
+    /// Its content, chunk after chunk.
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.chunks
+    }
 }
 
 impl BlobStore {
