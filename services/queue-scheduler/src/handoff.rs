@@ -261,3 +261,110 @@ impl Queue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use ferrymail_rpc::queue::{
+        BodyError, BodyPart, BodyStream, Envelope, QueueService, Recipient,
+    };
+    use ferrymail_store::{Store, StoreOptions};
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn body(parts: &[&'static [u8]]) -> BodyStream {
+        let parts: Vec<Result<BodyPart, BodyError>> = parts
+            .iter()
+            .map(|part| Ok(BodyPart::Chunk(Bytes::from_static(part))))
+            .collect();
+        futures::stream::iter(parts).boxed()
+    }
+
+    /// A queue on a fresh embedded store, with scheduler `one` attached.
+    fn attached_queue() -> (Queue, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
+        let config = ferrymail_config::load_str("t.toml", "[server]\nhostname = \"h\"\n").unwrap();
+        let queue = Queue::new(store, &config.queue);
+        assert!(queue.handoff.attach(one()));
+        (queue, dir)
+    }
+
+    fn one() -> Claimant {
+        Claimant {
+            owner: "one".into(),
+            lease: Duration::from_secs(30),
+        }
+    }
+
+    fn envelope(recipients: &[&str]) -> Envelope {
+        Envelope {
+            sender: "a@example.org".into(),
+            recipients: recipients.iter().map(|r| Recipient::new(*r)).collect(),
+            ..Envelope::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_claim_handed_over_is_the_message_as_stored_and_its_lease() {
+        let (queue, _dir) = attached_queue();
+        let envelope = envelope(&["b@example.net", "c@example.net"]);
+        let wire = queue
+            .enqueue(envelope, body(&[b"Subject: x\r\n\r\n", b"hello\r\n"]))
+            .await
+            .unwrap();
+        let id = MessageId::from_wire(&wire).unwrap();
+
+        let [Fresh::Claimed { claim, .. }] = &queue.handoff.take("one")[..] else {
+            panic!("no claim handed over");
+        };
+        assert_eq!(claim.message, queue.load(&id).await.unwrap());
+        let keys = queue.keys.clone();
+        let stored = queue
+            .store
+            .transact(move |tx| {
+                let keys = keys.clone();
+                Box::pin(async move { lease::read(tx, &keys, &id).await })
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored.as_ref(), Some(&claim.lease));
+        let held: Vec<u8> = claim.held.as_ref().unwrap().chunks().concat();
+        assert_eq!(
+            held,
+            queue.blobs.read(&claim.message.record.blob).await.unwrap()
+        );
+        assert_eq!(held, b"Subject: x\r\n\r\nhello\r\n");
+    }
+
+    #[tokio::test]
+    async fn only_the_attached_scheduler_gets_claims_and_a_held_back_one_loses_its_body() {
+        let (queue, _dir) = attached_queue();
+        let two = Claimant {
+            owner: "two".into(),
+            ..one()
+        };
+        assert!(!queue.handoff.attach(two), "one is attached");
+        let envelope = envelope(&["b@example.net"]);
+        queue
+            .enqueue(envelope, body(&[b"hello\r\n"]))
+            .await
+            .unwrap();
+
+        assert!(queue.handoff.take("two").is_empty(), "not two's claim");
+        let taken = queue.handoff.take("one");
+        assert!(matches!(taken[..], [Fresh::Claimed { .. }]));
+        queue.handoff.keep(taken);
+        let kept = queue.handoff.take("one");
+        assert!(matches!(kept[..], [Fresh::Waiting { .. }]), "{kept:?}");
+        queue.handoff.keep(kept);
+        let released = queue.handoff.detach("one");
+        assert_eq!(released.len(), 1);
+        assert!(queue.handoff.take("one").is_empty());
+    }
+}
