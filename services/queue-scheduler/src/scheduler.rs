@@ -18,7 +18,7 @@ use ferrymail_config::model::queue_limits::Throttle;
 use ferrymail_config::model::remote::Remote;
 use ferrymail_dns::{DnssecResolver, MessageAuthenticator};
 use ferrymail_rpc::queue::{QueueError, Recipient};
-use ferrymail_store::StoreError;
+use ferrymail_store::{StoreError, Transaction};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -36,6 +36,7 @@ use crate::delivery_result::{CommitPolicy, Committed};
 use crate::dsn::{self, NoticeSettings};
 use crate::handoff::{Claimant, Fresh, HeldBody};
 use crate::index_reads::IndexReads;
+use crate::keys::Keys;
 use crate::lease::{self, Lease};
 use crate::membership;
 use crate::queue_id::{MessageId, unix_millis};
@@ -468,12 +469,9 @@ impl Scheduler {
             .transact(move |tx| {
                 let keys = keys.clone();
                 Box::pin(async move {
-                    let Some(message) = StoredMessage::read(tx, &keys, &id).await? else {
+                    let Some(message) = still_due(tx, &keys, &id, now_ms).await? else {
                         return Ok(None);
                     };
-                    if message.record.due_ms.is_none_or(|due| due > now_ms) {
-                        return Ok(None);
-                    }
                     let renewed = lease::renew(tx, &keys, &id, token, expiry_ms).await?;
                     Ok::<_, StoreError>(renewed.then_some(message))
                 })
@@ -505,13 +503,10 @@ impl Scheduler {
             .transact(move |tx| {
                 let (keys, owner) = (keys.clone(), owner.clone());
                 Box::pin(async move {
-                    let Some(message) = StoredMessage::read(tx, &keys, &id).await? else {
+                    // Someone else may have delivered it since the due index was read.
+                    let Some(message) = still_due(tx, &keys, &id, now_ms).await? else {
                         return Ok(None);
                     };
-                    // Someone else may have delivered it since the due index was read.
-                    if message.record.due_ms.is_none_or(|due| due > now_ms) {
-                        return Ok(None);
-                    }
                     let lease = lease::claim(tx, &keys, &id, &owner, now_ms, expiry_ms).await?;
                     Ok::<_, StoreError>(lease.map(|(lease, takeover)| {
                         let claim = Claim {
@@ -838,6 +833,17 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// Message `id` read in `tx`, if it is still queued and due at `now_ms`.
+async fn still_due(
+    tx: &Transaction,
+    keys: &Keys,
+    id: &MessageId,
+    now_ms: u64,
+) -> Result<Option<StoredMessage>, StoreError> {
+    let message = StoredMessage::read(tx, keys, id).await?;
+    Ok(message.filter(|m| m.record.due_ms.is_some_and(|due| due <= now_ms)))
 }
 
 fn settings(config: &Config) -> Settings {

@@ -46,13 +46,6 @@ async fn a_session_carries_up_to_limits_requests_messages() {
     assert_eq!(ended - probes, 2);
 }
 
-/// Asserts that the second and third messages each found their kept session closed by its
-/// check: the server hung up on two resets.
-async fn assert_checked_twice(sink: &SmtpSink, probes: usize) {
-    let ended = wait_for_sessions(sink, probes + 2).await;
-    assert_eq!(ended - probes, 2, "two kept sessions failed their reset");
-}
-
 /// Waits until smtp-sink has counted `count` ended sessions; returns its count.
 async fn wait_for_sessions(sink: &SmtpSink, count: usize) -> usize {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -63,55 +56,49 @@ async fn wait_for_sessions(sink: &SmtpSink, count: usize) -> usize {
     sink.sessions_ended()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_kept_session_the_server_closed_is_replaced() {
-    // The server hangs up on RSET: every kept session fails its check.
-    let sink = SmtpSink::start(SmtpSinkOptions {
-        disconnect_after: vec!["RSET".into()],
-        ..SmtpSinkOptions::default()
-    });
+/// Delivers three messages to a sink started with `options`, whose every kept session fails
+/// its reset: each message arrives once, and the second and third each found their kept
+/// session closed by the check (the server hung up on two resets).
+async fn kept_sessions_that_fail_their_reset_are_replaced(options: SmtpSinkOptions) {
+    let sink = SmtpSink::start(options);
     let probes = wait_for_sessions(&sink, 1).await;
     let (queue, scheduler, _dir) = lab(&sink, "");
     for n in 0..3 {
         deliver_one(&queue, &scheduler, &format!("r{n}@example.net")).await;
     }
-    assert_checked_twice(&sink, probes).await;
+    let ended = wait_for_sessions(&sink, probes + 2).await;
+    assert_eq!(ended - probes, 2, "two kept sessions failed their reset");
     // smtp-sink counts a message just after its reply: wait for the count to catch up.
     tokio::task::block_in_place(|| sink.wait_for_messages(3));
     assert_eq!(sink.received(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_kept_session_the_server_closed_is_replaced() {
+    // The server hangs up on RSET, pipelined with the envelope.
+    kept_sessions_that_fail_their_reset_are_replaced(SmtpSinkOptions {
+        disconnect_after: vec!["RSET".into()],
+        ..SmtpSinkOptions::default()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_kept_session_whose_rset_is_refused_is_replaced() {
-    // The server answers RSET `421` and hangs up: the reset pipelined with the envelope fails,
-    // and the message goes over a new session, once.
-    let sink = SmtpSink::start(SmtpSinkOptions {
+    // The server answers RSET `421` and hangs up.
+    kept_sessions_that_fail_their_reset_are_replaced(SmtpSinkOptions {
         shutdown_after: vec!["RSET".into()],
         ..SmtpSinkOptions::default()
-    });
-    let probes = wait_for_sessions(&sink, 1).await;
-    let (queue, scheduler, _dir) = lab(&sink, "");
-    for n in 0..3 {
-        deliver_one(&queue, &scheduler, &format!("r{n}@example.net")).await;
-    }
-    assert_checked_twice(&sink, probes).await;
-    tokio::task::block_in_place(|| sink.wait_for_messages(3));
-    assert_eq!(sink.received(), 3);
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_pipelining_a_kept_session_is_reset_in_turn() {
-    let sink = SmtpSink::start(SmtpSinkOptions {
+    kept_sessions_that_fail_their_reset_are_replaced(SmtpSinkOptions {
         no_pipelining: true,
         disconnect_after: vec!["RSET".into()],
         ..SmtpSinkOptions::default()
-    });
-    let probes = wait_for_sessions(&sink, 1).await;
-    let (queue, scheduler, _dir) = lab(&sink, "");
-    for n in 0..3 {
-        deliver_one(&queue, &scheduler, &format!("r{n}@example.net")).await;
-    }
-    assert_checked_twice(&sink, probes).await;
-    tokio::task::block_in_place(|| sink.wait_for_messages(3));
-    assert_eq!(sink.received(), 3);
+    })
+    .await;
 }
