@@ -20,7 +20,14 @@ use crate::tls::ServerStream;
 /// Open sessions per client address, to enforce `server.max-connections(-per-ip)`.
 #[derive(Default)]
 pub(crate) struct Connections {
-    open: Mutex<HashMap<IpAddr, usize>>,
+    open: Mutex<Open>,
+}
+
+/// Open sessions: in all, and per client address (addresses with none are removed).
+#[derive(Default)]
+struct Open {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
 }
 
 /// A slot held by one session; released on drop.
@@ -30,7 +37,7 @@ pub(crate) struct Slot {
 }
 
 impl Connections {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         self.open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -44,12 +51,12 @@ impl Connections {
         per_ip: usize,
     ) -> Option<Slot> {
         let mut open = self.lock();
-        let all: usize = open.values().sum();
-        let mine = open.get(&ip).copied().unwrap_or(0);
-        if all >= total || mine >= per_ip {
+        let mine = open.per_ip.get(&ip).copied().unwrap_or(0);
+        if open.total >= total || mine >= per_ip {
             return None;
         }
-        open.insert(ip, mine + 1);
+        open.per_ip.insert(ip, mine + 1);
+        open.total += 1;
         Some(Slot {
             connections: self.clone(),
             ip,
@@ -60,11 +67,12 @@ impl Connections {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.connections.lock();
-        if let Some(n) = open.get_mut(&self.ip) {
+        if let Some(n) = open.per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                open.remove(&self.ip);
+                open.per_ip.remove(&self.ip);
             }
+            open.total -= 1;
         }
     }
 }
@@ -179,4 +187,27 @@ async fn client_address(
         tracing::warn!(listener = %listener.id, proxy = %peer.ip(), %error, "PROXY header refused; connection closed");
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn slots_count_in_all_and_per_address_and_come_back_when_dropped() {
+        let connections = Arc::new(Connections::default());
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let first = connections.acquire(a, 3, 2).unwrap();
+        let second = connections.acquire(a, 3, 2).unwrap();
+        assert!(connections.acquire(a, 3, 2).is_none(), "two per address");
+        let third = connections.acquire(b, 3, 2).unwrap();
+        assert!(connections.acquire(b, 3, 2).is_none(), "three in all");
+        drop(first);
+        assert!(connections.acquire(b, 3, 2).is_some(), "a slot came back");
+        drop((second, third));
+        let open = connections.lock();
+        assert_eq!((open.total, open.per_ip.len()), (0, 0));
+    }
 }
