@@ -236,7 +236,8 @@ const RELEASES_PER_TRANSACTION: usize = 256;
 
 impl Queue {
     /// Ends the leases enqueues took for messages no scheduler will start here, so that the
-    /// shards' owners take them at once rather than once the leases expire.
+    /// shards' owners take them at their next read of the due index rather than once the
+    /// leases expire.
     pub(crate) async fn release_claims(&self, claims: Vec<(MessageId, Lease)>) {
         for batch in claims.chunks(RELEASES_PER_TRANSACTION) {
             let batch: Arc<[(MessageId, Lease)]> = batch.into();
