@@ -86,18 +86,10 @@ impl Committer {
             .rev()
             .take_while(|c| c.version > request.read_version)
             .chain(pending.iter());
-        for committed in newer {
-            for write in &committed.writes {
-                if request
-                    .read_conflicts
-                    .iter()
-                    .any(|read| read.intersects(write))
-                {
-                    return true;
-                }
-            }
-        }
-        false
+        let reads = ReadSet::new(&request.read_conflicts);
+        newer
+            .flat_map(|committed| committed.writes.iter())
+            .any(|write| reads.intersects(write))
     }
 
     fn commit_batch(&mut self, batch: Vec<CommitRequest>) {
@@ -173,6 +165,37 @@ impl Committer {
     }
 }
 
+/// A transaction's read ranges, ordered so that each write is checked against all of them
+/// in a binary search instead of one comparison each.
+struct ReadSet<'a> {
+    /// The ranges by their first key.
+    ranges: Vec<&'a KeyRange>,
+    /// For each position, the largest end among the ranges up to it.
+    max_end: Vec<&'a [u8]>,
+}
+
+impl<'a> ReadSet<'a> {
+    fn new(reads: &'a [KeyRange]) -> Self {
+        let mut ranges: Vec<&KeyRange> = reads.iter().collect();
+        ranges.sort_unstable_by(|a, b| a.begin.cmp(&b.begin));
+        let mut max_end: Vec<&[u8]> = Vec::with_capacity(ranges.len());
+        for range in &ranges {
+            let end = range.end.as_slice();
+            let largest = max_end.last().map_or(end, |&previous| previous.max(end));
+            max_end.push(largest);
+        }
+        Self { ranges, max_end }
+    }
+
+    /// Whether any read range shares a key with `write` ([`KeyRange::intersects`]).
+    fn intersects(&self, write: &KeyRange) -> bool {
+        // The ranges that begin before the write ends; one of them intersects it when it also
+        // ends after the write begins.
+        let before_end = self.ranges.partition_point(|r| r.begin < write.end);
+        before_end > 0 && self.max_end[before_end - 1] > write.begin.as_slice()
+    }
+}
+
 fn apply(
     table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
     mutation: &Mutation,
@@ -203,4 +226,39 @@ fn apply(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every range over the keys 0..6 (as one-byte keys), empty ones included.
+    fn ranges() -> Vec<KeyRange> {
+        let mut all = Vec::new();
+        for begin in 0u8..6 {
+            for end in 0u8..6 {
+                all.push(KeyRange::new(vec![begin], vec![end]));
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn a_read_set_finds_exactly_the_writes_some_read_intersects() {
+        let all = ranges();
+        // Every set of up to three read ranges, against every write range.
+        for (i, a) in all.iter().enumerate() {
+            for (j, b) in all.iter().enumerate().skip(i) {
+                for c in all.iter().skip(j).step_by(5) {
+                    let reads = vec![a.clone(), b.clone(), c.clone()];
+                    let set = ReadSet::new(&reads);
+                    for write in &all {
+                        let expected = reads.iter().any(|read| read.intersects(write));
+                        assert_eq!(set.intersects(write), expected, "{reads:?} {write:?}");
+                    }
+                }
+            }
+        }
+        assert!(!ReadSet::new(&[]).intersects(&all[1]), "no reads");
+    }
 }
