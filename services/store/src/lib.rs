@@ -79,9 +79,9 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the embedded store in directory `path`, durable (fsync on every commit).
+    /// Opens the embedded store in directory `path`, durable (each group commit synced to its write-ahead log).
     pub fn open_embedded(path: &Path, options: StoreOptions) -> Result<Self> {
-        let backend = embedded::EmbeddedBackend::open(path, true)?;
+        let backend = embedded::EmbeddedBackend::open(path)?;
         Ok(Self::new(Arc::new(backend), options))
     }
 

@@ -1,9 +1,14 @@
 //! The single writer: checks conflicts and commits many transactions with one fsync.
 //!
 //! Transactions queue their commit requests; the committer thread takes every request that
-//! arrived while the previous batch was being written and commits them in one redb write
-//! transaction with one fsync (group commit). Durable throughput therefore grows with the
+//! arrived while the previous batch was being written and commits them together (group
+//! commit): one record appended to the write-ahead log and synced, then one redb write
+//! transaction that is not synced itself. Durable throughput therefore grows with the
 //! number of concurrent writers instead of being capped at one fsync per commit.
+//!
+//! A checkpoint (a synced redb commit) makes everything in the log durable in redb, after
+//! which the log starts over; it runs once the log holds [`CHECKPOINT_BYTES`], once
+//! [`CHECKPOINT_INTERVAL`] has passed since the last one, and when the store closes.
 //!
 //! Conflicts are detected the way FoundationDB's resolvers do it: a transaction that read
 //! a key written by any transaction committed after its read version fails with
@@ -13,19 +18,46 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
-use std::time::Instant;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::mutation::{Mutation, add};
+use super::wal::WriteAheadLog;
 use crate::error::{Result, StoreError};
 use crate::limits::MAX_AGE;
 use crate::range::KeyRange;
 
 /// The one table every key lives in.
 pub(crate) const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+/// The store's own bookkeeping, apart from the keys users see.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The key in [`META`] of the last write-ahead log record redb holds.
+pub(crate) const APPLIED: &str = "wal-applied";
+
+/// Log bytes after which a checkpoint runs.
+const CHECKPOINT_BYTES: u64 = 16 << 20;
+/// The longest a commit stays in the log only (an hour in unit tests, which checkpoint when
+/// they mean to).
+const CHECKPOINT_INTERVAL: Duration = if cfg!(test) {
+    Duration::from_secs(3600)
+} else {
+    Duration::from_secs(1)
+};
+/// Mutation bytes one group commit takes at most, so a record stays far below its 4 GiB
+/// limit; a transaction holds at most 10 MB, so one always fits.
+const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// What the committer thread is asked to do.
+pub(crate) enum Request {
+    /// Commit a transaction.
+    Commit(CommitRequest),
+    /// Make everything committed so far durable in redb, then answer.
+    #[cfg_attr(not(test), expect(dead_code, reason = "only tests force a checkpoint"))]
+    Checkpoint(oneshot::Sender<Result<()>>),
+}
 
 /// A transaction asking to commit.
 pub(crate) struct CommitRequest {
@@ -34,6 +66,12 @@ pub(crate) struct CommitRequest {
     pub(crate) read_conflicts: Vec<KeyRange>,
     pub(crate) mutations: Vec<Mutation>,
     pub(crate) reply: oneshot::Sender<Result<()>>,
+}
+
+impl CommitRequest {
+    fn size(&self) -> usize {
+        self.mutations.iter().map(Mutation::size).sum()
+    }
 }
 
 /// Write ranges of one committed transaction.
@@ -47,22 +85,33 @@ pub(crate) struct Committer {
     db: Arc<Database>,
     version: Arc<AtomicU64>,
     log: VecDeque<Committed>,
-    durable: bool,
+    wal: WriteAheadLog,
+    /// When a checkpoint was last tried.
+    checkpointed: Instant,
+    /// Whether that try failed: a full log then waits for the interval before the next.
+    checkpoint_failed: bool,
+    /// Set when redb failed to take a batch the log already holds: the two disagree until a
+    /// restart replays the log, so nothing more is committed.
+    broken: Option<String>,
 }
 
 impl Committer {
-    /// Starts the committer thread; it ends when every sender is dropped.
+    /// Starts the committer thread; it ends, after a last checkpoint, when every sender is
+    /// dropped.
     pub(crate) fn spawn(
         db: Arc<Database>,
         version: Arc<AtomicU64>,
-        durable: bool,
-    ) -> std::io::Result<Sender<CommitRequest>> {
+        wal: WriteAheadLog,
+    ) -> std::io::Result<Sender<Request>> {
         let (sender, receiver) = std::sync::mpsc::channel();
         let committer = Committer {
             db,
             version,
             log: VecDeque::new(),
-            durable,
+            wal,
+            checkpointed: Instant::now(),
+            checkpoint_failed: false,
+            broken: None,
         };
         std::thread::Builder::new()
             .name("store-committer".into())
@@ -70,11 +119,73 @@ impl Committer {
         Ok(sender)
     }
 
-    fn run(mut self, requests: Receiver<CommitRequest>) {
-        while let Ok(first) = requests.recv() {
-            let mut batch = vec![first];
-            batch.extend(requests.try_iter());
-            self.commit_batch(batch);
+    fn run(mut self, requests: Receiver<Request>) {
+        let mut next = None;
+        loop {
+            let request = match next.take() {
+                Some(request) => request,
+                None => match requests.recv_timeout(CHECKPOINT_INTERVAL) {
+                    Ok(request) => request,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.checkpoint_logged();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            match request {
+                Request::Checkpoint(reply) => {
+                    let _ = reply.send(self.checkpoint_tried());
+                }
+                Request::Commit(first) => {
+                    let (batch, rest) = gather(first, &requests);
+                    next = rest;
+                    self.commit_batch(batch);
+                }
+            }
+            if self.checkpoint_due() {
+                self.checkpoint_logged();
+            }
+        }
+        self.checkpoint_logged();
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        let written = self.wal.written();
+        written > 0
+            && (self.checkpointed.elapsed() >= CHECKPOINT_INTERVAL
+                || (written >= CHECKPOINT_BYTES && !self.checkpoint_failed))
+    }
+
+    /// Syncs redb, which then holds every record of the log, and starts the log over.
+    fn checkpoint(&mut self) -> Result<()> {
+        if self.wal.written() == 0 {
+            return Ok(());
+        }
+        if let Some(reason) = &self.broken {
+            return Err(StoreError::Storage(reason.clone()));
+        }
+        let mut write = self.db.begin_write()?;
+        write
+            .set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        write.commit()?;
+        self.wal.start_over();
+        Ok(())
+    }
+
+    /// [`Committer::checkpoint`], remembering when and how it went.
+    fn checkpoint_tried(&mut self) -> Result<()> {
+        let result = self.checkpoint();
+        self.checkpointed = Instant::now();
+        self.checkpoint_failed = result.is_err();
+        result
+    }
+
+    fn checkpoint_logged(&mut self) {
+        if let Err(error) = self.checkpoint_tried() {
+            // The log still holds every commit: nothing is lost, it only grows.
+            tracing::error!(%error, "store checkpoint failed; the write-ahead log keeps the commits");
         }
     }
 
@@ -92,8 +203,7 @@ impl Committer {
             .any(|write| reads.intersects(write))
     }
 
-    fn commit_batch(&mut self, batch: Vec<CommitRequest>) {
-        let now = Instant::now();
+    fn forget_old_commits(&mut self, now: Instant) {
         while self
             .log
             .front()
@@ -101,68 +211,134 @@ impl Committer {
         {
             self.log.pop_front();
         }
+    }
+
+    fn commit_batch(&mut self, batch: Vec<CommitRequest>) {
+        let now = Instant::now();
+        self.forget_old_commits(now);
+        if let Some(reason) = &self.broken {
+            for request in batch {
+                let _ = request.reply.send(Err(StoreError::Storage(reason.clone())));
+            }
+            return;
+        }
         let mut version = self.version.load(Ordering::Acquire);
         let mut pending = Vec::new();
         let mut accepted = Vec::new();
-        let result = (|| -> Result<()> {
-            let mut write = self.db.begin_write()?;
-            let durability = if self.durable {
-                Durability::Immediate
-            } else {
-                Durability::None
-            };
-            write
-                .set_durability(durability)
-                .map_err(|e| StoreError::Storage(e.to_string()))?;
-            {
-                let mut table = write.open_table(KV)?;
-                for request in batch {
-                    if request.started.elapsed() > MAX_AGE {
-                        let _ = request
-                            .reply
-                            .send(Err(StoreError::TransactionTooOld(MAX_AGE)));
-                        continue;
-                    }
-                    if self.conflicts(&pending, &request) {
-                        let _ = request.reply.send(Err(StoreError::Conflict));
-                        continue;
-                    }
-                    for mutation in &request.mutations {
-                        apply(&mut table, mutation)?;
-                    }
-                    version += 1;
-                    let writes = request
-                        .mutations
-                        .iter()
-                        .map(Mutation::write_range)
-                        .collect();
-                    pending.push(Committed {
-                        version,
-                        at: now,
-                        writes,
-                    });
-                    accepted.push(request.reply);
-                }
-            }
-            write.commit()?;
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                self.version.store(version, Ordering::Release);
-                self.log.extend(pending);
-                for reply in accepted {
-                    let _ = reply.send(Ok(()));
-                }
-            }
+        let applied = self
+            .db
+            .begin_write()
+            .map_err(StoreError::from)
+            .and_then(|mut write| {
+                // The log makes the batch durable; redb is synced at checkpoints.
+                write
+                    .set_durability(Durability::None)
+                    .map_err(|e| StoreError::Storage(e.to_string()))?;
+                self.apply_batch(
+                    &write,
+                    batch,
+                    now,
+                    &mut version,
+                    &mut pending,
+                    &mut accepted,
+                )?;
+                Ok(write)
+            });
+        let write = match applied {
+            Ok(write) if !accepted.is_empty() => write,
+            Ok(_) => return, // Every request conflicted or was too old.
             Err(error) => {
                 tracing::error!(%error, "store commit failed; the batch was not committed");
-                for reply in accepted {
-                    let _ = reply.send(Err(StoreError::Storage(error.to_string())));
-                }
+                return reply_all(accepted, || Err(StoreError::Storage(error.to_string())));
             }
+        };
+        let mutations = accepted.iter().flat_map(|request| request.mutations.iter());
+        if let Err(error) = self.wal.append(mutations) {
+            // Part of the record may be on disk and replayed after a crash: say so.
+            tracing::error!(%error, "store commit failed; the batch may or may not be durable");
+            return reply_all(accepted, || Err(StoreError::CommitUnknownResult));
+        }
+        if let Err(error) = write.commit() {
+            let reason = format!("the embedded store needs a restart: {error}");
+            tracing::error!(%error, "store commit failed after its log record was written; refusing further commits until a restart replays the log");
+            self.broken = Some(reason);
+            return reply_all(accepted, || Err(StoreError::CommitUnknownResult));
+        }
+        self.version.store(version, Ordering::Release);
+        self.log.extend(pending);
+        reply_all(accepted, || Ok(()));
+    }
+
+    /// Applies each request that neither conflicts nor is too old to `write` (answering the
+    /// others), and records the log sequence the batch will carry.
+    fn apply_batch(
+        &self,
+        write: &WriteTransaction,
+        batch: Vec<CommitRequest>,
+        now: Instant,
+        version: &mut u64,
+        pending: &mut Vec<Committed>,
+        accepted: &mut Vec<CommitRequest>,
+    ) -> Result<()> {
+        let mut table = write.open_table(KV)?;
+        for request in batch {
+            if request.started.elapsed() > MAX_AGE {
+                let _ = request
+                    .reply
+                    .send(Err(StoreError::TransactionTooOld(MAX_AGE)));
+                continue;
+            }
+            if self.conflicts(pending, &request) {
+                let _ = request.reply.send(Err(StoreError::Conflict));
+                continue;
+            }
+            for mutation in &request.mutations {
+                apply(&mut table, mutation)?;
+            }
+            *version += 1;
+            let writes = request
+                .mutations
+                .iter()
+                .map(Mutation::write_range)
+                .collect();
+            pending.push(Committed {
+                version: *version,
+                at: now,
+                writes,
+            });
+            accepted.push(request);
+        }
+        write
+            .open_table(META)?
+            .insert(APPLIED, self.wal.next_sequence())?;
+        Ok(())
+    }
+}
+/// Answers every request in `requests` with `outcome()`.
+fn reply_all(requests: Vec<CommitRequest>, outcome: impl Fn() -> Result<()>) {
+    for request in requests {
+        let _ = request.reply.send(outcome());
+    }
+}
+
+/// `first` and the requests queued behind it, up to [`MAX_BATCH_BYTES`], and the request
+/// that ended the batch without joining it (a checkpoint, or one more commit than fits).
+fn gather(
+    first: CommitRequest,
+    requests: &Receiver<Request>,
+) -> (Vec<CommitRequest>, Option<Request>) {
+    let mut bytes = first.size();
+    let mut batch = vec![first];
+    while let Ok(request) = requests.try_recv() {
+        match request {
+            Request::Commit(commit) if bytes + commit.size() <= MAX_BATCH_BYTES => {
+                bytes += commit.size();
+                batch.push(commit);
+            }
+            other => return (batch, Some(other)),
         }
     }
+    (batch, None)
 }
 
 /// A transaction's read ranges, ordered so that each write is checked against all of them
@@ -196,7 +372,7 @@ impl<'a> ReadSet<'a> {
     }
 }
 
-fn apply(
+pub(crate) fn apply(
     table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
     mutation: &Mutation,
 ) -> Result<()> {

@@ -4,6 +4,7 @@
 mod committer;
 mod mutation;
 mod transaction;
+mod wal;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,35 +12,40 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 use crate::backend::{Backend, BackendTransaction};
 use crate::error::{Result, StoreError};
-use committer::{CommitRequest, Committer, KV};
+use committer::{APPLIED, Committer, KV, META, Request, apply};
 use transaction::EmbeddedTransaction;
+use wal::{Unapplied, WriteAheadLog};
 
 /// File name of the database inside the store's directory.
 const FILE_NAME: &str = "ferrymail.redb";
+/// File name of the write-ahead log beside it.
+const LOG_NAME: &str = "ferrymail.wal";
 
 pub(crate) struct EmbeddedBackend {
     db: Arc<Database>,
     version: Arc<AtomicU64>,
-    committer: Sender<CommitRequest>,
+    committer: Sender<Request>,
 }
 
 impl EmbeddedBackend {
-    /// Opens (creating if needed) the store in directory `path`.
-    pub(crate) fn open(path: &Path, durable: bool) -> Result<Self> {
+    /// Opens (creating if needed) the store in directory `path`, first replaying into redb
+    /// what the write-ahead log holds beyond it (commits since the last checkpoint before a
+    /// crash).
+    pub(crate) fn open(path: &Path) -> Result<Self> {
         std::fs::create_dir_all(path)
             .map_err(|e| StoreError::Storage(format!("cannot create {}: {e}", path.display())))?;
         let db = Database::create(path.join(FILE_NAME))?;
-        // Create the table once, so that read transactions can always open it.
-        let write = db.begin_write()?;
-        write.open_table(KV)?;
-        write.commit()?;
+        let applied = applied_sequence(&db)?;
+        let (wal, unapplied) = WriteAheadLog::open(&path.join(LOG_NAME), applied)
+            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        replay(&db, unapplied)?;
         let db = Arc::new(db);
         let version = Arc::new(AtomicU64::new(0));
-        let committer = Committer::spawn(db.clone(), version.clone(), durable)
+        let committer = Committer::spawn(db.clone(), version.clone(), wal)
             .map_err(|e| StoreError::Storage(format!("cannot start the committer: {e}")))?;
         Ok(Self {
             db,
@@ -47,6 +53,56 @@ impl EmbeddedBackend {
             committer,
         })
     }
+
+    /// Syncs redb so that it holds every commit so far without the log.
+    #[cfg(test)]
+    async fn checkpoint(&self) -> Result<()> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.committer
+            .send(Request::Checkpoint(reply))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The last log record redb holds, creating the tables of a new file (so that read
+/// transactions can always open them).
+fn applied_sequence(db: &Database) -> Result<u64> {
+    let write = db.begin_write()?;
+    write.open_table(KV)?;
+    let applied = write
+        .open_table(META)?
+        .get(APPLIED)?
+        .map_or(0, |v| v.value());
+    write.commit()?;
+    Ok(applied)
+}
+
+/// Applies the log's records that redb does not hold, in one synced redb commit.
+fn replay(db: &Database, unapplied: Unapplied) -> Result<()> {
+    if unapplied.batches.is_empty() {
+        return Ok(());
+    }
+    let mut write = db.begin_write()?;
+    write
+        .set_durability(Durability::Immediate)
+        .map_err(|e| StoreError::Storage(e.to_string()))?;
+    let mut mutations = 0;
+    {
+        let mut table = write.open_table(KV)?;
+        for mutation in unapplied.batches.iter().flatten() {
+            apply(&mut table, mutation)?;
+            mutations += 1;
+        }
+        write.open_table(META)?.insert(APPLIED, unapplied.last)?;
+    }
+    write.commit()?;
+    tracing::info!(
+        commits = unapplied.batches.len(),
+        mutations,
+        "the embedded store replayed its write-ahead log"
+    );
+    Ok(())
 }
 
 #[async_trait]
@@ -65,5 +121,109 @@ impl Backend for EmbeddedBackend {
 
     fn name(&self) -> &'static str {
         "embedded"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::decode_counter;
+
+    /// Commits `set` and one increment of the counter `b"n"` in one transaction.
+    async fn commit(backend: &EmbeddedBackend, set: &[(&[u8], &[u8])]) {
+        let transaction = backend.begin().await.unwrap();
+        for (key, value) in set {
+            transaction.set(key, value);
+        }
+        transaction.atomic_add(b"n", 1);
+        transaction.commit().await.unwrap();
+    }
+
+    async fn read(backend: &EmbeddedBackend, key: &[u8]) -> Option<Vec<u8>> {
+        backend.begin().await.unwrap().get(key).await.unwrap()
+    }
+
+    async fn counter(backend: &EmbeddedBackend) -> i64 {
+        read(backend, b"n").await.map_or(0, |v| decode_counter(&v))
+    }
+
+    /// What a crash of the process would leave on disk: the files as they are now, without
+    /// what redb holds in memory. `backend` is leaked, never closed, as a crash leaves it.
+    /// Returns two copies, each in a directory of its own: with the log, and without it.
+    fn crash(backend: EmbeddedBackend, from: &Path) -> (tempfile::TempDir, tempfile::TempDir) {
+        std::mem::forget(backend);
+        let copy = |names: &[&str]| {
+            let to = tempfile::tempdir().unwrap();
+            for name in names {
+                std::fs::copy(from.join(name), to.path().join(name)).unwrap();
+            }
+            to
+        };
+        (copy(&[FILE_NAME, LOG_NAME]), copy(&[FILE_NAME]))
+    }
+
+    #[tokio::test]
+    async fn commits_after_the_last_checkpoint_are_replayed_from_the_log_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = EmbeddedBackend::open(dir.path()).unwrap();
+        commit(&backend, &[(b"a", b"1")]).await;
+        commit(&backend, &[(b"b", b"2")]).await;
+        let (crashed, without_log) = crash(backend, dir.path());
+
+        // redb alone does not hold them: they are durable through the log only.
+        let bare = EmbeddedBackend::open(without_log.path()).unwrap();
+        assert_eq!((read(&bare, b"a").await, counter(&bare).await), (None, 0));
+
+        let replayed = EmbeddedBackend::open(crashed.path()).unwrap();
+        assert_eq!(read(&replayed, b"b").await.as_deref(), Some(&b"2"[..]));
+        assert_eq!(counter(&replayed).await, 2);
+        // The replay is synced into redb with its last record: a second crash neither needs
+        // the log nor applies it again (the counter would then be 4).
+        let (again, again_without_log) = crash(replayed, crashed.path());
+        for dir in [again, again_without_log] {
+            let reopened = EmbeddedBackend::open(dir.path()).unwrap();
+            assert_eq!(read(&reopened, b"a").await.as_deref(), Some(&b"1"[..]));
+            assert_eq!(counter(&reopened).await, 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_leaves_redb_holding_every_commit_and_the_log_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = EmbeddedBackend::open(dir.path()).unwrap();
+        for key in [b"a", b"b", b"c"] {
+            commit(&backend, &[(key, b"before")]).await;
+        }
+        backend.checkpoint().await.unwrap();
+        // Written over the start of the log; the older records after it are not replayed.
+        commit(&backend, &[(b"d", b"after")]).await;
+        let (crashed, without_log) = crash(backend, dir.path());
+
+        let bare = EmbeddedBackend::open(without_log.path()).unwrap();
+        assert_eq!(read(&bare, b"c").await.as_deref(), Some(&b"before"[..]));
+        assert_eq!((read(&bare, b"d").await, counter(&bare).await), (None, 3));
+
+        let replayed = EmbeddedBackend::open(crashed.path()).unwrap();
+        assert_eq!(read(&replayed, b"d").await.as_deref(), Some(&b"after"[..]));
+        assert_eq!(counter(&replayed).await, 4);
+    }
+
+    #[tokio::test]
+    async fn a_full_log_is_checkpointed_without_being_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = EmbeddedBackend::open(dir.path()).unwrap();
+        let value = vec![7u8; 90_000];
+        // 20 transactions of 900 kB: the log passes its 16 MiB during the 19th.
+        for n in 0u8..20 {
+            let keys: Vec<[u8; 2]> = (0..10).map(|i| [n, i]).collect();
+            let set: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (&k[..], &value[..])).collect();
+            commit(&backend, &set).await;
+        }
+        let (_, without_log) = crash(backend, dir.path());
+        let bare = EmbeddedBackend::open(without_log.path()).unwrap();
+        assert!(counter(&bare).await >= 19, "{}", counter(&bare).await);
+        assert_eq!(read(&bare, &[18, 9]).await.as_deref(), Some(&value[..]));
     }
 }

@@ -3,7 +3,7 @@
 use crate::range::KeyRange;
 
 /// One buffered write.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Mutation {
     Set(Vec<u8>, Vec<u8>),
     Clear(Vec<u8>),

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use redb::ReadOnlyTable;
 use tokio::sync::oneshot;
 
-use super::committer::CommitRequest;
+use super::committer::{CommitRequest, Request};
 use super::mutation::{Mutation, resolve};
 use crate::backend::BackendTransaction;
 use crate::error::{Result, StoreError};
@@ -36,14 +36,14 @@ pub(crate) struct EmbeddedTransaction {
     read_version: u64,
     started: Instant,
     buffered: Mutex<Buffered>,
-    committer: Sender<CommitRequest>,
+    committer: Sender<Request>,
 }
 
 impl EmbeddedTransaction {
     pub(crate) fn new(
         snapshot: ReadOnlyTable<&'static [u8], &'static [u8]>,
         read_version: u64,
-        committer: Sender<CommitRequest>,
+        committer: Sender<Request>,
     ) -> Self {
         Self {
             snapshot,
@@ -251,7 +251,7 @@ impl BackendTransaction for EmbeddedTransaction {
             reply,
         };
         self.committer
-            .send(request)
+            .send(Request::Commit(request))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
