@@ -23,6 +23,8 @@ use crate::range::KeyRange;
 
 /// The file's first bytes: its format, so a foreign or future file is refused.
 const MAGIC: &[u8; 8] = b"FMWAL\0\0\x01";
+/// Capacity of the record buffer kept between appends; a larger one is freed after use.
+const KEPT_BUFFER: usize = 1 << 20;
 /// Bytes before a record's payload.
 const HEADER: usize = 16;
 /// Bytes the checksum skips: itself.
@@ -121,13 +123,22 @@ impl WriteAheadLog {
     ) -> Result<u64, WalError> {
         let sequence = self.next;
         encode_record(&mut self.record, sequence, mutations)?;
+        let written = self.write_record();
+        let length = self.record.len() as u64;
+        if self.record.capacity() > KEPT_BUFFER {
+            self.record = Vec::new();
+        }
+        written?;
+        self.end += length;
+        self.next += 1;
+        Ok(sequence)
+    }
+
+    fn write_record(&self) -> Result<(), WalError> {
         self.file
             .write_all_at(&self.record, self.end)
             .map_err(io("write"))?;
-        self.file.sync_data().map_err(io("sync"))?;
-        self.end += self.record.len() as u64;
-        self.next += 1;
-        Ok(sequence)
+        self.file.sync_data().map_err(io("sync"))
     }
 
     /// Starts writing at the beginning again, once every record is durable in redb.
@@ -174,7 +185,8 @@ fn read_unapplied(file: &File, length: u64, applied: u64) -> Result<Unapplied, W
         }
         if sequence != unapplied.last + 1 {
             return Err(WalError::Corrupt(format!(
-                "record {sequence} follows {} but the store holds up to {applied}",
+                "record {sequence} follows {}, but the database file holds records up to \
+                 {applied} only: it is older than its log (replaced, or restored from a copy?)",
                 unapplied.last
             )));
         }
