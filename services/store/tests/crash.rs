@@ -1,6 +1,7 @@
 //! Crash safety of the embedded backend: a process committing in a loop is killed with
 //! SIGKILL; after reopening, every acknowledged commit is present and no commit is half
-//! visible.
+//! visible. The kill comes after the store has checkpointed and started its write-ahead log
+//! over, so both the synced database and the log replayed on top of it are checked.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -14,6 +15,9 @@ use ferrymail_store::{KeyRange, Store, StoreOptions, decode_counter};
 const CHILD_ENV: &str = "FERRYMAIL_STORE_CRASH_DIR";
 /// Acknowledgements to wait for before the kill: enough for many group-commit batches.
 const ACKS_BEFORE_KILL: usize = 400;
+/// How long the child commits before the kill at least: past two of the checkpoints the
+/// store makes every second.
+const RUN_BEFORE_KILL: std::time::Duration = std::time::Duration::from_millis(2_200);
 const WRITERS: u64 = 8;
 
 fn keys(store: &Store, n: u64) -> (Vec<u8>, Vec<u8>) {
@@ -87,7 +91,8 @@ async fn killed_mid_commit_loses_no_acknowledged_commit() {
         .unwrap();
     let mut acked = BTreeSet::new();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    while acked.len() < ACKS_BEFORE_KILL {
+    let started = std::time::Instant::now();
+    while acked.len() < ACKS_BEFORE_KILL || started.elapsed() < RUN_BEFORE_KILL {
         let line = lines
             .next()
             .expect("the child stopped before the kill")
