@@ -1,5 +1,6 @@
 //! The embedded backend: a durable single-node store on redb, a pure-Rust embedded
-//! database, with FoundationDB's isolation, limits and errors.
+//! database, with FoundationDB's isolation, limits and errors. Commits are made durable by
+//! a write-ahead log beside the database file (`wal`), redb being synced at checkpoints.
 
 mod committer;
 mod mutation;
