@@ -166,9 +166,7 @@ impl Committer {
             return Err(StoreError::Storage(reason.clone()));
         }
         let mut write = self.db.begin_write()?;
-        write
-            .set_durability(Durability::Immediate)
-            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        write.set_durability(Durability::Immediate)?;
         write.commit()?;
         self.wal.start_over();
         Ok(())
@@ -217,10 +215,7 @@ impl Committer {
         let now = Instant::now();
         self.forget_old_commits(now);
         if let Some(reason) = &self.broken {
-            for request in batch {
-                let _ = request.reply.send(Err(StoreError::Storage(reason.clone())));
-            }
-            return;
+            return reply_all(batch, || Err(StoreError::Storage(reason.clone())));
         }
         let mut version = self.version.load(Ordering::Acquire);
         let mut pending = Vec::new();
@@ -231,9 +226,7 @@ impl Committer {
             .map_err(StoreError::from)
             .and_then(|mut write| {
                 // The log makes the batch durable; redb is synced at checkpoints.
-                write
-                    .set_durability(Durability::None)
-                    .map_err(|e| StoreError::Storage(e.to_string()))?;
+                write.set_durability(Durability::None)?;
                 self.apply_batch(
                     &write,
                     batch,
@@ -314,6 +307,7 @@ impl Committer {
         Ok(())
     }
 }
+
 /// Answers every request in `requests` with `outcome()`.
 fn reply_all(requests: Vec<CommitRequest>, outcome: impl Fn() -> Result<()>) {
     for request in requests {
@@ -330,13 +324,15 @@ fn gather(
     let mut bytes = first.size();
     let mut batch = vec![first];
     while let Ok(request) = requests.try_recv() {
-        match request {
-            Request::Commit(commit) if bytes + commit.size() <= MAX_BATCH_BYTES => {
-                bytes += commit.size();
-                batch.push(commit);
-            }
-            other => return (batch, Some(other)),
+        let Request::Commit(commit) = request else {
+            return (batch, Some(request));
+        };
+        let size = commit.size();
+        if bytes + size > MAX_BATCH_BYTES {
+            return (batch, Some(Request::Commit(commit)));
         }
+        bytes += size;
+        batch.push(commit);
     }
     (batch, None)
 }

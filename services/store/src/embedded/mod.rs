@@ -85,9 +85,7 @@ fn replay(db: &Database, unapplied: Unapplied) -> Result<()> {
         return Ok(());
     }
     let mut write = db.begin_write()?;
-    write
-        .set_durability(Durability::Immediate)
-        .map_err(|e| StoreError::Storage(e.to_string()))?;
+    write.set_durability(Durability::Immediate)?;
     let mut mutations = 0;
     {
         let mut table = write.open_table(KV)?;
