@@ -118,6 +118,28 @@ fn family_of<'a>(series: &str, families: &'a BTreeMap<String, String>) -> Option
     })
 }
 
+/// The families the Prometheus project's OpenMetrics parser (its Python client's) reads from
+/// `text`, as `name type`, by the name each is declared under; panics when it refuses the
+/// text, as Prometheus drops a scrape that declares a family twice or puts metadata after
+/// samples.
+fn families_read_by_prometheus_client(text: &str) -> BTreeSet<String> {
+    let scrape = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(scrape.path(), text).unwrap();
+    let script = format!(
+        r#"
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+with open({path:?}) as f:
+    for family in text_string_to_metric_families(f.read()):
+        print(family.name, family.type)
+"#,
+        path = scrape.path().display().to_string(),
+    );
+    ferrymail_e2e::python(&script)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 fn send_with_smtplib(smtp: SocketAddr) {
     let script = format!(
         r#"
@@ -185,6 +207,16 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
             .any(|l| l == "queue_deliveries_total{result=\"delivered\"} 1")
     });
     let (families, samples) = parse_scrape(&text);
+    let declared: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        families_read_by_prometheus_client(&text),
+        declared,
+        "Prometheus's parser reads other families than declared in:\n{text}"
+    );
 
     let mut problems = Vec::new();
     // Catalogue → output: served with the catalogued type.
@@ -240,7 +272,7 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
     // The traffic shows in the series the dashboards are built on.
     for line in [
         "smtp_messages_received_total 1",
-        "queue_messages_total 1",
+        "queue_messages_enqueued_total 1",
         "smtp_messages_rejected_total{reason=\"unknown_user\"} 1",
         "directory_lookups_total{target=\"directory/mailboxes\",operation=\"rcpt\",result=\"yes\"} 1",
         "directory_cache_requests_total{target=\"directory/mailboxes\",level=\"local\",result=\"miss\"} 2",

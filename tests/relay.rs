@@ -99,7 +99,7 @@ s.quit()
     // The reference documents' metric names, after real traffic.
     let metrics = ferrymail_e2e::http_get(admin, "/metrics").unwrap().body;
     for line in [
-        "queue_messages_total 1",
+        "queue_messages_enqueued_total 1",
         "queue_deliveries_total{result=\"delivered\"} 1",
         "smtp_messages_received_total 1",
     ] {

@@ -3,7 +3,8 @@
 //!
 //! They count what is held: messages, body bytes and the recipients of held messages by state.
 //! Removing a message takes its recipients out of every count, so the counters are gauges (the
-//! source of the `queue_messages{state}` metric), not running totals of what ever happened.
+//! source of the `queue_messages_total` and `queue_recipients{state}` metrics), not running
+//! totals of what ever happened.
 
 use ferrymail_rpc::queue::{QueueStats, RecipientCounts, RecipientState};
 use ferrymail_store::{StoreError, Transaction, decode_counter};

@@ -1,5 +1,6 @@
 //! The Prometheus registry every role registers its metrics in, rendered as OpenMetrics text.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use prometheus_client::collector::Collector;
@@ -20,7 +21,16 @@ const COUNTER_SUFFIX: &str = "_total";
 /// metric (an atomic), which callers keep.
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    registry: Arc<Mutex<Registry>>,
+    registry: Arc<Mutex<Families>>,
+}
+
+/// The registry, with the family names registered in it.
+#[derive(Debug, Default)]
+struct Families {
+    registry: Registry,
+    /// Names as the encoder writes them in `# TYPE` lines: one family per name, since
+    /// Prometheus refuses a whole scrape that declares a name twice.
+    names: BTreeSet<String>,
 }
 
 impl Metrics {
@@ -33,15 +43,15 @@ impl Metrics {
                 ("role".to_owned(), role.to_owned()),
             ])
             .set(1);
-        let mut registry = Registry::default();
-        registry.register(
+        let metrics = Self {
+            registry: Arc::new(Mutex::new(Families::default())),
+        };
+        metrics.register(
             "ferrymail_build_info",
             "Build of the running ferrymail process; always 1",
             build_info,
         );
-        Self {
-            registry: Arc::new(Mutex::new(registry)),
-        }
+        metrics
     }
 
     /// Registers `metric` under `name`, exactly as given: no prefix is added.
@@ -50,30 +60,43 @@ impl Metrics {
     /// itself, so a trailing `_total` in `name` is dropped instead of doubled:
     /// `smtp_messages_received_total` registers a counter scraped under that same name. Keep a
     /// clone of `metric` (metrics are shared handles) to record values.
+    ///
+    /// A family name registered twice (a counter `x_total` and a gauge `x` share the family
+    /// `x`) is a bug: debug builds panic, release builds log it and serve the first only, so
+    /// that scrapes keep working.
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
-        let name = match metric.metric_type() {
+        let family = match metric.metric_type() {
             MetricType::Counter => name.strip_suffix(COUNTER_SUFFIX).unwrap_or(name),
             _ => name,
         };
+        let mut families = self.lock();
+        if !families.names.insert(family.to_owned()) {
+            debug_assert!(false, "metric family {family} registered twice ({name})");
+            tracing::error!(
+                metric = name,
+                "metric family registered twice; the second is not served"
+            );
+            return;
+        }
         // The encoder ends every help text with a period of its own.
         let help = help.trim_end_matches('.');
-        self.lock().register(name, help, metric);
+        families.registry.register(family, help, metric);
     }
 
     /// Registers a collector, for metrics computed at scrape time (a queue's depth, a cache's
     /// size) rather than recorded as they happen.
     pub fn register_collector(&self, collector: impl Collector) {
-        self.lock().register_collector(Box::new(collector));
+        self.lock().registry.register_collector(Box::new(collector));
     }
 
     /// Renders every registered metric in the OpenMetrics text format, ending in `# EOF`.
     pub fn encode(&self) -> Result<String, TelemetryError> {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.lock())?;
+        prometheus_client::encoding::text::encode(&mut out, &self.lock().registry)?;
         Ok(out)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Registry> {
+    fn lock(&self) -> MutexGuard<'_, Families> {
         // A panic elsewhere while holding the lock cannot leave the registry half-updated in a
         // way that matters for scraping, so keep serving metrics rather than failing forever.
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
@@ -136,6 +159,18 @@ mod tests {
         depth.set(7);
         let text = metrics.encode().unwrap();
         assert!(text.contains("queue_messages_total 7\n"), "{text}");
+    }
+
+    #[test]
+    #[should_panic(expected = "metric family queue_messages registered twice")]
+    fn a_family_name_is_registered_once() {
+        let metrics = Metrics::new("queue-scheduler");
+        metrics.register(
+            "queue_messages_total",
+            "Enqueued.",
+            Counter::<u64>::default(),
+        );
+        metrics.register("queue_messages", "Depth.", Gauge::<i64>::default());
     }
 
     #[test]
