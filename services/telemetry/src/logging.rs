@@ -117,7 +117,8 @@ where
         LogFormat::Json => json_subscriber::fmt::layer()
             .with_writer(writer)
             .flatten_event(true)
-            .with_current_span(true)
+            // The list ends with the current span: a `span` field would repeat it.
+            .with_current_span(false)
             .with_span_list(true)
             .boxed(),
     }
@@ -197,7 +198,6 @@ mod tests {
             "\"target\":",
             "\"message\":\"message accepted\"",
             "\"queue_id\":42",
-            "\"span\":{",
             "\"spans\":[",
             "\"name\":\"session\"",
             "\"peer\":\"192.0.2.1\"",
@@ -205,6 +205,7 @@ mod tests {
             assert!(line.contains(needle), "{needle} missing from {line}");
         }
         assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+        assert!(!line.contains("\"span\":"), "the current span twice: {line}");
     }
 
     #[test]
