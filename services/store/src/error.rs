@@ -70,6 +70,25 @@ impl StoreError {
         }
     }
 
+    /// A short, stable name of the kind of error, for metric labels and log fields.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Conflict => "conflict",
+            StoreError::TransactionTooOld(_) => "too_old",
+            StoreError::KeyTooLarge(_) => "key_too_large",
+            StoreError::ValueTooLarge(_) => "value_too_large",
+            StoreError::TransactionTooLarge(_) => "transaction_too_large",
+            StoreError::InvalidRange(_) => "invalid_range",
+            StoreError::CommitUnknownResult => "unknown_result",
+            StoreError::RetriesExhausted { .. } => "retries_exhausted",
+            StoreError::Aborted(_) => "aborted",
+            StoreError::Corrupt(_) => "corrupt",
+            StoreError::Storage(_) => "storage",
+            StoreError::Fdb { .. } => "foundationdb",
+            StoreError::Closed => "closed",
+        }
+    }
+
     /// Wraps a caller's error to abort a transaction without committing it.
     pub fn abort(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         StoreError::Aborted(error.into())

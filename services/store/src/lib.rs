@@ -18,18 +18,21 @@ mod error;
 #[cfg(feature = "fdb")]
 mod foundationdb;
 pub mod limits;
+mod observer;
 mod range;
 mod retry;
 mod transaction;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt, TryStreamExt};
 
 pub use error::{Result, StoreError};
 pub use foundationdb_tuple::{self as tuple, Subspace, TuplePack, TupleUnpack};
+pub use observer::StoreObserver;
 pub use range::{KeyRange, KeyValue, RangeOptions, RangePage, key_after};
 pub use retry::RetryPolicy;
 pub use transaction::{Transaction, decode_counter};
@@ -49,6 +52,8 @@ pub struct StoreOptions {
     /// Test mode: run every transaction closure twice, discarding the first run, to expose
     /// closures that are not idempotent under retry.
     pub run_closures_twice: bool,
+    /// Told of every transaction's outcome (metrics), if set.
+    pub observer: Option<Arc<dyn StoreObserver>>,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +62,7 @@ impl Default for StoreOptions {
             prefix: DEFAULT_PREFIX.into(),
             retry: RetryPolicy::default(),
             run_closures_twice: false,
+            observer: None,
         }
     }
 }
@@ -132,23 +138,49 @@ impl Store {
             }
             let tx = Transaction::new(self.backend.begin().await?);
             let outcome = match f(&tx).await {
-                Ok(value) => tx.commit().await.map(|()| value),
+                Ok(value) => self.commit(tx).await.map(|()| value),
                 Err(error) => Err(error),
             };
             match outcome {
                 Ok(value) => return Ok(value),
                 Err(error) if error.is_retryable() && attempt < policy.max_attempts => {
                     tracing::debug!(%error, attempt, "retrying transaction");
+                    self.observe(|o| o.retried(&error));
                     tokio::time::sleep(policy.backoff(attempt)).await;
                 }
                 Err(error) if error.is_retryable() => {
-                    return Err(StoreError::RetriesExhausted {
+                    let error = StoreError::RetriesExhausted {
                         attempts: attempt,
                         last: Box::new(error),
-                    });
+                    };
+                    self.observe(|o| o.failed(&error));
+                    return Err(error);
                 }
-                Err(error) => return Err(error),
+                Err(error) => {
+                    // An abort is the closure's answer, not a failure of the store.
+                    if !matches!(error, StoreError::Aborted(_)) {
+                        self.observe(|o| o.failed(&error));
+                    }
+                    return Err(error);
+                }
             }
+        }
+    }
+
+    /// Commits `tx`, telling the observer how long a commit with writes took.
+    async fn commit(&self, tx: Transaction) -> Result<()> {
+        let timed = self.options.observer.is_some() && tx.wrote();
+        let started = Instant::now();
+        tx.commit().await?;
+        if timed {
+            self.observe(|o| o.committed(started.elapsed()));
+        }
+        Ok(())
+    }
+
+    fn observe(&self, report: impl FnOnce(&dyn StoreObserver)) {
+        if let Some(observer) = &self.options.observer {
+            report(observer.as_ref());
         }
     }
 

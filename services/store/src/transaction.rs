@@ -1,5 +1,7 @@
 //! The transaction handed to `Store::transact` closures.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::backend::BackendTransaction;
 use crate::error::Result;
 use crate::limits::{check_key, check_value};
@@ -11,11 +13,25 @@ use crate::range::{KeyRange, KeyValue, RangeOptions, RangePage};
 /// transaction and the 5 s lifetime are checked as FoundationDB does, on reads and commit.
 pub struct Transaction {
     inner: Box<dyn BackendTransaction>,
+    /// Whether a mutation was made: only then does the commit write anything.
+    wrote: AtomicBool,
 }
 
 impl Transaction {
     pub(crate) fn new(inner: Box<dyn BackendTransaction>) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            wrote: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the transaction has mutations to commit.
+    pub(crate) fn wrote(&self) -> bool {
+        self.wrote.load(Ordering::Relaxed)
+    }
+
+    fn writing(&self) {
+        self.wrote.store(true, Ordering::Relaxed);
     }
 
     pub(crate) async fn commit(self) -> Result<()> {
@@ -64,6 +80,7 @@ impl Transaction {
     pub fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
         check_key(key)?;
         check_value(value)?;
+        self.writing();
         self.inner.set(key, value);
         Ok(())
     }
@@ -71,6 +88,7 @@ impl Transaction {
     /// Removes `key`.
     pub fn clear(&self, key: &[u8]) -> Result<()> {
         check_key(key)?;
+        self.writing();
         self.inner.clear(key);
         Ok(())
     }
@@ -80,6 +98,7 @@ impl Transaction {
         range.validate()?;
         check_key(&range.begin)?;
         check_key(&range.end)?;
+        self.writing();
         self.inner.clear_range(range);
         Ok(())
     }
@@ -88,6 +107,7 @@ impl Transaction {
     /// without a read conflict: concurrent adds never conflict with each other.
     pub fn atomic_add(&self, key: &[u8], delta: i64) -> Result<()> {
         check_key(key)?;
+        self.writing();
         self.inner.atomic_add(key, delta);
         Ok(())
     }
@@ -96,6 +116,7 @@ impl Transaction {
     pub fn compare_and_clear(&self, key: &[u8], expected: &[u8]) -> Result<()> {
         check_key(key)?;
         check_value(expected)?;
+        self.writing();
         self.inner.compare_and_clear(key, expected);
         Ok(())
     }

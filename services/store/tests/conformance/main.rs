@@ -12,5 +12,6 @@ mod atomic;
 mod blobs;
 mod conflicts;
 mod limits;
+mod observer;
 mod ordering;
 mod retry;

@@ -1,0 +1,18 @@
+//! What a store tells its owner about transactions, for metrics: the store itself knows
+//! nothing of Prometheus.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use crate::error::StoreError;
+
+/// Receives the outcome of every transaction [`crate::Store::transact`] runs. Called on the
+/// transaction's task: implementations only record (atomics), never block.
+pub trait StoreObserver: Debug + Send + Sync {
+    /// A transaction with writes committed; its commit took `took` (durable when it returns).
+    fn committed(&self, took: Duration);
+    /// An attempt failed with the retryable `error` and runs again.
+    fn retried(&self, error: &StoreError);
+    /// A transaction failed for good with `error` (its closure's own aborts are not reported).
+    fn failed(&self, error: &StoreError);
+}
