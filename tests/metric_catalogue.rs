@@ -283,6 +283,13 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
             "{line} missing from:\n{text}"
         );
     }
+    // Accepting and delivering the message committed writes, each timed.
+    let commits: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("store_commit_duration_seconds_count "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(commits >= 2, "{commits} timed commits in:\n{text}");
     let (status, _) = process.terminate();
     assert!(status.success(), "{status}");
 }

@@ -11,6 +11,7 @@ mod role;
 mod runtime;
 mod services;
 mod signals;
+mod store_metrics;
 mod store_open;
 
 use std::process::ExitCode;

@@ -1,17 +1,24 @@
 //! Opening the store named by `storage.data`.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use ferrymail_config::Config;
 use ferrymail_config::model::store::StoreBackend;
 use ferrymail_store::{Store, StoreOptions};
+use ferrymail_telemetry::Metrics;
 
-/// The data store, or `None` when `storage.data` is not set.
-pub fn open(config: &Config) -> anyhow::Result<Option<Store>> {
+use crate::store_metrics::StoreMetrics;
+
+/// The data store, its metrics registered in `metrics`, or `None` when `storage.data` is not
+/// set.
+pub fn open(config: &Config, metrics: &Metrics) -> anyhow::Result<Option<Store>> {
     let Some((id, store)) = config.data_store() else {
         return Ok(None);
     };
     let options = StoreOptions {
         prefix: store.prefix.clone(),
+        observer: Some(Arc::new(StoreMetrics::register(metrics))),
         ..StoreOptions::default()
     };
     let opened = match &store.backend {

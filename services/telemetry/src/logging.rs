@@ -205,7 +205,10 @@ mod tests {
             assert!(line.contains(needle), "{needle} missing from {line}");
         }
         assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
-        assert!(!line.contains("\"span\":"), "the current span twice: {line}");
+        assert!(
+            !line.contains("\"span\":"),
+            "the current span twice: {line}"
+        );
     }
 
     #[test]
