@@ -59,13 +59,15 @@ pub use small::{MAX_SMALL_BLOB, SmallBlob};
 
 use keys::Keys;
 
-/// Largest chunk: 64 KiB.
+/// Largest chunk: 63 KiB.
 ///
 /// FoundationDB accepts values up to 100,000 bytes but advises smaller ones (a large value is
 /// read, replicated and cached whole); tiny chunks would multiply keys and per-key overhead.
-/// 64 KiB keeps a third of the limit as headroom (for a per-chunk header should one ever be
-/// needed) and matches the power-of-two buffers that bodies arrive in.
-pub const CHUNK_SIZE: usize = 64 * 1024;
+/// Not a power of two: the embedded store's redb keeps a value larger than a page alone in a
+/// page of the next power-of-two size, its key and the page header included, so a chunk of
+/// exactly 64 KiB took a 128 KiB page. 63 KiB fills a 64 KiB page, with 1 KiB for the key.
+/// Blobs record their chunk size, so those written with another one read as before.
+pub const CHUNK_SIZE: usize = 63 * 1024;
 
 /// Chunks written per transaction: 1 MiB of values.
 ///

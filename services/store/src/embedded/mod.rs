@@ -148,6 +148,29 @@ mod tests {
         read(backend, b"n").await.map_or(0, |v| decode_counter(&v))
     }
 
+    #[tokio::test]
+    async fn a_blob_chunk_takes_one_page_of_its_size_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = EmbeddedBackend::open(dir.path()).unwrap();
+        let chunk = vec![7u8; crate::blob::CHUNK_SIZE];
+        let chunks = 64;
+        for index in 0..chunks {
+            // Keys as long as a chunk's under a store prefix of a few hundred bytes.
+            let mut key = vec![b'k'; 500];
+            key.extend_from_slice(&u32::to_be_bytes(index));
+            commit(&backend, &[(&key, &chunk)]).await;
+        }
+        backend.checkpoint().await.unwrap();
+        let stats = backend.db.begin_write().unwrap().stats().unwrap();
+        let allocated = stats.allocated_pages() * u64::try_from(stats.page_size()).unwrap();
+        let payload = u64::try_from(chunks as usize * chunk.len()).unwrap();
+        // A chunk that overflowed its page would take a page twice its size.
+        assert!(
+            allocated < payload + payload / 10,
+            "{allocated} bytes allocated for {payload} bytes of chunks"
+        );
+    }
+
     /// What a crash of the process would leave on disk: the files as they are now, without
     /// what redb holds in memory. `backend` is leaked, never closed, as a crash leaves it.
     /// Returns two copies, each in a directory of its own: with the log, and without it.
