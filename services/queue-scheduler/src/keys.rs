@@ -17,6 +17,7 @@
 //! | `("member", owner)`                   | `(expiry_ms,)`: a scheduler's heartbeat         |
 //! | `("throttle", id, group, "slot", holder)` | `(expiry_ms,)`: a delivery under way        |
 //! | `("throttle", id, group, "rate")`     | `(window_start_ms, count)`                      |
+//! | `("mta-sts", domain)`                 | `(1, record_id, expires_ms, policy)`: MTA-STS policy |
 //!
 //! Why this shape:
 //! - Recipients have a key each: delivery updates one recipient without rewriting the others,
@@ -33,7 +34,8 @@
 //!   storage team. Reading a total is one range read of `SHARDS` keys per counter.
 //! - A message's delivery lease has its own key, not a field of the record: claiming and
 //!   renewing rewrite a few bytes, and readers of the record do not conflict with renewals.
-//! - Quotas, heartbeats and throttles have subspaces of their own beside these.
+//! - Quotas, heartbeats, throttles and MTA-STS policies have subspaces of their own beside
+//!   these.
 
 use ferrymail_rpc::queue::{Priority, RecipientState};
 use ferrymail_store::{KeyRange, Subspace};
@@ -52,6 +54,7 @@ pub(crate) struct Keys {
     charged: Subspace,
     members: Subspace,
     throttles: Subspace,
+    mta_sts: Subspace,
 }
 
 impl Keys {
@@ -68,7 +71,13 @@ impl Keys {
             charged: queue.subspace(&("charged",)),
             members: queue.subspace(&("member",)),
             throttles: queue.subspace(&("throttle",)),
+            mta_sts: queue.subspace(&("mta-sts",)),
         }
+    }
+
+    /// The MTA-STS policy remembered for `domain` (lower case, no trailing dot).
+    pub(crate) fn mta_sts_policy(&self, domain: &str) -> Vec<u8> {
+        self.mta_sts.pack(&(domain,))
     }
 
     /// The record of message `id`.

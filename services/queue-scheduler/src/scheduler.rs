@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use crate::attempt_span::attempt_span;
 use crate::delivery::dane::Dane;
-use crate::delivery::mta_sts::{MtaSts, POLICY_PORT as MTA_STS_PORT};
+use crate::delivery::mta_sts::{MtaSts, POLICY_PORT as MTA_STS_PORT, SharedPolicies};
 use crate::delivery::mx::{self, MxContext};
 use crate::delivery::pool::SessionPool;
 use crate::delivery::relay::{RelayJob, deliver};
@@ -152,6 +152,7 @@ impl Scheduler {
         let mta_sts = MtaSts::new(
             &options.extra_roots,
             options.mta_sts_port,
+            SharedPolicies::new(queue.store.clone(), queue.keys.clone()),
             queue.metrics.clone(),
         );
         Self {

@@ -275,6 +275,42 @@ async fn a_cached_policy_applies_when_a_new_fetch_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_policy_one_scheduler_fetched_applies_in_another_sharing_the_store() {
+    let world = World::new(&["mta-sts.example.net"]);
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    world.publish(
+        "example.net",
+        "mx.example.net",
+        "1",
+        &policy("enforce", &["mail.example.net"]),
+    );
+    let config = config(&world.dns, sink.address().port(), "");
+    let lab = lab(&world, &config);
+    let id = enqueue(&lab.queue, &["bob@example.net"]).await;
+    let now = SystemTime::now();
+    let (_, first) = lab.attempt(&id, now).await;
+    assert!(first.starts_with("451 4.7.5 "), "{first}");
+    assert_eq!(world.fetches("example.net"), 1);
+
+    // Another scheduler on the same store (another pod, or this one restarted, with nothing
+    // in memory), while the policy host fails: the policy the first one fetched applies,
+    // and is not fetched again while the record id is unchanged.
+    world.serve("example.net", 500, "internal error\n");
+    let other = Scheduler::new(lab.queue.clone(), &config, world.scheduler_options());
+    let later = now + RETRY + Duration::from_secs(1);
+    let committed = other.attempt(&id, later).await.unwrap();
+    assert_eq!(committed, Some(Committed::Kept { live: 1 }));
+    let detail = lab.queue.get(&id.to_wire()).await.unwrap();
+    let second = detail.recipients[0].last_reply.clone().unwrap_or_default();
+    assert!(
+        second.starts_with("451 4.7.5 ") && second.contains("mail.example.net"),
+        "the remembered policy: {second}"
+    );
+    assert_eq!(world.fetches("example.net"), 1, "fetched once for both");
+    assert_eq!(sink.received(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_new_record_id_fetches_the_policy_again() {
     let world = World::new(&["mta-sts.example.net"]);
     let sink = SmtpSink::start(SmtpSinkOptions::default());

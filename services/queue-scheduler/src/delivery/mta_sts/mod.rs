@@ -3,11 +3,11 @@
 //!
 //! Before delivering to a domain, its `_mta-sts` TXT record is looked up; when it names a
 //! policy id that is not cached, the policy is fetched over HTTPS (`fetch`) and parsed
-//! (`policy`). Policies are cached by domain, in memory of this process, for their
-//! `max_age`, and fetched again when the TXT id changes; a cached policy that has not
-//! expired stands in when the lookup or the fetch fails (RFC 8461 §5.1). Each scheduler
-//! keeps its own cache: a policy costs one fetch per process and `max_age`, which is what
-//! the RFC expects of a sender.
+//! (`policy`). Policies are remembered by domain for their `max_age` (RFC 8461 §5.1), in
+//! the store (`shared`: every scheduler of the installation, and one restarted, finds what
+//! any fetched) and in this process's memory in front of it; they are fetched again when
+//! the TXT id changes, and a remembered policy that has not expired stands in when the
+//! lookup or the fetch fails.
 //!
 //! `optional` applies what domains publish, `require` delivers only to domains with an
 //! `enforce` policy, `disable` never looks. A policy that cannot be had is never a reason to
@@ -16,10 +16,11 @@
 
 mod fetch;
 mod policy;
+mod shared;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use ferrymail_config::model::outbound::{Outbound, TlsPolicy};
 use ferrymail_dns::{LookupError, MessageAuthenticator};
@@ -27,9 +28,12 @@ use rustls::pki_types::CertificateDer;
 
 use super::Outcome;
 use crate::metrics::QueueMetrics;
+use crate::queue_id::unix_millis;
 use fetch::Fetcher;
 pub use fetch::POLICY_PORT;
 pub(crate) use policy::{Mode, Policy};
+use shared::Remembered;
+pub(crate) use shared::SharedPolicies;
 
 /// Beyond this many cached domains, expired policies are dropped before another is added.
 const CACHE_SWEEP: usize = 10_000;
@@ -51,24 +55,27 @@ enum Found {
     Unavailable(String),
 }
 
-/// The policies of this process: the fetcher and the cache.
+/// The policies of this process: the fetcher, the memory cache and the store behind it.
 pub(crate) struct MtaSts {
     fetcher: Fetcher,
     cache: Mutex<HashMap<String, Cached>>,
+    shared: SharedPolicies,
     metrics: QueueMetrics,
 }
 
 impl MtaSts {
     /// Policies fetched on `port` from hosts whose certificates verify against the public
-    /// roots and `extra_roots`; outcomes counted in `metrics`.
+    /// roots and `extra_roots`, remembered in `shared`; outcomes counted in `metrics`.
     pub(crate) fn new(
         extra_roots: &[CertificateDer<'static>],
         port: u16,
+        shared: SharedPolicies,
         metrics: QueueMetrics,
     ) -> Self {
         Self {
             fetcher: Fetcher::new(extra_roots, port),
             cache: Mutex::new(HashMap::new()),
+            shared,
             metrics,
         }
     }
@@ -133,7 +140,10 @@ impl MtaSts {
     /// The domain's policy: the cached one while its record id is unchanged, a fresh one
     /// otherwise, the cached one again when a lookup or fetch fails.
     async fn find(&self, settings: &Outbound, dns: &MessageAuthenticator, domain: &str) -> Found {
-        let cached = self.cached(domain);
+        let cached = match self.cached(domain) {
+            Some(cached) => Some(cached),
+            None => self.remembered(domain).await,
+        };
         let id = match ferrymail_dns::mta_sts_id(dns, domain).await {
             Ok(id) => id,
             // RFC 8461 §5.1: a cached policy still applies when the record is gone.
@@ -155,7 +165,7 @@ impl MtaSts {
             Ok(policy) => {
                 let policy = Arc::new(policy);
                 tracing::debug!(%domain, %id, mode = policy.mode.name(), mx = %policy.patterns(), max_age = ?policy.max_age, "MTA-STS policy fetched");
-                self.store(domain, id, policy.clone());
+                self.remember(domain, id, policy.clone()).await;
                 Found::Policy(policy)
             }
             Err(error) => fallback(domain, cached, &error.to_string()),
@@ -171,9 +181,43 @@ impl MtaSts {
             .map(|entry| (entry.id.clone(), entry.policy.clone()))
     }
 
-    fn store(&self, domain: &str, id: String, policy: Arc<Policy>) {
+    /// The unexpired policy of `domain` the store remembers, and its id, now in memory too.
+    /// A store that cannot answer leaves the domain as if nothing were remembered.
+    async fn remembered(&self, domain: &str) -> Option<(String, Arc<Policy>)> {
+        let now_ms = unix_millis(SystemTime::now());
+        let found = match self.shared.get(domain, now_ms).await {
+            Ok(found) => found?,
+            Err(error) => {
+                tracing::warn!(%domain, %error, "cannot read the remembered MTA-STS policy");
+                return None;
+            }
+        };
+        let policy = Arc::new(found.policy);
+        let left = Duration::from_millis(found.expires_ms.saturating_sub(now_ms));
+        self.cache_in_memory(domain, found.id.clone(), policy.clone(), left);
+        Some((found.id, policy))
+    }
+
+    /// Remembers a policy just fetched, in memory and in the store, for its `max_age`.
+    async fn remember(&self, domain: &str, id: String, policy: Arc<Policy>) {
+        let max_age = policy.max_age;
+        self.cache_in_memory(domain, id.clone(), policy.clone(), max_age);
+        let expires_ms = unix_millis(SystemTime::now())
+            .saturating_add(u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX));
+        let remembered = Remembered {
+            id,
+            policy: Policy::clone(&policy),
+            expires_ms,
+        };
+        if let Err(error) = self.shared.put(domain, &remembered).await {
+            // This process still remembers it; others fetch it themselves.
+            tracing::warn!(%domain, %error, "cannot store the MTA-STS policy");
+        }
+    }
+
+    fn cache_in_memory(&self, domain: &str, id: String, policy: Arc<Policy>, lifetime: Duration) {
         let now = Instant::now();
-        let expires = now.checked_add(policy.max_age).unwrap_or(now);
+        let expires = now.checked_add(lifetime).unwrap_or(now);
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= CACHE_SWEEP {
             cache.retain(|_, entry| entry.expires > now);

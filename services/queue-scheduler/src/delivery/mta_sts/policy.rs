@@ -103,6 +103,16 @@ impl Policy {
         let patterns: Vec<String> = self.mx.iter().map(ToString::to_string).collect();
         patterns.join(", ")
     }
+
+    /// The policy as a policy file that [`parse`] reads back as it is.
+    pub(crate) fn to_text(&self) -> String {
+        let mx: String = self.mx.iter().map(|m| format!("mx: {m}\n")).collect();
+        format!(
+            "version: STSv1\nmode: {}\n{mx}max_age: {}\n",
+            self.mode.name(),
+            self.max_age.as_secs()
+        )
+    }
 }
 
 /// Why a policy file was refused (the domain then has no usable policy).
@@ -200,6 +210,19 @@ mod tests {
     use super::*;
 
     const ENFORCE: &str = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 86400\r\n";
+
+    #[test]
+    fn a_policy_reads_back_from_its_text() {
+        for text in [
+            ENFORCE,
+            "version: STSv1\nmode: testing\nmx: MX.Example.ORG.\nmax_age: 0\n",
+            "version: STSv1\nmode: none\nmax_age: 60\n",
+        ] {
+            let policy = parse(text).unwrap_or_else(|e| panic!("{e}"));
+            let again = parse(&policy.to_text()).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(again, policy, "{text}");
+        }
+    }
 
     #[test]
     fn the_rfc_example_parses() {

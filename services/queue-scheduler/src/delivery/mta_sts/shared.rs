@@ -1,0 +1,185 @@
+//! Policies remembered in the store beside the queue, so that every scheduler sharing it,
+//! and one that restarted, applies what any of them fetched.
+//!
+//! RFC 8461 §5.1 has a sender remember a policy for its `max_age`: that memory is what
+//! protects delivery when an attacker blocks the policy fetch and strips STARTTLS. Kept only
+//! in a process, it would be lost at every restart (and a Kubernetes pod restarts often),
+//! and every pod would fetch every policy again.
+
+use std::sync::Arc;
+
+use ferrymail_store::{Store, StoreError, tuple};
+
+use super::policy::{self, Policy};
+use crate::keys::Keys;
+
+/// Version of the stored value's layout.
+const FORMAT: u64 = 1;
+
+/// A policy as remembered: the record id it was fetched for, and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Remembered {
+    /// The `id` of the `_mta-sts` record the policy was fetched for.
+    pub id: String,
+    /// The policy.
+    pub policy: Policy,
+    /// When its `max_age` runs out (Unix milliseconds).
+    pub expires_ms: u64,
+}
+
+impl Remembered {
+    fn encode(&self) -> Vec<u8> {
+        tuple::pack(&(
+            FORMAT,
+            self.id.as_str(),
+            self.expires_ms,
+            self.policy.to_text(),
+        ))
+    }
+
+    fn decode(value: &[u8]) -> Result<Self, String> {
+        let (format, id, expires_ms, text) =
+            tuple::unpack::<(u64, String, u64, String)>(value).map_err(|e| e.to_string())?;
+        if format != FORMAT {
+            return Err(format!("format {format}"));
+        }
+        let policy = policy::parse(&text).map_err(|e| e.to_string())?;
+        Ok(Self {
+            id,
+            policy,
+            expires_ms,
+        })
+    }
+}
+
+/// The policies of the store's installation.
+pub(crate) struct SharedPolicies {
+    store: Store,
+    keys: Arc<Keys>,
+}
+
+impl SharedPolicies {
+    /// Policies kept in `store` under the queue's `keys`.
+    pub(crate) fn new(store: Store, keys: Arc<Keys>) -> Self {
+        Self { store, keys }
+    }
+
+    /// The policy remembered for `domain` if it has not expired at `now_ms`. An expired one
+    /// is forgotten; one that does not decode is logged and forgotten, as if never fetched.
+    pub(crate) async fn get(
+        &self,
+        domain: &str,
+        now_ms: u64,
+    ) -> Result<Option<Remembered>, StoreError> {
+        let key = self.keys.mta_sts_policy(&normalized(domain));
+        self.store
+            .transact(|tx| {
+                let key = key.clone();
+                Box::pin(async move {
+                    let Some(value) = tx.get(&key).await? else {
+                        return Ok(None);
+                    };
+                    match Remembered::decode(&value) {
+                        Ok(found) if found.expires_ms > now_ms => Ok(Some(found)),
+                        Ok(_) => {
+                            tx.clear(&key)?;
+                            Ok(None)
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "a remembered MTA-STS policy does not decode; it is dropped");
+                            tx.clear(&key)?;
+                            Ok(None)
+                        }
+                    }
+                })
+            })
+            .await
+    }
+
+    /// Remembers `policy` for `domain`, replacing what was there.
+    pub(crate) async fn put(&self, domain: &str, policy: &Remembered) -> Result<(), StoreError> {
+        let key = self.keys.mta_sts_policy(&normalized(domain));
+        let value = policy.encode();
+        self.store
+            .transact(|tx| {
+                let (key, value) = (key.clone(), value.clone());
+                Box::pin(async move { tx.set(&key, &value) })
+            })
+            .await
+    }
+}
+
+/// How domains are keyed: lower case, without a trailing dot.
+fn normalized(domain: &str) -> String {
+    domain.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use ferrymail_store::StoreOptions;
+
+    use super::*;
+
+    fn remembered(expires_ms: u64) -> Remembered {
+        let text = "version: STSv1\nmode: enforce\nmx: mail.example.net\nmax_age: 86400\n";
+        Remembered {
+            id: "20260101".to_owned(),
+            policy: policy::parse(text).unwrap(),
+            expires_ms,
+        }
+    }
+
+    fn shared(dir: &tempfile::TempDir) -> SharedPolicies {
+        let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
+        let keys = Arc::new(Keys::new(store.root()));
+        SharedPolicies::new(store, keys)
+    }
+
+    #[tokio::test]
+    async fn a_policy_is_found_until_it_expires_then_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let policies = shared(&dir);
+        policies
+            .put("Example.NET.", &remembered(2_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            policies.get("example.net", 1_999).await.unwrap(),
+            Some(remembered(2_000))
+        );
+        assert_eq!(policies.get("example.net", 2_000).await.unwrap(), None);
+        // Forgotten, not only hidden: an earlier time no longer finds it.
+        assert_eq!(policies.get("example.net", 1_000).await.unwrap(), None);
+        assert_eq!(policies.get("other.test", 1_000).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_value_that_does_not_decode_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let policies = shared(&dir);
+        let key = policies.keys.mta_sts_policy("example.net");
+        let bad_text = tuple::pack(&(FORMAT, "1", 5_000u64, "version: STSv1\nmode: maybe\n"));
+        for value in [b"garbage".to_vec(), tuple::pack(&(7u64,)), bad_text] {
+            policies
+                .store
+                .transact(|tx| {
+                    let (key, value) = (key.clone(), value.clone());
+                    Box::pin(async move { tx.set(&key, &value) })
+                })
+                .await
+                .unwrap();
+            assert_eq!(policies.get("example.net", 1_000).await.unwrap(), None);
+        }
+        let left = policies
+            .store
+            .transact(|tx| {
+                let key = key.clone();
+                Box::pin(async move { tx.get(&key).await })
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, None);
+    }
+}
