@@ -85,6 +85,21 @@ impl World {
     }
 }
 
+/// example.net, received at mx.example.net (an smtp-sink), with record id 1 and an
+/// enforced policy naming only mail.example.net: while that policy applies, every attempt
+/// fails with `451 4.7.5`; without it, the mail goes to the sink.
+fn refusing_world() -> (World, SmtpSink) {
+    let world = World::new(&["mta-sts.example.net"]);
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    world.publish(
+        "example.net",
+        "mx.example.net",
+        "1",
+        &policy("enforce", &["mail.example.net"]),
+    );
+    (world, sink)
+}
+
 /// `_mta-sts.<domain>` with `id`, and the policy host's address.
 fn publish_record(dns: &FakeDns, domain: &str, id: &str) {
     dns.add_txt(&format!("_mta-sts.{domain}"), &format!("v=STSv1; id={id};"));
@@ -239,14 +254,7 @@ async fn a_testing_policy_delivers_as_usual_and_counts_what_it_would_refuse() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cached_policy_applies_when_a_new_fetch_fails() {
-    let world = World::new(&["mta-sts.example.net"]);
-    let sink = SmtpSink::start(SmtpSinkOptions::default());
-    world.publish(
-        "example.net",
-        "mx.example.net",
-        "1",
-        &policy("enforce", &["mail.example.net"]),
-    );
+    let (world, sink) = refusing_world();
     let lab = lab(&world, &config(&world.dns, sink.address().port(), ""));
     let id = enqueue(&lab.queue, &["bob@example.net"]).await;
     let now = SystemTime::now();
@@ -276,14 +284,7 @@ async fn a_cached_policy_applies_when_a_new_fetch_fails() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_one_scheduler_fetched_applies_in_another_sharing_the_store() {
-    let world = World::new(&["mta-sts.example.net"]);
-    let sink = SmtpSink::start(SmtpSinkOptions::default());
-    world.publish(
-        "example.net",
-        "mx.example.net",
-        "1",
-        &policy("enforce", &["mail.example.net"]),
-    );
+    let (world, sink) = refusing_world();
     let config = config(&world.dns, sink.address().port(), "");
     let lab = lab(&world, &config);
     let id = enqueue(&lab.queue, &["bob@example.net"]).await;
@@ -312,14 +313,7 @@ async fn a_policy_one_scheduler_fetched_applies_in_another_sharing_the_store() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_record_id_fetches_the_policy_again() {
-    let world = World::new(&["mta-sts.example.net"]);
-    let sink = SmtpSink::start(SmtpSinkOptions::default());
-    world.publish(
-        "example.net",
-        "mx.example.net",
-        "1",
-        &policy("enforce", &["mail.example.net"]),
-    );
+    let (world, sink) = refusing_world();
     let lab = lab(&world, &config(&world.dns, sink.address().port(), ""));
     let id = enqueue(&lab.queue, &["bob@example.net"]).await;
     let now = SystemTime::now();
@@ -384,14 +378,7 @@ async fn require_defers_domains_without_an_enforced_policy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unavailable_policy_is_skipped_in_optional_and_defers_in_require() {
     // One domain's policy host answers 503, the other's record lookup fails (SERVFAIL).
-    let world = World::new(&["mta-sts.example.net"]);
-    let sink = SmtpSink::start(SmtpSinkOptions::default());
-    world.publish(
-        "example.net",
-        "mx.example.net",
-        "1",
-        &policy("enforce", &["mail.example.net"]),
-    );
+    let (world, sink) = refusing_world();
     world.serve("example.net", 503, "unavailable\n");
     world.dns.add_mx("servfail.test", 10, "mx.example.net");
     world.dns.fail("_mta-sts.servfail.test");
@@ -422,14 +409,7 @@ async fn an_unavailable_policy_is_skipped_in_optional_and_defers_in_require() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn disable_never_looks_for_a_policy() {
-    let world = World::new(&["mta-sts.example.net"]);
-    let sink = SmtpSink::start(SmtpSinkOptions::default());
-    world.publish(
-        "example.net",
-        "mx.example.net",
-        "1",
-        &policy("enforce", &["mail.example.net"]),
-    );
+    let (world, sink) = refusing_world();
     let extra = "[queue.outbound.tls]\nmta-sts = \"disable\"\n";
     let lab = lab(&world, &config(&world.dns, sink.address().port(), extra));
     let id = enqueue(&lab.queue, &["bob@example.net"]).await;
