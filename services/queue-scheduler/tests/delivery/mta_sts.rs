@@ -85,17 +85,17 @@ impl World {
     }
 }
 
-/// example.net, received at mx.example.net (an smtp-sink), with record id 1 and an
-/// enforced policy naming only mail.example.net: while that policy applies, every attempt
+/// example.net, received at mx.example.net (an smtp-sink), with record id 1 and a policy
+/// in `mode` naming only mail.example.net: while an enforced one applies, every attempt
 /// fails with `451 4.7.5`; without it, the mail goes to the sink.
-fn refusing_world() -> (World, SmtpSink) {
+fn world_naming_another_mx(mode: &str) -> (World, SmtpSink) {
     let world = World::new(&["mta-sts.example.net"]);
     let sink = SmtpSink::start(SmtpSinkOptions::default());
     world.publish(
         "example.net",
         "mx.example.net",
         "1",
-        &policy("enforce", &["mail.example.net"]),
+        &policy(mode, &["mail.example.net"]),
     );
     (world, sink)
 }
@@ -235,14 +235,7 @@ async fn an_enforced_policy_refuses_a_certificate_not_valid_for_the_mx() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_testing_policy_delivers_as_usual_and_counts_what_it_would_refuse() {
-    let world = World::new(&["mta-sts.example.net"]);
-    let sink = SmtpSink::start(SmtpSinkOptions::default());
-    world.publish(
-        "example.net",
-        "mx.example.net",
-        "1",
-        &policy("testing", &["mail.example.net"]),
-    );
+    let (world, sink) = world_naming_another_mx("testing");
     let lab = lab(&world, &config(&world.dns, sink.address().port(), ""));
     let id = enqueue(&lab.queue, &["bob@example.net"]).await;
     let (committed, reply) = lab.attempt(&id, SystemTime::now()).await;
@@ -254,7 +247,7 @@ async fn a_testing_policy_delivers_as_usual_and_counts_what_it_would_refuse() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cached_policy_applies_when_a_new_fetch_fails() {
-    let (world, sink) = refusing_world();
+    let (world, sink) = world_naming_another_mx("enforce");
     let lab = lab(&world, &config(&world.dns, sink.address().port(), ""));
     let id = enqueue(&lab.queue, &["bob@example.net"]).await;
     let now = SystemTime::now();
@@ -284,7 +277,7 @@ async fn a_cached_policy_applies_when_a_new_fetch_fails() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_one_scheduler_fetched_applies_in_another_sharing_the_store() {
-    let (world, sink) = refusing_world();
+    let (world, sink) = world_naming_another_mx("enforce");
     let config = config(&world.dns, sink.address().port(), "");
     let lab = lab(&world, &config);
     let id = enqueue(&lab.queue, &["bob@example.net"]).await;
@@ -313,7 +306,7 @@ async fn a_policy_one_scheduler_fetched_applies_in_another_sharing_the_store() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_record_id_fetches_the_policy_again() {
-    let (world, sink) = refusing_world();
+    let (world, sink) = world_naming_another_mx("enforce");
     let lab = lab(&world, &config(&world.dns, sink.address().port(), ""));
     let id = enqueue(&lab.queue, &["bob@example.net"]).await;
     let now = SystemTime::now();
@@ -378,7 +371,7 @@ async fn require_defers_domains_without_an_enforced_policy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unavailable_policy_is_skipped_in_optional_and_defers_in_require() {
     // One domain's policy host answers 503, the other's record lookup fails (SERVFAIL).
-    let (world, sink) = refusing_world();
+    let (world, sink) = world_naming_another_mx("enforce");
     world.serve("example.net", 503, "unavailable\n");
     world.dns.add_mx("servfail.test", 10, "mx.example.net");
     world.dns.fail("_mta-sts.servfail.test");
@@ -409,7 +402,7 @@ async fn an_unavailable_policy_is_skipped_in_optional_and_defers_in_require() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn disable_never_looks_for_a_policy() {
-    let (world, sink) = refusing_world();
+    let (world, sink) = world_naming_another_mx("enforce");
     let extra = "[queue.outbound.tls]\nmta-sts = \"disable\"\n";
     let lab = lab(&world, &config(&world.dns, sink.address().port(), extra));
     let id = enqueue(&lab.queue, &["bob@example.net"]).await;
