@@ -87,7 +87,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens the embedded store in directory `path`, durable (each group commit synced to its write-ahead log).
     pub fn open_embedded(path: &Path, options: StoreOptions) -> Result<Self> {
-        let backend = embedded::EmbeddedBackend::open(path)?;
+        let backend = embedded::EmbeddedBackend::open(path, options.observer.clone())?;
         Ok(Self::new(Arc::new(backend), options))
     }
 

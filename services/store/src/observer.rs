@@ -15,4 +15,7 @@ pub trait StoreObserver: Debug + Send + Sync {
     fn retried(&self, error: &StoreError);
     /// A transaction failed for good with `error` (its closure's own aborts are not reported).
     fn failed(&self, error: &StoreError);
+    /// The embedded store synced its write-ahead log: once per group commit that held a
+    /// transaction whose durability was not relaxed. FoundationDB does not report this.
+    fn log_synced(&self) {}
 }

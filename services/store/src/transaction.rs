@@ -112,6 +112,17 @@ impl Transaction {
         Ok(())
     }
 
+    /// Lets the commit answer before its writes are durable, for writes whose loss in a crash
+    /// only repeats work (a delivery result: the delivery is tried again).
+    ///
+    /// The embedded store then appends the commit to its log without waiting for the disk;
+    /// the next durable commit or checkpoint (within a second) syncs it. Its log is written in
+    /// order, so a durable commit that saw these writes makes them durable too: a crash can
+    /// only lose a suffix of relaxed commits. FoundationDB commits durably anyway.
+    pub fn relax_durability(&self) {
+        self.inner.relax_durability();
+    }
+
     /// Removes `key` at commit time if its value is then `expected`, without a read conflict.
     pub fn compare_and_clear(&self, key: &[u8], expected: &[u8]) -> Result<()> {
         check_key(key)?;

@@ -4,7 +4,9 @@
 //! arrived while the previous batch was being written and commits them together (group
 //! commit): one record appended to the write-ahead log and synced, then one redb write
 //! transaction that is not synced itself. Durable throughput therefore grows with the
-//! number of concurrent writers instead of being capped at one fsync per commit.
+//! number of concurrent writers instead of being capped at one fsync per commit. A batch of
+//! relaxed commits only ([`crate::Transaction::relax_durability`]) is appended without the
+//! sync: the next synced record or checkpoint makes it durable with everything before it.
 //!
 //! A checkpoint (a synced redb commit) makes everything in the log durable in redb, after
 //! which the log starts over; it runs once the log holds [`CHECKPOINT_BYTES`], once
@@ -28,6 +30,7 @@ use super::mutation::{Mutation, add};
 use super::wal::WriteAheadLog;
 use crate::error::{Result, StoreError};
 use crate::limits::MAX_AGE;
+use crate::observer::StoreObserver;
 use crate::range::KeyRange;
 
 /// The one table every key lives in.
@@ -65,6 +68,8 @@ pub(crate) struct CommitRequest {
     pub(crate) started: Instant,
     pub(crate) read_conflicts: Vec<KeyRange>,
     pub(crate) mutations: Vec<Mutation>,
+    /// Whether the answer waits until the commit is durable (false: relaxed).
+    pub(crate) durable: bool,
     pub(crate) reply: oneshot::Sender<Result<()>>,
 }
 
@@ -93,6 +98,8 @@ pub(crate) struct Committer {
     /// Set when redb failed to take a batch the log already holds: the two disagree until a
     /// restart replays the log, so nothing more is committed.
     broken: Option<String>,
+    /// Told of each log sync.
+    observer: Option<Arc<dyn StoreObserver>>,
 }
 
 impl Committer {
@@ -102,6 +109,7 @@ impl Committer {
         db: Arc<Database>,
         version: Arc<AtomicU64>,
         wal: WriteAheadLog,
+        observer: Option<Arc<dyn StoreObserver>>,
     ) -> std::io::Result<Sender<Request>> {
         let (sender, receiver) = std::sync::mpsc::channel();
         let committer = Committer {
@@ -112,6 +120,7 @@ impl Committer {
             checkpointed: Instant::now(),
             checkpoint_failed: false,
             broken: None,
+            observer,
         };
         std::thread::Builder::new()
             .name("store-committer".into())
@@ -246,10 +255,14 @@ impl Committer {
             }
         };
         let mutations = accepted.iter().flat_map(|request| request.mutations.iter());
-        if let Err(error) = self.wal.append(mutations) {
+        let sync = accepted.iter().any(|request| request.durable);
+        if let Err(error) = self.wal.append(mutations, sync) {
             // Part of the record may be on disk and replayed after a crash: say so.
             tracing::error!(%error, "store commit failed; the batch may or may not be durable");
             return reply_all(accepted, || Err(StoreError::CommitUnknownResult));
+        }
+        if let (true, Some(observer)) = (sync, &self.observer) {
+            observer.log_synced();
         }
         if let Err(error) = write.commit() {
             let reason = format!("the embedded store needs a restart: {error}");

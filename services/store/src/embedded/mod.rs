@@ -17,6 +17,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 use crate::backend::{Backend, BackendTransaction};
 use crate::error::{Result, StoreError};
+use crate::observer::StoreObserver;
 use committer::{APPLIED, Committer, KV, META, Request, apply};
 use transaction::EmbeddedTransaction;
 use wal::{Unapplied, WriteAheadLog};
@@ -35,8 +36,8 @@ pub(crate) struct EmbeddedBackend {
 impl EmbeddedBackend {
     /// Opens (creating if needed) the store in directory `path`, first replaying into redb
     /// what the write-ahead log holds beyond it (commits since the last checkpoint before a
-    /// crash).
-    pub(crate) fn open(path: &Path) -> Result<Self> {
+    /// crash). `observer` hears of each log sync.
+    pub(crate) fn open(path: &Path, observer: Option<Arc<dyn StoreObserver>>) -> Result<Self> {
         std::fs::create_dir_all(path)
             .map_err(|e| StoreError::Storage(format!("cannot create {}: {e}", path.display())))?;
         let db = Database::create(path.join(FILE_NAME))?;
@@ -46,7 +47,7 @@ impl EmbeddedBackend {
         replay(&db, unapplied)?;
         let db = Arc::new(db);
         let version = Arc::new(AtomicU64::new(0));
-        let committer = Committer::spawn(db.clone(), version.clone(), wal)
+        let committer = Committer::spawn(db.clone(), version.clone(), wal, observer)
             .map_err(|e| StoreError::Storage(format!("cannot start the committer: {e}")))?;
         Ok(Self {
             db,
@@ -149,9 +150,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_relaxed_commit_survives_a_crash_of_the_process() {
+        // Answered before any sync, its log record is already in the file: only a crash of
+        // the machine, losing what the kernel had not written, can undo it.
+        let dir = tempfile::tempdir().unwrap();
+        let backend = EmbeddedBackend::open(dir.path(), None).unwrap();
+        let transaction = backend.begin().await.unwrap();
+        transaction.set(b"relaxed", b"1");
+        transaction.relax_durability();
+        transaction.commit().await.unwrap();
+        let (crashed, _) = crash(backend, dir.path());
+        let replayed = EmbeddedBackend::open(crashed.path(), None).unwrap();
+        assert_eq!(
+            read(&replayed, b"relaxed").await.as_deref(),
+            Some(&b"1"[..])
+        );
+    }
+
+    #[tokio::test]
     async fn a_blob_chunk_takes_one_page_of_its_size_on_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = EmbeddedBackend::open(dir.path()).unwrap();
+        let backend = EmbeddedBackend::open(dir.path(), None).unwrap();
         let chunk = vec![7u8; crate::blob::CHUNK_SIZE];
         let chunks = 64;
         for index in 0..chunks {
@@ -189,23 +208,23 @@ mod tests {
     #[tokio::test]
     async fn commits_after_the_last_checkpoint_are_replayed_from_the_log_once() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = EmbeddedBackend::open(dir.path()).unwrap();
+        let backend = EmbeddedBackend::open(dir.path(), None).unwrap();
         commit(&backend, &[(b"a", b"1")]).await;
         commit(&backend, &[(b"b", b"2")]).await;
         let (crashed, without_log) = crash(backend, dir.path());
 
         // redb alone does not hold them: they are durable through the log only.
-        let bare = EmbeddedBackend::open(without_log.path()).unwrap();
+        let bare = EmbeddedBackend::open(without_log.path(), None).unwrap();
         assert_eq!((read(&bare, b"a").await, counter(&bare).await), (None, 0));
 
-        let replayed = EmbeddedBackend::open(crashed.path()).unwrap();
+        let replayed = EmbeddedBackend::open(crashed.path(), None).unwrap();
         assert_eq!(read(&replayed, b"b").await.as_deref(), Some(&b"2"[..]));
         assert_eq!(counter(&replayed).await, 2);
         // The replay is synced into redb with its last record: a second crash neither needs
         // the log nor applies it again (the counter would then be 4).
         let (again, again_without_log) = crash(replayed, crashed.path());
         for dir in [again, again_without_log] {
-            let reopened = EmbeddedBackend::open(dir.path()).unwrap();
+            let reopened = EmbeddedBackend::open(dir.path(), None).unwrap();
             assert_eq!(read(&reopened, b"a").await.as_deref(), Some(&b"1"[..]));
             assert_eq!(counter(&reopened).await, 2);
         }
@@ -214,7 +233,7 @@ mod tests {
     #[tokio::test]
     async fn a_checkpoint_leaves_redb_holding_every_commit_and_the_log_starts_over() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = EmbeddedBackend::open(dir.path()).unwrap();
+        let backend = EmbeddedBackend::open(dir.path(), None).unwrap();
         for key in [b"a", b"b", b"c"] {
             commit(&backend, &[(key, b"before")]).await;
         }
@@ -223,11 +242,11 @@ mod tests {
         commit(&backend, &[(b"d", b"after")]).await;
         let (crashed, without_log) = crash(backend, dir.path());
 
-        let bare = EmbeddedBackend::open(without_log.path()).unwrap();
+        let bare = EmbeddedBackend::open(without_log.path(), None).unwrap();
         assert_eq!(read(&bare, b"c").await.as_deref(), Some(&b"before"[..]));
         assert_eq!((read(&bare, b"d").await, counter(&bare).await), (None, 3));
 
-        let replayed = EmbeddedBackend::open(crashed.path()).unwrap();
+        let replayed = EmbeddedBackend::open(crashed.path(), None).unwrap();
         assert_eq!(read(&replayed, b"d").await.as_deref(), Some(&b"after"[..]));
         assert_eq!(counter(&replayed).await, 4);
     }
@@ -235,7 +254,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_log_is_checkpointed_without_being_asked() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = EmbeddedBackend::open(dir.path()).unwrap();
+        let backend = EmbeddedBackend::open(dir.path(), None).unwrap();
         let value = vec![7u8; 90_000];
         // 20 transactions of 900 kB: the log passes its 16 MiB during the 19th.
         for n in 0u8..20 {
@@ -244,7 +263,7 @@ mod tests {
             commit(&backend, &set).await;
         }
         let (_, without_log) = crash(backend, dir.path());
-        let bare = EmbeddedBackend::open(without_log.path()).unwrap();
+        let bare = EmbeddedBackend::open(without_log.path(), None).unwrap();
         assert!(counter(&bare).await >= 19, "{}", counter(&bare).await);
         assert_eq!(read(&bare, &[18, 9]).await.as_deref(), Some(&value[..]));
     }

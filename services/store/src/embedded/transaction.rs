@@ -29,6 +29,8 @@ type RangeEntry<'a> = std::result::Result<
 struct Buffered {
     mutations: Vec<Mutation>,
     read_conflicts: Vec<KeyRange>,
+    /// Whether the commit may answer before its log record is synced.
+    relaxed: bool,
 }
 
 pub(crate) struct EmbeddedTransaction {
@@ -226,6 +228,10 @@ impl BackendTransaction for EmbeddedTransaction {
         self.push(Mutation::CompareAndClear(key.to_vec(), expected.to_vec()));
     }
 
+    fn relax_durability(&self) {
+        self.buffered().relaxed = true;
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         self.check_age()?;
         let buffered = std::mem::take(&mut *self.buffered());
@@ -248,6 +254,7 @@ impl BackendTransaction for EmbeddedTransaction {
             started: self.started,
             read_conflicts: buffered.read_conflicts,
             mutations: buffered.mutations,
+            durable: !buffered.relaxed,
             reply,
         };
         self.committer

@@ -115,15 +115,17 @@ impl WriteAheadLog {
         self.end - MAGIC.len() as u64
     }
 
-    /// Appends one record holding `mutations` and waits until it is on disk. On error
-    /// nothing advances: the next append overwrites whatever part of it was written.
+    /// Appends one record holding `mutations` and, with `sync`, waits until it is on disk
+    /// with every record before it. On error nothing advances: the next append overwrites
+    /// whatever part of it was written.
     pub(crate) fn append<'a>(
         &mut self,
         mutations: impl IntoIterator<Item = &'a Mutation>,
+        sync: bool,
     ) -> Result<u64, WalError> {
         let sequence = self.next;
         encode_record(&mut self.record, sequence, mutations)?;
-        let written = self.write_record();
+        let written = self.write_record(sync);
         let length = self.record.len() as u64;
         if self.record.capacity() > KEPT_BUFFER {
             self.record = Vec::new();
@@ -134,11 +136,14 @@ impl WriteAheadLog {
         Ok(sequence)
     }
 
-    fn write_record(&self) -> Result<(), WalError> {
+    fn write_record(&self, sync: bool) -> Result<(), WalError> {
         self.file
             .write_all_at(&self.record, self.end)
             .map_err(io("write"))?;
-        self.file.sync_data().map_err(io("sync"))
+        if sync {
+            self.file.sync_data().map_err(io("sync"))?;
+        }
+        Ok(())
     }
 
     /// Starts writing at the beginning again, once every record is durable in redb.
@@ -369,7 +374,7 @@ mod tests {
         let (mut log, unapplied) = WriteAheadLog::open(&dir.path().join("log"), 0).unwrap();
         assert!(unapplied.batches.is_empty());
         for n in 1..=records {
-            assert_eq!(log.append(&every_kind(n)).unwrap(), u64::from(n));
+            assert_eq!(log.append(&every_kind(n), true).unwrap(), u64::from(n));
         }
         dir
     }
@@ -448,7 +453,7 @@ mod tests {
         let (mut log, _) = reopen(&dir, 4).unwrap();
         log.start_over();
         // One short record now sits before what is left of records 1 to 4.
-        assert_eq!(log.append(&[Mutation::Clear(vec![9])]).unwrap(), 5);
+        assert_eq!(log.append(&[Mutation::Clear(vec![9])], true).unwrap(), 5);
         let (_, unapplied) = reopen(&dir, 4).unwrap();
         assert_eq!(unapplied.batches, vec![vec![Mutation::Clear(vec![9])]]);
         assert_eq!(unapplied.last, 5);
@@ -469,11 +474,11 @@ mod tests {
             record: Vec::new(),
         };
         assert!(matches!(
-            broken.append([&mutation]),
+            broken.append([&mutation], true),
             Err(WalError::Io { .. })
         ));
         assert_eq!((broken.written(), broken.next_sequence()), (written, 2));
-        assert_eq!(log.append([&mutation]).unwrap(), 2);
+        assert_eq!(log.append([&mutation], true).unwrap(), 2);
     }
 
     #[test]
@@ -483,7 +488,7 @@ mod tests {
         let (mut log, _) = reopen(&dir, 3).unwrap();
         log.start_over();
         log.next = 10;
-        log.append(&every_kind(10)).unwrap();
+        log.append(&every_kind(10), true).unwrap();
         let error = reopen(&dir, 3).err().unwrap();
         assert!(matches!(error, WalError::Corrupt(_)), "{error}");
         assert!(error.to_string().contains("record 10"), "{error}");
@@ -528,7 +533,7 @@ mod tests {
         std::fs::write(dir.path().join("log"), &MAGIC[..3]).unwrap();
         let (mut log, unapplied) = reopen(&dir, 7).unwrap();
         assert!(unapplied.batches.is_empty());
-        assert_eq!(log.append(&every_kind(8)).unwrap(), 8);
+        assert_eq!(log.append(&every_kind(8), true).unwrap(), 8);
         assert_eq!(reopen(&dir, 7).unwrap().1.batches, vec![every_kind(8)]);
     }
 }

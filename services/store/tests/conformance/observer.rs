@@ -17,6 +17,12 @@ impl Recorded {
     fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
+    /// What was reported about transactions: log syncs are the embedded store's own.
+    fn outcomes(&self) -> Vec<String> {
+        let mut all = self.take();
+        all.retain(|event| event != "log synced");
+        all
+    }
     fn push(&self, event: String) {
         self.0.lock().unwrap().push(event);
     }
@@ -33,6 +39,61 @@ impl StoreObserver for Recorded {
     fn failed(&self, error: &StoreError) {
         self.push(format!("failed {}", error.kind()));
     }
+    fn log_synced(&self) {
+        self.push("log synced".to_owned());
+    }
+}
+
+/// Sets `k` to `value` in a transaction whose durability is relaxed.
+async fn write_relaxed(store: &Store, k: &[u8], value: &'static [u8]) {
+    store
+        .transact(|tx| {
+            let k = k.to_vec();
+            Box::pin(async move {
+                tx.relax_durability();
+                tx.set(&k, value)
+            })
+        })
+        .await
+        .unwrap();
+}
+
+async fn read(store: &Store, k: &[u8]) -> Option<Vec<u8>> {
+    store
+        .transact(|tx| {
+            let k = k.to_vec();
+            Box::pin(async move { tx.get(&k).await })
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_relaxed_commit_is_synced_by_the_next_durable_one() {
+    let recorded = Arc::new(Recorded::default());
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        observer: Some(recorded.clone()),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_embedded(dir.path(), options.clone()).unwrap();
+    let (relaxed, durable) = (key(&store, ("relaxed",)), key(&store, ("durable",)));
+    write_relaxed(&store, &relaxed, b"1").await;
+    assert_eq!(recorded.take(), ["committed"], "answered without a sync");
+    assert_eq!(read(&store, &relaxed).await.as_deref(), Some(&b"1"[..]));
+    write(&store, &durable, b"2").await.unwrap();
+    assert_eq!(recorded.take(), ["log synced", "committed"]);
+
+    // What a crash now would leave: both, replayed from the log.
+    std::mem::forget(store);
+    let crashed = tempfile::tempdir().unwrap();
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), crashed.path().join(file.file_name())).unwrap();
+    }
+    let reopened = Store::open_embedded(crashed.path(), options).unwrap();
+    assert_eq!(read(&reopened, &relaxed).await.as_deref(), Some(&b"1"[..]));
+    assert_eq!(read(&reopened, &durable).await.as_deref(), Some(&b"2"[..]));
 }
 
 async fn write(store: &Store, k: &[u8], value: &'static [u8]) -> Result<(), StoreError> {
@@ -56,16 +117,9 @@ async fn the_observer_hears_commits_retries_and_failures() {
         let k = key(&store, ("observed",));
 
         write(&store, &k, b"1").await.unwrap();
-        let read = store
-            .transact(|tx| {
-                let k = k.clone();
-                Box::pin(async move { tx.get(&k).await })
-            })
-            .await
-            .unwrap();
-        assert_eq!(read.as_deref(), Some(&b"1"[..]));
+        assert_eq!(read(&store, &k).await.as_deref(), Some(&b"1"[..]));
         assert_eq!(
-            recorded.take(),
+            recorded.outcomes(),
             ["committed"],
             "{}: a read-only transaction commits nothing",
             backend.name
@@ -92,7 +146,7 @@ async fn the_observer_hears_commits_retries_and_failures() {
             .await
             .unwrap();
         assert_eq!(
-            recorded.take(),
+            recorded.outcomes(),
             ["committed", "retried conflict", "committed"],
             "{}",
             backend.name
@@ -106,7 +160,7 @@ async fn the_observer_hears_commits_retries_and_failures() {
             .await;
         assert!(matches!(aborted, Err(StoreError::Aborted(_))));
         assert_eq!(
-            recorded.take(),
+            recorded.outcomes(),
             ["failed key_too_large"],
             "{}: an abort is the closure's answer, not a failure",
             backend.name
