@@ -229,7 +229,11 @@ impl LookupCache {
         let written = store
             .transact(|tx| {
                 let (key, encoded) = (key.clone(), encoded.clone());
-                Box::pin(async move { tx.set(&key, &encoded) })
+                Box::pin(async move {
+                    // A cache: an entry lost in a crash is asked of the server again.
+                    tx.relax_durability();
+                    tx.set(&key, &encoded)
+                })
             })
             .await;
         if let Err(error) = written {
@@ -249,7 +253,10 @@ impl LookupCache {
         let cleared = store
             .transact(|tx| {
                 let range = range.clone();
-                Box::pin(async move { tx.clear_range(&range) })
+                Box::pin(async move {
+                    tx.relax_durability();
+                    tx.clear_range(&range)
+                })
             })
             .await;
         if let Err(error) = cleared {

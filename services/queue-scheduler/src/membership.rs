@@ -31,6 +31,8 @@ pub(crate) async fn heartbeat(
         .transact(move |tx| {
             let (keys, owner) = (keys.clone(), owner.clone());
             Box::pin(async move {
+                // A heartbeat lost in a crash of the machine died with its scheduler.
+                tx.relax_durability();
                 tx.set(&keys.member(&owner), &tuple::pack(&(expiry_ms,)))?;
                 let page = tx
                     .get_range(&keys.all_members(), RangeOptions::default())
@@ -66,7 +68,10 @@ pub(crate) async fn leave(
     store
         .transact(move |tx| {
             let (keys, owner) = (keys.clone(), owner.clone());
-            Box::pin(async move { tx.clear(&keys.member(&owner)) })
+            Box::pin(async move {
+                tx.relax_durability();
+                tx.clear(&keys.member(&owner))
+            })
         })
         .await
 }
