@@ -38,7 +38,7 @@ impl StoreMetrics {
         };
         metrics.register(
             "store_commit_duration_seconds",
-            "Time to commit a transaction with writes, until it is durable",
+            "Time to commit a transaction with writes, until it is durable (commits that do not wait for the disk are not timed)",
             this.commit_time.clone(),
         );
         metrics.register(

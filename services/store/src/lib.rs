@@ -167,9 +167,10 @@ impl Store {
         }
     }
 
-    /// Commits `tx`, telling the observer how long a commit with writes took.
+    /// Commits `tx`, telling the observer how long a commit that waited for its writes to be
+    /// durable took.
     async fn commit(&self, tx: Transaction) -> Result<()> {
-        let timed = self.options.observer.is_some() && tx.wrote();
+        let timed = self.options.observer.is_some() && tx.writes_durably();
         let started = Instant::now();
         tx.commit().await?;
         if timed {

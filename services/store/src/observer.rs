@@ -9,7 +9,8 @@ use crate::error::StoreError;
 /// Receives the outcome of every transaction [`crate::Store::transact`] runs. Called on the
 /// transaction's task: implementations only record (atomics), never block.
 pub trait StoreObserver: Debug + Send + Sync {
-    /// A transaction with writes committed; its commit took `took` (durable when it returns).
+    /// A transaction with writes committed durably; its commit took `took`. Read-only and
+    /// relaxed transactions are not timed.
     fn committed(&self, took: Duration);
     /// An attempt failed with the retryable `error` and runs again.
     fn retried(&self, error: &StoreError);

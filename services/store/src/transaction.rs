@@ -15,6 +15,8 @@ pub struct Transaction {
     inner: Box<dyn BackendTransaction>,
     /// Whether a mutation was made: only then does the commit write anything.
     wrote: AtomicBool,
+    /// Whether the commit may answer before it is durable.
+    relaxed: AtomicBool,
 }
 
 impl Transaction {
@@ -22,12 +24,13 @@ impl Transaction {
         Self {
             inner,
             wrote: AtomicBool::new(false),
+            relaxed: AtomicBool::new(false),
         }
     }
 
-    /// Whether the transaction has mutations to commit.
-    pub(crate) fn wrote(&self) -> bool {
-        self.wrote.load(Ordering::Relaxed)
+    /// Whether the transaction has mutations to commit and waits until they are durable.
+    pub(crate) fn writes_durably(&self) -> bool {
+        self.wrote.load(Ordering::Relaxed) && !self.relaxed.load(Ordering::Relaxed)
     }
 
     fn writing(&self) {
@@ -120,6 +123,7 @@ impl Transaction {
     /// order, so a durable commit that saw these writes makes them durable too: a crash can
     /// only lose a suffix of relaxed commits. FoundationDB commits durably anyway.
     pub fn relax_durability(&self) {
+        self.relaxed.store(true, Ordering::Relaxed);
         self.inner.relax_durability();
     }
 

@@ -79,7 +79,10 @@ async fn a_relaxed_commit_is_synced_by_the_next_durable_one() {
     let store = Store::open_embedded(dir.path(), options.clone()).unwrap();
     let (relaxed, durable) = (key(&store, ("relaxed",)), key(&store, ("durable",)));
     write_relaxed(&store, &relaxed, b"1").await;
-    assert_eq!(recorded.take(), ["committed"], "answered without a sync");
+    assert!(
+        recorded.take().is_empty(),
+        "answered without a sync, not timed"
+    );
     assert_eq!(read(&store, &relaxed).await.as_deref(), Some(&b"1"[..]));
     write(&store, &durable, b"2").await.unwrap();
     assert_eq!(recorded.take(), ["log synced", "committed"]);
