@@ -89,14 +89,15 @@ impl World {
 /// in `mode` naming only mail.example.net: while an enforced one applies, every attempt
 /// fails with `451 4.7.5`; without it, the mail goes to the sink.
 fn world_naming_another_mx(mode: &str) -> (World, SmtpSink) {
+    world_with_policy(mode, &["mail.example.net"])
+}
+
+/// example.net, received at mx.example.net (an smtp-sink), with record id 1 and a policy in
+/// `mode` allowing `mx`.
+fn world_with_policy(mode: &str, mx: &[&str]) -> (World, SmtpSink) {
     let world = World::new(&["mta-sts.example.net"]);
     let sink = SmtpSink::start(SmtpSinkOptions::default());
-    world.publish(
-        "example.net",
-        "mx.example.net",
-        "1",
-        &policy(mode, &["mail.example.net"]),
-    );
+    world.publish("example.net", "mx.example.net", "1", &policy(mode, mx));
     (world, sink)
 }
 
@@ -181,14 +182,7 @@ async fn an_enforced_policy_delivers_to_its_mx_over_verified_tls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_enforced_policy_refuses_an_mx_it_does_not_name() {
-    let world = World::new(&["mta-sts.example.net"]);
-    let sink = SmtpSink::start(SmtpSinkOptions::default());
-    world.publish(
-        "example.net",
-        "mx.example.net",
-        "1",
-        &policy("enforce", &["mail.example.net", "*.mail.example.net"]),
-    );
+    let (world, sink) = world_with_policy("enforce", &["mail.example.net", "*.mail.example.net"]);
     let lab = lab(&world, &config(&world.dns, sink.address().port(), ""));
     let id = enqueue(&lab.queue, &["bob@example.net"]).await;
     let (committed, reply) = lab.attempt(&id, SystemTime::now()).await;
