@@ -85,7 +85,8 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the embedded store in directory `path`, durable (each group commit synced to its write-ahead log).
+    /// Opens the embedded store in directory `path`, durable (each group commit synced to its
+    /// write-ahead log, relaxed ones with the next).
     pub fn open_embedded(path: &Path, options: StoreOptions) -> Result<Self> {
         let backend = embedded::EmbeddedBackend::open(path, options.observer.clone())?;
         Ok(Self::new(Arc::new(backend), options))

@@ -1,6 +1,6 @@
 //! The write-ahead log: each group commit is one checksummed record appended to a file and
-//! made durable with one `fdatasync`, so redb itself can commit without syncing and write
-//! its pages only at checkpoints.
+//! made durable with one `fdatasync` (a group of relaxed commits only waits for the next
+//! one), so redb itself can commit without syncing and write its pages only at checkpoints.
 //!
 //! Why a log of our own: redb's durable commit writes every changed B-tree page in place
 //! and syncs them, scattered writes that cost several times one sequential append. Pages
