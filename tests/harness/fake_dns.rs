@@ -1,6 +1,7 @@
 //! A DNS server for tests: UDP and TCP on one ephemeral loopback port, answering TXT, MX, A,
-//! AAAA, PTR and TLSA queries from records the test sets, and NXDOMAIN for everything else
-//! (with an SOA, as real zones answer, so that resolvers cache it for the same short time).
+//! AAAA, PTR and TLSA queries from records the test sets, following CNAMEs as a recursive
+//! resolver does, and NXDOMAIN for everything else (with an SOA, as real zones answer, so
+//! that resolvers cache it for the same short time).
 //!
 //! It can also play a validating resolver for DANE: answers about names marked with
 //! [`FakeDns::secure`] carry the AD (authenticated data) bit when the query asked for DNSSEC
@@ -32,7 +33,7 @@ use std::thread::JoinHandle;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
-use hickory_proto::rr::rdata::{A, AAAA, MX, NULL, PTR, SOA, TLSA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NULL, PTR, SOA, TLSA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// Time to live of every answer: short, so that a test changing a record is not fooled by a
@@ -134,6 +135,13 @@ impl FakeDns {
         self.add(host, RecordType::AAAA, RData::AAAA(AAAA(address)));
     }
 
+    /// Publishes a CNAME record: `alias` is another name for `target`. Queries for `alias`
+    /// are answered with the CNAME and `target`'s records of the asked type.
+    pub fn add_cname(&self, alias: &str, target: &str) {
+        let target = Name::from_ascii(format!("{}.", key(target))).unwrap();
+        self.add(alias, RecordType::CNAME, RData::CNAME(CNAME(target)));
+    }
+
     /// Publishes a PTR record: `address` reverses to `host`.
     pub fn add_ptr(&self, address: IpAddr, host: &str) {
         let reverse = Name::from(address).to_ascii();
@@ -230,11 +238,33 @@ fn answer(request: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
             .is_some_and(|edns| edns.flags().dnssec_ok);
     response.metadata.authentic_data = wants_dnssec && !request.queries.is_empty();
     for query in &request.queries {
-        let name = key(&query.name.to_ascii());
-        zone.queries.push((name.clone(), query.query_type));
+        zone.queries
+            .push((key(&query.name.to_ascii()), query.query_type));
         response.add_query(query.clone());
-        if !zone.secure.contains(&name) {
-            response.metadata.authentic_data = false;
+        // Follows CNAMEs (a few links at most), answering each one as a resolver does.
+        let mut owner = query.name.clone();
+        let mut name = key(&owner.to_ascii());
+        for _ in 0..8 {
+            if !zone.secure.contains(&name) {
+                response.metadata.authentic_data = false;
+            }
+            if zone.failing.contains(&name) {
+                break;
+            }
+            let alias = zone.records.get(&(name.clone(), RecordType::CNAME));
+            let Some(RData::CNAME(target)) = alias.and_then(|r| r.first()).cloned() else {
+                break;
+            };
+            if query.query_type == RecordType::CNAME {
+                break;
+            }
+            response.add_answer(Record::from_rdata(
+                owner.clone(),
+                ttl,
+                RData::CNAME(target.clone()),
+            ));
+            owner = target.0;
+            name = key(&owner.to_ascii());
         }
         if zone.failing.contains(&name) {
             response.metadata.response_code = ResponseCode::ServFail;
@@ -243,7 +273,7 @@ fn answer(request: &[u8], zone: &Mutex<Zone>) -> Option<Vec<u8>> {
         match zone.records.get(&(name.clone(), query.query_type)) {
             Some(records) => {
                 for data in records {
-                    response.add_answer(Record::from_rdata(query.name.clone(), ttl, data.clone()));
+                    response.add_answer(Record::from_rdata(owner.clone(), ttl, data.clone()));
                 }
             }
             // A name that has records of another type exists: an empty NOERROR answer.

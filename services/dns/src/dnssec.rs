@@ -63,11 +63,32 @@ pub struct DnssecResolver {
     cache: moka::future::Cache<(Name, RecordType), Cached>,
 }
 
-/// A kept answer: the records of the asked type and the AD bit, or "no such record".
+/// A kept answer: the records of the asked type, or "no such record".
 #[derive(Debug, Clone)]
 struct Cached {
-    answer: Option<(Arc<[RData]>, bool)>,
+    answer: Option<Answer>,
     ttl: Duration,
+}
+
+/// The records of the asked type in one reply.
+#[derive(Debug, Clone)]
+struct Answer {
+    records: Arc<[RData]>,
+    /// Whether the reply carried the AD bit.
+    secure: bool,
+    /// The name the records belong to: the one asked, or the end of the CNAME chain the
+    /// reply followed from it.
+    owner: Name,
+}
+
+/// Whether a host's address records are DNSSEC-secure, and whose they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecureAddresses {
+    /// Whether the reply (the CNAME chain included) carried the AD bit.
+    pub secure: bool,
+    /// The host itself, or, for an alias, the name its CNAME chain ends at (lower case,
+    /// without the trailing dot).
+    pub canonical: String,
 }
 
 /// Expires each kept answer after its own TTL.
@@ -111,25 +132,36 @@ impl DnssecResolver {
     /// Whether the MX records of `domain` are DNSSEC-secure. A domain without MX records
     /// answers `NotFound`.
     pub async fn mx_is_secure(&self, domain: &str) -> Result<bool, LookupError> {
-        Ok(self.query(domain, RecordType::MX, "MX").await?.1)
+        Ok(self.query(domain, RecordType::MX, "MX").await?.secure)
     }
 
     /// Whether the address records of `host` are DNSSEC-secure: its A records, or its AAAA
     /// records when it has no A record (the same order as [`crate::ip_addresses`]).
     pub async fn addresses_are_secure(&self, host: &str) -> Result<bool, LookupError> {
-        match self.query(host, RecordType::A, "A").await {
-            Ok((_, secure)) => Ok(secure),
+        Ok(self.addresses(host).await?.secure)
+    }
+
+    /// [`DnssecResolver::addresses_are_secure`], with the name the address records belong to:
+    /// the TLSA base domain of an alias is where its CNAME chain ends (RFC 7672 §2.2.2).
+    pub async fn addresses(&self, host: &str) -> Result<SecureAddresses, LookupError> {
+        let answer = match self.query(host, RecordType::A, "A").await {
             Err(LookupError::NotFound { .. }) => {
-                Ok(self.query(host, RecordType::AAAA, "A or AAAA").await?.1)
+                self.query(host, RecordType::AAAA, "A or AAAA").await?
             }
-            Err(error) => Err(error),
-        }
+            other => other?,
+        };
+        let canonical = answer.owner.to_ascii();
+        Ok(SecureAddresses {
+            secure: answer.secure,
+            canonical: canonical.trim_end_matches('.').to_ascii_lowercase(),
+        })
     }
 
     /// The TLSA records at `name` (`_25._tcp.mx.example.org`), with their DNSSEC status.
     pub async fn tlsa(&self, name: &str) -> Result<Authenticated<TlsaRecord>, LookupError> {
-        let (records, secure) = self.query(name, RecordType::TLSA, "TLSA").await?;
-        let records = records
+        let answer = self.query(name, RecordType::TLSA, "TLSA").await?;
+        let records = answer
+            .records
             .iter()
             .filter_map(|data| match data {
                 RData::TLSA(tlsa) => Some(TlsaRecord {
@@ -141,17 +173,20 @@ impl DnssecResolver {
                 _ => None,
             })
             .collect();
-        Ok(Authenticated { records, secure })
+        Ok(Authenticated {
+            records,
+            secure: answer.secure,
+        })
     }
 
-    /// The `kind` records of `name` and whether the answer carried AD, from the cache or
-    /// from one query with DO and AD set. No record of `kind` is `NotFound`.
+    /// The `kind` records of `name`, whether the answer carried AD and whose they are, from
+    /// the cache or from one query with DO and AD set. No record of `kind` is `NotFound`.
     async fn query(
         &self,
         name: &str,
         kind: RecordType,
         label: &'static str,
-    ) -> Result<(Arc<[RData]>, bool), LookupError> {
+    ) -> Result<Answer, LookupError> {
         let fqdn = Name::from_ascii(format!("{}.", name.trim_end_matches('.'))).map_err(|e| {
             LookupError::Temporary {
                 name: name.to_owned(),
@@ -212,15 +247,19 @@ fn answered(response: &DnsResponse, kind: RecordType) -> Cached {
         .iter()
         .filter(|record| record.record_type() == kind)
         .collect();
-    match records.iter().map(|record| record.ttl).min() {
-        Some(ttl) => Cached {
-            answer: Some((
-                records.iter().map(|record| record.data.clone()).collect(),
-                response.metadata.authentic_data,
-            )),
+    match (
+        records.iter().map(|record| record.ttl).min(),
+        records.first(),
+    ) {
+        (Some(ttl), Some(first)) => Cached {
+            answer: Some(Answer {
+                records: records.iter().map(|record| record.data.clone()).collect(),
+                secure: response.metadata.authentic_data,
+                owner: first.name.clone(),
+            }),
             ttl: kept_for(ttl),
         },
-        None => Cached {
+        _ => Cached {
             answer: None,
             ttl: kept_for(response.negative_ttl().unwrap_or(0)),
         },

@@ -35,7 +35,7 @@ use hickory_resolver::config::{
     CLOUDFLARE, ConnectionConfig, GOOGLE, NameServerConfig, QUAD9, ResolverConfig, ResolverOpts,
 };
 
-pub use dnssec::{Authenticated, DnssecResolver, TlsaRecord, dnssec_resolver};
+pub use dnssec::{Authenticated, DnssecResolver, SecureAddresses, TlsaRecord, dnssec_resolver};
 pub use lookups::{LookupError, MxHost, ip_addresses, mx_hosts};
 pub use mail_auth::MessageAuthenticator;
 pub use mta_sts::mta_sts_id;

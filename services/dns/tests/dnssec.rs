@@ -6,7 +6,7 @@
 
 use ferrymail_config::load_str;
 use ferrymail_config::model::resolver::Resolver;
-use ferrymail_dns::{DnssecResolver, LookupError, TlsaRecord, dnssec_resolver};
+use ferrymail_dns::{DnssecResolver, LookupError, SecureAddresses, TlsaRecord, dnssec_resolver};
 use ferrymail_e2e::FakeDns;
 use hickory_resolver::proto::rr::RecordType;
 
@@ -48,6 +48,42 @@ async fn the_ad_bit_tells_secure_answers_from_insecure_ones() {
     assert_eq!(
         resolver.addresses_are_secure("mx.unsigned.example").await,
         Ok(false)
+    );
+}
+
+#[tokio::test]
+async fn an_alias_reports_where_its_cname_chain_ends_and_whether_all_of_it_is_secure() {
+    let dns = FakeDns::start();
+    dns.add_cname("Alias.Signed.Example", "mx.signed.example");
+    dns.add_cname("half.signed.example", "mx.unsigned.example");
+    dns.add_a("mx.signed.example", "127.0.0.1".parse().unwrap());
+    dns.add_a("mx.unsigned.example", "127.0.0.1".parse().unwrap());
+    for name in [
+        "alias.signed.example",
+        "half.signed.example",
+        "mx.signed.example",
+    ] {
+        dns.secure(name);
+    }
+    let resolver = resolver(&dns);
+    let found = |secure: bool, canonical: &str| {
+        Ok(SecureAddresses {
+            secure,
+            canonical: canonical.to_owned(),
+        })
+    };
+    assert_eq!(
+        resolver.addresses("alias.signed.example.").await,
+        found(true, "mx.signed.example")
+    );
+    assert_eq!(
+        resolver.addresses("mx.signed.example").await,
+        found(true, "mx.signed.example")
+    );
+    assert_eq!(
+        resolver.addresses("half.signed.example").await,
+        found(false, "mx.unsigned.example"),
+        "an insecure link makes the whole answer insecure"
     );
 }
 

@@ -6,7 +6,9 @@
 //! must name a validating resolver the operator trusts, or DANE never applies.
 //!
 //! For each MX host, when the domain's MX records and the host's address records are secure,
-//! the TLSA records at `_<mx-port>._tcp.<host>` are looked up:
+//! the TLSA records at `_<mx-port>._tcp.<host>` are looked up; for a host name that is an
+//! alias, at the name its secure CNAME chain ends at first, then at the host name itself
+//! (RFC 7672 §2.2.2; a DANE-TA certificate may then name either). What was found decides:
 //! - secure and usable (DANE-TA or DANE-EE): the host must offer STARTTLS and its
 //!   certificate must match; otherwise the next host is tried, and when none works the
 //!   recipients fail temporarily. This overrides `tls.starttls` and `allow-invalid-certs`.
@@ -16,8 +18,6 @@
 //!   clear text.
 //!
 //! `require` delivers only to hosts with usable DANE records; `disable` looks nothing up.
-//! The TLSA base domain is the MX host name as published (CNAME expansion of the host name,
-//! RFC 7672 §2.2.2, is not followed).
 
 use ferrymail_config::model::outbound::TlsPolicy;
 use ferrymail_dns::{DnssecResolver, LookupError};
@@ -105,14 +105,35 @@ impl Dane<'_> {
         }
     }
 
-    /// The TLSA records of `host`, when its addresses are secure too.
+    /// The TLSA records of `host`, when its addresses are secure too: those of the name an
+    /// alias expands to, else those of the host name.
     async fn lookup(&self, dns: &DnssecResolver, host: &str) -> Lookup {
-        match dns.addresses_are_secure(host).await {
-            Ok(true) => {}
-            Ok(false) | Err(LookupError::NotFound { .. }) => return Lookup::Insecure,
+        let canonical = match dns.addresses(host).await {
+            Ok(found) if found.secure => found.canonical,
+            Ok(_) | Err(LookupError::NotFound { .. }) => return Lookup::Insecure,
             Err(error) => return Lookup::Failed(format!("451 4.4.3 {error}")),
+        };
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        if canonical == host {
+            return self.lookup_at(dns, &host, vec![host.clone()]).await;
         }
-        let name = format!("_{}._tcp.{host}", self.port);
+        // A certificate may name either; the base domain comes first, as the SNI.
+        match self
+            .lookup_at(dns, &canonical, vec![canonical.clone(), host.clone()])
+            .await
+        {
+            Lookup::NoRecords => {
+                self.lookup_at(dns, &host, vec![host.clone(), canonical])
+                    .await
+            }
+            found => found,
+        }
+    }
+
+    /// The TLSA records at TLSA base domain `base` (the first of `names`, the names a DANE-TA
+    /// certificate may be issued for).
+    async fn lookup_at(&self, dns: &DnssecResolver, base: &str, names: Vec<String>) -> Lookup {
+        let name = format!("_{}._tcp.{base}", self.port);
         let answer = match dns.tlsa(&name).await {
             Ok(answer) => answer,
             Err(LookupError::NotFound { .. }) => return Lookup::NoRecords,
@@ -130,7 +151,7 @@ impl Dane<'_> {
             .into_iter()
             .filter_map(|r| Tlsa::usable(r.usage, r.selector, r.matching, r.data))
             .collect();
-        match DanePolicy::new(usable, vec![host.to_owned()]) {
+        match DanePolicy::new(usable, names) {
             Some(policy) => Lookup::Usable(policy),
             None => Lookup::Unusable,
         }

@@ -339,6 +339,63 @@ async fn dane_ta_checks_the_host_name() {
     peer.assert_nothing_received();
 }
 
+/// A fake DNS where `example.net`'s MX host `alias.example.net` is a secure CNAME for
+/// `mx.example.net` (the name in the peer's certificate), with the TLSA names of both secure.
+fn aliased_dns(peer: &Peer) -> FakeDns {
+    let dns = FakeDns::start();
+    dns.add_mx("example.net", 10, "alias.example.net");
+    dns.add_cname("alias.example.net", MX);
+    dns.add_a(MX, "127.0.0.1".parse().unwrap());
+    for name in ["example.net", "alias.example.net", MX] {
+        dns.secure(name);
+    }
+    dns.secure(&peer.tlsa_name("alias.example.net"));
+    dns.secure(&peer.tlsa_name(MX));
+    dns
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mx_alias_uses_the_tlsa_records_of_the_name_it_expands_to() {
+    let peer = Peer::start();
+    let dns = aliased_dns(&peer);
+    dns.add_tlsa(
+        &peer.tlsa_name(MX),
+        2,
+        1,
+        1,
+        &sha256(&peer.certificates.ca_spki_der),
+    );
+    let lab = lab(&dns, &peer, "");
+    let (committed, reply) = lab.attempt().await;
+    assert_eq!(committed, Some(Committed::Removed), "{reply}");
+    peer.wait_for_delivery();
+    assert_eq!(lab.dane_checks("verified"), 1);
+    assert_eq!(lab.dane_checks("no_records"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mx_alias_without_records_at_its_expansion_uses_its_own() {
+    // The records are at the alias; the certificate names the expansion, which DANE-TA
+    // accepts for an alias.
+    let peer = Peer::start();
+    let dns = aliased_dns(&peer);
+    let tlsa = peer.tlsa_name("alias.example.net");
+    dns.add_tlsa(&tlsa, 2, 1, 1, &sha256(&peer.certificates.ca_spki_der));
+    let lab = lab(&dns, &peer, "");
+    let (committed, reply) = lab.attempt().await;
+    assert_eq!(committed, Some(Committed::Removed), "{reply}");
+    peer.wait_for_delivery();
+    assert_eq!(lab.dane_checks("verified"), 1);
+    let asked: Vec<String> = dns.queries().into_iter().map(|(name, _)| name).collect();
+    let expansion = peer.tlsa_name(MX);
+    let first = asked.iter().position(|n| *n == expansion);
+    let then = asked.iter().position(|n| *n == tlsa);
+    assert!(
+        first.is_some() && first < then,
+        "expansion first: {asked:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn insecure_tlsa_answers_are_ignored() {
     let peer = Peer::start();
