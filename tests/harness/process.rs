@@ -17,6 +17,14 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 /// How long the log reader pauses after each read (see [`forward_lines`]).
 const LOG_READ_PAUSE: Duration = Duration::from_millis(2);
+/// Its pause after a read of at least [`BUSY_READ`] bytes: the process is logging fast, as
+/// under a benchmark's load, and fewer, larger reads keep the reader's share of the CPU small.
+const BUSY_LOG_READ_PAUSE: Duration = Duration::from_millis(20);
+/// See [`BUSY_LOG_READ_PAUSE`].
+const BUSY_READ: usize = 4096;
+/// The capacity asked of the log pipe, so that the process never waits for the reader's
+/// pauses: 20 ms of a benchmark's log is about 100 KB, the default capacity 64 KiB.
+const LOG_PIPE_BYTES: usize = 1 << 20;
 
 /// The built binary: `FERRYMAIL_BIN`, or `ferrymail` next to the test executable's `deps/`.
 pub fn binary() -> PathBuf {
@@ -95,6 +103,8 @@ impl Ferrymail {
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
+        // Best effort: a smaller pipe only makes the process wait for the reader sometimes.
+        let _ = rustix::pipe::fcntl_setpipe_size(&stderr, LOG_PIPE_BYTES);
         let (sender, lines) = channel();
         std::thread::spawn(move || forward_lines(stderr, &sender));
         Ferrymail {
@@ -196,8 +206,9 @@ impl Ferrymail {
 
 /// Sends every line `stderr` gives to `sender`, until either end closes.
 ///
-/// Reads in bursts, pausing briefly after each read: a reader woken for every line the
-/// process writes would, under load, take a share of the CPU that benchmarks measure.
+/// Reads in bursts, pausing briefly after each read, longer after a large one: a reader woken
+/// for every line the process writes would, under load, take a share of the CPU that
+/// benchmarks measure (a wake-up costs far more than the copy on a virtual machine).
 fn forward_lines(stderr: impl Read, sender: &Sender<String>) {
     let mut reader = BufReader::with_capacity(1 << 20, stderr);
     loop {
@@ -226,7 +237,11 @@ fn forward_lines(stderr: impl Read, sender: &Sender<String>) {
             }
         };
         reader.consume(consumed);
-        std::thread::sleep(LOG_READ_PAUSE);
+        std::thread::sleep(if consumed >= BUSY_READ {
+            BUSY_LOG_READ_PAUSE
+        } else {
+            LOG_READ_PAUSE
+        });
     }
 }
 
