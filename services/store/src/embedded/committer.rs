@@ -98,7 +98,7 @@ pub(crate) struct Committer {
     /// Set when redb failed to take a batch the log already holds: the two disagree until a
     /// restart replays the log, so nothing more is committed.
     broken: Option<String>,
-    /// Told of each log sync.
+    /// Told of each group commit, log sync and checkpoint.
     observer: Option<Arc<dyn StoreObserver>>,
 }
 
@@ -174,10 +174,14 @@ impl Committer {
         if let Some(reason) = &self.broken {
             return Err(StoreError::Storage(reason.clone()));
         }
+        let started = Instant::now();
         let mut write = self.db.begin_write()?;
         write.set_durability(Durability::Immediate)?;
         write.commit()?;
         self.wal.start_over();
+        if let Some(observer) = &self.observer {
+            observer.checkpointed(started.elapsed());
+        }
         Ok(())
     }
 
@@ -272,6 +276,9 @@ impl Committer {
         }
         self.version.store(version, Ordering::Release);
         self.log.extend(pending);
+        if let Some(observer) = &self.observer {
+            observer.group_committed(accepted.len());
+        }
         reply_all(accepted, || Ok(()));
     }
 

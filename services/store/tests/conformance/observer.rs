@@ -173,3 +173,61 @@ async fn the_observer_hears_commits_retries_and_failures() {
         recorded.take();
     }
 }
+
+/// Counts what the embedded store reports of its log.
+#[derive(Debug, Default)]
+struct LogReports {
+    grouped_transactions: AtomicUsize,
+    groups: AtomicUsize,
+    checkpoints: AtomicUsize,
+}
+
+impl StoreObserver for LogReports {
+    fn committed(&self, _: Duration) {}
+    fn retried(&self, _: &StoreError) {}
+    fn failed(&self, _: &StoreError) {}
+    fn group_committed(&self, transactions: usize) {
+        self.grouped_transactions
+            .fetch_add(transactions, Ordering::SeqCst);
+        self.groups.fetch_add(1, Ordering::SeqCst);
+    }
+    fn checkpointed(&self, took: Duration) {
+        assert!(took < Duration::from_secs(60), "{took:?}");
+        self.checkpoints.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_reports_each_transaction_in_one_group_and_its_checkpoints() {
+    let reports = Arc::new(LogReports::default());
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        observer: Some(reports.clone()),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_embedded(dir.path(), options).unwrap();
+    let writes = (0..40u32).map(|n| {
+        let store = store.clone();
+        let k = key(&store, ("grouped", n));
+        async move { write(&store, &k, b"v").await }
+    });
+    for written in futures::future::join_all(writes).await {
+        written.unwrap();
+    }
+    let (grouped, groups) = (
+        reports.grouped_transactions.load(Ordering::SeqCst),
+        reports.groups.load(Ordering::SeqCst),
+    );
+    assert_eq!(grouped, 40, "every commit is in exactly one group");
+    assert!((1..=40).contains(&groups), "{groups} groups");
+
+    // A checkpoint follows within the store's interval (1 s); the wait is only a guard.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while reports.checkpoints.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint reported"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
