@@ -290,6 +290,16 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(commits >= 2, "{commits} timed commits in:\n{text}");
+    // ... each in one of the embedded store's group commits, which reports them all.
+    let grouped: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("store_commit_group_transactions_sum "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        grouped >= 2.0,
+        "{grouped} transactions in groups in:\n{text}"
+    );
     let (status, _) = process.terminate();
     assert!(status.success(), "{status}");
 }

@@ -1,6 +1,7 @@
 //! The store's metrics: commit latency, retries and failures of transactions, whatever the
-//! backend. They show a slow disk or cluster (every 250 waits for a commit) and contention
-//! between pods before either shows as deferred mail.
+//! backend, and the embedded store's group commits and checkpoints. They show a slow disk or
+//! cluster (every 250 waits for a commit) and contention between pods before either shows
+//! as deferred mail.
 
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub struct StoreMetrics {
     retries: Family<ReasonLabel, Counter>,
     failures: Family<ReasonLabel, Counter>,
     log_syncs: Counter,
+    group_size: Histogram,
+    checkpoint_time: Histogram,
 }
 
 impl StoreMetrics {
@@ -35,6 +38,10 @@ impl StoreMetrics {
             retries: Family::default(),
             failures: Family::default(),
             log_syncs: Counter::default(),
+            // 1 to 256 transactions per group commit.
+            group_size: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
+            // 1 ms to about 65 s.
+            checkpoint_time: Histogram::new(exponential_buckets(0.001, 4.0, 9)),
         };
         metrics.register(
             "store_commit_duration_seconds",
@@ -55,6 +62,16 @@ impl StoreMetrics {
             "store_log_syncs_total",
             "Syncs of the embedded store's write-ahead log (each makes a group of commits durable; FoundationDB reports none)",
             this.log_syncs.clone(),
+        );
+        metrics.register(
+            "store_commit_group_transactions",
+            "Transactions the embedded store committed together in one write-ahead log record (FoundationDB reports none)",
+            this.group_size.clone(),
+        );
+        metrics.register(
+            "store_checkpoint_duration_seconds",
+            "Time the embedded store took to make its write-ahead log durable in its database file; commits wait meanwhile (FoundationDB reports none)",
+            this.checkpoint_time.clone(),
         );
         // The reasons worth an alert are served from the start, at 0, so that rates see them:
         // conflicts (pods contending), and transactions lost to contention or to the disk.
@@ -92,5 +109,13 @@ impl StoreObserver for StoreMetrics {
 
     fn log_synced(&self) {
         self.log_syncs.inc();
+    }
+
+    fn group_committed(&self, transactions: usize) {
+        self.group_size.observe(transactions as f64);
+    }
+
+    fn checkpointed(&self, took: Duration) {
+        self.checkpoint_time.observe(took.as_secs_f64());
     }
 }
