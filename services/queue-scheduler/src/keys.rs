@@ -80,6 +80,11 @@ impl Keys {
         self.mta_sts.pack(&(domain,))
     }
 
+    /// Every remembered MTA-STS policy, by domain.
+    pub(crate) fn all_mta_sts_policies(&self) -> KeyRange {
+        range(&self.mta_sts)
+    }
+
     /// The record of message `id`.
     pub(crate) fn message(&self, id: &MessageId) -> Vec<u8> {
         self.messages.pack(&(id_bytes(id),))

@@ -201,6 +201,8 @@ impl Scheduler {
         beat.tick().await;
         self.heartbeat().await;
         tracing::info!(owner = %self.options.owner, shards = self.owned.load().len(), "delivery started");
+        // Where the sweep of expired MTA-STS policies goes on at the next heartbeat.
+        let mut policy_sweep = None;
         let mut reads = IndexReads::new(
             Instant::now(),
             self.options.poll,
@@ -219,7 +221,10 @@ impl Scheduler {
                 () = stop.cancelled() => break,
                 () = &mut wake => {}
                 () = tokio::time::sleep_until(reads.next_poll().into()) => {}
-                _ = beat.tick() => self.heartbeat().await,
+                _ = beat.tick() => {
+                    self.heartbeat().await;
+                    policy_sweep = self.sweep_policies(policy_sweep).await;
+                }
                 Some(done) = in_flight.join_next() => {
                     if let Ok(id) = done {
                         busy.remove(&id);
@@ -282,6 +287,15 @@ impl Scheduler {
             // The last assignment stays: leases keep delivery correct meanwhile.
             Err(error) => tracing::warn!(%error, "heartbeat failed"),
         }
+    }
+
+    /// Goes on with the sweep of expired MTA-STS policies, from `after`, if this scheduler
+    /// reads shard 0: one sweeper per queue, so that schedulers do not contend for the keys.
+    async fn sweep_policies(&self, after: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        if !self.owned.load().contains(&0) {
+            return None;
+        }
+        self.mta_sts.sweep(after).await
     }
 
     /// The shards this scheduler reads now.

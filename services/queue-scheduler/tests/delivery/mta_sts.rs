@@ -474,3 +474,65 @@ async fn malformed_policies_leave_the_domain_without_one() {
         );
     }
 }
+
+/// The keys of every MTA-STS policy the store remembers.
+async fn stored_policies(store: &Store) -> Vec<Vec<u8>> {
+    let (begin, end) = store.root().range();
+    let everything = ferrymail_store::KeyRange::new(begin, end);
+    let pairs = store
+        .transact(|tx| {
+            let everything = everything.clone();
+            Box::pin(async move { tx.get_all(&everything, 1000).await })
+        })
+        .await
+        .unwrap();
+    pairs
+        .into_iter()
+        .map(|pair| pair.key)
+        .filter(|key| key.windows(7).any(|w| w == b"mta-sts"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_scheduler_forgets_expired_policies_of_domains_not_mailed_again() {
+    let world = World::new(&["mta-sts.example.net"]);
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let short_lived = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.net\r\nmax_age: 1\r\n";
+    world.publish("example.net", "mx.example.net", "1", short_lived);
+    let config = config(&world.dns, sink.address().port(), "");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
+    let queue = Arc::new(Queue::with_metrics(
+        store.clone(),
+        &config.queue,
+        QueueMetrics::unregistered(),
+    ));
+    let options = SchedulerOptions {
+        heartbeat: Duration::from_millis(100),
+        ..world.scheduler_options()
+    };
+    let scheduler = Arc::new(Scheduler::new(queue.clone(), &config, options));
+    let id = enqueue(&queue, &["bob@example.net"]).await;
+    scheduler.attempt(&id, SystemTime::now()).await.unwrap();
+    assert_eq!(
+        stored_policies(&store).await.len(),
+        1,
+        "the policy is remembered"
+    );
+
+    // No message to example.net is attempted again (the next try is a minute away): only the
+    // sweep on the heartbeats can forget the policy once its second has passed.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(scheduler.clone().run(stop.clone()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !stored_policies(&store).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired policy is still stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    running.await.unwrap();
+    assert_eq!(world.fetches("example.net"), 1);
+}

@@ -5,10 +5,13 @@
 //! protects delivery when an attacker blocks the policy fetch and strips STARTTLS. Kept only
 //! in a process, it would be lost at every restart (and a Kubernetes pod restarts often),
 //! and every pod would fetch every policy again.
+//!
+//! A policy is forgotten when it is found expired, and by a sweep ([`SharedPolicies::sweep`])
+//! that pages through all of them: without it, a domain mailed once would keep its entry.
 
 use std::sync::Arc;
 
-use ferrymail_store::{Store, StoreError, tuple};
+use ferrymail_store::{KeyRange, RangeOptions, Store, StoreError, key_after, tuple};
 
 use super::policy::{self, Policy};
 use crate::keys::Keys;
@@ -52,6 +55,15 @@ impl Remembered {
     }
 }
 
+/// What one step of a sweep did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SweepStep {
+    /// Policies forgotten: expired, or not decodable.
+    pub forgotten: usize,
+    /// The key the next step starts after; `None` once the sweep reached the end.
+    pub next: Option<Vec<u8>>,
+}
+
 /// The policies of the store's installation.
 pub(crate) struct SharedPolicies {
     store: Store,
@@ -91,6 +103,49 @@ impl SharedPolicies {
                             Ok(None)
                         }
                     }
+                })
+            })
+            .await
+    }
+
+    /// Forgets the expired and undecodable policies among the next `page` after the key
+    /// `after` (from the first without one), in one short transaction whatever their number.
+    pub(crate) async fn sweep(
+        &self,
+        after: Option<&[u8]>,
+        now_ms: u64,
+        page: usize,
+    ) -> Result<SweepStep, StoreError> {
+        let all = self.keys.all_mta_sts_policies();
+        let range = match after {
+            Some(key) => KeyRange::new(key_after(key), all.end),
+            None => all,
+        };
+        self.store
+            .transact(|tx| {
+                let range = range.clone();
+                Box::pin(async move {
+                    // A crash that loses what a sweep forgot only has the next sweep forget it.
+                    tx.relax_durability();
+                    let options = RangeOptions {
+                        limit: page,
+                        reverse: false,
+                    };
+                    let read = tx.get_range(&range, options).await?;
+                    let mut forgotten = 0;
+                    for pair in &read.pairs {
+                        let live = Remembered::decode(&pair.value)
+                            .is_ok_and(|remembered| remembered.expires_ms > now_ms);
+                        if !live {
+                            tx.clear(&pair.key)?;
+                            forgotten += 1;
+                        }
+                    }
+                    let next = read
+                        .more
+                        .then(|| read.pairs.last().map(|pair| pair.key.clone()))
+                        .flatten();
+                    Ok(SweepStep { forgotten, next })
                 })
             })
             .await
@@ -153,6 +208,68 @@ mod tests {
         // Forgotten, not only hidden: an earlier time no longer finds it.
         assert_eq!(policies.get("example.net", 1_000).await.unwrap(), None);
         assert_eq!(policies.get("other.test", 1_000).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_sweep_pages_through_every_policy_and_forgets_only_dead_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let policies = shared(&dir);
+        for (domain, expires_ms) in [
+            ("a.test", 500),
+            ("b.test", 5_000),
+            ("c.test", 900),
+            ("d.test", 9_000),
+        ] {
+            policies.put(domain, &remembered(expires_ms)).await.unwrap();
+        }
+        let garbage = policies.keys.mta_sts_policy("e.test");
+        policies
+            .store
+            .transact(|tx| {
+                let key = garbage.clone();
+                Box::pin(async move { tx.set(&key, b"garbage") })
+            })
+            .await
+            .unwrap();
+
+        // Pages of two: a.test b.test | c.test d.test | e.test, then the end.
+        let mut after = None;
+        let mut steps = Vec::new();
+        loop {
+            let step = policies.sweep(after.as_deref(), 1_000, 2).await.unwrap();
+            steps.push(step.forgotten);
+            after = step.next;
+            if after.is_none() {
+                break;
+            }
+        }
+        assert_eq!(steps, [1, 1, 1]);
+        let left = policies
+            .store
+            .transact(|tx| {
+                let all = policies.keys.all_mta_sts_policies();
+                Box::pin(async move { tx.get_all(&all, 100).await })
+            })
+            .await
+            .unwrap();
+        let left: Vec<_> = left.iter().map(|pair| pair.key.clone()).collect();
+        assert_eq!(
+            left,
+            [
+                policies.keys.mta_sts_policy("b.test"),
+                policies.keys.mta_sts_policy("d.test")
+            ]
+        );
+        // Live policies are still found; a sweep of an empty page ends at once.
+        assert!(policies.get("b.test", 1_000).await.unwrap().is_some());
+        let end = policies.sweep(None, 1_000, 10).await.unwrap();
+        assert_eq!(
+            end,
+            SweepStep {
+                forgotten: 0,
+                next: None
+            }
+        );
     }
 
     #[tokio::test]
