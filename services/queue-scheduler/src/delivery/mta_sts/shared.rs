@@ -186,6 +186,18 @@ mod tests {
         }
     }
 
+    /// Stores `value` under `key` as it is, bypassing the encoding.
+    async fn store_raw(policies: &SharedPolicies, key: &[u8], value: &[u8]) {
+        policies
+            .store
+            .transact(|tx| {
+                let (key, value) = (key.to_vec(), value.to_vec());
+                Box::pin(async move { tx.set(&key, &value) })
+            })
+            .await
+            .unwrap();
+    }
+
     fn shared(dir: &tempfile::TempDir) -> SharedPolicies {
         let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
         let keys = Arc::new(Keys::new(store.root()));
@@ -223,14 +235,7 @@ mod tests {
             policies.put(domain, &remembered(expires_ms)).await.unwrap();
         }
         let garbage = policies.keys.mta_sts_policy("e.test");
-        policies
-            .store
-            .transact(|tx| {
-                let key = garbage.clone();
-                Box::pin(async move { tx.set(&key, b"garbage") })
-            })
-            .await
-            .unwrap();
+        store_raw(&policies, &garbage, b"garbage").await;
 
         // Pages of two: a.test b.test | c.test d.test | e.test, then the end.
         let mut after = None;
@@ -279,14 +284,7 @@ mod tests {
         let key = policies.keys.mta_sts_policy("example.net");
         let bad_text = tuple::pack(&(FORMAT, "1", 5_000u64, "version: STSv1\nmode: maybe\n"));
         for value in [b"garbage".to_vec(), tuple::pack(&(7u64,)), bad_text] {
-            policies
-                .store
-                .transact(|tx| {
-                    let (key, value) = (key.clone(), value.clone());
-                    Box::pin(async move { tx.set(&key, &value) })
-                })
-                .await
-                .unwrap();
+            store_raw(&policies, &key, &value).await;
             assert_eq!(policies.get("example.net", 1_000).await.unwrap(), None);
         }
         let left = policies
