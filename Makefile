@@ -21,6 +21,7 @@ test: test-deps lint build
 	$(CARGO) test --workspace --doc
 
 test-deps:
+	@.ci/check-disk-space
 	@.ci/install-test-deps
 
 lint:
