@@ -13,7 +13,9 @@
 //! A second table gives the CPU each side spent per message, from the start of a run until
 //! everything was relayed: the receiving server (ferrymail's process; Postfix's master and
 //! every daemon it runs), the smtp-sink it relays to, and smtp-source. Those figures move
-//! much less than throughput with whatever else runs on the machine.
+//! much less than throughput with whatever else runs on the machine. A third turns them into
+//! the ratio to smtp-sink that CPU alone allows (all processes share the cores), and into the
+//! CPU per message ferrymail's process could spend and still reach 0.5x.
 //!
 //! Every message counted got a 250 (smtp-source stops at the first other reply, and its
 //! exit status is checked), and each target's own count is checked after every run. The
@@ -74,6 +76,11 @@ enum Target {
 const TARGETS: [Target; 3] = [Target::Ferrymail, Target::Postfix, Target::SmtpSink];
 
 impl Target {
+    /// Where the target's runs and rates are, in [`TARGETS`] order.
+    fn index(self) -> usize {
+        TARGETS.iter().position(|t| *t == self).unwrap()
+    }
+
     fn label(self) -> &'static str {
         match self {
             Target::Ferrymail => "ferrymail",
@@ -196,7 +203,7 @@ impl Lab {
                 self.target_log(target),
             );
         }
-        let index = TARGETS.iter().position(|t| *t == target).unwrap();
+        let index = target.index();
         self.sent[index] += messages;
         self.check_accepted(target, self.sent[index]);
         let after = self.cpu(target);
@@ -335,6 +342,7 @@ fn main() {
         "target", "", "", "", ">= 4x", ">= 0.5x"
     );
     print_cpu(&modes, &runs);
+    print_cpu_bound(&modes, &runs);
     println!("every round (msgs/s):");
     for (mode_index, mode) in modes.into_iter().enumerate() {
         for (target_index, target) in TARGETS.into_iter().enumerate() {
@@ -352,15 +360,17 @@ fn main() {
     }
 }
 
+/// Microseconds of `side`'s CPU per message, median of `rounds`.
+fn per_message(rounds: &[Run], side: fn(&Run) -> Duration) -> f64 {
+    let micros: Vec<f64> = rounds
+        .iter()
+        .map(|run| side(run).as_secs_f64() * 1e6 / MESSAGES_PER_RUN as f64)
+        .collect();
+    median(&micros)
+}
+
 /// The CPU table: microseconds per message of each side, median of the rounds.
 fn print_cpu(modes: &[Mode], runs: &[Vec<Vec<Run>>]) {
-    let per_message = |rounds: &[Run], side: fn(&Run) -> Duration| {
-        let micros: Vec<f64> = rounds
-            .iter()
-            .map(|run| side(run).as_secs_f64() * 1e6 / MESSAGES_PER_RUN as f64)
-            .collect();
-        median(&micros)
-    };
     println!(
         "CPU per message, until relayed (us, median of {ROUNDS} rounds; /proc ticks of 10 ms):"
     );
@@ -384,5 +394,38 @@ fn print_cpu(modes: &[Mode], runs: &[Vec<Vec<Run>>]) {
                 per_message(rounds, |r| r.client),
             );
         }
+    }
+}
+
+/// What the CPU figures alone predict. smtp-source, the server and its relay sink share the
+/// machine's cores, so when they are all busy, throughput is the cores' time divided by the
+/// CPU all processes spend per message: the ratio to smtp-sink is then the ratio of those
+/// sums, and reaching 0.5x leaves ferrymail's own process twice smtp-sink's sum, less what
+/// its relay sink and smtp-source take.
+fn print_cpu_bound(modes: &[Mode], runs: &[Vec<Vec<Run>>]) {
+    let total = |rounds: &[Run]| {
+        per_message(rounds, |r| r.server)
+            + per_message(rounds, |r| r.relay)
+            + per_message(rounds, |r| r.client)
+    };
+    println!(
+        "If CPU is what bounds every target: ferrymail/smtp-sink as the ratio of all CPU per \
+         message, and the ferrymail CPU per message (us) that 0.5x leaves, against its own:"
+    );
+    println!(
+        "{:<30} {:>20} {:>12} {:>12}",
+        "", "ferrymail/smtp-sink", "for 0.5x", "ferrymail"
+    );
+    for (mode_index, mode) in modes.iter().enumerate() {
+        let ferrymail = &runs[mode_index][Target::Ferrymail.index()];
+        let sink = &runs[mode_index][Target::SmtpSink.index()];
+        let others = per_message(ferrymail, |r| r.relay) + per_message(ferrymail, |r| r.client);
+        println!(
+            "{:<30} {:>19.2}x {:>12.0} {:>12.0}",
+            mode.label(),
+            total(sink) / total(ferrymail),
+            2.0 * total(sink) - others,
+            per_message(ferrymail, |r| r.server),
+        );
     }
 }
