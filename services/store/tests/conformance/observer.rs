@@ -68,14 +68,19 @@ async fn read(store: &Store, k: &[u8]) -> Option<Vec<u8>> {
         .unwrap()
 }
 
+/// Store options with `observer` and the defaults otherwise.
+fn observed_by(observer: Arc<dyn StoreObserver>) -> StoreOptions {
+    StoreOptions {
+        observer: Some(observer),
+        ..StoreOptions::default()
+    }
+}
+
 #[tokio::test]
 async fn a_relaxed_commit_is_synced_by_the_next_durable_one() {
     let recorded = Arc::new(Recorded::default());
+    let options = observed_by(recorded.clone());
     let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions {
-        observer: Some(recorded.clone()),
-        ..StoreOptions::default()
-    };
     let store = Store::open_embedded(dir.path(), options.clone()).unwrap();
     let (relaxed, durable) = (key(&store, ("relaxed",)), key(&store, ("durable",)));
     write_relaxed(&store, &relaxed, b"1").await;
@@ -111,11 +116,7 @@ async fn write(store: &Store, k: &[u8], value: &'static [u8]) -> Result<(), Stor
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_observer_hears_commits_retries_and_failures() {
     let recorded = Arc::new(Recorded::default());
-    let options = StoreOptions {
-        observer: Some(recorded.clone()),
-        ..StoreOptions::default()
-    };
-    for backend in backends("observer", options) {
+    for backend in backends("observer", observed_by(recorded.clone())) {
         let store = backend.store.clone();
         let k = key(&store, ("observed",));
 
@@ -201,11 +202,7 @@ impl StoreObserver for LogReports {
 async fn the_embedded_store_reports_each_transaction_in_one_group_and_its_checkpoints() {
     let reports = Arc::new(LogReports::default());
     let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions {
-        observer: Some(reports.clone()),
-        ..StoreOptions::default()
-    };
-    let store = Store::open_embedded(dir.path(), options).unwrap();
+    let store = Store::open_embedded(dir.path(), observed_by(reports.clone())).unwrap();
     let writes = (0..40u32).map(|n| {
         let store = store.clone();
         let k = key(&store, ("grouped", n));
