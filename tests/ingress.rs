@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ferrymail_e2e::{
-    ALICE, BOB, Dovecot, DovecotOptions, EMBEDDED_STORE, FakeDns, Ferrymail, SmtpClient,
+    ALICE, BOB, Dovecot, DovecotOptions, EMBEDDED_STORE, FakeDns, Ferrymail, Postfix, SmtpClient,
     TEMPFAIL_USER, TestCertificates, http_get, logins_directory, mailboxes_directory, require_peer,
 };
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
@@ -736,4 +736,53 @@ async fn session_rcpt_and_data_reject_and_a_list_that_cannot_answer() {
     assert_eq!(queued(&lab).await, 1);
     assert_eq!(rejected(&lab, "rule"), 3);
     assert!(rejected(&lab, "temporary") >= 1);
+}
+
+/// Postfix's smtpd as the recipient directory: its relay recipient table knows alice, full
+/// and policy; an access map refuses full as a full mailbox and policy as a site policy.
+const POSTFIX_RECIPIENTS: &str = "\
+relay_domains = example.org
+relay_recipient_maps = inline:{ alice@example.org=ok, full@example.org=ok, policy@example.org=ok }
+smtpd_recipient_restrictions = check_recipient_access inline:{ { full@example.org = 552 5.2.2 Mailbox full }, { policy@example.org = 550 5.7.1 Not for this client } }, permit_mynetworks, reject_unauth_destination
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_refusal_of_the_directory_reaches_the_client_with_its_own_meaning() {
+    let nowhere = "127.0.0.1:1".parse().unwrap();
+    let postfix = Postfix::start_with_settings(nowhere, POSTFIX_RECIPIENTS);
+    let config = format!(
+        "[server]\nhostname = \"mx.test\"\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\n\
+         protocol = \"smtp\"\n{EMBEDDED_STORE}[directory.postfix]\ntype = \"smtp\"\n\
+         address = \"127.0.0.1\"\nport = {}\nlookup.domains = [\"example.org\"]\n\
+         [session.rcpt]\ndirectory = \"postfix\"\n",
+        postfix.address().port()
+    );
+    let mut process = Ferrymail::start("all", &config);
+    let smtp = process.address("smtp");
+    let out = ferrymail_e2e::python(&format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port}, timeout=30)
+s.ehlo("client.test")
+s.mail("sender@remote.test")
+for rcpt in ["alice", "nosuch", "full", "policy", "full", "nosuch"]:
+    print(rcpt, s.rcpt(rcpt + "@example.org"))
+s.quit()
+"#,
+        port = smtp.port()
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("alice (250, "), "{out}");
+    // No such user: the one refusal that is cached, as 550 5.1.1.
+    assert!(lines[1].starts_with("nosuch (550, b'5.1.1 "), "{out}");
+    // A full mailbox: the server's own code and status, passed on.
+    assert!(
+        lines[2].starts_with("full (552, b'5.2.2 <full@example.org> Recipient address rejected: "),
+        "{out}"
+    );
+    // A policy refusal of the proxy's own session: temporary, never a 5xx.
+    assert!(lines[3].starts_with("policy (451, b'4.4.3 "), "{out}");
+    assert!(lines[4].starts_with("full (552, b'5.2.2 "), "{out}");
+    assert!(lines[5].starts_with("nosuch (550, b'5.1.1 "), "{out}");
+    drop(process);
 }

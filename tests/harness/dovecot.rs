@@ -383,6 +383,32 @@ impl Dovecot {
             .sum()
     }
 
+    /// Stops Dovecot and starts it again with the same configuration and ports, as a
+    /// server restarted under its clients' connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        // A pid file the old master left would be taken for the new one's.
+        let _ = std::fs::remove_file(self.dir().join("run/master.pid"));
+        let start_output = self.dir().join("log/restart.out");
+        let output = std::fs::File::create(&start_output).unwrap();
+        let status = Command::new(&self.binary)
+            .arg("-c")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().unwrap())
+            .stderr(output)
+            .status()
+            .expect("run dovecot");
+        assert!(
+            status.success(),
+            "dovecot -c {} failed to start again ({status}):\n{}\nlog:\n{}",
+            self.config.display(),
+            std::fs::read_to_string(&start_output).unwrap_or_default(),
+            self.log()
+        );
+        self.wait_until_ready();
+    }
+
     /// Stops Dovecot and waits until the master process is gone (about a second: the master
     /// waits for its log process). Does nothing when already stopped.
     ///

@@ -33,7 +33,7 @@ pub use https_server::HttpsServer;
 pub use lab_config::{EMBEDDED_STORE, logins_directory, mailboxes_directory};
 pub use mail_clients::{ImapClient, ImapResponse, SmtpClient, SmtpReply, python, sasl_plain};
 pub use otlp_receiver::{OtlpReceiver, ReceivedSpan, describe as describe_spans};
-pub use peer::{PEER_PATIENCE, require_peer};
+pub use peer::{PEER_PATIENCE, require_peer, wait_until};
 pub use postfix::{POSTFIX_HOSTNAME, Postfix};
 pub use process::{Ferrymail, LogLine, binary};
 pub use smtp_sink::{SmtpSink, SmtpSinkOptions};

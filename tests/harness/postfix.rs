@@ -46,17 +46,19 @@ impl Postfix {
     /// Starts an instance that relays everything to `relay` and waits until its smtpd
     /// accepts connections.
     pub fn start(relay: SocketAddr) -> Postfix {
-        Self::start_inner(relay, None)
+        Self::start_with_settings(relay, "")
     }
 
     /// Like [`Postfix::start`], with smtpd offering STARTTLS (`smtpd_tls_security_level =
     /// may`) with the server certificate of `certificates`, presenting the CA certificate
     /// in its chain too; sessions are logged with their TLS details.
     pub fn start_with_tls(relay: SocketAddr, certificates: &TestCertificates) -> Postfix {
-        Self::start_inner(relay, Some(certificates))
+        Self::start_with_settings(relay, &tls_cf(certificates))
     }
 
-    fn start_inner(relay: SocketAddr, certificates: Option<&TestCertificates>) -> Postfix {
+    /// Like [`Postfix::start`], with `settings` (`main.cf` lines) after the defaults, which
+    /// they override: a recipient table, an access map, a short `smtpd_timeout`.
+    pub fn start_with_settings(relay: SocketAddr, settings: &str) -> Postfix {
         let binary = require_peer("postfix");
         let dir = tempfile::Builder::new()
             .prefix("postfix-lab.")
@@ -74,9 +76,7 @@ impl Postfix {
             master_pid: None,
         };
         let mut main_cf = postfix.main_cf(relay);
-        if let Some(certificates) = certificates {
-            main_cf.push_str(&tls_cf(certificates));
-        }
+        main_cf.push_str(settings);
         std::fs::write(postfix.config_dir().join("main.cf"), main_cf).unwrap();
 
         for attempt in 1..=START_ATTEMPTS {

@@ -59,7 +59,8 @@ impl Cached {
             Cached::Answer(a) => match a.verdict {
                 Verdict::Yes => Some(positive),
                 Verdict::No => Some(negative),
-                Verdict::TemporaryFailure => None,
+                // A full or disabled mailbox may take mail again at any moment.
+                Verdict::Refused | Verdict::TemporaryFailure => None,
             },
             Cached::Expansion(Expansion::Found { .. }) => Some(positive),
             Cached::Expansion(Expansion::NotFound { .. } | Expansion::CannotTell { .. }) => {
@@ -293,12 +294,16 @@ fn encode(value: &Cached, expires_at: SystemTime) -> Vec<u8> {
         .map_or(0, |d| d.as_secs());
     let (kind, verdict, reply, values): (i64, i64, Option<&RemoteReply>, Vec<String>) = match value
     {
-        Cached::Answer(a) => (
-            0,
-            i64::from(a.verdict == Verdict::No),
-            a.reply.as_ref(),
-            Vec::new(),
-        ),
+        Cached::Answer(a) => {
+            // Only yes and no are ever cached (`Cached::ttl`).
+            let verdict = match a.verdict {
+                Verdict::Yes => 0,
+                Verdict::No => 1,
+                Verdict::Refused => 2,
+                Verdict::TemporaryFailure => 3,
+            };
+            (0, verdict, a.reply.as_ref(), Vec::new())
+        }
         Cached::Expansion(Expansion::Found { values, reply }) => {
             (1, 0, reply.as_ref(), values.clone())
         }

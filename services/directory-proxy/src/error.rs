@@ -13,6 +13,10 @@ pub enum ConnectionError {
     /// The TLS handshake failed (certificate not trusted, name mismatch, …).
     #[error("TLS error: {0}")]
     Tls(String),
+    /// The server ended the session: the stream ended, or it replied `421` (RFC 5321 §3.8),
+    /// as servers do when they close an idle connection or shut down.
+    #[error("the server closed the connection: {0}")]
+    Closed(String),
     /// The server said something the protocol does not allow here.
     #[error("protocol error: {0}")]
     Protocol(String),

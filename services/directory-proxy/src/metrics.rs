@@ -68,7 +68,7 @@ impl DirectoryMetrics {
         };
         metrics.register(
             "directory_lookups_total",
-            "Directory lookups by target, operation and result (yes, no, cannot_tell, temporary_failure)",
+            "Directory lookups by target, operation and result (yes, no, refused, cannot_tell, temporary_failure)",
             this.lookups.clone(),
         );
         metrics.register(

@@ -102,7 +102,8 @@ impl Pool {
     }
 
     /// Runs `operation` on a pooled connection, within the target's timeout. A stale idle
-    /// connection (closed by the server while it waited) is replaced once.
+    /// connection (closed by the server while it waited) is replaced: a new connection is
+    /// opened once, and its outcome is the answer.
     pub(crate) async fn run<T: Send>(
         &self,
         mut operation: Operation<'_, T>,
@@ -136,7 +137,11 @@ impl Pool {
                     }
                     return Ok(value);
                 }
-                Ok(Err(ConnectionError::Io(error))) if was_reused => {
+                // The server closed the idle connection (an idle timeout, with or without a
+                // 421 first, or a restart): nothing was answered, so ask on a new one.
+                Ok(Err(error @ (ConnectionError::Io(_) | ConnectionError::Closed(_))))
+                    if was_reused =>
+                {
                     tracing::debug!(target = %self.target.name, %error, "idle connection went stale; reconnecting");
                     self.retire(idle.connection, false);
                 }

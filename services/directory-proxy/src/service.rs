@@ -77,6 +77,7 @@ fn result_label(cached: &Result<Cached, String>) -> &'static str {
         Ok(Cached::Answer(a)) => match a.verdict {
             Verdict::Yes => "yes",
             Verdict::No => "no",
+            Verdict::Refused => "refused",
             Verdict::TemporaryFailure => "temporary_failure",
         },
         Ok(Cached::Expansion(Expansion::Found { .. })) => "yes",
@@ -261,7 +262,11 @@ impl DirectoryProxy {
         };
         match result {
             Ok(_) => self.remote_states.record(remote, target, Ok(())),
-            Err(error @ (ConnectionError::Io(_) | ConnectionError::Tls(_))) => {
+            Err(
+                error @ (ConnectionError::Io(_)
+                | ConnectionError::Tls(_)
+                | ConnectionError::Closed(_)),
+            ) => {
                 self.remote_states
                     .record(remote, target, Err(target.describe(error)));
             }

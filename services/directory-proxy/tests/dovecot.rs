@@ -245,9 +245,10 @@ async fn vrfy_that_cannot_tell_is_reported_as_such() {
             "{address}: {answer:?}"
         );
     }
-    // Dovecot's LMTP has no EXPN (500): RFC 5321 reads that as "no".
+    // Dovecot's LMTP has no EXPN (`500 5.5.1 Unknown command`): a server that cannot expand
+    // lists says nothing about whether one exists.
     let expn = proxy.expn("lmtp", "alice").await.unwrap();
-    assert!(matches!(expn, Expansion::NotFound { .. }), "{expn:?}");
+    assert!(matches!(expn, Expansion::CannotTell { .. }), "{expn:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

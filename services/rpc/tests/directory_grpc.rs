@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use ferrymail_rpc::directory::{
     self, Answer, AuthRequest, DirectoryService, Expansion, GrpcDirectory, Mechanism, Reachability,
-    RemoteReply, RemoteState,
+    RemoteReply, RemoteState, Verdict,
 };
 use ferrymail_rpc::proto;
 use loopback::{closed_endpoint, guarded, serve};
@@ -77,6 +77,8 @@ impl DirectoryService for TableDirectory {
             "flaky@example.org" => Answer::temporary_failure()
                 .with_reply(RemoteReply::smtp(451, "4.3.0 Try again later")),
             "cached@example.org" => Answer::yes(),
+            "full@example.org" => Answer::new(Verdict::Refused)
+                .with_reply(RemoteReply::smtp(552, "5.2.2 Mailbox full")),
             _ => Answer::no().with_reply(RemoteReply::smtp(550, "5.1.1 User unknown")),
         })
     }
@@ -220,6 +222,7 @@ async fn answers_through_grpc_equal_answers_in_process() {
         "nobody@example.org",
         "flaky@example.org",
         "cached@example.org",
+        "full@example.org",
     ] {
         let local = table.verify_recipient("corp", address).await.unwrap();
         let remote = guarded(client.verify_recipient("corp", address))

@@ -53,7 +53,7 @@ impl IngressMetrics {
         );
         metrics.register(
             "smtp_messages_rejected_total",
-            "Commands refused, by reason (relay, unknown_user, rule, size, limit, temporary, auth, syntax)",
+            "Commands refused, by reason (relay, unknown_user, mailbox, rule, size, limit, temporary, auth, syntax)",
             this.rejected.clone(),
         );
         metrics.register(

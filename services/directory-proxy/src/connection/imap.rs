@@ -443,7 +443,7 @@ impl Connection for ImapConnection {
                     self.spent = true;
                 }
             }
-            Verdict::TemporaryFailure => {}
+            Verdict::Refused | Verdict::TemporaryFailure => {}
         }
         Ok(Answer::new(verdict).with_reply(RemoteReply::imap(reply.text)))
     }

@@ -1,5 +1,6 @@
 //! One connection to a lookup server, whatever its protocol.
 
+mod end_of_stream;
 pub(crate) mod imap;
 pub(crate) mod smtp;
 

@@ -9,13 +9,17 @@ use ferrymail_rpc::directory::{Answer, Expansion, Mechanism, RemoteReply, Verdic
 use mail_send::SmtpClient;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, EXT_START_TLS, EhloResponse, Response};
 
+use super::end_of_stream::EndAware;
 use super::{Connection, MaybeTls, TlsSettings};
 use crate::error::ConnectionError;
 use crate::target::{Protocol, Target};
 
+/// The client's stream: TLS or not, noting when the server ends it.
+type Stream = EndAware<MaybeTls>;
+
 /// A greeted SMTP or LMTP session.
 pub(crate) struct SmtpConnection {
-    client: SmtpClient<MaybeTls>,
+    client: SmtpClient<Stream>,
     capabilities: EhloResponse<String>,
     lmtp: bool,
     max_rcpt: u32,
@@ -28,11 +32,16 @@ pub(crate) struct SmtpConnection {
     spent: bool,
 }
 
-fn mail_send_error(error: mail_send::Error) -> ConnectionError {
+/// `error` from `mail-send` on `stream`: an unparseable reply at the end of the stream is
+/// the server closing the connection, not a protocol error.
+fn mail_send_error(error: mail_send::Error, stream: &Stream) -> ConnectionError {
     match error {
         mail_send::Error::Io(e) => ConnectionError::Io(e),
         mail_send::Error::Tls(e) => ConnectionError::Tls(e.to_string()),
         mail_send::Error::Timeout => ConnectionError::Timeout(std::time::Duration::ZERO),
+        mail_send::Error::UnparseableReply if stream.ended() => {
+            ConnectionError::Closed("end of stream".into())
+        }
         other => ConnectionError::Protocol(other.to_string()),
     }
 }
@@ -48,16 +57,49 @@ pub(crate) fn reply_of(response: &Response<String>) -> RemoteReply {
     RemoteReply::smtp(response.code, text)
 }
 
-/// RCPT and AUTH results: 2xx yes, 5xx no, anything else a temporary failure.
-fn verdict(code: u16) -> Verdict {
-    match code {
+/// Whether a refusal says the mailbox does not exist: an enhanced status `5.1.x` (bad
+/// mailbox, domain or address syntax), or without one the codes RFC 5321 gives for it.
+/// `5.1.7` and `5.1.8` are about the sender, which is the proxy's own `MAIL FROM:<>`.
+fn says_unknown(reply: &Response<String>) -> bool {
+    match reply.esc {
+        [5, 1, detail] => !matches!(detail, 7 | 8),
+        [0, _, _] => matches!(reply.code, 550 | 551 | 553),
+        _ => false,
+    }
+}
+
+/// Whether a refusal is the mailbox's own: it exists but is disabled, full or takes no
+/// message of this size (`5.2.x`; `552` without an enhanced status).
+fn says_mailbox_refuses(reply: &Response<String>) -> bool {
+    match reply.esc {
+        [5, 2, _] => true,
+        [0, _, _] => reply.code == 552,
+        _ => false,
+    }
+}
+
+/// What a reply to `RCPT TO` says about the recipient (README, "Recipient checks").
+/// Only "no such user" is a `No`, cached as such; a mailbox that refuses is `Refused`,
+/// passed on and not cached; every other refusal (a policy on the proxy's own session,
+/// a sequence error, a system problem) says nothing about the recipient and is temporary.
+fn rcpt_verdict(reply: &Response<String>) -> Verdict {
+    match reply.code {
         200..=299 => Verdict::Yes,
-        500..=599 => Verdict::No,
+        500..=599 if says_unknown(reply) => Verdict::No,
+        500..=599 if says_mailbox_refuses(reply) => Verdict::Refused,
         _ => Verdict::TemporaryFailure,
     }
 }
 
-/// VRFY/EXPN results, as RFC 5321 §3.5 defines them.
+/// Whether the server did not understand a command in this state (`500`–`504`, `5.5.x`):
+/// the session is not where the proxy thinks it is.
+fn out_of_step(reply: &Response<String>) -> bool {
+    matches!(reply.code, 500..=504) || matches!(reply.esc, [5, 5, _])
+}
+
+/// VRFY/EXPN results, as RFC 5321 §3.5 defines them. As for RCPT, only a refusal that
+/// says the mailbox does not exist is "not found"; an unknown or unimplemented command, a
+/// policy refusal and the like do not answer the question.
 fn expansion(response: &Response<String>) -> Expansion {
     let reply = Some(reply_of(response));
     match response.code {
@@ -73,9 +115,8 @@ fn expansion(response: &Response<String>) -> Expansion {
         },
         // "Cannot VRFY user, but will accept message": says nothing about existence.
         252 => Expansion::CannotTell { reply },
-        550 | 551 | 553 | 500 | 502 => Expansion::NotFound { reply },
         400..=499 => Expansion::TemporaryFailure { reply },
-        // Other refusals (syntax, authentication required) do not answer the question.
+        500..=599 if says_unknown(response) => Expansion::NotFound { reply },
         _ => Expansion::CannotTell { reply },
     }
 }
@@ -118,10 +159,13 @@ impl SmtpConnection {
         )
         .await?;
         let mut client = SmtpClient {
-            stream,
+            stream: EndAware::new(stream),
             timeout: target.timeout,
         };
-        let greeting = client.read().await.map_err(mail_send_error)?;
+        let greeting = client
+            .read()
+            .await
+            .map_err(|e| mail_send_error(e, &client.stream))?;
         if greeting.code != 220 {
             return Err(ConnectionError::Protocol(format!(
                 "greeting refused: {}",
@@ -130,8 +174,11 @@ impl SmtpConnection {
         }
         let lmtp = target.protocol == Protocol::Lmtp;
         let mut capabilities = hello(&mut client, lmtp, &target.helo_name).await?;
-        if !client.stream.is_tls() && capabilities.has_capability(EXT_START_TLS) {
-            let reply = client.cmd(b"STARTTLS\r\n").await.map_err(mail_send_error)?;
+        if !client.stream.get_ref().is_tls() && capabilities.has_capability(EXT_START_TLS) {
+            let reply = client
+                .cmd(b"STARTTLS\r\n")
+                .await
+                .map_err(|e| mail_send_error(e, &client.stream))?;
             if reply.code != 220 {
                 return Err(ConnectionError::Protocol(format!(
                     "STARTTLS refused: {}",
@@ -140,9 +187,13 @@ impl SmtpConnection {
             }
             let SmtpClient { stream, timeout } = client;
             let stream = stream
+                .into_inner()
                 .upgrade(&target.address, target.allow_invalid_certs, tls)
                 .await?;
-            client = SmtpClient { stream, timeout };
+            client = SmtpClient {
+                stream: EndAware::new(stream),
+                timeout,
+            };
             capabilities = hello(&mut client, lmtp, &target.helo_name).await?;
         }
         Ok(Self {
@@ -158,12 +209,15 @@ impl SmtpConnection {
         })
     }
 
+    /// Sends `line` and reads the reply. A `421` is the server closing the session, whenever
+    /// it comes (an idle timeout announced before our command, a shutdown): an error, so the
+    /// connection is never reused and a pooled one is replaced.
     async fn command(&mut self, line: &str) -> Result<Response<String>, ConnectionError> {
-        let result = self
-            .client
-            .cmd(format!("{line}\r\n").as_bytes())
-            .await
-            .map_err(mail_send_error);
+        let result = match self.client.cmd(format!("{line}\r\n").as_bytes()).await {
+            Ok(reply) if reply.code == 421 => Err(ConnectionError::Closed(reply_of(&reply).text)),
+            Ok(reply) => Ok(reply),
+            Err(error) => Err(mail_send_error(error, &self.client.stream)),
+        };
         if result.is_err() {
             self.spent = true;
         }
@@ -219,7 +273,7 @@ impl SmtpConnection {
 }
 
 async fn hello(
-    client: &mut SmtpClient<MaybeTls>,
+    client: &mut SmtpClient<Stream>,
     lmtp: bool,
     name: &str,
 ) -> Result<EhloResponse<String>, ConnectionError> {
@@ -228,7 +282,7 @@ async fn hello(
     } else {
         client.ehlo(name).await
     };
-    result.map_err(mail_send_error)
+    result.map_err(|e| mail_send_error(e, &client.stream))
 }
 
 #[async_trait]
@@ -274,7 +328,7 @@ impl Connection for SmtpConnection {
                     self.spent = true;
                 }
             }
-            Verdict::TemporaryFailure => {
+            Verdict::TemporaryFailure | Verdict::Refused => {
                 if reply.code == 334 {
                     // A challenge we did not expect: the session is mid-exchange.
                     self.spent = true;
@@ -301,7 +355,10 @@ impl Connection for SmtpConnection {
         }
         let reply = self.command(&format!("RCPT TO:<{address}>")).await?;
         self.rcpts += 1;
-        Ok(Answer::new(verdict(reply.code)).with_reply(reply_of(&reply)))
+        if out_of_step(&reply) {
+            self.spent = true;
+        }
+        Ok(Answer::new(rcpt_verdict(&reply)).with_reply(reply_of(&reply)))
     }
 
     async fn vrfy(&mut self, address: &str) -> Result<Expansion, ConnectionError> {
@@ -341,6 +398,14 @@ mod tests {
         }
     }
 
+    fn enhanced(code: u16, esc: [u8; 3]) -> Response<String> {
+        Response {
+            code,
+            esc,
+            message: "text".to_string(),
+        }
+    }
+
     #[test]
     fn vrfy_codes() {
         assert!(
@@ -350,28 +415,91 @@ mod tests {
             expansion(&response(252, "Try RCPT instead")),
             Expansion::CannotTell { .. }
         ));
-        for code in [550, 551, 553, 500, 502] {
+        for code in [550, 551, 553] {
             assert!(
                 matches!(expansion(&response(code, "no")), Expansion::NotFound { .. }),
                 "{code}"
             );
         }
         assert!(matches!(
+            expansion(&enhanced(550, [5, 1, 1])),
+            Expansion::NotFound { .. }
+        ));
+        assert!(matches!(
             expansion(&response(451, "later")),
             Expansion::TemporaryFailure { .. }
         ));
-        assert!(matches!(
-            expansion(&response(501, "syntax")),
-            Expansion::CannotTell { .. }
-        ));
+        // Syntax, an unknown or unimplemented command, a policy: no answer about existence.
+        for reply in [
+            response(501, "syntax"),
+            response(500, "unknown command"),
+            response(502, "not implemented"),
+            enhanced(550, [5, 7, 1]),
+        ] {
+            assert!(
+                matches!(expansion(&reply), Expansion::CannotTell { .. }),
+                "{reply:?}"
+            );
+        }
     }
 
     #[test]
-    fn rcpt_codes() {
-        assert_eq!(verdict(250), Verdict::Yes);
-        assert_eq!(verdict(550), Verdict::No);
-        assert_eq!(verdict(451), Verdict::TemporaryFailure);
-        assert_eq!(verdict(354), Verdict::TemporaryFailure);
+    fn only_no_such_user_is_a_no() {
+        assert_eq!(rcpt_verdict(&response(250, "ok")), Verdict::Yes);
+        assert_eq!(rcpt_verdict(&enhanced(250, [2, 1, 5])), Verdict::Yes);
+        for unknown in [
+            enhanced(550, [5, 1, 1]),
+            enhanced(550, [5, 1, 2]),
+            enhanced(553, [5, 1, 3]),
+            enhanced(551, [5, 1, 6]),
+            enhanced(554, [5, 1, 10]),
+            // Servers without enhanced status codes: RFC 5321's "mailbox unavailable".
+            response(550, "no such user"),
+            response(551, "user not local"),
+            response(553, "mailbox name not allowed"),
+        ] {
+            assert_eq!(rcpt_verdict(&unknown), Verdict::No, "{unknown:?}");
+        }
+        for refusal in [
+            enhanced(552, [5, 2, 2]),
+            enhanced(550, [5, 2, 1]),
+            enhanced(552, [5, 2, 3]),
+            response(552, "mailbox full"),
+        ] {
+            assert_eq!(rcpt_verdict(&refusal), Verdict::Refused, "{refusal:?}");
+        }
+        for temporary in [
+            response(451, "later"),
+            enhanced(452, [4, 2, 2]),
+            enhanced(450, [4, 1, 1]),
+            // About the proxy's own session, not the recipient.
+            enhanced(550, [5, 7, 1]),
+            enhanced(554, [5, 7, 1]),
+            enhanced(503, [5, 5, 1]),
+            response(503, "bad sequence of commands"),
+            enhanced(550, [5, 1, 8]),
+            enhanced(553, [5, 1, 7]),
+            enhanced(554, [5, 3, 0]),
+            enhanced(550, [5, 4, 1]),
+            enhanced(550, [5, 0, 0]),
+            response(554, "transaction failed"),
+            response(354, "go ahead"),
+        ] {
+            assert_eq!(
+                rcpt_verdict(&temporary),
+                Verdict::TemporaryFailure,
+                "{temporary:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sequence_or_syntax_error_means_the_session_is_out_of_step() {
+        assert!(out_of_step(&response(503, "bad sequence")));
+        assert!(out_of_step(&enhanced(501, [5, 5, 4])));
+        assert!(out_of_step(&enhanced(550, [5, 5, 0])));
+        assert!(!out_of_step(&enhanced(550, [5, 1, 1])));
+        assert!(!out_of_step(&enhanced(552, [5, 2, 2])));
     }
 
     #[test]

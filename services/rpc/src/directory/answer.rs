@@ -5,8 +5,11 @@
 pub enum Verdict {
     /// The remote said yes.
     Yes,
-    /// The remote said no.
+    /// The remote said no: no such user, or bad credentials. Cached for the negative TTL.
     No,
+    /// The remote refused a recipient that it did not call unknown (a full or disabled
+    /// mailbox): its reply is passed on to the client as it is, and never cached.
+    Refused,
     /// The remote could not answer now (timeout, refused, 4xx): answer the client with a 4xx.
     TemporaryFailure,
 }

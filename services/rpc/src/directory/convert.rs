@@ -79,6 +79,7 @@ pub(crate) fn answer_to_wire(answer: Answer) -> proto::Answer {
         Verdict::Yes => proto::Verdict::Yes,
         Verdict::No => proto::Verdict::No,
         Verdict::TemporaryFailure => proto::Verdict::TemporaryFailure,
+        Verdict::Refused => proto::Verdict::Refused,
     };
     proto::Answer {
         verdict: verdict.into(),
@@ -91,6 +92,7 @@ pub(crate) fn answer_from_wire(answer: proto::Answer) -> Result<Answer, Malforme
         Ok(proto::Verdict::Yes) => Verdict::Yes,
         Ok(proto::Verdict::No) => Verdict::No,
         Ok(proto::Verdict::TemporaryFailure) => Verdict::TemporaryFailure,
+        Ok(proto::Verdict::Refused) => Verdict::Refused,
         Ok(proto::Verdict::Unspecified) | Err(_) => {
             return Err(Malformed::enum_value("verdict", answer.verdict));
         }
@@ -236,7 +238,7 @@ mod tests {
 
     #[test]
     fn unknown_verdict_is_malformed() {
-        for verdict in [0, 4, -1] {
+        for verdict in [0, 5, -1] {
             let wire = proto::Answer {
                 verdict,
                 reply: None,

@@ -4,7 +4,7 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ferrymail_config::model::stage_rules::Stage;
-use ferrymail_rpc::directory::{Expansion, Verdict};
+use ferrymail_rpc::directory::{Expansion, RemoteReply, Verdict};
 use ferrymail_rpc::queue::{BodyType, DsnReturn, Notify, NotifyOn, Priority, Recipient};
 use smtp_proto::{
     MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_REQUIRETLS, MAIL_RET_FULL, MAIL_RET_HDRS,
@@ -258,6 +258,10 @@ impl Session {
                         ),
                     ))
                 }
+                Verdict::Refused => {
+                    self.shared.metrics.rejected("mailbox");
+                    Some(mailbox_refusal(address, answer.reply.as_ref()))
+                }
                 Verdict::TemporaryFailure => {
                     self.shared.metrics.rejected("temporary");
                     Some(temporary())
@@ -358,9 +362,66 @@ fn notify(flags: u64) -> Notify {
     .map_or(Notify::Default, Notify::On)
 }
 
+/// The refusal of a mailbox that exists but takes no mail now (full, disabled), as its
+/// server worded it: the code and enhanced status are passed on, so the sender sees why.
+/// Anything but a `5xx` with a `5.x.x` status is not a refusal the proxy passes on.
+fn mailbox_refusal(address: &str, reply: Option<&RemoteReply>) -> Reply {
+    let refusal = reply.and_then(|reply| {
+        let line = reply.text.lines().next().unwrap_or_default();
+        let (status, text) = line.split_once(' ').unwrap_or((line, ""));
+        ((500..600).contains(&reply.code) && is_permanent_status(status))
+            .then_some((reply.code, status, text))
+    });
+    let (code, status, text) = refusal.unwrap_or((550, "5.2.0", "Mailbox unavailable"));
+    let text: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    Reply::new(
+        code,
+        status,
+        format!("{} Recipient address rejected: {text}", quoted(address)),
+    )
+}
+
+/// Whether `status` is an enhanced status code of class 5 (RFC 3463: `5.subject.detail`).
+fn is_permanent_status(status: &str) -> bool {
+    let parts: Vec<&str> = status.split('.').collect();
+    parts.len() == 3
+        && parts[0] == "5"
+        && parts[1..]
+            .iter()
+            .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mailbox_refusal_passes_on_the_servers_code_and_status() {
+        let full = RemoteReply::smtp(552, "5.2.2 Mailbox full\nsecond line");
+        assert_eq!(
+            mailbox_refusal("full@example.org", Some(&full)).0,
+            "552 5.2.2 <full@example.org> Recipient address rejected: Mailbox full\r\n"
+        );
+        // Nothing the client could misread: no 4xx, no broken status, no line breaks.
+        for odd in [
+            RemoteReply::smtp(452, "4.2.2 Mailbox full"),
+            RemoteReply::smtp(552, "Mailbox full"),
+            RemoteReply::smtp(552, "5.2.x Mailbox full"),
+            RemoteReply::smtp(552, "4.2.2 Mailbox full"),
+        ] {
+            assert_eq!(
+                mailbox_refusal("a@b", Some(&odd)).0,
+                "550 5.2.0 <a@b> Recipient address rejected: Mailbox unavailable\r\n",
+                "{odd:?}"
+            );
+        }
+        assert!(mailbox_refusal("a@b", None).0.starts_with("550 5.2.0 "));
+        let control = RemoteReply::smtp(550, "5.2.1 Disabled\u{7}\r");
+        assert_eq!(
+            mailbox_refusal("a@b", Some(&control)).0,
+            "550 5.2.1 <a@b> Recipient address rejected: Disabled\r\n"
+        );
+    }
 
     #[test]
     fn addresses_are_normalised_for_the_relay_decision() {
