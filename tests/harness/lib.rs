@@ -19,6 +19,7 @@ mod otlp_receiver;
 mod peer;
 mod postfix;
 mod process;
+mod small_filesystem;
 mod smtp_sink;
 mod throughput;
 mod tls;
@@ -36,6 +37,7 @@ pub use otlp_receiver::{OtlpReceiver, ReceivedSpan, describe as describe_spans};
 pub use peer::{PEER_PATIENCE, require_peer, wait_until};
 pub use postfix::{POSTFIX_HOSTNAME, Postfix};
 pub use process::{Ferrymail, LogLine, binary};
+pub use small_filesystem::{FILLER_BYTES, SmallFilesystem};
 pub use smtp_sink::{SmtpSink, SmtpSinkOptions};
 pub use throughput::{
     LOAD_HELO, LOAD_SENDER, SmtpSource, bench_config, check_received, discarding_sink,

@@ -1,6 +1,7 @@
 //! What a backend provides: transactions with FoundationDB's semantics.
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 use crate::error::Result;
 use crate::range::{KeyRange, RangeOptions, RangePage};
@@ -28,4 +29,9 @@ pub(crate) trait Backend: Send + Sync {
     async fn begin(&self) -> Result<Box<dyn BackendTransaction>>;
     /// Name for logs and metrics.
     fn name(&self) -> &'static str;
+    /// Why the backend cannot commit now, as it changes (`None` while it can); `None` for a
+    /// backend that does not report it.
+    fn availability(&self) -> Option<watch::Receiver<Option<String>>> {
+        None
+    }
 }

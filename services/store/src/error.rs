@@ -53,6 +53,10 @@ pub enum StoreError {
         /// Whether FoundationDB says a retry may succeed.
         retryable: bool,
     },
+    /// The store cannot commit now: its disk failed or is full. It recovers by itself once
+    /// the cause is gone; retry later, not at once.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     /// The store has been closed.
     #[error("store is closed")]
     Closed,
@@ -85,6 +89,7 @@ impl StoreError {
             StoreError::Corrupt(_) => "corrupt",
             StoreError::Storage(_) => "storage",
             StoreError::Fdb { .. } => "foundationdb",
+            StoreError::Unavailable(_) => "unavailable",
             StoreError::Closed => "closed",
         }
     }

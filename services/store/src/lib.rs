@@ -29,6 +29,7 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::sync::watch;
 
 pub use error::{Result, StoreError};
 pub use foundationdb_tuple::{self as tuple, Subspace, TuplePack, TupleUnpack};
@@ -118,6 +119,15 @@ impl Store {
     /// The backend's name (`embedded`, `foundationdb`).
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// Why the store cannot commit now, as it changes: `Some(reason)` from a failed write
+    /// until the store has recovered (the embedded store, after a full disk), `None` while
+    /// it can. A backend that does not report it is always `None`.
+    pub fn availability(&self) -> watch::Receiver<Option<String>> {
+        self.backend
+            .availability()
+            .unwrap_or_else(|| watch::Sender::new(None).subscribe())
     }
 
     /// Runs `f` in a transaction and commits it, running it again on conflicts and other

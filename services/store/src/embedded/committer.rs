@@ -12,6 +12,12 @@
 //! which the log starts over; it runs once the log holds [`CHECKPOINT_BYTES`], once
 //! [`CHECKPOINT_INTERVAL`] has passed since the last one, and when the store closes.
 //!
+//! A failed write (a full disk, an I/O error) leaves redb refusing everything until it is
+//! opened again. The committer then refuses commits at once with
+//! [`StoreError::Unavailable`], withdraws the database from readers and opens the files
+//! again with exponential backoff, replaying the log, until the cause is gone: no restart,
+//! and nothing acknowledged is lost, since the log holds it.
+//!
 //! Conflicts are detected the way FoundationDB's resolvers do it: a transaction that read
 //! a key written by any transaction committed after its read version fails with
 //! `Conflict`. The write ranges of recent commits are kept for the 5 s a transaction
@@ -23,11 +29,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Durability, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
+use super::files::{self, OpenFiles, StoreFiles};
 use super::mutation::{Mutation, add};
-use super::wal::WriteAheadLog;
+use super::readers::Readers;
 use crate::error::{Result, StoreError};
 use crate::limits::MAX_AGE;
 use crate::observer::StoreObserver;
@@ -52,6 +59,11 @@ const CHECKPOINT_INTERVAL: Duration = if cfg!(test) {
 /// Mutation bytes one group commit takes at most, so a record stays far below its 4 GiB
 /// limit; a transaction holds at most 10 MB, so one always fits.
 const MAX_BATCH_BYTES: usize = 64 << 20;
+/// The wait before the first attempt to open the files again after a failed write; it
+/// doubles with each failed attempt, up to [`MAX_RECOVERY_BACKOFF`].
+const FIRST_RECOVERY_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts to recover.
+const MAX_RECOVERY_BACKOFF: Duration = Duration::from_secs(10);
 
 /// What the committer thread is asked to do.
 pub(crate) enum Request {
@@ -87,39 +99,56 @@ struct Committed {
 }
 
 pub(crate) struct Committer {
-    db: Arc<Database>,
+    files: StoreFiles,
+    /// The open files, or why they are not open.
+    state: State,
+    /// The database new transactions read.
+    readers: Arc<Readers>,
     version: Arc<AtomicU64>,
     log: VecDeque<Committed>,
-    wal: WriteAheadLog,
+    /// Transactions that read at a version before this one conflict: the store recovered
+    /// after they began, replaying writes the conflict log does not hold.
+    recovered_at: u64,
     /// When a checkpoint was last tried.
     checkpointed: Instant,
-    /// Whether that try failed: a full log then waits for the interval before the next.
-    checkpoint_failed: bool,
-    /// Set when redb failed to take a batch the log already holds: the two disagree until a
-    /// restart replays the log, so nothing more is committed.
-    broken: Option<String>,
     /// Told of each group commit, log sync and checkpoint.
     observer: Option<Arc<dyn StoreObserver>>,
 }
 
+/// Whether the committer can write.
+enum State {
+    Open(OpenFiles),
+    Failed(Failure),
+}
+
+/// A failed write, and when to try opening the files again.
+struct Failure {
+    reason: String,
+    since: Instant,
+    retry_at: Instant,
+    backoff: Duration,
+    attempts: u32,
+}
+
 impl Committer {
-    /// Starts the committer thread; it ends, after a last checkpoint, when every sender is
-    /// dropped.
+    /// Starts the committer thread on the open `opened` files; it ends, after a last
+    /// checkpoint, when every sender is dropped.
     pub(crate) fn spawn(
-        db: Arc<Database>,
+        files: StoreFiles,
+        opened: OpenFiles,
+        readers: Arc<Readers>,
         version: Arc<AtomicU64>,
-        wal: WriteAheadLog,
         observer: Option<Arc<dyn StoreObserver>>,
     ) -> std::io::Result<Sender<Request>> {
         let (sender, receiver) = std::sync::mpsc::channel();
         let committer = Committer {
-            db,
+            files,
+            state: State::Open(opened),
+            readers,
             version,
             log: VecDeque::new(),
-            wal,
+            recovered_at: 0,
             checkpointed: Instant::now(),
-            checkpoint_failed: false,
-            broken: None,
             observer,
         };
         std::thread::Builder::new()
@@ -131,12 +160,13 @@ impl Committer {
     fn run(mut self, requests: Receiver<Request>) {
         let mut next = None;
         loop {
+            self.recover_when_due();
             let request = match next.take() {
                 Some(request) => request,
-                None => match requests.recv_timeout(CHECKPOINT_INTERVAL) {
+                None => match requests.recv_timeout(self.idle_wait()) {
                     Ok(request) => request,
                     Err(RecvTimeoutError::Timeout) => {
-                        self.checkpoint_logged();
+                        self.checkpoint_when_due();
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -152,66 +182,124 @@ impl Committer {
                     self.commit_batch(batch);
                 }
             }
-            if self.checkpoint_due() {
-                self.checkpoint_logged();
-            }
+            self.checkpoint_when_due();
         }
-        self.checkpoint_logged();
+        // A failed store holds nothing the log lacks: the next open replays it.
+        let _ = self.checkpoint();
+    }
+
+    /// How long to wait for a request: until the next checkpoint, or the next attempt to
+    /// recover.
+    fn idle_wait(&self) -> Duration {
+        match &self.state {
+            State::Open(_) => CHECKPOINT_INTERVAL,
+            State::Failed(failure) => failure
+                .retry_at
+                .saturating_duration_since(Instant::now())
+                .min(CHECKPOINT_INTERVAL),
+        }
     }
 
     fn checkpoint_due(&self) -> bool {
-        let written = self.wal.written();
+        let State::Open(open) = &self.state else {
+            return false;
+        };
+        let written = open.wal.written();
         written > 0
-            && (self.checkpointed.elapsed() >= CHECKPOINT_INTERVAL
-                || (written >= CHECKPOINT_BYTES && !self.checkpoint_failed))
+            && (self.checkpointed.elapsed() >= CHECKPOINT_INTERVAL || written >= CHECKPOINT_BYTES)
     }
 
     /// Syncs redb, which then holds every record of the log, and starts the log over.
     fn checkpoint(&mut self) -> Result<()> {
-        if self.wal.written() == 0 {
+        let open = match &mut self.state {
+            State::Open(open) => open,
+            State::Failed(failure) => return Err(StoreError::Unavailable(failure.reason.clone())),
+        };
+        if open.wal.written() == 0 {
             return Ok(());
         }
-        if let Some(reason) = &self.broken {
-            return Err(StoreError::Storage(reason.clone()));
-        }
         let started = Instant::now();
-        let mut write = self.db.begin_write()?;
+        let mut write = open.db.begin_write()?;
         write.set_durability(Durability::Immediate)?;
         write.commit()?;
-        self.wal.start_over();
+        open.wal.start_over();
         if let Some(observer) = &self.observer {
             observer.checkpointed(started.elapsed());
         }
         Ok(())
     }
 
-    /// [`Committer::checkpoint`], remembering when and how it went.
+    /// [`Committer::checkpoint`]; a failure fails the store, the log still holding every
+    /// commit.
     fn checkpoint_tried(&mut self) -> Result<()> {
+        let was_open = matches!(self.state, State::Open(_));
         let result = self.checkpoint();
         self.checkpointed = Instant::now();
-        self.checkpoint_failed = result.is_err();
+        if let (true, Err(error)) = (was_open, &result) {
+            self.fail(format!("checkpoint failed: {error}"));
+        }
         result
     }
 
-    fn checkpoint_logged(&mut self) {
-        if let Err(error) = self.checkpoint_tried() {
-            // The log still holds every commit: nothing is lost, it only grows.
-            tracing::error!(%error, "store checkpoint failed; the write-ahead log keeps the commits");
+    /// Checkpoints when [`Committer::checkpoint_due`]; a failure has failed the store.
+    fn checkpoint_when_due(&mut self) {
+        if self.checkpoint_due() {
+            let _ = self.checkpoint_tried();
         }
     }
 
-    fn conflicts(&self, pending: &[Committed], request: &CommitRequest) -> bool {
-        // Newest first: only commits after the read version matter, and they are at the end.
-        let newer = self
-            .log
-            .iter()
-            .rev()
-            .take_while(|c| c.version > request.read_version)
-            .chain(pending.iter());
-        let reads = ReadSet::new(&request.read_conflicts);
-        newer
-            .flat_map(|committed| committed.writes.iter())
-            .any(|write| reads.intersects(write))
+    /// Stops writing after a failed write: refuses commits, withdraws the database from
+    /// readers and drops the files, to be opened again after a backoff.
+    fn fail(&mut self, reason: String) {
+        let reason = format!("the embedded store cannot write ({reason}); retrying");
+        tracing::error!(%reason, "store failed; commits are refused until it recovers");
+        self.readers.withdraw(&reason);
+        let now = Instant::now();
+        self.state = State::Failed(Failure {
+            reason,
+            since: now,
+            retry_at: now + FIRST_RECOVERY_BACKOFF,
+            backoff: FIRST_RECOVERY_BACKOFF,
+            attempts: 0,
+        });
+    }
+
+    /// Opens the files again, replaying the log, when the store failed and the backoff has
+    /// passed; on success the store commits again.
+    fn recover_when_due(&mut self) {
+        let State::Failed(failure) = &mut self.state else {
+            return;
+        };
+        let now = Instant::now();
+        if now < failure.retry_at {
+            return;
+        }
+        failure.attempts += 1;
+        match files::open(&self.files) {
+            Ok(opened) => {
+                tracing::info!(
+                    attempts = failure.attempts,
+                    down_for = ?failure.since.elapsed(),
+                    "store recovered; commits are accepted again"
+                );
+                let recovered_at = self.version.load(Ordering::Acquire) + 1;
+                self.version.store(recovered_at, Ordering::Release);
+                self.recovered_at = recovered_at;
+                self.readers.serve(opened.db.clone());
+                self.state = State::Open(opened);
+                self.checkpointed = Instant::now();
+            }
+            Err(error) => {
+                failure.backoff = (failure.backoff * 2).min(MAX_RECOVERY_BACKOFF);
+                failure.retry_at = now + failure.backoff;
+                // Attempts are paced by the backoff, so this logs a few lines a minute at most.
+                if error.file_in_use() {
+                    tracing::debug!("store recovery waits for readers of the failed database");
+                } else {
+                    tracing::warn!(%error, attempts = failure.attempts, retry_in = ?failure.backoff, "store still cannot open its files");
+                }
+            }
+        }
     }
 
     fn forget_old_commits(&mut self, now: Instant) {
@@ -227,23 +315,30 @@ impl Committer {
     fn commit_batch(&mut self, batch: Vec<CommitRequest>) {
         let now = Instant::now();
         self.forget_old_commits(now);
-        if let Some(reason) = &self.broken {
-            return reply_all(batch, || Err(StoreError::Storage(reason.clone())));
-        }
+        let open = match &mut self.state {
+            State::Open(open) => open,
+            State::Failed(failure) => {
+                let reason = failure.reason.clone();
+                return reply_all(batch, || Err(StoreError::Unavailable(reason.clone())));
+            }
+        };
         let mut version = self.version.load(Ordering::Acquire);
         let mut pending = Vec::new();
         let mut accepted = Vec::new();
-        let applied = self
+        let next_sequence = open.wal.next_sequence();
+        let applied = open
             .db
             .begin_write()
             .map_err(StoreError::from)
             .and_then(|mut write| {
                 // The log makes the batch durable; redb is synced at checkpoints.
                 write.set_durability(Durability::None)?;
-                self.apply_batch(
+                apply_batch(
+                    &self.log,
+                    self.recovered_at,
                     &write,
                     batch,
-                    now,
+                    next_sequence,
                     &mut version,
                     &mut pending,
                     &mut accepted,
@@ -254,25 +349,28 @@ impl Committer {
             Ok(write) if !accepted.is_empty() => write,
             Ok(_) => return, // Every request conflicted or was too old.
             Err(error) => {
-                tracing::error!(%error, "store commit failed; the batch was not committed");
-                return reply_all(accepted, || Err(StoreError::Storage(error.to_string())));
+                let reason = error.to_string();
+                reply_all(accepted, || Err(StoreError::Unavailable(reason.clone())));
+                return self.fail(format!("commit failed: {error}"));
             }
         };
         let mutations = accepted.iter().flat_map(|request| request.mutations.iter());
         let sync = accepted.iter().any(|request| request.durable);
-        if let Err(error) = self.wal.append(mutations, sync) {
+        if let Err(error) = open.wal.append(mutations, sync) {
+            drop(write);
             // Part of the record may be on disk and replayed after a crash: say so.
-            tracing::error!(%error, "store commit failed; the batch may or may not be durable");
-            return reply_all(accepted, || Err(StoreError::CommitUnknownResult));
+            reply_all(accepted, || Err(StoreError::CommitUnknownResult));
+            return self.fail(format!("log write failed: {error}"));
         }
         if let (true, Some(observer)) = (sync, &self.observer) {
             observer.log_synced();
         }
         if let Err(error) = write.commit() {
-            let reason = format!("the embedded store needs a restart: {error}");
-            tracing::error!(%error, "store commit failed after its log record was written; refusing further commits until a restart replays the log");
-            self.broken = Some(reason);
-            return reply_all(accepted, || Err(StoreError::CommitUnknownResult));
+            // The log holds the batch: opening the files again replays it.
+            reply_all(accepted, || Err(StoreError::CommitUnknownResult));
+            return self.fail(format!(
+                "database write failed after its log record: {error}"
+            ));
         }
         self.version.store(version, Ordering::Release);
         self.log.extend(pending);
@@ -281,51 +379,69 @@ impl Committer {
         }
         reply_all(accepted, || Ok(()));
     }
+}
 
-    /// Applies each request that neither conflicts nor is too old to `write` (answering the
-    /// others), and records the log sequence the batch will carry.
-    fn apply_batch(
-        &self,
-        write: &WriteTransaction,
-        batch: Vec<CommitRequest>,
-        now: Instant,
-        version: &mut u64,
-        pending: &mut Vec<Committed>,
-        accepted: &mut Vec<CommitRequest>,
-    ) -> Result<()> {
-        let mut table = write.open_table(KV)?;
-        for request in batch {
-            if request.started.elapsed() > MAX_AGE {
-                let _ = request
-                    .reply
-                    .send(Err(StoreError::TransactionTooOld(MAX_AGE)));
-                continue;
-            }
-            if self.conflicts(pending, &request) {
-                let _ = request.reply.send(Err(StoreError::Conflict));
-                continue;
-            }
-            for mutation in &request.mutations {
-                apply(&mut table, mutation)?;
-            }
-            *version += 1;
-            let writes = request
-                .mutations
-                .iter()
-                .map(Mutation::write_range)
-                .collect();
-            pending.push(Committed {
-                version: *version,
-                at: now,
-                writes,
-            });
-            accepted.push(request);
+/// Applies to `write` each request of `batch` that neither conflicts with `log` (or began
+/// before the store recovered at `recovered_at`) nor is too old, answering the others, and
+/// records `sequence`, the log record the batch will be.
+#[allow(clippy::too_many_arguments)]
+fn apply_batch(
+    log: &VecDeque<Committed>,
+    recovered_at: u64,
+    write: &WriteTransaction,
+    batch: Vec<CommitRequest>,
+    sequence: u64,
+    version: &mut u64,
+    pending: &mut Vec<Committed>,
+    accepted: &mut Vec<CommitRequest>,
+) -> Result<()> {
+    let mut table = write.open_table(KV)?;
+    for request in batch {
+        if request.started.elapsed() > MAX_AGE {
+            let _ = request
+                .reply
+                .send(Err(StoreError::TransactionTooOld(MAX_AGE)));
+            continue;
         }
-        write
-            .open_table(META)?
-            .insert(APPLIED, self.wal.next_sequence())?;
-        Ok(())
+        let read_before_recovery =
+            request.read_version < recovered_at && !request.read_conflicts.is_empty();
+        if read_before_recovery || conflicts(log, pending, &request) {
+            let _ = request.reply.send(Err(StoreError::Conflict));
+            continue;
+        }
+        for mutation in &request.mutations {
+            apply(&mut table, mutation)?;
+        }
+        *version += 1;
+        let writes = request
+            .mutations
+            .iter()
+            .map(Mutation::write_range)
+            .collect();
+        pending.push(Committed {
+            version: *version,
+            at: Instant::now(),
+            writes,
+        });
+        accepted.push(request);
     }
+    write.open_table(META)?.insert(APPLIED, sequence)?;
+    Ok(())
+}
+
+/// Whether `request` read a key that a transaction committed after its read version wrote:
+/// one in `log`, or one before it in the batch being built (`pending`).
+fn conflicts(log: &VecDeque<Committed>, pending: &[Committed], request: &CommitRequest) -> bool {
+    // Newest first: only commits after the read version matter, and they are at the end.
+    let newer = log
+        .iter()
+        .rev()
+        .take_while(|c| c.version > request.read_version)
+        .chain(pending.iter());
+    let reads = ReadSet::new(&request.read_conflicts);
+    newer
+        .flat_map(|committed| committed.writes.iter())
+        .any(|write| reads.intersects(write))
 }
 
 /// Answers every request in `requests` with `outcome()`.

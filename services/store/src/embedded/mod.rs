@@ -3,7 +3,9 @@
 //! a write-ahead log beside the database file (`wal`), redb being synced at checkpoints.
 
 mod committer;
+mod files;
 mod mutation;
+mod readers;
 mod transaction;
 mod wal;
 
@@ -13,22 +15,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 
 use async_trait::async_trait;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use redb::ReadableDatabase;
+use tokio::sync::watch;
 
 use crate::backend::{Backend, BackendTransaction};
 use crate::error::{Result, StoreError};
 use crate::observer::StoreObserver;
-use committer::{APPLIED, Committer, KV, META, Request, apply};
+use committer::{Committer, KV, Request};
+use files::StoreFiles;
+use readers::Readers;
 use transaction::EmbeddedTransaction;
-use wal::{Unapplied, WriteAheadLog};
-
-/// File name of the database inside the store's directory.
-const FILE_NAME: &str = "ferrymail.redb";
-/// File name of the write-ahead log beside it.
-const LOG_NAME: &str = "ferrymail.wal";
 
 pub(crate) struct EmbeddedBackend {
-    db: Arc<Database>,
+    readers: Arc<Readers>,
     version: Arc<AtomicU64>,
     committer: Sender<Request>,
 }
@@ -38,19 +37,14 @@ impl EmbeddedBackend {
     /// what the write-ahead log holds beyond it (commits since the last checkpoint before a
     /// crash). `observer` hears of each log sync.
     pub(crate) fn open(path: &Path, observer: Option<Arc<dyn StoreObserver>>) -> Result<Self> {
-        std::fs::create_dir_all(path)
-            .map_err(|e| StoreError::Storage(format!("cannot create {}: {e}", path.display())))?;
-        let db = Database::create(path.join(FILE_NAME))?;
-        let applied = applied_sequence(&db)?;
-        let (wal, unapplied) = WriteAheadLog::open(&path.join(LOG_NAME), applied)
-            .map_err(|e| StoreError::Storage(e.to_string()))?;
-        replay(&db, unapplied)?;
-        let db = Arc::new(db);
+        let files = StoreFiles::new(path);
+        let opened = files::open(&files).map_err(|e| StoreError::Storage(e.to_string()))?;
+        let readers = Arc::new(Readers::new(opened.db.clone()));
         let version = Arc::new(AtomicU64::new(0));
-        let committer = Committer::spawn(db.clone(), version.clone(), wal, observer)
+        let committer = Committer::spawn(files, opened, readers.clone(), version.clone(), observer)
             .map_err(|e| StoreError::Storage(format!("cannot start the committer: {e}")))?;
         Ok(Self {
-            db,
+            readers,
             version,
             committer,
         })
@@ -67,51 +61,13 @@ impl EmbeddedBackend {
     }
 }
 
-/// The last log record redb holds, creating the tables of a new file (so that read
-/// transactions can always open them).
-fn applied_sequence(db: &Database) -> Result<u64> {
-    let write = db.begin_write()?;
-    write.open_table(KV)?;
-    let applied = write
-        .open_table(META)?
-        .get(APPLIED)?
-        .map_or(0, |v| v.value());
-    write.commit()?;
-    Ok(applied)
-}
-
-/// Applies the log's records that redb does not hold, in one synced redb commit.
-fn replay(db: &Database, unapplied: Unapplied) -> Result<()> {
-    if unapplied.batches.is_empty() {
-        return Ok(());
-    }
-    let mut write = db.begin_write()?;
-    write.set_durability(Durability::Immediate)?;
-    let mut mutations = 0;
-    {
-        let mut table = write.open_table(KV)?;
-        for mutation in unapplied.batches.iter().flatten() {
-            apply(&mut table, mutation)?;
-            mutations += 1;
-        }
-        write.open_table(META)?.insert(APPLIED, unapplied.last)?;
-    }
-    write.commit()?;
-    tracing::info!(
-        commits = unapplied.batches.len(),
-        mutations,
-        "the embedded store replayed its write-ahead log"
-    );
-    Ok(())
-}
-
 #[async_trait]
 impl Backend for EmbeddedBackend {
     async fn begin(&self) -> Result<Box<dyn BackendTransaction>> {
         // Read the version before taking the snapshot: the snapshot then holds at least every
         // commit up to that version, and conflicts are checked against every later one.
         let read_version = self.version.load(Ordering::Acquire);
-        let snapshot = self.db.begin_read()?.open_table(KV)?;
+        let snapshot = self.readers.database()?.begin_read()?.open_table(KV)?;
         Ok(Box::new(EmbeddedTransaction::new(
             snapshot,
             read_version,
@@ -122,6 +78,10 @@ impl Backend for EmbeddedBackend {
     fn name(&self) -> &'static str {
         "embedded"
     }
+
+    fn availability(&self) -> Option<watch::Receiver<Option<String>>> {
+        Some(self.readers.availability())
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +90,7 @@ mod tests {
 
     use super::*;
     use crate::decode_counter;
+    use files::{DATABASE_NAME, LOG_NAME};
 
     /// Commits `set` and one increment of the counter `b"n"` in one transaction.
     async fn commit(backend: &EmbeddedBackend, set: &[(&[u8], &[u8])]) {
@@ -180,7 +141,14 @@ mod tests {
             commit(&backend, &[(&key, &chunk)]).await;
         }
         backend.checkpoint().await.unwrap();
-        let stats = backend.db.begin_write().unwrap().stats().unwrap();
+        let stats = backend
+            .readers
+            .database()
+            .unwrap()
+            .begin_write()
+            .unwrap()
+            .stats()
+            .unwrap();
         let allocated = stats.allocated_pages() * u64::try_from(stats.page_size()).unwrap();
         let payload = u64::try_from(chunks as usize * chunk.len()).unwrap();
         // A chunk that overflowed its page would take a page twice its size.
@@ -202,7 +170,7 @@ mod tests {
             }
             to
         };
-        (copy(&[FILE_NAME, LOG_NAME]), copy(&[FILE_NAME]))
+        (copy(&[DATABASE_NAME, LOG_NAME]), copy(&[DATABASE_NAME]))
     }
 
     #[tokio::test]
