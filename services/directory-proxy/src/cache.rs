@@ -13,10 +13,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferrymail_rpc::directory::{Answer, Expansion, RemoteReply, Verdict};
 use ferrymail_store::{KeyRange, Store, StoreError};
+use ferrymail_telemetry::LogLimit;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::target::Target;
+
+/// While the store fails, every lookup would log its failure: one line per 10 s says so.
+static STORE_FAILURES: LogLimit = LogLimit::new(Duration::from_secs(10));
 
 /// A question whose answer may be cached.
 #[derive(Debug, Clone, Copy)]
@@ -184,7 +188,9 @@ impl LookupCache {
         let raw = match read {
             Ok(raw) => raw?,
             Err(error) => {
-                tracing::warn!(target = %target.name, %error, "shared lookup cache unavailable; asking the server");
+                if let Some(left_out) = STORE_FAILURES.admit() {
+                    tracing::warn!(target = %target.name, %error, left_out, "shared lookup cache unavailable; asking the server");
+                }
                 return None;
             }
         };
@@ -237,8 +243,10 @@ impl LookupCache {
                 })
             })
             .await;
-        if let Err(error) = written {
-            tracing::warn!(target = %target.name, %error, "could not write the shared lookup cache");
+        if let Err(error) = written
+            && let Some(left_out) = STORE_FAILURES.admit()
+        {
+            tracing::warn!(target = %target.name, %error, left_out, "could not write the shared lookup cache");
         }
     }
 

@@ -26,6 +26,7 @@ mod dsn;
 mod due_index;
 mod enqueue;
 mod envelope_check;
+mod failure_backoff;
 mod handoff;
 mod index_reads;
 mod keys;

@@ -19,6 +19,7 @@ use ferrymail_config::model::remote::Remote;
 use ferrymail_dns::{DnssecResolver, MessageAuthenticator};
 use ferrymail_rpc::queue::{QueueError, Recipient};
 use ferrymail_store::{StoreError, Transaction};
+use ferrymail_telemetry::LogLimit;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -34,6 +35,7 @@ use crate::delivery::relay::{RelayJob, deliver};
 use crate::delivery::{Outcome, TlsSettings};
 use crate::delivery_result::{CommitPolicy, Committed};
 use crate::dsn::{self, NoticeSettings};
+use crate::failure_backoff::FailureBackoff;
 use crate::handoff::{Claimant, Fresh, HeldBody};
 use crate::index_reads::IndexReads;
 use crate::keys::Keys;
@@ -45,6 +47,54 @@ use crate::service::Queue;
 use crate::store_failure::from_store;
 use crate::stored_message::StoredMessage;
 use crate::throttle::{self, Admission};
+
+/// Repeated store failures are logged once per this interval.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Failed attempts (claims, recording results): one line per interval.
+static ATTEMPT_FAILURES: LogLimit = LogLimit::new(FAILURE_LOG_INTERVAL);
+/// Failed reads of the due index.
+static INDEX_FAILURES: LogLimit = LogLimit::new(FAILURE_LOG_INTERVAL);
+/// Failed heartbeats.
+static HEARTBEAT_FAILURES: LogLimit = LogLimit::new(FAILURE_LOG_INTERVAL);
+
+/// An attempt that ended: its message, and whether it failed for want of the store (its
+/// delivery's own failures are results, recorded).
+struct Finished {
+    id: MessageId,
+    failed: bool,
+}
+
+impl Finished {
+    /// The end of an attempt of `id` with `outcome`, logged (at a bounded rate) if it failed.
+    fn of<T>(id: MessageId, outcome: Result<T, QueueError>) -> Self {
+        if let Err(error) = &outcome
+            && let Some(left_out) = ATTEMPT_FAILURES.admit()
+        {
+            tracing::warn!(queue_id = %id, %error, left_out, "delivery attempt failed");
+        }
+        Self {
+            id,
+            failed: outcome.is_err(),
+        }
+    }
+}
+
+/// Takes an ended attempt off `busy`, and tells `backoff` how it went.
+fn finished(
+    done: Result<Finished, tokio::task::JoinError>,
+    busy: &mut HashSet<MessageId>,
+    backoff: &mut FailureBackoff,
+) {
+    let Ok(finished) = done else {
+        return;
+    };
+    busy.remove(&finished.id);
+    if finished.failed {
+        backoff.failed(Instant::now());
+    } else {
+        backoff.succeeded();
+    }
+}
 
 /// How a scheduler works.
 #[derive(Debug, Clone)]
@@ -190,7 +240,7 @@ impl Scheduler {
     /// Delivers due messages until `stop`, then waits for the deliveries under way (a caller
     /// that cannot wait drops this future: their leases expire and another run retries them).
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let mut in_flight: JoinSet<MessageId> = JoinSet::new();
+        let mut in_flight: JoinSet<Finished> = JoinSet::new();
         let mut busy: HashSet<MessageId> = HashSet::new();
         let mut beat = tokio::time::interval(self.options.heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -208,33 +258,35 @@ impl Scheduler {
             self.options.poll,
             self.options.max_in_flight,
         );
+        let mut backoff = FailureBackoff::default();
         loop {
             // Registered before reading, so an enqueue during the read is not missed.
             let wake = self.queue.handoff.wake.notified();
             let mut wake = std::pin::pin!(wake);
             wake.as_mut().enable();
-            let room = self.options.max_in_flight.saturating_sub(busy.len());
-            let read_index = reads.due(Instant::now(), room);
-            let backlog = self.dispatch(&mut in_flight, &mut busy, read_index).await;
-            reads.dispatched(Instant::now(), read_index, backlog);
+            // While the store fails, no new work: it would fail the same way at once.
+            let pause = backoff.pausing(Instant::now());
+            if pause.is_none() {
+                let room = self.options.max_in_flight.saturating_sub(busy.len());
+                let read_index = reads.due(Instant::now(), room);
+                let backlog = self
+                    .dispatch(&mut in_flight, &mut busy, read_index, &mut backoff)
+                    .await;
+                reads.dispatched(Instant::now(), read_index, backlog);
+            }
+            let next = pause.unwrap_or_else(|| reads.next_poll());
             tokio::select! {
                 () = stop.cancelled() => break,
-                () = &mut wake => {}
-                () = tokio::time::sleep_until(reads.next_poll().into()) => {}
+                () = &mut wake, if pause.is_none() => {}
+                () = tokio::time::sleep_until(next.into()) => {}
                 _ = beat.tick() => {
                     self.heartbeat().await;
                     policy_sweep = self.sweep_policies(policy_sweep).await;
                 }
-                Some(done) = in_flight.join_next() => {
-                    if let Ok(id) = done {
-                        busy.remove(&id);
-                    }
-                }
+                Some(done) = in_flight.join_next() => finished(done, &mut busy, &mut backoff),
             }
             while let Some(done) = in_flight.try_join_next() {
-                if let Ok(id) = done {
-                    busy.remove(&id);
-                }
+                finished(done, &mut busy, &mut backoff);
             }
         }
         tracing::info!(
@@ -285,7 +337,11 @@ impl Scheduler {
                 }
             }
             // The last assignment stays: leases keep delivery correct meanwhile.
-            Err(error) => tracing::warn!(%error, "heartbeat failed"),
+            Err(error) => {
+                if let Some(left_out) = HEARTBEAT_FAILURES.admit() {
+                    tracing::warn!(%error, left_out, "heartbeat failed");
+                }
+            }
         }
     }
 
@@ -308,9 +364,10 @@ impl Scheduler {
     /// left waiting for room.
     async fn dispatch(
         self: &Arc<Self>,
-        in_flight: &mut JoinSet<MessageId>,
+        in_flight: &mut JoinSet<Finished>,
         busy: &mut HashSet<MessageId>,
         read_index: bool,
+        backoff: &mut FailureBackoff,
     ) -> bool {
         let room = self.options.max_in_flight.saturating_sub(busy.len());
         let mut fresh = self.queue.handoff.take(&self.options.owner);
@@ -346,7 +403,13 @@ impl Scheduler {
                 .await
             {
                 Ok(due) => candidates.extend(due),
-                Err(error) => tracing::warn!(%error, "cannot read the due index"),
+                Err(error) => {
+                    backoff.failed(Instant::now());
+                    if let Some(left_out) = INDEX_FAILURES.admit() {
+                        tracing::warn!(%error, left_out, "cannot read the due index");
+                    }
+                    return waiting;
+                }
             }
             let now_ms = unix_millis(SystemTime::now());
             let oldest_due = candidates.iter().map(|e| e.due_ms).min().unwrap_or(now_ms);
@@ -374,7 +437,7 @@ impl Scheduler {
     fn start(
         self: &Arc<Self>,
         id: MessageId,
-        in_flight: &mut JoinSet<MessageId>,
+        in_flight: &mut JoinSet<Finished>,
         busy: &mut HashSet<MessageId>,
     ) {
         if !busy.insert(id) {
@@ -382,10 +445,8 @@ impl Scheduler {
         }
         let this = self.clone();
         in_flight.spawn(async move {
-            if let Err(error) = this.attempt(&id, SystemTime::now()).await {
-                tracing::warn!(queue_id = %id, %error, "delivery attempt failed");
-            }
-            id
+            let attempt = this.attempt(&id, SystemTime::now()).await;
+            Finished::of(id, attempt)
         });
     }
 
@@ -394,7 +455,7 @@ impl Scheduler {
     fn start_claimed(
         self: &Arc<Self>,
         claimed: Fresh,
-        in_flight: &mut JoinSet<MessageId>,
+        in_flight: &mut JoinSet<Finished>,
         busy: &mut HashSet<MessageId>,
     ) -> Result<(), Fresh> {
         let id = claimed.entry().queue_id;
@@ -412,10 +473,7 @@ impl Scheduler {
                 },
                 Fresh::Due(_) => this.attempt(&id, now).await,
             };
-            if let Err(error) = attempt {
-                tracing::warn!(queue_id = %id, %error, "delivery attempt failed");
-            }
-            id
+            Finished::of(id, attempt)
         });
         Ok(())
     }

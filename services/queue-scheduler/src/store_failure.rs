@@ -4,19 +4,27 @@
 //! (the ingress answers 451 and the client tries again later); data that does not decode is a
 //! bug or a foreign writer, `Internal`.
 
+use std::time::Duration;
+
 use ferrymail_rpc::queue::QueueError;
 use ferrymail_store::StoreError;
 use ferrymail_store::blob::BlobError;
+use ferrymail_telemetry::LogLimit;
 
 use crate::record::CorruptRecord;
 
-/// The queue error for a store failure during `operation`, logged.
+/// Store failures repeat while the store is down: one line per 10 s says so.
+static STORE_FAILURES: LogLimit = LogLimit::new(Duration::from_secs(10));
+
+/// The queue error for a store failure during `operation`, logged (at a bounded rate).
 pub(crate) fn from_store(operation: &str, error: StoreError) -> QueueError {
     if matches!(error, StoreError::Corrupt(_)) {
         tracing::error!(operation, %error, "queue data is corrupt");
         QueueError::Internal(format!("{operation}: {error}"))
     } else {
-        tracing::warn!(operation, %error, "queue store failure");
+        if let Some(left_out) = STORE_FAILURES.admit() {
+            tracing::warn!(operation, %error, left_out, "queue store failure");
+        }
         QueueError::Unavailable(format!("{operation}: {error}"))
     }
 }

@@ -49,6 +49,7 @@
 mod admin_server;
 mod error;
 mod health;
+mod log_limit;
 mod logging;
 mod metrics;
 mod trace_context;
@@ -57,6 +58,7 @@ mod trace_export;
 pub use admin_server::{OPENMETRICS_CONTENT_TYPE, serve_admin};
 pub use error::TelemetryError;
 pub use health::{ComponentHealth, DRAINING_REASON, Health, NotReady, Readiness};
+pub use log_limit::LogLimit;
 pub use logging::{LogFormat, init_logging, init_telemetry};
 pub use metrics::Metrics;
 pub use trace_context::{
