@@ -13,6 +13,7 @@ mod services;
 mod signals;
 mod store_metrics;
 mod store_open;
+mod store_readiness;
 
 use std::process::ExitCode;
 

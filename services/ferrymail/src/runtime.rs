@@ -130,6 +130,10 @@ pub async fn run(
             None => component.set_ready(),
         }
     }
+    if let Some(store) = services.store.clone() {
+        let component = health.component(crate::store_readiness::COMPONENT);
+        tokio::spawn(crate::store_readiness::follow(store, component));
+    }
     tracing::info!(role = role.name(), "started");
 
     let outcome = tokio::select! {

@@ -11,6 +11,7 @@ use ferrymail_queue_scheduler::{Queue, Scheduler, SchedulerOptions};
 use ferrymail_rpc::directory::{DirectoryService, GrpcDirectory};
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
 use ferrymail_smtp_ingress::{Ingress, IngressMetrics};
+use ferrymail_store::Store;
 use ferrymail_telemetry::Metrics;
 use tokio::sync::watch;
 
@@ -27,6 +28,8 @@ pub struct Services {
     pub scheduler: Option<Arc<Scheduler>>,
     /// The SMTP/LMTP front door.
     pub ingress: Option<Arc<Ingress>>,
+    /// The data store the queue and the lookup cache share, when this role opens one.
+    pub store: Option<Store>,
 }
 
 impl Services {
@@ -75,9 +78,12 @@ impl Services {
                     "storage.data is not set: lookup results are cached in this process only"
                 );
             }
-            let proxy =
-                DirectoryProxy::new(&loaded.config, store, DirectoryMetrics::register(metrics))
-                    .await?;
+            let proxy = DirectoryProxy::new(
+                &loaded.config,
+                store.clone(),
+                DirectoryMetrics::register(metrics),
+            )
+            .await?;
             let proxy = Arc::new(proxy);
             // Probes every remote.<id>; the task ends with the runtime.
             tokio::spawn(proxy.clone().probe_remotes());
@@ -86,6 +92,7 @@ impl Services {
         if role.hosts_ingress() {
             services.ingress = Some(Arc::new(ingress(&loaded.config, &services, metrics)?));
         }
+        services.store = store;
         Ok(services)
     }
 
