@@ -32,19 +32,19 @@ impl Diagnostics {
         });
     }
 
-    /// Records a key or table defined a second time.
+    /// Records a key or table defined a second time, with where it was first defined.
     pub(crate) fn report_duplicate(
         &self,
         origin: Origin,
         path: &[String],
         what: &str,
-        first: &Origin,
+        first: Option<&Origin>,
     ) {
         self.pending.borrow_mut().push(Pending {
             origin,
             key: display_path(path),
             message: format!("duplicate {what}"),
-            first: Some(first.clone()),
+            first: first.cloned(),
         });
     }
 

@@ -9,6 +9,7 @@
 mod diagnostics;
 mod error;
 mod key;
+mod key_paths;
 pub mod keys;
 pub mod model;
 mod reader;

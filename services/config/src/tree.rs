@@ -9,6 +9,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::diagnostics::Diagnostics;
+use crate::key_paths::{KeyPaths, WrittenKey};
 use crate::source::{FileId, Origin};
 
 /// A value with its position.
@@ -67,19 +68,57 @@ impl Table {
 /// Parses one file; syntax errors (all of them, the parser recovers) go to `diagnostics`.
 pub(crate) fn parse_file(text: &str, file: FileId, diagnostics: &Diagnostics) -> Node {
     let (document, errors) = DeTable::parse_recoverable(text);
+    // Only needed to name the keys of errors; most files have none.
+    let key_paths = (!errors.is_empty()).then(|| KeyPaths::of(text));
     for error in errors {
         let span = error.span().unwrap_or(0..0);
-        diagnostics.report(
-            Origin { file, span },
-            String::new(),
-            format!("invalid TOML: {}", error.message().trim_end()),
-        );
+        let written = key_paths
+            .as_ref()
+            .and_then(|k| Some((k, k.at(span.start)?)));
+        let origin = Origin { file, span };
+        let message = error.message().trim_end();
+        match written {
+            Some((keys, key)) if message == "duplicate key" => {
+                report_duplicate_in_file(keys, key, origin, diagnostics);
+            }
+            Some((_, key)) => diagnostics.report(
+                origin,
+                display_path(&key.path),
+                format!("invalid TOML: {message}"),
+            ),
+            None => {
+                diagnostics.report(origin, String::new(), format!("invalid TOML: {message}"));
+            }
+        }
     }
     let origin = Origin { file, span: 0..0 };
     Node {
         origin,
         value: Value::Table(convert_table(document.into_inner(), file, diagnostics)),
     }
+}
+
+/// Reports a key or table the parser found defined twice in one file, as [`merge`] does
+/// for one defined in two files: with its path and where it was first defined.
+fn report_duplicate_in_file(
+    keys: &KeyPaths,
+    key: &WrittenKey,
+    origin: Origin,
+    diagnostics: &Diagnostics,
+) {
+    // A header, or a dotted key reaching into a table, (re)defines a table.
+    let what = if key.in_header || !key.defines {
+        "table"
+    } else {
+        "key"
+    };
+    let first = keys
+        .first_definition(&key.path, key.span.start)
+        .map(|first| Origin {
+            file: origin.file,
+            span: first.span.clone(),
+        });
+    diagnostics.report_duplicate(origin, &key.path, what, first.as_ref());
 }
 
 /// Parses a built-in default literal (a TOML value such as `"60s"` or `["1d", "3d"]`).
@@ -162,13 +201,13 @@ pub(crate) fn merge(
                     entry.key_origin,
                     path,
                     "table",
-                    &existing.key_origin,
+                    Some(&existing.key_origin),
                 ),
                 _ => diagnostics.report_duplicate(
                     entry.key_origin,
                     path,
                     "key",
-                    &existing.key_origin,
+                    Some(&existing.key_origin),
                 ),
             },
         }

@@ -137,20 +137,6 @@ fn port_out_of_range() {
 }
 
 #[test]
-fn duplicate_table_in_one_file() {
-    // The seed's own second example repeats `[directory."imap".tls]` this way.
-    let text = "[directory.imap]\ntype = \"imap\"\naddress = \"h\"\n[directory.imap.tls]\nimplicit = true\n[directory.imap.tls]\nimplicit = false\n";
-    let errors = errors(text);
-    let line = BASE.lines().count() + 6;
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.line == line && e.message.contains("invalid TOML")),
-        "{errors:?}"
-    );
-}
-
-#[test]
 fn missing_remote_reference() {
     let text = "[queue.outbound]\nnext-hop = \"relay\"\n";
     assert_error(
