@@ -253,3 +253,23 @@ fn readiness_turns_off_while_draining() {
         "{log:?}"
     );
 }
+
+#[test]
+fn without_a_hostname_the_server_greets_with_the_machines() {
+    // The kernel's record of the machine's name, as `hostname` prints it.
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let machine = machine.trim_end();
+    let config = format!("{CONFIG}{STORAGE}").replace("hostname = \"mx.test\"\n", "");
+    assert!(!config.contains("hostname"), "{config}");
+    let mut process = Ferrymail::start("all", &config);
+    let smtp = process.address("smtp");
+    let mut client = ferrymail_e2e::SmtpClient::connect(smtp);
+    assert_eq!(client.greeting.code, 220);
+    assert!(
+        client.greeting.lines[0].starts_with(&format!("{machine} ")),
+        "{}",
+        client.greeting
+    );
+    let ehlo = client.command("EHLO client.test");
+    assert!(ehlo.lines[0].starts_with(machine), "{ehlo}");
+}

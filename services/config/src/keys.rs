@@ -23,8 +23,8 @@ use crate::model::store::StoreType;
 use crate::value::{Bind, ByteSize, Secret};
 
 keys! {
-    SERVER_HOSTNAME: String = "server.hostname", Required,
-        "Host name this server announces in greetings, EHLO and Received headers.";
+    SERVER_HOSTNAME: String = "server.hostname", Derived("the machine's host name"),
+        "Host name this server announces in greetings, EHLO and Received headers; when unset, the machine's host name (on Kubernetes, the pod's name), which must then be a valid host name.";
     SERVER_SHUTDOWN_TIMEOUT: Duration = "server.shutdown-timeout", Default("\"30s\""),
         "How long a stopping process lets in-flight sessions and deliveries finish before it exits.";
     SERVER_TLS_CERTIFICATE: String = "server.tls.certificate", Derived("the only `certificate.<id>`, when there is one"),

@@ -24,7 +24,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use key::{Key, KeyInfo, Presence};
 pub use model::Config;
 pub use source::ConfigSource;
-pub use value::{ByteSize, Environment, ProcessEnvironment, Secret};
+pub use value::{ByteSize, Environment, ProcessEnvironment, Secret, machine_hostname};
 
 use diagnostics::Diagnostics;
 use reader::TableReader;

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use crate::key::{Key, Presence};
 use crate::source::Origin;
 use crate::tree::{Entry, Node, Table, Value, display_path, parse_default};
-use crate::value::{Context, FromNode, Invalid};
+use crate::value::{Context, Environment, FromNode, Invalid};
 
 /// A view of one table. Keys present but never asked for are reported as unknown when the
 /// reader is dropped, so no table can be read without that check.
@@ -43,6 +43,11 @@ impl<'a> TableReader<'a> {
             path,
             asked: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Where substitutions and machine facts come from.
+    pub(crate) fn env(&self) -> &dyn Environment {
+        self.cx.env
     }
 
     /// The dotted path of a key in this table.

@@ -73,7 +73,10 @@ impl Server {
 
 pub(crate) fn read(root: &TableReader<'_>, certificates: &[&str]) -> Option<Server> {
     let t = root.table("server");
-    let hostname = t.get(&keys::SERVER_HOSTNAME);
+    let hostname = match t.get(&keys::SERVER_HOSTNAME) {
+        None if !t.contains("hostname") => default_hostname(&t),
+        set_or_refused => set_or_refused,
+    };
     let shutdown_timeout = t.get(&keys::SERVER_SHUTDOWN_TIMEOUT);
     let max_connections = t.get(&keys::SERVER_MAX_CONNECTIONS);
     let max_connections_per_ip = t.get(&keys::SERVER_MAX_CONNECTIONS_PER_IP);
@@ -110,6 +113,34 @@ pub(crate) fn read(root: &TableReader<'_>, certificates: &[&str]) -> Option<Serv
         max_connections: max_connections?,
         max_connections_per_ip: max_connections_per_ip?,
     })
+}
+
+/// The machine's host name, as Stalwart defaults `server.hostname`; one that cannot be had or
+/// is no valid host name is reported, since it would be announced in every greeting and EHLO.
+fn default_hostname(t: &TableReader<'_>) -> Option<String> {
+    let problem = match t.env().hostname() {
+        Some(name) if is_host_name(&name) => return Some(name),
+        Some(name) => format!(
+            "not set, and the machine's host name {name:?} is not a valid host name: set it"
+        ),
+        None => "not set, and the machine's host name cannot be found: set it".to_string(),
+    };
+    t.report("hostname", problem);
+    None
+}
+
+/// Whether `name` is a host name (RFC 1123): dot-separated labels of letters, digits and
+/// hyphens, none starting or ending with a hyphen, at most 63 bytes each and 253 in all.
+fn is_host_name(name: &str) -> bool {
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    (1..=253).contains(&name.len()) && name.split('.').all(label_ok)
 }
 
 fn read_listener(
@@ -176,4 +207,36 @@ fn read_listener(
         proxy_protocol,
         proxy_trusted_networks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_host_name;
+
+    #[test]
+    fn host_names_are_labels_of_letters_digits_and_hyphens() {
+        for good in [
+            "mx",
+            "mx1.example.org",
+            "ferrymail-smtp-ingress-7d9c",
+            "0.example",
+        ] {
+            assert!(is_host_name(good), "{good}");
+        }
+        let long_label = "a".repeat(64);
+        let long_name = ["a".repeat(63).as_str(); 5].join(".");
+        for bad in [
+            "",
+            "mx example",
+            "-mx.example",
+            "mx-.example",
+            "mx..example",
+            "mx.example.",
+            "mx_1.example",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            assert!(!is_host_name(bad), "{bad}");
+        }
+    }
 }

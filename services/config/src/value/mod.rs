@@ -14,7 +14,7 @@ pub use network::Bind;
 pub(crate) use referenced_files::RecordingEnvironment;
 pub use scalar::Secret;
 pub use size::{ByteSize, parse_size};
-pub use substitution::{Environment, ProcessEnvironment};
+pub use substitution::{Environment, ProcessEnvironment, machine_hostname};
 
 use crate::diagnostics::Diagnostics;
 use crate::source::Origin;

@@ -58,6 +58,10 @@ impl Environment for RecordingEnvironment<'_> {
         self.inner.var(name)
     }
 
+    fn hostname(&self) -> Option<String> {
+        self.inner.hostname()
+    }
+
     fn read_file(&self, path: &Path) -> std::io::Result<String> {
         let text = self.inner.read_file(path)?;
         self.read

@@ -5,12 +5,23 @@ use std::path::Path;
 use super::{Context, Invalid};
 use crate::tree::Node;
 
-/// Where substitutions are looked up; tests supply their own.
+/// Where substitutions and machine facts are looked up; tests supply their own.
 pub trait Environment {
     /// The value of an environment variable.
     fn var(&self, name: &str) -> Option<String>;
     /// The text of a file.
     fn read_file(&self, path: &Path) -> std::io::Result<String>;
+    /// The machine's host name (the default of `server.hostname`); `None` when it cannot be
+    /// had as text.
+    fn hostname(&self) -> Option<String> {
+        machine_hostname()
+    }
+}
+
+/// The host name the kernel reports (`gethostname(2)`; in a pod, the pod's name).
+pub fn machine_hostname() -> Option<String> {
+    // gethostname rather than /proc/sys/kernel/hostname: the same call on every Unix.
+    gethostname::gethostname().into_string().ok()
 }
 
 /// The real process environment and file system.
