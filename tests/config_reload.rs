@@ -89,3 +89,133 @@ fn files_added_to_the_include_directory_are_merged() {
     let metrics = http_get(admin, "/metrics").unwrap().body;
     assert_eq!(active_hash(&metrics), reloaded.field("hash").unwrap());
 }
+
+/// Writes `text` to the process's main file.
+fn write_config(process: &Ferrymail, text: &str) {
+    std::fs::write(&process.config, text).unwrap();
+}
+
+/// Whether `line` is the refusal of a configuration.
+fn is_refusal(line: &ferrymail_e2e::LogLine) -> bool {
+    line.message().starts_with("configuration change refused")
+}
+
+/// Whether `line` says the files were looked at and found as they were.
+fn is_unchanged(line: &ferrymail_e2e::LogLine) -> bool {
+    line.message() == "configuration files unchanged"
+}
+
+fn counter(metrics: &str, result: &str) -> String {
+    let name = format!("config_reloads_total{{result=\"{result}\"}} ");
+    let start = metrics.find(&name).expect("reload counter") + name.len();
+    metrics[start..]
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn an_invalid_change_is_reported_once_per_change() {
+    let mut process = Ferrymail::start_with_env(
+        "operator",
+        CONFIG,
+        &[],
+        &[("RUST_LOG", "info,ferrymail::config_reload=debug")],
+    );
+    let admin = process.address("admin");
+    let bad =
+        format!("{CONFIG}\n[remote.r]\naddress = \"a\"\nprotocol = \"smtp\"\ntimeout = \"x\"\n");
+    write_config(&process, &bad);
+    process.wait_for("the refusal", is_refusal);
+
+    // Reading the file, as an editor or `cat` does, and saving it unchanged are no changes:
+    // the process looks, finds what it refused already, and says nothing more.
+    process.log.clear();
+    assert_eq!(std::fs::read_to_string(&process.config).unwrap(), bad);
+    write_config(&process, &bad);
+    let next = process.wait_for("a look at the files", |l| is_refusal(l) || is_unchanged(l));
+    assert!(
+        is_unchanged(&next),
+        "the same invalid configuration was refused again:\n{}",
+        process.dump()
+    );
+    let metrics = http_get(admin, "/metrics").unwrap().body;
+    assert_eq!(counter(&metrics, "failure"), "1", "{metrics}");
+
+    // Another invalid content is a new change: refused once more, naming its own problem.
+    process.log.clear();
+    write_config(
+        &process,
+        &format!("{CONFIG}\n[remote.r]\naddress = \"a\"\nprotocol = \"pop3\"\n"),
+    );
+    let refused = process.wait_for("the second refusal", is_refusal);
+    assert!(
+        refused.message().contains("remote.r.protocol"),
+        "{}",
+        refused.message()
+    );
+    let metrics = http_get(admin, "/metrics").unwrap().body;
+    assert_eq!(counter(&metrics, "failure"), "2", "{metrics}");
+
+    // Fixed: applied, and the failures stay counted as they were.
+    write_config(
+        &process,
+        &format!("{CONFIG}\n[remote.r]\naddress = \"a\"\nprotocol = \"smtp\"\n"),
+    );
+    process.wait_for("the reload", |l| l.message() == "configuration reloaded");
+    let metrics = http_get(admin, "/metrics").unwrap().body;
+    assert_eq!(counter(&metrics, "success"), "1", "{metrics}");
+    assert_eq!(counter(&metrics, "failure"), "2", "{metrics}");
+}
+
+#[test]
+fn changes_that_need_a_restart_are_named() {
+    let mut process = Ferrymail::start("operator", CONFIG);
+    process.address("admin");
+
+    // A change every role applies at once: no warning.
+    write_config(
+        &process,
+        &format!("{CONFIG}\n[remote.r]\naddress = \"a\"\nprotocol = \"smtp\"\n"),
+    );
+    process.wait_for("the first reload", |l| {
+        l.message() == "configuration reloaded"
+    });
+    let warned: Vec<_> = process
+        .log
+        .iter()
+        .filter(|l| l.message().contains("takes effect after a restart"))
+        .map(|l| l.message().to_string())
+        .collect();
+    assert!(warned.is_empty(), "{warned:?}");
+
+    // The admin listener moves and a second one appears: both wait for a restart.
+    process.log.clear();
+    let moved = CONFIG.replace("127.0.0.1:0", "127.0.0.1:1");
+    write_config(
+        &process,
+        &format!(
+            "{moved}\n[server.listener.admin2]\nbind = \"127.0.0.1:2\"\nprotocol = \"http\"\n\n[remote.r]\naddress = \"a\"\nprotocol = \"smtp\"\n"
+        ),
+    );
+    process.wait_for("the second reload", |l| {
+        l.message() == "configuration reloaded"
+    });
+    let mut warned: Vec<_> = process
+        .log
+        .iter()
+        .filter(|l| l.field("level") == Some("WARN"))
+        .map(|l| l.message().to_string())
+        .collect();
+    warned.sort();
+    assert_eq!(
+        warned,
+        [
+            "server.listener.admin.bind changed; takes effect after a restart",
+            "server.listener.admin2 added; takes effect after a restart",
+        ],
+        "{}",
+        process.dump()
+    );
+}

@@ -24,6 +24,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use key::{Key, KeyInfo, Presence};
 pub use model::Config;
 pub use source::ConfigSource;
+pub use tree::display_path;
 pub use value::{ByteSize, Environment, ProcessEnvironment, Secret, machine_hostname};
 
 use diagnostics::Diagnostics;
@@ -47,6 +48,16 @@ pub struct LoadedConfig {
     pub referenced_files: Vec<PathBuf>,
 }
 
+/// One reading of a configuration's files: what they held, and whether it loads.
+#[derive(Debug)]
+pub struct Reading {
+    /// SHA-256 (hex) of what was read: [`LoadedConfig::hash`] when it loads, and computed the
+    /// same way when it does not, so that refused content is known again when read again.
+    pub hash: String,
+    /// The configuration, or every problem with it.
+    pub outcome: Result<LoadedConfig, ConfigErrors>,
+}
+
 /// Reads, merges and validates a configuration from disk.
 pub fn load(source: &ConfigSource) -> Result<LoadedConfig, ConfigErrors> {
     load_with(source, &ProcessEnvironment)
@@ -57,6 +68,21 @@ pub fn load_with(
     source: &ConfigSource,
     env: &dyn Environment,
 ) -> Result<LoadedConfig, ConfigErrors> {
+    read_with(source, env).outcome
+}
+
+/// [`load`], telling what was read even when it does not load (to recognise it later).
+pub fn read(source: &ConfigSource) -> Reading {
+    read_with(source, &ProcessEnvironment)
+}
+
+/// [`read`] with a chosen environment for substitutions.
+pub fn read_with(source: &ConfigSource, env: &dyn Environment) -> Reading {
+    // Files that cannot be listed or read: what is known of them is the problem itself.
+    let unreadable = |errors: ConfigErrors| Reading {
+        hash: source::content_hash(std::iter::once(("", errors.to_string().as_str()))),
+        outcome: Err(errors),
+    };
     let file_error = |file: &std::path::Path, message: String| ConfigError {
         file: file.display().to_string(),
         line: 0,
@@ -64,13 +90,16 @@ pub fn load_with(
         key: String::new(),
         message,
     };
-    let files = source.files().map_err(|e| {
-        let dir = source.include_dir.as_deref().unwrap_or(&source.main);
-        ConfigErrors(vec![file_error(
-            dir,
-            format!("cannot list the include directory: {e}"),
-        )])
-    })?;
+    let files = match source.files() {
+        Ok(files) => files,
+        Err(e) => {
+            let dir = source.include_dir.as_deref().unwrap_or(&source.main);
+            return unreadable(ConfigErrors(vec![file_error(
+                dir,
+                format!("cannot list the include directory: {e}"),
+            )]));
+        }
+    };
     let mut documents = Vec::with_capacity(files.len());
     let mut errors = Vec::new();
     for file in &files {
@@ -80,16 +109,26 @@ pub fn load_with(
         }
     }
     if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
+        return unreadable(ConfigErrors(errors));
     }
     let recorder = value::RecordingEnvironment::new(env);
-    let (config, hash) = load_documents(documents, &recorder)?;
-    Ok(LoadedConfig {
-        config,
-        hash: recorder.fold_into(&hash),
-        files,
-        referenced_files: recorder.files(),
-    })
+    let content = source::content_hash(
+        documents
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.as_str())),
+    );
+    let outcome = load_documents(documents, &recorder);
+    // The files read through substitutions count too, also those of a refused load.
+    let hash = recorder.fold_into(&content);
+    Reading {
+        outcome: outcome.map(|(config, _)| LoadedConfig {
+            config,
+            hash: hash.clone(),
+            files,
+            referenced_files: recorder.files(),
+        }),
+        hash,
+    }
 }
 
 /// Reads a configuration from texts, as if they were files with these names merged in order.

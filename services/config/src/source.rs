@@ -140,23 +140,34 @@ impl SourceMap {
 
     /// SHA-256 over every real file's name and text: the identity of a loaded config.
     pub(crate) fn content_hash(&self) -> String {
-        let mut hasher = Sha256::new();
-        for file in self.files.iter().skip(1) {
-            let name = Path::new(&file.name)
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or(&file.name);
-            hasher.update((name.len() as u64).to_le_bytes());
-            hasher.update(name.as_bytes());
-            hasher.update((file.text.len() as u64).to_le_bytes());
-            hasher.update(file.text.as_bytes());
-        }
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        content_hash(
+            self.files
+                .iter()
+                .skip(1)
+                .map(|f| (f.name.as_str(), f.text.as_str())),
+        )
     }
+}
+
+/// SHA-256 (hex) over files' names (the last component) and texts, in order.
+pub(crate) fn content_hash<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut hasher = Sha256::new();
+    for (name, text) in files {
+        let name = Path::new(name)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(name);
+        hasher.update((name.len() as u64).to_le_bytes());
+        hasher.update(name.as_bytes());
+        hasher.update((text.len() as u64).to_le_bytes());
+        hasher.update(text.as_bytes());
+    }
+    hex(&hasher.finalize())
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

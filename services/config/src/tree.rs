@@ -216,7 +216,7 @@ pub(crate) fn merge(
 }
 
 /// Renders a key path the way TOML would write it (`remote."mx.example".port`).
-pub(crate) fn display_path<S: AsRef<str>>(path: &[S]) -> String {
+pub fn display_path<S: AsRef<str>>(path: &[S]) -> String {
     path.iter()
         .map(|segment| {
             let segment = segment.as_ref();

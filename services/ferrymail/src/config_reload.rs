@@ -5,6 +5,11 @@
 //! file would miss). Events are debounced; the new text is validated whole and swapped in
 //! atomically; an invalid change is logged with every problem and the old configuration
 //! stays in force.
+//!
+//! Only events that can change a file's content count: a watch also sees every open and read
+//! of the files, this process's own among them, which would otherwise make each reload
+//! trigger the next. And what is read is compared with what was read last, loaded or
+//! refused, so that the same content is reported at most once.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,13 +17,16 @@ use std::time::Duration;
 
 use ferrymail_config::{ConfigSource, LoadedConfig};
 use ferrymail_telemetry::Metrics;
-use notify::{RecursiveMode, Watcher};
+use notify::{EventKind, RecursiveMode, Watcher};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+use crate::restart_keys;
+use crate::role::Role;
 
 /// Quiet time after the last file event before reloading: a ConfigMap update or an editor's
 /// save is several events in a burst.
@@ -163,7 +171,7 @@ impl ConfigWatcher {
         let (events, changes) = mpsc::unbounded_channel();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                if event.is_ok_and(|e| may_change_content(&e.kind)) {
                     // A closed channel means the process is stopping; nothing to do then.
                     let _ = events.send(());
                 }
@@ -197,12 +205,15 @@ impl ConfigWatcher {
     }
 
     /// Publishes each valid new version of the configuration on `sender` until `shutdown`.
+    /// `role` says which changed keys wait for a restart.
     pub async fn run(
         mut self,
+        role: Role,
         sender: watch::Sender<Arc<LoadedConfig>>,
         metrics: ReloadMetrics,
         shutdown: CancellationToken,
     ) {
+        let mut reloader = Reloader::new(self.source.clone(), role, sender.borrow().clone());
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -210,33 +221,89 @@ impl ConfigWatcher {
             }
             // Debounce: wait until the files have been quiet for a moment.
             while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, self.changes.recv()).await {}
-            reload(&self.source, &sender, &metrics);
+            reloader.reload(&sender, &metrics);
             let current = sender.borrow().clone();
             self.follow(&current);
         }
     }
 }
 
-fn reload(
-    source: &ConfigSource,
-    sender: &watch::Sender<Arc<LoadedConfig>>,
-    metrics: &ReloadMetrics,
-) {
-    let current = sender.borrow().hash.clone();
-    match ferrymail_config::load(source) {
-        Ok(loaded) if loaded.hash == current => {}
-        Ok(loaded) => {
-            tracing::info!(hash = %loaded.hash, previous = %current, "configuration reloaded");
-            metrics.set_active(&loaded.hash);
-            metrics.set_rendered(&loaded);
-            metrics.record(RELOAD_SUCCESS);
-            sender.send_replace(Arc::new(loaded));
+/// Whether a file event can mean new content: creating, writing, renaming, removing (and
+/// events a backend cannot tell apart). Opening, reading and closing cannot, nor can
+/// closing after a write, which follows a modification already seen.
+fn may_change_content(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+    )
+}
+
+/// Reads the files after a change and publishes what loads.
+struct Reloader {
+    source: ConfigSource,
+    role: Role,
+    /// The configuration the process started with: what its listeners, store and clients
+    /// were made from.
+    started: Arc<LoadedConfig>,
+    /// Hash of what was read last, loaded or refused.
+    last_read: String,
+}
+
+impl Reloader {
+    fn new(source: ConfigSource, role: Role, started: Arc<LoadedConfig>) -> Self {
+        Self {
+            source,
+            role,
+            last_read: started.hash.clone(),
+            started,
         }
-        Err(errors) => {
-            metrics.record(RELOAD_FAILURE);
-            tracing::error!(
-                problems = errors.len(),
-                "configuration change refused; the previous configuration stays in force:\n{errors}"
+    }
+
+    fn reload(&mut self, sender: &watch::Sender<Arc<LoadedConfig>>, metrics: &ReloadMetrics) {
+        let reading = ferrymail_config::read(&self.source);
+        if reading.hash == self.last_read {
+            // Written again with the same bytes, or touched: reported already, if at all.
+            tracing::debug!(hash = %reading.hash, "configuration files unchanged");
+            return;
+        }
+        self.last_read = reading.hash;
+        let current = sender.borrow().clone();
+        match reading.outcome {
+            Ok(loaded) if loaded.hash == current.hash => {
+                tracing::info!(hash = %loaded.hash, "configuration files are back to the configuration in force");
+            }
+            Ok(loaded) => {
+                self.warn_restart_keys(&current, &loaded);
+                tracing::info!(hash = %loaded.hash, previous = %current.hash, "configuration reloaded");
+                metrics.set_active(&loaded.hash);
+                metrics.set_rendered(&loaded);
+                metrics.record(RELOAD_SUCCESS);
+                sender.send_replace(Arc::new(loaded));
+            }
+            Err(errors) => {
+                metrics.record(RELOAD_FAILURE);
+                tracing::error!(
+                    problems = errors.len(),
+                    "configuration change refused; the previous configuration stays in force:\n{errors}"
+                );
+            }
+        }
+    }
+
+    /// One warning per key of `next` that this process applies only at start.
+    fn warn_restart_keys(&self, previous: &LoadedConfig, next: &LoadedConfig) {
+        let keys = restart_keys::to_warn(
+            self.role,
+            &self.started.config,
+            &previous.config,
+            &next.config,
+        );
+        for key in keys {
+            tracing::warn!(
+                key = %key.key,
+                "{} {}; takes effect after a restart",
+                key.key,
+                key.change
             );
         }
     }
@@ -248,6 +315,67 @@ mod tests {
 
     use super::*;
     use ferrymail_operator::render::Rendered;
+
+    #[test]
+    fn opening_and_reading_the_files_is_no_change() {
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode,
+        };
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Other,
+        ] {
+            assert!(!may_change_content(&kind), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Any,
+        ] {
+            assert!(may_change_content(&kind), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_events_a_read_of_the_files_causes_are_no_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "[server]\nhostname = \"h\"\n").unwrap();
+        let (sender, events) = std::sync::mpsc::channel();
+        let mut watcher = notify::recommended_watcher(move |event| {
+            let _ = sender.send(event);
+        })
+        .unwrap();
+        watcher
+            .watch(dir.path(), RecursiveMode::NonRecursive)
+            .unwrap();
+
+        // What a reload does to the files, then a change to mark the end: the watch reports
+        // events in order, so whatever comes before the marker was caused by the read.
+        assert!(ferrymail_config::load(&ConfigSource::file(&file)).is_ok());
+        let marker = dir.path().join("marker");
+        std::fs::write(&marker, "").unwrap();
+        let mut before_marker = Vec::new();
+        loop {
+            let event = events
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the marker's event")
+                .unwrap();
+            if event.paths.contains(&marker) {
+                break;
+            }
+            before_marker.push(event.kind);
+        }
+        assert!(!before_marker.is_empty(), "the read was seen by the watch");
+        for kind in before_marker {
+            assert!(!may_change_content(&kind), "{kind:?}");
+        }
+    }
 
     #[test]
     fn the_rendered_hash_is_the_operators() {

@@ -7,6 +7,7 @@ mod grpc_server;
 mod listeners;
 mod operator_cli;
 mod queue_cli;
+mod restart_keys;
 mod role;
 mod runtime;
 mod services;

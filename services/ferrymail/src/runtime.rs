@@ -67,8 +67,11 @@ pub async fn run(
         ));
     }
     let current = config_updates.borrow().clone();
+    // The configuration in force when the process stops (server.shutdown-timeout).
+    let latest = config_updates.subscribe();
     let reloader = match ConfigWatcher::install(source, &current) {
         Ok(watcher) => Some(tokio::spawn(watcher.run(
+            role,
             config_updates,
             reload_metrics,
             admin_stop.clone(),
@@ -149,7 +152,7 @@ pub async fn run(
     };
     health.start_draining();
     stop.cancel();
-    let deadline = config.server.shutdown_timeout;
+    let deadline = latest.borrow().config.server.shutdown_timeout;
     if tokio::time::timeout(deadline, async {
         while work.join_next().await.is_some() {}
         if let Some(ingress) = &services.ingress {
