@@ -69,3 +69,30 @@ fn render_reports_a_bad_resource_and_fails() {
         "left out of the output"
     );
 }
+
+#[test]
+fn render_refuses_a_resource_with_an_unknown_field_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("directory.yaml");
+    // `lookup.domains` is the TOML key; the resource's field is `domains`.
+    std::fs::write(
+        &manifest,
+        "apiVersion: ferrymail.io/v1alpha1\nkind: Directory\nmetadata: {name: corp}\nspec:\n  type: lmtp\n  address: lmtp.example.org\n  lookup:\n    domains: [example.org]\n",
+    )
+    .unwrap();
+    let output = Command::new(binary())
+        .args(["operator", "render", "-f"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Directory/corp: spec.lookup: unknown field"),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("[directory.corp]"),
+        "left out of the output"
+    );
+}

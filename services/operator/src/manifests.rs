@@ -6,8 +6,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::OperatorError;
-use crate::render::{self, Outcome, RenderSettings, Secrets};
-use crate::resources::{Directory, GROUP, RemoteHost, VERSION};
+use crate::render::{self, Kind, Outcome, RenderSettings, ResourceId, Secrets, UnknownFields};
+use crate::resources::{Directory, GROUP, RemoteHost, VERSION, unknown_fields};
 
 /// Every non-empty document of a YAML stream, as JSON values (chart tests, tools).
 pub fn documents(text: &str) -> Result<Vec<Value>, OperatorError> {
@@ -21,6 +21,8 @@ pub struct Manifests {
     pub remotes: Vec<RemoteHost>,
     /// Every `Directory`.
     pub directories: Vec<Directory>,
+    /// The fields of each resource that its type does not have (they make it refused).
+    pub unknown_fields: UnknownFields,
 }
 
 impl Manifests {
@@ -65,15 +67,30 @@ impl Manifests {
                     self.add_value(source, item)?;
                 }
             }
-            "RemoteHost" if ours => self
-                .remotes
-                .push(serde_json::from_value(value).map_err(invalid)?),
-            "Directory" if ours => self
-                .directories
-                .push(serde_json::from_value(value).map_err(invalid)?),
+            "RemoteHost" if ours => {
+                let (remote, unknown) = unknown_fields::from_value(value).map_err(invalid)?;
+                self.note_unknown(Kind::RemoteHost, &remote, unknown);
+                self.remotes.push(remote);
+            }
+            "Directory" if ours => {
+                let (directory, unknown) = unknown_fields::from_value(value).map_err(invalid)?;
+                self.note_unknown(Kind::Directory, &directory, unknown);
+                self.directories.push(directory);
+            }
             _ => {}
         }
         Ok(())
+    }
+
+    fn note_unknown<K: kube::Resource>(&mut self, kind: Kind, resource: &K, unknown: Vec<String>) {
+        if unknown.is_empty() {
+            return;
+        }
+        let id = ResourceId {
+            kind,
+            name: render::name_of(resource),
+        };
+        self.unknown_fields.entry(id).or_default().extend(unknown);
     }
 
     /// Renders the resources; Secret values are not known offline, only referenced.
@@ -82,6 +99,13 @@ impl Manifests {
         let mut directories = self.directories.clone();
         remotes.sort_by_key(render::name_of);
         directories.sort_by_key(render::name_of);
-        render::render(&remotes, &directories, &Secrets::Unknown, None, settings)
+        render::render(
+            &remotes,
+            &directories,
+            &Secrets::Unknown,
+            None,
+            settings,
+            &self.unknown_fields,
+        )
     }
 }

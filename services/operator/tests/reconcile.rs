@@ -56,6 +56,11 @@ fn list(kind: &str, items: Vec<Value>) -> Value {
     json!({"apiVersion": "ferrymail.io/v1alpha1", "kind": format!("{kind}List"), "metadata": {"resourceVersion": "1"}, "items": items})
 }
 
+/// No resource with fields its type lacks.
+fn no_unknown() -> render::UnknownFields {
+    render::UnknownFields::new()
+}
+
 fn settings() -> Settings {
     Settings {
         namespace: NS.into(),
@@ -188,6 +193,7 @@ fn applied(remotes: Vec<Value>, password: &str) -> (Value, Value) {
         &secrets,
         None,
         &RenderSettings::default(),
+        &no_unknown(),
     )
     .unwrap();
     let r = outcome.rendered;
@@ -416,6 +422,53 @@ async fn a_bad_resource_is_reported_and_the_last_good_config_stays() {
     );
     assert_eq!(seen[6].body["type"], "Warning");
     assert_eq!(seen[6].body["reason"], "Invalid");
+}
+
+#[tokio::test]
+async fn a_resource_with_an_unknown_field_is_reported_and_not_rendered() {
+    // What the API server serves when the CRD keeps unknown fields (an older CRD, or
+    // x-kubernetes-preserve-unknown-fields): `lookup` is not a field, `domains` is.
+    let directory = json!({"apiVersion": "ferrymail.io/v1alpha1", "kind": "Directory",
+        "metadata": {"name": "corp", "namespace": NS, "uid": "u-dir", "resourceVersion": "3", "generation": 1,
+                     "finalizers": ["ferrymail.io/rendered"]},
+        "spec": {"type": "lmtp", "address": "lmtp.example.org", "lookup": {"domains": ["example.org"]}}});
+    let (seen, result) = run_pass(vec![
+        step("GET", RH, 200, list("RemoteHost", vec![])),
+        step("GET", DIR, 200, list("Directory", vec![directory.clone()])),
+        step("GET", CM, 404, not_found()),
+        step("GET", PROJECTION, 404, not_found()),
+        step(
+            "PATCH",
+            PROJECTION,
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}),
+        ),
+        step(
+            "PATCH",
+            CM,
+            200,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+        ),
+        step("PATCH", format!("{DIR}/corp/status"), 200, directory),
+        step("POST", EVENTS, 201, event_reply()),
+    ])
+    .await;
+    let summary = result.expect("the pass itself succeeds");
+    assert_eq!(summary.invalid, ["Directory/corp"]);
+    let directories = seen[5].body["data"]["directories.toml"].as_str().unwrap();
+    assert!(!directories.contains("corp"), "not rendered: {directories}");
+    let rendered = seen[6].body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Rendered")
+        .unwrap()
+        .clone();
+    assert_eq!(rendered["status"], "False");
+    assert_eq!(rendered["reason"], "Invalid");
+    assert_eq!(rendered["message"], "spec.lookup: unknown field");
+    assert_eq!(seen[7].body["type"], "Warning");
+    assert_eq!(seen[7].body["note"], "spec.lookup: unknown field");
 }
 
 #[tokio::test]

@@ -10,6 +10,11 @@ use ferrymail_operator::manifests::Manifests;
 use ferrymail_operator::render::{self, Kind, RenderSettings, ResourceId, Secrets};
 use ferrymail_operator::resources::{Directory, RemoteHost};
 
+/// No resource with fields its type lacks.
+fn no_unknown() -> render::UnknownFields {
+    render::UnknownFields::new()
+}
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/render")
@@ -100,6 +105,7 @@ fn rendered_files_load_through_the_config_loader() {
         &fetched(b"s3cret\n"),
         None,
         &settings,
+        &no_unknown(),
     )
     .expect("renders");
     assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
@@ -176,13 +182,27 @@ const BAD: &str = "apiVersion: ferrymail.io/v1alpha1\nkind: RemoteHost\nmetadata
 fn an_invalid_resource_keeps_its_last_good_rendering() {
     let settings = RenderSettings::default();
     let no_secrets = Secrets::Fetched(BTreeMap::new());
-    let good = render::render(&[remote(GOOD)], &[], &no_secrets, None, &settings)
-        .expect("renders")
-        .rendered;
+    let good = render::render(
+        &[remote(GOOD)],
+        &[],
+        &no_secrets,
+        None,
+        &settings,
+        &no_unknown(),
+    )
+    .expect("renders")
+    .rendered;
     assert!(good.remotes_toml.contains("timeout = \"30s\""));
 
-    let outcome =
-        render::render(&[remote(BAD)], &[], &no_secrets, Some(&good), &settings).expect("renders");
+    let outcome = render::render(
+        &[remote(BAD)],
+        &[],
+        &no_secrets,
+        Some(&good),
+        &settings,
+        &no_unknown(),
+    )
+    .expect("renders");
     let id = ResourceId {
         kind: Kind::RemoteHost,
         name: "relay".into(),
@@ -194,7 +214,15 @@ fn an_invalid_resource_keeps_its_last_good_rendering() {
         "the last good version stays in force"
     );
 
-    let fresh = render::render(&[remote(BAD)], &[], &no_secrets, None, &settings).expect("renders");
+    let fresh = render::render(
+        &[remote(BAD)],
+        &[],
+        &no_secrets,
+        None,
+        &settings,
+        &no_unknown(),
+    )
+    .expect("renders");
     assert!(fresh.problems.contains_key(&id));
     assert!(
         !fresh.rendered.remotes_toml.contains("[remote.relay]"),
@@ -211,6 +239,7 @@ fn a_missing_secret_is_a_problem_of_the_resource() {
         &Secrets::Fetched(BTreeMap::new()),
         None,
         &RenderSettings::default(),
+        &no_unknown(),
     )
     .expect("renders");
     let problem = &outcome.problems[&ResourceId {
@@ -306,7 +335,15 @@ fn the_probe_interval_renders_and_a_zero_one_is_a_problem() {
             "apiVersion: ferrymail.io/v1alpha1\nkind: RemoteHost\nmetadata: {{name: relay}}\nspec: {{address: relay.example.org, protocol: smtp, probe: {{interval: {interval}}}}}\n"
         ))
     };
-    let good = render::render(&[with("5m")], &[], &no_secrets, None, &settings).expect("renders");
+    let good = render::render(
+        &[with("5m")],
+        &[],
+        &no_secrets,
+        None,
+        &settings,
+        &no_unknown(),
+    )
+    .expect("renders");
     assert!(good.problems.is_empty(), "{:?}", good.problems);
     assert!(
         good.rendered
@@ -316,10 +353,54 @@ fn the_probe_interval_renders_and_a_zero_one_is_a_problem() {
         good.rendered.remotes_toml
     );
     // Passes the CRD's pattern but not the loader.
-    let zero = render::render(&[with("0s")], &[], &no_secrets, None, &settings).expect("renders");
+    let zero = render::render(
+        &[with("0s")],
+        &[],
+        &no_secrets,
+        None,
+        &settings,
+        &no_unknown(),
+    )
+    .expect("renders");
     let problem = &zero.problems[&ResourceId {
         kind: Kind::RemoteHost,
         name: "relay".into(),
     }];
     assert!(problem.contains("remote.relay.probe.interval"), "{problem}");
+}
+
+#[test]
+fn a_resource_with_an_unknown_field_is_refused_naming_it() {
+    let mut manifests = Manifests::default();
+    manifests
+        .add_yaml(
+            "test",
+            "apiVersion: ferrymail.io/v1alpha1\nkind: Directory\nmetadata: {name: corp}\nspec:\n  type: lmtp\n  address: lmtp.example.org\n  lookup: {domains: [example.org]}\n---\napiVersion: ferrymail.io/v1alpha1\nkind: RemoteHost\nmetadata: {name: relay}\nspec: {address: a, protocol: smtp, tls: {implicit: true, verifyCerts: false}}\n",
+        )
+        .expect("parses");
+    let outcome = manifests
+        .render(&RenderSettings::default())
+        .expect("renders");
+    let problem = |kind, name: &str| {
+        outcome.problems[&ResourceId {
+            kind,
+            name: name.into(),
+        }]
+            .clone()
+    };
+    assert_eq!(
+        problem(Kind::Directory, "corp"),
+        "spec.lookup: unknown field"
+    );
+    assert_eq!(
+        problem(Kind::RemoteHost, "relay"),
+        "spec.tls.verifyCerts: unknown field"
+    );
+    assert!(
+        !outcome.rendered.directories_toml.contains("corp")
+            && !outcome.rendered.remotes_toml.contains("relay"),
+        "neither is rendered:\n{}{}",
+        outcome.rendered.directories_toml,
+        outcome.rendered.remotes_toml
+    );
 }

@@ -1,7 +1,7 @@
 //! One reconcile pass over a namespace.
 //!
 //! The calls, in order (the mock-API tests assert exactly this sequence):
-//! 1. list RemoteHosts, list Directories;
+//! 1. list RemoteHosts, list Directories (as raw objects, to find fields the types lack);
 //! 2. get the rendered ConfigMap and Secret projection (the last applied output);
 //! 3. get each Secret a live RemoteHost references, by name in sorted order;
 //! 4. add the finalizer to live resources that lack it;
@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
@@ -26,8 +26,8 @@ use serde_json::json;
 use super::Context;
 use super::status::{self, Verdict};
 use crate::OperatorError;
-use crate::render::{self, HASH_KEY, Kind, Rendered, ResourceId, Secrets};
-use crate::resources::{Directory, RemoteHost, ResourceStatus};
+use crate::render::{self, HASH_KEY, Kind, Rendered, ResourceId, Secrets, UnknownFields};
+use crate::resources::{Directory, RemoteHost, ResourceStatus, unknown_fields};
 
 /// Finalizer that keeps a deleted resource until the configuration no longer has it.
 pub const FINALIZER: &str = "ferrymail.io/rendered";
@@ -88,8 +88,9 @@ async fn pass(ctx: &Context) -> Result<Summary, OperatorError> {
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
     let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
 
-    let mut remotes = remotes_api.list(&ListParams::default()).await?.items;
-    let mut directories = directories_api.list(&ListParams::default()).await?.items;
+    let mut unknown_fields = UnknownFields::new();
+    let mut remotes: Vec<RemoteHost> = list_checked(ctx, &mut unknown_fields).await?;
+    let mut directories: Vec<Directory> = list_checked(ctx, &mut unknown_fields).await?;
     remotes.sort_by_key(render::name_of);
     directories.sort_by_key(render::name_of);
 
@@ -112,6 +113,7 @@ async fn pass(ctx: &Context) -> Result<Summary, OperatorError> {
         &secrets,
         previous.as_ref(),
         &ctx.settings.render,
+        &unknown_fields,
     )?;
     let hash = outcome.rendered.hash();
     let applied = apply(ctx, &outcome.rendered, &hash, previous.as_ref()).await?;
@@ -154,6 +156,42 @@ async fn pass(ctx: &Context) -> Result<Summary, OperatorError> {
         hash,
         invalid: problems.keys().map(ResourceId::to_string).collect(),
     })
+}
+
+/// Lists the resources of kind `K`, noting in `unknown` the fields each carries that `K` does
+/// not have. They are listed as raw objects: a typed list would drop those fields unseen.
+async fn list_checked<K: Rendering>(
+    ctx: &Context,
+    unknown: &mut UnknownFields,
+) -> Result<Vec<K>, OperatorError> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &ctx.settings.namespace,
+        &ApiResource::erase::<K>(&()),
+    );
+    let mut resources = Vec::new();
+    for object in api.list(&ListParams::default()).await?.items {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let invalid = |e: serde_json::Error| {
+            OperatorError::Manifest(format!("{}/{name} cannot be read: {e}", K::KIND))
+        };
+        let value = serde_json::to_value(object).map_err(invalid)?;
+        let (resource, fields) = unknown_fields::from_value::<K>(value).map_err(invalid)?;
+        if !fields.is_empty() {
+            let id = ResourceId {
+                kind: K::KIND,
+                name,
+            };
+            tracing::warn!(
+                resource = %id,
+                fields = %fields.join(", "),
+                "resource has fields the operator does not know; it is not rendered"
+            );
+            unknown.insert(id, fields);
+        }
+        resources.push(resource);
+    }
+    Ok(resources)
 }
 
 fn live_count<K: Resource>(resources: &[K]) -> usize {

@@ -156,13 +156,20 @@ pub(crate) fn file_reference(settings: &RenderSettings, key: &str) -> String {
     format!("%{{file:{}}}%", settings.secret_dir.join(key).display())
 }
 
-/// Renders every resource not being deleted. `previous` is the last applied output.
+/// The fields each resource carries that its type does not have (see
+/// [`crate::resources::unknown_fields`]); a resource listed here is not rendered.
+pub type UnknownFields = BTreeMap<ResourceId, Vec<String>>;
+
+/// Renders every resource not being deleted. `previous` is the last applied output. A
+/// resource with unknown fields is refused like one that does not load: what it meant to
+/// say is not known.
 pub fn render(
     remotes: &[RemoteHost],
     directories: &[Directory],
     secrets: &Secrets,
     previous: Option<&Rendered>,
     settings: &RenderSettings,
+    unknown_fields: &UnknownFields,
 ) -> Result<Outcome, OperatorError> {
     let mut problems = BTreeMap::new();
     let previous_remotes = previous.map(|p| parse_sections(&p.remotes_toml, "remote"));
@@ -172,12 +179,13 @@ pub fn render(
     let mut remote_sections = BTreeMap::new();
     for remote in live(remotes) {
         let name = name_of(remote);
-        let section = remote_host::render(remote, secrets, settings)
-            .and_then(|section| validate::section("remote", &name, section));
         let id = ResourceId {
             kind: Kind::RemoteHost,
             name: name.clone(),
         };
+        let section = known_fields_only(&id, unknown_fields)
+            .and_then(|()| remote_host::render(remote, secrets, settings))
+            .and_then(|section| validate::section("remote", &name, section));
         keep_or_retain(
             id,
             section,
@@ -190,12 +198,13 @@ pub fn render(
     let mut directory_sections = BTreeMap::new();
     for directory in live(directories) {
         let name = name_of(directory);
-        let section = directory::render(directory, remotes)
-            .and_then(|section| validate::section("directory", &name, section));
         let id = ResourceId {
             kind: Kind::Directory,
             name: name.clone(),
         };
+        let section = known_fields_only(&id, unknown_fields)
+            .and_then(|()| directory::render(directory, remotes))
+            .and_then(|section| validate::section("directory", &name, section));
         keep_or_retain(
             id,
             section,
@@ -210,6 +219,16 @@ pub fn render(
         to_file("directory", &directory_sections, &mut rendered.secret_files)?;
     validate::whole(&rendered)?;
     Ok(Outcome { rendered, problems })
+}
+
+/// Refuses a resource with fields its type does not have, naming them.
+fn known_fields_only(id: &ResourceId, unknown_fields: &UnknownFields) -> Result<(), String> {
+    match unknown_fields.get(id) {
+        Some(fields) if !fields.is_empty() => {
+            Err(crate::resources::unknown_fields::problem(fields))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Resources that are not being deleted.

@@ -6,6 +6,7 @@ mod directory;
 mod remote_host;
 mod secret_ref;
 mod status;
+pub mod unknown_fields;
 
 pub use directory::{
     Directory, DirectoryLimits, DirectoryPool, DirectorySpec, DirectoryType, RemoteHostRef,
