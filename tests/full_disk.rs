@@ -10,42 +10,8 @@ use std::time::{Duration, Instant};
 
 use ferrymail_e2e::{
     ALICE, Dovecot, DovecotOptions, Ferrymail, HttpResponse, PEER_PATIENCE, SmallFilesystem,
-    SmtpSink, SmtpSinkOptions, http_get, mailboxes_directory, python,
+    SmtpSink, SmtpSinkOptions, embedded_store, http_get, python, relay_config,
 };
-
-fn config(data: &std::path::Path, dovecot: &Dovecot, sink: &SmtpSink) -> String {
-    format!(
-        r#"
-[server]
-hostname = "mx.test"
-shutdown-timeout = "5s"
-[server.listener.smtp]
-bind = "127.0.0.1:0"
-protocol = "smtp"
-[server.listener.admin]
-bind = "127.0.0.1:0"
-protocol = "http"
-[store.local]
-type = "embedded"
-path = "{data}"
-[storage]
-data = "local"
-{mailboxes}[session.rcpt]
-directory = "mailboxes"
-[remote.sink]
-address = "127.0.0.1"
-port = {sink}
-protocol = "smtp"
-tls.implicit = false
-timeout = "10s"
-[queue.outbound]
-next-hop = "sink"
-"#,
-        data = data.display(),
-        mailboxes = mailboxes_directory(dovecot),
-        sink = sink.address().port(),
-    )
-}
 
 /// Sends messages `first..last` (subject `full-disk-N`, 200 kB each), one per session;
 /// prints `N code` for each answer to DATA (or to the command that refused it).
@@ -116,7 +82,8 @@ async fn a_full_disk_makes_the_process_unready_until_there_is_room_and_loses_not
         ..DovecotOptions::default()
     });
     let sink = SmtpSink::start(SmtpSinkOptions::default());
-    let mut process = Ferrymail::start("all", &config(&fs.path().join("data"), &dovecot, &sink));
+    let store = embedded_store(&fs.path().join("data"));
+    let mut process = Ferrymail::start("all", &relay_config(&store, &dovecot, &sink, ""));
     let smtp = process.address("smtp");
     let admin = process.address("admin");
     wait_readyz(admin, "ready", |r| r.status == 200);

@@ -7,43 +7,13 @@
 use std::time::{Duration, Instant};
 
 use ferrymail_e2e::{
-    ALICE, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail, SmtpSink, SmtpSinkOptions,
-    mailboxes_directory, python,
+    ALICE, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail, SmtpSink, SmtpSinkOptions, python,
 };
 use ferrymail_rpc::queue::{GrpcQueue, QueueService, QueueStats};
 
-/// `ferrymail all` with SMTP and gRPC listeners, the embedded store, Dovecot validating
-/// recipients, and `remote.sink` (at `sink`) as the next hop; `extra` is appended.
+/// `ferrymail all` relaying to `sink`, with the embedded store; `extra` is appended.
 fn relay_config(dovecot: &Dovecot, sink: &SmtpSink, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-hostname = "mx.test"
-shutdown-timeout = "5s"
-[server.listener.smtp]
-bind = "127.0.0.1:0"
-protocol = "smtp"
-[server.listener.admin]
-bind = "127.0.0.1:0"
-protocol = "http"
-[server.listener.grpc]
-bind = "127.0.0.1:0"
-protocol = "grpc"
-{store}{mailboxes}[session.rcpt]
-directory = "mailboxes"
-[remote.sink]
-address = "127.0.0.1"
-port = {sink}
-protocol = "smtp"
-tls.implicit = false
-timeout = "10s"
-[queue.outbound]
-next-hop = "sink"
-{extra}"#,
-        store = EMBEDDED_STORE,
-        mailboxes = mailboxes_directory(dovecot),
-        sink = sink.address().port(),
-    )
+    ferrymail_e2e::relay_config(EMBEDDED_STORE, dovecot, sink, extra)
 }
 
 /// A Dovecot answering recipient checks at once.

@@ -120,23 +120,11 @@ impl Dovecot {
                 submission,
             };
             let mut dovecot = Dovecot::prepare(binary.clone(), ports, &options);
-            // The daemon keeps the stdout and stderr it was started with open: a pipe would
-            // never reach end-of-file, so they go to a file.
-            let start_output = dovecot.dir().join("log/start.out");
-            let output = std::fs::File::create(&start_output).unwrap();
-            let status = Command::new(&dovecot.binary)
-                .arg("-c")
-                .arg(&dovecot.config)
-                .stdin(Stdio::null())
-                .stdout(output.try_clone().unwrap())
-                .stderr(output)
-                .status()
-                .expect("run dovecot");
+            let (status, errors) = dovecot.launch("start.out");
             if status.success() {
                 dovecot.wait_until_ready();
                 return dovecot;
             }
-            let errors = std::fs::read_to_string(&start_output).unwrap_or_default();
             if errors.contains("Address already in use") && attempt < START_ATTEMPTS {
                 continue; // a chosen port was taken meanwhile: new ports, new directory
             }
@@ -389,24 +377,32 @@ impl Dovecot {
         self.stop();
         // A pid file the old master left would be taken for the new one's.
         let _ = std::fs::remove_file(self.dir().join("run/master.pid"));
-        let start_output = self.dir().join("log/restart.out");
-        let output = std::fs::File::create(&start_output).unwrap();
+        let (status, errors) = self.launch("restart.out");
+        assert!(
+            status.success(),
+            "dovecot -c {} failed to start again ({status}):\n{errors}\nlog:\n{}",
+            self.config.display(),
+            self.log()
+        );
+        self.wait_until_ready();
+    }
+
+    /// Runs `dovecot -c <config>`, which daemonizes; returns its exit status and what it
+    /// printed, kept in `log/<output>`.
+    fn launch(&self, output: &str) -> (std::process::ExitStatus, String) {
+        // The daemon keeps the stdout and stderr it was started with open: a pipe would
+        // never reach end-of-file, so they go to a file.
+        let path = self.dir().join("log").join(output);
+        let file = std::fs::File::create(&path).unwrap();
         let status = Command::new(&self.binary)
             .arg("-c")
             .arg(&self.config)
             .stdin(Stdio::null())
-            .stdout(output.try_clone().unwrap())
-            .stderr(output)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
             .status()
             .expect("run dovecot");
-        assert!(
-            status.success(),
-            "dovecot -c {} failed to start again ({status}):\n{}\nlog:\n{}",
-            self.config.display(),
-            std::fs::read_to_string(&start_output).unwrap_or_default(),
-            self.log()
-        );
-        self.wait_until_ready();
+        (status, std::fs::read_to_string(&path).unwrap_or_default())
     }
 
     /// Stops Dovecot and waits until the master process is gone (about a second: the master

@@ -31,7 +31,9 @@ pub use dovecot::{
 pub use fake_dns::FakeDns;
 pub use http::{HttpResponse, http_get};
 pub use https_server::HttpsServer;
-pub use lab_config::{EMBEDDED_STORE, logins_directory, mailboxes_directory};
+pub use lab_config::{
+    EMBEDDED_STORE, embedded_store, logins_directory, mailboxes_directory, relay_config,
+};
 pub use mail_clients::{ImapClient, ImapResponse, SmtpClient, SmtpReply, python, sasl_plain};
 pub use otlp_receiver::{OtlpReceiver, ReceivedSpan, describe as describe_spans};
 pub use peer::{PEER_PATIENCE, require_peer, wait_until};

@@ -95,6 +95,22 @@ async fn wait_availability(store: &Store, unavailable: bool) -> Option<String> {
     .clone()
 }
 
+/// With the store failed on a full `fs`: a commit is refused at once; once `fs` has room
+/// again the store recovers by itself, commits again and holds every `acknowledged` value.
+async fn refused_until_room_then_recovered(
+    store: &Store,
+    fs: &mut SmallFilesystem,
+    acknowledged: &[u64],
+) {
+    let refused = put(store, 1_000_000).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Unavailable(_)), "{refused}");
+    fs.release_all();
+    assert_eq!(wait_availability(store, false).await, None);
+    put(store, 1_000_001).await.unwrap();
+    check_acknowledged(store, acknowledged).await;
+    assert_eq!(get(store, 1_000_001).await, Some(value(1_000_001)));
+}
+
 /// Counts the embedded store's checkpoints.
 #[derive(Debug)]
 struct Checkpoints(watch::Sender<u64>);
@@ -141,13 +157,7 @@ async fn a_failed_database_write_is_recovered_by_opening_the_files_again() {
     let reason = wait_availability(&store, true).await.unwrap();
     assert!(reason.contains("checkpoint failed"), "{reason}");
     assert!(reason.contains("No space left on device"), "{reason}");
-    let refused = put(&store, 1_000_000).await.unwrap_err();
-    assert!(matches!(refused, StoreError::Unavailable(_)), "{refused}");
-
-    fs.release_all();
-    assert_eq!(wait_availability(&store, false).await, None);
-    put(&store, 1_000_001).await.unwrap();
-    check_acknowledged(&store, &acknowledged).await;
+    refused_until_room_then_recovered(&store, &mut fs, &acknowledged).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -167,15 +177,7 @@ async fn a_full_disk_refuses_commits_then_the_store_recovers_without_a_restart()
     );
     let reason = wait_availability(&store, true).await.unwrap();
     assert!(reason.contains("No space left on device"), "{reason}");
-    // Refused at once while the disk stays full.
-    let refused = put(&store, 1_000_000).await.unwrap_err();
-    assert!(matches!(refused, StoreError::Unavailable(_)), "{refused}");
-
-    fs.release_all();
-    assert_eq!(wait_availability(&store, false).await, None);
-    put(&store, 1_000_001).await.unwrap();
-    check_acknowledged(&store, &acknowledged).await;
-    assert_eq!(get(&store, 1_000_001).await, Some(value(1_000_001)));
+    refused_until_room_then_recovered(&store, &mut fs, &acknowledged).await;
 }
 
 /// The child of `a_process_killed_on_a_full_disk_starts_again_in_place_or_says_how_much_room`:
