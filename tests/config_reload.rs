@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use ferrymail_e2e::{Ferrymail, http_get};
+use std::time::{Duration, Instant};
+
+use ferrymail_e2e::{EMBEDDED_STORE, Ferrymail, PEER_PATIENCE, SmtpClient, http_get};
 
 const CONFIG: &str = r#"
 [server]
@@ -218,4 +220,45 @@ fn changes_that_need_a_restart_are_named() {
         "{}",
         process.dump()
     );
+}
+
+/// An SMTP listener whose greeting (and PROXY protocol) is `listener_keys`, with every role
+/// in one process.
+fn greeting_config(listener_keys: &str) -> String {
+    format!(
+        "{CONFIG}\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n{listener_keys}\n{EMBEDDED_STORE}"
+    )
+}
+
+/// The greeting of new connections, once it is `expected` or the patience runs out.
+fn wait_for_greeting(smtp: std::net::SocketAddr, expected: &str) -> String {
+    let deadline = Instant::now() + PEER_PATIENCE;
+    loop {
+        let greeting = SmtpClient::connect(smtp).greeting.text();
+        if greeting == expected || Instant::now() > deadline {
+            return greeting;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_new_greeting_greets_new_connections_and_sessions_under_way_go_on() {
+    let mut process = Ferrymail::start("all", &greeting_config("greeting = \"first words\""));
+    let smtp = process.address("smtp");
+    let mut before = SmtpClient::connect(smtp);
+    assert_eq!(before.greeting.text(), "mx.test first words");
+
+    // The harness appended its DNS server to the first version; the new one keeps it.
+    let resolver = process.dns.as_ref().unwrap().resolver_config();
+    let second = greeting_config("greeting = \"second words\"");
+    std::fs::write(&process.config, format!("{second}\n{resolver}")).unwrap();
+    process.wait_for("the reload", |l| l.message() == "configuration reloaded");
+    // The reload is logged before the roles take it: a new connection shows when it is in
+    // force.
+    let greeting = wait_for_greeting(smtp, "mx.test second words");
+    assert_eq!(greeting, "mx.test second words");
+    // The session that started before the reload is still served.
+    assert_eq!(before.command("NOOP").code, 250);
+    assert_eq!(before.command("QUIT").code, 221);
 }

@@ -37,6 +37,9 @@ use listener::Connections;
 /// State shared by every session of a process.
 pub(crate) struct Shared {
     settings: RwLock<Arc<Settings>>,
+    /// The listeners of the current configuration: each new connection takes its
+    /// listener's settings from here, so a reload applies to it.
+    listeners: RwLock<Arc<settings::ListenerTable>>,
     tls: RwLock<Option<TlsAcceptor>>,
     auth: RwLock<Arc<message_auth::Authenticator>>,
     pub(crate) directory: Arc<dyn DirectoryService>,
@@ -51,6 +54,15 @@ impl Shared {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// The settings of SMTP/LMTP listener `id` in the current configuration, if it has one.
+    pub(crate) fn listener(&self, id: &str) -> Option<Arc<ListenerSettings>> {
+        self.listeners
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
     }
 
     /// The resolver and signing keys of the current configuration.
@@ -85,6 +97,7 @@ impl Ingress {
     ) -> Result<Self, IngressError> {
         let shared = Shared {
             settings: RwLock::new(Arc::new(Settings::new(config))),
+            listeners: RwLock::new(Arc::new(settings::listener_table(config))),
             tls: RwLock::new(tls::acceptor(config)?),
             auth: RwLock::new(Arc::new(message_auth::Authenticator::new(config)?)),
             directory,
@@ -98,15 +111,24 @@ impl Ingress {
         })
     }
 
-    /// Takes a new configuration for new sessions (limits, directories, certificate, resolver,
-    /// DKIM keys); a certificate, key or resolver that cannot be used is logged and the
-    /// previous one stays.
+    /// Takes a new configuration for new sessions (limits, directories, listener greetings,
+    /// PROXY protocol and implicit TLS, certificate, resolver, DKIM keys); sessions in
+    /// progress keep what they started with. A certificate, key or resolver that cannot be
+    /// used is logged and the previous one stays. Bound sockets are not changed here: a
+    /// listener whose id is gone, or whose protocol changed, keeps serving with its last
+    /// settings until the caller stops it.
     pub fn apply(&self, config: &Config) {
         *self
             .shared
             .settings
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(Settings::new(config));
+        *self
+            .shared
+            .listeners
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Arc::new(settings::listener_table(config));
         match tls::acceptor(config) {
             Ok(acceptor) => {
                 *self
@@ -133,7 +155,9 @@ impl Ingress {
         }
     }
 
-    /// Serves one bound socket of listener `id` until `stop` is cancelled.
+    /// Serves one bound socket of listener `id` until `stop` is cancelled; each connection
+    /// gets the listener's settings of the configuration in force when it arrives (those of
+    /// `config` until a newer one names the listener).
     pub async fn serve(
         &self,
         id: &str,

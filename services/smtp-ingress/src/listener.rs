@@ -77,6 +77,34 @@ impl Drop for Slot {
     }
 }
 
+/// The settings an accept loop gives its next connection: those of the configuration in
+/// force for its listener id.
+///
+/// When the id is gone from the configuration, or now names another protocol, the socket
+/// needs replacing, which is the caller's business (`Ingress::serve` is called again, and
+/// this loop stopped): until then connections keep being served with the last settings the
+/// loop had, rather than refused.
+pub(crate) struct ListenerFollower {
+    last: Arc<ListenerSettings>,
+}
+
+impl ListenerFollower {
+    /// Starts from `initial`, the settings the socket was bound with.
+    pub(crate) fn new(initial: Arc<ListenerSettings>) -> Self {
+        Self { last: initial }
+    }
+
+    /// The settings for a new connection, given the listener's in the current configuration.
+    pub(crate) fn next(&mut self, current: Option<Arc<ListenerSettings>>) -> Arc<ListenerSettings> {
+        if let Some(current) = current
+            && current.lmtp == self.last.lmtp
+        {
+            self.last = current;
+        }
+        self.last.clone()
+    }
+}
+
 /// Accepts on `socket` until `stop` is cancelled; sessions run on `tracker`.
 pub(crate) async fn accept_loop(
     shared: Arc<Shared>,
@@ -85,11 +113,13 @@ pub(crate) async fn accept_loop(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let mut follower = ListenerFollower::new(listener);
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
             accepted = socket.accept() => accepted,
         };
+        let listener = follower.next(shared.listener(&follower.last.id));
         let (tcp, peer) = match accepted {
             Ok(pair) => pair,
             Err(error) => {
@@ -100,7 +130,6 @@ pub(crate) async fn accept_loop(
             }
         };
         let shared = shared.clone();
-        let listener = listener.clone();
         tracker.spawn(async move { serve_connection(shared, listener, tcp, peer).await });
     }
 }
@@ -194,6 +223,33 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    fn listener(greeting: &str, lmtp: bool) -> Arc<ListenerSettings> {
+        Arc::new(ListenerSettings {
+            id: "smtp".into(),
+            lmtp,
+            tls_implicit: false,
+            greeting: greeting.into(),
+            proxy_protocol: false,
+            proxy_trusted_networks: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_listener_follows_its_configuration_and_keeps_the_last_when_it_is_gone() {
+        let mut follower = ListenerFollower::new(listener("first", false));
+        assert_eq!(follower.next(None).greeting, "first", "id not in the table");
+        let changed = follower.next(Some(listener("second", false)));
+        assert_eq!(changed.greeting, "second");
+        assert_eq!(
+            follower.next(None).greeting,
+            "second",
+            "removed: the last stays"
+        );
+        // A protocol change needs a new socket: the old one keeps its protocol meanwhile.
+        let other = follower.next(Some(listener("lmtp now", true)));
+        assert_eq!((other.greeting.as_str(), other.lmtp), ("second", false));
+    }
 
     #[test]
     fn slots_count_in_all_and_per_address_and_come_back_when_dropped() {

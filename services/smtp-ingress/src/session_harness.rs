@@ -198,6 +198,7 @@ async fn session(protocol: Protocol, input: &[u8], write_size: usize) -> Transcr
     let queue = Arc::new(QueueDouble::default());
     let shared = Arc::new(Shared {
         settings: RwLock::new(fixed.settings.clone()),
+        listeners: RwLock::default(),
         tls: RwLock::new(None),
         auth: RwLock::new(fixed.auth.clone()),
         directory: Arc::new(DirectoryDouble),

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use ferrymail_config::Config;
 use ferrymail_config::model::message_auth::MessageAuth;
 use ferrymail_config::model::rules::Rules;
@@ -41,6 +44,20 @@ impl ListenerSettings {
             proxy_trusted_networks: listener.proxy_trusted_networks.clone(),
         }
     }
+}
+
+/// The settings of every SMTP and LMTP listener of one configuration, by id.
+pub(crate) type ListenerTable = BTreeMap<String, Arc<ListenerSettings>>;
+
+/// The SMTP and LMTP listeners of `config`.
+pub(crate) fn listener_table(config: &Config) -> ListenerTable {
+    config
+        .server
+        .listeners
+        .iter()
+        .filter(|(_, l)| matches!(l.protocol, ListenerProtocol::Smtp | ListenerProtocol::Lmtp))
+        .map(|(id, l)| (id.clone(), Arc::new(ListenerSettings::new(id, l))))
+        .collect()
 }
 
 /// Session settings shared by every listener.
