@@ -110,6 +110,8 @@ keys! {
         "How long the server waits for a client's next command.";
     SESSION_DURATION: Duration = "session.duration", Default("\"10m\""),
         "Longest a session may last.";
+    SESSION_COMMAND_DEADLINE: Duration = "session.command-deadline", Default("\"30s\""),
+        "How long a client has to send the rest of a command line once its first byte arrived, however the bytes trickle in (`session.timeout` restarts on every byte; this does not); `421 4.4.2` beyond. Also the allowance a message body starts with (see `session.data.min-rate`). Like Postfix's `smtpd_per_record_deadline` (ferrymail's own key).";
     SESSION_ERRORS_TOTAL: u32 = "session.errors.total", Default("10"),
         "Refused commands after which the session is ended (`421`).";
     SESSION_CONNECT_REJECT: RejectRule = "session.connect.reject", Default("false"),
@@ -138,6 +140,8 @@ keys! {
         "Most messages in one session (`452` beyond).";
     SESSION_DATA_TIMEOUT: Duration = "session.data.timeout", Default("\"10m\""),
         "How long the server waits for the next piece of a message body.";
+    SESSION_DATA_MIN_RATE: u32 = "session.data.min-rate", Default("500"),
+        "Lowest average rate, in bytes per second, at which a message body (DATA, or the BDAT chunks and commands of one message) must arrive: its deadline is `session.command-deadline` after its first byte, extended by one second per `min-rate` bytes received; `421 4.4.2` beyond. `0` turns it off. Like Postfix's `smtpd_min_data_rate` (ferrymail's own key).";
     SESSION_DATA_REJECT: RejectRule = "session.data.reject", Default("false"),
         "Reply that refuses DATA or BDAT before the body is read (`false` accepts). Variables: those of `mail`.";
 

@@ -731,3 +731,44 @@ fn probe_interval_must_be_a_positive_duration() {
         "did you mean `interval`?",
     );
 }
+
+#[test]
+fn command_deadline_and_minimum_data_rate() {
+    let zero = "[session]\ncommand-deadline = \"0s\"\n";
+    assert_error(
+        zero,
+        "session.command-deadline",
+        "command-deadline",
+        "longer than zero",
+    );
+    let no_unit = "[session]\ncommand-deadline = 30\n";
+    assert_error(
+        no_unit,
+        "session.command-deadline",
+        "command-deadline",
+        "with a unit",
+    );
+    let bad_unit = "[session]\ncommand-deadline = \"30 parsecs\"\n";
+    assert_error(
+        bad_unit,
+        "session.command-deadline",
+        "command-deadline",
+        "unknown unit \"parsecs\"",
+    );
+    let text_rate = "[session.data]\nmin-rate = \"fast\"\n";
+    assert_error(
+        text_rate,
+        "session.data.min-rate",
+        "min-rate",
+        "expected an integer, found a string",
+    );
+    let negative = "[session.data]\nmin-rate = -1\n";
+    assert_error(negative, "session.data.min-rate", "min-rate", "-1");
+    let misspelt = "[session.data]\nmin-rates = 500\n";
+    assert_error(
+        misspelt,
+        "session.data.min-rates",
+        "min-rates",
+        "did you mean `min-rate`?",
+    );
+}

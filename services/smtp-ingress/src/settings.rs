@@ -77,6 +77,10 @@ pub struct Settings {
     pub duration: Duration,
     /// `session.data.timeout`.
     pub data_timeout: Duration,
+    /// `session.command-deadline`.
+    pub command_deadline: Duration,
+    /// `session.data.min-rate`, in bytes per second; 0 for none.
+    pub data_min_rate: u32,
     /// `session.errors.total`.
     pub max_errors: u32,
     /// `session.auth.errors.total`.
@@ -111,6 +115,8 @@ impl Settings {
             timeout: s.timeout,
             duration: s.duration,
             data_timeout: s.data_timeout,
+            command_deadline: s.command_deadline,
+            data_min_rate: s.data_min_rate,
             max_errors: s.max_errors,
             max_auth_errors: s.max_auth_errors,
             relay: s.relay.0.clone(),

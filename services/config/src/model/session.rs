@@ -38,6 +38,8 @@ pub struct Session {
     pub timeout: Duration,
     /// `session.duration`.
     pub duration: Duration,
+    /// `session.command-deadline`.
+    pub command_deadline: Duration,
     /// `session.errors.total`.
     pub max_errors: u32,
     /// `session.auth.allow-plain-text`.
@@ -54,6 +56,8 @@ pub struct Session {
     pub max_messages: u32,
     /// `session.data.timeout`.
     pub data_timeout: Duration,
+    /// `session.data.min-rate`, in bytes per second; 0 for none.
+    pub data_min_rate: u32,
     /// `session.<stage>.reject`.
     pub reject: StageRules,
 }
@@ -98,6 +102,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
     let t = root.table("session");
     let timeout = t.get(&keys::SESSION_TIMEOUT);
     let duration = t.get(&keys::SESSION_DURATION);
+    let command_deadline = t.get(&keys::SESSION_COMMAND_DEADLINE);
     let max_errors = t.table("errors").get(&keys::SESSION_ERRORS_TOTAL);
     let connect_reject = reject(
         &t.table("connect"),
@@ -133,9 +138,11 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
     let max_message_size = limits.get(&keys::SESSION_DATA_LIMITS_SIZE);
     let max_messages = limits.get(&keys::SESSION_DATA_LIMITS_MESSAGES);
     let data_timeout = data.get(&keys::SESSION_DATA_TIMEOUT);
+    let data_min_rate = data.get(&keys::SESSION_DATA_MIN_RATE);
     let data_reject = reject(&data, &keys::SESSION_DATA_REJECT, Stage::Data, known);
     require_nonzero(&t, "timeout", timeout);
     require_nonzero(&t, "duration", duration);
+    require_nonzero(&t, "command-deadline", command_deadline);
     require_nonzero(&data, "timeout", data_timeout);
     require_positive(&rcpt, "max-recipients", max_recipients);
     require_positive(&limits, "messages", max_messages);
@@ -144,6 +151,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
         rcpt_directory,
         timeout: timeout?,
         duration: duration?,
+        command_deadline: command_deadline?,
         max_errors: max_errors?,
         auth_allow_plain_text: auth_allow_plain_text?,
         max_auth_errors: max_auth_errors?,
@@ -152,6 +160,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
         max_message_size: max_message_size?,
         max_messages: max_messages?,
         data_timeout: data_timeout?,
+        data_min_rate: data_min_rate?,
         reject: StageRules {
             connect: connect_reject?,
             ehlo: ehlo_reject?,

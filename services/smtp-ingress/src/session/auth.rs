@@ -46,6 +46,7 @@ impl Session {
         self.reply(Reply(format!("334 {challenge}\r\n")));
         self.flush().await?;
         let mut line = LineReceiver::new(());
+        let mut started = None;
         loop {
             let mut iter = self.pending().iter();
             let done = line.ingest(&mut iter);
@@ -58,7 +59,9 @@ impl Session {
                 return Ok(None);
             }
             let timeout = self.settings.timeout;
-            self.fill(timeout).await?;
+            let in_line = !line.buf.is_empty() || !self.pending().is_empty();
+            let deadline = self.line_deadline(&mut started, in_line);
+            self.fill(timeout, deadline).await?;
         }
         let text = std::mem::take(&mut line.buf);
         if text.trim_ascii() == b"*" {

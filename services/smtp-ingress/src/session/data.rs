@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{Instrument, Span};
 
+use super::deadlines::Transfer;
 use super::forged_results::ForgedResultsFilter;
 use super::reply::Reply;
 use super::rules::CommandValues;
@@ -40,6 +41,8 @@ pub(crate) struct Upload {
     too_large: bool,
     recipients: usize,
     started: Instant,
+    /// The client's pace, for `session.data.min-rate`.
+    pub(crate) transfer: Transfer,
     /// What message authentication needs at the end; `None` until the client's data starts.
     pending: Option<PendingMessage>,
     /// Removes forged `Authentication-Results` from the client's header.
@@ -159,6 +162,7 @@ impl Session {
             too_large: false,
             recipients: transaction.recipients.len(),
             started: Instant::now(),
+            transfer: Transfer::default(),
             pending: None,
             forged: None,
         }
@@ -219,13 +223,17 @@ impl Session {
             let done = ingest(&mut iter, &mut chunk);
             let used = self.pending().len() - iter.as_slice().len();
             self.consume(used);
+            upload.transfer.received(used, self.last_read);
             let chunk = upload.filtered(chunk);
             upload.push(chunk, self.settings.max_message_size).await;
             if done {
                 return Ok(());
             }
             let timeout = self.settings.data_timeout;
-            if let Err(end) = self.fill(timeout).await {
+            let deadline = upload
+                .transfer
+                .deadline(self.settings.command_deadline, self.settings.data_min_rate);
+            if let Err(end) = self.fill(timeout, deadline).await {
                 upload
                     .abort("the client went away during the message body")
                     .await;
@@ -264,6 +272,8 @@ impl Session {
                 }
             },
         };
+        // The chunk follows its command at once: the transfer is under way.
+        upload.transfer.start(self.last_read);
         let mut receiver = BdatReceiver::new(chunk_size, is_last);
         self.pump(&mut upload, |bytes, chunk| receiver.ingest(bytes, chunk))
             .await?;
@@ -281,15 +291,21 @@ impl Session {
     }
 
     async fn skip(&mut self, mut left: usize) -> Result<(), End> {
+        // A refused chunk is read as slowly as an accepted one may be, and no slower.
+        let mut transfer = Transfer::default();
+        transfer.start(self.last_read);
         loop {
             let n = left.min(self.pending().len());
             self.consume(n);
+            transfer.received(n, self.last_read);
             left -= n;
             if left == 0 {
                 return Ok(());
             }
             let timeout = self.settings.data_timeout;
-            self.fill(timeout).await?;
+            let deadline =
+                transfer.deadline(self.settings.command_deadline, self.settings.data_min_rate);
+            self.fill(timeout, deadline).await?;
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod auth;
 mod data;
+mod deadlines;
 pub(crate) mod envelope;
 mod forged_results;
 mod reply;
@@ -26,6 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::Shared;
 use crate::settings::{ListenerSettings, Settings};
 use crate::tls::ServerStream;
+use deadlines::Deadline;
 pub(crate) use reply::Reply;
 use rules::CommandValues;
 
@@ -67,6 +69,10 @@ pub(crate) struct Session {
     pub(crate) listener: Arc<ListenerSettings>,
     pub(crate) peer: SocketAddr,
     pub(crate) started: Instant,
+    /// When the last read brought bytes: the first byte of what is pending arrived by then.
+    last_read: Instant,
+    /// When the first byte of the command line being received arrived.
+    line_started: Option<Instant>,
     input: Vec<u8>,
     pos: usize,
     /// Room the next read gets: grows while the client sends faster than one read takes,
@@ -105,6 +111,8 @@ impl Session {
             listener,
             peer,
             started: Instant::now(),
+            last_read: Instant::now(),
+            line_started: None,
             input: Vec::with_capacity(FIRST_READ),
             pos: 0,
             read_size: FIRST_READ,
@@ -155,10 +163,15 @@ impl Session {
         self.pos += n;
     }
 
-    /// Reads more input, waiting at most `timeout` (and never past the session's duration).
+    /// Reads more input, waiting at most `timeout`, never past `deadline` (which, unlike
+    /// `timeout`, does not move with each byte) nor past the session's duration.
     /// The replies queued so far go out first: in the middle of a BDAT chunk too, the
     /// client must hear about the messages already committed before the server waits.
-    pub(crate) async fn fill(&mut self, timeout: Duration) -> Result<(), End> {
+    pub(crate) async fn fill(
+        &mut self,
+        timeout: Duration,
+        deadline: Option<Deadline>,
+    ) -> Result<(), End> {
         self.flush().await?;
         if self.pos > 0 {
             self.input.drain(..self.pos);
@@ -168,7 +181,10 @@ impl Session {
             .settings
             .duration
             .saturating_sub(self.started.elapsed());
-        let wait = timeout.min(left);
+        let until_deadline = deadline.map(|d| d.at.saturating_duration_since(Instant::now()));
+        let wait = timeout
+            .min(left)
+            .min(until_deadline.unwrap_or(Duration::MAX));
         // Reads into spare capacity: zeroing a whole chunk per read would cost a client's
         // every byte 64 KiB of work when it sends one byte at a time.
         self.input.reserve(self.read_size);
@@ -177,17 +193,21 @@ impl Session {
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => Err(End::Disconnected),
             Ok(Ok(n)) => {
+                self.last_read = Instant::now();
                 if n == room {
                     self.read_size = (self.read_size * 2).min(LARGEST_READ);
                 }
                 Ok(())
             }
             Err(_) => {
-                let why = if left <= timeout {
-                    "session duration exceeded"
-                } else {
-                    "timeout, closing connection"
+                let why = match deadline {
+                    Some(deadline) if until_deadline.is_some_and(|d| d <= timeout.min(left)) => {
+                        deadline.why
+                    }
+                    _ if left <= timeout => "session duration exceeded",
+                    _ => "timeout, closing connection",
                 };
+                tracing::info!(client = %self.peer.ip(), why, "session ended by a time limit");
                 self.reply(Reply::new(
                     421,
                     "4.4.2",
@@ -229,6 +249,7 @@ impl Session {
                         Some(end) => {
                             self.consume(end + 1);
                             self.discarding = false;
+                            self.line_started = None;
                             continue;
                         }
                         None => {
@@ -252,6 +273,7 @@ impl Session {
                         // A bare LF is not a line end (RFC 5321 §2.3.8); reading it as one,
                         // or not, is how SMTP smuggling starts. The line is refused whole.
                         self.consume(end);
+                        self.line_started = None;
                         self.shared.metrics.rejected("syntax");
                         self.reply(Reply::new(
                             500,
@@ -265,6 +287,7 @@ impl Session {
                 let mut iter = self.input[self.pos..self.pos + line].iter();
                 let parsed = self.receiver.ingest(&mut iter).map(Request::into_owned);
                 self.consume(line);
+                self.line_started = None;
                 // A whole line that still needs more is one smtp-proto could not finish.
                 self.receiver = RequestReceiver::default();
                 let flow = match parsed {
@@ -297,8 +320,42 @@ impl Session {
             }
             self.flush().await?;
             let timeout = self.settings.timeout;
-            self.fill(timeout).await?;
+            let deadline = self.command_deadline();
+            self.fill(timeout, deadline).await?;
         }
+    }
+
+    /// The deadline of what the client is in the middle of sending between commands: the
+    /// rest of a command line it started, and the rest of a message sent with BDAT.
+    fn command_deadline(&mut self) -> Option<Deadline> {
+        let in_line = self.discarding || !self.pending().is_empty();
+        let line = if in_line {
+            let started = *self.line_started.get_or_insert(self.last_read);
+            Deadline::command_line(started, self.settings.command_deadline)
+        } else {
+            self.line_started = None;
+            None
+        };
+        let body = self.bdat.as_ref().and_then(|upload| {
+            upload
+                .transfer
+                .deadline(self.settings.command_deadline, self.settings.data_min_rate)
+        });
+        Deadline::earliest(line, body)
+    }
+
+    /// The deadline of a line started at `started` (set from the last read when `in_line`
+    /// and not yet set), outside the command loop (a SASL response).
+    pub(crate) fn line_deadline(
+        &self,
+        started: &mut Option<Instant>,
+        in_line: bool,
+    ) -> Option<Deadline> {
+        if !in_line {
+            return None;
+        }
+        let started = *started.get_or_insert(self.last_read);
+        Deadline::command_line(started, self.settings.command_deadline)
     }
 
     fn syntax_error(&mut self, error: smtp_proto::Error) {
