@@ -18,6 +18,16 @@ pub(crate) const DATABASE_NAME: &str = "ferrymail.redb";
 /// File name of the write-ahead log beside it.
 pub(crate) const LOG_NAME: &str = "ferrymail.wal";
 
+/// Memory redb may keep of the database's pages, written ones waiting for a checkpoint
+/// included.
+///
+/// redb's default is 1 GiB, and every page written goes through it: each message body
+/// stored made the process grow by its size until a gigabyte was reached, and it never
+/// shrank. The pages that are read again (the queue's records and due index, lookup-cache
+/// entries) are few; message bodies are written once and read once, and the kernel's page
+/// cache serves those reads as well.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Mutation bytes replayed per synced redb commit: a replay cut short by a full disk keeps
 /// the steps it made, and holds one step in memory at a time.
 const REPLAY_STEP_BYTES: usize = 4 << 20;
@@ -115,7 +125,9 @@ pub(crate) fn open(files: &StoreFiles) -> Result<OpenFiles, OpenError> {
         path: files.dir().to_path_buf(),
         source,
     })?;
-    let db = Database::create(files.database())
+    let db = redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create(files.database())
         .map_err(|e| diagnose(redb::Error::from(e).into(), files, REDB_OVERHEAD_BYTES))?;
     let applied =
         applied_sequence(&db).map_err(|e| diagnose(e.into(), files, REDB_OVERHEAD_BYTES))?;
