@@ -6,7 +6,7 @@ use mail_auth::{AuthenticatedMessage, SpfOutput};
 
 use super::results_header::{Report, authentication_results};
 use super::verify::{self, Modes};
-use super::{MAX_COPY, PendingMessage};
+use super::{HashedMessage, MAX_COPY, MAX_HEADER, MessageCopy, PendingMessage, WholeCopy};
 use crate::session::Reply;
 use crate::session::Session;
 use crate::session::envelope::split_address;
@@ -90,16 +90,27 @@ impl Session {
         }
     }
 
-    /// Whether the message of this transaction needs to be kept whole for its end: it is
-    /// verified (unauthenticated) or may be signed (authenticated).
-    pub(crate) fn keeps_message_copy(&self) -> bool {
+    /// What the end of this transaction's message needs kept of it: the whole message when
+    /// it may be signed (authenticated), the header section and body hashes when it is
+    /// verified (unauthenticated), or nothing.
+    pub(crate) fn message_copy(&self) -> MessageCopy {
         let auth = &self.settings.auth;
         if self.authenticated.is_some() {
-            return auth.dkim_sign.is_some() || !self.shared.authenticator().signers.is_empty();
+            let signs = auth.dkim_sign.is_some() || !self.shared.authenticator().signers.is_empty();
+            return if signs {
+                MessageCopy::Whole(WholeCopy::default())
+            } else {
+                MessageCopy::NotKept
+            };
         }
-        [&auth.dkim_verify, &auth.arc_verify, &auth.dmarc_verify]
+        let verifies = [&auth.dkim_verify, &auth.arc_verify, &auth.dmarc_verify]
             .iter()
-            .any(|rule| rule.0.outcomes().any(|mode| mode.verifies()))
+            .any(|rule| rule.0.outcomes().any(|mode| mode.verifies()));
+        if verifies {
+            MessageCopy::Hashed(HashedMessage::new(auth.dkim_strict))
+        } else {
+            MessageCopy::NotKept
+        }
     }
 
     /// The header fields to add before a complete message — `Authentication-Results` for
@@ -137,12 +148,16 @@ impl Session {
             .unwrap_or_else(|| helo.to_ascii_lowercase());
         let no_spf = SpfOutput::default();
         let spf = pending.spf_mail_from.as_ref().unwrap_or(&no_spf);
-        let message = pending.copy.whole().and_then(|raw| {
-            AuthenticatedMessage::parse_with_opts(raw, None, self.settings.auth.dkim_strict)
-                .map(limit_signatures)
-        });
+        let copy = match &pending.copy {
+            MessageCopy::Hashed(hashed) => Some(hashed),
+            MessageCopy::NotKept | MessageCopy::Whole(_) => None,
+        };
+        let kept = copy.filter(|hashed| !hashed.too_large());
+        let message = kept
+            .and_then(HashedMessage::authenticated)
+            .map(limit_signatures);
         let dns = self.shared.authenticator().dns.clone();
-        let outcome = match (&message, pending.copy.whole()) {
+        let outcome = match (&message, kept) {
             (Some(message), _) => {
                 Some(verify::verify_message(&dns, message, modes, spf, &mail_from_domain).await)
             }
@@ -162,7 +177,7 @@ impl Session {
             return Err(refusal);
         }
         if pending.copy.too_large() {
-            tracing::info!(client = %self.peer.ip(), limit = MAX_COPY, "message larger than the verification bound: DKIM, ARC and DMARC not checked");
+            tracing::info!(client = %self.peer.ip(), limit = MAX_HEADER, "header section larger than the verification bound: DKIM, ARC and DMARC not checked");
         }
         let header_from = message.as_ref().map(|m| m.from()).unwrap_or_default();
         Ok(authentication_results(&Report {
@@ -203,7 +218,11 @@ impl Session {
         if signers.is_empty() {
             return Ok(String::new());
         }
-        let Some(raw) = pending.copy.whole() else {
+        let whole = match &pending.copy {
+            MessageCopy::Whole(copy) => copy.whole(),
+            MessageCopy::NotKept | MessageCopy::Hashed(_) => None,
+        };
+        let Some(raw) = whole else {
             tracing::warn!(client = %self.peer.ip(), limit = MAX_COPY, "message larger than the signing bound: sent unsigned");
             return Ok(String::new());
         };

@@ -14,13 +14,16 @@
 //! `p=quarantine` is recorded (`policy.dmarc=quarantine`) for the mailbox server to file the
 //! message as junk; only `p=reject` under `strict` refuses (`550 5.7.1`).
 //!
-//! Memory bound: DKIM, ARC and DMARC need the whole message, which otherwise only streams
-//! through to the queue. A copy of at most [`MAX_COPY`] bytes is kept beside the stream; a
-//! larger message is not verified — the header says `dkim=neutral reason="message too large
-//! to verify"` (and `none` with that reason for ARC and DMARC), strict modes do not refuse
-//! it — and is not signed (a warning is logged).
+//! Memory bound: the message otherwise only streams through to the queue. Verification keeps
+//! its header section, at most [`MAX_HEADER`] bytes, and hashes the body as it arrives
+//! (`hashed_message`), so messages of any size are verified; one whose header section is
+//! larger is not — the header says `dkim=neutral reason="message too large to verify"` (and
+//! `none` with that reason for ARC and DMARC), strict modes do not refuse it. Signing keeps a
+//! copy of the whole message of at most [`MAX_COPY`] bytes; a larger submission is sent
+//! unsigned (a warning is logged).
 
 mod checks;
+mod hashed_message;
 mod results_header;
 mod sign;
 mod verify;
@@ -31,9 +34,10 @@ use ferrymail_dns::MessageAuthenticator;
 use mail_auth::SpfOutput;
 
 use crate::IngressError;
+pub(crate) use hashed_message::{HashedMessage, MAX_HEADER};
 pub(crate) use sign::Signers;
 
-/// Largest message kept whole for DKIM, ARC and DMARC verification and DKIM signing.
+/// Largest message kept whole for DKIM signing.
 pub(crate) const MAX_COPY: usize = 16 * 1024 * 1024;
 
 /// What message authentication needs beyond the session settings: the resolver and the
@@ -70,65 +74,84 @@ impl Authenticator {
     }
 }
 
-/// The message as received, kept beside the stream up to [`MAX_COPY`] bytes.
-#[derive(Debug)]
-pub(crate) struct MessageCopy {
-    bytes: Vec<u8>,
-    kept: bool,
-    too_large: bool,
-}
-
-impl Default for MessageCopy {
-    fn default() -> Self {
-        Self::kept()
-    }
+/// What message authentication keeps of a message while it streams to the queue.
+#[derive(Default)]
+pub(crate) enum MessageCopy {
+    /// No check needs the message.
+    #[default]
+    NotKept,
+    /// Verification: the header section and the body's hashes (see [`HashedMessage`]).
+    Hashed(HashedMessage),
+    /// Signing: the whole message, up to [`MAX_COPY`] bytes.
+    Whole(WholeCopy),
 }
 
 impl MessageCopy {
-    /// A copy that keeps the message (up to the bound).
-    pub(crate) fn kept() -> Self {
-        Self {
-            bytes: Vec::new(),
-            kept: true,
-            too_large: false,
-        }
-    }
-
-    /// A copy that keeps nothing: no check needs the message.
-    pub(crate) fn not_kept() -> Self {
-        Self {
-            bytes: Vec::new(),
-            kept: false,
-            too_large: false,
-        }
-    }
-
-    /// Adds the next bytes; past the bound, the copy is dropped and only that is remembered.
+    /// Adds the next bytes of the message.
     pub(crate) fn push(&mut self, chunk: &[u8]) {
-        if self.too_large || !self.kept {
-            return;
+        match self {
+            Self::NotKept => {}
+            Self::Hashed(hashed) => hashed.push(chunk),
+            Self::Whole(whole) => whole.push(chunk),
         }
-        if self.bytes.len() + chunk.len() > MAX_COPY {
-            self.too_large = true;
-            self.bytes = Vec::new();
-            return;
-        }
-        self.bytes.extend_from_slice(chunk);
     }
 
-    /// The whole message, or `None` when it was larger than the bound or not kept.
-    pub(crate) fn whole(&self) -> Option<&[u8]> {
-        (self.kept && !self.too_large).then_some(self.bytes.as_slice())
+    /// Marks the message complete.
+    pub(crate) fn finish(&mut self) {
+        if let Self::Hashed(hashed) = self {
+            hashed.finish();
+        }
     }
 
     /// Whether the message was kept until it grew past the bound.
     pub(crate) fn too_large(&self) -> bool {
-        self.too_large
+        match self {
+            Self::NotKept => false,
+            Self::Hashed(hashed) => hashed.too_large(),
+            Self::Whole(whole) => whole.too_large,
+        }
+    }
+}
+
+/// The whole message as received, kept beside the stream up to [`MAX_COPY`] bytes.
+#[derive(Debug, Default)]
+pub(crate) struct WholeCopy {
+    bytes: Vec<u8>,
+    too_large: bool,
+}
+
+/// Below this, the copy for signing grows as a vector does; past it, room for the whole
+/// bound is taken at once. Growing by doubling would leave every smaller buffer behind for
+/// the allocator to return later (a 16 MiB copy made 8 + 4 + 2 + ... MiB of garbage), while
+/// pages of the large buffer that are never written take no memory.
+const COPY_GROWTH_LIMIT: usize = 1024 * 1024;
+
+impl WholeCopy {
+    /// Adds the next bytes; past the bound, the copy is dropped and only that is remembered.
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
+        if self.too_large {
+            return;
+        }
+        let needed = self.bytes.len() + chunk.len();
+        if needed > MAX_COPY {
+            self.too_large = true;
+            self.bytes = Vec::new();
+            return;
+        }
+        if needed > self.bytes.capacity() && needed > COPY_GROWTH_LIMIT {
+            self.bytes.reserve_exact(MAX_COPY - self.bytes.len());
+        }
+        self.bytes.extend_from_slice(chunk);
+    }
+
+    /// The whole message, or `None` when it was larger than the bound.
+    pub(crate) fn whole(&self) -> Option<&[u8]> {
+        (!self.too_large).then_some(self.bytes.as_slice())
     }
 }
 
 /// What the end of DATA needs to authenticate a message: the copy and the envelope facts.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct PendingMessage {
     pub(crate) copy: MessageCopy,
     /// The envelope sender (empty for the null sender).
@@ -143,7 +166,7 @@ mod tests {
 
     #[test]
     fn the_copy_is_dropped_past_the_bound() {
-        let mut copy = MessageCopy::default();
+        let mut copy = WholeCopy::default();
         copy.push(b"Subject: x\r\n\r\n");
         assert_eq!(copy.whole(), Some(&b"Subject: x\r\n\r\n"[..]));
         copy.push(&vec![b'a'; MAX_COPY]);
@@ -151,14 +174,28 @@ mod tests {
         assert!(copy.bytes.capacity() == 0, "the memory is given back");
         copy.push(b"more");
         assert_eq!(copy.whole(), None);
-        assert!(copy.too_large());
+        assert!(copy.too_large);
+    }
+
+    #[test]
+    fn a_large_copy_is_one_allocation() {
+        let mut copy = WholeCopy::default();
+        let piece = vec![b'a'; 64 * 1024];
+        for _ in 0..(COPY_GROWTH_LIMIT / piece.len() + 1) {
+            copy.push(&piece);
+        }
+        assert_eq!(copy.bytes.capacity(), MAX_COPY);
+        let capacity = copy.bytes.as_ptr();
+        for _ in 0..100 {
+            copy.push(&piece);
+        }
+        assert_eq!(copy.bytes.as_ptr(), capacity, "never moved again");
     }
 
     #[test]
     fn a_copy_not_kept_holds_nothing() {
-        let mut copy = MessageCopy::not_kept();
+        let mut copy = MessageCopy::NotKept;
         copy.push(b"Subject: x\r\n\r\n");
-        assert_eq!(copy.whole(), None);
         assert!(!copy.too_large());
     }
 }

@@ -21,9 +21,9 @@ use ferrymail_rpc::queue::MAX_PREPEND;
 use mail_auth::AuthenticatedMessage;
 use mail_auth::common::crypto::Ed25519Key;
 
-use super::Signers;
 use super::results_header::{Report, TOO_LARGE, authentication_results};
 use super::verify::{self, Modes, Outcome};
+use super::{HashedMessage, MAX_COPY, Signers};
 
 const CLIENT: &str = "127.0.0.1";
 const MESSAGE: &str = "From: Alice <alice@example.org>\r\nTo: bob@example.net\r\nSubject: hello\r\nDate: Sat, 21 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n\r\nHello Bob.\r\n";
@@ -110,7 +110,13 @@ async fn check(dns: &FakeDns, raw: &str, sender: &str, modes: Modes) -> (String,
     let resolver = resolver(dns);
     let spf =
         verify::spf_mail_from(&resolver, client(), "mail.example.org", "mx.test", sender).await;
-    let message = AuthenticatedMessage::parse(raw.as_bytes()).unwrap();
+    // As a session keeps it: the header section, and the body hashed as it streams in.
+    let mut hashed = HashedMessage::new(true);
+    for piece in raw.as_bytes().chunks(7) {
+        hashed.push(piece);
+    }
+    hashed.finish();
+    let message = hashed.authenticated().unwrap();
     let domain = sender.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
     let outcome = verify::verify_message(&resolver, &message, modes, &spf, domain).await;
     let header = authentication_results(&Report {
@@ -150,6 +156,28 @@ async fn a_signed_message_from_an_allowed_address_passes_everything() {
     }
     assert!(header.ends_with("\r\n") && !header.ends_with("\r\n\r\n"));
     assert_eq!(refusal, None);
+}
+
+#[tokio::test]
+async fn a_message_larger_than_any_copy_is_verified_whole() {
+    let dns = FakeDns::start();
+    let signers = publish_example_org(&dns);
+    let line = format!("{}\r\n", "z".repeat(998));
+    let large = format!("{MESSAGE}{}", line.repeat(MAX_COPY / line.len() + 1));
+    let raw = signed(&signers, &large);
+    assert!(raw.len() > MAX_COPY);
+    let (header, refusal) = check(&dns, &raw, "alice@example.org", STRICT).await;
+    assert!(header.contains("dkim=pass"), "{header}");
+    assert!(header.contains("dmarc=pass"), "{header}");
+    assert_eq!(refusal, None);
+    // One byte changed at the very end breaks the signature.
+    let altered = format!("{}y\r\n", raw.trim_end_matches("\r\n"));
+    let (header, refusal) = check(&dns, &altered, "alice@example.org", STRICT).await;
+    assert!(
+        header.contains("dkim=neutral") || header.contains("dkim=fail"),
+        "{header}"
+    );
+    assert!(refusal.is_some());
 }
 
 #[tokio::test]

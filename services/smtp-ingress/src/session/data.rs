@@ -3,7 +3,9 @@
 //!
 //! Memory bound: at most `BODY_QUEUE` chunks of at most 64 KiB (one socket read) wait between
 //! the session and the queue, so a session holds about 0.5 MiB of a message whatever its size,
-//! plus the copy message authentication keeps (at most `message_auth::MAX_COPY`).
+//! plus what message authentication keeps: the header section for verification (at most
+//! `message_auth::MAX_HEADER`), or the whole message for signing (at most
+//! `message_auth::MAX_COPY`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +26,7 @@ use super::forged_results::ForgedResultsFilter;
 use super::reply::Reply;
 use super::rules::CommandValues;
 use super::{End, Flow, Session, Transaction};
-use crate::message_auth::{MessageCopy, PendingMessage};
+use crate::message_auth::PendingMessage;
 use crate::received::received_header;
 
 /// Chunks in flight between a session and the queue.
@@ -198,11 +200,7 @@ impl Session {
         upload.push(header, self.settings.max_message_size).await;
         // From here on the client's own bytes come: those message authentication looks at.
         upload.pending = Some(PendingMessage {
-            copy: if self.keeps_message_copy() {
-                MessageCopy::kept()
-            } else {
-                MessageCopy::not_kept()
-            },
+            copy: self.message_copy(),
             sender: transaction.sender.clone(),
             spf_mail_from: transaction.spf_mail_from.clone(),
         });
@@ -332,7 +330,8 @@ impl Session {
     /// Adds the message authentication headers before the body, or refuses the message as a
     /// strict check asks (the upload is then abandoned).
     async fn authenticate(&mut self, upload: &mut Upload) -> Option<Reply> {
-        let pending = upload.pending.take()?;
+        let mut pending = upload.pending.take()?;
+        pending.copy.finish();
         match self.authenticate_message(&pending).await {
             Ok(headers) => {
                 upload.prepend(headers).await;
