@@ -9,11 +9,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferrymail_config::model::stage_rules::Stage;
 use ferrymail_rpc::queue::{BodyError, BodyPart, BodyStream, Envelope, QueueError, QueueId};
+use ferrymail_telemetry::LogLimit;
 use futures::StreamExt;
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
 use tokio::sync::mpsc;
@@ -31,6 +32,10 @@ use crate::received::received_header;
 
 /// Chunks in flight between a session and the queue.
 const BODY_QUEUE: usize = 8;
+
+/// While the queue cannot take messages (its store is full, say), every message would log
+/// the same failure: one line per 10 s says so, with the count left out.
+static QUEUE_FAILURES: LogLimit = LogLimit::new(Duration::from_secs(10));
 
 /// A message body on its way to the queue.
 pub(crate) struct Upload {
@@ -381,7 +386,9 @@ impl Session {
             }
             (false, None, Ok(Err(error))) => {
                 self.shared.metrics.rejected("temporary");
-                tracing::error!(client = %self.peer.ip(), %error, "the queue did not take the message; answering 451");
+                if let Some(left_out) = QUEUE_FAILURES.admit() {
+                    tracing::error!(client = %self.peer.ip(), %error, left_out, "the queue did not take the message; answering 451");
+                }
                 Reply::new(
                     451,
                     "4.3.0",
@@ -390,7 +397,9 @@ impl Session {
             }
             (false, None, Err(error)) => {
                 self.shared.metrics.rejected("temporary");
-                tracing::error!(client = %self.peer.ip(), %error, "enqueue task failed; answering 451");
+                if let Some(left_out) = QUEUE_FAILURES.admit() {
+                    tracing::error!(client = %self.peer.ip(), %error, left_out, "enqueue task failed; answering 451");
+                }
                 Reply::new(
                     451,
                     "4.3.0",
