@@ -294,7 +294,7 @@ impl Committer {
                 failure.retry_at = now + failure.backoff;
                 // Attempts are paced by the backoff, so this logs a few lines a minute at most.
                 if error.file_in_use() {
-                    tracing::debug!("store recovery waits for readers of the failed database");
+                    tracing::warn!(attempts = failure.attempts, retry_in = ?failure.backoff, "store recovery waits for transactions still reading the failed database");
                 } else {
                     tracing::warn!(%error, attempts = failure.attempts, retry_in = ?failure.backoff, "store still cannot open its files");
                 }
