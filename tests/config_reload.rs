@@ -249,10 +249,7 @@ fn a_new_greeting_greets_new_connections_and_sessions_under_way_go_on() {
     let mut before = SmtpClient::connect(smtp);
     assert_eq!(before.greeting.text(), "mx.test first words");
 
-    // The harness appended its DNS server to the first version; the new one keeps it.
-    let resolver = process.dns.as_ref().unwrap().resolver_config();
-    let second = greeting_config("greeting = \"second words\"");
-    std::fs::write(&process.config, format!("{second}\n{resolver}")).unwrap();
+    process.write_config(&greeting_config("greeting = \"second words\""));
     process.wait_for("the reload", |l| l.message() == "configuration reloaded");
     // The reload is logged before the roles take it: a new connection shows when it is in
     // force.

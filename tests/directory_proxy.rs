@@ -69,11 +69,10 @@ async fn the_role_answers_over_grpc_and_follows_config_changes() {
     );
 
     // A new local domain appears in the file; the running role applies it.
-    std::fs::write(
-        &process.config,
-        config(dovecot.ports.lmtp, "\"example.org\", \"example.net\""),
-    )
-    .unwrap();
+    process.write_config(&config(
+        dovecot.ports.lmtp,
+        "\"example.org\", \"example.net\"",
+    ));
     process.wait_for("the reload", |l| l.message() == "configuration reloaded");
     // The reload is logged before the services apply it: ask until they have (bounded).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -82,14 +82,8 @@ impl Ferrymail {
     pub fn start_with_env(role: &str, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
-        // Appended, so that the test's own lines keep their numbers.
-        let (config, dns) = if config.contains("[resolver]") {
-            (config.to_string(), None)
-        } else {
-            let dns = FakeDns::start();
-            (format!("{config}\n{}", dns.resolver_config()), Some(dns))
-        };
-        std::fs::write(&path, config).unwrap();
+        let dns = (!config.contains("[resolver]")).then(FakeDns::start);
+        std::fs::write(&path, completed(config, dns.as_ref())).unwrap();
         let mut child = Command::new(binary())
             .args(["--log-format", "json", role, "-c"])
             .arg(&path)
@@ -115,6 +109,12 @@ impl Ferrymail {
             config: path,
             dns,
         }
+    }
+
+    /// Replaces the configuration file with `config`, completed as at the start (the test's
+    /// DNS server, plain text between the roles unless it says otherwise).
+    pub fn write_config(&self, config: &str) {
+        std::fs::write(&self.config, completed(config, self.dns.as_ref())).unwrap();
     }
 
     /// Waits for a log line matching `predicate` and returns it.
@@ -250,4 +250,19 @@ impl Drop for Ferrymail {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `config` with what a test leaves out appended, so that its own lines keep their numbers:
+/// the resolver of `dns`, and plain text between the roles on loopback when it says nothing
+/// of TLS between them.
+fn completed(config: &str, dns: Option<&FakeDns>) -> String {
+    let mut config = config.to_string();
+    if !config.contains("[cluster.tls]") {
+        config.push_str("\n[cluster.tls]\nenable = false\n");
+    }
+    if let Some(dns) = dns {
+        config.push('\n');
+        config.push_str(&dns.resolver_config());
+    }
+    config
 }

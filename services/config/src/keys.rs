@@ -273,7 +273,19 @@ keys! {
         "Service name of the exported spans (default `ferrymail-<role>`); `OTEL_SERVICE_NAME` wins when set. Read at start-up.";
 
     CLUSTER_DIRECTORY_ENDPOINT: String = "cluster.directory.endpoint", Optional,
-        "gRPC address of the directory-proxy service used by split roles, e.g. `http://directory-proxy:50051`.";
+        "gRPC address of the directory-proxy service used by split roles, e.g. `https://directory-proxy:50051` (`http://` only with `cluster.tls.enable = false`).";
     CLUSTER_QUEUE_ENDPOINT: String = "cluster.queue.endpoint", Optional,
-        "gRPC address of the queue-scheduler service used by split roles, e.g. `http://queue-scheduler:50051`.";
+        "gRPC address of the queue-scheduler service used by split roles, e.g. `https://queue-scheduler:50051` (`http://` only with `cluster.tls.enable = false`).";
+    CLUSTER_TLS_ENABLE: bool = "cluster.tls.enable", Default("true"),
+        "Whether gRPC between the roles is mutual TLS. `false` speaks plain text, with no identity and no permissions: only for a process on loopback or a test (a warning says so when a `grpc` listener binds another address).";
+    CLUSTER_TLS_CERTIFICATE: CertificateChain = "cluster.tls.certificate", Optional,
+        "This process's certificate chain (PEM, `\"%{file:/path}%\"`), presented by its `grpc` listeners and by its calls to other roles; a DNS name `<role>.<cluster.tls.domain>` among its subject alternative names says which role it is. Required with TLS on when the process serves or calls gRPC. Reloaded when the file changes.";
+    CLUSTER_TLS_PRIVATE_KEY: PrivateKey = "cluster.tls.private-key", Optional,
+        "The private key of `cluster.tls.certificate` (PEM; secret).";
+    CLUSTER_TLS_CA: CertificateChain = "cluster.tls.ca", Optional,
+        "The certificate authorities (PEM bundle) that issue the roles' certificates: a peer whose certificate they did not issue is refused, both ways.";
+    CLUSTER_TLS_DOMAIN: String = "cluster.tls.domain", Default("\"ferrymail.internal\""),
+        "The DNS domain of role identities: a certificate is role `<role>` when it names `<role>.<domain>` (`smtp-ingress`, `queue-scheduler`, `directory-proxy`, `operator`, `admin`).";
+    CLUSTER_CACHE_KEY: Secret = "cluster.cache-key", Optional,
+        "Secret key (at least 32 bytes, `\"%{file:/path}%\"` or `\"%{env:NAME}%\"`) of the HMAC that keys the shared lookup cache; kept outside the store, so that a copy of the store reveals nothing usable. Changing it empties the cache.";
 }

@@ -161,7 +161,7 @@ mod tests {
 
     use super::*;
 
-    const BASE: &str = "[server]\nhostname = \"mx.test\"\n[server.listener.smtp]\nbind = \"127.0.0.1:25\"\nprotocol = \"smtp\"\n[server.listener.grpc]\nbind = \"127.0.0.1:50051\"\nprotocol = \"grpc\"\n[server.listener.admin]\nbind = \"127.0.0.1:8080\"\nprotocol = \"http\"\n[store.local]\ntype = \"embedded\"\npath = \"data\"\n[storage]\ndata = \"local\"\n[cluster.directory]\nendpoint = \"http://directory:50051\"\n[cluster.queue]\nendpoint = \"http://queue:50051\"\n";
+    const BASE: &str = "[server]\nhostname = \"mx.test\"\n[server.listener.smtp]\nbind = \"127.0.0.1:25\"\nprotocol = \"smtp\"\n[server.listener.grpc]\nbind = \"127.0.0.1:50051\"\nprotocol = \"grpc\"\n[server.listener.admin]\nbind = \"127.0.0.1:8080\"\nprotocol = \"http\"\n[store.local]\ntype = \"embedded\"\npath = \"data\"\n[storage]\ndata = \"local\"\n[cluster.directory]\nendpoint = \"http://directory:50051\"\n[cluster.queue]\nendpoint = \"http://queue:50051\"\n[cluster.tls]\nenable = false\n";
 
     fn config(text: &str) -> Config {
         ferrymail_config::load_str("config.toml", text).unwrap()

@@ -36,6 +36,12 @@ pub async fn run(
         }
     };
     let config = loaded.config.clone();
+    if let ferrymail_config::model::cluster::ClusterTls::Mutual(_) = config.cluster.tls {
+        bail!(
+            "cluster.tls: mutual TLS between the roles is not built yet; set \
+             cluster.tls.enable = false (plain text, on a private network only)"
+        );
+    }
     let metrics = Metrics::new(role.name());
     let health = Health::new();
     let reload_metrics = ReloadMetrics::register(&metrics, &loaded.hash);

@@ -93,7 +93,12 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
     let session = session::read(root, &known);
     let data_store = store::read_storage(root, &known);
     let queue = queue::read(root, &known);
-    let cluster = cluster::read(root);
+    let uses_grpc = server.as_ref().is_some_and(|s| {
+        s.listeners_of(server::ListenerProtocol::Grpc)
+            .next()
+            .is_some()
+    });
+    let cluster = cluster::read(root, uses_grpc);
     let signatures = collection(root, "signature", |_, t| signature::read(t));
     let auth = message_auth::read(root, &known, &signatures);
     let resolver = resolver::read(root);
