@@ -45,4 +45,4 @@ pub use throughput::{
     LOAD_HELO, LOAD_SENDER, SmtpSource, bench_config, check_received, discarding_sink,
     load_average, machine_line, median, release_binary,
 };
-pub use tls::TestCertificates;
+pub use tls::{CLUSTER_DOMAIN, ClusterCertificates, IssuedCertificate, TestCertificates};

@@ -6,6 +6,7 @@
 //! and serve an implementation with [`directory::server`] / [`queue::server`]. Nothing here knows
 //! about stores, configuration or SMTP sessions.
 
+pub mod cluster_tls;
 pub mod directory;
 mod endpoint;
 mod error;

@@ -8,6 +8,7 @@ use super::convert::{
     answer_from_wire, auth_request_to_wire, expansion_from_wire, remote_state_from_wire,
 };
 use super::{Answer, AuthRequest, DirectoryService, Expansion, RemoteState};
+use crate::cluster_tls::{ChannelSecurity, Role};
 use crate::endpoint::lazy_channel;
 use crate::proto::{self, directory_client::DirectoryClient};
 use crate::{PropagateTrace, RpcError};
@@ -23,7 +24,17 @@ impl GrpcDirectory {
     ///
     /// Connects on first use, so the peer need not be up yet.
     pub fn connect(endpoint: &str) -> Result<Self, RpcError> {
-        Ok(Self::with_channel(lazy_channel(endpoint)?))
+        Self::connect_with(endpoint, &ChannelSecurity::PlainText)
+    }
+
+    /// A client of the directory at `endpoint`, secured as `security` says: with mutual TLS, the
+    /// server must prove the directory-proxy role.
+    pub fn connect_with(endpoint: &str, security: &ChannelSecurity) -> Result<Self, RpcError> {
+        Ok(Self::with_channel(lazy_channel(
+            endpoint,
+            security,
+            Role::DirectoryProxy,
+        )?))
     }
 
     /// A client over a channel configured by the caller.

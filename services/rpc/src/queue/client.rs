@@ -16,6 +16,7 @@ use super::{
     BodyStream, Envelope, ListPage, ListRequest, MessageDetail, QueueError, QueueId, QueueService,
     QueueStats,
 };
+use crate::cluster_tls::{ChannelSecurity, Role};
 use crate::endpoint::lazy_channel;
 use crate::proto::{self, queue_client::QueueClient};
 use crate::{PropagateTrace, RpcError};
@@ -31,7 +32,17 @@ impl GrpcQueue {
     ///
     /// Connects on first use, so the peer need not be up yet.
     pub fn connect(endpoint: &str) -> Result<Self, RpcError> {
-        Ok(Self::with_channel(lazy_channel(endpoint)?))
+        Self::connect_with(endpoint, &ChannelSecurity::PlainText)
+    }
+
+    /// A client of the queue at `endpoint`, secured as `security` says: with mutual TLS, the
+    /// server must prove the queue-scheduler role.
+    pub fn connect_with(endpoint: &str, security: &ChannelSecurity) -> Result<Self, RpcError> {
+        Ok(Self::with_channel(lazy_channel(
+            endpoint,
+            security,
+            Role::QueueScheduler,
+        )?))
     }
 
     /// A client over a channel configured by the caller.
