@@ -10,9 +10,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ferrymail_e2e::{
-    ALICE, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail, SmtpSink, SmtpSinkOptions, http_get,
-    mailboxes_directory,
+    ALICE, CLUSTER_DOMAIN, ClusterCertificates, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail,
+    SmtpSink, SmtpSinkOptions, http_get, mailboxes_directory,
 };
+use ferrymail_rpc::cluster_tls::{ChannelSecurity, ClusterTls, Credentials};
+use ferrymail_rpc::queue::{GrpcQueue, QueueService};
 
 /// One catalogued metric: its type and label names.
 #[derive(Debug, PartialEq, Eq)]
@@ -160,6 +162,28 @@ s.quit()
     ferrymail_e2e::python(&script);
 }
 
+/// Asks the queue's stats with the ingress's certificate, which only the admin may.
+fn call_as_the_wrong_role(certificates: &ClusterCertificates, grpc: SocketAddr) {
+    let ingress = certificates.role(&["smtp-ingress"]);
+    let path = |p: &std::path::Path| p.display().to_string();
+    let credentials = Credentials::from_files(
+        &path(&ingress.cert_pem),
+        &path(&ingress.key_pem),
+        &path(&certificates.ca_pem),
+        CLUSTER_DOMAIN,
+    )
+    .unwrap();
+    let security = ChannelSecurity::MutualTls(ClusterTls::new(credentials));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let queue = GrpcQueue::connect_with(&format!("https://{grpc}"), &security).unwrap();
+        assert!(queue.stats().await.is_err());
+    });
+}
+
 /// Scrapes `/metrics` until `ready` holds for the text (a guard against hangs, not a timing).
 fn scrape_until(admin: SocketAddr, ready: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -184,9 +208,13 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
         ..DovecotOptions::default()
     });
     let sink = SmtpSink::start(SmtpSinkOptions::default());
+    // gRPC over mutual TLS too, so that a refused call can be counted.
+    let certificates_dir = tempfile::tempdir().unwrap();
+    let certificates = ClusterCertificates::generate(certificates_dir.path(), "cluster");
     let config = format!(
-        "[server]\nhostname = \"mx.test\"\nshutdown-timeout = \"5s\"\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n[server.listener.admin]\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n{EMBEDDED_STORE}[session.rcpt]\ndirectory = \"mailboxes\"\n[remote.sink]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"smtp\"\ntls.implicit = false\ntimeout = \"10s\"\n[queue.outbound]\nnext-hop = \"sink\"\n",
+        "[server]\nhostname = \"mx.test\"\nshutdown-timeout = \"5s\"\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n[server.listener.admin]\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[server.listener.grpc]\nbind = \"127.0.0.1:0\"\nprotocol = \"grpc\"\n{EMBEDDED_STORE}[session.rcpt]\ndirectory = \"mailboxes\"\n[remote.sink]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"smtp\"\ntls.implicit = false\ntimeout = \"10s\"\n[queue.outbound]\nnext-hop = \"sink\"\n{}",
         sink.address().port(),
+        certificates.config(&certificates.role(&["queue-scheduler", "directory-proxy"])),
     );
     // The directory comes from an include file named as the operator names its rendering,
     // as on Kubernetes, so the rendered-files hash is served too.
@@ -200,7 +228,9 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
     let mut process = Ferrymail::start_with("all", &config, &["--config-dir", &include_dir]);
     let smtp = process.address("smtp");
     let admin = process.address("admin");
+    let grpc = process.address("grpc");
     send_with_smtplib(smtp);
+    call_as_the_wrong_role(&certificates, grpc);
     sink.wait_for_messages(1);
     let text = scrape_until(admin, |t| {
         t.lines()

@@ -5,7 +5,10 @@
 use std::process::{Command, Output};
 
 use bytes::Bytes;
-use ferrymail_e2e::{EMBEDDED_STORE, FakeDns, Ferrymail, binary};
+use ferrymail_e2e::{
+    CLUSTER_DOMAIN, ClusterCertificates, EMBEDDED_STORE, FakeDns, Ferrymail, IssuedCertificate,
+    binary,
+};
 use ferrymail_rpc::queue::{BodyError, BodyStream, Envelope, GrpcQueue, QueueService, Recipient};
 
 fn cli(server: &str, args: &[&str]) -> Output {
@@ -97,4 +100,132 @@ async fn list_show_stats_retry_and_cancel() {
     );
     let down = cli("http://127.0.0.1:9", &["stats"]);
     assert!(!down.status.success());
+}
+
+/// A queue-scheduler serving gRPC over mutual TLS with the certificate at `certificate`,
+/// `key`, issued by `certificates`.
+fn tls_scheduler(certificates: &ClusterCertificates, identity: &IssuedCertificate) -> Ferrymail {
+    let config = format!(
+        "[server]\nhostname = \"queue.test\"\n[server.listener.grpc]\nbind = \"127.0.0.1:0\"\nprotocol = \"grpc\"\n[server.listener.admin]\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n{EMBEDDED_STORE}{}",
+        certificates.config(identity)
+    );
+    Ferrymail::start("queue-scheduler", &config)
+}
+
+fn tls_cli(
+    server: &str,
+    certificates: &ClusterCertificates,
+    identity: &IssuedCertificate,
+) -> Output {
+    let path = |p: &std::path::Path| p.display().to_string();
+    Command::new(binary())
+        .args(["queue", "--server", server, "--cert"])
+        .arg(path(&identity.cert_pem))
+        .arg("--key")
+        .arg(path(&identity.key_pem))
+        .arg("--ca")
+        .arg(path(&certificates.ca_pem))
+        .arg("stats")
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    assert!(!output.status.success(), "the command succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn the_cli_speaks_mutual_tls_with_an_admin_certificate_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = ClusterCertificates::generate(dir.path(), "cluster");
+    let mut process = tls_scheduler(&certificates, &certificates.role(&["queue-scheduler"]));
+    let server = format!("https://{}", process.address("grpc"));
+
+    let admin = certificates.role(&["admin"]);
+    assert!(stdout(&tls_cli(&server, &certificates, &admin)).contains("messages 0"));
+
+    let ingress = certificates.role(&["smtp-ingress"]);
+    let refused = stderr(&tls_cli(&server, &certificates, &ingress));
+    assert!(refused.contains("refused the call"), "{refused}");
+    assert!(
+        refused.contains("admin only, and the caller is smtp-ingress"),
+        "{refused}"
+    );
+
+    let without = stderr(&cli(&server, &["stats"]));
+    assert!(without.contains("give --cert, --key"), "{without}");
+    let plain = stderr(&cli(&server.replace("https://", "http://"), &["stats"]));
+    assert!(!plain.is_empty());
+}
+
+#[test]
+fn a_certificate_replaced_while_running_is_used_and_garbage_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = ClusterCertificates::generate(dir.path(), "cluster");
+    let served = certificates.role(&["queue-scheduler"]);
+    let mut process = tls_scheduler(&certificates, &served);
+    let server = format!("https://{}", process.address("grpc"));
+    let admin_port = process.address("admin");
+    let admin = certificates.role(&["admin"]);
+    assert!(stdout(&tls_cli(&server, &certificates, &admin)).contains("messages 0"));
+
+    // Garbage where the certificate was: the configuration is refused, counted, and the
+    // certificate in force goes on serving.
+    let good = std::fs::read(&served.cert_pem).unwrap();
+    replace_file(&served.cert_pem, b"garbage\n");
+    process.log.clear();
+    process.wait_for("the refused reload", |l| {
+        l.message().starts_with("configuration change refused")
+    });
+    assert!(stdout(&tls_cli(&server, &certificates, &admin)).contains("messages 0"));
+
+    // A key that does not belong to the certificate: the configuration loads, the
+    // certificate does not, and that is counted apart.
+    replace_file(&served.cert_pem, &good);
+    let other = certificates.role(&["operator"]);
+    replace_file(&served.key_pem, &std::fs::read(&other.key_pem).unwrap());
+    process.log.clear();
+    process.wait_for("the refused certificate", |l| {
+        l.message()
+            .starts_with("cluster.tls: the new certificate does not load")
+    });
+    let metrics = ferrymail_e2e::http_get(admin_port, "/metrics")
+        .unwrap()
+        .body;
+    assert!(
+        metrics.contains("cluster_tls_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
+    assert!(stdout(&tls_cli(&server, &certificates, &admin)).contains("messages 0"));
+
+    // A renewed certificate and key: new connections get it. (Each file is replaced in one
+    // step; between the two, a reload may see the new key with the old certificate, refused
+    // as above until the second file follows.)
+    let now = time::OffsetDateTime::now_utc();
+    let renewed = certificates.issue(
+        "renewed",
+        &[format!("queue-scheduler.{CLUSTER_DOMAIN}")],
+        now - time::Duration::days(1),
+        now + time::Duration::days(90),
+    );
+    process.log.clear();
+    replace_file(&served.cert_pem, &std::fs::read(&renewed.cert_pem).unwrap());
+    replace_file(&served.key_pem, &std::fs::read(&renewed.key_pem).unwrap());
+    process.wait_for("the renewed certificate", |l| {
+        l.message() == "configuration reloaded"
+            && ferrymail_e2e::http_get(admin_port, "/metrics")
+                .unwrap()
+                .body
+                .contains("cluster_tls_reloads_total{result=\"success\"} 1")
+    });
+    assert!(stdout(&tls_cli(&server, &certificates, &admin)).contains("messages 0"));
+}
+
+/// Replaces `path` with `content` in one step (a new file renamed over it), as Kubernetes
+/// replaces a mounted Secret: a reload never reads half a file.
+fn replace_file(path: &std::path::Path, content: &[u8]) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, content).unwrap();
+    std::fs::rename(&next, path).unwrap();
 }

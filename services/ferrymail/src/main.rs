@@ -2,6 +2,7 @@
 
 mod check_config;
 mod cli;
+mod cluster_security;
 mod config_reload;
 mod grpc_server;
 mod listeners;

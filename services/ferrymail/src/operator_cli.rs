@@ -188,6 +188,7 @@ pub fn kubernetes_configured(health: &Health) -> bool {
 pub async fn run_controller(
     args: ControllerArgs,
     directory_endpoint: Option<String>,
+    security: ferrymail_rpc::cluster_tls::ChannelSecurity,
     metrics: Metrics,
     health: Health,
     stop: CancellationToken,
@@ -217,7 +218,7 @@ pub async fn run_controller(
         },
     };
     let mut ctx = Context::new(client, settings, ReconcileMetrics::register(&metrics));
-    match directory_endpoint.map(|e| (GrpcDirectory::connect(&e), e)) {
+    match directory_endpoint.map(|e| (GrpcDirectory::connect_with(&e, &security), e)) {
         Some((Ok(directory), endpoint)) => {
             tracing::info!(%endpoint, "reporting RemoteHost reachability from the directory-proxy");
             ctx = ctx.with_directory(Arc::new(directory));

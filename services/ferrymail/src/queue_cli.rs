@@ -5,10 +5,13 @@ use std::fmt::Write as _;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
+use ferrymail_rpc::RpcError;
+use ferrymail_rpc::cluster_tls::{ChannelSecurity, ClusterTls, Credentials};
 use ferrymail_rpc::queue::{
-    GrpcQueue, ListFilter, ListRequest, MessageDetail, MessageSummary, QueueId, QueueService,
-    RecipientState,
+    GrpcQueue, ListFilter, ListRequest, MessageDetail, MessageSummary, QueueError, QueueId,
+    QueueService, RecipientState,
 };
+use tonic::Code;
 
 /// `ferrymail queue --server URL <command>`.
 #[derive(Debug, Args)]
@@ -20,6 +23,22 @@ pub struct QueueArgs {
         env = "FERRYMAIL_QUEUE_SERVER"
     )]
     pub server: String,
+    /// Certificate (PEM) naming the admin role (`admin.<domain>`), for an https:// server.
+    #[arg(long, env = "FERRYMAIL_QUEUE_CERT", requires_all = ["key", "ca"])]
+    pub cert: Option<String>,
+    /// Its private key (PEM).
+    #[arg(long, env = "FERRYMAIL_QUEUE_KEY", requires_all = ["cert", "ca"])]
+    pub key: Option<String>,
+    /// The cluster's CA bundle (PEM), which issued the server's certificate.
+    #[arg(long, env = "FERRYMAIL_QUEUE_CA", requires_all = ["cert", "key"])]
+    pub ca: Option<String>,
+    /// The domain of role names (`cluster.tls.domain` of the installation).
+    #[arg(
+        long,
+        env = "FERRYMAIL_QUEUE_DOMAIN",
+        default_value = "ferrymail.internal"
+    )]
+    pub domain: String,
     /// What to do.
     #[command(subcommand)]
     pub command: QueueCommand,
@@ -127,9 +146,48 @@ fn detail(d: &MessageDetail) -> String {
     out
 }
 
-/// Runs one queue command and prints its result.
+/// How to speak to the server: mutual TLS with `--cert`, `--key` and `--ca`, else plain text.
+fn security(args: &QueueArgs) -> anyhow::Result<ChannelSecurity> {
+    let (Some(cert), Some(key), Some(ca)) = (&args.cert, &args.key, &args.ca) else {
+        if args.server.starts_with("https://") {
+            anyhow::bail!(
+                "{} is mutual TLS: give --cert, --key (a certificate naming admin.{}) and --ca",
+                args.server,
+                args.domain
+            );
+        }
+        return Ok(ChannelSecurity::PlainText);
+    };
+    let credentials =
+        Credentials::from_files(cert, key, ca, &args.domain).context("the admin certificate")?;
+    Ok(ChannelSecurity::MutualTls(ClusterTls::new(credentials)))
+}
+
+/// Runs one queue command and prints its result; a failure says what went wrong in one line.
 pub async fn run(args: &QueueArgs) -> anyhow::Result<()> {
-    let queue = GrpcQueue::connect(&args.server)
+    command(args)
+        .await
+        .map_err(|error| match error.downcast::<QueueError>() {
+            Ok(error) => anyhow::anyhow!(failure(&args.server, error)),
+            Err(other) => other,
+        })
+}
+
+/// What a failed call says to the person who made it.
+fn failure(server: &str, error: QueueError) -> String {
+    let QueueError::Transport(RpcError::Transport(status)) = &error else {
+        return error.to_string();
+    };
+    match status.code() {
+        Code::PermissionDenied | Code::Unauthenticated => {
+            format!("{server} refused the call: {}", status.message())
+        }
+        _ => format!("{server} could not be asked: {}", status.message()),
+    }
+}
+
+async fn command(args: &QueueArgs) -> anyhow::Result<()> {
+    let queue = GrpcQueue::connect_with(&args.server, &security(args)?)
         .with_context(|| format!("queue server {}", args.server))?;
     match &args.command {
         QueueCommand::List(list) => {

@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 
 use ferrymail_config::Config;
 use ferrymail_config::display_path;
-use ferrymail_config::model::server::Listener;
+use ferrymail_config::model::cluster::ClusterTls;
+use ferrymail_config::model::server::{Listener, ListenerProtocol};
 use ferrymail_config::model::store::{Store, StoreBackend};
 
 use crate::role::Role;
@@ -153,6 +154,25 @@ fn cluster(role: Role, before: &Config, after: &Config, keys: &mut BTreeSet<Rest
             "changed",
         ));
     }
+    // Plain text or TLS is how listeners and clients were built; a new certificate, key, CA
+    // or domain is taken live.
+    let speaks_grpc = role.serves(ListenerProtocol::Grpc) || asks_directory;
+    if speaks_grpc
+        && tls_on(&old.tls)
+            .zip(tls_on(&new.tls))
+            .is_some_and(|(a, b)| a != b)
+    {
+        keys.insert(RestartKey::new(&["cluster", "tls", "enable"], "changed"));
+    }
+}
+
+/// Whether gRPC is mutual TLS (`Some(true)`) or plain text; `None` when nothing speaks it.
+fn tls_on(tls: &ClusterTls) -> Option<bool> {
+    match tls {
+        ClusterTls::Mutual(_) => Some(true),
+        ClusterTls::PlainText => Some(false),
+        ClusterTls::Unused => None,
+    }
 }
 
 #[cfg(test)]
@@ -246,6 +266,30 @@ mod tests {
             ["cluster.directory.endpoint changed"]
         );
         assert!(keys(Role::All, &moved).is_empty());
+    }
+
+    #[test]
+    fn turning_tls_on_or_off_needs_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["queue-scheduler.ferrymail.internal".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let mutual = BASE.replace("http://", "https://").replace(
+            "[cluster.tls]\nenable = false\n",
+            &format!(
+                "[cluster.tls]\ncertificate = \"%{{file:{c}}}%\"\nprivate-key = \"%{{file:{k}}}%\"\nca = \"%{{file:{c}}}%\"\n",
+                c = cert_path.display(),
+                k = key_path.display()
+            ),
+        );
+        assert!(
+            keys(Role::QueueScheduler, &mutual).contains(&"cluster.tls.enable changed".to_owned())
+        );
     }
 
     #[test]

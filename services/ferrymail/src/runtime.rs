@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use ferrymail_config::ConfigSource;
 use ferrymail_config::model::server::ListenerProtocol;
+use ferrymail_rpc::cluster_tls::{HandshakeMetrics, Permissions, RefusalMetrics};
 use ferrymail_telemetry::{Health, Metrics, serve_admin};
 use futures::future::OptionFuture;
 use tokio::sync::watch;
@@ -36,12 +37,6 @@ pub async fn run(
         }
     };
     let config = loaded.config.clone();
-    if let ferrymail_config::model::cluster::ClusterTls::Mutual(_) = config.cluster.tls {
-        bail!(
-            "cluster.tls: mutual TLS between the roles is not built yet; set \
-             cluster.tls.enable = false (plain text, on a private network only)"
-        );
-    }
     let metrics = Metrics::new(role.name());
     let health = Health::new();
     let reload_metrics = ReloadMetrics::register(&metrics, &loaded.hash);
@@ -89,11 +84,17 @@ pub async fn run(
     };
 
     if role.serves(ListenerProtocol::Grpc) {
+        let guard = grpc_server::Guard {
+            security: services.cluster.channel().clone(),
+            handshakes: HandshakeMetrics::register(&metrics),
+            permissions: Permissions::new(RefusalMetrics::register(&metrics)),
+        };
         for (_, socket) in listeners::bind(&config, ListenerProtocol::Grpc).await? {
             work.spawn(grpc_server::serve(
                 socket,
                 role.grpc_services(),
                 services.clone(),
+                guard.clone(),
                 stop.clone(),
             ));
         }
@@ -124,6 +125,7 @@ pub async fn run(
         work.spawn(crate::operator_cli::run_controller(
             args,
             config.cluster.directory_endpoint.clone(),
+            services.cluster.channel().clone(),
             metrics.clone(),
             health.clone(),
             stop.clone(),

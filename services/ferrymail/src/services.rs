@@ -15,11 +15,14 @@ use ferrymail_store::Store;
 use ferrymail_telemetry::Metrics;
 use tokio::sync::watch;
 
+use crate::cluster_security::ClusterSecurity;
 use crate::role::Role;
 
 /// The services of this process (each `None` when the role does not host it).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Services {
+    /// How gRPC to and from the other roles is secured.
+    pub cluster: ClusterSecurity,
     /// The directory-proxy, serving the `Directory` service.
     pub directory: Option<Arc<DirectoryProxy>>,
     /// The queue, serving the `Queue` service.
@@ -39,7 +42,14 @@ impl Services {
         loaded: &LoadedConfig,
         metrics: &Metrics,
     ) -> anyhow::Result<Self> {
-        let mut services = Services::default();
+        let mut services = Services {
+            cluster: ClusterSecurity::start(&loaded.config, metrics)?,
+            directory: None,
+            queue: None,
+            scheduler: None,
+            ingress: None,
+            store: None,
+        };
         // Opened once: the embedded store is one database file that one process opens once,
         // whichever of its roles use it.
         let store = if role.hosts_directory() || role.hosts_queue() {
@@ -100,6 +110,7 @@ impl Services {
     pub async fn follow(self, mut updates: watch::Receiver<Arc<LoadedConfig>>) {
         while updates.changed().await.is_ok() {
             let loaded = updates.borrow_and_update().clone();
+            self.cluster.apply(&loaded.config);
             if let Some(directory) = &self.directory {
                 directory.apply(&loaded.config).await;
             }
@@ -122,14 +133,20 @@ fn ingress(config: &Config, services: &Services, metrics: &Metrics) -> anyhow::R
     let directory: Arc<dyn DirectoryService> =
         match (&services.directory, &config.cluster.directory_endpoint) {
             (Some(local), _) => local.clone(),
-            (None, Some(endpoint)) => Arc::new(GrpcDirectory::connect(endpoint)?),
+            (None, Some(endpoint)) => Arc::new(GrpcDirectory::connect_with(
+                endpoint,
+                services.cluster.channel(),
+            )?),
             (None, None) => bail!(
                 "smtp-ingress asks the directory-proxy over gRPC: set cluster.directory.endpoint"
             ),
         };
     let queue: Arc<dyn QueueService> = match (&services.queue, &config.cluster.queue_endpoint) {
         (Some(local), _) => local.clone(),
-        (None, Some(endpoint)) => Arc::new(GrpcQueue::connect(endpoint)?),
+        (None, Some(endpoint)) => Arc::new(GrpcQueue::connect_with(
+            endpoint,
+            services.cluster.channel(),
+        )?),
         (None, None) => {
             bail!("smtp-ingress hands messages to the queue over gRPC: set cluster.queue.endpoint")
         }

@@ -121,7 +121,8 @@ fn read_tls(t: &TableReader<'_>, enabled: bool, needed: bool) -> ClusterTls {
                 ("private-key", private_key.is_none()),
                 ("ca", ca.is_none()),
             ] {
-                if missing {
+                // A key that is there but invalid has been reported as such already.
+                if missing && !t.contains(name) {
                     t.report(
                         name,
                         "required: gRPC between the roles is mutual TLS; give this process its \
