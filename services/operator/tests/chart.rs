@@ -9,14 +9,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ferrymail_config::model::store::StoreBackend;
 use ferrymail_operator::manifests;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -122,8 +125,10 @@ fn check_known_kinds(objects: &[Value]) -> BTreeSet<String> {
     for object in objects {
         match object["kind"].as_str().unwrap_or("") {
             "Deployment" => drop(typed::<Deployment>(object)),
+            "StatefulSet" => drop(typed::<StatefulSet>(object)),
             "Service" => drop(typed::<Service>(object)),
             "ConfigMap" => drop(typed::<ConfigMap>(object)),
+            "Secret" => drop(typed::<Secret>(object)),
             "ServiceAccount" => drop(typed::<ServiceAccount>(object)),
             "Role" => drop(typed::<Role>(object)),
             "RoleBinding" => drop(typed::<RoleBinding>(object)),
@@ -138,25 +143,49 @@ fn check_known_kinds(objects: &[Value]) -> BTreeSet<String> {
     unknown
 }
 
-/// Every Deployment: probes on the admin port, resources, a PDB selecting its pods, and no
+/// A role's workload, a Deployment or a StatefulSet: its name, pod labels and pod.
+struct Workload {
+    name: String,
+    labels: BTreeMap<String, String>,
+    pod: PodSpec,
+}
+
+fn workloads(objects: &[Value]) -> Vec<Workload> {
+    let deployments = of_kind(objects, "Deployment").map(|o| {
+        let deployment: Deployment = typed(o);
+        (deployment.metadata.name, deployment.spec.unwrap().template)
+    });
+    let stateful_sets = of_kind(objects, "StatefulSet").map(|o| {
+        let set: StatefulSet = typed(o);
+        (set.metadata.name, set.spec.unwrap().template)
+    });
+    deployments
+        .chain(stateful_sets)
+        .map(|(name, template)| Workload {
+            name: name.unwrap(),
+            labels: template.metadata.and_then(|m| m.labels).unwrap_or_default(),
+            pod: template.spec.unwrap(),
+        })
+        .collect()
+}
+
+/// The workload of `role` in release `mail`.
+fn workload(objects: &[Value], role: &str) -> Workload {
+    let name = format!("mail-ferrymail-{role}");
+    workloads(objects)
+        .into_iter()
+        .find(|w| w.name == name)
+        .unwrap_or_else(|| panic!("no Deployment or StatefulSet {name}"))
+}
+
+/// Every workload: probes on the admin port, resources, a PDB selecting its pods, and no
 /// subPath mount (which would freeze the file at its first version).
-fn check_deployments(objects: &[Value]) {
+fn check_workloads(objects: &[Value]) {
     let pdbs: Vec<PodDisruptionBudget> =
         of_kind(objects, "PodDisruptionBudget").map(typed).collect();
-    let deployments: Vec<Deployment> = of_kind(objects, "Deployment").map(typed).collect();
-    assert_eq!(deployments.len(), 4, "one per role");
-    for deployment in &deployments {
-        let name = deployment.metadata.name.clone().unwrap();
-        let spec = deployment.spec.as_ref().unwrap();
-        let pod = spec.template.spec.as_ref().unwrap();
-        let labels = spec
-            .template
-            .metadata
-            .as_ref()
-            .unwrap()
-            .labels
-            .clone()
-            .unwrap();
+    let workloads = workloads(objects);
+    assert_eq!(workloads.len(), 4, "one per role");
+    for Workload { name, labels, pod } in &workloads {
         for container in &pod.containers {
             for (probe, path) in [
                 (&container.liveness_probe, "/healthz"),
@@ -208,15 +237,18 @@ fn check_deployments(objects: &[Value]) {
                 .flatten()
                 .find(|v| v.name == conf_d.name)
                 .unwrap();
-            let sources = &volume.projected.as_ref().expect("projected").sources;
-            assert_eq!(
-                sources
-                    .iter()
-                    .flatten()
-                    .filter(|s| s.config_map.is_some() || s.secret.is_some())
-                    .count(),
-                2,
-                "rendered ConfigMap and Secret projection in one volume"
+            let sources = volume.projected.as_ref().expect("projected").sources.iter();
+            let sources: Vec<_> = sources.flatten().collect();
+            assert!(
+                sources.iter().any(|s| s
+                    .config_map
+                    .as_ref()
+                    .is_some_and(|c| c.name.ends_with("-rendered")))
+                    && sources.iter().any(|s| s
+                        .secret
+                        .as_ref()
+                        .is_some_and(|c| c.name.ends_with("-rendered-secrets"))),
+                "{name}: rendered ConfigMap and Secret projection in one volume"
             );
         }
         let covered = pdbs.iter().any(|pdb| {
@@ -229,43 +261,192 @@ fn check_deployments(objects: &[Value]) {
     }
 }
 
+/// Contents of Secrets by name, key by key.
+type Secrets = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The data of a Secret the chart renders, decoded.
+fn secret_data(objects: &[Value], name: &str) -> Option<BTreeMap<String, String>> {
+    let secret = of_kind(objects, "Secret").find(|o| o["metadata"]["name"] == name)?;
+    let data = secret["data"].as_object().expect("data");
+    let decode = |v: &Value| {
+        let bytes = BASE64.decode(v.as_str().unwrap()).unwrap();
+        String::from_utf8(bytes).unwrap()
+    };
+    Some(data.iter().map(|(k, v)| (k.clone(), decode(v))).collect())
+}
+
+/// A private CA standing in for the ones outside the chart: cert-manager's issuers, or the
+/// one a user's Secrets come from.
+struct TestCa(rcgen::CertifiedIssuer<'static, rcgen::KeyPair>);
+
+impl TestCa {
+    fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        TestCa(rcgen::CertifiedIssuer::self_signed(params, key).unwrap())
+    }
+
+    /// tls.crt, tls.key and ca.crt of a certificate for `dns_names`, as in a Secret that
+    /// cert-manager writes.
+    fn issue(&self, dns_names: &[String]) -> BTreeMap<String, String> {
+        let mut params = rcgen::CertificateParams::new(dns_names.to_vec()).unwrap();
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.0).unwrap();
+        BTreeMap::from([
+            ("tls.crt".to_string(), cert.pem()),
+            ("tls.key".to_string(), key.serialize_pem()),
+            ("ca.crt".to_string(), self.0.pem()),
+        ])
+    }
+}
+
+/// The Secrets cert-manager would write for the chart's Certificates, from one CA.
+fn issued_by_cert_manager(objects: &[Value]) -> Secrets {
+    let ca = TestCa::new();
+    of_kind(objects, "Certificate")
+        .map(|c| {
+            let names: Vec<String> = c["spec"]["dnsNames"]
+                .as_array()
+                .map(|n| n.iter().map(|n| n.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default();
+            let secret = c["spec"]["secretName"].as_str().unwrap().to_string();
+            (secret, ca.issue(&names))
+        })
+        .collect()
+}
+
+/// The files a role's container sees, resolved from the rendered objects the way the
+/// kubelet mounts them, and from `outside`: the Secrets made outside the chart (by the user,
+/// or by cert-manager). A mount of anything else fails the test, as it would keep the pod
+/// from starting.
+struct PodFiles(BTreeMap<PathBuf, String>);
+
+impl PodFiles {
+    fn of(objects: &[Value], role: &str, outside: &Secrets) -> Self {
+        let workload = workload(objects, role);
+        let mut files = BTreeMap::new();
+        for mount in workload.pod.containers[0].volume_mounts.iter().flatten() {
+            let volume = workload.pod.volumes.iter().flatten();
+            let volume = volume.clone().find(|v| v.name == mount.name);
+            let Some(volume) = volume else {
+                continue; // a volume claim template: no files in it yet
+            };
+            let mut sources = Vec::new();
+            if let Some(c) = &volume.config_map {
+                sources.push(("ConfigMap", c.name.clone(), c.items.clone(), c.optional));
+            }
+            if let Some(s) = &volume.secret {
+                let name = s.secret_name.clone().unwrap();
+                sources.push(("Secret", name, s.items.clone(), s.optional));
+            }
+            let projected = volume.projected.as_ref().and_then(|p| p.sources.as_ref());
+            for source in projected.into_iter().flatten() {
+                if let Some(c) = &source.config_map {
+                    sources.push(("ConfigMap", c.name.clone(), c.items.clone(), c.optional));
+                }
+                if let Some(s) = &source.secret {
+                    sources.push(("Secret", s.name.clone(), s.items.clone(), s.optional));
+                }
+            }
+            for (kind, name, items, optional) in sources {
+                let data = match kind {
+                    "Secret" => secret_data(objects, &name).or_else(|| outside.get(&name).cloned()),
+                    _ => of_kind(objects, kind)
+                        .find(|o| o["metadata"]["name"] == name.as_str())
+                        .map(|o| serde_json::from_value(o["data"].clone()).unwrap()),
+                };
+                let Some(data) = data else {
+                    assert_eq!(
+                        optional,
+                        Some(true),
+                        "{role} mounts {kind} {name}, which nothing makes"
+                    );
+                    continue;
+                };
+                let selected: Vec<(String, String)> = match items {
+                    None => data.into_iter().collect(),
+                    Some(items) => items
+                        .into_iter()
+                        .map(|i| {
+                            let text = data.get(&i.key).unwrap_or_else(|| {
+                                panic!("{role}: {kind} {name} has no key {}", i.key)
+                            });
+                            (i.path, text.clone())
+                        })
+                        .collect(),
+                };
+                for (path, text) in selected {
+                    files.insert(Path::new(&mount.mount_path).join(path), text);
+                }
+            }
+        }
+        PodFiles(files)
+    }
+}
+
+impl ferrymail_config::Environment for PodFiles {
+    fn var(&self, _name: &str) -> Option<String> {
+        None
+    }
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+}
+
+const MAIN_CONFIG: &str = "/etc/ferrymail/main/config.toml";
+const INCLUDE_DIR: &str = "/etc/ferrymail/conf.d";
+
+/// The configuration `role` loads in its pod, through the real loader: the main file, then
+/// the include directory's `*.toml` files in name order, `%{file:}%` read from its mounts.
+fn role_config(objects: &[Value], role: &str, outside: &Secrets) -> ferrymail_config::Config {
+    let files = PodFiles::of(objects, role, outside);
+    let main = files
+        .0
+        .get(Path::new(MAIN_CONFIG))
+        .expect("config.toml is mounted");
+    let mut documents = vec![("config.toml".to_string(), main.clone())];
+    for (path, text) in &files.0 {
+        let name = path.file_name().unwrap().to_string_lossy();
+        if path.parent() == Some(Path::new(INCLUDE_DIR)) && name.ends_with(".toml") {
+            documents.push((name.into_owned(), text.clone()));
+        }
+    }
+    let names: Vec<String> = documents.iter().map(|d| d.0.clone()).collect();
+    ferrymail_config::load_documents(documents, &files)
+        .unwrap_or_else(|e| panic!("{role}: {names:?} do not load:\n{e}"))
+        .0
+}
+
+const ROLES: [&str; 4] = [
+    "smtp-ingress",
+    "queue-scheduler",
+    "directory-proxy",
+    "operator",
+];
+
+/// Every role's configuration loads in its pod, with cert-manager issuing the chart's
+/// Certificates; returns the smtp-ingress's.
+fn check_configs_load(objects: &[Value]) -> ferrymail_config::Config {
+    let outside = issued_by_cert_manager(objects);
+    for role in ROLES {
+        role_config(objects, role, &outside);
+    }
+    role_config(objects, "smtp-ingress", &outside)
+}
+
 fn main_config(objects: &[Value]) -> String {
     named(objects, "ConfigMap", "mail-ferrymail-config")["data"]["config.toml"]
         .as_str()
         .unwrap()
         .to_string()
-}
-
-/// Stands in for the files the pods mount: a real certificate and key for TLS.
-struct Mounted {
-    cert: String,
-    key: String,
-}
-
-impl ferrymail_config::Environment for Mounted {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-    fn read_file(&self, path: &Path) -> std::io::Result<String> {
-        match path.to_str() {
-            Some("/etc/ferrymail/tls/tls.crt") => Ok(self.cert.clone()),
-            Some("/etc/ferrymail/tls/tls.key") => Ok(self.key.clone()),
-            _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
-        }
-    }
-}
-
-/// The chart's config.toml loads through the real configuration loader.
-fn check_main_config_loads(objects: &[Value]) -> ferrymail_config::Config {
-    let certified = rcgen::generate_simple_self_signed(vec!["mx.example.org".into()]).unwrap();
-    let env = Mounted {
-        cert: certified.cert.pem(),
-        key: certified.signing_key.serialize_pem(),
-    };
-    let text = main_config(objects);
-    ferrymail_config::load_documents(vec![("config.toml".into(), text.clone())], &env)
-        .unwrap_or_else(|e| panic!("config.toml does not load:\n{e}\n{text}"))
-        .0
 }
 
 #[test]
@@ -301,8 +482,8 @@ fn defaults_render_valid_objects() {
     let objects = template(&[], &[]);
     let unknown = check_known_kinds(&objects);
     assert!(unknown.is_empty(), "{unknown:?}");
-    check_deployments(&objects);
-    let config = check_main_config_loads(&objects);
+    check_workloads(&objects);
+    let config = check_configs_load(&objects);
     assert_eq!(config.server.hostname, "mx.example.org");
 
     let ingress: Service = typed(named(&objects, "Service", "mail-ferrymail-smtp-ingress"));
@@ -328,7 +509,7 @@ fn defaults_render_valid_objects() {
 #[test]
 fn the_operator_is_told_where_the_directory_proxy_is() {
     let objects = template(&[], &[]);
-    let config = check_main_config_loads(&objects);
+    let config = role_config(&objects, "operator", &Secrets::new());
     assert_eq!(
         config.cluster.directory_endpoint.as_deref(),
         Some("http://mail-ferrymail-directory-proxy:50051")
@@ -401,10 +582,8 @@ fn operator_rbac_is_least_privilege() {
         0,
         "namespaced only"
     );
-    let deployments: Vec<Deployment> = of_kind(&objects, "Deployment").map(typed).collect();
-    for d in deployments {
-        let pod = d.spec.unwrap().template.spec.unwrap();
-        let is_operator = d.metadata.name.as_deref() == Some("mail-ferrymail-operator");
+    for Workload { name, pod, .. } in workloads(&objects) {
+        let is_operator = name == "mail-ferrymail-operator";
         assert_eq!(
             pod.automount_service_account_token != Some(false),
             is_operator,
@@ -417,7 +596,7 @@ fn operator_rbac_is_least_privilege() {
 fn hpa_preset() {
     let objects = template(&["ci/hpa-values.yaml"], &[]);
     check_known_kinds(&objects);
-    check_deployments(&objects);
+    check_workloads(&objects);
     let hpas: Vec<HorizontalPodAutoscaler> = of_kind(&objects, "HorizontalPodAutoscaler")
         .map(typed)
         .collect();
@@ -439,7 +618,7 @@ fn keda_preset_scales_the_queue_scheduler_on_queue_depth() {
         check_known_kinds(&objects),
         BTreeSet::from(["ScaledObject".to_string()])
     );
-    check_deployments(&objects);
+    check_workloads(&objects);
     assert_eq!(of_kind(&objects, "HorizontalPodAutoscaler").count(), 0);
     let scaled = named(&objects, "ScaledObject", "mail-ferrymail-queue-scheduler");
     assert_eq!(scaled["apiVersion"], "keda.sh/v1alpha1");
@@ -467,8 +646,8 @@ fn keda_preset_scales_the_queue_scheduler_on_queue_depth() {
 #[test]
 fn proxy_preset_turns_on_proxy_protocol() {
     let objects = template(&["ci/proxy-values.yaml"], &[]);
-    check_deployments(&objects);
-    let config = check_main_config_loads(&objects);
+    check_workloads(&objects);
+    let config = check_configs_load(&objects);
     let smtp = &config.server.listeners["smtp"];
     let text = format!("{smtp:?}");
     assert!(text.contains("proxy_protocol: true"), "{text}");
@@ -489,8 +668,8 @@ fn cert_manager_preset_issues_the_certificate_the_pods_mount() {
         check_known_kinds(&objects),
         BTreeSet::from(["Certificate".to_string(), "ServiceMonitor".to_string()])
     );
-    check_deployments(&objects);
-    let config = check_main_config_loads(&objects);
+    check_workloads(&objects);
+    let config = check_configs_load(&objects);
     assert!(config.certificates.contains_key("default"));
     let certificate = named(&objects, "Certificate", "mail-ferrymail-tls");
     let secret = certificate["spec"]["secretName"].as_str().unwrap();
@@ -525,7 +704,7 @@ fn cert_manager_preset_issues_the_certificate_the_pods_mount() {
 #[test]
 fn foundationdb_preset_wires_the_cluster_file() {
     let objects = template(&["ci/foundationdb-values.yaml"], &[]);
-    check_deployments(&objects);
+    check_workloads(&objects);
     assert!(main_config(&objects).contains("type = \"foundationdb\""));
     for role in ["queue-scheduler", "directory-proxy"] {
         let deployment: Deployment = typed(named(
@@ -781,7 +960,7 @@ fn kustomize_base_is_the_charts_default_output_and_builds_offline() {
     );
     let objects = manifests::documents(&String::from_utf8_lossy(&built.stdout)).unwrap();
     assert!(check_known_kinds(&objects).is_empty());
-    check_deployments(&objects);
+    check_workloads(&objects);
     assert_eq!(of_kind(&objects, "CustomResourceDefinition").count(), 2);
     assert!(
         objects
@@ -879,4 +1058,153 @@ fn the_charts_dashboards_are_the_deploy_ones() {
         read("charts/ferrymail/dashboards") == deploy,
         "charts/ferrymail/dashboards must hold copies of deploy/grafana/*.json (`make chart-assets`)"
     );
+}
+
+/// The mount that holds `path` in `pod`, by the longest mount path.
+fn mount_holding<'a>(pod: &'a PodSpec, path: &Path) -> &'a k8s_openapi::api::core::v1::VolumeMount {
+    pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter(|m| path.starts_with(&m.mount_path))
+        .max_by_key(|m| m.mount_path.len())
+        .unwrap_or_else(|| panic!("nothing is mounted over {}", path.display()))
+}
+
+fn embedded_store_path(config: &ferrymail_config::Config) -> PathBuf {
+    let (_, store) = config.data_store().expect("storage.data");
+    match &store.backend {
+        StoreBackend::Embedded { path } => path.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_embedded_queue_lives_on_a_volume_claim_never_an_emptydir() {
+    let objects = template(&[], &[]);
+    assert!(
+        of_kind(&objects, "Deployment")
+            .all(|d| d["metadata"]["name"] != "mail-ferrymail-queue-scheduler")
+    );
+    let set: StatefulSet = typed(named(
+        &objects,
+        "StatefulSet",
+        "mail-ferrymail-queue-scheduler",
+    ));
+    let spec = set.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    let retention = spec.persistent_volume_claim_retention_policy.unwrap();
+    assert_eq!(
+        retention.when_deleted.as_deref(),
+        Some("Retain"),
+        "the queue outlives uninstall"
+    );
+    assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));
+    let headless: Service = typed(named(&objects, "Service", &spec.service_name.unwrap()));
+    assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+
+    // Where the queue-scheduler's configuration puts the database, a claim is mounted.
+    let config = role_config(&objects, "queue-scheduler", &Secrets::new());
+    let pod = spec.template.spec.unwrap();
+    let mount = mount_holding(&pod, &embedded_store_path(&config));
+    assert!(
+        pod.volumes.iter().flatten().all(|v| v.name != mount.name),
+        "{} is a pod volume, not a claim",
+        mount.name
+    );
+    let claims = spec.volume_claim_templates.unwrap();
+    let claim = claims
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(mount.name.as_str()))
+        .unwrap();
+    let claim_spec = claim.spec.as_ref().unwrap();
+    assert_eq!(
+        claim_spec.access_modes.as_deref(),
+        Some(&["ReadWriteOnce".to_string()][..])
+    );
+    assert_eq!(
+        claim_spec.storage_class_name, None,
+        "the cluster's default class"
+    );
+    let requests = claim_spec
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .as_ref()
+        .unwrap();
+    assert_eq!(requests["storage"].0, "10Gi");
+
+    let sized = template(
+        &[],
+        &[
+            "store.embedded.size=50Gi",
+            "store.embedded.storageClassName=fast-ssd",
+        ],
+    );
+    let set: StatefulSet = typed(named(
+        &sized,
+        "StatefulSet",
+        "mail-ferrymail-queue-scheduler",
+    ));
+    let claim = &set.spec.unwrap().volume_claim_templates.unwrap()[0];
+    let claim_spec = claim.spec.as_ref().unwrap();
+    assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast-ssd"));
+    assert_eq!(
+        claim_spec
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["storage"]
+            .0,
+        "50Gi"
+    );
+}
+
+/// The directory-proxy's embedded database holds its lookup cache only (DESIGN §1: the
+/// queue-scheduler alone owns the queue), so an emptyDir per pod loses nothing.
+#[test]
+fn the_directory_proxy_caches_on_an_emptydir() {
+    let objects = template(&[], &[]);
+    let config = role_config(&objects, "directory-proxy", &Secrets::new());
+    let pod = workload(&objects, "directory-proxy").pod;
+    let mount = mount_holding(&pod, &embedded_store_path(&config));
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .unwrap();
+    assert!(volume.empty_dir.is_some());
+}
+
+#[test]
+fn the_embedded_store_refuses_more_than_one_queue_scheduler() {
+    for (set, named) in [
+        ("queueScheduler.replicas=2", "queueScheduler.replicas=2"),
+        (
+            "queueScheduler.autoscaling.enabled=true",
+            "queueScheduler.autoscaling.enabled",
+        ),
+        (
+            "queueScheduler.keda.enabled=true",
+            "queueScheduler.keda.enabled",
+        ),
+    ] {
+        let error = template_of(&chart_dir(), &[], &[set]).expect_err(set);
+        for why in [
+            named,
+            "store.type=embedded",
+            "separate queue",
+            "store.type=foundationdb",
+        ] {
+            assert!(error.contains(why), "{set}: {why:?} not in {error}");
+        }
+        template_of(&chart_dir(), &[], &[set, "store.type=foundationdb"])
+            .unwrap_or_else(|e| panic!("{set} with FoundationDB: {e}"));
+    }
+    // A queue-scheduler may be stopped.
+    template_of(&chart_dir(), &[], &["queueScheduler.replicas=0"]).unwrap();
 }
