@@ -85,11 +85,11 @@ crds: build
 chart-assets:
 	cp deploy/grafana/*.json charts/ferrymail/dashboards/
 
-## Lint the Helm chart and regenerate the kustomize base from its default output.
+## Lint the Helm chart and regenerate the kustomize base from its output (no secret in it).
 chart: crds chart-assets test-deps
 	helm lint --strict charts/ferrymail
-	helm template ferrymail charts/ferrymail --namespace ferrymail --set crds.install=false \
-		> deploy/kustomize/base/ferrymail.yaml
+	helm template ferrymail charts/ferrymail --namespace ferrymail \
+		-f deploy/kustomize/chart-values.yaml > deploy/kustomize/base/ferrymail.yaml
 
 clean:
 	$(CARGO) clean

@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use ferrymail_e2e::binary;
 
 fn repo() -> &'static Path {
@@ -85,4 +87,89 @@ fn the_readme_reference_is_the_generated_one() {
         readme[start..stop].trim() == generated.trim(),
         "README.md's configuration reference is out of date: run `make reference`"
     );
+}
+
+/// One object of `helm template`'s output, by kind and name.
+fn rendered<'a>(objects: &'a [serde_yaml::Value], kind: &str, name: &str) -> &'a serde_yaml::Value {
+    objects
+        .iter()
+        .find(|o| o["kind"].as_str() == Some(kind) && o["metadata"]["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("the chart renders no {kind} {name}"))
+}
+
+/// The chart's default configuration, with the files the directory-proxy's pod mounts (its
+/// certificate and the lookup cache's key, which the chart generates), passes
+/// `ferrymail check-config`. The pod's files are written under a temporary root, and the
+/// configuration's paths point there; which file is mounted where is the chart test's to
+/// check (services/operator/tests/chart.rs).
+#[test]
+fn the_charts_configuration_is_valid() {
+    let chart = repo().join("charts/ferrymail");
+    let out = Command::new("helm")
+        .args(["template", "mail"])
+        .arg(&chart)
+        .args(["--namespace", "mail"])
+        .output()
+        .expect("helm is installed (`make test-deps`)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let objects: Vec<serde_yaml::Value> = text
+        .split("\n---")
+        .filter_map(|doc| serde_yaml::from_str(doc).ok())
+        .filter(|doc: &serde_yaml::Value| !doc.is_null())
+        .collect();
+
+    let root = tempfile::tempdir().unwrap();
+    let pod_path = |path: &str| root.path().join(path.trim_start_matches('/'));
+    let at_root = |toml: &str| {
+        toml.replace(
+            "/etc/ferrymail/",
+            &format!("{}/", pod_path("/etc/ferrymail").display()),
+        )
+    };
+    let write = |path: &str, text: &str| {
+        let path = pod_path(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    let config = &rendered(&objects, "ConfigMap", "mail-ferrymail-config")["data"];
+    write(
+        "/etc/ferrymail/main/config.toml",
+        &at_root(config["config.toml"].as_str().unwrap()),
+    );
+    write(
+        "/etc/ferrymail/conf.d/directory-proxy.toml",
+        &at_root(config["directory-proxy.toml"].as_str().unwrap()),
+    );
+    let decode = |v: &serde_yaml::Value| {
+        String::from_utf8(BASE64.decode(v.as_str().unwrap()).unwrap()).unwrap()
+    };
+    let identity = &rendered(&objects, "Secret", "mail-ferrymail-directory-proxy-mtls")["data"];
+    for file in ["tls.crt", "tls.key", "ca.crt"] {
+        write(
+            &format!("/etc/ferrymail/cluster-tls/{file}"),
+            &decode(&identity[file]),
+        );
+    }
+    let cache_key = &rendered(&objects, "Secret", "mail-ferrymail-cache-key")["data"]["cache-key"];
+    write("/etc/ferrymail/cache-key/cache-key", &decode(cache_key));
+
+    let out = Command::new(binary())
+        .arg("check-config")
+        .arg(pod_path("/etc/ferrymail/main/config.toml"))
+        .arg("--config-dir")
+        .arg(pod_path("/etc/ferrymail/conf.d"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(": OK (2 file(s)"), "{stdout}");
 }

@@ -12,9 +12,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use ferrymail_config::model::cluster::ClusterTls;
 use ferrymail_config::model::store::StoreBackend;
 use ferrymail_operator::manifests;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -23,6 +25,14 @@ use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret, Service, ServiceAcc
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -178,6 +188,19 @@ fn workload(objects: &[Value], role: &str) -> Workload {
         .unwrap_or_else(|| panic!("no Deployment or StatefulSet {name}"))
 }
 
+/// Names of the Secrets a pod mounts, directly or in a projected volume.
+fn mounted_secrets(pod: &PodSpec) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for volume in pod.volumes.iter().flatten() {
+        names.extend(volume.secret.as_ref().and_then(|s| s.secret_name.clone()));
+        let projected = volume.projected.as_ref().and_then(|p| p.sources.as_ref());
+        for source in projected.into_iter().flatten() {
+            names.extend(source.secret.as_ref().map(|s| s.name.clone()));
+        }
+    }
+    names
+}
+
 /// Every workload: probes on the admin port, resources, a PDB selecting its pods, and no
 /// subPath mount (which would freeze the file at its first version).
 fn check_workloads(objects: &[Value]) {
@@ -273,6 +296,11 @@ fn secret_data(objects: &[Value], name: &str) -> Option<BTreeMap<String, String>
         String::from_utf8(bytes).unwrap()
     };
     Some(data.iter().map(|(k, v)| (k.clone(), decode(v))).collect())
+}
+
+/// A Secret the chart must have rendered.
+fn rendered_secret(objects: &[Value], name: &str) -> BTreeMap<String, String> {
+    secret_data(objects, name).unwrap_or_else(|| panic!("no Secret {name}"))
 }
 
 /// A private CA standing in for the ones outside the chart: cert-manager's issuers, or the
@@ -512,7 +540,7 @@ fn the_operator_is_told_where_the_directory_proxy_is() {
     let config = role_config(&objects, "operator", &Secrets::new());
     assert_eq!(
         config.cluster.directory_endpoint.as_deref(),
-        Some("http://mail-ferrymail-directory-proxy:50051")
+        Some("https://mail-ferrymail-directory-proxy:50051")
     );
     let service: Service = typed(named(&objects, "Service", "mail-ferrymail-directory-proxy"));
     let spec = service.spec.unwrap();
@@ -666,7 +694,11 @@ fn cert_manager_preset_issues_the_certificate_the_pods_mount() {
     let objects = template(&["ci/cert-manager-values.yaml"], &[]);
     assert_eq!(
         check_known_kinds(&objects),
-        BTreeSet::from(["Certificate".to_string(), "ServiceMonitor".to_string()])
+        BTreeSet::from([
+            "Certificate".to_string(),
+            "Issuer".to_string(),
+            "ServiceMonitor".to_string()
+        ])
     );
     check_workloads(&objects);
     let config = check_configs_load(&objects);
@@ -929,16 +961,18 @@ fn repo() -> PathBuf {
 }
 
 #[test]
-fn kustomize_base_is_the_charts_default_output_and_builds_offline() {
+fn kustomize_base_is_the_charts_output_and_builds_offline() {
     let chart = chart_dir().display().to_string();
+    let values = repo().join("deploy/kustomize/chart-values.yaml");
+    let values = values.display().to_string();
     let output = helm(&[
         "template",
         "ferrymail",
         chart.as_str(),
         "--namespace",
         "ferrymail",
-        "--set",
-        "crds.install=false",
+        "-f",
+        values.as_str(),
     ]);
     assert!(output.status.success());
     let base = repo().join("deploy/kustomize/base");
@@ -959,7 +993,18 @@ fn kustomize_base_is_the_charts_default_output_and_builds_offline() {
         String::from_utf8_lossy(&built.stderr)
     );
     let objects = manifests::documents(&String::from_utf8_lossy(&built.stdout)).unwrap();
-    assert!(check_known_kinds(&objects).is_empty());
+    assert_eq!(
+        check_known_kinds(&objects),
+        BTreeSet::from(["Certificate".to_string(), "Issuer".to_string()]),
+        "cert-manager issues the roles' certificates"
+    );
+    // A file in a repository is public: a key or certificate generated into it would be
+    // everyone's.
+    assert_eq!(
+        of_kind(&objects, "Secret").count(),
+        0,
+        "no Secret is shipped"
+    );
     check_workloads(&objects);
     assert_eq!(of_kind(&objects, "CustomResourceDefinition").count(), 2);
     assert!(
@@ -1057,6 +1102,524 @@ fn the_charts_dashboards_are_the_deploy_ones() {
     assert!(
         read("charts/ferrymail/dashboards") == deploy,
         "charts/ferrymail/dashboards must hold copies of deploy/grafana/*.json (`make chart-assets`)"
+    );
+}
+
+// ---- Between the roles: certificates, the cache key, NetworkPolicies ----
+
+/// The identities the chart issues certificates for: the roles, and the administrators'.
+const IDENTITIES: [&str; 5] = [
+    "smtp-ingress",
+    "queue-scheduler",
+    "directory-proxy",
+    "operator",
+    "admin",
+];
+
+/// Verifies certificates the way rustls, the TLS library of the roles, does.
+struct Verifiers {
+    server: Arc<dyn ServerCertVerifier>,
+    client: Arc<dyn ClientCertVerifier>,
+}
+
+impl Verifiers {
+    /// Verifiers trusting the CAs of `ca_pem` only.
+    fn trusting(ca_pem: &str) -> Self {
+        let mut roots = RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(ca.unwrap()).unwrap();
+        }
+        let roots = Arc::new(roots);
+        let server = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .unwrap();
+        let client = WebPkiClientVerifier::builder_with_provider(roots, provider())
+            .build()
+            .unwrap();
+        Verifiers { server, client }
+    }
+
+    /// Whether a client expecting the server `name` accepts `cert_pem`.
+    fn as_server(&self, cert_pem: &str, name: &str) -> Result<(), rustls::Error> {
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        let now = UnixTime::now();
+        let cert = first_certificate(cert_pem);
+        self.server
+            .verify_server_cert(&cert, &[], &name, &[], now)
+            .map(drop)
+    }
+
+    /// Whether a server asking for client certificates accepts `cert_pem`.
+    fn as_client(&self, cert_pem: &str) -> Result<(), rustls::Error> {
+        let cert = first_certificate(cert_pem);
+        self.client
+            .verify_client_cert(&cert, &[], UnixTime::now())
+            .map(drop)
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn first_certificate(pem: &str) -> CertificateDer<'static> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .expect("a certificate")
+        .unwrap()
+}
+
+/// Whether `key_pem` is the private key of `cert_pem` (a mismatch fails every handshake).
+fn key_matches(cert_pem: &str, key_pem: &str) -> bool {
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let key = provider().key_provider.load_private_key(key).unwrap();
+    CertifiedKey::new(vec![first_certificate(cert_pem)], key)
+        .keys_match()
+        .is_ok()
+}
+
+/// The Secrets of the generated identities, by role.
+fn generated_identities(objects: &[Value]) -> BTreeMap<&'static str, BTreeMap<String, String>> {
+    IDENTITIES
+        .iter()
+        .map(|role| {
+            let secret = rendered_secret(objects, &format!("mail-ferrymail-{role}-mtls"));
+            (*role, secret)
+        })
+        .collect()
+}
+
+#[test]
+fn generated_certificates_verify_as_their_role_and_no_other() {
+    let objects = template(&[], &[]);
+    let ca = rendered_secret(&objects, "mail-ferrymail-cluster-ca");
+    let verify = Verifiers::trusting(&ca["tls.crt"]);
+    for (role, secret) in generated_identities(&objects) {
+        assert_eq!(secret["ca.crt"], ca["tls.crt"], "{role}: ca.crt is the CA");
+        let cert = &secret["tls.crt"];
+        verify
+            .as_server(cert, &format!("{role}.ferrymail.internal"))
+            .unwrap_or_else(|e| panic!("{role} as a server: {e}"));
+        verify
+            .as_client(cert)
+            .unwrap_or_else(|e| panic!("{role} as a client: {e}"));
+        assert!(key_matches(cert, &secret["tls.key"]), "{role}: key");
+        for other in IDENTITIES.iter().filter(|r| **r != role) {
+            assert!(
+                verify
+                    .as_server(cert, &format!("{other}.ferrymail.internal"))
+                    .is_err(),
+                "{role}'s certificate passes for {other}"
+            );
+        }
+    }
+    // The gRPC servers also answer to their Service's names.
+    for role in ["queue-scheduler", "directory-proxy"] {
+        let cert = &rendered_secret(&objects, &format!("mail-ferrymail-{role}-mtls"))["tls.crt"];
+        for name in [
+            format!("mail-ferrymail-{role}"),
+            format!("mail-ferrymail-{role}.mail.svc"),
+        ] {
+            verify.as_server(cert, &name).unwrap();
+        }
+    }
+    // A CA of another installation is not trusted.
+    let other = template(&[], &[]);
+    let stranger =
+        Verifiers::trusting(&rendered_secret(&other, "mail-ferrymail-cluster-ca")["tls.crt"]);
+    let cert = &rendered_secret(&objects, "mail-ferrymail-queue-scheduler-mtls")["tls.crt"];
+    assert!(stranger.as_client(cert).is_err());
+}
+
+/// Each pod mounts its own role's certificate, and its configuration (loaded as the pod
+/// loads it) is mutual TLS with that certificate, https endpoints and the configured domain.
+#[track_caller]
+fn check_each_role_is_itself(
+    objects: &[Value],
+    outside: &Secrets,
+    secret_of: impl Fn(&str) -> String,
+) {
+    for role in ROLES {
+        let pod = workload(objects, role).pod;
+        let secret = secret_of(role);
+        let mounted = mounted_secrets(&pod);
+        assert!(mounted.contains(&secret), "{role} mounts {mounted:?}");
+        let others: Vec<String> = ROLES
+            .iter()
+            .filter(|r| **r != role)
+            .map(|r| secret_of(r))
+            .collect();
+        assert!(
+            others.iter().all(|o| !mounted.contains(o)),
+            "{role} mounts another role's identity: {mounted:?}"
+        );
+        assert!(
+            !mounted.contains("mail-ferrymail-cluster-ca"),
+            "{role}: the CA's key stays out of every pod"
+        );
+        let config = role_config(objects, role, outside);
+        let ClusterTls::Mutual(identity) = &config.cluster.tls else {
+            panic!("{role}: {:?}", config.cluster.tls);
+        };
+        let expected = secret_data(objects, &secret)
+            .or_else(|| outside.get(&secret).cloned())
+            .unwrap();
+        // `%{file:}%` drops the file's final newline.
+        assert_eq!(
+            identity.certificate.0,
+            expected["tls.crt"].trim_end(),
+            "{role}"
+        );
+        assert_eq!(identity.ca.0, expected["ca.crt"].trim_end(), "{role}");
+        assert_eq!(identity.domain, "ferrymail.internal");
+        assert_eq!(
+            config.cluster.queue_endpoint.as_deref(),
+            Some("https://mail-ferrymail-queue-scheduler:50051")
+        );
+        assert_eq!(
+            config.cluster.directory_endpoint.as_deref(),
+            Some("https://mail-ferrymail-directory-proxy:50051")
+        );
+    }
+}
+
+fn mtls_secret(role: &str) -> String {
+    format!("mail-ferrymail-{role}-mtls")
+}
+
+#[test]
+fn by_default_every_role_has_its_generated_identity() {
+    let objects = template(&[], &[]);
+    check_each_role_is_itself(&objects, &Secrets::new(), mtls_secret);
+    assert_eq!(of_kind(&objects, "Certificate").count(), 0);
+    // The admin certificate is for people: no pod mounts it.
+    for w in workloads(&objects) {
+        assert!(!mounted_secrets(&w.pod).contains("mail-ferrymail-admin-mtls"));
+    }
+}
+
+#[test]
+fn cert_manager_mode_issues_every_identity_from_a_ca_of_the_release() {
+    let objects = template(&[], &["clusterTls.mode=cert-manager"]);
+    assert!(
+        !of_kind(&objects, "Secret").any(|s| s["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-mtls") || n.ends_with("-cluster-ca"))),
+        "cert-manager writes the Secrets"
+    );
+    // Self-signed Issuer → CA Certificate → CA Issuer.
+    let selfsigned = named(&objects, "Issuer", "mail-ferrymail-selfsigned");
+    assert!(selfsigned["spec"]["selfSigned"].is_object());
+    let ca = named(&objects, "Certificate", "mail-ferrymail-cluster-ca");
+    assert_eq!(ca["spec"]["isCA"], true);
+    assert_eq!(ca["spec"]["issuerRef"]["name"], "mail-ferrymail-selfsigned");
+    let ca_issuer = named(&objects, "Issuer", "mail-ferrymail-cluster-ca");
+    assert_eq!(
+        ca_issuer["spec"]["ca"]["secretName"],
+        ca["spec"]["secretName"]
+    );
+    for role in IDENTITIES {
+        let certificate = named(&objects, "Certificate", &mtls_secret(role));
+        let spec = &certificate["spec"];
+        assert_eq!(spec["secretName"], mtls_secret(role).as_str());
+        assert_eq!(spec["issuerRef"]["name"], "mail-ferrymail-cluster-ca");
+        assert_eq!(spec["issuerRef"]["kind"], "Issuer");
+        assert_eq!(
+            spec["dnsNames"][0],
+            format!("{role}.ferrymail.internal").as_str()
+        );
+        let usages = spec["usages"].to_string();
+        assert!(
+            usages.contains("server auth") && usages.contains("client auth"),
+            "{usages}"
+        );
+    }
+    let names =
+        &named(&objects, "Certificate", &mtls_secret("queue-scheduler"))["spec"]["dnsNames"];
+    assert!(
+        names
+            .as_array()
+            .unwrap()
+            .contains(&"mail-ferrymail-queue-scheduler.mail.svc".into())
+    );
+    check_each_role_is_itself(&objects, &issued_by_cert_manager(&objects), mtls_secret);
+}
+
+#[test]
+fn cert_manager_mode_uses_the_issuer_the_values_name() {
+    let objects = template(
+        &[],
+        &[
+            "clusterTls.mode=cert-manager",
+            "clusterTls.certManager.issuerRef.name=internal-ca",
+            "clusterTls.certManager.issuerRef.kind=ClusterIssuer",
+        ],
+    );
+    assert_eq!(
+        of_kind(&objects, "Issuer").count(),
+        0,
+        "no CA of the release"
+    );
+    let certificates: Vec<&Value> = of_kind(&objects, "Certificate").collect();
+    assert_eq!(certificates.len(), IDENTITIES.len());
+    for certificate in certificates {
+        assert_eq!(
+            certificate["spec"]["issuerRef"],
+            serde_json::json!({"name": "internal-ca", "kind": "ClusterIssuer"})
+        );
+    }
+}
+
+#[test]
+fn secrets_mode_mounts_the_users_secrets() {
+    let objects = template(
+        &[],
+        &[
+            "clusterTls.mode=secrets",
+            "clusterTls.secrets.queueScheduler=queue-identity",
+        ],
+    );
+    assert_eq!(of_kind(&objects, "Certificate").count(), 0);
+    assert!(
+        !of_kind(&objects, "Secret").any(|s| s["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-mtls") || n.ends_with("-cluster-ca"))),
+        "the user makes them"
+    );
+    // The named Secret, and the default names for the roles the values leave empty.
+    let secret_of = |role: &str| match role {
+        "queue-scheduler" => "queue-identity".to_string(),
+        other => mtls_secret(other),
+    };
+    let ca = TestCa::new();
+    let users: Secrets = ROLES
+        .iter()
+        .map(|role| {
+            (
+                secret_of(role),
+                ca.issue(&[format!("{role}.ferrymail.internal")]),
+            )
+        })
+        .collect();
+    check_each_role_is_itself(&objects, &users, secret_of);
+}
+
+#[test]
+fn plain_text_between_the_roles_only_when_asked() {
+    let objects = template(&[], &["clusterTls.enabled=false"]);
+    for role in ROLES {
+        let config = role_config(&objects, role, &Secrets::new());
+        assert!(config.cluster.tls.is_plain_text(), "{role}");
+        assert_eq!(
+            config.cluster.queue_endpoint.as_deref(),
+            Some("http://mail-ferrymail-queue-scheduler:50051")
+        );
+        let mounted = mounted_secrets(&workload(&objects, role).pod);
+        assert!(mounted.iter().all(|s| !s.ends_with("-mtls")), "{mounted:?}");
+    }
+    assert!(!of_kind(&objects, "Secret").any(|s| {
+        s["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-mtls"))
+    }),);
+}
+
+#[test]
+fn only_the_directory_proxy_gets_the_cache_key() {
+    let objects = template(&[], &[]);
+    let key = rendered_secret(&objects, "mail-ferrymail-cache-key")["cache-key"].clone();
+    assert!(key.len() >= 32, "at least 32 bytes: {}", key.len());
+    assert_ne!(
+        key,
+        rendered_secret(&template(&[], &[]), "mail-ferrymail-cache-key")["cache-key"],
+        "random per installation"
+    );
+    for role in ROLES {
+        let config = role_config(&objects, role, &Secrets::new());
+        let mounted = mounted_secrets(&workload(&objects, role).pod);
+        if role == "directory-proxy" {
+            assert_eq!(config.cluster.cache_key.unwrap().expose(), key);
+        } else {
+            assert!(config.cluster.cache_key.is_none(), "{role}");
+            assert!(!mounted.contains("mail-ferrymail-cache-key"), "{role}");
+        }
+    }
+    // A Secret of the user's instead.
+    let objects = template(
+        &[],
+        &[
+            "cacheKey.existingSecret=lookup-hmac",
+            "cacheKey.secretKey=key",
+        ],
+    );
+    assert!(secret_data(&objects, "mail-ferrymail-cache-key").is_none());
+    let users = Secrets::from([(
+        "lookup-hmac".to_string(),
+        BTreeMap::from([("key".to_string(), "k".repeat(40))]),
+    )]);
+    let config = role_config(&objects, "directory-proxy", &users);
+    assert_eq!(config.cluster.cache_key.unwrap().expose(), "k".repeat(40));
+}
+
+/// The chart's own copy with Helm's `lookup` — which asks the cluster for the Secret of
+/// the previous release — answered from `existing.yaml` in the copy instead. `lookup`
+/// cannot run without a cluster (under `helm template` it finds nothing), so this is how the
+/// logic around it, what is kept and what is issued anew on an upgrade, is tested; that
+/// `lookup` itself finds the installed Secret is Helm's to keep.
+struct UpgradableChart {
+    _dir: tempfile::TempDir,
+    chart: PathBuf,
+}
+
+impl UpgradableChart {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(chart_dir())
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let chart = dir.path().join("ferrymail");
+        let helpers = chart.join("templates/_helpers.tpl");
+        let text = std::fs::read_to_string(&helpers).unwrap();
+        let lookup = r#"{{- lookup "v1" "Secret" .root.Release.Namespace .name | toYaml }}"#;
+        let from_file = r#"{{- index (.root.Files.Get "existing.yaml" | fromYaml) .name | default dict | toYaml }}"#;
+        assert!(text.contains(lookup), "the chart's one lookup has changed");
+        std::fs::write(&helpers, text.replace(lookup, from_file)).unwrap();
+        UpgradableChart { _dir: dir, chart }
+    }
+
+    /// Renders the chart as an upgrade of a release holding `installed` Secrets would.
+    fn upgrade(&self, installed: &[&Value], sets: &[&str]) -> Vec<Value> {
+        let by_name: serde_json::Map<String, Value> = installed
+            .iter()
+            .map(|s| {
+                (
+                    s["metadata"]["name"].as_str().unwrap().to_string(),
+                    (*s).clone(),
+                )
+            })
+            .collect();
+        let existing = serde_json::to_string(&by_name).unwrap();
+        std::fs::write(self.chart.join("existing.yaml"), existing).unwrap();
+        template_of(&self.chart, &[], sets).unwrap()
+    }
+}
+
+fn secrets(objects: &[Value]) -> Vec<&Value> {
+    of_kind(objects, "Secret").collect()
+}
+
+#[test]
+fn an_upgrade_keeps_the_generated_certificates_and_cache_key() {
+    let chart = UpgradableChart::new();
+    let installed = chart.upgrade(&[], &[]);
+    let upgraded = chart.upgrade(&secrets(&installed), &[]);
+    assert_eq!(
+        secrets(&installed).len(),
+        IDENTITIES.len() + 2,
+        "CA, identities, cache key"
+    );
+    for secret in secrets(&installed) {
+        let name = secret["metadata"]["name"].as_str().unwrap();
+        let after = named(&upgraded, "Secret", name);
+        assert_eq!(after["data"], secret["data"], "{name} is kept");
+        assert_eq!(
+            after["metadata"]["annotations"],
+            secret["metadata"]["annotations"]
+        );
+    }
+
+    // A role whose Secret went missing gets a new certificate from the same CA.
+    let without: Vec<&Value> = secrets(&installed)
+        .into_iter()
+        .filter(|s| s["metadata"]["name"] != "mail-ferrymail-operator-mtls")
+        .collect();
+    let upgraded = chart.upgrade(&without, &[]);
+    let ca = rendered_secret(&installed, "mail-ferrymail-cluster-ca");
+    let renewed = rendered_secret(&upgraded, "mail-ferrymail-operator-mtls");
+    assert_ne!(
+        renewed,
+        rendered_secret(&installed, "mail-ferrymail-operator-mtls")
+    );
+    Verifiers::trusting(&ca["tls.crt"])
+        .as_client(&renewed["tls.crt"])
+        .unwrap();
+    assert_eq!(
+        rendered_secret(&upgraded, "mail-ferrymail-queue-scheduler-mtls"),
+        rendered_secret(&installed, "mail-ferrymail-queue-scheduler-mtls")
+    );
+}
+
+/// `secret` as the chart annotates one that expires tomorrow.
+fn expiring_tomorrow(secret: &Value) -> Value {
+    let now = std::time::SystemTime::now();
+    let epoch = now.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let mut secret = secret.clone();
+    let tomorrow = (epoch.as_secs() + 86_400).to_string();
+    secret["metadata"]["annotations"]["ferrymail.io/not-after"] = tomorrow.into();
+    secret
+}
+
+/// The Secrets of `objects`, with `replacement` in place of the one of the same name.
+fn replacing<'a>(objects: &'a [Value], replacement: &'a Value) -> Vec<&'a Value> {
+    let name = &replacement["metadata"]["name"];
+    let mut out: Vec<&Value> = secrets(objects)
+        .into_iter()
+        .filter(|s| &s["metadata"]["name"] != name)
+        .collect();
+    out.push(replacement);
+    out
+}
+
+#[test]
+fn an_upgrade_issues_anew_what_changed_or_expires() {
+    let chart = UpgradableChart::new();
+    let installed = chart.upgrade(&[], &[]);
+    let ca = rendered_secret(&installed, "mail-ferrymail-cluster-ca");
+
+    // Another domain: every role's certificate names the new one, from the same CA.
+    let upgraded = chart.upgrade(&secrets(&installed), &["clusterTls.domain=mail.internal"]);
+    assert_eq!(rendered_secret(&upgraded, "mail-ferrymail-cluster-ca"), ca);
+    let verify = Verifiers::trusting(&ca["tls.crt"]);
+    for (role, secret) in generated_identities(&upgraded) {
+        verify
+            .as_server(&secret["tls.crt"], &format!("{role}.mail.internal"))
+            .unwrap_or_else(|e| panic!("{role}: {e}"));
+    }
+
+    // A certificate about to expire (within renewDays) is issued anew, from the same CA.
+    let expiring = expiring_tomorrow(named(&installed, "Secret", "mail-ferrymail-operator-mtls"));
+    let upgraded = chart.upgrade(&replacing(&installed, &expiring), &[]);
+    let renewed = rendered_secret(&upgraded, "mail-ferrymail-operator-mtls");
+    assert_ne!(
+        renewed,
+        rendered_secret(&installed, "mail-ferrymail-operator-mtls")
+    );
+    verify.as_client(&renewed["tls.crt"]).unwrap();
+    assert_eq!(
+        rendered_secret(&upgraded, "mail-ferrymail-smtp-ingress-mtls"),
+        rendered_secret(&installed, "mail-ferrymail-smtp-ingress-mtls")
+    );
+
+    // A CA about to expire is replaced, and every certificate with it.
+    let expiring = expiring_tomorrow(named(&installed, "Secret", "mail-ferrymail-cluster-ca"));
+    let upgraded = chart.upgrade(&replacing(&installed, &expiring), &[]);
+    let new_ca = rendered_secret(&upgraded, "mail-ferrymail-cluster-ca");
+    assert_ne!(new_ca, ca);
+    let verify = Verifiers::trusting(&new_ca["tls.crt"]);
+    for (role, secret) in generated_identities(&upgraded) {
+        assert_eq!(secret["ca.crt"], new_ca["tls.crt"]);
+        verify
+            .as_client(&secret["tls.crt"])
+            .unwrap_or_else(|e| panic!("{role}: {e}"));
+    }
+    assert_eq!(
+        rendered_secret(&upgraded, "mail-ferrymail-cache-key"),
+        rendered_secret(&installed, "mail-ferrymail-cache-key"),
+        "the cache key has nothing to do with it"
     );
 }
 
