@@ -22,9 +22,11 @@ use ferrymail_operator::manifests;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
@@ -144,6 +146,7 @@ fn check_known_kinds(objects: &[Value]) -> BTreeSet<String> {
             "RoleBinding" => drop(typed::<RoleBinding>(object)),
             "PodDisruptionBudget" => drop(typed::<PodDisruptionBudget>(object)),
             "HorizontalPodAutoscaler" => drop(typed::<HorizontalPodAutoscaler>(object)),
+            "NetworkPolicy" => drop(typed::<NetworkPolicy>(object)),
             "CustomResourceDefinition" => drop(typed::<CustomResourceDefinition>(object)),
             other => {
                 unknown.insert(other.to_string());
@@ -1621,6 +1624,166 @@ fn an_upgrade_issues_anew_what_changed_or_expires() {
         rendered_secret(&installed, "mail-ferrymail-cache-key"),
         "the cache key has nothing to do with it"
     );
+}
+
+/// The rules of `policy` that open `port` (a container port name), each with its sources
+/// (`None`: anyone).
+fn sources_of(policy: &NetworkPolicy, port: &str) -> Vec<Option<Vec<NetworkPolicyPeer>>> {
+    let spec = policy.spec.as_ref().unwrap();
+    spec.ingress
+        .iter()
+        .flatten()
+        .filter(|rule| {
+            rule.ports.iter().flatten().any(|p| {
+                p.port
+                    .as_ref()
+                    .is_some_and(|p| *p == IntOrString::String(port.to_string()))
+            })
+        })
+        .map(|rule| rule.from.clone())
+        .collect()
+}
+
+/// The one NetworkPolicy selecting `workload`'s pods.
+fn policy_of<'a>(policies: &'a [NetworkPolicy], workload: &Workload) -> &'a NetworkPolicy {
+    let selecting: Vec<&NetworkPolicy> = policies
+        .iter()
+        .filter(|p| {
+            let selector = &p.spec.as_ref().unwrap().pod_selector;
+            let labels = selector
+                .iter()
+                .flat_map(|s| s.match_labels.iter().flatten());
+            labels
+                .into_iter()
+                .all(|(k, v)| workload.labels.get(k) == Some(v))
+        })
+        .collect();
+    assert_eq!(selecting.len(), 1, "{}", workload.name);
+    selecting[0]
+}
+
+fn selects(peer: &NetworkPolicyPeer, labels: &BTreeMap<String, String>) -> bool {
+    let selector = peer.pod_selector.as_ref().expect("a pod selector");
+    assert!(selector.match_expressions.is_none());
+    selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[test]
+fn network_policies_open_smtp_to_all_grpc_to_the_release_and_admin_to_monitoring() {
+    let objects = template(&[], &[]);
+    let policies: Vec<NetworkPolicy> = of_kind(&objects, "NetworkPolicy").map(typed).collect();
+    let workloads = workloads(&objects);
+    assert_eq!(policies.len(), workloads.len());
+    let monitoring = serde_json::json!([{"namespaceSelector": {"matchLabels":
+        {"kubernetes.io/metadata.name": "monitoring"}}}]);
+    for workload in &workloads {
+        let policy = policy_of(&policies, workload);
+        let spec = policy.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.policy_types.as_deref(),
+            Some(&["Ingress".to_string()][..])
+        );
+        // Every rule names ports the pod has: a misspelt name would open nothing.
+        let ports: BTreeSet<String> = workload.pod.containers[0]
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| p.name.clone())
+            .collect();
+        for rule in spec.ingress.iter().flatten() {
+            for port in rule.ports.iter().flatten() {
+                let IntOrString::String(name) = port.port.as_ref().unwrap() else {
+                    panic!("{}: ports by name", workload.name);
+                };
+                assert!(
+                    ports.contains(name),
+                    "{}: {name} is not a port",
+                    workload.name
+                );
+            }
+        }
+        let admin = sources_of(policy, "admin");
+        assert_eq!(admin.len(), 1, "{}", workload.name);
+        assert_eq!(serde_json::to_value(&admin[0]).unwrap(), monitoring);
+
+        let grpc = sources_of(policy, "grpc");
+        if ports.contains("grpc") {
+            assert_eq!(grpc.len(), 1, "{}", workload.name);
+            let peers = grpc[0].as_ref().expect("gRPC is not open to all");
+            assert_eq!(peers.len(), 1);
+            let peer = &peers[0];
+            assert!(
+                peer.namespace_selector.is_none() && peer.ip_block.is_none(),
+                "this namespace only"
+            );
+            for other in &workloads {
+                assert!(
+                    selects(peer, &other.labels),
+                    "{} may call {}",
+                    other.name,
+                    workload.name
+                );
+            }
+            let mut stranger = workload.labels.clone();
+            stranger.insert("app.kubernetes.io/instance".into(), "other".into());
+            assert!(!selects(peer, &stranger), "another release's pods");
+        } else {
+            assert!(grpc.is_empty(), "{}", workload.name);
+        }
+        let smtp = sources_of(policy, "smtp");
+        if workload.name == "mail-ferrymail-smtp-ingress" {
+            assert_eq!(smtp, [None], "an MX takes mail from anyone");
+            assert_eq!(sources_of(policy, "submission"), [None]);
+        } else {
+            assert!(smtp.is_empty());
+        }
+    }
+}
+
+#[test]
+fn network_policies_follow_the_values() {
+    let objects = template(
+        &[],
+        &[
+            "networkPolicy.smtpFrom[0].ipBlock.cidr=10.0.0.0/8",
+            "networkPolicy.adminFrom[0].podSelector.matchLabels.app=prometheus",
+            "tls.enabled=true",
+            "tls.secretName=mx-tls",
+        ],
+    );
+    let policies: Vec<NetworkPolicy> = of_kind(&objects, "NetworkPolicy").map(typed).collect();
+    let ingress = policy_of(&policies, &workload(&objects, "smtp-ingress"));
+    let internal = serde_json::json!([[{"ipBlock": {"cidr": "10.0.0.0/8"}}]]);
+    for port in ["smtp", "submission", "submissions"] {
+        assert_eq!(
+            serde_json::to_value(sources_of(ingress, port)).unwrap(),
+            internal,
+            "{port}"
+        );
+    }
+    let prometheus = serde_json::json!([[{"podSelector": {"matchLabels": {"app": "prometheus"}}}]]);
+    assert_eq!(
+        serde_json::to_value(sources_of(ingress, "admin")).unwrap(),
+        prometheus
+    );
+
+    // No admin sources: only the node (the kubelet's probes) reaches the admin port.
+    let closed = template(&[], &["networkPolicy.adminFrom=null"]);
+    let policies: Vec<NetworkPolicy> = of_kind(&closed, "NetworkPolicy").map(typed).collect();
+    assert!(
+        sources_of(
+            policy_of(&policies, &workload(&closed, "operator")),
+            "admin"
+        )
+        .is_empty()
+    );
+
+    let off = template(&[], &["networkPolicy.enabled=false"]);
+    assert_eq!(of_kind(&off, "NetworkPolicy").count(), 0);
 }
 
 /// The mount that holds `path` in `pod`, by the longest mount path.
