@@ -1207,6 +1207,14 @@ fn generated_certificates_verify_as_their_role_and_no_other() {
             .as_client(cert)
             .unwrap_or_else(|e| panic!("{role} as a client: {e}"));
         assert!(key_matches(cert, &secret["tls.key"]), "{role}: key");
+        // And the process that mounts them makes its TLS configurations from them.
+        ferrymail_rpc::cluster_tls::Credentials::from_pem(
+            cert,
+            &secret["tls.key"],
+            &secret["ca.crt"],
+            "ferrymail.internal",
+        )
+        .unwrap_or_else(|e| panic!("{role}: {e}"));
         for other in IDENTITIES.iter().filter(|r| **r != role) {
             assert!(
                 verify
