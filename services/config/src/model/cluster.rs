@@ -93,8 +93,29 @@ pub(crate) fn read(root: &TableReader<'_>, uses_grpc: bool) -> Cluster {
         directory_endpoint,
         queue_endpoint,
         tls: read_tls(&tls_table, enabled, needed),
-        cache_key: t.get(&keys::CLUSTER_CACHE_KEY),
+        cache_key: read_cache_key(&t),
     }
+}
+
+/// Fewest bytes a `cluster.cache-key` may have: the HMAC-SHA256 key size, so that a guessable
+/// key cannot be what stands between a copy of the store and the answers it holds.
+pub const MIN_CACHE_KEY_BYTES: usize = 32;
+
+fn read_cache_key(t: &TableReader<'_>) -> Option<Secret> {
+    let key = t.get(&keys::CLUSTER_CACHE_KEY)?;
+    let length = key.expose().len();
+    if length < MIN_CACHE_KEY_BYTES {
+        // The length only: the key itself is never printed, not even in part.
+        t.report(
+            "cache-key",
+            format!(
+                "too short: {length} bytes, at least {MIN_CACHE_KEY_BYTES} are needed \
+                 (e.g. `openssl rand -base64 48`)"
+            ),
+        );
+        return None;
+    }
+    Some(key)
 }
 
 fn read_tls(t: &TableReader<'_>, enabled: bool, needed: bool) -> ClusterTls {

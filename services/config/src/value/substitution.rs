@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use zeroize::Zeroizing;
+
 use super::{Context, Invalid};
 use crate::tree::Node;
 
@@ -39,11 +41,15 @@ impl Environment for ProcessEnvironment {
 }
 
 /// Replaces every `%{kind:argument}%` in `text`.
+///
+/// Values read from files and the environment are often secrets: every intermediate copy is
+/// wiped when dropped, and the result is allocated once at its final size, so that growing
+/// it leaves no stray copy in freed memory.
 pub(crate) fn expand(text: &str, node: &Node, cx: &Context<'_>) -> Result<String, Invalid> {
-    let mut out = String::with_capacity(text.len());
+    let mut pieces: Vec<Zeroizing<String>> = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("%{") {
-        out.push_str(&rest[..start]);
+        pieces.push(Zeroizing::new(rest[..start].to_owned()));
         let after = &rest[start + 2..];
         let Some(end) = after.find("}%") else {
             return Err(Invalid::at(
@@ -51,16 +57,20 @@ pub(crate) fn expand(text: &str, node: &Node, cx: &Context<'_>) -> Result<String
                 "unterminated substitution: \"%{\" without a closing \"}%\"",
             ));
         };
-        out.push_str(&substitute(&after[..end], node, cx)?);
+        pieces.push(substitute(&after[..end], node, cx)?);
         rest = &after[end + 2..];
+    }
+    let mut out = String::with_capacity(pieces.iter().map(|p| p.len()).sum::<usize>() + rest.len());
+    for piece in &pieces {
+        out.push_str(piece);
     }
     out.push_str(rest);
     Ok(out)
 }
 
-fn substitute(spec: &str, node: &Node, cx: &Context<'_>) -> Result<String, Invalid> {
+fn substitute(spec: &str, node: &Node, cx: &Context<'_>) -> Result<Zeroizing<String>, Invalid> {
     match spec.split_once(':') {
-        Some(("env", name)) => cx.env.var(name.trim()).ok_or_else(|| {
+        Some(("env", name)) => cx.env.var(name.trim()).map(Zeroizing::new).ok_or_else(|| {
             Invalid::at(
                 node,
                 format!("environment variable {:?} is not set", name.trim()),
@@ -68,16 +78,16 @@ fn substitute(spec: &str, node: &Node, cx: &Context<'_>) -> Result<String, Inval
         }),
         Some(("file", path)) => {
             let path = Path::new(path.trim());
-            cx.env
-                .read_file(path)
-                // Secret files usually end in a newline that is not part of the secret.
-                .map(|text| {
-                    text.strip_suffix('\n')
-                        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                        .unwrap_or(&text)
-                        .to_string()
-                })
-                .map_err(|e| Invalid::at(node, format!("cannot read {}: {e}", path.display())))
+            let text =
+                cx.env.read_file(path).map(Zeroizing::new).map_err(|e| {
+                    Invalid::at(node, format!("cannot read {}: {e}", path.display()))
+                })?;
+            // Secret files usually end in a newline that is not part of the secret.
+            let value = text
+                .strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(&text);
+            Ok(Zeroizing::new(value.to_owned()))
         }
         _ => Err(Invalid::at(
             node,
