@@ -60,6 +60,10 @@ pub struct DovecotOptions {
     /// production. Off, the anvil `anvil-auth-penalty` listener is not created and the
     /// auth process silently skips the penalty.
     pub auth_penalty: bool,
+    /// TLS (`ssl = yes`): STARTTLS offered on IMAP, LMTP and submission, and IMAPS. Off
+    /// (`ssl = no`), nothing is encrypted and STARTTLS is not offered, as on a server whose
+    /// TLS is missing or stripped by someone on the way; IMAPS then does not listen.
+    pub tls: bool,
 }
 
 impl Default for DovecotOptions {
@@ -67,6 +71,7 @@ impl Default for DovecotOptions {
         DovecotOptions {
             relay: None,
             auth_penalty: true,
+            tls: true,
         }
     }
 }
@@ -193,6 +198,9 @@ impl Dovecot {
                 ("submission", ports.submission.to_string()),
             ],
         );
+        if !options.tls {
+            text = without_tls(&text);
+        }
         if !options.auth_penalty {
             // mode 0: the listener is not created; auth then finds no socket (ENOENT) and
             // runs without the penalty, silently.
@@ -460,6 +468,20 @@ fn passwd_file_line(address: &str, password: &str) -> String {
     let mut line = String::new();
     writeln!(line, "{address}:{{PLAIN}}{password}:nobody:nogroup::::").unwrap();
     line
+}
+
+/// The configuration `text` with TLS off: `ssl = no`, and no IMAPS listener (port 0), since
+/// Dovecot refuses an `ssl = yes` listener without TLS.
+fn without_tls(text: &str) -> String {
+    let text = text.replacen("\nssl = yes\n", "\nssl = no\n", 1);
+    let imaps = text
+        .find("inet_listener imaps {")
+        .expect("the template has an imaps listener");
+    let (head, tail) = text.split_at(imaps);
+    let tail = tail.replacen("    ssl = yes\n", "", 1);
+    let port_start = tail.find("port = ").expect("the imaps listener has a port");
+    let port_end = port_start + tail[port_start..].find('\n').expect("a line end");
+    format!("{head}{}port = 0{}", &tail[..port_start], &tail[port_end..])
 }
 
 /// `template` with every `@name@` replaced by its value; panics on one left unreplaced.

@@ -64,6 +64,8 @@ keys! {
         "Use TLS from the start of the connection; when false, upgrade with STARTTLS if the server offers it.";
     REMOTE_TLS_ALLOW_INVALID_CERTS: bool = "remote.<id>.tls.allow-invalid-certs", Default("false"),
         "Accept self-signed and otherwise invalid certificates (testing only).";
+    REMOTE_TLS_ALLOW_PLAIN_TEXT: bool = "remote.<id>.tls.allow-plain-text", Default("false"),
+        "Send passwords (AUTH lookups, and `auth.secret` when relaying) over a connection that is not encrypted, when the host offers no STARTTLS. By default such a lookup fails temporarily (`454` at the SMTP door) and such a delivery is retried, without the password being sent (ferrymail's own key).";
     REMOTE_AUTH_USERNAME: String = "remote.<id>.auth.username", Optional,
         "User name to authenticate with (SMTP and LMTP hosts); set together with `secret`.";
     REMOTE_AUTH_SECRET: Secret = "remote.<id>.auth.secret", Optional,
@@ -93,6 +95,8 @@ keys! {
         "Use TLS from the start of the connection; when false, upgrade with STARTTLS if the server offers it.";
     DIRECTORY_TLS_ALLOW_INVALID_CERTS: bool = "directory.<name>.tls.allow-invalid-certs", Default("false"),
         "Accept self-signed and otherwise invalid certificates (testing only).";
+    DIRECTORY_TLS_ALLOW_PLAIN_TEXT: bool = "directory.<name>.tls.allow-plain-text", Default("false"),
+        "Send passwords (AUTH lookups) over a connection that is not encrypted, when the server offers no STARTTLS. By default such a lookup fails temporarily (`454` at the SMTP door) without the password being sent; recipient lookups, which carry none, are not affected (ferrymail's own key).";
     DIRECTORY_LIMITS_RCPT: u32 = "directory.<name>.limits.rcpt", Default("10"),
         "Recipients tested in one session before it is reset (`RSET` and a new `MAIL FROM:<>`).";
     DIRECTORY_LIMITS_AUTH_ERRORS: u32 = "directory.<name>.limits.auth-errors", Default("3"),

@@ -772,3 +772,22 @@ fn command_deadline_and_minimum_data_rate() {
         "did you mean `min-rate`?",
     );
 }
+
+#[test]
+fn allow_plain_text_must_be_a_boolean() {
+    let remote =
+        "[remote.a]\naddress = \"h\"\nprotocol = \"smtp\"\ntls.allow-plain-text = \"yes\"\n";
+    assert_error(
+        remote,
+        "remote.a.tls.allow-plain-text",
+        "allow-plain-text",
+        "expected a boolean",
+    );
+    let directory = "[directory.d]\ntype = \"imap\"\naddress = \"h\"\ntls.allow-plain-text = 1\n";
+    assert_error(
+        directory,
+        "directory.d.tls.allow-plain-text",
+        "allow-plain-text",
+        "expected a boolean",
+    );
+}

@@ -20,6 +20,13 @@ pub enum ConnectionError {
     /// The server said something the protocol does not allow here.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The connection is not encrypted (the server offers no STARTTLS, or someone on the way
+    /// removed it) and the target does not allow passwords in clear text: none was sent.
+    #[error(
+        "the connection is not encrypted (no STARTTLS offered), so the password was not sent; \
+         set tls.allow-plain-text = true to send it in clear text"
+    )]
+    PlainText,
     /// The server does not offer what the lookup needs (no AUTH mechanism we speak, …).
     #[error("not supported by the server: {0}")]
     Unsupported(String),

@@ -46,6 +46,8 @@ pub struct Target {
     pub tls_implicit: bool,
     /// Skip certificate and host name verification.
     pub allow_invalid_certs: bool,
+    /// Passwords may be sent on a connection that is not encrypted (`tls.allow-plain-text`).
+    pub allow_plain_text: bool,
     /// Connect and command time limit.
     pub timeout: Duration,
     /// Most open connections.
@@ -76,6 +78,7 @@ impl Target {
             port: directory.port,
             tls_implicit: directory.tls_implicit,
             allow_invalid_certs: directory.allow_invalid_certs,
+            allow_plain_text: directory.allow_plain_text,
             timeout: directory.timeout,
             concurrency: directory.max_connections as usize,
             // Directories have no `limits.requests`; Stalwart's remote default applies.
@@ -100,6 +103,7 @@ impl Target {
             port: remote.port,
             tls_implicit: remote.tls_implicit,
             allow_invalid_certs: remote.allow_invalid_certs,
+            allow_plain_text: remote.allow_plain_text,
             timeout: remote.timeout,
             concurrency: remote.concurrency as usize,
             max_requests: remote.max_requests,
@@ -133,6 +137,7 @@ impl Target {
             port,
             tls_implicit: false,
             allow_invalid_certs: false,
+            allow_plain_text: false,
             timeout: Duration::from_secs(5),
             concurrency: 1,
             max_requests: 50,

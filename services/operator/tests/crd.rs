@@ -106,6 +106,7 @@ fn remote_host_has_every_remote_key() {
     }
     assert!(p["tls"]["properties"]["implicit"].is_object());
     assert!(p["tls"]["properties"]["allowInvalidCerts"].is_object());
+    assert!(p["tls"]["properties"]["allowPlainText"].is_object());
     assert!(p["auth"]["properties"]["username"].is_object());
     let secret_ref = &p["auth"]["properties"]["secretRef"]["properties"];
     assert!(secret_ref["name"].is_object() && secret_ref["key"].is_object());
@@ -146,6 +147,7 @@ fn directory_has_every_directory_key() {
     }
     assert!(p["tls"]["properties"]["implicit"].is_object());
     assert!(p["tls"]["properties"]["allowInvalidCerts"].is_object());
+    assert!(p["tls"]["properties"]["allowPlainText"].is_object());
     assert!(p["limits"]["properties"]["rcpt"].is_object());
     assert!(p["limits"]["properties"]["authErrors"].is_object());
     assert!(p["pool"]["properties"]["maxConnections"].is_object());

@@ -404,3 +404,33 @@ fn a_resource_with_an_unknown_field_is_refused_naming_it() {
         outcome.rendered.remotes_toml
     );
 }
+
+#[test]
+fn allow_plain_text_renders_for_both_kinds_and_loads() {
+    let mut manifests = Manifests::default();
+    manifests
+        .add_yaml(
+            "test",
+            "apiVersion: ferrymail.io/v1alpha1\nkind: RemoteHost\nmetadata: {name: relay}\nspec: {address: relay.example.org, protocol: smtp, tls: {implicit: false, allowPlainText: true}}\n---\napiVersion: ferrymail.io/v1alpha1\nkind: Directory\nmetadata: {name: logins}\nspec: {type: imap, address: imap.example.org, tls: {allowPlainText: true}}\n",
+        )
+        .expect("parses");
+    let outcome = render::render(
+        &manifests.remotes,
+        &manifests.directories,
+        &Secrets::Fetched(BTreeMap::new()),
+        None,
+        &RenderSettings::default(),
+        &no_unknown(),
+    )
+    .expect("renders");
+    assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+    let rendered = &outcome.rendered;
+    let text = format!(
+        "[server]\nhostname = \"mx.example.org\"\n{}\n{}",
+        rendered.remotes_toml, rendered.directories_toml
+    );
+    let config = ferrymail_config::load_str("rendered.toml", &text)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(config.remotes["relay"].allow_plain_text, "{text}");
+    assert!(config.directories["logins"].allow_plain_text, "{text}");
+}

@@ -84,6 +84,8 @@ pub struct Directory {
     pub tls_implicit: bool,
     /// Accept invalid certificates.
     pub allow_invalid_certs: bool,
+    /// `tls.allow-plain-text`: passwords may be sent without encryption.
+    pub allow_plain_text: bool,
     /// `limits.rcpt`.
     pub max_rcpt: u32,
     /// `limits.auth-errors`.
@@ -116,6 +118,7 @@ pub(crate) fn read(name: &str, t: &TableReader<'_>) -> Option<Directory> {
     let tls = t.table("tls");
     let tls_implicit = tls.get(&keys::DIRECTORY_TLS_IMPLICIT);
     let allow_invalid_certs = tls.get(&keys::DIRECTORY_TLS_ALLOW_INVALID_CERTS);
+    let allow_plain_text = tls.get(&keys::DIRECTORY_TLS_ALLOW_PLAIN_TEXT);
     let limits = t.table("limits");
     let max_rcpt = limits.get(&keys::DIRECTORY_LIMITS_RCPT);
     let max_auth_errors = limits.get(&keys::DIRECTORY_LIMITS_AUTH_ERRORS);
@@ -143,6 +146,7 @@ pub(crate) fn read(name: &str, t: &TableReader<'_>) -> Option<Directory> {
         max_connections: max_connections?,
         tls_implicit,
         allow_invalid_certs: allow_invalid_certs?,
+        allow_plain_text: allow_plain_text?,
         max_rcpt: max_rcpt?,
         max_auth_errors: max_auth_errors?,
         cache: cache?,

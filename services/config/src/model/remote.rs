@@ -48,6 +48,8 @@ pub struct Remote {
     pub tls_implicit: bool,
     /// Accept invalid certificates.
     pub allow_invalid_certs: bool,
+    /// `tls.allow-plain-text`: passwords may be sent without encryption.
+    pub allow_plain_text: bool,
     /// `auth.username` and `auth.secret`.
     pub auth: Option<Credentials>,
     /// `limits.errors`.
@@ -83,6 +85,7 @@ pub(crate) fn read(t: &TableReader<'_>) -> Option<Remote> {
     let tls = t.table("tls");
     let tls_implicit = tls.get(&keys::REMOTE_TLS_IMPLICIT);
     let allow_invalid_certs = tls.get(&keys::REMOTE_TLS_ALLOW_INVALID_CERTS);
+    let allow_plain_text = tls.get(&keys::REMOTE_TLS_ALLOW_PLAIN_TEXT);
     let auth_table = t.table("auth");
     let username = auth_table.get(&keys::REMOTE_AUTH_USERNAME);
     let secret = auth_table.get(&keys::REMOTE_AUTH_SECRET);
@@ -129,6 +132,7 @@ pub(crate) fn read(t: &TableReader<'_>) -> Option<Remote> {
         lookup: lookup?,
         tls_implicit,
         allow_invalid_certs: allow_invalid_certs?,
+        allow_plain_text: allow_plain_text?,
         auth,
         max_errors: max_errors?,
         max_requests: max_requests?,

@@ -20,7 +20,7 @@ use imap_codec::imap_types::response::{
 use imap_codec::{AuthenticateDataCodec, CommandCodec, GreetingCodec, ResponseCodec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Connection, MaybeTls, TlsSettings};
+use super::{Connection, MaybeTls, TlsSettings, password_may_be_sent};
 use crate::error::ConnectionError;
 use crate::target::Target;
 
@@ -45,6 +45,8 @@ pub(crate) struct ImapConnection {
     max_auth_errors: u32,
     /// Failed authentications so far.
     auth_errors: u32,
+    /// Passwords may be sent without encryption (`tls.allow-plain-text`).
+    allow_plain_text: bool,
     /// Set after a successful authentication, too many failed ones or any error.
     spent: bool,
 }
@@ -168,6 +170,7 @@ impl ImapConnection {
             timeout: target.timeout,
             max_auth_errors: target.max_auth_errors,
             auth_errors: 0,
+            allow_plain_text: target.allow_plain_text,
             spent: false,
         };
         // The caller bounds `connect` as a whole, greeting included.
@@ -395,6 +398,7 @@ impl Connection for ImapConnection {
                 "the connection is spent and must not authenticate again".into(),
             ));
         }
+        password_may_be_sent(self.stream.is_tls(), self.allow_plain_text)?;
         let reply = if self.offers(&Capability::Auth(AuthMechanism::Plain)) {
             // RFC 4616 (imap-codec carries SASL data but does not build it): authorization
             // identity (empty: the same), NUL, username, NUL, secret.
@@ -611,8 +615,17 @@ mod tests {
         (port, handle)
     }
 
-    /// An IMAP target on 127.0.0.1:`port`, clear text with opportunistic STARTTLS.
+    /// An IMAP target on 127.0.0.1:`port`, clear text with opportunistic STARTTLS; most
+    /// scripts speak clear text, so passwords may be sent without it.
     fn target(port: u16) -> Target {
+        Target {
+            allow_plain_text: true,
+            ..strict_target(port)
+        }
+    }
+
+    /// As [`target`], but passwords go only over TLS (the default of `tls.allow-plain-text`).
+    fn strict_target(port: u16) -> Target {
         Target {
             name: "directory/imap".into(),
             protocol: Protocol::Imap,
@@ -620,6 +633,7 @@ mod tests {
             port,
             tls_implicit: false,
             allow_invalid_certs: true,
+            allow_plain_text: false,
             timeout: Duration::from_secs(5),
             concurrency: 1,
             max_requests: 50,
@@ -971,7 +985,8 @@ mod tests {
             Step::Eof,
         ])
         .await;
-        let mut connection = connect(&target(port)).await.unwrap();
+        // Encrypted by STARTTLS: the password may go without `allow-plain-text`.
+        let mut connection = connect(&strict_target(port)).await.unwrap();
         assert!(connection.stream.is_tls());
         let answer = connection
             .authenticate(Mechanism::Plain, "alice@example.org", b"alice-pass")
@@ -979,6 +994,21 @@ mod tests {
             .unwrap();
         assert_eq!(answer.verdict, Verdict::Yes);
         Box::new(connection).close().await;
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn no_password_is_sent_in_clear_text_unless_allowed() {
+        // No STARTTLS offered (or stripped on the way): the client must not send LOGIN or
+        // AUTHENTICATE, only close.
+        let (port, server) = serve(vec![send(GREETING), Step::Eof]).await;
+        let mut connection = connect(&strict_target(port)).await.unwrap();
+        let error = connection
+            .authenticate(Mechanism::Plain, "alice@example.org", b"alice-pass")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ConnectionError::PlainText), "{error}");
+        drop(connection);
         server.await.unwrap();
     }
 

@@ -39,6 +39,20 @@ pub(crate) trait Connection: Send {
     async fn close(self: Box<Self>);
 }
 
+/// Refuses to send a password on a connection that is not encrypted, unless the target
+/// allows it (`tls.allow-plain-text`): STARTTLS that is missing, or was stripped by someone
+/// on the way, must not turn into a password in clear text.
+pub(crate) fn password_may_be_sent(
+    encrypted: bool,
+    allow_plain_text: bool,
+) -> Result<(), ConnectionError> {
+    if encrypted || allow_plain_text {
+        Ok(())
+    } else {
+        Err(ConnectionError::PlainText)
+    }
+}
+
 /// Opens and greets a connection to `target`.
 pub(crate) async fn connect(
     target: &Target,

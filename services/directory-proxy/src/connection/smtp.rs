@@ -10,7 +10,7 @@ use mail_send::SmtpClient;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, EXT_START_TLS, EhloResponse, Response};
 
 use super::end_of_stream::EndAware;
-use super::{Connection, MaybeTls, TlsSettings};
+use super::{Connection, MaybeTls, TlsSettings, password_may_be_sent};
 use crate::error::ConnectionError;
 use crate::target::{Protocol, Target};
 
@@ -24,6 +24,8 @@ pub(crate) struct SmtpConnection {
     lmtp: bool,
     max_rcpt: u32,
     max_auth_errors: u32,
+    /// Passwords may be sent without encryption (`tls.allow-plain-text`).
+    allow_plain_text: bool,
     /// `MAIL FROM:<>` was accepted and no `RSET` followed.
     in_transaction: bool,
     rcpts: u32,
@@ -202,6 +204,7 @@ impl SmtpConnection {
             lmtp,
             max_rcpt: target.max_rcpt.max(1),
             max_auth_errors: target.max_auth_errors,
+            allow_plain_text: target.allow_plain_text,
             in_transaction: false,
             rcpts: 0,
             auth_errors: 0,
@@ -299,6 +302,7 @@ impl Connection for SmtpConnection {
                 "LMTP has no AUTH; use an smtp or imap directory".into(),
             ));
         }
+        password_may_be_sent(self.client.stream.get_ref().is_tls(), self.allow_plain_text)?;
         let offered = self.capabilities.auth_mechanisms;
         let mechanism = match mechanism {
             Mechanism::Plain if offered & AUTH_PLAIN != 0 => Mechanism::Plain,

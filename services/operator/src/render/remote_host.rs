@@ -60,6 +60,7 @@ pub(super) fn tls_table(tls: &Tls) -> Table {
     let mut t = Table::new();
     insert_opt(&mut t, "implicit", tls.implicit);
     insert_opt(&mut t, "allow-invalid-certs", tls.allow_invalid_certs);
+    insert_opt(&mut t, "allow-plain-text", tls.allow_plain_text);
     t
 }
 

@@ -127,6 +127,10 @@ pub struct Tls {
     /// Accept self-signed and invalid certificates (testing only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_invalid_certs: Option<bool>,
+    /// Send passwords in clear text when the server offers no STARTTLS (default false: such
+    /// a lookup or relay attempt fails temporarily instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_plain_text: Option<bool>,
 }
 
 /// `auth.username` and `auth.secret`.

@@ -74,6 +74,13 @@ pub enum DeliveryError {
     /// The host has usable DANE TLSA records and does not offer STARTTLS.
     #[error("the host has DANE TLSA records and does not offer STARTTLS")]
     DaneWithoutStartTls,
+    /// The remote has credentials, the session is not encrypted (no STARTTLS offered) and
+    /// `tls.allow-plain-text` is off: the password was not sent.
+    #[error(
+        "the session is not encrypted (no STARTTLS offered), so the password was not sent; \
+         set tls.allow-plain-text = true to send it in clear text"
+    )]
+    PlainTextAuth,
     /// The queued body could not be read.
     #[error("reading the queued body: {0}")]
     Body(String),

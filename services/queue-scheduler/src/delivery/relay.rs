@@ -123,7 +123,14 @@ async fn open(job: &RelayJob<'_>, tls: &TlsSettings) -> Result<Session, Delivery
             .await?;
     }
     if let Some(auth) = &remote.auth {
-        let credentials = Credentials::new(auth.username.clone(), auth.secret.expose().to_owned());
+        // The password never crosses the network in clear text unless the remote allows it;
+        // a missing (or stripped) STARTTLS is then a temporary failure, retried later.
+        if !session.is_tls() && !remote.allow_plain_text {
+            session.quit().await;
+            return Err(DeliveryError::PlainTextAuth);
+        }
+        // Borrowed, so no copy of the password outlives the configuration's own.
+        let credentials = Credentials::new(auth.username.as_str(), auth.secret.expose());
         session.authenticate(&credentials).await?;
     }
     Ok(session)

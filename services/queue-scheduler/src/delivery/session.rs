@@ -153,7 +153,7 @@ impl Session {
     /// Authenticates with `credentials` by a mechanism the server offers.
     pub(crate) async fn authenticate(
         &mut self,
-        credentials: &Credentials<String>,
+        credentials: &Credentials<&str>,
     ) -> Result<(), DeliveryError> {
         self.client.timeout = self.timeouts.ehlo;
         self.client

@@ -10,6 +10,7 @@ mod mta_sts;
 mod mx;
 mod pipelining;
 mod priority;
+mod relay_auth;
 mod reuse;
 mod sharing;
 mod throttling;
