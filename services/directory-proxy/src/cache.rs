@@ -1,22 +1,26 @@
 //! Two-level lookup cache: an in-process LRU per target, and a cache in the store shared by
 //! every directory-proxy replica (a restarted pod starts warm).
 //!
-//! Entries are keyed by an HMAC of the question under a per-installation key: credentials
-//! and addresses are never stored, a wrong password hashes to another key (so it can never
-//! be answered "yes" from the cache), and the store holds nothing an attacker could use.
-//! Positive answers live `cache.ttl.positive`, negative ones `cache.ttl.negative`;
-//! temporary failures are never cached.
+//! Entries are named by an HMAC of the question and their shared values are sealed, both
+//! under keys derived from `cluster.cache-key` ([`crate::cache_keys`]), which never enters
+//! the store: a copy of the store holds no password, user or address, and nothing that can
+//! be matched against a guess without the key. A wrong password hashes to another entry,
+//! so it can never be answered "yes" from the cache. Positive answers live
+//! `cache.ttl.positive`, negative ones `cache.ttl.negative`; temporary failures are never
+//! cached. Shared entries live under their key's id: a changed key finds none of them, and
+//! the entries of other keys are cleared when a key is taken. Without `cluster.cache-key`,
+//! answers are cached in this process only.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ferrymail_config::Secret;
 use ferrymail_rpc::directory::{Answer, Expansion, RemoteReply, Verdict};
 use ferrymail_store::{KeyRange, Store, StoreError};
 use ferrymail_telemetry::LogLimit;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
+use crate::cache_keys::{CacheKeys, Digest, KEY_ID_LEN, SharedKey};
 use crate::target::Target;
 
 /// While the store fails, every lookup would log its failure: one line per 10 s says so.
@@ -75,8 +79,6 @@ impl Cached {
     }
 }
 
-type Digest = [u8; 32];
-
 #[derive(Clone)]
 struct LocalEntry {
     value: Cached,
@@ -92,42 +94,89 @@ pub(crate) enum Level {
 
 /// The cache of every target.
 pub(crate) struct LookupCache {
-    key: Digest,
+    keys: RwLock<Arc<CacheKeys>>,
     local: RwLock<HashMap<String, moka::future::Cache<Digest, LocalEntry>>>,
     shared: Option<Store>,
 }
 
-/// Where the per-installation HMAC key lives in the store.
-const KEY_NAME: &str = "directory-cache-key";
-/// Subspace of shared entries.
-const ENTRIES: &str = "directory-cache";
+/// Subspace of shared entries: `(ENTRIES, key id, target, digest)`.
+const ENTRIES: &str = "lookup-cache";
+/// Where earlier versions kept the HMAC key, in the store itself: removed at start.
+const LEGACY_KEY_NAME: &str = "directory-cache-key";
+/// Where earlier versions kept their entries, under that key: removed at start.
+const LEGACY_ENTRIES: &str = "directory-cache";
 
 impl LookupCache {
-    /// A cache whose shared level is `store` (when given). The HMAC key is read from the
-    /// store, or created there once; without a store it is random per process.
-    pub(crate) async fn open(store: Option<Store>) -> Result<Self, StoreError> {
-        let key = match &store {
-            Some(store) => installation_key(store).await?,
-            None => rand::random(),
-        };
+    /// A cache whose shared level is `store`, used when `cache_key` is given. What earlier
+    /// versions kept in the store (their key and entries) is removed, and so are entries
+    /// written under another key.
+    pub(crate) async fn open(
+        store: Option<Store>,
+        cache_key: Option<&Secret>,
+    ) -> Result<Self, StoreError> {
+        let keys = CacheKeys::new(cache_key);
+        if let Some(store) = &store {
+            remove_legacy(store).await?;
+            match keys.id() {
+                Some(id) => clear_other_keys(store, id).await?,
+                None => tracing::warn!(
+                    "cluster.cache-key is not set: the shared lookup cache in the store is not \
+                     used, answers are cached in this process only"
+                ),
+            }
+        }
         Ok(Self {
-            key,
+            keys: RwLock::new(Arc::new(keys)),
             local: RwLock::default(),
             shared: store,
         })
     }
 
-    /// The entry key of a question. `None` cannot happen (HMAC takes keys of any length);
-    /// the answer is then simply not cached.
-    fn digest(&self, target: &str, question: &Question<'_>) -> Option<Digest> {
-        let (kind, first, second) = question.parts();
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).ok()?;
-        // Lengths are framed so that ("ab", "c") and ("a", "bc") never collide.
-        for part in [target.as_bytes(), &[kind], first, second] {
-            mac.update(&(part.len() as u64).to_le_bytes());
-            mac.update(part);
+    fn keys(&self) -> Arc<CacheKeys> {
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes `cluster.cache-key` from a new configuration. A changed key empties the cache:
+    /// this process forgets what it cached, and the store's entries of other keys are
+    /// cleared. Returns whether the key changed.
+    pub(crate) async fn rekey(&self, cache_key: Option<&Secret>) -> bool {
+        let new = CacheKeys::new(cache_key);
+        let old = self.keys();
+        if new.id() == old.id() {
+            return false;
         }
-        Some(mac.finalize().into_bytes().into())
+        let id = new.id();
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
+        self.local
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        match (&self.shared, id) {
+            (Some(store), Some(id)) => {
+                tracing::info!("cluster.cache-key changed: the lookup cache is emptied");
+                if let Err(error) = clear_other_keys(store, id).await {
+                    tracing::warn!(%error, "could not clear the entries of the previous cluster.cache-key");
+                }
+            }
+            (Some(_), None) => tracing::warn!(
+                "cluster.cache-key was removed: the shared lookup cache in the store is no \
+                 longer used, answers are cached in this process only"
+            ),
+            (None, _) => {}
+        }
+        true
+    }
+
+    /// The entry name of a question under the current keys.
+    fn digest(keys: &CacheKeys, target: &str, question: &Question<'_>) -> Option<Digest> {
+        let (kind, first, second) = question.parts();
+        keys.digest(&[target.as_bytes(), &[kind], first, second])
     }
 
     fn local_cache(&self, target: &Target) -> Option<moka::future::Cache<Digest, LocalEntry>> {
@@ -157,17 +206,14 @@ impl LookupCache {
         Some(cache)
     }
 
-    fn shared_key(&self, store: &Store, target: &str, digest: &Digest) -> Vec<u8> {
-        store.root().pack(&(ENTRIES, target, digest.as_slice()))
-    }
-
     /// The cached answer, and the level that had it.
     pub(crate) async fn get(
         &self,
         target: &Target,
         question: &Question<'_>,
     ) -> Option<(Cached, Level)> {
-        let digest = self.digest(&target.name, question)?;
+        let keys = self.keys();
+        let digest = Self::digest(&keys, &target.name, question)?;
         let local = self.local_cache(target);
         if let Some(cache) = &local
             && let Some(entry) = cache.get(&digest).await
@@ -177,8 +223,8 @@ impl LookupCache {
             }
             cache.invalidate(&digest).await;
         }
-        let store = self.shared.as_ref()?;
-        let key = self.shared_key(store, &target.name, &digest);
+        let (store, shared) = (self.shared.as_ref()?, keys.shared()?);
+        let key = entry_key(store, shared.id, &target.name, &digest);
         let read = store
             .transact(|tx| {
                 let key = key.clone();
@@ -194,7 +240,7 @@ impl LookupCache {
                 return None;
             }
         };
-        let (value, expires_at) = decode(&raw)?;
+        let (value, expires_at) = unseal(shared, &key, &raw)?;
         let left = expires_at.duration_since(SystemTime::now()).ok()?;
         if let Some(cache) = local {
             cache
@@ -216,7 +262,8 @@ impl LookupCache {
         if ttl.is_zero() {
             return;
         }
-        let Some(digest) = self.digest(&target.name, question) else {
+        let keys = self.keys();
+        let Some(digest) = Self::digest(&keys, &target.name, question) else {
             return;
         };
         if let Some(cache) = self.local_cache(target) {
@@ -230,16 +277,20 @@ impl LookupCache {
                 )
                 .await;
         }
-        let Some(store) = &self.shared else { return };
-        let key = self.shared_key(store, &target.name, &digest);
-        let encoded = encode(value, SystemTime::now() + ttl);
+        let (Some(store), Some(shared)) = (&self.shared, keys.shared()) else {
+            return;
+        };
+        let key = entry_key(store, shared.id, &target.name, &digest);
+        let Some(sealed) = seal(shared, &key, value, SystemTime::now() + ttl) else {
+            return;
+        };
         let written = store
             .transact(|tx| {
-                let (key, encoded) = (key.clone(), encoded.clone());
+                let (key, sealed) = (key.clone(), sealed.clone());
                 Box::pin(async move {
                     // A cache: an entry lost in a crash is asked of the server again.
                     tx.relax_durability();
-                    tx.set(&key, &encoded)
+                    tx.set(&key, &sealed)
                 })
             })
             .await;
@@ -256,50 +307,114 @@ impl LookupCache {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(target);
-        let Some(store) = &self.shared else { return };
-        let (begin, end) = store.root().subspace(&(ENTRIES, target)).range();
-        let range = KeyRange::new(begin, end);
-        let cleared = store
-            .transact(|tx| {
-                let range = range.clone();
-                Box::pin(async move {
-                    tx.relax_durability();
-                    tx.clear_range(&range)
-                })
-            })
-            .await;
-        if let Err(error) = cleared {
+        let (Some(store), Some(id)) = (&self.shared, self.keys().id()) else {
+            return;
+        };
+        let (begin, end) = store
+            .root()
+            .subspace(&(ENTRIES, id.as_slice(), target))
+            .range();
+        if let Err(error) = clear(store, vec![KeyRange::new(begin, end)]).await {
             tracing::warn!(%target, %error, "could not flush the shared lookup cache");
         }
     }
 }
 
-async fn installation_key(store: &Store) -> Result<Digest, StoreError> {
-    let name = store.root().pack(&(KEY_NAME,));
-    let candidate: Digest = rand::random();
-    let stored = store
+/// The store key of an entry.
+fn entry_key(store: &Store, id: [u8; KEY_ID_LEN], target: &str, digest: &Digest) -> Vec<u8> {
+    store
+        .root()
+        .pack(&(ENTRIES, id.as_slice(), target, digest.as_slice()))
+}
+
+/// Clears `ranges` in one transaction.
+async fn clear(store: &Store, ranges: Vec<KeyRange>) -> Result<(), StoreError> {
+    store
         .transact(|tx| {
-            let name = name.clone();
+            let ranges = ranges.clone();
             Box::pin(async move {
-                match tx.get(&name).await? {
-                    Some(existing) => Ok(existing),
-                    None => {
-                        tx.set(&name, &candidate)?;
-                        Ok(candidate.to_vec())
-                    }
+                for range in &ranges {
+                    tx.clear_range(range)?;
                 }
+                Ok(())
+            })
+        })
+        .await
+}
+
+/// Removes the HMAC key earlier versions kept in the store, and the entries it keyed: with
+/// the key beside them, they could be matched against guesses.
+async fn remove_legacy(store: &Store) -> Result<(), StoreError> {
+    let root = store.root();
+    let key = root.pack(&(LEGACY_KEY_NAME,));
+    let (begin, end) = root.subspace(&(LEGACY_ENTRIES,)).range();
+    let entries = KeyRange::new(begin, end);
+    let found = store
+        .transact(|tx| {
+            let (key, entries) = (key.clone(), entries.clone());
+            Box::pin(async move {
+                let found = tx.get(&key).await?.is_some();
+                tx.clear(&key)?;
+                tx.clear_range(&entries)?;
+                Ok(found)
             })
         })
         .await?;
-    stored
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("directory cache key is not 32 bytes".into()))
+    if found {
+        tracing::info!(
+            "removed the lookup cache key and entries an earlier version kept in the store"
+        );
+    }
+    Ok(())
 }
 
-fn encode(value: &Cached, expires_at: SystemTime) -> Vec<u8> {
+/// Clears the shared entries of every key but `id`'s: they cannot be read with this key.
+async fn clear_other_keys(store: &Store, id: [u8; KEY_ID_LEN]) -> Result<(), StoreError> {
+    let root = store.root();
+    let (all_begin, all_end) = root.subspace(&(ENTRIES,)).range();
+    let (own_begin, own_end) = root.subspace(&(ENTRIES, id.as_slice())).range();
+    clear(
+        store,
+        vec![
+            KeyRange::new(all_begin, own_begin),
+            KeyRange::new(own_end, all_end),
+        ],
+    )
+    .await
+}
+
+/// The stored form of `value`: its expiry in clear (so that stale entries could be
+/// collected without the key), the rest sealed together with the entry's key and expiry.
+fn seal(shared: &SharedKey, key: &[u8], value: &Cached, expires_at: SystemTime) -> Option<Vec<u8>> {
     let expires = expires_at
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let (nonce, sealed) = shared.seal(&context(key, expires), &encode(value))?;
+    Some(ferrymail_store::tuple::pack(&(
+        expires,
+        nonce.as_slice(),
+        sealed.as_slice(),
+    )))
+}
+
+/// The value and expiry of a stored entry; `None` when it does not open under this key.
+fn unseal(shared: &SharedKey, key: &[u8], raw: &[u8]) -> Option<(Cached, SystemTime)> {
+    let (expires, nonce, sealed): (u64, Vec<u8>, Vec<u8>) =
+        ferrymail_store::tuple::unpack(raw).ok()?;
+    let plaintext = shared.open(&context(key, expires), &nonce, &sealed)?;
+    let value = decode(&plaintext)?;
+    Some((value, UNIX_EPOCH + Duration::from_secs(expires)))
+}
+
+/// What a sealed value is bound to: its entry's key and its expiry.
+fn context(key: &[u8], expires: u64) -> Vec<u8> {
+    let mut context = key.to_vec();
+    context.extend_from_slice(&expires.to_be_bytes());
+    context
+}
+
+/// The plaintext of a cached answer.
+fn encode(value: &Cached) -> Vec<u8> {
     let (kind, verdict, reply, values): (i64, i64, Option<&RemoteReply>, Vec<String>) = match value
     {
         Cached::Answer(a) => {
@@ -323,11 +438,12 @@ fn encode(value: &Cached, expires_at: SystemTime) -> Vec<u8> {
     };
     let code = reply.map_or(-1i64, |r| i64::from(r.code));
     let text = reply.map(|r| r.text.clone()).unwrap_or_default();
-    ferrymail_store::tuple::pack(&(expires, kind, verdict, code, text, values))
+    ferrymail_store::tuple::pack(&(kind, verdict, code, text, values))
 }
 
-fn decode(raw: &[u8]) -> Option<(Cached, SystemTime)> {
-    let (expires, kind, verdict, code, text, values): (u64, i64, i64, i64, String, Vec<String>) =
+/// The answer [`encode`] wrote.
+fn decode(raw: &[u8]) -> Option<Cached> {
+    let (kind, verdict, code, text, values): (i64, i64, i64, String, Vec<String>) =
         ferrymail_store::tuple::unpack(raw).ok()?;
     // -1: no reply; 0: an IMAP reply (no code); otherwise an SMTP code.
     let reply = match u16::try_from(code) {
@@ -353,5 +469,5 @@ fn decode(raw: &[u8]) -> Option<(Cached, SystemTime)> {
         (1, 2) => Cached::Expansion(Expansion::CannotTell { reply }),
         _ => return None,
     };
-    Some((value, UNIX_EPOCH + Duration::from_secs(expires)))
+    Some(value)
 }

@@ -5,6 +5,7 @@
 //! (the `directory_remote_up` gauge, the `RemoteStates` RPC the operator reads).
 
 mod cache;
+mod cache_keys;
 mod connection;
 mod error;
 mod lists;

@@ -53,7 +53,7 @@ pub struct DirectoryProxy {
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    /// The shared cache's key could not be read or created.
+    /// What earlier versions or other keys left in the shared cache could not be removed.
     #[error("lookup cache: {0}")]
     Cache(#[from] ferrymail_store::StoreError),
 }
@@ -95,7 +95,7 @@ impl DirectoryProxy {
         metrics: DirectoryMetrics,
     ) -> Result<Self, ProxyError> {
         let tls = TlsSettings::new();
-        let cache = LookupCache::open(store).await?;
+        let cache = LookupCache::open(store, config.cluster.cache_key.as_ref()).await?;
         let proxy = Self {
             state: RwLock::new(Arc::new(State {
                 pools: HashMap::new(),
@@ -114,8 +114,10 @@ impl DirectoryProxy {
     }
 
     /// Takes a new configuration: pools of unchanged targets are kept; a changed or removed
-    /// target's pool is drained and its cache flushed.
+    /// target's pool is drained and its cache flushed; a changed `cluster.cache-key`
+    /// empties the whole cache.
     pub async fn apply(&self, config: &Config) {
+        self.cache.rekey(config.cluster.cache_key.as_ref()).await;
         let old = self.state();
         let mut pools = HashMap::new();
         let mut flush = Vec::new();

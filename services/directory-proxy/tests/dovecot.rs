@@ -72,6 +72,9 @@ tls.implicit = true
     ferrymail_config::load_str("test.toml", &text).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A `cluster.cache-key`: the shared cache is used only with one.
+const CACHE_KEY: &str = "[cluster]\ncache-key = \"a test key of at least thirty-two bytes\"\n";
+
 async fn proxy(config: &Config, store: Option<Store>) -> (DirectoryProxy, Metrics) {
     let metrics = Metrics::new("test");
     let proxy = DirectoryProxy::new(config, store, DirectoryMetrics::register(&metrics))
@@ -295,7 +298,7 @@ async fn the_shared_cache_answers_for_another_replica_when_the_server_is_down() 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
     let mut dovecot = quiet_dovecot();
-    let config = config(&dovecot, "");
+    let config = config(&dovecot, CACHE_KEY);
     let (first, _) = proxy(&config, Some(store.clone())).await;
     assert_eq!(
         first
