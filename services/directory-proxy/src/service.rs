@@ -17,6 +17,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::Notify;
 use tracing::Span;
 use tracing::field::{Empty, display};
+use zeroize::Zeroizing;
 
 use crate::cache::{Cached, Level, LookupCache, Question};
 use crate::connection::{Connection, TlsSettings};
@@ -417,7 +418,8 @@ impl DirectoryService for DirectoryProxy {
     async fn authenticate(&self, request: AuthRequest) -> Result<Answer, RpcError> {
         let name = format!("directory/{}", request.directory);
         let username = request.username.clone();
-        let secret = request.secret.expose_secret().to_vec();
+        // Each attempt takes its own copy; every copy is wiped when dropped.
+        let secret = Zeroizing::new(request.secret.expose_secret().to_vec());
         let mechanism = request.mechanism;
         let question = Question::Auth {
             username: &request.username,

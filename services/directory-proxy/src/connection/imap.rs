@@ -19,6 +19,7 @@ use imap_codec::imap_types::response::{
 };
 use imap_codec::{AuthenticateDataCodec, CommandCodec, GreetingCodec, ResponseCodec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zeroize::Zeroizing;
 
 use super::{Connection, MaybeTls, TlsSettings, password_may_be_sent};
 use crate::error::ConnectionError;
@@ -274,9 +275,11 @@ impl ImapConnection {
                         self.write(&literal).await?;
                         held = self.send(&mut fragments).await?;
                     } else if let Some(data) = sasl.next() {
-                        let line = AuthenticateDataCodec::new()
-                            .encode(&AuthenticateData::r#continue(*data))
-                            .dump();
+                        let line = Zeroizing::new(
+                            AuthenticateDataCodec::new()
+                                .encode(&AuthenticateData::r#continue(*data))
+                                .dump(),
+                        );
                         self.write(&line).await?;
                     } else {
                         return Err(ConnectionError::Protocol(
@@ -312,9 +315,14 @@ impl ImapConnection {
     }
 
     /// Writes encoded fragments up to a synchronizing literal, which it returns: its bytes
-    /// may only follow the server's continuation request (RFC 3501 §7.5).
-    async fn send(&mut self, fragments: &mut Encoded) -> Result<Option<Vec<u8>>, ConnectionError> {
-        let mut out = Vec::new();
+    /// may only follow the server's continuation request (RFC 3501 §7.5). Commands may
+    /// carry credentials (LOGIN, AUTHENTICATE with an initial response): every buffer is
+    /// wiped once written.
+    async fn send(
+        &mut self,
+        fragments: &mut Encoded,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, ConnectionError> {
+        let mut pieces = Vec::new();
         let mut held = None;
         for fragment in fragments.by_ref() {
             match fragment {
@@ -322,13 +330,18 @@ impl ImapConnection {
                     data,
                     mode: LiteralMode::Sync,
                 } => {
-                    held = Some(data);
+                    held = Some(Zeroizing::new(data));
                     break;
                 }
                 Fragment::Line { data } | Fragment::Literal { data, .. } => {
-                    out.extend_from_slice(&data)
+                    pieces.push(Zeroizing::new(data));
                 }
             }
+        }
+        // One buffer of the final size: growing it would leave copies in freed memory.
+        let mut out = Zeroizing::new(Vec::with_capacity(pieces.iter().map(|p| p.len()).sum()));
+        for piece in &pieces {
+            out.extend_from_slice(piece);
         }
         if !out.is_empty() {
             self.write(&out).await?;
@@ -402,7 +415,7 @@ impl Connection for ImapConnection {
         let reply = if self.offers(&Capability::Auth(AuthMechanism::Plain)) {
             // RFC 4616 (imap-codec carries SASL data but does not build it): authorization
             // identity (empty: the same), NUL, username, NUL, secret.
-            let mut message = Vec::with_capacity(username.len() + secret.len() + 2);
+            let mut message = Zeroizing::new(Vec::with_capacity(username.len() + secret.len() + 2));
             message.push(0);
             message.extend_from_slice(username.as_bytes());
             message.push(0);

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use ferrymail_rpc::directory::{Answer, Expansion, Mechanism, RemoteReply, Verdict};
 use mail_send::SmtpClient;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, EXT_START_TLS, EhloResponse, Response};
+use zeroize::Zeroizing;
 
 use super::end_of_stream::EndAware;
 use super::{Connection, MaybeTls, TlsSettings, password_may_be_sent};
@@ -227,6 +228,25 @@ impl SmtpConnection {
         result
     }
 
+    /// [`Self::command`] for a line that carries credentials: every copy of it is wiped.
+    async fn secret_command(
+        &mut self,
+        line: Zeroizing<String>,
+    ) -> Result<Response<String>, ConnectionError> {
+        let mut bytes = Zeroizing::new(Vec::with_capacity(line.len() + 2));
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        let result = match self.client.cmd(&bytes).await {
+            Ok(reply) if reply.code == 421 => Err(ConnectionError::Closed(reply_of(&reply).text)),
+            Ok(reply) => Ok(reply),
+            Err(error) => Err(mail_send_error(error, &self.client.stream)),
+        };
+        if result.is_err() {
+            self.spent = true;
+        }
+        result
+    }
+
     /// Ends a mail transaction, if one is open.
     async fn reset(&mut self) -> Result<(), ConnectionError> {
         if self.in_transaction {
@@ -252,12 +272,14 @@ impl SmtpConnection {
     ) -> Result<Response<String>, ConnectionError> {
         match mechanism {
             Mechanism::Plain => {
-                let mut message = Vec::with_capacity(username.len() + secret.len() + 2);
+                let mut message =
+                    Zeroizing::new(Vec::with_capacity(username.len() + secret.len() + 2));
                 message.push(0);
                 message.extend_from_slice(username.as_bytes());
                 message.push(0);
                 message.extend_from_slice(secret);
-                self.command(&format!("AUTH PLAIN {}", BASE64.encode(&message)))
+                let encoded = Zeroizing::new(BASE64.encode(&*message));
+                self.secret_command(Zeroizing::new(format!("AUTH PLAIN {}", *encoded)))
                     .await
             }
             Mechanism::Login => {
@@ -269,7 +291,8 @@ impl SmtpConnection {
                 if reply.code != 334 {
                     return Ok(reply);
                 }
-                self.command(&BASE64.encode(secret)).await
+                self.secret_command(Zeroizing::new(BASE64.encode(secret)))
+                    .await
             }
         }
     }

@@ -7,12 +7,21 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret, SecretSlice};
+use zeroize::Zeroize;
 
 use super::{
     Answer, AuthRequest, Expansion, Mechanism, Reachability, RemoteReply, RemoteState, Verdict,
 };
 use crate::malformed::Malformed;
 use crate::proto;
+
+/// The wire form of a request holds a copy of the password: wiped when the message is
+/// dropped (once encoded by the client, once read by the server).
+impl Drop for proto::AuthenticateRequest {
+    fn drop(&mut self) {
+        self.secret.zeroize();
+    }
+}
 
 pub(crate) fn auth_request_to_wire(request: AuthRequest) -> proto::AuthenticateRequest {
     let mechanism = match request.mechanism {
@@ -40,12 +49,13 @@ pub(crate) fn auth_request_from_wire(
     };
     // Moved, not copied, so no stray copy of the password outlives the request.
     let secret = SecretSlice::from(std::mem::take(&mut request.secret));
+    // Taken rather than moved out: the message wipes its secret when dropped.
     Ok(AuthRequest {
-        directory: request.directory,
+        directory: std::mem::take(&mut request.directory),
         mechanism,
-        username: request.username,
+        username: std::mem::take(&mut request.username),
         secret,
-        authzid: request.authzid,
+        authzid: request.authzid.take(),
     })
 }
 

@@ -1,4 +1,9 @@
 //! AUTH PLAIN and AUTH LOGIN, checked by the `session.auth.directory`.
+//!
+//! Every buffer that holds credentials — the command line and SASL responses as received,
+//! their base64 text, the decoded bytes — is wiped once used, so a password does not linger
+//! in freed memory; the password itself travels on in a [`SecretSlice`], wiped when the
+//! request is dropped.
 
 use std::time::Instant;
 
@@ -8,14 +13,15 @@ use ferrymail_rpc::directory::{AuthRequest, Mechanism, Verdict};
 use secrecy::SecretSlice;
 use smtp_proto::request::receiver::{LineReceiver, MAX_LINE_LENGTH};
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::reply::Reply;
 use super::{End, Session};
 
-/// Decoded credentials; the secret never reaches a log.
+/// Decoded credentials; the secret never reaches a log and is wiped when dropped.
 struct Credentials {
     username: String,
-    secret: Vec<u8>,
+    secret: SecretSlice<u8>,
     authzid: Option<String>,
 }
 
@@ -27,9 +33,14 @@ fn parse_plain(decoded: &[u8]) -> Option<Credentials> {
     let authzid = String::from_utf8(authzid.to_vec()).ok()?;
     (!username.is_empty()).then(|| Credentials {
         username,
-        secret: secret.to_vec(),
+        secret: SecretSlice::from(secret.to_vec()),
         authzid: (!authzid.is_empty()).then_some(authzid),
     })
+}
+
+/// Decodes base64 SASL data into a buffer wiped when dropped.
+fn decode(text: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    BASE64.decode(text.trim_ascii()).ok().map(Zeroizing::new)
 }
 
 /// Escapes a client-given name for the fixed-format log line.
@@ -42,20 +53,28 @@ fn loggable(text: &str) -> String {
 
 impl Session {
     /// Reads one line of a SASL exchange; `None` when the client cancelled with `*`.
-    async fn sasl_line(&mut self, challenge: &str) -> Result<Option<Vec<u8>>, End> {
+    async fn sasl_line(&mut self, challenge: &str) -> Result<Option<Zeroizing<Vec<u8>>>, End> {
         self.reply(Reply(format!("334 {challenge}\r\n")));
         self.flush().await?;
-        let mut line = LineReceiver::new(());
+        // Room for the longest line from the start: a growing buffer would leave copies of
+        // what it held behind in freed memory.
+        let mut line = LineReceiver {
+            buf: Vec::with_capacity(MAX_LINE_LENGTH),
+            state: (),
+        };
         let mut started = None;
         loop {
             let mut iter = self.pending().iter();
             let done = line.ingest(&mut iter);
             let used = self.pending().len() - iter.as_slice().len();
             self.consume(used);
+            // Before the next read moves what is left of the input over it.
+            self.wipe_consumed_input();
             if done {
                 break;
             }
             if line.buf.len() >= MAX_LINE_LENGTH {
+                line.buf.zeroize();
                 return Ok(None);
             }
             let timeout = self.settings.timeout;
@@ -63,14 +82,17 @@ impl Session {
             let deadline = self.line_deadline(&mut started, in_line);
             self.fill(timeout, deadline).await?;
         }
-        let text = std::mem::take(&mut line.buf);
+        let text = Zeroizing::new(std::mem::take(&mut line.buf));
         if text.trim_ascii() == b"*" {
             return Ok(None);
         }
-        Ok(BASE64.decode(text.trim_ascii()).ok())
+        Ok(decode(&text))
     }
 
     pub(super) async fn auth(&mut self, mechanism: u64, initial: String) -> Result<(), End> {
+        // The command line, as received and as parsed, may carry the credentials.
+        let initial = Zeroizing::new(initial);
+        self.wipe_consumed_input();
         if !self.auth_offered() {
             let why = if self.settings.auth_directory.is_some() && !self.is_tls() {
                 Reply::new(
@@ -101,19 +123,15 @@ impl Session {
             AUTH_PLAIN => {
                 let decoded = if initial.is_empty() {
                     self.sasl_line("").await?
-                } else if initial == "=" {
-                    Some(Vec::new())
+                } else if *initial == "=" {
+                    Some(Zeroizing::new(Vec::new()))
                 } else {
-                    BASE64.decode(initial.trim()).ok()
+                    decode(initial.as_bytes())
                 };
-                (decoded.as_deref().and_then(parse_plain), Mechanism::Plain)
+                (decoded.and_then(|d| parse_plain(&d)), Mechanism::Plain)
             }
             AUTH_LOGIN => {
-                let username = match BASE64
-                    .decode(initial.trim())
-                    .ok()
-                    .filter(|_| !initial.is_empty())
-                {
+                let username = match decode(initial.as_bytes()).filter(|_| !initial.is_empty()) {
                     Some(name) => Some(name),
                     None => self.sasl_line("VXNlcm5hbWU6").await?,
                 };
@@ -121,14 +139,13 @@ impl Session {
                     Some(_) => self.sasl_line("UGFzc3dvcmQ6").await?,
                     None => None,
                 };
-                let credentials = match (username.map(String::from_utf8), secret) {
-                    (Some(Ok(username)), Some(secret)) if !username.is_empty() => {
-                        Some(Credentials {
-                            username,
-                            secret,
-                            authzid: None,
-                        })
-                    }
+                let username = username.and_then(|name| String::from_utf8(name.to_vec()).ok());
+                let credentials = match (username, secret) {
+                    (Some(username), Some(secret)) if !username.is_empty() => Some(Credentials {
+                        username,
+                        secret: SecretSlice::from(secret.to_vec()),
+                        authzid: None,
+                    }),
                     _ => None,
                 };
                 (credentials, Mechanism::Login)
@@ -153,7 +170,7 @@ impl Session {
             directory,
             mechanism: kind,
             username: credentials.username.clone(),
-            secret: SecretSlice::from(credentials.secret),
+            secret: credentials.secret,
             authzid: credentials.authzid,
         };
         let answer = self.shared.directory.clone().authenticate(request).await;
@@ -206,12 +223,14 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     #[test]
     fn sasl_plain_messages() {
-        let c =
-            parse_plain(b"\0alice@example.org\0s3cret").map(|c| (c.username, c.secret, c.authzid));
+        let c = parse_plain(b"\0alice@example.org\0s3cret")
+            .map(|c| (c.username, c.secret.expose_secret().to_vec(), c.authzid));
         assert_eq!(
             c,
             Some(("alice@example.org".into(), b"s3cret".to_vec(), None))

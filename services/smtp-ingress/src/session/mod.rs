@@ -23,6 +23,7 @@ use smtp_proto::{
     EhloResponse, Request,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zeroize::Zeroize;
 
 use crate::Shared;
 use crate::settings::{ListenerSettings, Settings};
@@ -161,6 +162,13 @@ impl Session {
 
     pub(crate) fn consume(&mut self, n: usize) {
         self.pos += n;
+    }
+
+    /// Wipes the input used so far. Reading moves unused input to the front of the buffer,
+    /// leaving stale bytes behind: after an AUTH line or SASL response, those would be
+    /// credentials.
+    pub(crate) fn wipe_consumed_input(&mut self) {
+        self.input[..self.pos].zeroize();
     }
 
     /// Reads more input, waiting at most `timeout`, never past `deadline` (which, unlike
