@@ -30,6 +30,9 @@ directory = "mailboxes"
 directory = "logins"
 # Only so this test can fail a login without TLS; never in production.
 allow-plain-text = true
+# One failure, and the next attempt is blocked (logged with reason=blocked).
+[server.auto-ban.auth]
+rate = "1/1h"
 "#,
         store = EMBEDDED_STORE,
         mailboxes = mailboxes_directory(&dovecot),
@@ -45,10 +48,19 @@ allow-plain-text = true
             .code,
         535
     );
+    assert_eq!(
+        client
+            .command(&format!("AUTH PLAIN {}", sasl_plain(ALICE.0, ALICE.1)))
+            .code,
+        454
+    );
     assert_eq!(client.command("MAIL FROM:<s@remote.test>").code, 250);
     assert_eq!(client.command("RCPT TO:<victim@other.test>").code, 554);
     let auth = process.wait_for("the auth line", |l| {
         l.message().starts_with("authentication failed:")
+    });
+    let blocked = process.wait_for("the blocked auth line", |l| {
+        l.message().starts_with("authentication failed:") && l.message().ends_with("reason=blocked")
     });
     let relay = process.wait_for("the relay line", |l| {
         l.message().starts_with("relay denied:")
@@ -57,7 +69,7 @@ allow-plain-text = true
     // The lines as the server wrote them (JSON), plus one unrelated line that must not match.
     let started = process.wait_for("start", |l| l.message() == "started");
     let log = process.dir.path().join("ferrymail.log");
-    let lines: Vec<String> = [auth, relay, started]
+    let lines: Vec<String> = [auth, blocked, relay, started]
         .iter()
         .map(|l| l.0.to_string())
         .collect();
@@ -77,7 +89,7 @@ allow-plain-text = true
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        report.contains("Lines: 3 lines, 0 ignored, 2 matched, 1 missed"),
+        report.contains("Lines: 4 lines, 0 ignored, 3 matched, 1 missed"),
         "{report}"
     );
 }

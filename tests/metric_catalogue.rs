@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ferrymail_e2e::{
     ALICE, CLUSTER_DOMAIN, ClusterCertificates, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail,
-    SmtpSink, SmtpSinkOptions, http_get, mailboxes_directory,
+    SmtpSink, SmtpSinkOptions, http_get, logins_directory, mailboxes_directory,
 };
 use ferrymail_rpc::cluster_tls::{ChannelSecurity, ClusterTls, Credentials};
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
@@ -148,6 +148,11 @@ fn send_with_smtplib(smtp: SocketAddr) {
 import smtplib
 s = smtplib.SMTP("{host}", {port}, timeout=30)
 s.ehlo("client.test")
+# PLAIN fails, then LOGIN is refused without asking: the limit is one failure.
+try:
+    s.login("{rcpt}", "wrong")
+except smtplib.SMTPAuthenticationError:
+    pass
 s.sendmail("sender@remote.test", ["{rcpt}"], b"Subject: metrics\r\n\r\nhello metrics\r\n")
 try:
     s.sendmail("sender@remote.test", ["nosuch@example.org"], b"Subject: refused\r\n\r\nno\r\n")
@@ -212,7 +217,7 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
     let certificates_dir = tempfile::tempdir().unwrap();
     let certificates = ClusterCertificates::generate(certificates_dir.path(), "cluster");
     let config = format!(
-        "[server]\nhostname = \"mx.test\"\nshutdown-timeout = \"5s\"\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n[server.listener.admin]\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[server.listener.grpc]\nbind = \"127.0.0.1:0\"\nprotocol = \"grpc\"\n{EMBEDDED_STORE}[session.rcpt]\ndirectory = \"mailboxes\"\n[remote.sink]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"smtp\"\ntls.implicit = false\ntimeout = \"10s\"\n[queue.outbound]\nnext-hop = \"sink\"\n{}",
+        "[server]\nhostname = \"mx.test\"\nshutdown-timeout = \"5s\"\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n[server.listener.admin]\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[server.listener.grpc]\nbind = \"127.0.0.1:0\"\nprotocol = \"grpc\"\n{EMBEDDED_STORE}[session.rcpt]\ndirectory = \"mailboxes\"\n[remote.sink]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"smtp\"\ntls.implicit = false\ntimeout = \"10s\"\n[queue.outbound]\nnext-hop = \"sink\"\n[session.auth]\ndirectory = \"logins\"\nallow-plain-text = true\n[server.auto-ban.auth]\nrate = \"1/1h\"\n{}",
         sink.address().port(),
         certificates.config(&certificates.role(&["queue-scheduler", "directory-proxy"])),
     );
@@ -221,7 +226,7 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
     let include = tempfile::tempdir().unwrap();
     std::fs::write(
         include.path().join("directories.toml"),
-        mailboxes_directory(&dovecot),
+        mailboxes_directory(&dovecot) + &logins_directory(&dovecot),
     )
     .unwrap();
     let include_dir = include.path().display().to_string();

@@ -3,9 +3,10 @@
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 
 use base64::Engine as _;
+use socket2::{Domain, Socket, Type};
 
 use crate::peer::PEER_PATIENCE;
 
@@ -48,6 +49,24 @@ struct Lines {
 impl Lines {
     fn connect(peer: SocketAddr) -> Lines {
         let stream = TcpStream::connect(peer).unwrap_or_else(|e| panic!("connect to {peer}: {e}"));
+        Lines::over(peer, stream)
+    }
+
+    /// Connects from `local` (another loopback address, e.g. 127.0.0.2, to be another
+    /// client as far as the server can tell).
+    fn connect_from(peer: SocketAddr, local: IpAddr) -> Lines {
+        let socket = Socket::new(Domain::for_address(peer), Type::STREAM, None)
+            .unwrap_or_else(|e| panic!("a socket for {peer}: {e}"));
+        socket
+            .bind(&SocketAddr::new(local, 0).into())
+            .unwrap_or_else(|e| panic!("bind {local}: {e}"));
+        socket
+            .connect(&peer.into())
+            .unwrap_or_else(|e| panic!("connect to {peer} from {local}: {e}"));
+        Lines::over(peer, socket.into())
+    }
+
+    fn over(peer: SocketAddr, stream: TcpStream) -> Lines {
         stream.set_read_timeout(Some(PEER_PATIENCE)).unwrap();
         stream.set_write_timeout(Some(PEER_PATIENCE)).unwrap();
         let writer = stream.try_clone().unwrap();
@@ -85,7 +104,16 @@ pub struct SmtpClient {
 impl SmtpClient {
     /// Connects and reads the greeting.
     pub fn connect(peer: SocketAddr) -> SmtpClient {
-        let mut lines = Lines::connect(peer);
+        SmtpClient::greeted(Lines::connect(peer))
+    }
+
+    /// Connects from the local address `local` and reads the greeting.
+    pub fn connect_from(peer: SocketAddr, local: IpAddr) -> SmtpClient {
+        SmtpClient::greeted(Lines::connect_from(peer, local))
+    }
+
+    fn greeted(mut lines: Lines) -> SmtpClient {
+        let peer = lines.peer;
         let greeting = read_smtp_reply(&mut lines)
             .unwrap_or_else(|| panic!("{peer} closed the connection before its greeting"));
         SmtpClient { lines, greeting }

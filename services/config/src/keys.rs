@@ -6,6 +6,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::key::{Presence::*, keys};
+use crate::model::auto_ban::BanRate;
 use crate::model::certificate::{CertificateChain, PrivateKey};
 use crate::model::directory::{DirectoryType, LookupList};
 use crate::model::message_auth::{SignRule, VerifyRule};
@@ -33,6 +34,8 @@ keys! {
         "Most SMTP/LMTP sessions served at once by one process; more are answered `421` and closed.";
     SERVER_MAX_CONNECTIONS_PER_IP: u32 = "server.max-connections-per-ip", Default("32"),
         "Most SMTP/LMTP sessions from one client address at once.";
+    SERVER_AUTO_BAN_AUTH_RATE: BanRate = "server.auto-ban.auth.rate", Default("\"100/1d\""),
+        "Most failed authentications a login name, and a client address (IPv6: its /64), may have within the period, counted in the store across every replica, e.g. `\"100/1d\"`; past it, AUTH from that address or as that login is answered `454 4.7.0` without asking the directory, until older failures leave the period. `false` turns the limit off. Stalwart's key and default; Stalwart bans the address from every service instead (see [Brute force](#brute-force)).";
     LISTENER_BIND: Bind = "server.listener.<id>.bind", Required,
         "Address or addresses the listener accepts connections on.";
     LISTENER_PROTOCOL: ListenerProtocol = "server.listener.<id>.protocol", Required,

@@ -67,8 +67,9 @@ impl Cached {
             Cached::Answer(a) => match a.verdict {
                 Verdict::Yes => Some(positive),
                 Verdict::No => Some(negative),
-                // A full or disabled mailbox may take mail again at any moment.
-                Verdict::Refused | Verdict::TemporaryFailure => None,
+                // A full or disabled mailbox may take mail again at any moment; a blocked
+                // login was never asked.
+                Verdict::Refused | Verdict::TemporaryFailure | Verdict::Blocked => None,
             },
             Cached::Expansion(Expansion::Found { .. }) => Some(positive),
             Cached::Expansion(Expansion::NotFound { .. } | Expansion::CannotTell { .. }) => {
@@ -424,6 +425,7 @@ fn encode(value: &Cached) -> Vec<u8> {
                 Verdict::No => 1,
                 Verdict::Refused => 2,
                 Verdict::TemporaryFailure => 3,
+                Verdict::Blocked => 4,
             };
             (0, verdict, a.reply.as_ref(), Vec::new())
         }

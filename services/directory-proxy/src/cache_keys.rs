@@ -65,6 +65,18 @@ fn shared_key(secret: &[u8]) -> Option<SharedKey> {
     })
 }
 
+/// The key that names login names and client addresses in the failure counters
+/// ([`crate::auth_failures`]). Derived from `cluster.cache-key` when there is one, so that a
+/// copy of the store cannot be matched against guesses; without one it must still be the
+/// same in every replica, so it is derived from a fixed label, and the names are then plain
+/// hashes (which a copy of the store could match against a guessed name or address).
+pub(crate) fn subject_key(cache_key: Option<&Secret>) -> Zeroizing<[u8; 32]> {
+    let secret = cache_key.map_or(b"ferrymail: no cluster.cache-key".as_slice(), |secret| {
+        secret.expose().as_bytes()
+    });
+    derive(secret, "ferrymail auth failures: subjects").unwrap_or_default()
+}
+
 impl CacheKeys {
     /// The keys of `cache_key`, or a random index key and no shared level without one.
     pub(crate) fn new(cache_key: Option<&Secret>) -> Self {

@@ -4,6 +4,7 @@
 //! prober that checks every `remote.<id>` each `probe.interval` and reports what it found
 //! (the `directory_remote_up` gauge, the `RemoteStates` RPC the operator reads).
 
+mod auth_failures;
 mod cache;
 mod cache_keys;
 mod connection;

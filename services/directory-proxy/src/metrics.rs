@@ -36,6 +36,12 @@ struct TargetLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BlockedLabels {
+    target: String,
+    by: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RemoteLabels {
     remote: String,
 }
@@ -50,6 +56,7 @@ pub struct DirectoryMetrics {
     pool_waits: Family<TargetLabels, Counter>,
     connection_errors: Family<TargetLabels, Counter>,
     remote_up: Family<RemoteLabels, Gauge>,
+    auth_blocked: Family<BlockedLabels, Counter>,
 }
 
 impl DirectoryMetrics {
@@ -65,6 +72,7 @@ impl DirectoryMetrics {
             pool_waits: Family::default(),
             connection_errors: Family::default(),
             remote_up: Family::default(),
+            auth_blocked: Family::default(),
         };
         metrics.register(
             "directory_lookups_total",
@@ -101,6 +109,11 @@ impl DirectoryMetrics {
             "Whether the last probe or lookup of a remote host succeeded (1) or failed (0)",
             this.remote_up.clone(),
         );
+        metrics.register(
+            "directory_auth_blocked_total",
+            "Authentications refused without asking the server: the login name or the client address (by) had too many failures (server.auto-ban.auth.rate)",
+            this.auth_blocked.clone(),
+        );
         this
     }
 
@@ -129,6 +142,15 @@ impl DirectoryMetrics {
                 operation,
             })
             .observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn auth_blocked(&self, target: &str, by: &'static str) {
+        self.auth_blocked
+            .get_or_create(&BlockedLabels {
+                target: target.to_string(),
+                by,
+            })
+            .inc();
     }
 
     pub(crate) fn cache(&self, target: &str, level: &'static str, hit: bool) {

@@ -19,6 +19,7 @@ use tracing::Span;
 use tracing::field::{Empty, display};
 use zeroize::Zeroizing;
 
+use crate::auth_failures::AuthFailures;
 use crate::cache::{Cached, Level, LookupCache, Question};
 use crate::connection::{Connection, TlsSettings};
 use crate::error::ConnectionError;
@@ -43,6 +44,7 @@ struct State {
 pub struct DirectoryProxy {
     state: RwLock<Arc<State>>,
     cache: LookupCache,
+    failures: AuthFailures,
     flights: SingleFlight<(String, u8, String), Result<Cached, String>>,
     tls: TlsSettings,
     metrics: DirectoryMetrics,
@@ -80,6 +82,7 @@ fn result_label(cached: &Result<Cached, String>) -> &'static str {
             Verdict::No => "no",
             Verdict::Refused => "refused",
             Verdict::TemporaryFailure => "temporary_failure",
+            Verdict::Blocked => "blocked",
         },
         Ok(Cached::Expansion(Expansion::Found { .. })) => "yes",
         Ok(Cached::Expansion(Expansion::NotFound { .. })) => "no",
@@ -96,6 +99,7 @@ impl DirectoryProxy {
         metrics: DirectoryMetrics,
     ) -> Result<Self, ProxyError> {
         let tls = TlsSettings::new();
+        let failures = AuthFailures::new(store.clone(), config);
         let cache = LookupCache::open(store, config.cluster.cache_key.as_ref()).await?;
         let proxy = Self {
             state: RwLock::new(Arc::new(State {
@@ -104,6 +108,7 @@ impl DirectoryProxy {
                 probes: BTreeMap::new(),
             })),
             cache,
+            failures,
             flights: SingleFlight::new(),
             tls,
             remote_states: RemoteStates::new(metrics.clone()),
@@ -119,6 +124,7 @@ impl DirectoryProxy {
     /// empties the whole cache.
     pub async fn apply(&self, config: &Config) {
         self.cache.rekey(config.cluster.cache_key.as_ref()).await;
+        self.failures.apply(config);
         let old = self.state();
         let mut pools = HashMap::new();
         let mut flush = Vec::new();
@@ -386,6 +392,32 @@ impl DirectoryProxy {
         )
         .await
     }
+
+    /// Asks the cache, then the server, about `request`'s credentials.
+    async fn check_credentials(
+        &self,
+        name: &str,
+        request: AuthRequest,
+    ) -> Result<Answer, RpcError> {
+        let username = request.username.clone();
+        // Each attempt takes its own copy; every copy is wiped when dropped.
+        let secret = Zeroizing::new(request.secret.expose_secret().to_vec());
+        let mechanism = request.mechanism;
+        let question = Question::Auth {
+            username: &request.username,
+            secret: request.secret.expose_secret(),
+        };
+        self.yes_no(
+            name,
+            "auth",
+            question,
+            Box::new(move |c| {
+                let (username, secret) = (username.clone(), secret.clone());
+                Box::pin(async move { c.authenticate(mechanism, &username, &secret).await })
+            }),
+        )
+        .await
+    }
 }
 
 fn level_name(level: Level) -> &'static str {
@@ -415,26 +447,28 @@ fn flight_key(target: &str, question: &Question<'_>) -> (String, u8, String) {
 
 #[async_trait]
 impl DirectoryService for DirectoryProxy {
+    /// Checks credentials, unless the login name or the client address has had too many
+    /// failures lately: then [`Verdict::Blocked`], without asking the server or the cache
+    /// (a cached answer would tell a right password from a wrong one all the same).
     async fn authenticate(&self, request: AuthRequest) -> Result<Answer, RpcError> {
         let name = format!("directory/{}", request.directory);
-        let username = request.username.clone();
-        // Each attempt takes its own copy; every copy is wiped when dropped.
-        let secret = Zeroizing::new(request.secret.expose_secret().to_vec());
-        let mechanism = request.mechanism;
-        let question = Question::Auth {
-            username: &request.username,
-            secret: request.secret.expose_secret(),
-        };
-        self.yes_no(
-            &name,
-            "auth",
-            question,
-            Box::new(move |c| {
-                let (username, secret) = (username.clone(), secret.clone());
-                Box::pin(async move { c.authenticate(mechanism, &username, &secret).await })
-            }),
-        )
-        .await
+        self.pool(&name)?;
+        let attempt = self.failures.attempt(&request.username, request.client);
+        if let Some(attempt) = &attempt
+            && let Some(by) = self.failures.blocked(attempt).await
+        {
+            self.metrics.auth_blocked(&name, by.label());
+            return Ok(Answer::new(Verdict::Blocked));
+        }
+        let answer = self.check_credentials(&name, request).await?;
+        // Only a "no" counts: a temporary failure says nothing about the password, and a
+        // success resets nothing (see README, "Brute force").
+        if answer.verdict == Verdict::No
+            && let Some(attempt) = &attempt
+        {
+            self.failures.record(attempt).await;
+        }
+        Ok(answer)
     }
 
     async fn verify_recipient(&self, directory: &str, address: &str) -> Result<Answer, RpcError> {

@@ -13,6 +13,9 @@ use ferrymail_telemetry::Metrics;
 use futures::TryStreamExt;
 use secrecy::SecretSlice;
 
+/// The SMTP client the requests come from (a documentation address).
+const CLIENT: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10));
+
 const KEY_ONE: &str = "the first cache key, thirty-two bytes or more";
 const KEY_TWO: &str = "the second cache key, thirty-two bytes or more";
 
@@ -137,6 +140,7 @@ async fn a_copy_of_the_store_reveals_nothing_usable() {
         username: ALICE.0.into(),
         secret: SecretSlice::from(ALICE.1.as_bytes().to_vec()),
         authzid: None,
+        client: CLIENT,
     };
     assert_eq!(
         replica.authenticate(login).await.unwrap().verdict,

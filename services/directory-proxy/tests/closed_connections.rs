@@ -14,6 +14,9 @@ use ferrymail_rpc::directory::{AuthRequest, DirectoryService, Mechanism, Verdict
 use ferrymail_telemetry::Metrics;
 use secrecy::SecretSlice;
 
+/// The SMTP client the requests come from (a documentation address).
+const CLIENT: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10));
+
 /// Where Postfix would relay: nothing listens there, and these tests send no mail.
 const NO_RELAY: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
@@ -57,6 +60,7 @@ async fn login(proxy: &DirectoryProxy, directory: &str, user: &str, password: &s
         username: user.into(),
         secret: SecretSlice::from(password.as_bytes().to_vec()),
         authzid: None,
+        client: CLIENT,
     };
     proxy.authenticate(request).await.unwrap().verdict
 }

@@ -15,6 +15,9 @@ use ferrymail_telemetry::Metrics;
 use secrecy::SecretSlice;
 use tokio::net::TcpListener;
 
+/// The SMTP client the requests come from (a documentation address).
+const CLIENT: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10));
+
 /// Directories pointing at one Dovecot: `lmtp`, `submission` (smtp), `imap` (plain port,
 /// STARTTLS offered), `imaps` (implicit TLS). The test certificate is self-signed, hence
 /// `allow-invalid-certs` except where verification itself is tested.
@@ -90,6 +93,7 @@ fn auth(directory: &str, user: &str, password: &str, mechanism: Mechanism) -> Au
         username: user.into(),
         secret: SecretSlice::from(password.as_bytes().to_vec()),
         authzid: None,
+        client: CLIENT,
     }
 }
 

@@ -12,6 +12,9 @@ use ferrymail_rpc::directory::{AuthRequest, DirectoryService, Mechanism, Verdict
 use ferrymail_telemetry::Metrics;
 use secrecy::SecretSlice;
 
+/// The SMTP client the requests come from (a documentation address).
+const CLIENT: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10));
+
 /// Submission (smtp), IMAP and LMTP directories on a Dovecot without TLS; `allow` sets
 /// `tls.allow-plain-text` on the two that authenticate.
 fn config(dovecot: &Dovecot, allow: bool) -> Config {
@@ -62,6 +65,7 @@ async fn login(proxy: &DirectoryProxy, directory: &str) -> Verdict {
         username: ALICE.0.into(),
         secret: SecretSlice::from(ALICE.1.as_bytes().to_vec()),
         authzid: None,
+        client: CLIENT,
     };
     proxy.authenticate(request).await.unwrap().verdict
 }

@@ -197,6 +197,7 @@ async fn directory_calls(directory: &GrpcDirectory) -> Vec<(&'static str, Outcom
         username: "alice".into(),
         secret: SecretSlice::from(b"secret".to_vec()),
         authzid: None,
+        client: "192.0.2.1".parse().unwrap(),
     };
     vec![
         (

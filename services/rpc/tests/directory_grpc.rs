@@ -54,6 +54,10 @@ impl DirectoryService for TableDirectory {
         let secret = request.secret.expose_secret().to_vec();
         self.secrets_seen.lock().unwrap().push(secret.clone());
         Ok(match (request.username.as_str(), request.mechanism) {
+            // Blocked for the client address the tests send: the address travels intact.
+            ("blocked", _) if request.client.to_string() == "2001:db8::25" => {
+                Answer::new(Verdict::Blocked)
+            }
             ("busy", _) => Answer::temporary_failure().with_reply(RemoteReply::smtp(
                 454,
                 "4.7.0 Temporary authentication failure",
@@ -183,6 +187,7 @@ fn auth(directory: &str, username: &str, mechanism: Mechanism, secret: &[u8]) ->
         username: username.into(),
         secret: SecretSlice::from(secret.to_vec()),
         authzid: Some("admin".into()),
+        client: "2001:db8::25".parse().unwrap(),
     }
 }
 
@@ -206,6 +211,7 @@ async fn answers_through_grpc_equal_answers_in_process() {
         ("alice", Mechanism::Login, PASSWORD),
         ("alice", Mechanism::Plain, b"wrong".as_slice()),
         ("busy", Mechanism::Login, PASSWORD),
+        ("blocked", Mechanism::Plain, PASSWORD),
     ];
     for (username, mechanism, secret) in users {
         let local = table
@@ -216,6 +222,9 @@ async fn answers_through_grpc_equal_answers_in_process() {
             .await
             .unwrap();
         assert_eq!(remote, local, "authenticate {username}");
+        if username == "blocked" {
+            assert_eq!(remote.verdict, Verdict::Blocked);
+        }
     }
     for address in [
         "alice@example.org",
@@ -278,6 +287,7 @@ async fn secret_reaches_the_server_intact_and_never_shows_in_debug() {
         username: "alice".into(),
         secret: PASSWORD.to_vec(),
         authzid: None,
+        client_address: "192.0.2.1".into(),
     };
     let debug = format!("{wire:?}");
     assert!(!debug.contains("correct horse"), "{debug}");
@@ -518,6 +528,7 @@ async fn unspecified_mechanism_from_a_raw_client_is_invalid_argument() {
         username: "alice".into(),
         secret: PASSWORD.to_vec(),
         authzid: None,
+        client_address: "192.0.2.1".into(),
     }))
     .await
     .unwrap_err();

@@ -1,5 +1,6 @@
 //! The typed configuration and how it is read from the TOML tree.
 
+pub mod auto_ban;
 pub mod certificate;
 pub mod cluster;
 pub mod directory;

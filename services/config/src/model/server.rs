@@ -7,6 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::keys;
+use crate::model::queue_limits::Rate;
 use crate::reader::TableReader;
 use crate::value::enum_value;
 
@@ -56,6 +57,9 @@ pub struct Server {
     pub max_connections: u32,
     /// `server.max-connections-per-ip`.
     pub max_connections_per_ip: u32,
+    /// `server.auto-ban.auth.rate`: most failed authentications per login name and per
+    /// client address in a period; `None` for no limit.
+    pub auto_ban_auth: Option<Rate>,
 }
 
 impl Server {
@@ -80,6 +84,10 @@ pub(crate) fn read(root: &TableReader<'_>, certificates: &[&str]) -> Option<Serv
     let shutdown_timeout = t.get(&keys::SERVER_SHUTDOWN_TIMEOUT);
     let max_connections = t.get(&keys::SERVER_MAX_CONNECTIONS);
     let max_connections_per_ip = t.get(&keys::SERVER_MAX_CONNECTIONS_PER_IP);
+    let auto_ban_auth = t
+        .table("auto-ban")
+        .table("auth")
+        .get(&keys::SERVER_AUTO_BAN_AUTH_RATE);
     let tls = t.table("tls");
     let tls_certificate = match tls.get(&keys::SERVER_TLS_CERTIFICATE) {
         Some(id) if !certificates.contains(&id.as_str()) => {
@@ -112,6 +120,7 @@ pub(crate) fn read(root: &TableReader<'_>, certificates: &[&str]) -> Option<Serv
         tls_certificate,
         max_connections: max_connections?,
         max_connections_per_ip: max_connections_per_ip?,
+        auto_ban_auth: auto_ban_auth?.0,
     })
 }
 

@@ -460,7 +460,7 @@ impl Connection for ImapConnection {
                     self.spent = true;
                 }
             }
-            Verdict::Refused | Verdict::TemporaryFailure => {}
+            Verdict::Refused | Verdict::TemporaryFailure | Verdict::Blocked => {}
         }
         Ok(Answer::new(verdict).with_reply(RemoteReply::imap(reply.text)))
     }

@@ -355,7 +355,7 @@ impl Connection for SmtpConnection {
                     self.spent = true;
                 }
             }
-            Verdict::TemporaryFailure | Verdict::Refused => {
+            Verdict::TemporaryFailure | Verdict::Refused | Verdict::Blocked => {
                 if reply.code == 334 {
                     // A challenge we did not expect: the session is mid-exchange.
                     self.spent = true;

@@ -12,6 +12,10 @@ pub enum Verdict {
     Refused,
     /// The remote could not answer now (timeout, refused, 4xx): answer the client with a 4xx.
     TemporaryFailure,
+    /// Authentication only: the login name or the client address has had too many failed
+    /// authentications lately, so the remote was not asked. Says nothing about the
+    /// credentials; answer the client with a 4xx.
+    Blocked,
 }
 
 /// What the remote server replied: kept for logs and to relay to the SMTP client.

@@ -1,5 +1,7 @@
 //! An authentication request: [`AuthRequest`] and its [`Mechanism`].
 
+use std::net::IpAddr;
+
 use secrecy::SecretSlice;
 
 /// SASL mechanism the SMTP client used.
@@ -24,4 +26,6 @@ pub struct AuthRequest {
     pub secret: SecretSlice<u8>,
     /// Authorization identity (SASL PLAIN authzid), when the client gave one.
     pub authzid: Option<String>,
+    /// The SMTP client's address: failures are counted per address and per login name.
+    pub client: IpAddr,
 }

@@ -34,6 +34,7 @@ pub(crate) fn auth_request_to_wire(request: AuthRequest) -> proto::AuthenticateR
         username: request.username,
         secret: request.secret.expose_secret().to_vec(),
         authzid: request.authzid,
+        client_address: request.client.to_string(),
     }
 }
 
@@ -47,6 +48,12 @@ pub(crate) fn auth_request_from_wire(
             return Err(Malformed::enum_value("mechanism", request.mechanism));
         }
     };
+    let client = request.client_address.parse().map_err(|_| {
+        Malformed(format!(
+            "client_address: {:?} is not an IP address",
+            request.client_address
+        ))
+    })?;
     // Moved, not copied, so no stray copy of the password outlives the request.
     let secret = SecretSlice::from(std::mem::take(&mut request.secret));
     // Taken rather than moved out: the message wipes its secret when dropped.
@@ -56,6 +63,7 @@ pub(crate) fn auth_request_from_wire(
         username: std::mem::take(&mut request.username),
         secret,
         authzid: request.authzid.take(),
+        client,
     })
 }
 
@@ -90,6 +98,7 @@ pub(crate) fn answer_to_wire(answer: Answer) -> proto::Answer {
         Verdict::No => proto::Verdict::No,
         Verdict::TemporaryFailure => proto::Verdict::TemporaryFailure,
         Verdict::Refused => proto::Verdict::Refused,
+        Verdict::Blocked => proto::Verdict::Blocked,
     };
     proto::Answer {
         verdict: verdict.into(),
@@ -103,6 +112,7 @@ pub(crate) fn answer_from_wire(answer: proto::Answer) -> Result<Answer, Malforme
         Ok(proto::Verdict::No) => Verdict::No,
         Ok(proto::Verdict::TemporaryFailure) => Verdict::TemporaryFailure,
         Ok(proto::Verdict::Refused) => Verdict::Refused,
+        Ok(proto::Verdict::Blocked) => Verdict::Blocked,
         Ok(proto::Verdict::Unspecified) | Err(_) => {
             return Err(Malformed::enum_value("verdict", answer.verdict));
         }
@@ -248,7 +258,7 @@ mod tests {
 
     #[test]
     fn unknown_verdict_is_malformed() {
-        for verdict in [0, 5, -1] {
+        for verdict in [0, 6, -1] {
             let wire = proto::Answer {
                 verdict,
                 reply: None,
@@ -267,16 +277,35 @@ mod tests {
         assert!(expansion_from_wire(wire).is_err());
     }
 
-    #[test]
-    fn unspecified_mechanism_is_malformed() {
-        let wire = proto::AuthenticateRequest {
+    fn wire_auth(mechanism: proto::Mechanism, client_address: &str) -> proto::AuthenticateRequest {
+        proto::AuthenticateRequest {
             directory: "d".into(),
-            mechanism: 0,
+            mechanism: mechanism.into(),
             username: "u".into(),
             secret: b"s".to_vec(),
             authzid: None,
-        };
+            client_address: client_address.into(),
+        }
+    }
+
+    #[test]
+    fn unspecified_mechanism_is_malformed() {
+        let wire = wire_auth(proto::Mechanism::Unspecified, "192.0.2.1");
         assert!(auth_request_from_wire(wire).is_err());
+    }
+
+    #[test]
+    fn a_missing_or_bad_client_address_is_malformed() {
+        for address in ["", "mx.example.org", "192.0.2.1:25", "300.1.1.1"] {
+            let error = auth_request_from_wire(wire_auth(proto::Mechanism::Plain, address))
+                .err()
+                .unwrap_or_else(|| panic!("{address:?} accepted"));
+            assert!(error.0.contains("client_address"), "{error:?}");
+        }
+        for address in ["192.0.2.1", "2001:db8::1"] {
+            let request = auth_request_from_wire(wire_auth(proto::Mechanism::Plain, address));
+            assert_eq!(request.unwrap().client.to_string(), address);
+        }
     }
 
     fn at_ms(ms: u64) -> std::time::SystemTime {

@@ -172,41 +172,38 @@ impl Session {
             username: credentials.username.clone(),
             secret: credentials.secret,
             authzid: credentials.authzid,
+            client: self.peer.ip(),
         };
         let answer = self.shared.directory.clone().authenticate(request).await;
         self.shared.metrics.stage("auth", started.elapsed());
-        match answer {
-            Ok(answer) if answer.verdict == Verdict::Yes => {
+        match answer.map(|a| a.verdict) {
+            Ok(Verdict::Yes) => {
                 self.authenticated = Some(credentials.username);
                 self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
             }
-            Ok(answer) if answer.verdict == Verdict::No => {
-                self.auth_errors += 1;
-                self.shared.metrics.auth_failure();
-                self.shared.metrics.rejected("auth");
-                // The fail2ban line: one fixed format, the client address, never the secret.
-                tracing::warn!(
-                    target: "ferrymail::auth",
-                    "authentication failed: client={} user=\"{}\" mechanism={} listener={}",
-                    self.peer.ip(),
-                    loggable(&credentials.username),
-                    if kind == Mechanism::Plain { "PLAIN" } else { "LOGIN" },
-                    self.listener.id
-                );
-                if self.auth_errors >= self.settings.max_auth_errors {
-                    self.reply(Reply::new(
-                        421,
+            Ok(Verdict::No) => {
+                self.auth_failed(&credentials.username, kind, None);
+                return self
+                    .after_auth_failure(Reply::new(
+                        535,
+                        "5.7.8",
+                        "Authentication credentials invalid",
+                    ))
+                    .await;
+            }
+            Ok(Verdict::Blocked) => {
+                // Too many failures for this login name or address, counted across the
+                // cluster: the directory was not asked. A 4xx, identical whatever the
+                // password: it tells an attacker nothing, and tells a real user's client to
+                // try later rather than ask for another password (README, "Brute force").
+                self.auth_failed(&credentials.username, kind, Some("blocked"));
+                return self
+                    .after_auth_failure(Reply::new(
+                        454,
                         "4.7.0",
-                        "Too many authentication failures, closing connection",
-                    ));
-                    self.flush().await?;
-                    return Err(End::Disconnected);
-                }
-                self.reply(Reply::new(
-                    535,
-                    "5.7.8",
-                    "Authentication credentials invalid",
-                ));
+                        "Too many failed authentications, try again later",
+                    ))
+                    .await;
             }
             _ => {
                 self.shared.metrics.rejected("temporary");
@@ -217,6 +214,39 @@ impl Session {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Counts a failed AUTH and writes the fail2ban line: one fixed format, the client
+    /// address, never the secret; `reason` is appended when the directory was not asked.
+    fn auth_failed(&mut self, username: &str, kind: Mechanism, reason: Option<&str>) {
+        self.auth_errors += 1;
+        self.shared.metrics.auth_failure();
+        self.shared.metrics.rejected("auth");
+        let reason = reason.map_or(String::new(), |r| format!(" reason={r}"));
+        tracing::warn!(
+            target: "ferrymail::auth",
+            "authentication failed: client={} user=\"{}\" mechanism={} listener={}{reason}",
+            self.peer.ip(),
+            loggable(username),
+            if kind == Mechanism::Plain { "PLAIN" } else { "LOGIN" },
+            self.listener.id
+        );
+    }
+
+    /// Answers a failed AUTH with `reply`, or ends the session once it has had
+    /// `session.auth.errors.total` failures.
+    async fn after_auth_failure(&mut self, reply: Reply) -> Result<(), End> {
+        if self.auth_errors >= self.settings.max_auth_errors {
+            self.reply(Reply::new(
+                421,
+                "4.7.0",
+                "Too many authentication failures, closing connection",
+            ));
+            self.flush().await?;
+            return Err(End::Disconnected);
+        }
+        self.reply(reply);
         Ok(())
     }
 }

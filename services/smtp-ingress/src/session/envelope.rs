@@ -262,7 +262,8 @@ impl Session {
                     self.shared.metrics.rejected("mailbox");
                     Some(mailbox_refusal(address, answer.reply.as_ref()))
                 }
-                Verdict::TemporaryFailure => {
+                // Blocked answers only AUTH; anything else unexpected is no answer.
+                Verdict::TemporaryFailure | Verdict::Blocked => {
                     self.shared.metrics.rejected("temporary");
                     Some(temporary())
                 }
