@@ -1,7 +1,7 @@
 //! The keys of the lookup cache, derived from `cluster.cache-key`, which lives outside the
 //! store (a file or an environment variable, on Kubernetes a Secret).
 //!
-//! Three values come from the one secret, each an HMAC-SHA256 of a fixed label under it (HMAC
+//! Three values of the cache come from the one secret, each an HMAC-SHA256 of a fixed label under it (HMAC
 //! is a pseudo-random function, so the three are independent; the secret has at least 32
 //! bytes, so no stretching is needed):
 //! - the *index* key: entries are found by an HMAC of the question under it, so an entry's
@@ -13,6 +13,9 @@
 //!
 //! Without `cluster.cache-key` the index key is random per process and there is no seal
 //! key: nothing is shared through the store.
+//!
+//! A fourth derived key names login names and client addresses in the failure counters
+//! ([`subject_key`]).
 
 use aws_lc_rs::aead::{AES_256_GCM_SIV, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ferrymail_config::value::Secret;
@@ -105,7 +108,7 @@ impl CacheKeys {
 
     /// The name of an entry: an HMAC of `parts`, each framed by its length so that
     /// ("ab", "c") and ("a", "bc") never collide.
-    /// `None` cannot happen (see [`hmac`]); the answer is then simply not cached.
+    /// `None` cannot happen (see [`hmac()`]); the answer is then simply not cached.
     pub(crate) fn digest(&self, parts: &[&[u8]]) -> Option<Digest> {
         let mut mac = hmac(self.index.as_slice())?;
         for part in parts {
