@@ -213,19 +213,9 @@ impl SmtpConnection {
         })
     }
 
-    /// Sends `line` and reads the reply. A `421` is the server closing the session, whenever
-    /// it comes (an idle timeout announced before our command, a shutdown): an error, so the
-    /// connection is never reused and a pooled one is replaced.
+    /// Sends `line` and reads the reply.
     async fn command(&mut self, line: &str) -> Result<Response<String>, ConnectionError> {
-        let result = match self.client.cmd(format!("{line}\r\n").as_bytes()).await {
-            Ok(reply) if reply.code == 421 => Err(ConnectionError::Closed(reply_of(&reply).text)),
-            Ok(reply) => Ok(reply),
-            Err(error) => Err(mail_send_error(error, &self.client.stream)),
-        };
-        if result.is_err() {
-            self.spent = true;
-        }
-        result
+        self.send(format!("{line}\r\n").as_bytes()).await
     }
 
     /// [`Self::command`] for a line that carries credentials: every copy of it is wiped.
@@ -236,7 +226,14 @@ impl SmtpConnection {
         let mut bytes = Zeroizing::new(Vec::with_capacity(line.len() + 2));
         bytes.extend_from_slice(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
-        let result = match self.client.cmd(&bytes).await {
+        self.send(&bytes).await
+    }
+
+    /// Sends a command line and reads the reply. A `421` is the server closing the session,
+    /// whenever it comes (an idle timeout announced before our command, a shutdown): an
+    /// error, so the connection is never reused and a pooled one is replaced.
+    async fn send(&mut self, line: &[u8]) -> Result<Response<String>, ConnectionError> {
+        let result = match self.client.cmd(line).await {
             Ok(reply) if reply.code == 421 => Err(ConnectionError::Closed(reply_of(&reply).text)),
             Ok(reply) => Ok(reply),
             Err(error) => Err(mail_send_error(error, &self.client.stream)),
