@@ -6,7 +6,7 @@
 
 use ferrymail_e2e::{
     ALICE, CLUSTER_DOMAIN, ClusterCertificates, Dovecot, DovecotOptions, Ferrymail, SmtpClient,
-    SmtpSink, SmtpSinkOptions,
+    SmtpSink, SmtpSinkOptions, sasl_plain,
 };
 use ferrymail_rpc::cluster_tls::{ChannelSecurity, ClusterTls, Credentials};
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
@@ -110,7 +110,7 @@ impl Cluster {
     fn ingress(&self, roles: &[&str]) -> Ferrymail {
         let tls = self.certificates.config(&self.certificates.role(roles));
         let config = format!(
-            "{BASE}[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n[cluster.directory]\nendpoint = \"https://{}\"\n[cluster.queue]\nendpoint = \"https://{}\"\n{}{tls}",
+            "{BASE}[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n[cluster.directory]\nendpoint = \"https://{}\"\n[cluster.queue]\nendpoint = \"https://{}\"\n[session.auth]\ndirectory = \"mailboxes\"\nallow-plain-text = true\n{}{tls}",
             self.proxy_grpc, self.queue_grpc, self.directory
         );
         Ferrymail::start("smtp-ingress", &config)
@@ -176,7 +176,9 @@ async fn an_ingress_the_other_roles_refuse_answers_4xx_and_accepts_nothing() {
     // enqueue.
     let mut ingress = cluster.ingress(&["operator"]);
     let mut client = SmtpClient::connect(ingress.address("smtp"));
-    assert_eq!(client.command("HELO client.test").code, 250);
+    assert_eq!(client.command("EHLO client.test").code, 250);
+    let auth = client.command(&format!("AUTH PLAIN {}", sasl_plain(ALICE.0, ALICE.1)));
+    assert_eq!(auth.code, 454, "{auth:?}");
     assert_eq!(client.command("MAIL FROM:<s@remote.test>").code, 250);
     let rcpt = client.command(&format!("RCPT TO:<{}>", ALICE.0));
     assert_eq!(rcpt.code, 451, "{rcpt:?}");
