@@ -9,7 +9,6 @@ use ferrymail_rpc::queue::RecipientState;
 use ferrymail_store::StoreError;
 
 use crate::counters::CounterDelta;
-use crate::delivery::Outcome;
 use crate::dsn::{self, NoticeSettings, ReportedRecipient};
 use crate::due_index::{earliest, move_entry};
 use crate::lease::{self, Lease};
@@ -17,6 +16,7 @@ use crate::queue_id::MessageId;
 use crate::removal;
 use crate::service::Queue;
 use crate::stored_message::StoredMessage;
+use ferrymail_outbound::Outcome;
 
 /// What committing an attempt's results did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,8 +14,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
+use ferrymail_outbound::{OutboundMetrics, Outcome};
+
 use crate::Queue;
-use crate::delivery::Outcome;
 
 /// How often the gauges are read from the store's counters.
 const REFRESH: Duration = Duration::from_secs(10);
@@ -35,66 +36,6 @@ struct ResultLabel {
     result: &'static str,
 }
 
-/// The outcomes of `queue_mta_sts_policies_total`, served from the start (at 0).
-const MTA_STS_OUTCOMES: [&str; 7] = [
-    "enforce",
-    "testing",
-    "none",
-    "absent",
-    "unavailable",
-    "enforce_mismatch",
-    "testing_mismatch",
-];
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabel {
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DaneLabel {
-    result: &'static str,
-}
-
-/// What DANE (`queue.outbound.tls.dane`) came to for one MX host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DaneResult {
-    /// The host's certificate matched its TLSA records.
-    Verified,
-    /// The host had usable TLSA records and did not satisfy them (no STARTTLS, no match).
-    Failed,
-    /// No TLSA record (NXDOMAIN or NODATA): STARTTLS policy as usual.
-    NoRecords,
-    /// Secure TLSA records, none usable for SMTP (PKIX usages).
-    Unusable,
-    /// The MX, address or TLSA answers were not DNSSEC-secure.
-    Insecure,
-    /// A lookup failed temporarily: the host was skipped.
-    LookupFailed,
-}
-
-impl DaneResult {
-    const ALL: [DaneResult; 6] = [
-        DaneResult::Verified,
-        DaneResult::Failed,
-        DaneResult::NoRecords,
-        DaneResult::Unusable,
-        DaneResult::Insecure,
-        DaneResult::LookupFailed,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            DaneResult::Verified => "verified",
-            DaneResult::Failed => "failed",
-            DaneResult::NoRecords => "no_records",
-            DaneResult::Unusable => "unusable",
-            DaneResult::Insecure => "insecure",
-            DaneResult::LookupFailed => "lookup_failed",
-        }
-    }
-}
-
 /// Every queue metric.
 #[derive(Clone, Debug)]
 pub struct QueueMetrics {
@@ -104,13 +45,12 @@ pub struct QueueMetrics {
     bytes: Gauge,
     oldest: Gauge,
     deliveries: Family<ResultLabel, Counter>,
-    dane: Family<DaneLabel, Counter>,
+    outbound: OutboundMetrics,
     delivery_time: Family<NextHopLabel, Histogram>,
     shards: Gauge,
     takeovers: Counter,
     time_in_queue: Histogram,
     overdue: Gauge,
-    mta_sts: Family<OutcomeLabel, Counter>,
 }
 
 impl QueueMetrics {
@@ -123,7 +63,7 @@ impl QueueMetrics {
             bytes: Gauge::default(),
             oldest: Gauge::default(),
             deliveries: Family::default(),
-            dane: Family::default(),
+            outbound: OutboundMetrics::register(metrics),
             delivery_time: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.005, 3.0, 10))
             }),
@@ -132,7 +72,6 @@ impl QueueMetrics {
             // 1 s to about 3 days, ×4 per bucket.
             time_in_queue: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
             overdue: Gauge::default(),
-            mta_sts: Family::default(),
         };
         metrics.register(
             "queue_messages_enqueued_total",
@@ -167,17 +106,6 @@ impl QueueMetrics {
             this.deliveries.clone(),
         );
         metrics.register(
-            "queue_dane_checks_total",
-            "DANE checks of MX hosts by result (verified, failed, no_records, unusable, insecure, lookup_failed)",
-            this.dane.clone(),
-        );
-        // Every result is served from the start (at 0), so that rates and alerts see it.
-        for result in DaneResult::ALL {
-            drop(this.dane.get_or_create(&DaneLabel {
-                result: result.label(),
-            }));
-        }
-        metrics.register(
             "queue_delivery_duration_seconds",
             "Time to deliver one message to a next hop (remote/<id>, or mx for the recipients' MX hosts)",
             this.delivery_time.clone(),
@@ -202,14 +130,6 @@ impl QueueMetrics {
             "How long the longest-waiting due message of this scheduler's shards has been due at its last read (0 when none): the delivery backlog",
             this.overdue.clone(),
         );
-        metrics.register(
-            "queue_mta_sts_policies_total",
-            "MTA-STS policy checks of MX deliveries by outcome (enforce, testing, none: the policy's mode; absent; unavailable: not obtained and none cached; enforce_mismatch: no MX host allowed; testing_mismatch: a testing policy would refuse some)",
-            this.mta_sts.clone(),
-        );
-        for outcome in MTA_STS_OUTCOMES {
-            let _ = this.mta_sts.get_or_create(&OutcomeLabel { outcome });
-        }
         this
     }
 
@@ -240,14 +160,14 @@ impl QueueMetrics {
             .set(i64::try_from(longest.as_secs()).unwrap_or(i64::MAX));
     }
 
-    /// Counts one MTA-STS policy check with `outcome`.
-    pub(crate) fn mta_sts(&self, outcome: &'static str) {
-        self.mta_sts.get_or_create(&OutcomeLabel { outcome }).inc();
+    /// What outbound delivery counts (DANE and MTA-STS checks).
+    pub fn outbound(&self) -> &OutboundMetrics {
+        &self.outbound
     }
 
     /// MTA-STS policy checks with `outcome` so far.
     pub fn mta_sts_checks(&self, outcome: &'static str) -> u64 {
-        self.mta_sts.get_or_create(&OutcomeLabel { outcome }).get()
+        self.outbound.mta_sts_checks(outcome)
     }
 
     pub(crate) fn shards_owned(&self, shards: usize) {
@@ -262,14 +182,6 @@ impl QueueMetrics {
             Outcome::Deferred { .. } => "throttled",
         };
         self.deliveries.get_or_create(&ResultLabel { result }).inc();
-    }
-
-    pub(crate) fn dane(&self, result: DaneResult) {
-        self.dane
-            .get_or_create(&DaneLabel {
-                result: result.label(),
-            })
-            .inc();
     }
 
     /// Records how long delivering to a next hop took: the configured remote `Some(id)`, or

@@ -27,12 +27,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::attempt_span::attempt_span;
-use crate::delivery::dane::Dane;
-use crate::delivery::mta_sts::{MtaSts, POLICY_PORT as MTA_STS_PORT, SharedPolicies};
-use crate::delivery::mx::{self, MxContext};
-use crate::delivery::pool::SessionPool;
-use crate::delivery::relay::{RelayJob, deliver};
-use crate::delivery::{Outcome, TlsSettings};
+use ferrymail_outbound::dane::Dane;
+use ferrymail_outbound::mta_sts::{MtaSts, POLICY_PORT as MTA_STS_PORT};
+use ferrymail_outbound::mx::{self, MxContext};
+use ferrymail_outbound::pool::SessionPool;
+use ferrymail_outbound::relay::{RelayJob, deliver};
+use ferrymail_outbound::{Outcome, TlsSettings};
+
 use crate::delivery_result::{CommitPolicy, Committed};
 use crate::dsn::{self, NoticeSettings};
 use crate::failure_backoff::FailureBackoff;
@@ -41,6 +42,7 @@ use crate::index_reads::IndexReads;
 use crate::keys::Keys;
 use crate::lease::{self, Lease};
 use crate::membership;
+use crate::mta_sts_policies::SharedPolicies;
 use crate::queue_id::{MessageId, unix_millis};
 use crate::route::{Route, Router};
 use crate::service::Queue;
@@ -178,6 +180,8 @@ pub struct Scheduler {
     tls: TlsSettings,
     /// MTA-STS policies of recipient domains, cached.
     mta_sts: MtaSts,
+    /// The policies remembered in the store, which the sweep goes through.
+    policies: Arc<SharedPolicies>,
     /// Relay sessions kept open between messages.
     sessions: SessionPool,
     /// MX sessions kept open between messages.
@@ -199,11 +203,12 @@ impl Scheduler {
     pub fn new(queue: Arc<Queue>, config: &Config, options: SchedulerOptions) -> Self {
         let owned = options.shards.clone().unwrap_or_default();
         let tls = TlsSettings::with_extra_roots(&options.extra_roots);
+        let policies = Arc::new(SharedPolicies::new(queue.store.clone(), queue.keys.clone()));
         let mta_sts = MtaSts::new(
             &options.extra_roots,
             options.mta_sts_port,
-            SharedPolicies::new(queue.store.clone(), queue.keys.clone()),
-            queue.metrics.clone(),
+            policies.clone(),
+            queue.metrics.outbound().clone(),
         );
         Self {
             queue,
@@ -212,6 +217,7 @@ impl Scheduler {
             limits: Mutex::new(HashMap::new()),
             tls,
             mta_sts,
+            policies,
             sessions: SessionPool::default(),
             mx_sessions: SessionPool::default(),
             owned: ArcSwap::from_pointee(owned),
@@ -351,7 +357,7 @@ impl Scheduler {
         if !self.owned.load().contains(&0) {
             return None;
         }
-        self.mta_sts.sweep(after).await
+        self.policies.sweep_step(after).await
     }
 
     /// The shards this scheduler reads now.
@@ -783,7 +789,7 @@ impl Scheduler {
                 mode: settings.outbound.dane,
                 dns: settings.dnssec.as_deref().map_err(String::as_str),
                 port: settings.outbound.mx_port,
-                metrics: &self.queue.metrics,
+                metrics: self.queue.metrics.outbound(),
             },
             sessions: &self.mx_sessions,
         };

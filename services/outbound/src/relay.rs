@@ -10,7 +10,6 @@ use bytes::Bytes;
 use ferrymail_config::model::outbound::Timeouts;
 use ferrymail_config::model::remote::{Remote, RemoteProtocol};
 use ferrymail_rpc::queue::{Envelope, Recipient};
-use ferrymail_store::blob::BlobError;
 use futures::Stream;
 use mail_send::Credentials;
 
@@ -21,7 +20,7 @@ use super::{DeliveryError, Outcome};
 use ferrymail_tls::TlsSettings;
 
 /// What one relay delivery needs besides the body.
-pub(crate) struct RelayJob<'a> {
+pub struct RelayJob<'a> {
     /// The remote's id, for replies and logs.
     pub id: &'a str,
     /// The remote.
@@ -36,11 +35,11 @@ pub(crate) struct RelayJob<'a> {
 
 /// Delivers the message to the job's recipients; one outcome per recipient, in order.
 #[tracing::instrument(name = "delivery.relay", skip_all, fields(remote = job.id, server.address = %job.remote.address, server.port = job.remote.port))]
-pub(crate) async fn deliver(
+pub async fn deliver(
     job: &RelayJob<'_>,
     tls: &TlsSettings,
     pool: &SessionPool,
-    body: impl Stream<Item = Result<Bytes, BlobError>>,
+    body: impl Stream<Item = Result<Bytes, impl std::fmt::Display>>,
 ) -> Vec<Outcome> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; job.recipients.len()];
     let result = transaction(job, tls, pool, body, &mut outcomes).await;
@@ -60,7 +59,7 @@ async fn transaction(
     job: &RelayJob<'_>,
     tls: &TlsSettings,
     pool: &SessionPool,
-    body: impl Stream<Item = Result<Bytes, BlobError>>,
+    body: impl Stream<Item = Result<Bytes, impl std::fmt::Display>>,
     outcomes: &mut [Option<Outcome>],
 ) -> Result<(), DeliveryError> {
     let key = pool_key(job);

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferrymail_rpc::queue::{Envelope, Recipient};
-use ferrymail_store::blob::BlobError;
 use futures::Stream;
 
 use super::session::Session;
@@ -75,7 +74,7 @@ struct Idle {
 
 /// Idle sessions by destination.
 #[derive(Default)]
-pub(crate) struct SessionPool {
+pub struct SessionPool {
     idle: Mutex<HashMap<String, Vec<Idle>>>,
 }
 
@@ -107,7 +106,7 @@ impl SessionPool {
         mut open: O,
         envelope: &Envelope,
         recipients: &[Recipient],
-        body: impl Stream<Item = Result<Bytes, BlobError>>,
+        body: impl Stream<Item = Result<Bytes, impl std::fmt::Display>>,
         outcomes: &mut [Option<Outcome>],
     ) -> Result<Pooled, DeliveryError>
     where
@@ -167,7 +166,7 @@ impl SessionPool {
     }
 
     /// Drops every idle session (the remotes were reconfigured).
-    pub(crate) fn clear(&self) {
+    pub fn clear(&self) {
         self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -10,49 +10,44 @@
 //! that pages through all of them: without it, a domain mailed once would keep its entry.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
+use async_trait::async_trait;
+use ferrymail_outbound::mta_sts::{self, PolicyMemory, Remembered};
 use ferrymail_store::{KeyRange, RangeOptions, Store, StoreError, key_after, tuple};
 
-use super::policy::{self, Policy};
 use crate::keys::Keys;
+use crate::queue_id::unix_millis;
 
 /// Version of the stored value's layout.
 const FORMAT: u64 = 1;
+/// Stored policies one step of the sweep reads: one short transaction. At one step a
+/// heartbeat (10 s), a million remembered domains are swept in under six hours.
+const SWEEP_PAGE: usize = 500;
 
-/// A policy as remembered: the record id it was fetched for, and when it expires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Remembered {
-    /// The `id` of the `_mta-sts` record the policy was fetched for.
-    pub id: String,
-    /// The policy.
-    pub policy: Policy,
-    /// When its `max_age` runs out (Unix milliseconds).
-    pub expires_ms: u64,
+/// The stored form of `remembered`.
+fn encode(remembered: &Remembered) -> Vec<u8> {
+    tuple::pack(&(
+        FORMAT,
+        remembered.id.as_str(),
+        remembered.expires_ms,
+        remembered.policy.to_text(),
+    ))
 }
 
-impl Remembered {
-    fn encode(&self) -> Vec<u8> {
-        tuple::pack(&(
-            FORMAT,
-            self.id.as_str(),
-            self.expires_ms,
-            self.policy.to_text(),
-        ))
+/// The policy stored as `value`.
+fn decode(value: &[u8]) -> Result<Remembered, String> {
+    let (format, id, expires_ms, text) =
+        tuple::unpack::<(u64, String, u64, String)>(value).map_err(|e| e.to_string())?;
+    if format != FORMAT {
+        return Err(format!("format {format}"));
     }
-
-    fn decode(value: &[u8]) -> Result<Self, String> {
-        let (format, id, expires_ms, text) =
-            tuple::unpack::<(u64, String, u64, String)>(value).map_err(|e| e.to_string())?;
-        if format != FORMAT {
-            return Err(format!("format {format}"));
-        }
-        let policy = policy::parse(&text).map_err(|e| e.to_string())?;
-        Ok(Self {
-            id,
-            policy,
-            expires_ms,
-        })
-    }
+    let policy = mta_sts::parse(&text).map_err(|e| e.to_string())?;
+    Ok(Remembered {
+        id,
+        policy,
+        expires_ms,
+    })
 }
 
 /// What one step of a sweep did.
@@ -91,7 +86,7 @@ impl SharedPolicies {
                     let Some(value) = tx.get(&key).await? else {
                         return Ok(None);
                     };
-                    match Remembered::decode(&value) {
+                    match decode(&value) {
                         Ok(found) if found.expires_ms > now_ms => Ok(Some(found)),
                         Ok(_) => {
                             tx.clear(&key)?;
@@ -134,7 +129,7 @@ impl SharedPolicies {
                     let read = tx.get_range(&range, options).await?;
                     let mut forgotten = 0;
                     for pair in &read.pairs {
-                        let live = Remembered::decode(&pair.value)
+                        let live = decode(&pair.value)
                             .is_ok_and(|remembered| remembered.expires_ms > now_ms);
                         if !live {
                             tx.clear(&pair.key)?;
@@ -154,7 +149,7 @@ impl SharedPolicies {
     /// Remembers `policy` for `domain`, replacing what was there.
     pub(crate) async fn put(&self, domain: &str, policy: &Remembered) -> Result<(), StoreError> {
         let key = self.keys.mta_sts_policy(&normalized(domain));
-        let value = policy.encode();
+        let value = encode(policy);
         self.store
             .transact(|tx| {
                 let (key, value) = (key.clone(), value.clone());
@@ -165,6 +160,44 @@ impl SharedPolicies {
 }
 
 /// How domains are keyed: lower case, without a trailing dot.
+#[async_trait]
+impl PolicyMemory for SharedPolicies {
+    async fn get(&self, domain: &str, now_ms: u64) -> Result<Option<Remembered>, String> {
+        SharedPolicies::get(self, domain, now_ms)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn put(&self, domain: &str, policy: &Remembered) -> Result<(), String> {
+        SharedPolicies::put(self, domain, policy)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl SharedPolicies {
+    /// One step of the sweep of expired policies: a page after the key `after`; returns
+    /// where the next step starts (the same place after a failure).
+    pub(crate) async fn sweep_step(&self, after: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        let now_ms = unix_millis(SystemTime::now());
+        match self.sweep(after.as_deref(), now_ms, SWEEP_PAGE).await {
+            Ok(step) => {
+                if step.forgotten > 0 {
+                    tracing::debug!(
+                        forgotten = step.forgotten,
+                        "expired MTA-STS policies forgotten"
+                    );
+                }
+                step.next
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot sweep expired MTA-STS policies; trying again later");
+                after
+            }
+        }
+    }
+}
+
 fn normalized(domain: &str) -> String {
     domain.trim_end_matches('.').to_ascii_lowercase()
 }
@@ -181,7 +214,7 @@ mod tests {
         let text = "version: STSv1\nmode: enforce\nmx: mail.example.net\nmax_age: 86400\n";
         Remembered {
             id: "20260101".to_owned(),
-            policy: policy::parse(text).unwrap(),
+            policy: mta_sts::parse(text).unwrap(),
             expires_ms,
         }
     }

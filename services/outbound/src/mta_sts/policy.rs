@@ -12,7 +12,7 @@ pub(crate) const MAX_AGE_LIMIT: u64 = 31_557_600;
 
 /// What a policy asks of senders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
+pub enum Mode {
     /// Deliver only to matching MX hosts over verified TLS.
     Enforce,
     /// Deliver as usual; report what enforcing would have refused.
@@ -23,7 +23,7 @@ pub(crate) enum Mode {
 
 impl Mode {
     /// The name used in the policy file, logs and metrics.
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Mode::Enforce => "enforce",
             Mode::Testing => "testing",
@@ -34,7 +34,7 @@ impl Mode {
 
 /// One `mx` pattern: a host name, or `*.` and a domain for any host one label below it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum MxPattern {
+pub enum MxPattern {
     /// Exactly this host (lower case, no trailing dot).
     Exact(String),
     /// Any host whose name is one label followed by this domain.
@@ -83,7 +83,7 @@ impl std::fmt::Display for MxPattern {
 
 /// A parsed policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Policy {
+pub struct Policy {
     /// What it asks.
     pub mode: Mode,
     /// The MX hosts it allows (at least one unless the mode is `none`).
@@ -94,18 +94,18 @@ pub(crate) struct Policy {
 
 impl Policy {
     /// Whether the policy allows MX host `host`.
-    pub(crate) fn allows(&self, host: &str) -> bool {
+    pub fn allows(&self, host: &str) -> bool {
         self.mx.iter().any(|pattern| pattern.matches(host))
     }
 
     /// The `mx` patterns, comma-separated, for replies and logs.
-    pub(crate) fn patterns(&self) -> String {
+    pub fn patterns(&self) -> String {
         let patterns: Vec<String> = self.mx.iter().map(ToString::to_string).collect();
         patterns.join(", ")
     }
 
     /// The policy as a policy file that [`parse`] reads back as it is.
-    pub(crate) fn to_text(&self) -> String {
+    pub fn to_text(&self) -> String {
         let mx: String = self.mx.iter().map(|m| format!("mx: {m}\n")).collect();
         format!(
             "version: STSv1\nmode: {}\n{mx}max_age: {}\n",
@@ -117,7 +117,7 @@ impl Policy {
 
 /// Why a policy file was refused (the domain then has no usable policy).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum PolicyError {
+pub enum PolicyError {
     /// A line is not `key: value`.
     #[error("line {0} is not \"key: value\"")]
     NotAField(usize),
@@ -142,7 +142,7 @@ pub(crate) enum PolicyError {
 }
 
 /// Parses a policy file. Unknown fields are ignored, as RFC 8461 §3.2 asks.
-pub(crate) fn parse(text: &str) -> Result<Policy, PolicyError> {
+pub fn parse(text: &str) -> Result<Policy, PolicyError> {
     let mut version = None;
     let mut mode = None;
     let mut max_age = None;

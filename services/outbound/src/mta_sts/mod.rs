@@ -15,8 +15,8 @@
 //! the recipients temporarily.
 
 mod fetch;
+mod memory;
 mod policy;
-mod shared;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,19 +27,15 @@ use ferrymail_dns::{LookupError, MessageAuthenticator};
 use rustls::pki_types::CertificateDer;
 
 use super::Outcome;
-use crate::metrics::QueueMetrics;
-use crate::queue_id::unix_millis;
+use crate::metrics::OutboundMetrics;
 use fetch::Fetcher;
 pub use fetch::POLICY_PORT;
-pub(crate) use policy::{Mode, Policy};
-use shared::Remembered;
-pub(crate) use shared::SharedPolicies;
+use memory::unix_millis;
+pub use memory::{PolicyMemory, Remembered};
+pub use policy::{Mode, Policy, PolicyError, parse};
 
 /// Beyond this many cached domains, expired policies are dropped before another is added.
 const CACHE_SWEEP: usize = 10_000;
-/// Stored policies one step of the store's sweep reads: one short transaction. At one step
-/// a heartbeat (10 s), a million remembered domains are swept in under six hours.
-const SWEEP_PAGE: usize = 500;
 
 /// A cached policy and the record id it was fetched for.
 struct Cached {
@@ -58,22 +54,22 @@ enum Found {
     Unavailable(String),
 }
 
-/// The policies of this process: the fetcher, the memory cache and the store behind it.
-pub(crate) struct MtaSts {
+/// The policies of this process: the fetcher, the memory cache and the memory behind it.
+pub struct MtaSts {
     fetcher: Fetcher,
     cache: Mutex<HashMap<String, Cached>>,
-    shared: SharedPolicies,
-    metrics: QueueMetrics,
+    shared: Arc<dyn PolicyMemory>,
+    metrics: OutboundMetrics,
 }
 
 impl MtaSts {
     /// Policies fetched on `port` from hosts whose certificates verify against the public
     /// roots and `extra_roots`, remembered in `shared`; outcomes counted in `metrics`.
-    pub(crate) fn new(
+    pub fn new(
         extra_roots: &[CertificateDer<'static>],
         port: u16,
-        shared: SharedPolicies,
-        metrics: QueueMetrics,
+        shared: Arc<dyn PolicyMemory>,
+        metrics: OutboundMetrics,
     ) -> Self {
         Self {
             fetcher: Fetcher::new(extra_roots, port),
@@ -184,8 +180,8 @@ impl MtaSts {
             .map(|entry| (entry.id.clone(), entry.policy.clone()))
     }
 
-    /// The unexpired policy of `domain` the store remembers, and its id, now in memory too.
-    /// A store that cannot answer leaves the domain as if nothing were remembered.
+    /// The unexpired policy of `domain` the memory holds, and its id, now in this process's
+    /// cache too. A memory that cannot answer leaves the domain as if nothing were remembered.
     async fn remembered(&self, domain: &str) -> Option<(String, Arc<Policy>)> {
         let now_ms = unix_millis(SystemTime::now());
         let found = match self.shared.get(domain, now_ms).await {
@@ -201,32 +197,7 @@ impl MtaSts {
         Some((found.id, policy))
     }
 
-    /// One step of the sweep of expired policies from the store: a page after the key
-    /// `after`; returns where the next step starts (the same place after a failure).
-    pub(crate) async fn sweep(&self, after: Option<Vec<u8>>) -> Option<Vec<u8>> {
-        let now_ms = unix_millis(SystemTime::now());
-        match self
-            .shared
-            .sweep(after.as_deref(), now_ms, SWEEP_PAGE)
-            .await
-        {
-            Ok(step) => {
-                if step.forgotten > 0 {
-                    tracing::debug!(
-                        forgotten = step.forgotten,
-                        "expired MTA-STS policies forgotten"
-                    );
-                }
-                step.next
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot sweep expired MTA-STS policies; trying again later");
-                after
-            }
-        }
-    }
-
-    /// Remembers a policy just fetched, in memory and in the store, for its `max_age`.
+    /// Remembers a policy just fetched, in this process and in the memory, for its `max_age`.
     async fn remember(&self, domain: &str, id: String, policy: Arc<Policy>) {
         let max_age = policy.max_age;
         self.cache_in_memory(domain, id.clone(), policy.clone(), max_age);
@@ -280,7 +251,7 @@ pub(crate) fn select<T>(
     domain: &str,
     items: Vec<T>,
     host: impl Fn(&T) -> &str,
-    metrics: &QueueMetrics,
+    metrics: &OutboundMetrics,
 ) -> Result<Vec<T>, Outcome> {
     let Some(policy) = policy else {
         return Ok(items);
@@ -335,7 +306,7 @@ mod tests {
     fn chosen(mode: &str) -> Result<Vec<String>, Outcome> {
         let text = format!("version: STSv1\nmode: {mode}\nmx: *.example.org\nmax_age: 60\n");
         let policy = policy::parse(&text).unwrap_or_else(|e| panic!("{e}"));
-        let metrics = QueueMetrics::unregistered();
+        let metrics = OutboundMetrics::default();
         select(
             Some(&policy),
             "example.org",
@@ -363,7 +334,7 @@ mod tests {
     fn enforce_without_an_allowed_host_is_a_temporary_failure() {
         let policy = policy::parse("version: STSv1\nmode: enforce\nmx: mail.test\nmax_age: 60\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        let metrics = QueueMetrics::unregistered();
+        let metrics = OutboundMetrics::default();
         let result = select(
             Some(&policy),
             "example.org",

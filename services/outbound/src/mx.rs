@@ -35,7 +35,6 @@ use bytes::Bytes;
 use ferrymail_config::model::outbound::{IpStrategy, Outbound, TlsPolicy};
 use ferrymail_dns::{LookupError, MessageAuthenticator, MxHost};
 use ferrymail_rpc::queue::{Envelope, Recipient};
-use ferrymail_store::blob::BlobError;
 use futures::Stream;
 use rand::seq::SliceRandom;
 
@@ -48,7 +47,7 @@ use super::{DeliveryError, Outcome};
 use ferrymail_tls::TlsSettings;
 
 /// What MX delivery of one message needs besides the recipients and the body.
-pub(crate) struct MxContext<'a> {
+pub struct MxContext<'a> {
     /// The resolver, or why it could not be built.
     pub dns: Result<&'a MessageAuthenticator, &'a str>,
     /// TLS client settings.
@@ -77,13 +76,14 @@ struct Exchanger {
 /// Delivers `recipients` (by recipient index) by MX: one transaction per recipient domain,
 /// the domains at once. `body` opens the message body; it is called once per transaction.
 #[tracing::instrument(name = "delivery.mx", skip_all, fields(recipients = recipients.len()))]
-pub(crate) async fn deliver<S>(
+pub async fn deliver<S, E>(
     context: &MxContext<'_>,
     recipients: Vec<(u32, Recipient)>,
     body: impl Fn() -> S,
 ) -> Vec<(u32, Outcome)>
 where
-    S: Stream<Item = Result<Bytes, BlobError>>,
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
 {
     let mut domains: Vec<(String, Vec<(u32, Recipient)>)> = Vec::new();
     for (index, recipient) in recipients {
@@ -118,14 +118,15 @@ fn domain_of(address: &str) -> String {
 }
 
 /// Delivers the message to `recipients`, all of `domain`; one outcome per recipient.
-async fn deliver_domain<S>(
+async fn deliver_domain<S, E>(
     context: &MxContext<'_>,
     domain: &str,
     recipients: &[Recipient],
     body: &impl Fn() -> S,
 ) -> Vec<Outcome>
 where
-    S: Stream<Item = Result<Bytes, BlobError>>,
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
 {
     let exchangers = match context.dns {
         Ok(dns) => {
@@ -368,7 +369,7 @@ async fn attempt(
     target: Target<'_>,
     ip: IpAddr,
     recipients: &[Recipient],
-    body: impl Stream<Item = Result<Bytes, BlobError>>,
+    body: impl Stream<Item = Result<Bytes, impl std::fmt::Display>>,
     outcomes: &mut [Option<Outcome>],
 ) -> Result<(), DeliveryError> {
     let key = target.reuse_key(context, ip);

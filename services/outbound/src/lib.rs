@@ -1,13 +1,24 @@
-//! Delivering one message's recipients to their next hop, and what each recipient's attempt
-//! came to.
+//! outbound: delivering one message's recipients to one next hop, and what each recipient's
+//! attempt came to.
+//!
+//! A relay (`relay`: a `remote.<id>` over SMTP or LMTP, with its TLS options and
+//! credentials) or the recipient domains' MX hosts (`mx`: MX resolution, MTA-STS policies in
+//! `mta_sts`, DANE in `dane`), over sessions kept between messages (`pool`), each message one
+//! SMTP/LMTP transaction, pipelined where the server allows (`session`, `transaction`). It
+//! knows nothing of the store, leases or retries: the queue-scheduler asks it to deliver and
+//! records the [`Outcome`] of each recipient. What it remembers across processes (MTA-STS
+//! policies) it keeps through the caller's [`mta_sts::PolicyMemory`].
 
-pub(crate) mod dane;
-pub(crate) mod mta_sts;
-pub(crate) mod mx;
-pub(crate) mod pool;
-pub(crate) mod relay;
+pub mod dane;
+mod metrics;
+pub mod mta_sts;
+pub mod mx;
+pub mod pool;
+pub mod relay;
 mod session;
 mod transaction;
+
+pub use metrics::OutboundMetrics;
 
 use std::time::Duration;
 

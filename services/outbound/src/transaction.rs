@@ -5,7 +5,6 @@
 
 use bytes::Bytes;
 use ferrymail_rpc::queue::{BodyType, DsnReturn, Envelope, Notify, Recipient};
-use ferrymail_store::blob::BlobError;
 use futures::{Stream, StreamExt};
 use smtp_proto::{EXT_8BIT_MIME, EXT_DSN, EXT_PIPELINING, EXT_SMTP_UTF8, Response};
 use tokio::io::AsyncWriteExt;
@@ -41,7 +40,7 @@ impl Session {
         &mut self,
         envelope: &Envelope,
         recipients: &[Recipient],
-        body: impl Stream<Item = Result<Bytes, BlobError>>,
+        body: impl Stream<Item = Result<Bytes, impl std::fmt::Display>>,
         outcomes: &mut [Option<Outcome>],
     ) -> Result<(), DeliveryError> {
         let dsn = self.capabilities.has_capability(EXT_DSN);
@@ -350,7 +349,7 @@ fn xtext(text: &str) -> String {
 /// last: a small message then costs one write, not one per stored chunk.
 async fn send_body(
     stream: &mut MaybeTls,
-    body: impl Stream<Item = Result<Bytes, BlobError>>,
+    body: impl Stream<Item = Result<Bytes, impl std::fmt::Display>>,
     timeout: std::time::Duration,
 ) -> Result<(), DeliveryError> {
     let mut stuffer = DotStuffer::default();

@@ -26,10 +26,10 @@ use ferrymail_tls::dane::{DanePolicy, Tlsa};
 
 use super::DeliveryError;
 use super::session::Session;
-use crate::metrics::{DaneResult, QueueMetrics};
+use crate::metrics::{DaneResult, OutboundMetrics};
 
 /// What DANE needs to decide for the hosts of one domain.
-pub(crate) struct Dane<'a> {
+pub struct Dane<'a> {
     /// `queue.outbound.tls.dane`.
     pub mode: TlsPolicy,
     /// The DNSSEC-aware resolver, or why it could not be built.
@@ -37,7 +37,7 @@ pub(crate) struct Dane<'a> {
     /// The MX port: TLSA records are at `_<port>._tcp.<host>`.
     pub port: u16,
     /// Where DANE results are counted.
-    pub metrics: &'a QueueMetrics,
+    pub metrics: &'a OutboundMetrics,
 }
 
 /// How one MX host must be connected to.
@@ -164,7 +164,7 @@ pub(crate) async fn secure(
     session: Session,
     policy: &DanePolicy,
     tls: &TlsSettings,
-    metrics: &QueueMetrics,
+    metrics: &OutboundMetrics,
 ) -> Result<Session, DeliveryError> {
     if !session.offers_starttls() {
         session.quit().await;
