@@ -9,7 +9,7 @@ use ferrymail_telemetry::{set_stored_parent, trace_id};
 use tracing::Span;
 use tracing::field::Empty;
 
-use crate::scheduler::Claim;
+use crate::claim::Claim;
 
 /// The span of the attempt of `claim` by scheduler `owner`; it carries `queue_id` and, when
 /// exported, `trace_id`, so every log line of the attempt names both.

@@ -3,14 +3,14 @@
 
 use ferrymail_rpc::queue::{QueueError, RecipientState};
 
-use crate::counters::CounterDelta;
-use crate::due_index::{earliest, move_entry};
 use crate::message_change::Change;
-use crate::queue_id::MessageId;
-use crate::removal;
+use crate::model::counters::CounterDelta;
+use crate::model::due_index::{earliest, move_entry};
+use crate::model::queue_id::MessageId;
+use crate::model::removal;
+use crate::model::stored_message::StoredMessage;
 use crate::service::Queue;
 use crate::store_failure::from_store;
-use crate::stored_message::StoredMessage;
 
 impl Queue {
     /// Cancels the live (pending or temp-failed) recipients among `addresses` (all when empty)

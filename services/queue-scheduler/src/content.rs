@@ -6,8 +6,8 @@ use ferrymail_store::blob::BlobError;
 use futures::future::Either;
 use futures::{Stream, StreamExt, stream};
 
-use crate::handoff::HeldBody;
-use crate::record::MessageRecord;
+use crate::held_body::HeldBody;
+use crate::model::record::MessageRecord;
 use crate::service::Queue;
 
 impl Queue {

@@ -8,14 +8,14 @@ use std::time::{Duration, UNIX_EPOCH};
 use ferrymail_rpc::queue::RecipientState;
 use ferrymail_store::StoreError;
 
-use crate::counters::CounterDelta;
 use crate::dsn::{self, NoticeSettings, ReportedRecipient};
-use crate::due_index::{earliest, move_entry};
-use crate::lease::{self, Lease};
-use crate::queue_id::MessageId;
-use crate::removal;
+use crate::model::counters::CounterDelta;
+use crate::model::due_index::{earliest, move_entry};
+use crate::model::lease::{self, Lease};
+use crate::model::queue_id::MessageId;
+use crate::model::removal;
+use crate::model::stored_message::StoredMessage;
 use crate::service::Queue;
-use crate::stored_message::StoredMessage;
 use ferrymail_outbound::Outcome;
 
 /// What committing an attempt's results did.

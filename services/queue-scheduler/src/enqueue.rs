@@ -20,13 +20,14 @@ use futures::{StreamExt, stream};
 use tracing::Span;
 use tracing::field::{Empty, display};
 
-use crate::due_index::DueEntry;
+use crate::claim::Claim;
 use crate::envelope_check;
-use crate::lease::{self, Lease};
-use crate::new_message::{Body, NewMessage};
-use crate::queue_id::{MessageId, unix_millis};
-use crate::quota::{self, QuotaExceeded};
-use crate::scheduler::Claim;
+use crate::held_body::HeldBody;
+use crate::model::due_index::DueEntry;
+use crate::model::lease::{self, Lease};
+use crate::model::new_message::{Body, NewMessage};
+use crate::model::queue_id::{MessageId, unix_millis};
+use crate::model::quota::{self, QuotaExceeded};
 use crate::service::Queue;
 use crate::store_failure::from_blob;
 
@@ -110,7 +111,7 @@ impl Queue {
         let claim = Box::new(Claim {
             lease,
             message: message.stored(),
-            held: message.held_body(),
+            held: HeldBody::of(message),
         });
         if let Err(claim) = self.handoff.push_claimed(entry, claim) {
             let id = claim.message.record.id;

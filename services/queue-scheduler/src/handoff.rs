@@ -13,43 +13,17 @@
 //! process dies instead, the leases expire and the shards' owners take the messages over, as
 //! they do for deliveries that were under way.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
-
-use crate::due_index::DueEntry;
-use crate::lease::{self, Lease};
-use crate::queue_id::MessageId;
-use crate::scheduler::Claim;
-use crate::service::Queue;
+use crate::claim::Claim;
+use crate::model::due_index::DueEntry;
+use crate::model::lease::Lease;
+use crate::model::queue_id::MessageId;
 
 /// Most messages waiting to be started; beyond it, a message is left to its shard's owner,
 /// which finds it on its next read of the due index.
 pub(crate) const MAX_FRESH: usize = 4096;
-
-/// A small body kept in memory from its enqueue to its first attempt.
-#[derive(Clone)]
-pub(crate) struct HeldBody(Arc<[Bytes]>);
-
-impl HeldBody {
-    /// The body made of `chunks`, in order.
-    pub(crate) fn new(chunks: &[Bytes]) -> Self {
-        Self(chunks.into())
-    }
-
-    /// Its chunks, in order.
-    pub(crate) fn chunks(&self) -> &[Bytes] {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for HeldBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let size: usize = self.0.iter().map(Bytes::len).sum();
-        write!(f, "HeldBody({size} bytes)")
-    }
-}
 
 /// A message enqueued through this process, waiting for its scheduler.
 #[derive(Debug)]
@@ -231,38 +205,6 @@ impl Handoff {
     }
 }
 
-/// Leases released per transaction when a scheduler stops.
-const RELEASES_PER_TRANSACTION: usize = 256;
-
-impl Queue {
-    /// Ends the leases enqueues took for messages no scheduler will start here, so that the
-    /// shards' owners take them at their next read of the due index rather than once the
-    /// leases expire.
-    pub(crate) async fn release_claims(&self, claims: Vec<(MessageId, Lease)>) {
-        for batch in claims.chunks(RELEASES_PER_TRANSACTION) {
-            let batch: Arc<[(MessageId, Lease)]> = batch.into();
-            let keys = self.keys.clone();
-            let released = self
-                .store
-                .transact(move |tx| {
-                    let (batch, keys) = (batch.clone(), keys.clone());
-                    Box::pin(async move {
-                        for (id, lease) in batch.iter() {
-                            if lease::holds(tx, &keys, id, lease.token).await? {
-                                lease::release(tx, &keys, id, lease)?;
-                            }
-                        }
-                        Ok(())
-                    })
-                })
-                .await;
-            if let Err(error) = released {
-                tracing::warn!(%error, "cannot release the leases of messages not started; they are taken over once they expire");
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -277,6 +219,8 @@ mod tests {
     use futures::StreamExt;
 
     use super::*;
+    use crate::model::lease;
+    use crate::service::Queue;
 
     fn body(parts: &[&'static [u8]]) -> BodyStream {
         let parts: Vec<Result<BodyPart, BodyError>> = parts

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use ferrymail_rpc::queue::{ListFilter, ListPage, ListRequest, QueueError, RecipientState};
 use ferrymail_store::{RangeOptions, StoreError};
 
-use crate::queue_id::MessageId;
-use crate::record::{MessageRecord, RecipientRecord};
+use crate::model::queue_id::MessageId;
+use crate::model::record::{MessageRecord, RecipientRecord};
+use crate::model::stored_message::read_recipients;
 use crate::service::Queue;
 use crate::store_failure::from_store;
-use crate::stored_message::read_recipients;
 
 /// Messages per page when the request does not say.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;

@@ -2,7 +2,7 @@
 
 use ferrymail_rpc::queue::QueueError;
 
-use crate::queue_id::MessageId;
+use crate::model::queue_id::MessageId;
 use crate::service::not_found;
 
 /// What a change to one message found; `T` is what a done change reports.

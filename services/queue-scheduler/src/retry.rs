@@ -4,12 +4,12 @@ use std::time::SystemTime;
 
 use ferrymail_rpc::queue::QueueError;
 
-use crate::due_index::{DueEntry, earliest, move_entry};
 use crate::message_change::Change;
-use crate::queue_id::{MessageId, unix_millis};
+use crate::model::due_index::{DueEntry, earliest, move_entry};
+use crate::model::queue_id::{MessageId, unix_millis};
+use crate::model::stored_message::StoredMessage;
 use crate::service::Queue;
 use crate::store_failure::from_store;
-use crate::stored_message::StoredMessage;
 
 impl Queue {
     /// Makes the live (pending or temp-failed) recipients among `addresses` (all when empty) of
@@ -84,7 +84,7 @@ mod tests {
     use ferrymail_store::{Store, StoreError, StoreOptions};
 
     use super::*;
-    use crate::counters::CounterDelta;
+    use crate::model::counters::CounterDelta;
 
     fn body(data: &'static [u8]) -> BodyStream {
         Box::pin(futures::stream::iter([Ok::<_, BodyError>(

@@ -12,7 +12,7 @@ use ferrymail_config::model::queue::Hop;
 use ferrymail_config::model::rules::{ListRef, Rules, Variable};
 use ferrymail_rpc::queue::Envelope;
 
-use crate::condition;
+use crate::model::condition;
 
 /// Where one recipient goes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

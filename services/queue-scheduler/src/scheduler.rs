@@ -34,21 +34,22 @@ use ferrymail_outbound::pool::SessionPool;
 use ferrymail_outbound::relay::{RelayJob, deliver};
 use ferrymail_outbound::{Outcome, TlsSettings};
 
+use crate::claim::Claim;
 use crate::delivery_result::{CommitPolicy, Committed};
 use crate::dsn::{self, NoticeSettings};
 use crate::failure_backoff::FailureBackoff;
-use crate::handoff::{Claimant, Fresh, HeldBody};
+use crate::handoff::{Claimant, Fresh};
 use crate::index_reads::IndexReads;
-use crate::keys::Keys;
-use crate::lease::{self, Lease};
-use crate::membership;
-use crate::mta_sts_policies::SharedPolicies;
-use crate::queue_id::{MessageId, unix_millis};
+use crate::model::keys::Keys;
+use crate::model::lease::{self, Lease};
+use crate::model::membership;
+use crate::model::mta_sts_policies::SharedPolicies;
+use crate::model::queue_id::{MessageId, unix_millis};
+use crate::model::stored_message::StoredMessage;
+use crate::model::throttle::{self, Admission};
 use crate::route::{Route, Router};
 use crate::service::Queue;
 use crate::store_failure::from_store;
-use crate::stored_message::StoredMessage;
-use crate::throttle::{self, Admission};
 
 /// Repeated store failures are logged once per this interval.
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -157,17 +158,6 @@ struct Settings {
     /// The same name servers asked with the DNSSEC bits, for DANE; or why it could not be
     /// built.
     dnssec: Result<Arc<DnssecResolver>, String>,
-}
-
-/// A message claimed for delivery, as the claim read it.
-#[derive(Debug, Clone)]
-pub struct Claim {
-    /// The lease taken.
-    pub lease: Lease,
-    /// The message and its recipients at claim time.
-    pub message: StoredMessage,
-    /// The body, when the enqueue that claimed the message handed it over in memory.
-    pub(crate) held: Option<HeldBody>,
 }
 
 /// The delivery worker of one process.

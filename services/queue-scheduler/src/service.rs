@@ -16,14 +16,15 @@ use ferrymail_rpc::queue::{
 use ferrymail_store::Store;
 use ferrymail_store::blob::BlobStore;
 
-use crate::counters::read_stats;
-use crate::due_index::{DueEntry, SHARDS, read_due};
 use crate::handoff::Handoff;
-use crate::keys::Keys;
 use crate::metrics::QueueMetrics;
-use crate::queue_id::{MessageId, unix_millis};
+use crate::model::counters::read_stats;
+use crate::model::due_index::{DueEntry, read_due};
+use crate::model::keys::Keys;
+use crate::model::queue_id::SHARDS;
+use crate::model::queue_id::{MessageId, unix_millis};
+use crate::model::stored_message::StoredMessage;
 use crate::store_failure::from_store;
-use crate::stored_message::StoredMessage;
 
 /// The durable mail queue, kept in the store and shared by every process that opens it.
 ///

@@ -11,7 +11,7 @@ use ferrymail_store::StoreError;
 use ferrymail_store::blob::BlobError;
 use ferrymail_telemetry::LogLimit;
 
-use crate::record::CorruptRecord;
+use crate::model::record::CorruptRecord;
 
 /// Store failures repeat while the store is down: one line per 10 s says so.
 static STORE_FAILURES: LogLimit = LogLimit::new(Duration::from_secs(10));

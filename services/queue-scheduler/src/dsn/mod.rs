@@ -19,9 +19,9 @@ use futures::StreamExt;
 
 pub(crate) use report::{Action, Report, ReportedRecipient, Returned};
 
-use crate::new_message::{Body, NewMessage};
-use crate::queue_id::MessageId;
-use crate::record::{MessageRecord, RecipientRecord};
+use crate::model::new_message::{Body, NewMessage};
+use crate::model::queue_id::MessageId;
+use crate::model::record::{MessageRecord, RecipientRecord};
 use crate::service::Queue;
 
 /// Most of the original message a notice quotes: its header block up to this size, or the

@@ -11,7 +11,7 @@ use mail_builder::headers::date::Date;
 use mail_builder::headers::raw::Raw;
 use mail_builder::mime::{BodyPart, MimePart};
 
-use crate::record::MessageRecord;
+use crate::model::record::MessageRecord;
 
 /// Longest text taken from a remote server's reply into a header field of the report.
 const MAX_REPLY: usize = 900;
@@ -270,7 +270,7 @@ mod tests {
     use mail_parser::{MessageParser, MimeHeaders};
 
     use super::*;
-    use crate::queue_id::MessageId;
+    use crate::model::queue_id::MessageId;
 
     fn record(ret: Option<DsnReturn>) -> MessageRecord {
         let now = SystemTime::now();

@@ -18,8 +18,8 @@ use ferrymail_config::model::queue_limits::{Throttle, ThrottleKey};
 use ferrymail_rpc::queue::Envelope;
 use ferrymail_store::{RangeOptions, Store, StoreError, Transaction, tuple};
 
-use crate::condition;
-use crate::keys::Keys;
+use crate::model::condition;
+use crate::model::keys::Keys;
 
 /// How long a delivery held back by a concurrency limit waits before it asks again.
 pub const CONCURRENCY_WAIT: Duration = Duration::from_secs(2);

@@ -23,7 +23,7 @@ use ferrymail_rpc::queue::{
 use ferrymail_store::blob::BlobId;
 use ferrymail_store::tuple;
 
-use crate::queue_id::MessageId;
+use crate::model::queue_id::MessageId;
 
 /// Layout version of message records.
 const MESSAGE_FORMAT: u64 = 2;

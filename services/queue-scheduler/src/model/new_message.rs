@@ -10,14 +10,13 @@ use ferrymail_rpc::queue::Envelope;
 use ferrymail_store::blob::{BlobId, BlobStore, SmallBlob};
 use ferrymail_store::{StoreError, Transaction};
 
-use crate::counters::CounterDelta;
-use crate::due_index::{DueEntry, move_entry};
-use crate::handoff::HeldBody;
-use crate::keys::{Keys, blob_owner};
-use crate::queue_id::MessageId;
-use crate::quota::{self, Charge};
-use crate::record::{MessageRecord, RecipientRecord};
-use crate::stored_message::StoredMessage;
+use crate::model::counters::CounterDelta;
+use crate::model::due_index::{DueEntry, move_entry};
+use crate::model::keys::{Keys, blob_owner};
+use crate::model::queue_id::MessageId;
+use crate::model::quota::{self, Charge};
+use crate::model::record::{MessageRecord, RecipientRecord};
+use crate::model::stored_message::StoredMessage;
 
 /// Where a new message's body is.
 #[derive(Debug, Clone)]
@@ -140,10 +139,11 @@ impl NewMessage {
         }
     }
 
-    /// Its body, when it is small enough to be kept in memory until its first attempt.
-    pub(crate) fn held_body(&self) -> Option<HeldBody> {
+    /// Its body's chunks, when it is small enough to be written in the enqueue's own
+    /// transaction.
+    pub(crate) fn small_body(&self) -> Option<&[Bytes]> {
         match &self.body {
-            Body::Small(small) => Some(HeldBody::new(small.chunks())),
+            Body::Small(small) => Some(small.chunks()),
             Body::Streamed { .. } => None,
         }
     }

@@ -9,7 +9,7 @@
 use ferrymail_rpc::queue::{QueueStats, RecipientCounts, RecipientState};
 use ferrymail_store::{StoreError, Transaction, decode_counter};
 
-use crate::keys::{BYTES, Keys, MESSAGES, state_counter};
+use crate::model::keys::{BYTES, Keys, MESSAGES, state_counter};
 
 /// Changes to the counters made by one transaction, for one message.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

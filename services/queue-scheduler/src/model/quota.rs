@@ -16,9 +16,9 @@ use ferrymail_config::model::queue_limits::{Quota, QuotaKey};
 use ferrymail_rpc::queue::Envelope;
 use ferrymail_store::{StoreError, Transaction, decode_counter, tuple};
 
-use crate::condition;
-use crate::keys::Keys;
-use crate::queue_id::MessageId;
+use crate::model::condition;
+use crate::model::keys::Keys;
+use crate::model::queue_id::MessageId;
 
 /// A quota would be exceeded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,19 +1,15 @@
 //! The due-time index: which messages have a recipient due, by shard, priority and time.
 //!
-//! Its keys are described in [`crate::keys`]. Every change of a message's earliest live due
+//! Its keys are described in [`crate::model::keys`]. Every change of a message's earliest live due
 //! time goes through [`move_entry`], in the transaction that changes the recipients, so the
 //! index and the records never disagree.
 
 use ferrymail_rpc::queue::Priority;
 use ferrymail_store::{RangeOptions, StoreError, Transaction};
 
-use crate::keys::{Keys, RANKS, priority_of_rank};
-use crate::queue_id::MessageId;
-use crate::record::MessageRecord;
-
-/// Number of shards of the due index. Schedulers will divide the shards among themselves, so
-/// it bounds how many can share the work; changing it needs a migration of the index.
-pub const SHARDS: u16 = 64;
+use crate::model::keys::{Keys, RANKS, priority_of_rank};
+use crate::model::queue_id::MessageId;
+use crate::model::record::MessageRecord;
 
 /// One message due for delivery, as the index has it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +92,7 @@ pub(crate) async fn read_due(
 
 /// The earliest due time among `recipients`' live ones.
 pub(crate) fn earliest<'a>(
-    recipients: impl IntoIterator<Item = &'a crate::record::RecipientRecord>,
+    recipients: impl IntoIterator<Item = &'a crate::model::record::RecipientRecord>,
 ) -> Option<u64> {
     recipients.into_iter().filter_map(|r| r.due_ms).min()
 }

@@ -3,9 +3,9 @@
 use ferrymail_rpc::queue::{MessageDetail, MessageSummary, RecipientStatus};
 use ferrymail_store::{StoreError, Transaction};
 
-use crate::keys::Keys;
-use crate::queue_id::MessageId;
-use crate::record::{MessageRecord, RecipientRecord};
+use crate::model::keys::Keys;
+use crate::model::queue_id::MessageId;
+use crate::model::record::{MessageRecord, RecipientRecord};
 
 /// Recipient keys read per range request (recipients are bounded by the envelope check).
 const RECIPIENT_PAGE: usize = 1024;

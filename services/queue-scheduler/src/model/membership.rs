@@ -14,8 +14,8 @@
 
 use ferrymail_store::{RangeOptions, Store, StoreError, tuple};
 
-use crate::due_index::SHARDS;
-use crate::keys::Keys;
+use crate::model::keys::Keys;
+use crate::model::queue_id::SHARDS;
 
 /// Records `owner`'s heartbeat, valid until `expiry_ms`, and returns the members alive at
 /// `now_ms` (sorted, `owner` included). Expired heartbeats are cleared on the way.

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use ferrymail_outbound::mta_sts::{self, PolicyMemory, Remembered};
 use ferrymail_store::{KeyRange, RangeOptions, Store, StoreError, key_after, tuple};
 
-use crate::keys::Keys;
-use crate::queue_id::unix_millis;
+use crate::model::keys::Keys;
+use crate::model::queue_id::unix_millis;
 
 /// Version of the stored value's layout.
 const FORMAT: u64 = 1;

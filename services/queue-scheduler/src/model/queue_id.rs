@@ -13,7 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ferrymail_rpc::queue::QueueId;
 use ulid::Ulid;
 
-use crate::due_index::SHARDS;
+/// Number of shards of the due index, which a message's id chooses. Schedulers divide the
+/// shards among themselves, so it bounds how many can share the work; changing it needs a
+/// migration of the index.
+pub const SHARDS: u16 = 64;
 
 /// Bits of randomness in an id.
 const RANDOM_BITS: u32 = 80;

@@ -11,7 +11,7 @@
 //! | `("rcpt", id, index)`                 | one recipient and its delivery state           |
 //! | `("due", shard, rank, due_ms, id)`    | empty: the message has a recipient due then    |
 //! | `("count", name, shard)`              | little-endian `i64`, changed by atomic add     |
-//! | `("lease", id)`                       | who delivers the message: see [`crate::lease`] |
+//! | `("lease", id)`                       | who delivers the message: see [`crate::model::lease`] |
 //! | `("quota", quota, group, unit)`       | `i64` use of a quota group; unit `msgs`/`bytes` |
 //! | `("charged", id)`                     | `(size, [(quota, group)…])` the message is charged |
 //! | `("member", owner)`                   | `(expiry_ms,)`: a scheduler's heartbeat         |
@@ -40,7 +40,7 @@
 use ferrymail_rpc::queue::{Priority, RecipientState};
 use ferrymail_store::{KeyRange, Subspace};
 
-use crate::queue_id::MessageId;
+use crate::model::queue_id::MessageId;
 
 /// The subspaces of the queue.
 #[derive(Debug)]

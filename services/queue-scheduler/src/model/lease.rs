@@ -10,8 +10,8 @@
 
 use ferrymail_store::{StoreError, Transaction, tuple};
 
-use crate::keys::Keys;
-use crate::queue_id::MessageId;
+use crate::model::keys::Keys;
+use crate::model::queue_id::MessageId;
 
 /// Layout version of a lease value.
 const FORMAT: u64 = 1;

@@ -5,11 +5,11 @@
 use ferrymail_store::blob::BlobStore;
 use ferrymail_store::{StoreError, Transaction};
 
-use crate::counters::CounterDelta;
-use crate::due_index::move_entry;
-use crate::keys::{Keys, blob_owner};
-use crate::stored_message::StoredMessage;
-use crate::{lease, quota};
+use crate::model::counters::CounterDelta;
+use crate::model::due_index::move_entry;
+use crate::model::keys::{Keys, blob_owner};
+use crate::model::stored_message::StoredMessage;
+use crate::model::{lease, quota};
 
 /// Removes `message` in `tx`, taking its counts out through `delta`.
 pub(crate) async fn remove(
