@@ -4,7 +4,6 @@ use std::cell::RefCell;
 
 use crate::error::{ConfigError, ConfigErrors};
 use crate::source::{Origin, SourceMap};
-use crate::tree::display_path;
 
 #[derive(Debug)]
 struct Pending {
@@ -32,17 +31,18 @@ impl Diagnostics {
         });
     }
 
-    /// Records a key or table defined a second time, with where it was first defined.
+    /// Records a key or table defined a second time under the dotted key path `key`, with
+    /// where it was first defined.
     pub(crate) fn report_duplicate(
         &self,
         origin: Origin,
-        path: &[String],
+        key: String,
         what: &str,
         first: Option<&Origin>,
     ) {
         self.pending.borrow_mut().push(Pending {
             origin,
-            key: display_path(path),
+            key,
             message: format!("duplicate {what}"),
             first: first.cloned(),
         });

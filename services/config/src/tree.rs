@@ -118,7 +118,7 @@ fn report_duplicate_in_file(
             file: origin.file,
             span: first.span.clone(),
         });
-    diagnostics.report_duplicate(origin, &key.path, what, first.as_ref());
+    diagnostics.report_duplicate(origin, display_path(&key.path), what, first.as_ref());
 }
 
 /// Parses a built-in default literal (a TOML value such as `"60s"` or `["1d", "3d"]`).
@@ -199,13 +199,13 @@ pub(crate) fn merge(
                 }
                 (Value::Table(_), Value::Table(_)) => diagnostics.report_duplicate(
                     entry.key_origin,
-                    path,
+                    display_path(path),
                     "table",
                     Some(&existing.key_origin),
                 ),
                 _ => diagnostics.report_duplicate(
                     entry.key_origin,
-                    path,
+                    display_path(path),
                     "key",
                     Some(&existing.key_origin),
                 ),
