@@ -55,10 +55,6 @@ const KNOWN_CIRCLES: &[(&str, &[&str])] = &[
     ),
     ("ferrymail-store", &["backend", "transaction"]),
     (
-        "ferrymail-store",
-        &["embedded::committer", "embedded::files"],
-    ),
-    (
         "ferrymail-directory-proxy",
         &["auth_failures", "cache_keys"],
     ),

@@ -29,23 +29,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use redb::{Durability, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Durability, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::files::{self, OpenFiles, StoreFiles};
-use super::mutation::{Mutation, add};
+use super::mutation::Mutation;
 use super::readers::Readers;
+use super::tables::{APPLIED, KV, META, apply};
 use crate::error::{Result, StoreError};
 use crate::limits::MAX_AGE;
 use crate::observer::StoreObserver;
 use crate::range::KeyRange;
-
-/// The one table every key lives in.
-pub(crate) const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
-/// The store's own bookkeeping, apart from the keys users see.
-pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// The key in [`META`] of the last write-ahead log record redb holds.
-pub(crate) const APPLIED: &str = "wal-applied";
 
 /// Log bytes after which a checkpoint runs.
 const CHECKPOINT_BYTES: u64 = 16 << 20;
@@ -502,38 +496,6 @@ impl<'a> ReadSet<'a> {
         let before_end = self.ranges.partition_point(|r| r.begin < write.end);
         before_end > 0 && self.max_end[before_end - 1] > write.begin.as_slice()
     }
-}
-
-pub(crate) fn apply(
-    table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
-    mutation: &Mutation,
-) -> Result<()> {
-    match mutation {
-        Mutation::Set(key, value) => {
-            table.insert(key.as_slice(), value.as_slice())?;
-        }
-        Mutation::Clear(key) => {
-            table.remove(key.as_slice())?;
-        }
-        Mutation::ClearRange(range) => {
-            if !range.is_empty() {
-                table.retain_in(range.begin.as_slice()..range.end.as_slice(), |_, _| false)?;
-            }
-        }
-        Mutation::Add(key, delta) => {
-            let current = table.get(key.as_slice())?.map(|v| v.value().to_vec());
-            table.insert(key.as_slice(), add(current.as_deref(), *delta).as_slice())?;
-        }
-        Mutation::CompareAndClear(key, expected) => {
-            let matches = table
-                .get(key.as_slice())?
-                .is_some_and(|v| v.value() == expected.as_slice());
-            if matches {
-                table.remove(key.as_slice())?;
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use redb::{Database, Durability, ReadableTable};
 
-use super::committer::{APPLIED, KV, META, apply};
 use super::mutation::Mutation;
+use super::tables::{APPLIED, KV, META, apply};
 use super::wal::{Unapplied, WalError, WriteAheadLog};
 
 /// File name of the database inside the store's directory.

@@ -6,6 +6,7 @@ mod committer;
 mod files;
 mod mutation;
 mod readers;
+mod tables;
 mod transaction;
 mod wal;
 
@@ -21,9 +22,10 @@ use tokio::sync::watch;
 use crate::backend::{Backend, BackendTransaction};
 use crate::error::{Result, StoreError};
 use crate::observer::StoreObserver;
-use committer::{Committer, KV, Request};
+use committer::{Committer, Request};
 use files::StoreFiles;
 use readers::Readers;
+use tables::KV;
 use transaction::EmbeddedTransaction;
 
 pub(crate) struct EmbeddedBackend {
