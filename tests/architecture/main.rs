@@ -53,7 +53,6 @@ const KNOWN_CIRCLES: &[(&str, &[&str])] = &[
             "model::store",
         ],
     ),
-    ("ferrymail-store", &["backend", "transaction"]),
     (
         "ferrymail-directory-proxy",
         &["auth_failures", "cache_keys"],

@@ -17,8 +17,8 @@ pub(crate) trait BackendTransaction: Send + Sync {
     fn clear_range(&self, range: &KeyRange);
     fn atomic_add(&self, key: &[u8], delta: i64);
     fn compare_and_clear(&self, key: &[u8], expected: &[u8]);
-    /// Lets the commit answer before it is durable (see [`crate::Transaction::relax_durability`]);
-    /// a backend whose every commit is durable ignores it.
+    /// Lets the commit answer before its writes are durable, for writes whose loss in a crash
+    /// only repeats work; a backend whose every commit is durable ignores it.
     fn relax_durability(&self) {}
     async fn commit(self: Box<Self>) -> Result<()>;
 }
