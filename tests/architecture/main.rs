@@ -54,10 +54,6 @@ const KNOWN_CIRCLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
-        "ferrymail-directory-proxy",
-        &["auth_failures", "cache_keys"],
-    ),
-    (
         "ferrymail-smtp-ingress",
         &["session::envelope", "session::rules"],
     ),

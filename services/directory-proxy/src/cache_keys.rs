@@ -68,8 +68,8 @@ fn shared_key(secret: &[u8]) -> Option<SharedKey> {
     })
 }
 
-/// The key that names login names and client addresses in the failure counters
-/// ([`crate::auth_failures`]). Derived from `cluster.cache-key` when there is one, so that a
+/// The key that names login names and client addresses in the store's counters of failed
+/// authentications. Derived from `cluster.cache-key` when there is one, so that a
 /// copy of the store cannot be matched against guesses; without one it must still be the
 /// same in every replica, so it is derived from a fixed label, and the names are then plain
 /// hashes (which a copy of the store could match against a guessed name or address).
