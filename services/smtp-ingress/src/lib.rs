@@ -4,6 +4,7 @@
 //! through the `Directory` service and hands messages to the `Queue` service, answering
 //! `250` only once the queue has made a message durable. It keeps no state of its own.
 
+mod address;
 mod error;
 mod listener;
 mod message_auth;

@@ -7,9 +7,9 @@ use mail_auth::{AuthenticatedMessage, SpfOutput};
 use super::results_header::{Report, authentication_results};
 use super::verify::{self, Modes};
 use super::{HashedMessage, MAX_COPY, MAX_HEADER, MessageCopy, PendingMessage, WholeCopy};
+use crate::address::split_address;
 use crate::session::Reply;
 use crate::session::Session;
-use crate::session::envelope::split_address;
 use crate::session::rules::{CommandValues, ListUnavailable};
 
 /// Most DKIM signatures (and malformed DKIM-Signature fields) of one message that are

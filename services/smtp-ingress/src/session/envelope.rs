@@ -15,6 +15,7 @@ use smtp_proto::{
 use super::reply::{Reply, quoted};
 use super::rules::{CommandValues, ListUnavailable};
 use super::{Session, Transaction};
+use crate::address::split_address;
 
 /// MAIL FROM parameters kept for the queue.
 #[derive(Debug, Default, Clone)]
@@ -36,22 +37,6 @@ pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Splits `local@domain`, lower-casing the domain and dropping one trailing dot.
-pub(crate) fn split_address(address: &str) -> Option<(&str, String)> {
-    let (local, domain) = address.rsplit_once('@')?;
-    let domain = domain
-        .strip_suffix('.')
-        .unwrap_or(domain)
-        .to_ascii_lowercase();
-    if local.is_empty()
-        || domain.is_empty()
-        || domain.contains(['[', ']']) && !domain.starts_with('[')
-    {
-        return None;
-    }
-    Some((local, domain))
 }
 
 /// Local parts that route mail onward (`user%host`, `host!user`, `"a@b"`): accepted from

@@ -6,8 +6,8 @@ use ferrymail_config::model::stage_rules::{Decision, Stage};
 use ferrymail_rpc::directory::Verdict;
 
 use super::Session;
-use super::envelope::split_address;
 use super::reply::Reply;
+use crate::address::split_address;
 
 /// A list named by a rule could not be asked; the client is told to try again later.
 #[derive(Debug)]
