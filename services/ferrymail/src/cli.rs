@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use ferrymail_config::ConfigSource;
 use ferrymail_telemetry::LogFormat;
 
+use crate::config_args::ConfigArgs;
 use crate::role::Role;
 
 /// ferrymail: a Kubernetes-native, horizontally scalable mail transfer agent.
@@ -66,33 +66,6 @@ impl Command {
             | Command::CheckConfig(_)
             | Command::ConfigReference
             | Command::Queue(_) => None,
-        }
-    }
-}
-
-/// Where a role reads its configuration.
-#[derive(Debug, Args)]
-pub struct ConfigArgs {
-    /// Main configuration file.
-    #[arg(
-        short = 'c',
-        long = "config",
-        default_value = "/etc/ferrymail/config.toml",
-        env = "FERRYMAIL_CONFIG"
-    )]
-    pub config: PathBuf,
-    /// Directory of further `*.toml` files merged after the main file, in name order.
-    #[arg(long = "config-dir", env = "FERRYMAIL_CONFIG_DIR")]
-    pub config_dir: Option<PathBuf>,
-}
-
-impl ConfigArgs {
-    /// The configuration source these arguments name.
-    pub fn source(&self) -> ConfigSource {
-        let source = ConfigSource::file(&self.config);
-        match &self.config_dir {
-            Some(dir) => source.with_include_dir(dir),
-            None => source,
         }
     }
 }

@@ -3,6 +3,7 @@
 mod check_config;
 mod cli;
 mod cluster_security;
+mod config_args;
 mod config_reload;
 mod grpc_server;
 mod listeners;

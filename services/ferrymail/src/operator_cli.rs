@@ -12,7 +12,7 @@ use ferrymail_rpc::directory::GrpcDirectory;
 use ferrymail_telemetry::{Health, Metrics};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::ConfigArgs;
+use crate::config_args::ConfigArgs;
 
 /// `operator [render …]`.
 #[derive(Debug, Args)]
