@@ -53,7 +53,6 @@ const KNOWN_CIRCLES: &[(&str, &[&str])] = &[
             "model::store",
         ],
     ),
-    ("ferrymail", &["grpc_server", "runtime", "services"]),
     // The queue-scheduler is reworked in parallel; its circles go with that work.
     (
         "ferrymail-queue-scheduler",

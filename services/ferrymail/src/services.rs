@@ -27,7 +27,7 @@ pub struct Services {
     pub directory: Option<Arc<DirectoryProxy>>,
     /// The queue, serving the `Queue` service.
     pub queue: Option<Arc<Queue>>,
-    /// The delivery worker of the queue (started by [`crate::runtime`]).
+    /// The delivery worker of the queue: built here, started with the process's other tasks.
     pub scheduler: Option<Arc<Scheduler>>,
     /// The SMTP/LMTP front door.
     pub ingress: Option<Arc<Ingress>>,
