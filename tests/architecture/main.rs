@@ -37,7 +37,6 @@ const KNOWN_CIRCLES: &[(&str, &[&str])] = &[
         "ferrymail-config",
         &[
             "keys",
-            "model::auto_ban",
             "model::certificate",
             "model::directory",
             "model::message_auth",

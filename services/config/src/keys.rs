@@ -6,22 +6,22 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::key::{Presence::*, keys};
-use crate::model::auto_ban::BanRate;
 use crate::model::certificate::{CertificateChain, PrivateKey};
 use crate::model::directory::{DirectoryType, LookupList};
 use crate::model::message_auth::{SignRule, VerifyRule};
 use crate::model::outbound::{IpStrategy, TlsPolicy};
 use crate::model::queue::NextHop;
-use crate::model::queue_limits::{QuotaKey, Rate, ThrottleKey};
+use crate::model::queue_limits::{QuotaKey, ThrottleKey};
 use crate::model::remote::RemoteProtocol;
 use crate::model::resolver::{NameServer, ResolverType};
-use crate::model::rules::Match;
 use crate::model::server::ListenerProtocol;
 use crate::model::session::RelayRule;
 use crate::model::signature::{Canonicalization, SignatureAlgorithm};
-use crate::model::stage_rules::RejectRule;
 use crate::model::store::StoreType;
-use crate::value::{Bind, ByteSize, Secret};
+use crate::value::auto_ban::BanRate;
+use crate::value::rules::Match;
+use crate::value::stage_rules::RejectRule;
+use crate::value::{Bind, ByteSize, Rate, Secret};
 
 keys! {
     SERVER_HOSTNAME: String = "server.hostname", Derived("the machine's host name"),

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 
 use super::references::{Known, check_stage_rule};
-use super::rules::{Rules, parse_rules};
 use super::signature::Signature;
-use super::stage_rules::Stage;
 use crate::key::Key;
 use crate::keys;
 use crate::reader::TableReader;
 use crate::tree::{Node, Value};
+use crate::value::rules::{Rules, parse_rules};
+use crate::value::stage_rules::Stage;
 use crate::value::{Context, FromNode, Invalid, ValueType, enum_value};
 
 enum_value! {

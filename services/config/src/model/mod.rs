@@ -1,6 +1,5 @@
 //! The typed configuration and how it is read from the TOML tree.
 
-pub mod auto_ban;
 pub mod certificate;
 pub mod cluster;
 pub mod directory;
@@ -11,17 +10,19 @@ pub mod queue;
 pub mod queue_limits;
 pub mod remote;
 pub mod resolver;
-pub mod rules;
 pub mod server;
 pub mod session;
 pub mod signature;
-pub mod stage_rules;
 pub mod store;
 pub mod telemetry;
 
 mod bounds;
 pub mod cache;
 mod references;
+
+// The values of keys live in `value`; their modules stay reachable here, where other crates
+// have always found them.
+pub use crate::value::{auto_ban, rules, stage_rules};
 
 use std::collections::BTreeMap;
 

@@ -6,10 +6,10 @@ use std::time::Duration;
 use super::outbound::Outbound;
 use super::queue_limits::{Quota, Throttle, read_quota, read_throttle};
 use super::references::{Known, check_next_hop};
-use super::rules::{Rules, parse_rules};
 use crate::keys;
 use crate::reader::TableReader;
 use crate::tree::Node;
+use crate::value::rules::{Rules, parse_rules};
 use crate::value::{Context, FromNode, Invalid, ValueType};
 
 /// Where a message goes next.

@@ -1,15 +1,15 @@
 //! `queue.quota.<id>` and `queue.throttle.<id>`: how much may wait in the queue, and how
 //! fast and how many at once it may be delivered.
 
-use std::time::Duration;
-
 use super::lists::CompiledList;
 use super::references::{Known, resolve_match};
-use super::rules::{ListRef, Variable};
 use crate::keys;
 use crate::reader::TableReader;
-use crate::tree::{Node, Value};
-use crate::value::{ByteSize, Context, FromNode, Invalid, ValueType, enum_value, parse_duration};
+use crate::value::rules::{ListRef, Variable};
+use crate::value::{ByteSize, enum_value};
+
+// The rate of a throttle, where other crates have always found it.
+pub use crate::value::{Rate, parse_rate};
 
 enum_value! {
     /// What a quota counts separately: one group per value of these.
@@ -77,44 +77,6 @@ pub struct Throttle {
     pub key: Vec<ThrottleKey>,
 }
 
-/// `count/period`, such as `"100/1m"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    /// Events allowed per period.
-    pub count: u64,
-    /// The period.
-    pub period: Duration,
-}
-
-impl ValueType for Rate {
-    const TYPE: &'static str = "rate such as \"100/1m\"";
-}
-
-impl FromNode for Rate {
-    fn from_node(node: &Node, _: &Context<'_>) -> Result<Self, Invalid> {
-        let Value::String(text) = &node.value else {
-            return Err(Invalid::expected(node, "a rate such as \"100/1m\""));
-        };
-        parse_rate(text).map_err(|message| Invalid::at(node, message))
-    }
-}
-
-/// Parses `count/period`.
-pub fn parse_rate(text: &str) -> Result<Rate, String> {
-    let (count, period) = text.split_once('/').ok_or_else(|| {
-        format!("{text:?} is not a rate: expected count/period, such as \"100/1m\"")
-    })?;
-    let count: u64 = count
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?}: {count:?} is not a count"))?;
-    let period = parse_duration(period.trim()).map_err(|e| format!("{text:?}: {e}"))?;
-    if count == 0 || period.is_zero() {
-        return Err(format!("{text:?}: count and period must be more than zero"));
-    }
-    Ok(Rate { count, period })
-}
-
 /// `None` when invalid, `Some(None)` when disabled.
 pub(crate) fn read_quota(t: &TableReader<'_>, known: &Known<'_>) -> Option<Option<Quota>> {
     let conditions = read_match(t, known, &keys::QUEUE_QUOTA_MATCH);
@@ -176,7 +138,7 @@ pub(crate) fn read_throttle(t: &TableReader<'_>, known: &Known<'_>) -> Option<Op
 fn read_match(
     t: &TableReader<'_>,
     known: &Known<'_>,
-    key: &crate::key::Key<super::rules::Match>,
+    key: &crate::key::Key<crate::value::rules::Match>,
 ) -> Option<Vec<ListCondition>> {
     let Some(conditions) = t.get(key) else {
         // Refused (already reported), or absent: no condition.
@@ -189,26 +151,6 @@ fn read_match(
                 t.report(key.name(), problem);
             }
             None
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rates() {
-        assert_eq!(
-            parse_rate("100/1m"),
-            Ok(Rate {
-                count: 100,
-                period: Duration::from_secs(60)
-            })
-        );
-        assert_eq!(parse_rate(" 5 / 2s ").map(|r| r.count), Ok(5));
-        for bad in ["100", "x/1m", "0/1m", "5/0s", "5/soon", "-1/1s", "/1s", ""] {
-            assert!(parse_rate(bad).is_err(), "{bad}");
         }
     }
 }

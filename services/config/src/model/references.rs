@@ -7,9 +7,9 @@ use super::lists::CompiledList;
 use super::queue::{Hop, NextHop};
 use super::queue_limits::ListCondition;
 use super::remote::{Remote, RemoteProtocol};
-use super::rules::{ListRef, Match, Rules, Variable};
-use super::stage_rules::Stage;
 use super::store::Store;
+use crate::value::rules::{ListRef, Match, Rules, Variable};
+use crate::value::stage_rules::Stage;
 
 /// The named things a reference may point at.
 pub(crate) struct Known<'a> {

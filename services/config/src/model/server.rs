@@ -7,8 +7,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::keys;
-use crate::model::queue_limits::Rate;
 use crate::reader::TableReader;
+use crate::value::Rate;
 use crate::value::enum_value;
 
 enum_value! {

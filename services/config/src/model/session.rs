@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use super::bounds::{require_nonzero, require_positive};
 use super::references::{Known, check_directory, check_stage_rule};
-use super::rules::{Rules, parse_rules};
-use super::stage_rules::{RejectRule, Stage, StageRules};
 use crate::key::Key;
 use crate::keys;
 use crate::reader::TableReader;
 use crate::tree::Node;
+use crate::value::rules::{Rules, parse_rules};
+use crate::value::stage_rules::{RejectRule, Stage, StageRules};
 use crate::value::{ByteSize, Context, FromNode, Invalid, ValueType};
 
 /// `session.rcpt.relay`: whether an unauthenticated client may send to a domain that is

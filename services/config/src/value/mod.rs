@@ -1,16 +1,21 @@
 //! Conversions from TOML nodes to typed values, with messages that say what was expected.
 
+pub mod auto_ban;
 mod duration;
 mod enums;
 mod network;
+mod rate;
 mod referenced_files;
+pub mod rules;
 mod scalar;
 mod size;
+pub mod stage_rules;
 mod substitution;
 
 pub use duration::parse_duration;
 pub(crate) use enums::enum_value;
 pub use network::Bind;
+pub use rate::{Rate, parse_rate};
 pub(crate) use referenced_files::RecordingEnvironment;
 pub use scalar::Secret;
 pub use size::{ByteSize, parse_size};

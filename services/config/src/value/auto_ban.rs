@@ -2,9 +2,8 @@
 //! ferrymail it limits AUTH, per login name and per client address, rather than banning the
 //! address from every service (README, "Brute force").
 
-use super::queue_limits::{Rate, parse_rate};
 use crate::tree::{Node, Value};
-use crate::value::{Context, FromNode, Invalid, ValueType};
+use crate::value::{Context, FromNode, Invalid, Rate, ValueType, parse_rate};
 
 /// A rate such as `"100/1d"`, or `false` for no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

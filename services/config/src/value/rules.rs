@@ -1,6 +1,6 @@
 //! Stalwart's rule form: `[{ if = "rcpt-domain", in-list = "corp/domains", then = … }, { else = … }]`.
 
-use super::super::value::{Context, FromNode, Invalid, ValueType, enum_value};
+use super::{Context, FromNode, Invalid, ValueType, enum_value};
 use crate::tree::{Node, Table, Value};
 
 enum_value! {
