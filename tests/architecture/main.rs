@@ -35,22 +35,7 @@ struct Circle {
 const KNOWN_CIRCLES: &[(&str, &[&str])] = &[
     (
         "ferrymail-config",
-        &[
-            "keys",
-            "model::certificate",
-            "model::directory",
-            "model::message_auth",
-            "model::outbound",
-            "model::queue",
-            "model::queue_limits",
-            "model::references",
-            "model::remote",
-            "model::resolver",
-            "model::server",
-            "model::session",
-            "model::signature",
-            "model::store",
-        ],
+        &["model::queue_limits", "model::references", "model::store"],
     ),
     // The queue-scheduler is reworked in parallel; its circles go with that work.
     (

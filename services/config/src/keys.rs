@@ -1,27 +1,23 @@
 //! The catalogue of every configuration key. The reference in the README is generated
 //! from this list (`ferrymail config-reference`), and a test keeps the two identical.
+//!
+//! It names only the types of values (`value`): the sections of `model` read their keys from
+//! here, so the dependency goes from the sections to the catalogue, never back.
 
 use std::time::Duration;
 
 use ipnet::IpNet;
 
 use crate::key::{Presence::*, keys};
-use crate::model::certificate::{CertificateChain, PrivateKey};
-use crate::model::directory::{DirectoryType, LookupList};
-use crate::model::message_auth::{SignRule, VerifyRule};
-use crate::model::outbound::{IpStrategy, TlsPolicy};
-use crate::model::queue::NextHop;
-use crate::model::queue_limits::{QuotaKey, ThrottleKey};
-use crate::model::remote::RemoteProtocol;
-use crate::model::resolver::{NameServer, ResolverType};
-use crate::model::server::ListenerProtocol;
-use crate::model::session::RelayRule;
-use crate::model::signature::{Canonicalization, SignatureAlgorithm};
-use crate::model::store::StoreType;
 use crate::value::auto_ban::BanRate;
 use crate::value::rules::Match;
 use crate::value::stage_rules::RejectRule;
-use crate::value::{Bind, ByteSize, Rate, Secret};
+use crate::value::{
+    Bind, ByteSize, Canonicalization, CertificateChain, DirectoryType, IpStrategy,
+    ListenerProtocol, LookupList, NameServer, NextHop, PrivateKey, QuotaKey, Rate, RelayRule,
+    RemoteProtocol, ResolverType, Secret, SignRule, SignatureAlgorithm, StoreType, ThrottleKey,
+    TlsPolicy, VerifyRule,
+};
 
 keys! {
     SERVER_HOSTNAME: String = "server.hostname", Derived("the machine's host name"),

@@ -2,9 +2,8 @@
 //! are to each other (mutual TLS), and the key of the shared lookup cache.
 
 use crate::keys;
-use crate::model::certificate::{CertificateChain, PrivateKey};
 use crate::reader::TableReader;
-use crate::value::Secret;
+use crate::value::{CertificateChain, PrivateKey, Secret};
 
 /// `cluster.*`.
 #[derive(Debug, Clone, Default)]

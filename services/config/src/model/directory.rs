@@ -1,7 +1,6 @@
 //! `directory.<name>`: IMAP, SMTP and LMTP servers used as directories (seeds 000, 001).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use super::bounds::{require_nonzero, require_positive};
@@ -9,63 +8,12 @@ use super::cache::{CacheSettings, read_cache};
 use super::remote::default_port;
 use crate::keys;
 use crate::reader::TableReader;
-use crate::tree::{Node, Value};
-use crate::value::{Context, FromNode, Invalid, ValueType, enum_value};
 
-enum_value! {
-    /// Kind of server a directory delegates to.
-    pub enum DirectoryType {
-        /// IMAP4: authentication.
-        Imap = "imap",
-        /// SMTP: authentication (submission) and recipient validation.
-        Smtp = "smtp",
-        /// LMTP: recipient validation.
-        Lmtp = "lmtp",
-    }
-}
+// The values of this section's keys, where other crates have always found them.
+pub use crate::value::{DirectoryType, LookupList};
 
 /// Name that cannot be used for a directory: `in-list = "remote/<id>"` refers to remotes.
 pub const RESERVED_DIRECTORY_NAME: &str = "remote";
-
-/// The values of one lookup list.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LookupList {
-    /// Values, with `file://` entries replaced by the file's lines.
-    pub values: Vec<String>,
-}
-
-impl ValueType for LookupList {
-    const TYPE: &'static str =
-        "list of strings (an entry \"file:///path\" reads one value per line)";
-}
-
-impl FromNode for LookupList {
-    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid> {
-        let entries = match &node.value {
-            Value::Array(_) => Vec::<String>::from_node(node, cx)?,
-            Value::String(_) => vec![String::from_node(node, cx)?],
-            _ => return Err(Invalid::expected(node, "a list of strings")),
-        };
-        let mut values = Vec::new();
-        for entry in entries {
-            match entry.strip_prefix("file://") {
-                Some(path) => {
-                    let text = cx.env.read_file(Path::new(path)).map_err(|e| {
-                        Invalid::at(node, format!("cannot read lookup list {path}: {e}"))
-                    })?;
-                    values.extend(
-                        text.lines()
-                            .map(str::trim)
-                            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-                            .map(str::to_string),
-                    );
-                }
-                None => values.push(entry),
-            }
-        }
-        Ok(LookupList { values })
-    }
-}
 
 /// `directory.<name>`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,34 +7,9 @@ use std::time::Duration;
 use super::bounds::{require_nonzero, require_positive};
 use crate::keys;
 use crate::reader::TableReader;
-use crate::value::enum_value;
 
-enum_value! {
-    /// Whether a transport-security mechanism is used: Stalwart's `optional | require | disable`.
-    pub enum TlsPolicy {
-        /// Use it when the peer offers it.
-        Optional = "optional",
-        /// Deliver only when it can be used.
-        Require = "require",
-        /// Never use it.
-        Disable = "disable",
-    }
-}
-
-enum_value! {
-    /// `queue.outbound.ip-strategy`: which address families of an MX host are tried, in which
-    /// order (Stalwart's names).
-    pub enum IpStrategy {
-        /// IPv4 addresses only.
-        Ipv4Only = "ipv4_only",
-        /// IPv6 addresses only.
-        Ipv6Only = "ipv6_only",
-        /// IPv4 addresses first, then IPv6.
-        Ipv4ThenIpv6 = "ipv4_then_ipv6",
-        /// IPv6 addresses first, then IPv4.
-        Ipv6ThenIpv4 = "ipv6_then_ipv4",
-    }
-}
+// The values of this section's keys, where other crates have always found them.
+pub use crate::value::{IpStrategy, TlsPolicy};
 
 /// `queue.outbound.timeouts.*`: time limits of each stage of an MX delivery session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

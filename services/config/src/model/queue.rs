@@ -8,52 +8,9 @@ use super::queue_limits::{Quota, Throttle, read_quota, read_throttle};
 use super::references::{Known, check_next_hop};
 use crate::keys;
 use crate::reader::TableReader;
-use crate::tree::Node;
-use crate::value::rules::{Rules, parse_rules};
-use crate::value::{Context, FromNode, Invalid, ValueType};
 
-/// Where a message goes next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Hop {
-    /// Look up the recipient domain's MX hosts.
-    Mx,
-    /// Relay through `remote.<id>`.
-    Remote(String),
-}
-
-impl ValueType for Hop {
-    const TYPE: &'static str = "\"mx\" or a remote id";
-}
-
-impl FromNode for Hop {
-    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid> {
-        let text = String::from_node(node, cx)?;
-        Ok(match text.as_str() {
-            "mx" => Hop::Mx,
-            "" => {
-                return Err(Invalid::at(
-                    node,
-                    "expected \"mx\" or a remote id, found an empty string",
-                ));
-            }
-            _ => Hop::Remote(text),
-        })
-    }
-}
-
-/// `queue.outbound.next-hop`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NextHop(pub Rules<Hop>);
-
-impl ValueType for NextHop {
-    const TYPE: &'static str = "\"mx\", a remote id, or a rule list";
-}
-
-impl FromNode for NextHop {
-    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid> {
-        parse_rules(node, cx).map(NextHop)
-    }
-}
+// The values of this section's keys, where other crates have always found them.
+pub use crate::value::{Hop, NextHop};
 
 /// `queue.*`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,39 +5,11 @@ use super::lists::CompiledList;
 use super::references::{Known, resolve_match};
 use crate::keys;
 use crate::reader::TableReader;
+use crate::value::ByteSize;
 use crate::value::rules::{ListRef, Variable};
-use crate::value::{ByteSize, enum_value};
 
-// The rate of a throttle, where other crates have always found it.
-pub use crate::value::{Rate, parse_rate};
-
-enum_value! {
-    /// What a quota counts separately: one group per value of these.
-    pub enum QuotaKey {
-        /// The sender address.
-        Sender = "sender",
-        /// The sender's domain.
-        SenderDomain = "sender-domain",
-        /// Each recipient address.
-        Rcpt = "rcpt",
-        /// Each recipient's domain.
-        RcptDomain = "rcpt-domain",
-    }
-}
-
-enum_value! {
-    /// What a throttle counts separately: one group per value of these.
-    pub enum ThrottleKey {
-        /// The sender address.
-        Sender = "sender",
-        /// The sender's domain.
-        SenderDomain = "sender-domain",
-        /// The recipient's domain.
-        RcptDomain = "rcpt-domain",
-        /// The next hop: the `remote.<id>` relayed through.
-        Remote = "remote",
-    }
-}
+// The values of this section's keys, where other crates have always found them.
+pub use crate::value::{QuotaKey, Rate, ThrottleKey, parse_rate};
 
 /// A `match` condition with the values of the list it names, so that testing it needs
 /// neither the rest of the configuration nor the network.

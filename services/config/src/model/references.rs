@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 
 use super::directory::Directory;
 use super::lists::CompiledList;
-use super::queue::{Hop, NextHop};
 use super::queue_limits::ListCondition;
-use super::remote::{Remote, RemoteProtocol};
+use super::remote::Remote;
 use super::store::Store;
 use crate::value::rules::{ListRef, Match, Rules, Variable};
 use crate::value::stage_rules::Stage;
+use crate::value::{Hop, NextHop, RemoteProtocol};
 
 /// The named things a reference may point at.
 pub(crate) struct Known<'a> {

@@ -6,19 +6,10 @@ use super::bounds::{require_nonzero, require_positive};
 use super::cache::{CacheSettings, read_cache};
 use crate::keys;
 use crate::reader::TableReader;
-use crate::value::{Secret, enum_value};
+use crate::value::Secret;
 
-enum_value! {
-    /// Protocol spoken to a remote host.
-    pub enum RemoteProtocol {
-        /// SMTP.
-        Smtp = "smtp",
-        /// LMTP.
-        Lmtp = "lmtp",
-        /// IMAP4 (authentication lookups only).
-        Imap = "imap",
-    }
-}
+// The values of this section's keys, where other crates have always found them.
+pub use crate::value::RemoteProtocol;
 
 /// Credentials a remote host is given.
 #[derive(Debug, Clone)]

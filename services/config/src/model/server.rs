@@ -9,21 +9,9 @@ use ipnet::IpNet;
 use crate::keys;
 use crate::reader::TableReader;
 use crate::value::Rate;
-use crate::value::enum_value;
 
-enum_value! {
-    /// What a listener speaks.
-    pub enum ListenerProtocol {
-        /// SMTP (ports 25, 465, 587).
-        Smtp = "smtp",
-        /// LMTP (port 24).
-        Lmtp = "lmtp",
-        /// The admin endpoints: `/healthz`, `/readyz`, `/metrics`.
-        Http = "http",
-        /// The role services (Directory, Queue).
-        Grpc = "grpc",
-    }
-}
+// The values of this section's keys, where other crates have always found them.
+pub use crate::value::ListenerProtocol;
 
 /// `server.listener.<id>`.
 #[derive(Debug, Clone, PartialEq, Eq)]

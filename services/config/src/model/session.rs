@@ -7,25 +7,12 @@ use super::references::{Known, check_directory, check_stage_rule};
 use crate::key::Key;
 use crate::keys;
 use crate::reader::TableReader;
-use crate::tree::Node;
-use crate::value::rules::{Rules, parse_rules};
+use crate::value::ByteSize;
+use crate::value::rules::Rules;
 use crate::value::stage_rules::{RejectRule, Stage, StageRules};
-use crate::value::{ByteSize, Context, FromNode, Invalid, ValueType};
 
-/// `session.rcpt.relay`: whether an unauthenticated client may send to a domain that is
-/// not local (authenticated clients always may).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelayRule(pub Rules<bool>);
-
-impl ValueType for RelayRule {
-    const TYPE: &'static str = "boolean or rule list";
-}
-
-impl FromNode for RelayRule {
-    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid> {
-        parse_rules(node, cx).map(RelayRule)
-    }
-}
+// The values of this section's keys, where other crates have always found them.
+pub use crate::value::RelayRule;
 
 /// `session.*`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,17 +5,9 @@ use std::path::PathBuf;
 use super::references::{Known, check_store};
 use crate::keys;
 use crate::reader::TableReader;
-use crate::value::enum_value;
 
-enum_value! {
-    /// Backend of a store.
-    pub enum StoreType {
-        /// A durable single-node database in a local directory.
-        Embedded = "embedded",
-        /// A FoundationDB cluster shared by every pod.
-        Foundationdb = "foundationdb",
-    }
-}
+// The values of this section's keys, where other crates have always found them.
+pub use crate::value::StoreType;
 
 /// Where a store keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]

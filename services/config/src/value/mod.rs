@@ -1,22 +1,38 @@
-//! Conversions from TOML nodes to typed values, with messages that say what was expected.
+//! The values keys hold, and their conversions from TOML nodes, with messages that say what
+//! was expected. Every type the key catalogue (`keys`) names is here.
 
 pub mod auto_ban;
+mod dkim;
 mod duration;
 mod enums;
+mod keywords;
+mod lookup_list;
+mod name_server;
 mod network;
+mod pem;
 mod rate;
 mod referenced_files;
+mod rule_settings;
 pub mod rules;
 mod scalar;
 mod size;
 pub mod stage_rules;
 mod substitution;
 
+pub use dkim::{Canonicalization, CanonicalizationMode, SignatureAlgorithm};
 pub use duration::parse_duration;
 pub(crate) use enums::enum_value;
+pub use keywords::{
+    DirectoryType, IpStrategy, ListenerProtocol, QuotaKey, RemoteProtocol, ResolverType, StoreType,
+    ThrottleKey, TlsPolicy,
+};
+pub use lookup_list::LookupList;
+pub use name_server::{NameServer, NameServerProtocol};
 pub use network::Bind;
+pub use pem::{CertificateChain, PrivateKey};
 pub use rate::{Rate, parse_rate};
 pub(crate) use referenced_files::RecordingEnvironment;
+pub use rule_settings::{Hop, NextHop, RelayRule, SignRule, SignatureList, VerifyMode, VerifyRule};
 pub use scalar::Secret;
 pub use size::{ByteSize, parse_size};
 pub use substitution::{Environment, ProcessEnvironment, machine_hostname};
