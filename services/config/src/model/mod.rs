@@ -19,6 +19,7 @@ pub mod telemetry;
 mod bounds;
 pub mod cache;
 mod references;
+mod storage;
 
 // The values of keys live in `value`; their modules stay reachable here, where other crates
 // have always found them.
@@ -93,7 +94,7 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
         stores: &stores,
     };
     let session = session::read(root, &known);
-    let data_store = store::read_storage(root, &known);
+    let data_store = storage::read(root, &known);
     let queue = queue::read(root, &known);
     let uses_grpc = server.as_ref().is_some_and(|s| {
         s.listeners_of(server::ListenerProtocol::Grpc)

@@ -2,11 +2,11 @@
 //! fast and how many at once it may be delivered.
 
 use super::lists::CompiledList;
-use super::references::{Known, resolve_match};
+use super::references::{Known, NEXT_HOP_VARIABLES, check_list};
 use crate::keys;
 use crate::reader::TableReader;
 use crate::value::ByteSize;
-use crate::value::rules::{ListRef, Variable};
+use crate::value::rules::{ListRef, Match, Variable};
 
 // The values of this section's keys, where other crates have always found them.
 pub use crate::value::{QuotaKey, Rate, ThrottleKey, parse_rate};
@@ -110,7 +110,7 @@ pub(crate) fn read_throttle(t: &TableReader<'_>, known: &Known<'_>) -> Option<Op
 fn read_match(
     t: &TableReader<'_>,
     known: &Known<'_>,
-    key: &crate::key::Key<crate::value::rules::Match>,
+    key: &crate::key::Key<Match>,
 ) -> Option<Vec<ListCondition>> {
     let Some(conditions) = t.get(key) else {
         // Refused (already reported), or absent: no condition.
@@ -124,5 +124,49 @@ fn read_match(
             }
             None
         }
+    }
+}
+
+/// The conditions of a quota's or throttle's `match` with their lists' values, or everything
+/// wrong with them. Only message variables can be tested there, and only lists of the
+/// configuration: `remote/<id>` would need a lookup over the network for every message.
+fn resolve_match(known: &Known<'_>, conditions: &Match) -> Result<Vec<ListCondition>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut resolved = Vec::new();
+    for condition in &conditions.0 {
+        if !NEXT_HOP_VARIABLES.contains(&condition.variable) {
+            problems.push(format!(
+                "variable {:?} is not known to the queue; use rcpt, rcpt-domain, sender or sender-domain",
+                condition.variable.as_str()
+            ));
+        }
+        let ListRef::Directory { directory, list } = &condition.list else {
+            problems.push(format!(
+                "in-list {}: remote lists need a lookup over the network, which the queue does not \
+                 make for every message; use a list of a directory",
+                condition.list
+            ));
+            continue;
+        };
+        if let Some(problem) = check_list(known, &condition.list) {
+            problems.push(problem);
+            continue;
+        }
+        if let Some(values) = known
+            .directories
+            .get(directory)
+            .and_then(|d| d.lists.get(list))
+        {
+            resolved.push(ListCondition {
+                variable: condition.variable,
+                list: condition.list.clone(),
+                values: CompiledList::new(&values.values),
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(problems)
     }
 }

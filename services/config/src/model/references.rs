@@ -3,11 +3,9 @@
 use std::collections::BTreeMap;
 
 use super::directory::Directory;
-use super::lists::CompiledList;
-use super::queue_limits::ListCondition;
 use super::remote::Remote;
 use super::store::Store;
-use crate::value::rules::{ListRef, Match, Rules, Variable};
+use crate::value::rules::{ListRef, Rules, Variable};
 use crate::value::stage_rules::Stage;
 use crate::value::{Hop, NextHop, RemoteProtocol};
 
@@ -44,8 +42,9 @@ pub(crate) fn check_store(known: &Known<'_>, id: &str) -> Option<String> {
         .then(|| format!("no store named {id:?} ({})", names(known.stores)))
 }
 
-/// Variables a next-hop rule may test: those of the message, not of the session.
-const NEXT_HOP_VARIABLES: &[Variable] = &[
+/// Variables a next-hop rule, and a quota's or throttle's `match`, may test: those of the
+/// message, not of the session.
+pub(crate) const NEXT_HOP_VARIABLES: &[Variable] = &[
     Variable::Rcpt,
     Variable::RcptDomain,
     Variable::Sender,
@@ -78,53 +77,6 @@ pub(crate) fn check_next_hop(known: &Known<'_>, next_hop: &NextHop) -> Vec<Strin
         }
     }
     problems
-}
-
-/// The conditions of a quota's or throttle's `match` with their lists' values, or everything
-/// wrong with them. Only message variables can be tested there, and only lists of the
-/// configuration: `remote/<id>` would need a lookup over the network for every message.
-pub(crate) fn resolve_match(
-    known: &Known<'_>,
-    conditions: &Match,
-) -> Result<Vec<ListCondition>, Vec<String>> {
-    let mut problems = Vec::new();
-    let mut resolved = Vec::new();
-    for condition in &conditions.0 {
-        if !NEXT_HOP_VARIABLES.contains(&condition.variable) {
-            problems.push(format!(
-                "variable {:?} is not known to the queue; use rcpt, rcpt-domain, sender or sender-domain",
-                condition.variable.as_str()
-            ));
-        }
-        let ListRef::Directory { directory, list } = &condition.list else {
-            problems.push(format!(
-                "in-list {}: remote lists need a lookup over the network, which the queue does not \
-                 make for every message; use a list of a directory",
-                condition.list
-            ));
-            continue;
-        };
-        if let Some(problem) = check_list(known, &condition.list) {
-            problems.push(problem);
-            continue;
-        }
-        if let Some(values) = known
-            .directories
-            .get(directory)
-            .and_then(|d| d.lists.get(list))
-        {
-            resolved.push(ListCondition {
-                variable: condition.variable,
-                list: condition.list.clone(),
-                values: CompiledList::new(&values.values),
-            });
-        }
-    }
-    if problems.is_empty() {
-        Ok(resolved)
-    } else {
-        Err(problems)
-    }
 }
 
 /// Everything wrong with a rule list run at `stage`: variables without a value by then, and

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use super::references::{Known, check_store};
 use crate::keys;
 use crate::reader::TableReader;
 
@@ -67,14 +66,4 @@ pub(crate) fn read(t: &TableReader<'_>) -> Option<Store> {
         backend,
         prefix: prefix?,
     })
-}
-
-/// `storage.data`.
-pub(crate) fn read_storage(root: &TableReader<'_>, known: &Known<'_>) -> Option<String> {
-    let t = root.table("storage");
-    let id = t.get(&keys::STORAGE_DATA)?;
-    if let Some(problem) = check_store(known, &id) {
-        t.report("data", problem);
-    }
-    Some(id)
 }
