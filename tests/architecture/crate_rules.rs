@@ -15,10 +15,6 @@ const ROLES: &[&str] = &[
     "ferrymail-operator",
 ];
 
-/// Crates a rule may name before they exist in every branch. Remove a name once its crate
-/// has landed, so that a rule naming it cannot go quiet when it is renamed.
-const NOT_YET_EVERYWHERE: &[&str] = &["ferrymail-outbound"];
-
 /// Crates that do network or store I/O: the configuration, which only reads files, needs none.
 const NETWORK_AND_STORE: &[&str] = &[
     "tokio",
@@ -151,7 +147,6 @@ fn unknown_crates(workspace: &Workspace, rules: &[Forbidden]) -> Vec<String> {
         .flat_map(|rule| rule.from.names().iter().chain(rule.on.names()))
         .copied()
         .filter(|name| name.starts_with(BINARY))
-        .filter(|name| !NOT_YET_EVERYWHERE.contains(name))
         .filter(|name| workspace.package(name).is_none())
         .collect();
     named.sort_unstable();

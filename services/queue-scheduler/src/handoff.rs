@@ -1,7 +1,7 @@
 //! The hand-off from enqueue to this process's scheduler: a message enqueued here is attempted
 //! at once, without waiting for a read of the due index.
 //!
-//! While a scheduler runs on this [`Queue`](crate::Queue) (it attaches itself), a new message
+//! While a scheduler runs on this process's queue (it attaches itself), a new message
 //! due now is claimed for it in the enqueue's own transaction, and handed over with its record,
 //! its recipients and, when it is small, its body: its first attempt needs neither a claim
 //! transaction nor a read of what was just written. Without an attached scheduler, or with too

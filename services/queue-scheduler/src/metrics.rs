@@ -16,8 +16,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use ferrymail_outbound::{OutboundMetrics, Outcome};
 
-use crate::Queue;
-
 /// How often the gauges are read from the store's counters.
 const REFRESH: Duration = Duration::from_secs(10);
 
@@ -195,7 +193,7 @@ impl QueueMetrics {
 
     /// Reads the store's counters into the gauges, every [`REFRESH`], until the task is
     /// dropped; a failed read keeps the last values.
-    pub async fn refresh(self, queue: Arc<Queue>) {
+    pub async fn refresh(self, queue: Arc<dyn QueueService>) {
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         loop {
             match queue.stats().await {

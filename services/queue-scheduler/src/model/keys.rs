@@ -11,7 +11,7 @@
 //! | `("rcpt", id, index)`                 | one recipient and its delivery state           |
 //! | `("due", shard, rank, due_ms, id)`    | empty: the message has a recipient due then    |
 //! | `("count", name, shard)`              | little-endian `i64`, changed by atomic add     |
-//! | `("lease", id)`                       | who delivers the message: see [`crate::model::lease`] |
+//! | `("lease", id)`                       | who delivers the message, under which fencing token (`lease`) |
 //! | `("quota", quota, group, unit)`       | `i64` use of a quota group; unit `msgs`/`bytes` |
 //! | `("charged", id)`                     | `(size, [(quota, group)…])` the message is charged |
 //! | `("member", owner)`                   | `(expiry_ms,)`: a scheduler's heartbeat         |
