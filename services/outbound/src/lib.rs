@@ -59,6 +59,16 @@ impl Outcome {
             Outcome::Deferred { reason, .. } => reason,
         }
     }
+
+    /// The outcome's name in logs: `delivered`, `temp-failed`, `perm-failed` or `throttled`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Delivered(_) => "delivered",
+            Outcome::TempFailed(_) => "temp-failed",
+            Outcome::PermFailed(_) => "perm-failed",
+            Outcome::Deferred { .. } => "throttled",
+        }
+    }
 }
 
 /// Why a session failed before the remote answered for a recipient.

@@ -10,6 +10,7 @@ use ferrymail_rpc::queue::{QueueStats, RecipientCounts, RecipientState};
 use ferrymail_store::{StoreError, Transaction, decode_counter};
 
 use crate::model::keys::{BYTES, Keys, MESSAGES, state_counter};
+use crate::model::record::state_code;
 
 /// Changes to the counters made by one transaction, for one message.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -29,13 +30,8 @@ const STATES: [RecipientState; 5] = [
 ];
 
 fn state_index(state: RecipientState) -> usize {
-    match state {
-        RecipientState::Pending => 0,
-        RecipientState::Delivered => 1,
-        RecipientState::TempFailed => 2,
-        RecipientState::PermFailed => 3,
-        RecipientState::Cancelled => 4,
-    }
+    // The stored state code is dense from 0, so it doubles as the array index.
+    usize::try_from(state_code(state)).unwrap_or(0)
 }
 
 impl CounterDelta {

@@ -167,12 +167,7 @@ impl Scheduler {
                 queue_id = %claim.message.record.id,
                 remote = %id,
                 rcpt = %recipient.address,
-                result = match outcome {
-                    Outcome::Delivered(_) => "delivered",
-                    Outcome::TempFailed(_) => "temp-failed",
-                    Outcome::PermFailed(_) => "perm-failed",
-                    Outcome::Deferred { .. } => "throttled",
-                },
+                result = outcome.label(),
                 reply = outcome.reply(),
                 "delivery attempt"
             );
@@ -221,12 +216,7 @@ impl Scheduler {
                 queue_id = %record.id,
                 route = "mx",
                 rcpt = addresses.get(index).map_or("", String::as_str),
-                result = match outcome {
-                    Outcome::Delivered(_) => "delivered",
-                    Outcome::TempFailed(_) => "temp-failed",
-                    Outcome::PermFailed(_) => "perm-failed",
-                    Outcome::Deferred { .. } => "throttled",
-                },
+                result = outcome.label(),
                 reply = outcome.reply(),
                 "delivery attempt"
             );
