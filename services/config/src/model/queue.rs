@@ -25,6 +25,8 @@ pub struct Queue {
     pub notify: Vec<Duration>,
     /// `queue.schedule.expire`.
     pub expire: Duration,
+    /// `queue.lease.max-clock-skew`.
+    pub max_clock_skew: Duration,
     /// `queue.quota.<id>`, the enabled ones.
     pub quotas: BTreeMap<String, Quota>,
     /// `queue.throttle.<id>`, the enabled ones.
@@ -50,6 +52,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
             schedule.report("retry", "intervals must be longer than zero");
         }
     }
+    let max_clock_skew = read_clock_skew(&t.table("lease"));
     let (quotas, quotas_valid) = enabled(&t.table("quota"), |q| read_quota(q, known));
     let (throttles, throttles_valid) = enabled(&t.table("throttle"), |q| read_throttle(q, known));
     (quotas_valid && throttles_valid).then_some(())?;
@@ -59,9 +62,27 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
         retry: retry?,
         notify: notify?,
         expire: expire?,
+        max_clock_skew: max_clock_skew?,
         quotas,
         throttles,
     })
+}
+
+/// The longest clock skew a margin may cover: a third of the 30 s delivery lease, so that a
+/// lease, less the margins on both of its ends, still leaves time to deliver and renew.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(10);
+
+/// `queue.lease.max-clock-skew`, refused when it would eat the lease it protects.
+fn read_clock_skew(lease: &TableReader<'_>) -> Option<Duration> {
+    let skew = lease.get(&keys::QUEUE_LEASE_MAX_CLOCK_SKEW)?;
+    if skew >= MAX_CLOCK_SKEW {
+        lease.report(
+            "max-clock-skew",
+            format!("must be shorter than {MAX_CLOCK_SKEW:?} (a third of a delivery lease)"),
+        );
+        return None;
+    }
+    Some(skew)
 }
 
 /// The enabled entries of a `<id>` table; `false` when one of them is invalid.
