@@ -10,6 +10,7 @@
 //! policies) it keeps through the caller's [`mta_sts::PolicyMemory`].
 
 pub mod dane;
+mod deadline;
 mod metrics;
 pub mod mta_sts;
 pub mod mx;
@@ -18,6 +19,7 @@ pub mod relay;
 mod session;
 mod transaction;
 
+pub use deadline::Deadline;
 pub use metrics::OutboundMetrics;
 
 use std::time::Duration;
@@ -40,6 +42,9 @@ pub enum Outcome {
         /// Which throttle.
         reason: String,
     },
+    /// Not handed over: the caller's [`Deadline`] passed before the next hop could take the
+    /// message, so the session was given up. Not the next hop's doing: no attempt counts.
+    Abandoned(String),
 }
 
 impl Outcome {
@@ -55,18 +60,23 @@ impl Outcome {
     /// The reply or reason recorded for the recipient.
     pub fn reply(&self) -> &str {
         match self {
-            Outcome::Delivered(r) | Outcome::TempFailed(r) | Outcome::PermFailed(r) => r,
+            Outcome::Delivered(r)
+            | Outcome::TempFailed(r)
+            | Outcome::PermFailed(r)
+            | Outcome::Abandoned(r) => r,
             Outcome::Deferred { reason, .. } => reason,
         }
     }
 
-    /// The outcome's name in logs: `delivered`, `temp-failed`, `perm-failed` or `throttled`.
+    /// The outcome's name in logs: `delivered`, `temp-failed`, `perm-failed`, `throttled` or
+    /// `abandoned`.
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Delivered(_) => "delivered",
             Outcome::TempFailed(_) => "temp-failed",
             Outcome::PermFailed(_) => "perm-failed",
             Outcome::Deferred { .. } => "throttled",
+            Outcome::Abandoned(_) => "abandoned",
         }
     }
 }
@@ -109,6 +119,11 @@ pub enum DeliveryError {
     /// was idle): nothing of the message was sent, so another session may carry it.
     #[error("a kept session no longer answers: {0}")]
     KeptSessionClosed(String),
+    /// The caller's [`Deadline`] passed before the message was handed over: the session was
+    /// given up before the next command that could deliver it (the envelope and DATA, or the
+    /// end of data), and the next hop did not take the message.
+    #[error("{0}")]
+    Abandoned(String),
 }
 
 impl From<ferrymail_tls::TlsError> for DeliveryError {

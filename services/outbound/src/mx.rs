@@ -42,8 +42,8 @@ use super::dane::{self, Dane, HostDane};
 use super::mta_sts::{self, MtaSts, Policy};
 use super::pool::{ReuseLimits, SessionPool};
 use super::session::{Session, connect};
-use super::transaction::settle;
-use super::{DeliveryError, Outcome};
+use super::transaction::{settle, unanswered};
+use super::{Deadline, DeliveryError, Outcome};
 use ferrymail_tls::TlsSettings;
 
 /// What MX delivery of one message needs besides the recipients and the body.
@@ -64,6 +64,8 @@ pub struct MxContext<'a> {
     pub dane: Dane<'a>,
     /// MX sessions kept open between messages.
     pub sessions: &'a SessionPool,
+    /// After it, the message is not handed over.
+    pub deadline: &'a Deadline,
 }
 
 /// A mail exchanger to try: its name (for TLS and replies) and, when already known, its
@@ -198,22 +200,21 @@ where
             let Err(error) = result.await else {
                 return settle(outcomes, None);
             };
-            let reason = format!(
-                "{}[{ip}]:{}: {error}",
-                exchanger.host, context.settings.mx_port
-            );
-            tracing::debug!(%domain, %reason, "MX host failed");
+            let place = format!("{}[{ip}]:{}", exchanger.host, context.settings.mx_port);
+            let reason = unanswered(&place, error);
+            tracing::debug!(%domain, reason = reason.reply(), "MX host failed");
             // Once a host has answered for a recipient, the transaction is under way there:
-            // the rest wait for the next attempt rather than going to another host.
-            if outcomes.iter().any(Option::is_some) {
+            // the rest wait for the next attempt rather than going to another host. Past the
+            // deadline, no other host may be given the message either.
+            if outcomes.iter().any(Option::is_some) || matches!(reason, Outcome::Abandoned(_)) {
                 return settle(outcomes, Some(reason));
             }
-            failure = Some(reason);
+            failure = Some(reason.reply().to_owned());
         }
     }
     let failure =
         failure.unwrap_or_else(|| format!("451 4.4.4 no address for the MX hosts of {domain}"));
-    settle(outcomes, Some(failure))
+    settle(outcomes, Some(Outcome::TempFailed(failure)))
 }
 
 /// The MTA-STS policy that applies to `domain` (none for an address literal), or the
@@ -379,9 +380,9 @@ async fn attempt(
         .transact(
             key.as_deref(),
             opening,
-            context.envelope,
-            recipients,
+            (context.envelope, recipients),
             body,
+            context.deadline,
             outcomes,
         )
         .await?;

@@ -17,7 +17,7 @@ use ferrymail_rpc::queue::{Envelope, Recipient};
 use futures::Stream;
 
 use super::session::Session;
-use super::{DeliveryError, Outcome};
+use super::{Deadline, DeliveryError, Outcome};
 
 /// Longest a session waits in the pool: long enough for the next message of a busy queue,
 /// short enough not to hold connections a remote would rather close.
@@ -104,9 +104,9 @@ impl SessionPool {
         &self,
         key: Option<&str>,
         mut open: O,
-        envelope: &Envelope,
-        recipients: &[Recipient],
+        (envelope, recipients): (&Envelope, &[Recipient]),
         body: impl Stream<Item = Result<Bytes, impl std::fmt::Display>>,
+        deadline: &Deadline,
         outcomes: &mut [Option<Outcome>],
     ) -> Result<Pooled, DeliveryError>
     where
@@ -121,7 +121,7 @@ impl SessionPool {
             };
             let session = &mut pooled.session;
             match session
-                .transact(envelope, recipients, body.as_mut(), outcomes)
+                .transact(envelope, recipients, body.as_mut(), deadline, outcomes)
                 .await
             {
                 Ok(()) => return Ok(pooled),

@@ -15,8 +15,8 @@ use mail_send::Credentials;
 
 use super::pool::{ReuseLimits, SessionPool};
 use super::session::{Session, connect};
-use super::transaction::settle;
-use super::{DeliveryError, Outcome};
+use super::transaction::{settle, unanswered};
+use super::{Deadline, DeliveryError, Outcome};
 use ferrymail_tls::TlsSettings;
 
 /// What one relay delivery needs besides the body.
@@ -31,6 +31,8 @@ pub struct RelayJob<'a> {
     pub envelope: &'a Envelope,
     /// The recipients to deliver, in order.
     pub recipients: &'a [Recipient],
+    /// After it, the message is not handed over.
+    pub deadline: &'a Deadline,
 }
 
 /// Delivers the message to the job's recipients; one outcome per recipient, in order.
@@ -44,10 +46,11 @@ pub async fn deliver(
     let mut outcomes: Vec<Option<Outcome>> = vec![None; job.recipients.len()];
     let result = transaction(job, tls, pool, body, &mut outcomes).await;
     let failure = result.err().map(|error| {
-        format!(
-            "remote.{} ({}:{}): {error}",
+        let place = format!(
+            "remote.{} ({}:{})",
             job.id, job.remote.address, job.remote.port
-        )
+        );
+        unanswered(&place, error)
     });
     settle(outcomes, failure)
 }
@@ -68,9 +71,9 @@ async fn transaction(
         .transact(
             Some(&key),
             opening,
-            job.envelope,
-            job.recipients,
+            (job.envelope, job.recipients),
             body,
+            job.deadline,
             outcomes,
         )
         .await?;

@@ -10,24 +10,28 @@ use smtp_proto::{EXT_8BIT_MIME, EXT_DSN, EXT_PIPELINING, EXT_SMTP_UTF8, Response
 use tokio::io::AsyncWriteExt;
 
 use super::session::{Session, mail_send_error, reply_text, within};
-use super::{DeliveryError, Outcome};
+use super::{Deadline, DeliveryError, Outcome};
 use ferrymail_tls::MaybeTls;
 
-/// One outcome per recipient: the answers given, and for recipients without one a
-/// temporary failure saying why (`failure`, or that the session ended).
-pub(crate) fn settle(outcomes: Vec<Option<Outcome>>, failure: Option<String>) -> Vec<Outcome> {
+/// One outcome per recipient: the answers given, and for recipients without one `failure`,
+/// or a temporary failure saying that the session ended.
+pub(crate) fn settle(outcomes: Vec<Option<Outcome>>, failure: Option<Outcome>) -> Vec<Outcome> {
+    let failure =
+        failure.unwrap_or_else(|| Outcome::TempFailed("the session ended without a reply".into()));
     outcomes
         .into_iter()
-        .map(|outcome| {
-            outcome.unwrap_or_else(|| {
-                Outcome::TempFailed(
-                    failure
-                        .clone()
-                        .unwrap_or_else(|| "the session ended without a reply".into()),
-                )
-            })
-        })
+        .map(|outcome| outcome.unwrap_or_else(|| failure.clone()))
         .collect()
+}
+
+/// The outcome of the recipients left without an answer when a session failed with `error`
+/// (described with `place`): abandoned when the caller's deadline passed, otherwise a
+/// temporary failure.
+pub(crate) fn unanswered(place: &str, error: DeliveryError) -> Outcome {
+    match error {
+        DeliveryError::Abandoned(reason) => Outcome::Abandoned(format!("{place}: {reason}")),
+        error => Outcome::TempFailed(format!("{place}: {error}")),
+    }
 }
 
 impl Session {
@@ -35,14 +39,19 @@ impl Session {
     /// earlier transaction is reset first, and one that fails the reset is
     /// [`DeliveryError::KeptSessionClosed`] with nothing of the message sent. Fills
     /// `outcomes` (by recipient index) as the server answers; an `Err` leaves the recipients
-    /// without an answer undecided.
+    /// without an answer undecided. Once `deadline` has passed, the transaction is given up
+    /// ([`DeliveryError::Abandoned`]) before the envelope, before DATA and before the end of
+    /// data, so that the next hop never takes a message its sender no longer may hand over.
     pub(crate) async fn transact(
         &mut self,
         envelope: &Envelope,
         recipients: &[Recipient],
         body: impl Stream<Item = Result<Bytes, impl std::fmt::Display>>,
+        deadline: &Deadline,
         outcomes: &mut [Option<Outcome>],
     ) -> Result<(), DeliveryError> {
+        // Pipelined, DATA goes with the envelope: this check is the one before DATA.
+        deadline.check("the envelope")?;
         let dsn = self.capabilities.has_capability(EXT_DSN);
         let reset = std::mem::take(&mut self.kept);
         let accepted = if self.capabilities.has_capability(EXT_PIPELINING) {
@@ -54,14 +63,15 @@ impl Session {
                     .await
                     .map_err(|e| DeliveryError::KeptSessionClosed(e.to_string()))?;
             }
-            self.envelope_in_turn(envelope, recipients, dsn, outcomes)
+            self.envelope_in_turn(envelope, recipients, dsn, deadline, outcomes)
                 .await?
         };
         let Some(accepted) = accepted else {
             return Ok(());
         };
         let limit = self.timeouts.data;
-        within(limit, send_body(&mut self.client.stream, body, limit)).await??;
+        let sending = send_body(&mut self.client.stream, body, deadline, limit);
+        within(limit, sending).await??;
         self.read_data_replies(&accepted, outcomes).await
     }
 
@@ -73,6 +83,7 @@ impl Session {
         envelope: &Envelope,
         recipients: &[Recipient],
         dsn: bool,
+        deadline: &Deadline,
         outcomes: &mut [Option<Outcome>],
     ) -> Result<Option<Vec<usize>>, DeliveryError> {
         let reply = self
@@ -92,6 +103,7 @@ impl Session {
         if accepted.is_empty() {
             return Ok(None);
         }
+        deadline.check("DATA")?;
         let reply = self.command("DATA", self.timeouts.data).await?;
         Ok(ready_for_body(&reply, accepted, outcomes))
     }
@@ -343,13 +355,16 @@ fn xtext(text: &str) -> String {
 }
 
 /// Writes the body dot-stuffed (RFC 5321 §4.5.2), as the blob store yields it, then the
-/// terminating `.`; each write is bounded by `timeout` (the whole body by the caller).
+/// terminating `.`; each write is bounded by `timeout` (the whole body by the caller). The
+/// terminator is not sent once `deadline` has passed: closing the session without it makes
+/// the server discard the message (RFC 5321 §3.8).
 ///
 /// Chunks are gathered into writes of up to [`BODY_WRITE`] bytes, the terminator with the
 /// last: a small message then costs one write, not one per stored chunk.
 async fn send_body(
     stream: &mut MaybeTls,
     body: impl Stream<Item = Result<Bytes, impl std::fmt::Display>>,
+    deadline: &Deadline,
     timeout: std::time::Duration,
 ) -> Result<(), DeliveryError> {
     let mut stuffer = DotStuffer::default();
@@ -363,6 +378,8 @@ async fn send_body(
             out.clear();
         }
     }
+    // A long transfer may have outlasted the deadline: checked just before the end of data.
+    deadline.check("the end of data")?;
     out.extend_from_slice(stuffer.finish());
     within(timeout, stream.write_all(&out)).await??;
     within(timeout, stream.flush()).await??;

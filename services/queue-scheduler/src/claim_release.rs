@@ -26,7 +26,8 @@ impl Queue {
                     let (batch, keys) = (batch.clone(), keys.clone());
                     Box::pin(async move {
                         for (id, lease) in batch.iter() {
-                            if lease::holds(tx, &keys, id, lease.token).await? {
+                            // Still this claim's, expired or not, and not released yet.
+                            if lease::holds(tx, &keys, id, lease.token, 0).await? {
                                 lease::release(tx, &keys, id, lease)?;
                             }
                         }

@@ -3,7 +3,7 @@
 //! and only while the attempt's lease is still the message's.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferrymail_rpc::queue::RecipientState;
 use ferrymail_store::StoreError;
@@ -12,7 +12,7 @@ use crate::dsn::{self, NoticeSettings, ReportedRecipient};
 use crate::model::counters::CounterDelta;
 use crate::model::due_index::{earliest, move_entry};
 use crate::model::lease::{self, Lease};
-use crate::model::queue_id::MessageId;
+use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::removal;
 use crate::model::stored_message::StoredMessage;
 use crate::service::Queue;
@@ -40,6 +40,9 @@ pub(crate) struct CommitPolicy {
     pub retry: Vec<Duration>,
     /// For notices to the sender.
     pub notices: NoticeSettings,
+    /// `queue.lease.max-clock-skew`: the lease must hold at least this much longer when the
+    /// results are recorded, or another scheduler may already judge it expired.
+    pub clock_skew_ms: u64,
 }
 
 /// The wait before attempt `attempts + 1` of a recipient that failed `attempts` times (the
@@ -55,7 +58,8 @@ pub(crate) fn retry_after(retry: &[Duration], attempts: u32) -> Duration {
 
 impl Queue {
     /// Records `outcomes` (recipient index → outcome) of the attempt made under `lease` at
-    /// `now_ms`, if the lease is still the message's; temporary failures are due again after
+    /// `now_ms`, if the lease is still the message's and has not run out (with the policy's
+    /// margin for clock skew); temporary failures are due again after
     /// the retry schedule, or fail as expired past the message's expiry. Failures and delays
     /// the sender wants to hear of are reported by a notice queued in the same transaction.
     pub(crate) async fn commit_attempt(
@@ -78,7 +82,11 @@ impl Queue {
                     tx.relax_durability();
                     let (lease, outcomes, policy) = &*plan;
                     let retry = &policy.retry;
-                    if !lease::holds(tx, &keys, &id, lease.token).await? {
+                    // The clock now, not only the attempt's start: the attempt took time.
+                    let until_ms = now_ms
+                        .max(unix_millis(SystemTime::now()))
+                        .saturating_add(policy.clock_skew_ms);
+                    if !lease::holds(tx, &keys, &id, lease.token, until_ms).await? {
                         return Ok(Committed::Stale);
                     }
                     let Some(mut message) = StoredMessage::read(tx, &keys, &id).await? else {
@@ -97,9 +105,15 @@ impl Queue {
                         if !recipient.is_live() {
                             continue;
                         }
-                        if let Outcome::Deferred { until_ms, .. } = outcome {
+                        let not_attempted = match outcome {
+                            Outcome::Deferred { until_ms, .. } => Some(*until_ms),
+                            // Given up before the next hop took it: not the next hop's doing.
+                            Outcome::Abandoned(_) => Some(now_ms),
+                            _ => None,
+                        };
+                        if let Some(until_ms) = not_attempted {
                             // Not an attempt: only the time of the next one moves.
-                            let due = (*until_ms).min(message.record.expiry_ms.max(now_ms));
+                            let due = until_ms.min(message.record.expiry_ms.max(now_ms));
                             recipient.due_ms = Some(due);
                             changed.push(position);
                             continue;
@@ -117,7 +131,9 @@ impl Queue {
                                 None,
                                 format!("expired: not delivered in time; last reply: {reply}"),
                             ),
-                            Outcome::TempFailed(reply) | Outcome::Deferred { reason: reply, .. } => {
+                            Outcome::TempFailed(reply)
+                            | Outcome::Deferred { reason: reply, .. }
+                            | Outcome::Abandoned(reply) => {
                                 let wait = retry_after(retry, recipient.attempts);
                                 let wait = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
                                 // Due no later than the expiry, so it fails as expired on time.

@@ -100,7 +100,7 @@ impl QueueMetrics {
         );
         metrics.register(
             "queue_deliveries_total",
-            "Delivery attempts per recipient by result (delivered, temp_failed, perm_failed; throttled: held back by queue.throttle, not attempted)",
+            "Delivery attempts per recipient by result (delivered, temp_failed, perm_failed; throttled: held back by queue.throttle, not attempted; abandoned: given up before the next hop took the message, as the lease could not be kept)",
             this.deliveries.clone(),
         );
         metrics.register(
@@ -178,6 +178,7 @@ impl QueueMetrics {
             Outcome::TempFailed(_) => "temp_failed",
             Outcome::PermFailed(_) => "perm_failed",
             Outcome::Deferred { .. } => "throttled",
+            Outcome::Abandoned(_) => "abandoned",
         };
         self.deliveries.get_or_create(&ResultLabel { result }).inc();
     }

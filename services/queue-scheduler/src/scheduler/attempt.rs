@@ -3,8 +3,11 @@
 
 use std::time::SystemTime;
 
+use ferrymail_outbound::Deadline;
 use ferrymail_rpc::queue::QueueError;
 use ferrymail_store::{StoreError, Transaction};
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::attempt_span::attempt_span;
@@ -12,11 +15,12 @@ use crate::attempt_span::attempt_span;
 use crate::claim::Claim;
 use crate::delivery_result::Committed;
 use crate::model::keys::Keys;
-use crate::model::lease::{self, Lease};
+use crate::model::lease::{self, ClaimTerms, Lease};
 use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::stored_message::StoredMessage;
 use crate::store_failure::from_store;
 
+use super::lease_renewal::within;
 use super::{Scheduler, millis};
 
 /// Message `id` read in `tx`, if it is still queued and due at `now_ms`.
@@ -44,15 +48,21 @@ impl Scheduler {
         self.attempt_claimed(claim, now).await.map(Some)
     }
 
-    /// The delivery attempt of `claim` at `now`: deliver, then commit under its lease.
+    /// The delivery attempt of `claim` at `now`: deliver, then commit under its lease. The
+    /// delivery is given the lease's validity as its deadline, moved by each renewal: if the
+    /// lease cannot be kept, the message is not handed over once another scheduler may take
+    /// it.
     pub(super) async fn attempt_claimed(
         &self,
         claim: Claim,
         now: SystemTime,
     ) -> Result<Committed, QueueError> {
-        // A lease with less than half of its time left would expire before its first renewal.
-        let left_ms = claim.lease.expiry_ms.saturating_sub(unix_millis(now));
-        let claim = if left_ms < millis(self.options.lease) / 2 {
+        // A claim with less left (one that waited in the hand-off, or took long to commit)
+        // could run out before its first renewal is confirmed.
+        let left = self
+            .valid_until(claim.lease.expiry_ms)
+            .saturating_duration_since(Instant::now());
+        let claim = if left < self.first_step() {
             let id = claim.message.record.id;
             match self.reclaim(&id, &claim.lease, now).await? {
                 Some(claim) => claim,
@@ -63,9 +73,13 @@ impl Scheduler {
         };
         let id = claim.message.record.id;
         let span = attempt_span(&claim, &self.options.owner);
+        let (validity, deadline) = watch::channel(self.valid_until(claim.lease.expiry_ms));
+        let deadline = Deadline::watching(deadline);
         let outcomes = {
-            let deliver = self.deliver(&claim, now).instrument(span.clone());
-            let renew = self.keep_lease(&claim);
+            let deliver = self
+                .deliver_until(&claim, now, &deadline)
+                .instrument(span.clone());
+            let renew = self.keep_lease(&claim, &validity);
             tokio::select! {
                 outcomes = deliver => outcomes,
                 () = renew => {
@@ -74,12 +88,13 @@ impl Scheduler {
                 }
             }
         };
+        self.renew_before_commit(&claim, &validity).await;
         self.commit(&claim, outcomes, now).instrument(span).await
     }
 
     /// Claims message `id` again under `lease`, which this scheduler still holds: renews it and
-    /// reads the message afresh. `None` if the lease was lost or the message is gone or not
-    /// due.
+    /// reads the message afresh, within the renewal timeout. `None` if the lease was lost or
+    /// the message is gone or not due.
     pub(super) async fn reclaim(
         &self,
         id: &MessageId,
@@ -88,21 +103,26 @@ impl Scheduler {
     ) -> Result<Option<Claim>, QueueError> {
         let (keys, id, token) = (self.queue.keys.clone(), *id, lease.token);
         let now_ms = unix_millis(now);
-        let expiry_ms = now_ms.saturating_add(millis(self.options.lease));
-        let message = self
-            .queue
-            .store
-            .transact(move |tx| {
-                let keys = keys.clone();
-                Box::pin(async move {
-                    let Some(message) = still_due(tx, &keys, &id, now_ms).await? else {
-                        return Ok(None);
-                    };
-                    let renewed = lease::renew(tx, &keys, &id, token, expiry_ms).await?;
-                    Ok::<_, StoreError>(renewed.then_some(message))
-                })
+        // From the clock now: the attempt may have waited since `now`.
+        let expiry_ms = now_ms
+            .max(unix_millis(SystemTime::now()))
+            .saturating_add(millis(self.options.lease));
+        let reclaiming = self.queue.store.transact(move |tx| {
+            let keys = keys.clone();
+            Box::pin(async move {
+                let Some(message) = still_due(tx, &keys, &id, now_ms).await? else {
+                    return Ok(None);
+                };
+                let renewed = lease::renew(tx, &keys, &id, token, expiry_ms).await?;
+                Ok::<_, StoreError>(renewed.then_some(message))
             })
+        });
+        let timeout = self.options.renewal_timeout;
+        let message = within(timeout, reclaiming)
             .await
+            .ok_or_else(|| {
+                QueueError::Unavailable(format!("claim: not renewed within {timeout:?}"))
+            })?
             .map_err(|e| from_store("claim", e))?;
         Ok(message.map(|message| Claim {
             lease: Lease {
@@ -114,26 +134,32 @@ impl Scheduler {
         }))
     }
 
-    /// Claims message `id` at `now` if it is due and nobody holds it.
+    /// Claims message `id` at `now` if it is due and nobody holds it, nor held it until less
+    /// than `queue.lease.max-clock-skew` ago.
     pub async fn claim(
         &self,
         id: &MessageId,
         now: SystemTime,
     ) -> Result<Option<Claim>, QueueError> {
-        let (keys, id, owner) = (self.queue.keys.clone(), *id, self.options.owner.clone());
+        let (keys, id) = (self.queue.keys.clone(), *id);
         let now_ms = unix_millis(now);
-        let expiry_ms = now_ms.saturating_add(millis(self.options.lease));
+        let terms = ClaimTerms {
+            owner: self.options.owner.clone(),
+            now_ms,
+            expiry_ms: now_ms.saturating_add(millis(self.options.lease)),
+            skew_ms: millis(self.settings.load().max_clock_skew),
+        };
         let claimed = self
             .queue
             .store
             .transact(move |tx| {
-                let (keys, owner) = (keys.clone(), owner.clone());
+                let (keys, terms) = (keys.clone(), terms.clone());
                 Box::pin(async move {
                     // Someone else may have delivered it since the due index was read.
                     let Some(message) = still_due(tx, &keys, &id, now_ms).await? else {
                         return Ok(None);
                     };
-                    let lease = lease::claim(tx, &keys, &id, &owner, now_ms, expiry_ms).await?;
+                    let lease = lease::claim(tx, &keys, &id, &terms).await?;
                     Ok::<_, StoreError>(lease.map(|(lease, takeover)| {
                         let claim = Claim {
                             lease,

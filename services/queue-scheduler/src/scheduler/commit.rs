@@ -64,6 +64,7 @@ impl Scheduler {
                 expire_ms: millis(self.queue.expire()),
                 original,
             },
+            clock_skew_ms: millis(settings.max_clock_skew),
         }
     }
 }

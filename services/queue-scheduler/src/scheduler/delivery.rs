@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use ferrymail_rpc::queue::Recipient;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
-use ferrymail_outbound::Outcome;
 use ferrymail_outbound::dane::Dane;
 use ferrymail_outbound::mx::{self, MxContext};
 use ferrymail_outbound::relay::{RelayJob, deliver};
+use ferrymail_outbound::{Deadline, Outcome};
 
 use crate::claim::Claim;
 use crate::model::queue_id::unix_millis;
@@ -22,9 +22,23 @@ use crate::route::Route;
 use super::{Scheduler, Settings, millis};
 
 impl Scheduler {
-    /// Delivers the claimed message's recipients due at `now`; one outcome per recipient
-    /// attempted, by recipient index.
+    /// Delivers the claimed message's recipients due at `now`, handing nothing over once the
+    /// claim's lease, not renewed, may have run out; one outcome per recipient attempted, by
+    /// recipient index.
     pub async fn deliver(&self, claim: &Claim, now: SystemTime) -> Vec<(u32, Outcome)> {
+        // The sender goes away at once: the deadline stays where the claim puts it.
+        let (_, until) = watch::channel(self.valid_until(claim.lease.expiry_ms));
+        self.deliver_until(claim, now, &Deadline::watching(until))
+            .await
+    }
+
+    /// [`Scheduler::deliver`], handing nothing over past `deadline`.
+    pub(super) async fn deliver_until(
+        &self,
+        claim: &Claim,
+        now: SystemTime,
+        deadline: &Deadline,
+    ) -> Vec<(u32, Outcome)> {
         let now_ms = unix_millis(now);
         let message = &claim.message;
         let due = message
@@ -53,7 +67,7 @@ impl Scheduler {
         let deliveries = routes.into_iter().map(|(route, recipients)| {
             let settings = settings.clone();
             async move {
-                self.throttled(&settings, claim, route, recipients, now_ms)
+                self.throttled(&settings, (claim, deadline), route, recipients, now_ms)
                     .await
             }
         });
@@ -69,7 +83,7 @@ impl Scheduler {
     async fn throttled(
         &self,
         settings: &Settings,
-        claim: &Claim,
+        (claim, deadline): (&Claim, &Deadline),
         route: Route,
         recipients: Vec<(u32, Recipient)>,
         now_ms: u64,
@@ -113,7 +127,9 @@ impl Scheduler {
                     .collect();
             }
         };
-        let outcomes = self.deliver_route(settings, claim, route, recipients).await;
+        let outcomes = self
+            .deliver_route(settings, (claim, deadline), route, recipients)
+            .await;
         if let Err(error) = throttle::release(&self.queue.store, permit).await {
             // The slots expire with the lease instead.
             tracing::warn!(queue_id = %record.id, %error, "cannot release throttle slots");
@@ -124,7 +140,7 @@ impl Scheduler {
     async fn deliver_route(
         &self,
         settings: &Settings,
-        claim: &Claim,
+        (claim, deadline): (&Claim, &Deadline),
         route: Route,
         recipients: Vec<(u32, Recipient)>,
     ) -> Vec<(u32, Outcome)> {
@@ -135,7 +151,11 @@ impl Scheduler {
                 .collect::<Vec<_>>()
         };
         let id = match route {
-            Route::Mx => return self.deliver_mx(settings, claim, recipients).await,
+            Route::Mx => {
+                return self
+                    .deliver_mx(settings, (claim, deadline), recipients)
+                    .await;
+            }
             Route::Remote(id) => id,
         };
         let Some(remote) = settings.remotes.get(&id) else {
@@ -152,6 +172,7 @@ impl Scheduler {
             helo: &settings.hostname,
             envelope: &claim.message.record.envelope,
             recipients: &addresses,
+            deadline,
         };
         let body = self
             .queue
@@ -183,7 +204,7 @@ impl Scheduler {
     async fn deliver_mx(
         &self,
         settings: &Settings,
-        claim: &Claim,
+        (claim, deadline): (&Claim, &Deadline),
         recipients: Vec<(u32, Recipient)>,
     ) -> Vec<(u32, Outcome)> {
         let record = &claim.message.record;
@@ -201,6 +222,7 @@ impl Scheduler {
                 metrics: self.queue.metrics.outbound(),
             },
             sessions: &self.mx_sessions,
+            deadline,
         };
         let addresses: HashMap<u32, String> = recipients
             .iter()

@@ -9,8 +9,9 @@
 //!
 //! By job: the loop, its heartbeats and the start of attempts (`run_loop`); one attempt,
 //! from its claim (`attempt`); the delivery of its recipients through the throttles to
-//! outbound delivery (`delivery`); the renewal of its lease meanwhile (`lease_renewal`); and
-//! the recording of its outcomes under that lease (`commit`).
+//! outbound delivery (`delivery`); the renewal of its lease meanwhile, and the deadline it
+//! sets the delivery (`lease_renewal`); and the recording of its outcomes under that lease
+//! (`commit`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -44,11 +45,14 @@ mod run_loop;
 pub struct SchedulerOptions {
     /// This scheduler's name in leases: unique among the schedulers sharing a store.
     pub owner: String,
-    /// How long a claim lasts; renewed at half of it while a delivery runs. It is also how
+    /// How long a claim lasts; renewed every third of it while a delivery runs. It is also how
     /// long the messages a crashed scheduler held wait before another takes them over: short
     /// enough that a restart does not delay them much, long enough that renewals (one short
     /// transaction per delivery per half lease) cost little.
     pub lease: Duration,
+    /// Longest a lease renewal may take before it counts as failed: a store that hangs must
+    /// not hold a renewal past the lease it renews. A sixth of the lease by default.
+    pub renewal_timeout: Duration,
     /// Wait between two reads of the due index when no enqueue wakes the scheduler.
     pub poll: Duration,
     /// The shards whose due messages it delivers: `None` to share them with the other live
@@ -73,6 +77,7 @@ impl SchedulerOptions {
         Self {
             owner: format!("{hostname}/{:016x}", rand::random::<u64>()),
             lease: Duration::from_secs(30),
+            renewal_timeout: Duration::from_secs(5),
             poll: Duration::from_secs(1),
             shards: None,
             heartbeat: Duration::from_secs(10),
@@ -91,6 +96,8 @@ struct Settings {
     notify: Vec<Duration>,
     throttles: BTreeMap<String, Throttle>,
     hostname: String,
+    /// `queue.lease.max-clock-skew`.
+    max_clock_skew: Duration,
     /// `queue.outbound.*` for MX delivery.
     outbound: Outbound,
     /// The resolver of `resolver.*` for MX delivery, or why it could not be built.
@@ -187,6 +194,7 @@ fn settings(config: &Config) -> Settings {
         notify: config.queue.notify.clone(),
         throttles: config.queue.throttles.clone(),
         hostname: config.server.hostname.clone(),
+        max_clock_skew: config.queue.max_clock_skew,
         outbound: config.queue.outbound.clone(),
         dns: resolver(config),
         dnssec: ferrymail_dns::dnssec_resolver(&config.resolver)

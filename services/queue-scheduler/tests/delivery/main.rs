@@ -6,6 +6,7 @@
 
 mod dane;
 mod handoff;
+mod lease;
 mod mta_sts;
 mod mx;
 mod pipelining;

@@ -1,0 +1,162 @@
+//! Leases are promises with a deadline: a scheduler that cannot renew its lease in time stops
+//! before the relay could take the message, another takes the message over only once the
+//! lease and the clock-skew margin have passed, and a result recorded after the lease ran out
+//! is refused, leaving the message to whoever claims it next.
+//!
+//! A renewal that cannot commit in time is one bounded by a zero timeout: whatever the store
+//! does, it is never confirmed.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ferrymail_e2e::{SmtpSink, SmtpSinkOptions};
+use ferrymail_queue_scheduler::{Committed, Outcome, Queue, Scheduler, SchedulerOptions};
+use ferrymail_rpc::queue::{QueueError, QueueService, RecipientState};
+use ferrymail_store::{Store, StoreOptions};
+
+use crate::{config_text, enqueue, options};
+
+/// Two schedulers' margin for the skew of their clocks.
+const SKEW: Duration = Duration::from_millis(200);
+/// The lease of the scheduler whose renewals fail.
+const SHORT_LEASE: Duration = Duration::from_millis(1500);
+
+/// A queue delivering to `sink`, with a clock-skew margin of [`SKEW`], and a scheduler `one`
+/// whose leases last [`SHORT_LEASE`] and whose renewals can never be confirmed in time (no
+/// store commits within a zero timeout).
+struct Unrenewable {
+    config: ferrymail_config::Config,
+    queue: Arc<Queue>,
+    one: Scheduler,
+    _dir: tempfile::TempDir,
+}
+
+fn unrenewable(sink: &SmtpSink) -> Unrenewable {
+    let text = format!(
+        "{}[queue.lease]\nmax-clock-skew = \"200ms\"\n",
+        config_text(sink.address().port(), "smtp")
+    );
+    let config = ferrymail_config::load_str("test.toml", &text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
+    let queue = Arc::new(Queue::new(store, &config.queue));
+    let one = SchedulerOptions {
+        lease: SHORT_LEASE,
+        renewal_timeout: Duration::ZERO,
+        ..options("one")
+    };
+    let one = Scheduler::new(queue.clone(), &config, one);
+    Unrenewable {
+        config,
+        queue,
+        one,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_not_renewed_in_time_stops_the_transfer_and_is_taken_over_after_the_margin() {
+    // DATA is answered after 2 s: the body only goes once the 1.5 s lease has run out.
+    let sink = SmtpSink::start(SmtpSinkOptions {
+        data_delay: Some(2),
+        ..SmtpSinkOptions::default()
+    });
+    let lab = unrenewable(&sink);
+    let two = Scheduler::new(lab.queue.clone(), &lab.config, options("two"));
+    let id = enqueue(&lab.queue, &["bob@example.net"]).await;
+    let claimed_at = SystemTime::now();
+    let committed = lab.one.attempt(&id, claimed_at).await.unwrap();
+    // A renewal that was late may still have committed: the lease was then the scheduler's
+    // again when it recorded the abandoned transfer, which is no attempt.
+    assert!(
+        matches!(
+            committed,
+            Some(Committed::Stale | Committed::Kept { live: 1 })
+        ),
+        "{committed:?}"
+    );
+    assert_eq!(sink.received(), 0, "the end of data was never sent");
+    let detail = lab.queue.get(&id.to_wire()).await.unwrap();
+    assert_eq!(detail.recipients[0].state, RecipientState::Pending);
+    assert_eq!(detail.recipients[0].attempts, 0, "no attempt counts");
+
+    // Whatever renewal went through last, the lease is anyone's once it and the margin have
+    // passed.
+    let after_margin = SystemTime::now() + SHORT_LEASE + SKEW;
+    let claim = two.claim(&id, after_margin).await.unwrap().unwrap();
+    assert!(claim.lease.token >= 2);
+    let outcomes = two.deliver(&claim, after_margin).await;
+    assert!(
+        matches!(outcomes[..], [(0, Outcome::Delivered(_))]),
+        "{outcomes:?}"
+    );
+    let committed = two.commit(&claim, outcomes, after_margin).await.unwrap();
+    assert_eq!(committed, Committed::Removed);
+    tokio::task::block_in_place(|| sink.wait_for_messages(1));
+    assert_eq!(sink.received(), 1, "one copy, from the new owner");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_without_enough_lease_left_is_not_delivered_unless_renewed() {
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let lab = unrenewable(&sink);
+    let id = enqueue(&lab.queue, &["bob@example.net"]).await;
+    let enqueued = SystemTime::now();
+    // Claimed as of the enqueue, but started most of a lease later: what is left would not
+    // last until a first renewal, and that renewal cannot be confirmed.
+    tokio::time::sleep(SHORT_LEASE - Duration::from_millis(300)).await;
+    let failed = lab.one.attempt(&id, enqueued).await;
+    assert!(
+        matches!(failed, Err(QueueError::Unavailable(_))),
+        "{failed:?}"
+    );
+    assert_eq!(sink.received(), 0, "nothing was sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_after_the_lease_ran_out_is_refused_and_leaves_the_message_to_the_next_owner() {
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let config = crate::config(sink.address().port(), "smtp");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(
+        dir.path(),
+        StoreOptions {
+            run_closures_twice: true,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let queue = Arc::new(Queue::new(store, &config.queue));
+    let one = Scheduler::new(queue.clone(), &config, options("one"));
+    let two = Scheduler::new(queue.clone(), &config, options("two"));
+    let id = enqueue(&queue, &["bob@example.net"]).await;
+    let now = SystemTime::now();
+    let claim = one.claim(&id, now).await.unwrap().unwrap();
+
+    // The scheduler paused past its 30 s lease; nobody took the message over yet, but the
+    // record says the lease is over.
+    let late = now + Duration::from_secs(31);
+    let delivered = vec![(0, Outcome::Delivered("250 2.0.0 Ok".into()))];
+    assert_eq!(
+        one.commit(&claim, delivered, late).await.unwrap(),
+        Committed::Stale
+    );
+    let detail = queue.get(&id.to_wire()).await.unwrap();
+    assert_eq!(detail.recipients[0].state, RecipientState::Pending);
+
+    // Not even within the clock-skew margin (1 s by default) is the message claimed.
+    let expiry = now + Duration::from_secs(30);
+    for within_margin in [expiry, expiry + Duration::from_millis(999)] {
+        assert!(two.claim(&id, within_margin).await.unwrap().is_none());
+    }
+    let after = expiry + Duration::from_secs(1);
+    let taken = two.claim(&id, after).await.unwrap().unwrap();
+    assert!(taken.lease.token > claim.lease.token);
+    let outcomes = two.deliver(&taken, after).await;
+    assert_eq!(
+        two.commit(&taken, outcomes, after).await.unwrap(),
+        Committed::Removed
+    );
+    tokio::task::block_in_place(|| sink.wait_for_messages(1));
+    assert_eq!(sink.received(), 1);
+}
