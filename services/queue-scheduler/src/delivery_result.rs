@@ -154,7 +154,9 @@ impl Queue {
                     if !reported.is_empty() {
                         let now = UNIX_EPOCH + Duration::from_millis(now_ms);
                         match dsn::notice(&policy.notices, &message.record, &reported, now) {
-                            Some(notice) => notice.write(tx, &keys, &blobs).await?,
+                            Some(notice) => {
+                                notice.write(tx, &keys, &blobs).await?;
+                            }
                             None => tracing::error!(queue_id = %id, "a delivery notice exceeds its bound and is not sent"),
                         }
                     }

@@ -7,6 +7,10 @@
 //! died, or by a commit that failed, stays unreferenced and is collected after the grace
 //! period. A message is therefore either whole (record, recipients, due entry, counters and
 //! body) or absent.
+//!
+//! The transaction may run again after a commit whose result was unknown, with the same
+//! message: the record of its enqueue (`model::enqueued`) tells that run the message was
+//! written already, whatever became of it since, and it writes nothing, not even the lease.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -25,7 +29,7 @@ use crate::envelope_check;
 use crate::held_body::HeldBody;
 use crate::model::due_index::DueEntry;
 use crate::model::lease::{self, Lease};
-use crate::model::new_message::{Body, NewMessage};
+use crate::model::new_message::{Body, NewMessage, Written};
 use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::quota::{self, QuotaExceeded};
 use crate::service::Queue;
@@ -78,23 +82,7 @@ impl Queue {
             (claimant.owner, expiry_ms)
         });
         Span::current().record("queue_id", display(id));
-        let (keys, blobs, writing) = (self.keys.clone(), self.blobs.clone(), message.clone());
-        let lease = self
-            .store
-            .transact(move |tx| {
-                let (message, keys, blobs) = (writing.clone(), keys.clone(), blobs.clone());
-                let owner = owner.clone();
-                Box::pin(async move {
-                    message.write(tx, &keys, &blobs).await?;
-                    owner
-                        .map(|(owner, expiry_ms)| {
-                            lease::claim_new(tx, &keys, &id, &owner, expiry_ms)
-                        })
-                        .transpose()
-                })
-            })
-            .await
-            .map_err(enqueue_failure)?;
+        let lease = self.write_new(message.clone(), owner).await?;
         tracing::debug!(queue_id = %id, size, "message queued");
         self.metrics.enqueued();
         match lease {
@@ -103,6 +91,35 @@ impl Queue {
             None => {}
         }
         Ok(id)
+    }
+
+    /// Writes `message` in a transaction of its own, claimed for `owner` until the expiry
+    /// given with it, if any; returns the lease taken. Run again with the same message (a
+    /// retry after a commit whose result was unknown), it writes nothing and takes no lease:
+    /// the message may have been delivered, or claimed by another scheduler, since.
+    pub(crate) async fn write_new(
+        &self,
+        message: Arc<NewMessage>,
+        owner: Option<(String, u64)>,
+    ) -> Result<Option<Lease>, QueueError> {
+        let (keys, blobs, id) = (self.keys.clone(), self.blobs.clone(), message.id());
+        self.store
+            .transact(move |tx| {
+                let (message, keys, blobs) = (message.clone(), keys.clone(), blobs.clone());
+                let owner = owner.clone();
+                Box::pin(async move {
+                    if message.write(tx, &keys, &blobs).await? == Written::Before {
+                        return Ok(None);
+                    }
+                    owner
+                        .map(|(owner, expiry_ms)| {
+                            lease::claim_new(tx, &keys, &id, &owner, expiry_ms)
+                        })
+                        .transpose()
+                })
+            })
+            .await
+            .map_err(enqueue_failure)
     }
 
     /// Hands the message just enqueued, claimed under `lease`, to the scheduler it was
@@ -222,4 +239,166 @@ async fn next_chunk(
 fn abandoned(error: BodyError) -> QueueError {
     tracing::debug!(%error, "enqueue abandoned: the body stream failed");
     QueueError::Body(error)
+}
+
+#[cfg(test)]
+mod tests {
+    //! An enqueue whose commit went through but was reported unknown runs again with the same
+    //! message: here the same write, run twice as two transactions.
+
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use ferrymail_outbound::Outcome;
+    use ferrymail_rpc::queue::{QueueService, QueueStats, Recipient};
+    use ferrymail_store::{Store, StoreOptions};
+
+    use super::*;
+    use crate::delivery_result::Committed;
+    use crate::scheduler::{Scheduler, SchedulerOptions};
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    struct Replay {
+        queue: Arc<Queue>,
+        two: Scheduler,
+        message: Arc<NewMessage>,
+        now: SystemTime,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A queue on a store that runs every transaction closure twice, a scheduler `two`, and
+    /// a message to enqueue.
+    fn replay() -> Replay {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            run_closures_twice: true,
+            ..StoreOptions::default()
+        };
+        let store = Store::open_embedded(dir.path(), options).unwrap();
+        let config = ferrymail_config::load_str("t.toml", "[server]\nhostname = \"h\"\n").unwrap();
+        let queue = Arc::new(Queue::new(store, &config.queue));
+        let two = SchedulerOptions {
+            owner: "two".into(),
+            lease: LEASE,
+            ..SchedulerOptions::new("h")
+        };
+        let two = Scheduler::new(queue.clone(), &config, two);
+        let now = SystemTime::now();
+        let envelope = Envelope {
+            sender: "a@example.org".into(),
+            recipients: vec![Recipient::new("b@example.net")],
+            ..Envelope::default()
+        };
+        let body = SmallBlob::new([Bytes::from_static(b"hello\r\n")]).unwrap();
+        let id = MessageId::generate(now);
+        let message = NewMessage::new(id, envelope, Body::Small(body), None, 86_400_000);
+        Replay {
+            queue,
+            two,
+            message: Arc::new(message),
+            now,
+            _dir: dir,
+        }
+    }
+
+    impl Replay {
+        /// The enqueue's write, claimed for scheduler `one` for a lease from now.
+        async fn enqueue(&self) -> Option<Lease> {
+            let expiry_ms = unix_millis(self.now).saturating_add(LEASE.as_millis() as u64);
+            let owner = Some(("one".to_owned(), expiry_ms));
+            self.queue
+                .write_new(self.message.clone(), owner)
+                .await
+                .unwrap()
+        }
+
+        async fn lease(&self) -> Option<Lease> {
+            let (keys, id) = (self.queue.keys.clone(), self.message.id());
+            self.queue
+                .store
+                .transact(move |tx| {
+                    let keys = keys.clone();
+                    Box::pin(async move { lease::read(tx, &keys, &id).await })
+                })
+                .await
+                .unwrap()
+        }
+
+        /// Scheduler `two` claims the message once `one`'s lease is over.
+        async fn take_over(&self) -> crate::claim::Claim {
+            let later = self.now + LEASE + Duration::from_secs(2);
+            self.two
+                .claim(&self.message.id(), later)
+                .await
+                .unwrap()
+                .expect("the enqueue's lease is over")
+        }
+    }
+
+    #[tokio::test]
+    async fn run_again_it_queues_the_message_once_and_keeps_its_lease() {
+        let r = replay();
+        let first = r.enqueue().await.expect("claimed for one");
+        assert_eq!(first.token, 1);
+        assert_eq!(r.enqueue().await, None, "no second claim");
+        assert_eq!(r.lease().await, Some(first));
+        let stats = r.queue.stats().await.unwrap();
+        assert_eq!(
+            (stats.messages, stats.recipients.pending),
+            (1, 1),
+            "{stats:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn run_again_after_the_message_was_delivered_it_queues_nothing() {
+        let r = replay();
+        r.enqueue().await.unwrap();
+        let claim = r.take_over().await;
+        let delivered = vec![(0, Outcome::Delivered("250 2.0.0 Ok".into()))];
+        let at = r.now + LEASE + Duration::from_secs(2);
+        let committed = r.two.commit(&claim, delivered, at).await.unwrap();
+        assert_eq!(committed, Committed::Removed);
+
+        assert_eq!(r.enqueue().await, None);
+        assert_eq!(r.queue.stats().await.unwrap(), QueueStats::default());
+        assert!(
+            r.queue.load(&r.message.id()).await.is_err(),
+            "not queued again"
+        );
+        assert_eq!(r.lease().await, None, "no lease written back");
+    }
+
+    #[tokio::test]
+    async fn run_again_while_another_scheduler_holds_it_the_token_stays() {
+        let r = replay();
+        r.enqueue().await.unwrap();
+        let claim = r.take_over().await;
+        assert_eq!(claim.lease.token, 2);
+
+        assert_eq!(r.enqueue().await, None);
+        assert_eq!(r.lease().await, Some(claim.lease), "two's lease, token 2");
+        let stats = r.queue.stats().await.unwrap();
+        assert_eq!(
+            (stats.messages, stats.recipients.pending),
+            (1, 1),
+            "{stats:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn once_its_record_is_collected_a_queued_message_is_still_found() {
+        let r = replay();
+        let first = r.enqueue().await.unwrap();
+        let after_retention = r.now + crate::model::enqueued::RETENTION + Duration::from_secs(1);
+        r.queue
+            .collect_enqueue_records(after_retention)
+            .await
+            .unwrap();
+        assert_eq!(r.enqueue().await, None);
+        assert_eq!(r.lease().await, Some(first));
+        assert_eq!(r.queue.stats().await.unwrap().messages, 1);
+    }
 }

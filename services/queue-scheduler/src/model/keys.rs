@@ -12,6 +12,7 @@
 //! | `("due", shard, rank, due_ms, id)`    | empty: the message has a recipient due then    |
 //! | `("count", name, shard)`              | little-endian `i64`, changed by atomic add     |
 //! | `("lease", id)`                       | who delivers the message, under which fencing token (`lease`) |
+//! | `("enqueued", arrival_ms, id)`        | `(1,)`: the message was enqueued (`enqueued`), kept a day |
 //! | `("quota", quota, group, unit)`       | `i64` use of a quota group; unit `msgs`/`bytes` |
 //! | `("charged", id)`                     | `(size, [(quota, group)…])` the message is charged |
 //! | `("member", owner)`                   | `(expiry_ms,)`: a scheduler's heartbeat         |
@@ -34,6 +35,8 @@
 //!   storage team. Reading a total is one range read of `SHARDS` keys per counter.
 //! - A message's delivery lease has its own key, not a field of the record: claiming and
 //!   renewing rewrite a few bytes, and readers of the record do not conflict with renewals.
+//! - The record that a message was enqueued is keyed by its arrival time first: those past
+//!   their retention are one range, cleared at once.
 //! - Quotas, heartbeats, throttles and MTA-STS policies have subspaces of their own beside
 //!   these.
 
@@ -50,6 +53,7 @@ pub(crate) struct Keys {
     due: Subspace,
     counters: Subspace,
     leases: Subspace,
+    enqueued: Subspace,
     quotas: Subspace,
     charged: Subspace,
     members: Subspace,
@@ -67,6 +71,7 @@ impl Keys {
             due: queue.subspace(&("due",)),
             counters: queue.subspace(&("count",)),
             leases: queue.subspace(&("lease",)),
+            enqueued: queue.subspace(&("enqueued",)),
             quotas: queue.subspace(&("quota",)),
             charged: queue.subspace(&("charged",)),
             members: queue.subspace(&("member",)),
@@ -163,6 +168,18 @@ impl Keys {
     /// The delivery lease of message `id`.
     pub(crate) fn lease(&self, id: &MessageId) -> Vec<u8> {
         self.leases.pack(&(id_bytes(id),))
+    }
+
+    /// The record that message `id` was enqueued.
+    pub(crate) fn enqueued(&self, id: &MessageId) -> Vec<u8> {
+        self.enqueued.pack(&(id.unix_millis(), id_bytes(id)))
+    }
+
+    /// The records of the messages that arrived before `arrival_ms`.
+    pub(crate) fn enqueued_before(&self, arrival_ms: u64) -> KeyRange {
+        let begin = self.enqueued.range().0;
+        // Every key of an earlier arrival sorts before this one, every later one after it.
+        KeyRange::new(begin, self.enqueued.pack(&(arrival_ms,)))
     }
 
     /// The message and byte counters of `group` of quota `quota`.

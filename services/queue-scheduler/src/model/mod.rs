@@ -1,6 +1,6 @@
-//! The queue's stored model: where it lives in the key space (`keys`), the records of a
-//! message and its recipients (`record`, `stored_message`, `new_message`, `removal`), the
-//! due-time index (`due_index`), delivery leases with their fencing tokens (`lease`), the
+//! The queue's stored model: where it lives in the key space (`keys`), the record that a
+//! message was enqueued, kept after it is gone (`enqueued`), the records of a message and its
+//! recipients (`record`, `stored_message`, `new_message`, `removal`), the due-time index (`due_index`), delivery leases with their fencing tokens (`lease`), the
 //! counters (`counters`), quotas and throttles counted in the store (`quota`, `throttle`,
 //! with the conditions of their `match` in `condition`), the schedulers' membership
 //! (`membership`) and the MTA-STS policies remembered beside the queue
@@ -10,6 +10,7 @@
 pub(crate) mod condition;
 pub(crate) mod counters;
 pub(crate) mod due_index;
+pub(crate) mod enqueued;
 pub(crate) mod keys;
 pub(crate) mod lease;
 pub(crate) mod membership;

@@ -12,6 +12,7 @@ use ferrymail_store::{StoreError, Transaction};
 
 use crate::model::counters::CounterDelta;
 use crate::model::due_index::{DueEntry, move_entry};
+use crate::model::enqueued;
 use crate::model::keys::{Keys, blob_owner};
 use crate::model::queue_id::MessageId;
 use crate::model::quota::{self, Charge};
@@ -46,6 +47,15 @@ impl Body {
             Self::Streamed { size, .. } => *size,
         }
     }
+}
+
+/// What [`NewMessage::write`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// It wrote the message.
+    Now,
+    /// An earlier run of the same transaction had: nothing was written.
+    Before,
 }
 
 /// A new message's records, ready to write.
@@ -148,20 +158,22 @@ impl NewMessage {
         }
     }
 
-    /// Writes the message in `tx`: quota charges, record, recipients, due entry, counters and
-    /// body reference; aborts with [`quota::QuotaExceeded`] when a quota is full. Does nothing
-    /// if it is there already: an earlier run of the same transaction committed although its
-    /// result was reported unknown, and the message is queued once.
+    /// Writes the message in `tx`: quota charges, record, recipients, due entry, counters, body
+    /// reference and the record that it was enqueued; aborts with [`quota::QuotaExceeded`]
+    /// when a quota is full. Writes nothing if an earlier run of the same transaction
+    /// committed although its result was reported unknown ([`Written::Before`]): the message
+    /// is queued once, even if it was delivered and removed since, or claimed by a scheduler.
     pub(crate) async fn write(
         &self,
         tx: &Transaction,
         keys: &Keys,
         blobs: &BlobStore,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Written, StoreError> {
         let id = self.record.id;
         let message_key = keys.message(&id);
-        if tx.get(&message_key).await?.is_some() {
-            return Ok(());
+        // The message's own key as well: its enqueue record may be collected while it waits.
+        if enqueued::exists(tx, keys, &id).await? || tx.get(&message_key).await?.is_some() {
+            return Ok(Written::Before);
         }
         quota::charge(tx, keys, &id, self.record.size, &self.charges).await?;
         let mut delta = CounterDelta::default();
@@ -174,11 +186,13 @@ impl NewMessage {
         tx.set(&message_key, &record.encode())?;
         delta.message(record.size, 1);
         delta.apply(tx, keys, id.shard())?;
+        enqueued::record(tx, keys, &id)?;
         let owner = blob_owner(&id);
         match &self.body {
             Body::Small(small) => blobs.write_referenced(tx, small, &owner),
             Body::Streamed { blob, .. } => blobs.reference(tx, blob, &owner).await,
         }
-        .map_err(StoreError::from)
+        .map_err(StoreError::from)?;
+        Ok(Written::Now)
     }
 }
