@@ -160,3 +160,45 @@ async fn a_commit_after_the_lease_ran_out_is_refused_and_leaves_the_message_to_t
     tokio::task::block_in_place(|| sink.wait_for_messages(1));
     assert_eq!(sink.received(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_its_deadline_a_delivery_hands_nothing_over_and_counts_no_attempt() {
+    let sink = SmtpSink::start(SmtpSinkOptions {
+        no_pipelining: true,
+        ..SmtpSinkOptions::default()
+    });
+    let config = crate::config(sink.address().port(), "smtp");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
+    let queue = Arc::new(Queue::new(store, &config.queue));
+    let one = Scheduler::new(queue.clone(), &config, options("one"));
+    let id = enqueue(&queue, &["bob@example.net", "carol@example.net"]).await;
+    let now = SystemTime::now();
+    let mut claim = one.claim(&id, now).await.unwrap().unwrap();
+    // As a scheduler that paused would find it: its lease is over by its own clock.
+    claim.lease.expiry_ms = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .try_into()
+        .unwrap();
+
+    let outcomes = one.deliver(&claim, now).await;
+    assert_eq!(outcomes.len(), 2);
+    for (_, outcome) in &outcomes {
+        assert!(
+            matches!(outcome, Outcome::Abandoned(reason) if reason.contains("deadline")),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(sink.received(), 0);
+    // The stored lease is still the scheduler's: the abandoned transfer is recorded, as no
+    // attempt, and the recipients are due again at once.
+    let committed = one.commit(&claim, outcomes, now).await.unwrap();
+    assert_eq!(committed, Committed::Kept { live: 2 });
+    let detail = queue.get(&id.to_wire()).await.unwrap();
+    for recipient in &detail.recipients {
+        assert_eq!(recipient.state, RecipientState::Pending);
+        assert_eq!(recipient.attempts, 0);
+    }
+}
