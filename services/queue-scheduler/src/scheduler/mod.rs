@@ -48,7 +48,7 @@ pub struct SchedulerOptions {
     /// How long a claim lasts; renewed every third of it while a delivery runs. It is also how
     /// long the messages a crashed scheduler held wait before another takes them over: short
     /// enough that a restart does not delay them much, long enough that renewals (one short
-    /// transaction per delivery per half lease) cost little.
+    /// transaction per delivery per third of a lease) cost little.
     pub lease: Duration,
     /// Longest a lease renewal may take before it counts as failed: a store that hangs must
     /// not hold a renewal past the lease it renews. A sixth of the lease by default.
