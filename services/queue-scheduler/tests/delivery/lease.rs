@@ -20,6 +20,9 @@ use crate::{config_text, enqueue, options};
 const SKEW: Duration = Duration::from_millis(200);
 /// The lease of the scheduler whose renewals fail.
 const SHORT_LEASE: Duration = Duration::from_millis(1500);
+/// How long a message that should never arrive is waited for: the sink counts a message a
+/// little after it answers the final dot.
+const NOTHING_COMES: Duration = Duration::from_millis(300);
 
 /// A queue delivering to `sink`, with a clock-skew margin of [`SKEW`], and a scheduler `one`
 /// whose leases last [`SHORT_LEASE`] and whose renewals can never be confirmed in time (no
@@ -75,7 +78,8 @@ async fn a_lease_not_renewed_in_time_stops_the_transfer_and_is_taken_over_after_
         ),
         "{committed:?}"
     );
-    assert_eq!(sink.received(), 0, "the end of data was never sent");
+    let received = tokio::task::block_in_place(|| sink.received_within(1, NOTHING_COMES));
+    assert_eq!(received, 0, "the end of data was never sent");
     let detail = lab.queue.get(&id.to_wire()).await.unwrap();
     assert_eq!(detail.recipients[0].state, RecipientState::Pending);
     assert_eq!(detail.recipients[0].attempts, 0, "no attempt counts");
@@ -97,7 +101,27 @@ async fn a_lease_not_renewed_in_time_stops_the_transfer_and_is_taken_over_after_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_claim_without_enough_lease_left_is_not_delivered_unless_renewed() {
+async fn a_lease_renewed_in_time_lets_a_transfer_outlast_it() {
+    // DATA is answered after 3 s, beyond the 2 s lease: only its renewals carry the transfer.
+    let sink = SmtpSink::start(SmtpSinkOptions {
+        data_delay: Some(3),
+        ..SmtpSinkOptions::default()
+    });
+    let lab = unrenewable(&sink);
+    let renewing = SchedulerOptions {
+        lease: Duration::from_secs(2),
+        renewal_timeout: Duration::from_millis(400),
+        ..options("renewing")
+    };
+    let renewing = Scheduler::new(lab.queue.clone(), &lab.config, renewing);
+    let id = enqueue(&lab.queue, &["bob@example.net"]).await;
+    let committed = renewing.attempt(&id, SystemTime::now()).await.unwrap();
+    assert_eq!(committed, Some(Committed::Removed));
+    tokio::task::block_in_place(|| sink.wait_for_messages(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_without_enough_lease_left_is_not_delivered_when_it_cannot_be_renewed() {
     let sink = SmtpSink::start(SmtpSinkOptions::default());
     let lab = unrenewable(&sink);
     let id = enqueue(&lab.queue, &["bob@example.net"]).await;
@@ -110,7 +134,8 @@ async fn a_claim_without_enough_lease_left_is_not_delivered_unless_renewed() {
         matches!(failed, Err(QueueError::Unavailable(_))),
         "{failed:?}"
     );
-    assert_eq!(sink.received(), 0, "nothing was sent");
+    let received = tokio::task::block_in_place(|| sink.received_within(1, NOTHING_COMES));
+    assert_eq!(received, 0, "nothing was sent");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -191,7 +216,8 @@ async fn past_its_deadline_a_delivery_hands_nothing_over_and_counts_no_attempt()
             "{outcome:?}"
         );
     }
-    assert_eq!(sink.received(), 0);
+    let received = tokio::task::block_in_place(|| sink.received_within(1, NOTHING_COMES));
+    assert_eq!(received, 0);
     // The stored lease is still the scheduler's: the abandoned transfer is recorded, as no
     // attempt, and the recipients are due again at once.
     let committed = one.commit(&claim, outcomes, now).await.unwrap();
