@@ -249,8 +249,10 @@ keys! {
         "Times after arrival at which the sender is told of a delay.";
     QUEUE_SCHEDULE_EXPIRE: Duration = "queue.schedule.expire", Default("\"5d\""),
         "Time after arrival at which undelivered recipients fail and are bounced.";
+    QUEUE_LEASE_DURATION: Duration = "queue.lease.duration", Default("\"30s\""),
+        "How long a scheduler's claim on a message lasts: renewed every third of it while the delivery runs (each renewal confirmed within a sixth of it), and how long the messages and shards of a scheduler that stopped wait before another takes them over. At least `1s`; read at start-up (ferrymail's own key).";
     QUEUE_LEASE_MAX_CLOCK_SKEW: Duration = "queue.lease.max-clock-skew", Default("\"1s\""),
-        "Largest difference between the clocks of the nodes sharing a queue. Delivery leases (30 s, renewed while a delivery runs) are judged by each node's clock, so this is kept as a margin: a scheduler stops handing a message over this long before its lease ends, and takes over another's lease only this long after it ended. Shorter than 10 s (a third of a lease); keep the clocks synchronised (NTP) well within it (ferrymail's own key).";
+        "Largest difference between the clocks of the nodes sharing a queue. Delivery leases are judged by each node's clock, so this is kept as a margin: a scheduler stops handing a message over this long before its lease ends, and takes over another's lease only this long after it ended. Shorter than a third of `queue.lease.duration`; keep the clocks synchronised (NTP) well within it (ferrymail's own key).";
     QUEUE_QUOTA_MESSAGES: u64 = "queue.quota.<id>.messages", Optional,
         "Most messages waiting in the queue per group (see `key`); more are refused with `452 4.3.1` at the SMTP level.";
     QUEUE_QUOTA_SIZE: ByteSize = "queue.quota.<id>.size", Optional,

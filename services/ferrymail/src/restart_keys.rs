@@ -46,6 +46,10 @@ pub fn differing(role: Role, before: &Config, after: &Config) -> BTreeSet<Restar
         storage(before, after, &mut keys);
     }
     cluster(role, before, after, &mut keys);
+    // The scheduler's claims and heartbeats are sized once, when it starts.
+    if role.hosts_queue() && before.queue.lease != after.queue.lease {
+        keys.insert(RestartKey::new(&["queue", "lease", "duration"], "changed"));
+    }
     let tracing = (&before.tracing, &after.tracing);
     if tracing.0.endpoint != tracing.1.endpoint {
         keys.insert(RestartKey::new(&["tracing", "endpoint"], "changed"));
@@ -247,6 +251,17 @@ mod tests {
         let other = BASE.replace("data = \"local\"", "data = \"other\"")
             + "[store.other]\ntype = \"embedded\"\npath = \"o\"\n";
         assert_eq!(keys(Role::All, &other), ["storage.data changed"]);
+    }
+
+    #[test]
+    fn the_lease_is_sized_when_the_scheduler_starts() {
+        let shorter = format!("{BASE}[queue.lease]\nduration = \"5s\"\nmax-clock-skew = \"1s\"\n");
+        assert_eq!(
+            keys(Role::QueueScheduler, &shorter),
+            ["queue.lease.duration changed"]
+        );
+        assert_eq!(keys(Role::All, &shorter), ["queue.lease.duration changed"]);
+        assert!(keys(Role::SmtpIngress, &shorter).is_empty());
     }
 
     #[test]

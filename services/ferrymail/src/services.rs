@@ -74,7 +74,8 @@ impl Services {
             // Gauges are read from the store's counters; the task ends with the runtime.
             tokio::spawn(queue_metrics.refresh(queue.clone()));
             tokio::spawn(ferrymail_queue_scheduler::collect_bodies(queue.clone()));
-            let options = SchedulerOptions::new(&loaded.config.server.hostname);
+            let options = SchedulerOptions::new(&loaded.config.server.hostname)
+                .with_lease(loaded.config.queue.lease);
             services.scheduler = Some(Arc::new(Scheduler::new(
                 queue.clone(),
                 &loaded.config,

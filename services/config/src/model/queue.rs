@@ -25,6 +25,8 @@ pub struct Queue {
     pub notify: Vec<Duration>,
     /// `queue.schedule.expire`.
     pub expire: Duration,
+    /// `queue.lease.duration`.
+    pub lease: Duration,
     /// `queue.lease.max-clock-skew`.
     pub max_clock_skew: Duration,
     /// `queue.quota.<id>`, the enabled ones.
@@ -52,7 +54,9 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
             schedule.report("retry", "intervals must be longer than zero");
         }
     }
-    let max_clock_skew = read_clock_skew(&t.table("lease"));
+    let lease_table = t.table("lease");
+    let lease = read_lease(&lease_table);
+    let max_clock_skew = read_clock_skew(&lease_table, lease);
     let (quotas, quotas_valid) = enabled(&t.table("quota"), |q| read_quota(q, known));
     let (throttles, throttles_valid) = enabled(&t.table("throttle"), |q| read_throttle(q, known));
     (quotas_valid && throttles_valid).then_some(())?;
@@ -62,23 +66,37 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
         retry: retry?,
         notify: notify?,
         expire: expire?,
+        lease: lease?,
         max_clock_skew: max_clock_skew?,
         quotas,
         throttles,
     })
 }
 
-/// The longest clock skew a margin may cover: a third of the 30 s delivery lease, so that a
-/// lease, less the margins on both of its ends, still leaves time to deliver and renew.
-const MAX_CLOCK_SKEW: Duration = Duration::from_secs(10);
+/// The shortest `queue.lease.duration`: a renewal, a sixth of it, must still fit a store
+/// round trip.
+const MIN_LEASE: Duration = Duration::from_secs(1);
 
-/// `queue.lease.max-clock-skew`, refused when it would eat the lease it protects.
-fn read_clock_skew(lease: &TableReader<'_>) -> Option<Duration> {
-    let skew = lease.get(&keys::QUEUE_LEASE_MAX_CLOCK_SKEW)?;
-    if skew >= MAX_CLOCK_SKEW {
-        lease.report(
+/// `queue.lease.duration`, at least [`MIN_LEASE`].
+fn read_lease(table: &TableReader<'_>) -> Option<Duration> {
+    let lease = table.get(&keys::QUEUE_LEASE_DURATION)?;
+    if lease < MIN_LEASE {
+        table.report("duration", format!("must be at least {MIN_LEASE:?}"));
+        return None;
+    }
+    Some(lease)
+}
+
+/// `queue.lease.max-clock-skew`, refused when it would eat the lease it protects: shorter
+/// than a third of it, so that a lease less the margins on both of its ends still leaves
+/// time to deliver and renew.
+fn read_clock_skew(table: &TableReader<'_>, lease: Option<Duration>) -> Option<Duration> {
+    let skew = table.get(&keys::QUEUE_LEASE_MAX_CLOCK_SKEW)?;
+    let bound = lease? / 3;
+    if skew >= bound {
+        table.report(
             "max-clock-skew",
-            format!("must be shorter than {MAX_CLOCK_SKEW:?} (a third of a delivery lease)"),
+            format!("must be shorter than {bound:?} (a third of queue.lease.duration)"),
         );
         return None;
     }

@@ -86,6 +86,16 @@ impl SchedulerOptions {
             mta_sts_port: MTA_STS_PORT,
         }
     }
+
+    /// The same with claims lasting `lease` (`queue.lease.duration`): renewals confirmed
+    /// within a sixth of it, and heartbeats at least three times per lease, since one lasts
+    /// a lease and a single late beat must not drop a live scheduler from the shards.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self.renewal_timeout = lease / 6;
+        self.heartbeat = self.heartbeat.min(lease / 3);
+        self
+    }
 }
 
 /// What the current configuration says about delivery.
