@@ -18,6 +18,7 @@ mod error;
 #[cfg(feature = "fdb")]
 mod foundationdb;
 pub mod limits;
+mod mutation;
 mod observer;
 mod range;
 mod retry;

@@ -33,11 +33,11 @@ use redb::{Durability, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::files::{self, OpenFiles, StoreFiles};
-use super::mutation::Mutation;
 use super::readers::Readers;
 use super::tables::{APPLIED, KV, META, apply};
 use crate::error::{Result, StoreError};
 use crate::limits::MAX_AGE;
+use crate::mutation::Mutation;
 use crate::observer::StoreObserver;
 use crate::range::KeyRange;
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use redb::{Database, Durability, ReadableTable};
 
-use super::mutation::Mutation;
 use super::tables::{APPLIED, KV, META, apply};
 use super::wal::{Unapplied, WalError, WriteAheadLog};
+use crate::mutation::Mutation;
 
 /// File name of the database inside the store's directory.
 pub(crate) const DATABASE_NAME: &str = "ferrymail.redb";

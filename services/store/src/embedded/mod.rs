@@ -4,7 +4,6 @@
 
 mod committer;
 mod files;
-mod mutation;
 mod readers;
 mod tables;
 mod transaction;

@@ -3,8 +3,8 @@
 
 use redb::{ReadableTable, TableDefinition};
 
-use super::mutation::{Mutation, add};
 use crate::error::Result;
+use crate::mutation::{Mutation, add};
 
 /// The one table every key lives in.
 pub(crate) const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");

@@ -10,10 +10,10 @@ use redb::ReadOnlyTable;
 use tokio::sync::oneshot;
 
 use super::committer::{CommitRequest, Request};
-use super::mutation::{Mutation, resolve};
 use crate::backend::BackendTransaction;
 use crate::error::{Result, StoreError};
 use crate::limits::{MAX_AGE, MAX_TRANSACTION};
+use crate::mutation::{Mutation, merge, resolve};
 use crate::range::{KeyRange, KeyValue, RangeOptions, RangePage, key_after};
 
 /// One entry of a redb range iterator.
@@ -116,30 +116,6 @@ impl EmbeddedTransaction {
             }
         }
         Ok(out)
-    }
-}
-
-/// Merges two sequences sorted in read order; on equal keys the overlay wins.
-fn merge(snapshot: Vec<KeyValue>, overlay: Vec<KeyValue>, reverse: bool) -> Vec<KeyValue> {
-    let mut out = Vec::with_capacity(snapshot.len() + overlay.len());
-    let mut a = snapshot.into_iter().peekable();
-    let mut b = overlay.into_iter().peekable();
-    loop {
-        let take_a = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => {
-                if reverse {
-                    x.key > y.key
-                } else {
-                    x.key < y.key
-                }
-            }
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => return out,
-        };
-        if let Some(next) = if take_a { a.next() } else { b.next() } {
-            out.push(next);
-        }
     }
 }
 

@@ -18,7 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::mutation::Mutation;
+use crate::mutation::Mutation;
 use crate::range::KeyRange;
 
 /// The file's first bytes: its format, so a foreign or future file is refused.

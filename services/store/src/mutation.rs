@@ -1,6 +1,8 @@
-//! Mutations a transaction buffers until commit, and how they combine.
+//! Mutations a transaction buffers until commit, how they combine, and how a transaction's
+//! reads merge them over what is committed: every backend buffers writes this way, so that
+//! reads see the transaction's own writes identically on each.
 
-use crate::range::KeyRange;
+use crate::range::{KeyRange, KeyValue};
 
 /// One buffered write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +84,34 @@ pub(crate) fn resolve(
         mutation.apply(key, &mut current);
     }
     current
+}
+
+/// Merges two sequences sorted in read order; on equal keys the overlay wins.
+pub(crate) fn merge(
+    snapshot: Vec<KeyValue>,
+    overlay: Vec<KeyValue>,
+    reverse: bool,
+) -> Vec<KeyValue> {
+    let mut out = Vec::with_capacity(snapshot.len() + overlay.len());
+    let mut a = snapshot.into_iter().peekable();
+    let mut b = overlay.into_iter().peekable();
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => {
+                if reverse {
+                    x.key > y.key
+                } else {
+                    x.key < y.key
+                }
+            }
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return out,
+        };
+        if let Some(next) = if take_a { a.next() } else { b.next() } {
+            out.push(next);
+        }
+    }
 }
 
 #[cfg(test)]
