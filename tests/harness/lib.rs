@@ -4,7 +4,8 @@
 //! from the `listener bound` lines of the JSON log, so tests never race for ports.
 //!
 //! The real peers it works with run as private loopback instances: [`Dovecot`] (IMAP, LMTP,
-//! submission) and Postfix's [`SmtpSink`]. A missing peer fails the test ([`require_peer`]).
+//! submission), Postfix's [`SmtpSink`] and [`Postgres`], the shared store. A missing peer
+//! fails the test ([`require_peer`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -18,6 +19,7 @@ mod mail_clients;
 mod otlp_receiver;
 mod peer;
 mod postfix;
+mod postgres;
 mod process;
 mod small_filesystem;
 mod smtp_sink;
@@ -38,6 +40,7 @@ pub use mail_clients::{ImapClient, ImapResponse, SmtpClient, SmtpReply, python, 
 pub use otlp_receiver::{OtlpReceiver, ReceivedSpan, describe as describe_spans};
 pub use peer::{PEER_PATIENCE, require_peer, wait_until};
 pub use postfix::{POSTFIX_HOSTNAME, Postfix};
+pub use postgres::{POSTGRES_PASSWORD, POSTGRES_USER, Postgres};
 pub use process::{Ferrymail, LogLine, binary};
 pub use small_filesystem::{FILLER_BYTES, SmallFilesystem};
 pub use smtp_sink::{SmtpSink, SmtpSinkOptions};
