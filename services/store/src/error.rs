@@ -26,6 +26,20 @@ pub enum StoreError {
     /// The commit may or may not have happened (FoundationDB `commit_unknown_result`, 1021).
     #[error("commit result unknown")]
     CommitUnknownResult,
+    /// The connection to the database was lost or could not be opened; nothing was
+    /// committed. Retryable: the database may answer again.
+    #[error("database unreachable: {0}")]
+    Disconnected(String),
+    /// The database holds the store's tables in a layout this version does not know.
+    #[error(
+        "the database holds store schema version {found}; this ferrymail uses version {expected}"
+    )]
+    IncompatibleSchema {
+        /// The version found in the database.
+        found: i64,
+        /// The version this build creates and uses.
+        expected: i64,
+    },
     /// A retryable error ended every attempt.
     #[error("gave up after {attempts} attempts: {last}")]
     RetriesExhausted {
@@ -68,7 +82,8 @@ impl StoreError {
         match self {
             StoreError::Conflict
             | StoreError::TransactionTooOld(_)
-            | StoreError::CommitUnknownResult => true,
+            | StoreError::CommitUnknownResult
+            | StoreError::Disconnected(_) => true,
             StoreError::Fdb { retryable, .. } => *retryable,
             _ => false,
         }
@@ -84,6 +99,8 @@ impl StoreError {
             StoreError::TransactionTooLarge(_) => "transaction_too_large",
             StoreError::InvalidRange(_) => "invalid_range",
             StoreError::CommitUnknownResult => "unknown_result",
+            StoreError::Disconnected(_) => "disconnected",
+            StoreError::IncompatibleSchema { .. } => "incompatible_schema",
             StoreError::RetriesExhausted { .. } => "retries_exhausted",
             StoreError::Aborted(_) => "aborted",
             StoreError::Corrupt(_) => "corrupt",

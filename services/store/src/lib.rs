@@ -2,10 +2,11 @@
 //!
 //! The queue and the lookup cache live here. Transactions are serializable: a transaction
 //! that read something another one changed before it committed fails with
-//! [`StoreError::Conflict`] and is run again by [`Store::transact`]. Two backends share one
-//! interface: **embedded** (redb, durable on one machine, the default) and **FoundationDB**
-//! (cargo feature `fdb`). The embedded backend enforces FoundationDB's limits with the same
-//! errors, so code that passes on it passes on a cluster.
+//! [`StoreError::Conflict`] and is run again by [`Store::transact`]. Three backends share one
+//! interface: **embedded** (redb, durable on one machine, the default), **PostgreSQL** (one
+//! database that several processes share) and **FoundationDB** (cargo feature `fdb`). Each
+//! enforces FoundationDB's limits with the same errors, so code that passes on one passes on
+//! the others.
 //!
 //! Keys are built with FoundationDB's tuple encoding under one prefix per installation
 //! ([`Store::root`]), so several installations can share a cluster. This crate knows nothing
@@ -20,6 +21,7 @@ mod foundationdb;
 pub mod limits;
 mod mutation;
 mod observer;
+mod postgresql;
 mod range;
 mod retry;
 mod transaction;
@@ -35,6 +37,7 @@ use tokio::sync::watch;
 pub use error::{Result, StoreError};
 pub use foundationdb_tuple::{self as tuple, Subspace, TuplePack, TupleUnpack};
 pub use observer::StoreObserver;
+pub use postgresql::PostgresSettings;
 pub use range::{KeyRange, KeyValue, RangeOptions, RangePage, key_after};
 pub use retry::RetryPolicy;
 pub use transaction::{Transaction, decode_counter};
@@ -103,6 +106,19 @@ impl Store {
         Ok(Self::new(Arc::new(backend), options))
     }
 
+    /// Opens the PostgreSQL store of `settings`, creating its schema on first use. A refused
+    /// login, a failed TLS handshake or a schema of another version is an error; a server that
+    /// cannot be reached is not: the store then reports itself unavailable
+    /// ([`Store::availability`]), its transactions fail with the retryable
+    /// [`StoreError::Disconnected`], and it connects once the server answers.
+    pub async fn open_postgresql(
+        settings: &PostgresSettings,
+        options: StoreOptions,
+    ) -> Result<Self> {
+        let backend = postgresql::PostgresBackend::open(settings).await?;
+        Ok(Self::new(Arc::new(backend), options))
+    }
+
     fn new(backend: Arc<dyn Backend>, options: StoreOptions) -> Self {
         let root = Subspace::from(&options.prefix.as_str());
         Self {
@@ -117,7 +133,7 @@ impl Store {
         &self.root
     }
 
-    /// The backend's name (`embedded`, `foundationdb`).
+    /// The backend's name (`embedded`, `postgresql`, `foundationdb`).
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
     }
@@ -143,16 +159,7 @@ impl Store {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            if self.options.run_closures_twice {
-                let discarded = Transaction::new(self.backend.begin().await?);
-                // Whatever the first run did is dropped uncommitted.
-                let _ = f(&discarded).await;
-            }
-            let tx = Transaction::new(self.backend.begin().await?);
-            let outcome = match f(&tx).await {
-                Ok(value) => self.commit(tx).await.map(|()| value),
-                Err(error) => Err(error),
-            };
+            let outcome = self.attempt(&mut f).await;
             match outcome {
                 Ok(value) => return Ok(value),
                 Err(error) if error.is_retryable() && attempt < policy.max_attempts => {
@@ -177,6 +184,26 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// One run of `f` in a new transaction, committed if it succeeds. A transaction that
+    /// cannot begin (the database unreachable) fails the attempt like any other error, so
+    /// that a retryable one is retried.
+    async fn attempt<T, F>(&self, f: &mut F) -> Result<T>
+    where
+        F: for<'t> FnMut(&'t Transaction) -> BoxFuture<'t, Result<T>> + Send,
+        T: Send,
+    {
+        if self.options.run_closures_twice {
+            let discarded = Transaction::new(self.backend.begin().await?);
+            // Whatever the first run did is dropped uncommitted, before the second run
+            // begins: a backend with a bounded pool of connections needs it back.
+            let _ = f(&discarded).await;
+            drop(discarded);
+        }
+        let tx = Transaction::new(self.backend.begin().await?);
+        let value = f(&tx).await?;
+        self.commit(tx).await.map(|()| value)
     }
 
     /// Commits `tx`, telling the observer how long a commit that waited for its writes to be

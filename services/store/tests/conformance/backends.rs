@@ -1,6 +1,11 @@
 //! The backends the suite runs against.
 
-use ferrymail_store::{Store, StoreOptions};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ferrymail_e2e::Postgres;
+use ferrymail_store::{PostgresSettings, Store, StoreOptions};
 
 /// A store under test, with whatever keeps it alive.
 pub struct Backend {
@@ -10,7 +15,7 @@ pub struct Backend {
 }
 
 /// Every backend available here, each empty, with `options` (the prefix is made unique).
-pub fn backends(test: &str, options: StoreOptions) -> Vec<Backend> {
+pub async fn backends(test: &str, options: StoreOptions) -> Vec<Backend> {
     let mut all = Vec::new();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_embedded(dir.path(), options.clone()).unwrap();
@@ -19,8 +24,49 @@ pub fn backends(test: &str, options: StoreOptions) -> Vec<Backend> {
         store,
         _dir: Some(dir),
     });
+    let store = Store::open_postgresql(&postgres_settings(&fresh_database()), options.clone())
+        .await
+        .unwrap();
+    all.push(Backend {
+        name: "postgresql",
+        store,
+        _dir: None,
+    });
     all.extend(foundationdb(test, options));
     all
+}
+
+/// The cluster of this test binary, started by the first test that needs it.
+pub fn postgres() -> &'static Postgres {
+    static CLUSTER: OnceLock<Postgres> = OnceLock::new();
+    CLUSTER.get_or_init(Postgres::start)
+}
+
+/// A new, empty database of [`postgres`].
+pub fn fresh_database() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!("conformance_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    postgres().create_database(&name);
+    name
+}
+
+/// Settings for `database` of `cluster`.
+pub fn settings_of(cluster: &Postgres, database: &str) -> PostgresSettings {
+    PostgresSettings {
+        host: "127.0.0.1".into(),
+        port: cluster.port(),
+        database: database.into(),
+        user: cluster.user().into(),
+        password: Some(cluster.password().into()),
+        timeout: Duration::from_secs(5),
+        tls: None,
+        max_connections: 16,
+    }
+}
+
+/// Settings for `database` of [`postgres`].
+pub fn postgres_settings(database: &str) -> PostgresSettings {
+    settings_of(postgres(), database)
 }
 
 #[cfg(feature = "fdb")]
@@ -57,7 +103,7 @@ macro_rules! conformance {
         $(#[$meta])*
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn $name() {
-            for backend in $crate::backends::backends(stringify!($name), $options) {
+            for backend in $crate::backends::backends(stringify!($name), $options).await {
                 eprintln!("{}: {}", stringify!($name), backend.name);
                 let $store = backend.store.clone();
                 $body

@@ -116,7 +116,7 @@ async fn write(store: &Store, k: &[u8], value: &'static [u8]) -> Result<(), Stor
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_observer_hears_commits_retries_and_failures() {
     let recorded = Arc::new(Recorded::default());
-    for backend in backends("observer", observed_by(recorded.clone())) {
+    for backend in backends("observer", observed_by(recorded.clone())).await {
         let store = backend.store.clone();
         let k = key(&store, ("observed",));
 

@@ -212,3 +212,37 @@ conformance!(scans_cross_transactions_page_by_page, |store| {
     assert_eq!(all.len(), 250);
     assert!(all.windows(2).all(|w| w[0].key < w[1].key));
 });
+
+conformance!(keys_order_bytewise_as_unsigned_bytes, |store| {
+    // Raw bytes after the prefix: high bytes after low ones (unsigned, no collation), a key
+    // before its extensions, NUL a byte like any other.
+    let raw = |suffix: &[u8]| {
+        let mut k = key(&store, ("bytes",));
+        k.extend_from_slice(suffix);
+        k
+    };
+    put(
+        &store,
+        &[
+            (raw(b"\xff"), b"ff"),
+            (raw(b"\x80"), b"80"),
+            (raw(b"a\x00"), b"a00"),
+            (raw(b"\x7f"), b"7f"),
+            (raw(b"a"), b"a"),
+            (raw(b"\x00"), b"00"),
+            (raw(b"A"), b"A"),
+        ],
+    )
+    .await;
+    let (begin, end) = (raw(b""), raw(b"\xff\xff"));
+    let range = KeyRange::new(begin, end);
+    let order: Vec<&[u8]> = vec![b"00", b"A", b"a", b"a00", b"7f", b"80", b"ff"];
+    let (got, more) = read(&store, &range, fwd(0)).await;
+    assert_eq!(
+        (got.iter().map(Vec::as_slice).collect::<Vec<_>>(), more),
+        (order.clone(), false)
+    );
+    let (got, _) = read(&store, &range, rev(0)).await;
+    let reversed: Vec<&[u8]> = order.into_iter().rev().collect();
+    assert_eq!(got.iter().map(Vec::as_slice).collect::<Vec<_>>(), reversed);
+});

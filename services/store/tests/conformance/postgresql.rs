@@ -1,0 +1,143 @@
+//! The PostgreSQL backend's own failure cases: the server going away and coming back, a
+//! schema of another version, a refused login.
+
+use std::time::{Duration, Instant};
+
+use ferrymail_e2e::Postgres;
+use ferrymail_store::{Store, StoreError, StoreOptions};
+
+use crate::backends::{fresh_database, postgres, postgres_settings, settings_of};
+
+fn few_retries() -> StoreOptions {
+    let mut options = StoreOptions::default();
+    options.retry.max_attempts = 3;
+    options
+}
+
+async fn write(store: &Store, value: &'static [u8]) -> ferrymail_store::Result<()> {
+    let k = store.root().pack(&("survivor",));
+    store
+        .transact(move |tx| {
+            let k = k.clone();
+            Box::pin(async move {
+                tx.atomic_add(&k, 1)?;
+                tx.set(&[k.as_slice(), b"-value"].concat(), value)
+            })
+        })
+        .await
+}
+
+async fn read(store: &Store) -> ferrymail_store::Result<Option<Vec<u8>>> {
+    let k = store.root().pack(&("survivor",));
+    store
+        .transact(move |tx| {
+            let k = [k.as_slice(), b"-value"].concat();
+            Box::pin(async move { tx.get(&k).await })
+        })
+        .await
+}
+
+/// Waits until the store reports the availability `wanted` (`true`: available).
+async fn wait_for_availability(store: &Store, wanted: bool) {
+    let mut availability = store.availability();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while availability.borrow_and_update().is_none() != wanted {
+        assert!(
+            Instant::now() < deadline,
+            "availability never became {wanted}"
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(1), availability.changed()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_that_stops_and_comes_back_is_used_again_without_reopening() {
+    let mut cluster = tokio::task::block_in_place(Postgres::start);
+    tokio::task::block_in_place(|| cluster.create_database("outage"));
+    let store = Store::open_postgresql(&settings_of(&cluster, "outage"), few_retries())
+        .await
+        .unwrap();
+    write(&store, b"before").await.unwrap();
+
+    tokio::task::block_in_place(|| cluster.stop());
+    let failed = write(&store, b"during").await;
+    assert!(
+        matches!(&failed, Err(StoreError::RetriesExhausted { last, .. }) if last.is_retryable()),
+        "{failed:?}"
+    );
+    wait_for_availability(&store, false).await;
+    let reason = store.availability().borrow().clone().unwrap_or_default();
+    assert!(reason.contains("PostgreSQL"), "{reason}");
+
+    tokio::task::block_in_place(|| cluster.restart());
+    wait_for_availability(&store, true).await;
+    write(&store, b"after").await.unwrap();
+    assert_eq!(read(&store).await.unwrap().as_deref(), Some(&b"after"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_down_at_opening_is_reported_unavailable_and_used_once_up() {
+    let mut cluster = tokio::task::block_in_place(Postgres::start);
+    tokio::task::block_in_place(|| cluster.create_database("late"));
+    tokio::task::block_in_place(|| cluster.stop());
+    let store = Store::open_postgresql(&settings_of(&cluster, "late"), few_retries())
+        .await
+        .unwrap();
+    assert!(store.availability().borrow().is_some());
+    let failed = write(&store, b"early").await;
+    assert!(
+        matches!(&failed, Err(StoreError::RetriesExhausted { last, .. }) if matches!(**last, StoreError::Disconnected(_))),
+        "{failed:?}"
+    );
+    tokio::task::block_in_place(|| cluster.restart());
+    wait_for_availability(&store, true).await;
+    write(&store, b"late").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schema_of_another_version_refuses_the_opening_naming_both() {
+    let database = tokio::task::block_in_place(fresh_database);
+    let settings = postgres_settings(&database);
+    drop(
+        Store::open_postgresql(&settings, StoreOptions::default())
+            .await
+            .unwrap(),
+    );
+    tokio::task::block_in_place(|| {
+        postgres().sql(
+            &database,
+            "UPDATE ferrymail.meta SET value = 99 WHERE name = 'schema_version'",
+        )
+    });
+    let refused = Store::open_postgresql(&settings, StoreOptions::default()).await;
+    let error = refused.expect_err("a schema of version 99 is refused");
+    assert!(
+        matches!(
+            error,
+            StoreError::IncompatibleSchema {
+                found: 99,
+                expected: 1
+            }
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("99") && message.contains('1'), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wrong_password_refuses_the_opening_saying_so() {
+    let database = tokio::task::block_in_place(fresh_database);
+    let mut settings = postgres_settings(&database);
+    settings.password = Some("not-the-password".into());
+    let error = Store::open_postgresql(&settings, StoreOptions::default())
+        .await
+        .expect_err("a wrong password is refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("refused the login") && message.contains("password authentication failed"),
+        "{message}"
+    );
+    assert!(!message.contains("not-the-password"), "{message}");
+    assert!(!format!("{settings:?}").contains("not-the-password"));
+}
