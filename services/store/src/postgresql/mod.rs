@@ -120,8 +120,13 @@ impl PostgresBackend {
             preparing: tokio::sync::Mutex::new(()),
             availability: watch::Sender::new(None),
         });
-        match shared.connection().await {
-            Ok(_) | Err(StoreError::Disconnected(_)) => {}
+        // Not through `connection`, which logs: the caller says once why the store is not
+        // ready at start.
+        match shared.try_connection().await {
+            Ok(_) => {}
+            Err(StoreError::Disconnected(reason)) => {
+                shared.availability.send_replace(Some(reason));
+            }
             Err(error) => return Err(error),
         }
         tokio::spawn(probe(Arc::downgrade(&shared)));
