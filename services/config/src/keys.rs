@@ -201,6 +201,26 @@ keys! {
         "FoundationDB cluster file; when unset, `FDB_CLUSTER_FILE` or the client's default applies.";
     STORE_PREFIX: String = "store.<id>.prefix", Default("\"ferrymail\""),
         "Key prefix, so that several installations can share one cluster.";
+    STORE_HOST: String = "store.<id>.host", Optional,
+        "PostgreSQL server's host name or address (required for `type = \"postgresql\"`).";
+    STORE_PORT: u16 = "store.<id>.port", Default("5432"),
+        "PostgreSQL server's port.";
+    STORE_DATABASE: String = "store.<id>.database", Optional,
+        "PostgreSQL database holding the store (required for `type = \"postgresql\"`); ferrymail creates its tables there, in the schema `ferrymail`, on first start.";
+    STORE_USER: String = "store.<id>.user", Optional,
+        "PostgreSQL user to log in as (required for `type = \"postgresql\"`).";
+    STORE_PASSWORD: Secret = "store.<id>.password", Optional,
+        "That user's password; prefer `%{file:…}%` or `%{env:…}%` to writing it here. Sent to a host other than loopback only with `tls.enable = true`, unless `tls.allow-plain-text = true`.";
+    STORE_TIMEOUT: Duration = "store.<id>.timeout", Default("\"15s\""),
+        "Time limit for connecting to the PostgreSQL server, and for waiting for a free connection of the pool.";
+    STORE_TLS_ENABLE: bool = "store.<id>.tls.enable", Default("false"),
+        "Connect to the PostgreSQL server over TLS (refused when the server does not offer it).";
+    STORE_TLS_ALLOW_INVALID_CERTS: bool = "store.<id>.tls.allow-invalid-certs", Default("false"),
+        "Accept self-signed and otherwise invalid certificates from the PostgreSQL server (testing only).";
+    STORE_TLS_ALLOW_PLAIN_TEXT: bool = "store.<id>.tls.allow-plain-text", Default("false"),
+        "Send `password` to a PostgreSQL server other than loopback without TLS; refused by default (ferrymail's own key).";
+    STORE_POOL_MAX_CONNECTIONS: u32 = "store.<id>.pool.max-connections", Default("10"),
+        "Most connections one process opens to the PostgreSQL server; each running store transaction holds one.";
     STORAGE_DATA: String = "storage.data", Optional,
         "Store holding the queue and the shared lookup cache (required by `queue-scheduler`, `directory-proxy` and `all`).";
 

@@ -113,7 +113,9 @@ fn storage(before: &Config, after: &Config, keys: &mut BTreeSet<RestartKey>) {
     };
     let (old, new) = (before.stores.get(id), after.stores.get(id));
     for key in store_keys(old, new) {
-        keys.insert(RestartKey::new(&["store", id, key], "changed"));
+        // A key of a sub-table (`tls.enable`) is a path of its own.
+        let path: Vec<&str> = ["store", id].into_iter().chain(key.split('.')).collect();
+        keys.insert(RestartKey::new(&path, "changed"));
     }
 }
 
@@ -131,8 +133,47 @@ fn store_keys(old: Option<&Store>, new: Option<&Store>) -> Vec<&'static str> {
             StoreBackend::FoundationDb { cluster_file: a },
             StoreBackend::FoundationDb { cluster_file: b },
         ) if a != b => keys.push("cluster-file"),
-        (StoreBackend::Embedded { .. }, StoreBackend::FoundationDb { .. })
-        | (StoreBackend::FoundationDb { .. }, StoreBackend::Embedded { .. }) => keys.push("type"),
+        (
+            StoreBackend::PostgreSql {
+                host,
+                port,
+                database,
+                user,
+                password,
+                timeout,
+                tls,
+                allow_invalid_certs,
+                max_connections,
+            },
+            StoreBackend::PostgreSql {
+                host: host_b,
+                port: port_b,
+                database: database_b,
+                user: user_b,
+                password: password_b,
+                timeout: timeout_b,
+                tls: tls_b,
+                allow_invalid_certs: allow_invalid_certs_b,
+                max_connections: max_connections_b,
+            },
+        ) => {
+            let changed = [
+                ("host", host != host_b),
+                ("port", port != port_b),
+                ("database", database != database_b),
+                ("user", user != user_b),
+                ("password", password != password_b),
+                ("timeout", timeout != timeout_b),
+                ("tls.enable", tls != tls_b),
+                (
+                    "tls.allow-invalid-certs",
+                    allow_invalid_certs != allow_invalid_certs_b,
+                ),
+                ("pool.max-connections", max_connections != max_connections_b),
+            ];
+            keys.extend(changed.iter().filter(|(_, c)| *c).map(|(key, _)| *key));
+        }
+        (a, b) if std::mem::discriminant(a) != std::mem::discriminant(b) => keys.push("type"),
         _ => {}
     }
     if old.prefix != new.prefix {
@@ -262,6 +303,42 @@ mod tests {
         );
         assert_eq!(keys(Role::All, &shorter), ["queue.lease.duration changed"]);
         assert!(keys(Role::SmtpIngress, &shorter).is_empty());
+    }
+
+    #[test]
+    fn each_changed_key_of_a_postgresql_store_is_named() {
+        let postgres = |extra: &str| {
+            BASE.replace(
+                "type = \"embedded\"\npath = \"data\"\n",
+                &format!(
+                    "type = \"postgresql\"\nhost = \"127.0.0.1\"\ndatabase = \"mail\"\n\
+                     user = \"mx\"\npassword = \"a\"\n{extra}"
+                ),
+            )
+        };
+        let before = config(&postgres(""));
+        let after = config(
+            &postgres("tls.enable = true\npool.max-connections = 3\n").replace("\"a\"", "\"b\""),
+        );
+        let named: Vec<String> = differing(Role::All, &before, &after)
+            .into_iter()
+            .map(|k| format!("{} {}", k.key, k.change))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                "store.local.password changed",
+                "store.local.pool.max-connections changed",
+                "store.local.tls.enable changed",
+            ]
+        );
+        assert_eq!(
+            differing(Role::All, &config(BASE), &before)
+                .into_iter()
+                .map(|k| k.key)
+                .collect::<Vec<_>>(),
+            ["store.local.type"]
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl Services {
         // Opened once: the embedded store is one database file that one process opens once,
         // whichever of its roles use it.
         let store = if role.hosts_directory() || role.hosts_queue() {
-            crate::store_open::open(&loaded.config, metrics)?
+            crate::store_open::open(&loaded.config, metrics).await?
         } else {
             None
         };

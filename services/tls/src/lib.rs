@@ -82,6 +82,17 @@ impl TlsSettings {
         }
     }
 
+    /// The client configuration of [`TlsSettings::handshake`], for a client library that
+    /// makes its own TLS connections (the PostgreSQL store's).
+    pub fn client_config(&self, allow_invalid_certs: bool) -> Arc<ClientConfig> {
+        let connector = if allow_invalid_certs {
+            &self.trusting
+        } else {
+            &self.verifying
+        };
+        connector.config().clone()
+    }
+
     /// Performs the TLS handshake over `tcp` for host `name`.
     pub async fn handshake(
         &self,

@@ -47,6 +47,8 @@ enum_value! {
     pub enum StoreType {
         /// A durable single-node database in a local directory.
         Embedded = "embedded",
+        /// A PostgreSQL database shared by every process that uses it.
+        Postgresql = "postgresql",
         /// A FoundationDB cluster shared by every pod.
         Foundationdb = "foundationdb",
     }

@@ -76,6 +76,15 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Two secrets are equal when their values are (a changed password is a changed setting).
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
+
 impl ValueType for Secret {
     const TYPE: &'static str = "string (secret; use %{file:…}% or %{env:…}%)";
 }
