@@ -18,6 +18,9 @@ use crate::services::Services;
 use crate::signals::StopSignals;
 use crate::{grpc_server, listeners};
 
+/// The readiness component that is not ready until every service has started.
+const STARTUP_COMPONENT: &str = "startup";
+
 /// Runs `role` until SIGTERM or SIGINT, then stops gracefully. `controller` says where the
 /// operator role works.
 pub async fn run(
@@ -42,10 +45,6 @@ pub async fn run(
     let reload_metrics = ReloadMetrics::register(&metrics, &loaded.hash);
     reload_metrics.set_rendered(&loaded);
     tracing::info!(role = role.name(), hash = %loaded.hash, files = loaded.files.len(), "configuration loaded");
-    let services = Services::start(role, &loaded, &metrics).await?;
-    let (config_updates, updates) = watch::channel(Arc::new(loaded));
-    let follower = tokio::spawn(services.clone().follow(updates));
-
     // Two stages of shutdown: `stop` ends the work (and readiness goes false first);
     // `admin_stop` ends the admin endpoints last, so probes answer until the very end.
     let stop = CancellationToken::new();
@@ -53,6 +52,9 @@ pub async fn run(
     let mut admin = JoinSet::new();
     let mut work = JoinSet::new();
 
+    // Served before the services start, not ready until they have: a start that waits (for
+    // a store's database to answer) is seen by probes, with its reason.
+    let startup = health.component(STARTUP_COMPONENT);
     let admin_sockets = listeners::bind(&config, ListenerProtocol::Http).await?;
     if admin_sockets.is_empty() {
         tracing::warn!(
@@ -67,6 +69,17 @@ pub async fn run(
             admin_stop.clone(),
         ));
     }
+    let services = tokio::select! {
+        services = Services::start(role, &loaded, &metrics, &health) => services?,
+        signal = signals.recv() => {
+            tracing::info!(signal, "stopping before the services started");
+            admin_stop.cancel();
+            while admin.join_next().await.is_some() {}
+            return Ok(());
+        }
+    };
+    let (config_updates, updates) = watch::channel(Arc::new(loaded));
+    let follower = tokio::spawn(services.clone().follow(updates));
     let current = config_updates.borrow().clone();
     // The configuration in force when the process stops (server.shutdown-timeout).
     let latest = config_updates.subscribe();
@@ -145,6 +158,7 @@ pub async fn run(
         let component = health.component(crate::store_readiness::COMPONENT);
         tokio::spawn(crate::store_readiness::follow(store, component));
     }
+    startup.set_ready();
     tracing::info!(role = role.name(), "started");
 
     let outcome = tokio::select! {

@@ -12,7 +12,7 @@ use ferrymail_rpc::directory::{DirectoryService, GrpcDirectory};
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
 use ferrymail_smtp_ingress::{Ingress, IngressMetrics};
 use ferrymail_store::Store;
-use ferrymail_telemetry::Metrics;
+use ferrymail_telemetry::{Health, Metrics};
 use tokio::sync::watch;
 
 use crate::cluster_security::ClusterSecurity;
@@ -41,6 +41,7 @@ impl Services {
         role: Role,
         loaded: &LoadedConfig,
         metrics: &Metrics,
+        health: &Health,
     ) -> anyhow::Result<Self> {
         let mut services = Services {
             cluster: ClusterSecurity::start(&loaded.config, metrics)?,
@@ -57,6 +58,11 @@ impl Services {
         } else {
             None
         };
+        // The services read the store as they start: a database that does not answer yet is
+        // waited for, the process unready meanwhile.
+        if let Some(store) = &store {
+            crate::store_readiness::available(store, health).await;
+        }
         if role.hosts_queue() {
             let Some(store) = store.clone() else {
                 bail!(

@@ -3,10 +3,25 @@
 //! whose store works and `/readyz` names the cause.
 
 use ferrymail_store::Store;
-use ferrymail_telemetry::ComponentHealth;
+use ferrymail_telemetry::{ComponentHealth, Health};
 
 /// The readiness component's name.
 pub const COMPONENT: &str = "store";
+
+/// Returns once `store` can commit, its component not ready meanwhile, saying why.
+pub async fn available(store: &Store, health: &Health) {
+    let mut availability = store.availability();
+    let component = health.component(COMPONENT);
+    loop {
+        match availability.borrow_and_update().as_deref() {
+            None => return,
+            Some(reason) => component.set_not_ready(reason),
+        }
+        if availability.changed().await.is_err() {
+            return;
+        }
+    }
+}
 
 /// Follows `store`'s availability into `component` until the store stops reporting.
 pub async fn follow(store: Store, component: ComponentHealth) {
