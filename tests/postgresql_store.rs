@@ -183,3 +183,39 @@ fn the_roles_that_keep_state_share_one_database() {
         });
     }
 }
+
+#[test]
+fn tls_to_the_database_follows_the_store_keys() {
+    let mut postgres = Postgres::start();
+    postgres.create_database("mail");
+    postgres.enable_tls();
+    let store = postgres.store_config("shared", "mail", postgres.port());
+    let config = |tls: &str| {
+        format!(
+            "[server]\nhostname = \"mx.test\"\n[server.listener.admin]\nbind = \"127.0.0.1:0\"\n\
+             protocol = \"http\"\n{}",
+            store.replace("[storage]", &format!("{tls}[storage]"))
+        )
+    };
+    // The private CA is trusted by no one: the start stops, saying so.
+    let (status, output) =
+        Ferrymail::start("queue-scheduler", &config("tls.enable = true\n")).wait_exit();
+    assert!(!status.success());
+    assert!(
+        output.contains("cannot connect to PostgreSQL") && output.contains("certificate"),
+        "{output}"
+    );
+    // Told to accept it, the store opens over TLS.
+    let mut process = Ferrymail::start(
+        "queue-scheduler",
+        &config("tls.enable = true\ntls.allow-invalid-certs = true\n"),
+    );
+    let admin = process.address("admin");
+    wait_readyz(admin, "ready", |r| r.status == 200);
+    let encrypted = postgres.sql(
+        "postgres",
+        "SELECT bool_and(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE datname = 'mail'",
+    );
+    assert_eq!(encrypted, "t");
+}

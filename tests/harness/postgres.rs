@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::peer::{PEER_PATIENCE, free_loopback_ports, require_peer};
+use crate::tls::TestCertificates;
 
 /// The cluster's superuser, who the stores log in as.
 pub const POSTGRES_USER: &str = "ferrymail";
@@ -122,6 +123,37 @@ impl Postgres {
     /// That user's password.
     pub fn password(&self) -> &'static str {
         POSTGRES_PASSWORD
+    }
+
+    /// Turns TLS on (`ssl = on`) with a certificate for `localhost` and 127.0.0.1 issued by
+    /// a private CA, and restarts the server; plain connections are still accepted. Returns
+    /// the certificates, for a client to trust the CA.
+    pub fn enable_tls(&mut self) -> TestCertificates {
+        let dir = self.dir.path().join("tls");
+        std::fs::create_dir(&dir).expect("create the TLS directory");
+        let certificates = TestCertificates::generate(&dir);
+        if let Some((uid, gid)) = self.account {
+            for path in [&dir, &certificates.cert_pem, &certificates.key_pem] {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                    .expect("give the certificate to the postgres account");
+            }
+        }
+        // The server refuses a key that others may read.
+        std::fs::set_permissions(
+            &certificates.key_pem,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("restrict the key");
+        let conf = self.data().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("read postgresql.conf");
+        text.push_str(&format!(
+            "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            certificates.cert_pem.display(),
+            certificates.key_pem.display()
+        ));
+        std::fs::write(&conf, text).expect("write postgresql.conf");
+        self.restart();
+        certificates
     }
 
     /// Stops the server at once, cutting its connections (`pg_ctl stop -m fast`).

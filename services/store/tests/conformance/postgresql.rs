@@ -141,3 +141,66 @@ async fn a_wrong_password_refuses_the_opening_saying_so() {
     assert!(!message.contains("not-the-password"), "{message}");
     assert!(!format!("{settings:?}").contains("not-the-password"));
 }
+
+/// A client configuration trusting only `ca_der`.
+fn trusting(ca_der: &[u8]) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(ca_der.to_vec()))
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_to_a_trusted_server_works_and_an_untrusted_one_refuses_the_opening() {
+    let mut cluster = tokio::task::block_in_place(Postgres::start);
+    tokio::task::block_in_place(|| cluster.create_database("tls"));
+    let certificates = tokio::task::block_in_place(|| cluster.enable_tls());
+    let mut settings = settings_of(&cluster, "tls");
+    settings.tls = Some(trusting(&certificates.ca_der));
+    let store = Store::open_postgresql(&settings, StoreOptions::default())
+        .await
+        .unwrap();
+    write(&store, b"over tls").await.unwrap();
+    let encrypted = tokio::task::block_in_place(|| {
+        cluster.sql(
+            "postgres",
+            "SELECT bool_and(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE datname = 'tls'",
+        )
+    });
+    assert_eq!(encrypted, "t", "every connection of the store is encrypted");
+
+    // Another CA: the handshake fails, and that is not a server that is merely away.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = ferrymail_e2e::TestCertificates::generate(other.path());
+    settings.tls = Some(trusting(&stranger.ca_der));
+    let error = Store::open_postgresql(&settings, StoreOptions::default())
+        .await
+        .expect_err("an untrusted certificate is refused");
+    let message = error.to_string();
+    assert!(
+        matches!(error, StoreError::Storage(_)) && message.contains("certificate"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_to_a_server_without_it_refuses_the_opening() {
+    let database = tokio::task::block_in_place(fresh_database);
+    let mut settings = postgres_settings(&database);
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = ferrymail_e2e::TestCertificates::generate(dir.path());
+    settings.tls = Some(trusting(&certificates.ca_der));
+    let error = Store::open_postgresql(&settings, StoreOptions::default())
+        .await
+        .expect_err("no TLS, no connection");
+    let message = error.to_string();
+    assert!(message.contains("TLS"), "{message}");
+}
