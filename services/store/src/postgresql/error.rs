@@ -4,6 +4,7 @@
 //! quotes it.
 
 use deadpool_postgres::PoolError;
+use deadpool_postgres::TimeoutType;
 use tokio_postgres::error::SqlState;
 
 use crate::error::StoreError;
@@ -32,9 +33,18 @@ pub(super) fn schema_error(error: tokio_postgres::Error) -> StoreError {
     })
 }
 
+/// Whether the pool failed to give a connection only because every one was in use: the
+/// server may be fine, so it is not reported unavailable.
+pub(super) fn pool_exhausted(error: &PoolError) -> bool {
+    matches!(error, PoolError::Timeout(TimeoutType::Wait))
+}
+
 /// The store error for a connection the pool could not give, to the server at `endpoint`.
 pub(super) fn pool_error(error: PoolError, endpoint: &str) -> StoreError {
     match error {
+        PoolError::Timeout(TimeoutType::Wait) => StoreError::Disconnected(format!(
+            "every connection to PostgreSQL at {endpoint} stayed in use for the whole timeout              (store.<id>.pool.max-connections)"
+        )),
         PoolError::Timeout(_) => StoreError::Disconnected(format!(
             "no connection to PostgreSQL at {endpoint} within the timeout"
         )),

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use crate::backend::{Backend, BackendTransaction};
 use crate::error::{Result, StoreError};
 pub use connection::PostgresSettings;
-use error::{pool_error, query_error};
+use error::{pool_error, pool_exhausted, query_error};
 use transaction::PostgresTransaction;
 
 /// How often the server is probed, to report whether it can be reached.
@@ -80,27 +80,39 @@ impl Shared {
         let result = self.try_connection().await;
         match &result {
             Ok(_) => self.available(),
-            Err(StoreError::Disconnected(reason)) => self.unavailable(reason),
-            Err(error) => self.unavailable(&error.to_string()),
+            Err((_, Busy::Yes)) => {}
+            Err((StoreError::Disconnected(reason), Busy::No)) => self.unavailable(reason),
+            Err((error, Busy::No)) => self.unavailable(&error.to_string()),
         }
-        result
+        result.map_err(|(error, _)| error)
     }
 
-    async fn try_connection(&self) -> Result<Object> {
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| pool_error(e, &self.endpoint))?;
+    async fn try_connection(&self) -> Result<Object, (StoreError, Busy)> {
+        let mut client = self.pool.get().await.map_err(|e| {
+            let busy = if pool_exhausted(&e) {
+                Busy::Yes
+            } else {
+                Busy::No
+            };
+            (pool_error(e, &self.endpoint), busy)
+        })?;
         if !self.ready.load(Ordering::Acquire) {
             let _turn = self.preparing.lock().await;
             if !self.ready.load(Ordering::Acquire) {
-                schema::ensure(&mut client).await?;
+                schema::ensure(&mut client)
+                    .await
+                    .map_err(|e| (e, Busy::No))?;
                 self.ready.store(true, Ordering::Release);
             }
         }
         Ok(client)
     }
+}
+
+/// Whether a connection was refused only because every pooled one was in use.
+enum Busy {
+    Yes,
+    No,
 }
 
 pub(crate) struct PostgresBackend {
@@ -124,10 +136,10 @@ impl PostgresBackend {
         // ready at start.
         match shared.try_connection().await {
             Ok(_) => {}
-            Err(StoreError::Disconnected(reason)) => {
+            Err((StoreError::Disconnected(reason), _)) => {
                 shared.availability.send_replace(Some(reason));
             }
-            Err(error) => return Err(error),
+            Err((error, _)) => return Err(error),
         }
         tokio::spawn(probe(Arc::downgrade(&shared)));
         Ok(Self { shared })

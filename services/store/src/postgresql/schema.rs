@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS ferrymail.writes (
     written timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS writes_version ON ferrymail.writes (version);
+CREATE INDEX IF NOT EXISTS writes_written ON ferrymail.writes (written);
 INSERT INTO ferrymail.meta VALUES ('clock', 0) ON CONFLICT DO NOTHING;
 
 -- FoundationDB's ADD: the 8-byte little-endian sum, wrapping; an absent or shorter value
