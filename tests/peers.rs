@@ -1,5 +1,6 @@
 //! Smoke tests of the real-peer lab: a private Dovecot and Postfix's smtp-sink start on
-//! loopback and answer the way the directory-proxy and delivery tests rely on.
+//! loopback and answer the way the directory-proxy and delivery tests rely on, and a private
+//! PostgreSQL cluster stops and starts again as the store tests rely on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -7,8 +8,8 @@ use std::net::TcpStream;
 use std::process::Command;
 
 use ferrymail_e2e::{
-    ALICE, BOB, DOVECOT_HOSTNAME, Dovecot, DovecotOptions, ImapClient, ImapResponse, SmtpClient,
-    SmtpSink, SmtpSinkOptions, TEMPFAIL_USER, require_peer, sasl_plain,
+    ALICE, BOB, DOVECOT_HOSTNAME, Dovecot, DovecotOptions, ImapClient, ImapResponse, Postgres,
+    SmtpClient, SmtpSink, SmtpSinkOptions, TEMPFAIL_USER, require_peer, sasl_plain,
 };
 
 fn quick() -> DovecotOptions {
@@ -381,4 +382,28 @@ fn stopped_peers_release_their_ports() {
 #[should_panic(expected = "run `make test-deps`")]
 fn a_missing_peer_fails_the_test_instead_of_skipping_it() {
     require_peer("ferrymail-no-such-peer");
+}
+
+#[test]
+fn postgres_keeps_its_data_across_a_stop_and_a_restart_on_the_same_port() {
+    let mut postgres = Postgres::start();
+    let port = postgres.port();
+    postgres.create_database("lab");
+    postgres.sql("lab", "CREATE TABLE t (n int); INSERT INTO t VALUES (42)");
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(TcpStream::connect(address).is_ok());
+    postgres.stop();
+    assert!(
+        TcpStream::connect(address).is_err(),
+        "{address} still accepts connections"
+    );
+    postgres.stop(); // a second stop does nothing
+    postgres.restart();
+    assert_eq!(postgres.port(), port);
+    assert_eq!(postgres.sql("lab", "SELECT n FROM t"), "42");
+    let config = postgres.store_config("shared", "lab", port);
+    assert!(
+        config.contains(&format!("port = {port}")) && config.contains("data = \"shared\""),
+        "{config}"
+    );
 }

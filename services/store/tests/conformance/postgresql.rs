@@ -204,3 +204,93 @@ async fn tls_to_a_server_without_it_refuses_the_opening() {
     let message = error.to_string();
     assert!(message.contains("TLS"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pool_of_one_connection_serves_concurrent_transactions_in_turn() {
+    // Each transaction holds its connection until it ends, the discarded run of the
+    // double-run mode included: with one, they take turns, and the store stays available.
+    let database = tokio::task::block_in_place(fresh_database);
+    let mut settings = postgres_settings(&database);
+    settings.max_connections = 1;
+    let options = StoreOptions {
+        run_closures_twice: true,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_postgresql(&settings, options).await.unwrap();
+    let k = store.root().pack(&("turns",));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, k) = (store.clone(), k.clone());
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    store
+                        .transact(|tx| {
+                            let k = k.clone();
+                            Box::pin(async move {
+                                let _ = tx.get(&k).await?;
+                                tx.atomic_add(&k, 1)
+                            })
+                        })
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let total = store
+        .transact(|tx| {
+            let k = k.clone();
+            Box::pin(async move { tx.get(&k).await })
+        })
+        .await
+        .unwrap()
+        .map(|v| ferrymail_store::decode_counter(&v));
+    assert_eq!(total, Some(40));
+    assert!(store.availability().borrow().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_atomic_adds_never_conflict() {
+    // Applied to the latest value at commit, as FoundationDB applies them: no retry needed,
+    // where PostgreSQL's own serializable updates of one row would abort all but one.
+    let database = tokio::task::block_in_place(fresh_database);
+    let mut options = StoreOptions::default();
+    options.retry.max_attempts = 1;
+    let store = Store::open_postgresql(&postgres_settings(&database), options)
+        .await
+        .unwrap();
+    let k = store.root().pack(&("hot",));
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, k, barrier) = (store.clone(), k.clone(), barrier.clone());
+            tokio::spawn(async move {
+                store
+                    .transact(|tx| {
+                        let (k, barrier) = (k.clone(), barrier.clone());
+                        Box::pin(async move {
+                            barrier.wait().await;
+                            tx.atomic_add(&k, 1)?;
+                            tx.compare_and_clear(&[k.as_slice(), b"-lease"].concat(), b"x")
+                        })
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let total = store
+        .transact(|tx| {
+            let k = k.clone();
+            Box::pin(async move { tx.get(&k).await })
+        })
+        .await
+        .unwrap()
+        .map(|v| ferrymail_store::decode_counter(&v));
+    assert_eq!(total, Some(8));
+}
