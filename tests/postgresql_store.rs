@@ -219,3 +219,29 @@ fn tls_to_the_database_follows_the_store_keys() {
     );
     assert_eq!(encrypted, "t");
 }
+
+#[test]
+fn a_schema_of_another_version_found_once_the_database_answers_stops_the_start() {
+    let mut postgres = Postgres::start();
+    postgres.create_database("mail");
+    postgres.sql(
+        "mail",
+        "CREATE SCHEMA ferrymail; \
+         CREATE TABLE ferrymail.meta (name text PRIMARY KEY, value bigint NOT NULL); \
+         INSERT INTO ferrymail.meta VALUES ('schema_version', 99)",
+    );
+    postgres.stop();
+    let store = postgres.store_config("shared", "mail", postgres.port());
+    let config = format!("[server]\nhostname = \"mx.test\"\n{store}");
+    let mut process = Ferrymail::start("queue-scheduler", &config);
+    process.wait_for("the store's error", |l| {
+        l.message().starts_with("store unreachable")
+    });
+    postgres.restart();
+    let (status, output) = process.wait_exit();
+    assert!(!status.success());
+    assert!(
+        output.contains("schema version 99") && output.contains("uses version 1"),
+        "{output}"
+    );
+}

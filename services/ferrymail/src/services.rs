@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use ferrymail_config::{Config, LoadedConfig};
 use ferrymail_directory_proxy::{DirectoryMetrics, DirectoryProxy};
 use ferrymail_queue_scheduler::QueueMetrics;
@@ -61,7 +61,9 @@ impl Services {
         // The services read the store as they start: a database that does not answer yet is
         // waited for, the process unready meanwhile.
         if let Some(store) = &store {
-            crate::store_readiness::available(store, health).await;
+            crate::store_readiness::available(store, health)
+                .await
+                .context("the store cannot be used")?;
         }
         if role.hosts_queue() {
             let Some(store) = store.clone() else {
