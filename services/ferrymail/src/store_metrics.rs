@@ -50,7 +50,7 @@ impl StoreMetrics {
         );
         metrics.register(
             "store_transaction_retries_total",
-            "Transaction attempts run again, by reason (conflict, too_old, unknown_result, foundationdb)",
+            "Transaction attempts run again, by reason (conflict, too_old, unknown_result, disconnected, foundationdb)",
             this.retries.clone(),
         );
         metrics.register(

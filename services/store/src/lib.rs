@@ -139,8 +139,9 @@ impl Store {
     }
 
     /// Why the store cannot commit now, as it changes: `Some(reason)` from a failed write
-    /// until the store has recovered (the embedded store, after a full disk), `None` while
-    /// it can. A backend that does not report it is always `None`.
+    /// until the store has recovered (the embedded store, after a full disk) or while its
+    /// server cannot be reached (PostgreSQL), `None` while it can. A backend that does not
+    /// report it is always `None`.
     pub fn availability(&self) -> watch::Receiver<Option<String>> {
         self.backend
             .availability()
