@@ -245,3 +245,31 @@ fn a_schema_of_another_version_found_once_the_database_answers_stops_the_start()
         "{output}"
     );
 }
+
+#[test]
+fn an_outage_of_the_database_is_unready_then_mail_flows_again_without_a_restart() {
+    let mut postgres = Postgres::start();
+    postgres.create_database("mail");
+    let (dovecot, sink) = (dovecot(), SmtpSink::start(SmtpSinkOptions::default()));
+    let store = postgres.store_config("shared", "mail", postgres.port());
+    let mut process = Ferrymail::start("all", &relay_config(&store, &dovecot, &sink, ""));
+    let (smtp, admin) = (process.address("smtp"), process.address("admin"));
+    wait_readyz(admin, "ready", |r| r.status == 200);
+    send(smtp, "before the outage");
+    sink.wait_for_messages(1);
+
+    postgres.stop();
+    wait_readyz(admin, "unready naming the store", |r| {
+        r.status == 503 && r.body.contains("store")
+    });
+    postgres.restart();
+    wait_readyz(admin, "ready again", |r| r.status == 200);
+    send(smtp, "after the outage");
+    sink.wait_for_messages(2);
+    // The sink does not keep the order of arrival.
+    let messages = sink.messages();
+    assert!(
+        messages.iter().any(|m| m.contains("after the outage")),
+        "{messages:?}"
+    );
+}
