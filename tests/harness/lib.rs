@@ -23,6 +23,7 @@ mod postgres;
 mod process;
 mod small_filesystem;
 mod smtp_sink;
+mod tcp_relay;
 mod throughput;
 mod tls;
 
@@ -44,6 +45,7 @@ pub use postgres::{POSTGRES_PASSWORD, POSTGRES_USER, Postgres};
 pub use process::{Ferrymail, LogLine, binary};
 pub use small_filesystem::{FILLER_BYTES, SmallFilesystem};
 pub use smtp_sink::{SmtpSink, SmtpSinkOptions};
+pub use tcp_relay::TcpRelay;
 pub use throughput::{
     LOAD_HELO, LOAD_SENDER, SmtpSource, bench_config, check_received, discarding_sink,
     load_average, machine_line, median, release_binary,
