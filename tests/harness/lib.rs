@@ -44,7 +44,7 @@ pub use postfix::{POSTFIX_HOSTNAME, Postfix};
 pub use postgres::{POSTGRES_PASSWORD, POSTGRES_USER, Postgres};
 pub use process::{Ferrymail, LogLine, binary};
 pub use small_filesystem::{FILLER_BYTES, SmallFilesystem};
-pub use smtp_sink::{SmtpSink, SmtpSinkOptions};
+pub use smtp_sink::{Delivery, SmtpSink, SmtpSinkOptions};
 pub use tcp_relay::TcpRelay;
 pub use throughput::{
     LOAD_HELO, LOAD_SENDER, SmtpSource, bench_config, check_received, discarding_sink,

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::peer::{
     PEER_PATIENCE, accepts_connections, free_loopback_ports, loopback, require_peer, wait_until,
@@ -263,6 +263,26 @@ impl SmtpSink {
             .collect()
     }
 
+    /// Every message dumped so far, with its Message-ID, the name its sender gave in
+    /// HELO/EHLO and when smtp-sink last wrote it (for a complete message: when its final
+    /// `.` arrived), in order of arrival. A message still being received, or whose sender
+    /// went away before the final `.`, is included, partly: [`Delivery::text`] says.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        let mut deliveries: Vec<Delivery> = std::fs::read_dir(self.dir.path().join("dump"))
+            .expect("read smtp-sink's dump directory")
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                // A file is written as the message arrives: its time is read after the text,
+                // so that it is at least that of the text's last write.
+                let text = std::fs::read_to_string(&path).ok()?;
+                let arrived = std::fs::metadata(&path).ok()?.modified().ok()?;
+                Some(Delivery::parse(text, arrived))
+            })
+            .collect();
+        deliveries.sort_by_key(|d| d.arrived);
+        deliveries
+    }
+
     /// Stops smtp-sink (SIGKILL) and reaps it. Does nothing when already stopped.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -327,4 +347,50 @@ fn read_counters(mut stdout: impl Read + Send + 'static) -> Shared {
         }
     });
     shared
+}
+
+/// One message as smtp-sink dumped it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message's `Message-ID`, without angle brackets.
+    pub message_id: Option<String>,
+    /// The HELO/EHLO name of the client that sent it (smtp-sink's `Received: from <helo>`).
+    pub helo: String,
+    /// When smtp-sink last wrote the message's file.
+    pub arrived: SystemTime,
+    /// The dump: smtp-sink's own headers, then the message as received.
+    pub text: String,
+}
+
+impl Delivery {
+    fn parse(text: String, arrived: SystemTime) -> Delivery {
+        let mut message_id = None;
+        let mut helo = String::new();
+        for line in text.lines() {
+            if line.is_empty() {
+                break;
+            }
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            if name.eq_ignore_ascii_case("Message-ID") && message_id.is_none() {
+                message_id = Some(value.trim().trim_matches(['<', '>']).to_owned());
+            }
+            // smtp-sink's own header comes first: `Received: from <helo> ([addr])`.
+            if name.eq_ignore_ascii_case("Received") && helo.is_empty() {
+                helo = value
+                    .split_whitespace()
+                    .skip_while(|word| *word != "from")
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        }
+        Delivery {
+            message_id,
+            helo,
+            arrived,
+            text,
+        }
+    }
 }
