@@ -15,6 +15,7 @@ mod fake_dns;
 mod http;
 mod https_server;
 mod lab_config;
+mod load_generator;
 mod mail_clients;
 mod otlp_receiver;
 mod peer;
@@ -37,6 +38,7 @@ pub use https_server::HttpsServer;
 pub use lab_config::{
     EMBEDDED_STORE, embedded_store, logins_directory, mailboxes_directory, relay_config,
 };
+pub use load_generator::{LOAD_CLIENT_HELO, Load, LoadOptions, LoadReport, end_marker};
 pub use mail_clients::{ImapClient, ImapResponse, SmtpClient, SmtpReply, python, sasl_plain};
 pub use otlp_receiver::{OtlpReceiver, ReceivedSpan, describe as describe_spans};
 pub use peer::{PEER_PATIENCE, require_peer, wait_until};
