@@ -169,6 +169,39 @@ impl Ferrymail {
             .join("\n")
     }
 
+    /// Reads the log lines written so far without waiting for more.
+    pub fn read_log(&mut self) -> &[LogLine] {
+        while let Ok(raw) = self.lines.try_recv() {
+            self.log
+                .push(LogLine(serde_json::from_str(&raw).unwrap_or_else(
+                    |_| serde_json::json!({ "message": raw, "level": "RAW" }),
+                )));
+        }
+        &self.log
+    }
+
+    /// Sends `signal` to the process (SIGKILL, SIGSTOP, SIGCONT...).
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .expect("a child's process id is a valid pid");
+        rustix::process::kill_process(pid, signal)
+            .unwrap_or_else(|e| panic!("send {signal:?} to ferrymail ({pid:?}): {e}"));
+    }
+
+    /// Kills the process at once (SIGKILL: no shutdown, as a crash or an OOM kill), reaps
+    /// it and reads the rest of its log.
+    pub fn kill(&mut self) {
+        self.signal(rustix::process::Signal::KILL);
+        let _ = self.child.wait();
+        while let Ok(raw) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            if let Ok(value) = serde_json::from_str(&raw) {
+                self.log.push(LogLine(value));
+            }
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status, reading the rest of the log.
     pub fn terminate(mut self) -> (ExitStatus, Vec<LogLine>) {
         let pid = self.child.id().to_string();
