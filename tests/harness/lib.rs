@@ -9,7 +9,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod cluster;
 mod cpu_time;
+mod delivery_audit;
 mod dovecot;
 mod fake_dns;
 mod http;
@@ -28,7 +30,11 @@ mod tcp_relay;
 mod throughput;
 mod tls;
 
+pub use cluster::{ALL, Cluster, ClusterOptions, INGRESS, Member, PROXY, SCHEDULER, SharedStore};
 pub use cpu_time::{process_tree_cpu, reaped_children_cpu};
+pub use delivery_audit::{
+    Fault, Findings, backlog, check as check_deliveries, complete_deliveries, wait_delivered,
+};
 pub use dovecot::{
     ALICE, BOB, DOVECOT_HOSTNAME, Dovecot, DovecotOptions, DovecotPorts, TEMPFAIL_USER,
 };
