@@ -24,6 +24,8 @@ pub const LOAD_CLIENT_HELO: &str = "load.client.test";
 const MESSAGE_ID_DOMAIN: &str = "load.test";
 /// How long a session waits to connect before it tries the next address.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many 4xx replies a report keeps the text of.
+const DEFERRED_SAMPLES: usize = 10;
 /// Pause after a failed connection, so a session does not spin against an address that
 /// refuses.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
@@ -67,6 +69,8 @@ pub struct LoadReport {
     pub unanswered: Vec<String>,
     /// Replies 4xx, at whatever command (the message is then given up, not retried).
     pub deferred: usize,
+    /// The first of those replies, each with the command it answered, for messages.
+    pub deferred_samples: Vec<String>,
     /// Every 5xx reply, with the command it answered.
     pub refused: Vec<String>,
     /// Connections that could not be made or ended outside a message.
@@ -188,10 +192,11 @@ fn session(index: usize, plan: &Plan, report: &Mutex<LoadReport>, stop: &AtomicB
         }
         let message_id = format!("{number}.{}@{MESSAGE_ID_DOMAIN}", plan.run);
         let recipient = &plan.options.recipients[number % plan.options.recipients.len()];
-        // A message is tried once; a session whose connection fails reconnects for it once
-        // per address before giving up on it.
+        // A message is tried once; a session whose connection fails, or that the server
+        // asks to reconnect, tries it on a new connection, at most once per address and
+        // once more.
         let mut outcome = Outcome::NotSent;
-        for _ in 0..plan.targets.len() {
+        for _ in 0..=plan.targets.len() {
             let conn = match connection.take() {
                 Some(conn) => conn,
                 None => match Connection::open(plan.targets[target], &plan.options) {
@@ -207,6 +212,9 @@ fn session(index: usize, plan: &Plan, report: &Mutex<LoadReport>, stop: &AtomicB
             let (result, conn) = send(conn, &message_id, recipient);
             connection = conn;
             outcome = result;
+            if matches!(outcome, Outcome::Reconnect) {
+                continue;
+            }
             if matches!(outcome, Outcome::ConnectionFailed) {
                 report.lock().expect("load report lock").connection_failures += 1;
                 target = (target + 1) % plan.targets.len();
@@ -224,15 +232,18 @@ fn session(index: usize, plan: &Plan, report: &Mutex<LoadReport>, stop: &AtomicB
                 report.data_sent += 1;
                 report.unanswered.push(message_id);
             }
-            Outcome::Deferred { data_sent } => {
+            Outcome::Deferred { data_sent, reply } => {
                 report.data_sent += usize::from(data_sent);
                 report.deferred += 1;
+                if report.deferred_samples.len() < DEFERRED_SAMPLES {
+                    report.deferred_samples.push(reply);
+                }
             }
             Outcome::Refused { data_sent, reply } => {
                 report.data_sent += usize::from(data_sent);
                 report.refused.push(format!("{message_id}: {reply}"));
             }
-            Outcome::NotSent | Outcome::ConnectionFailed => {}
+            Outcome::NotSent | Outcome::ConnectionFailed | Outcome::Reconnect => {}
         }
     }
     if let Some(mut conn) = connection {
@@ -247,6 +258,7 @@ enum Outcome {
     Unanswered,
     Deferred {
         data_sent: bool,
+        reply: String,
     },
     Refused {
         data_sent: bool,
@@ -254,6 +266,9 @@ enum Outcome {
     },
     /// The connection failed before the message's final `.`: it may be tried elsewhere.
     ConnectionFailed,
+    /// MAIL FROM was deferred, as a server does at its limit of messages per session: the
+    /// message is tried again on a new connection.
+    Reconnect,
     NotSent,
 }
 
@@ -269,9 +284,16 @@ fn send(mut conn: Connection, message_id: &str, recipient: &str) -> (Outcome, Op
         match conn.command(line) {
             Err(_) => return (Outcome::ConnectionFailed, None),
             Ok(reply) if reply.code / 100 == expected => {}
+            Ok(reply) if step == 0 && reply.code / 100 == 4 => {
+                let _ = conn.command("QUIT");
+                return (Outcome::Reconnect, None);
+            }
             Ok(reply) => {
                 let outcome = if reply.code / 100 == 4 {
-                    Outcome::Deferred { data_sent: false }
+                    Outcome::Deferred {
+                        data_sent: false,
+                        reply: format!("{line}: {}", reply.text),
+                    }
                 } else {
                     Outcome::Refused {
                         data_sent: false,
@@ -294,7 +316,10 @@ fn send(mut conn: Connection, message_id: &str, recipient: &str) -> (Outcome, Op
         Ok(reply) => {
             let keep = reply.code != 421;
             let outcome = if reply.code / 100 == 4 {
-                Outcome::Deferred { data_sent: true }
+                Outcome::Deferred {
+                    data_sent: true,
+                    reply: format!("end of data: {}", reply.text),
+                }
             } else {
                 Outcome::Refused {
                     data_sent: true,
