@@ -43,8 +43,9 @@ pub enum SharedStore {
         /// The database.
         database: String,
     },
-    /// The embedded store, which one process alone can open: for a cluster of one `all`,
-    /// which checks the harness itself where no shared store is at hand.
+    /// The embedded store, which one process alone can open: for a cluster with one queue
+    /// (one scheduler or one `all`; proxies then cache in their own process), which checks
+    /// the harness and the roles' failover where no shared store is at hand.
     Embedded,
     /// The FoundationDB cluster of `FDB_CLUSTER_FILE`, under a prefix of this cluster's own.
     FoundationDb {
@@ -206,10 +207,10 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `options`' members on `store` and waits until each listens.
     pub fn start(store: SharedStore, options: ClusterOptions) -> Cluster {
-        let store_users = options.schedulers + options.proxies + options.alls;
+        let queues = options.schedulers + options.alls;
         assert!(
-            !matches!(store, SharedStore::Embedded) || store_users <= 1,
-            "the embedded store is opened by one process only; {store_users} would share it"
+            !matches!(store, SharedStore::Embedded) || queues <= 1,
+            "the embedded store is opened by one process only; {queues} queues would share it"
         );
         let dovecot = Dovecot::start_with(DovecotOptions {
             auth_penalty: false,
@@ -266,10 +267,13 @@ impl Cluster {
         }
         for index in 0..options.proxies {
             let relay = store.relay();
-            let rest = format!(
-                "{GRPC}{}{directory}{cache}{proxy_tls}",
-                store.config(relay.as_ref())
-            );
+            // Proxies over the embedded store cache in their own process only: the store is
+            // the queue's.
+            let shared_cache = match store {
+                SharedStore::Embedded => String::new(),
+                _ => store.config(relay.as_ref()),
+            };
+            let rest = format!("{GRPC}{shared_cache}{directory}{cache}{proxy_tls}");
             start(PROXY, index, &rest, relay);
         }
         for index in 0..options.alls {
