@@ -145,6 +145,7 @@ fn split_roles_on_a_shared_store_lose_nothing_when_processes_crash_freeze_or_los
     faults.push(Fault::now(
         "SIGKILL a scheduler",
         Some(killed_name),
+        cluster.options.under_way(),
         &load.report(),
         &cluster.sink,
     ));
@@ -156,6 +157,7 @@ fn split_roles_on_a_shared_store_lose_nothing_when_processes_crash_freeze_or_los
     let mut fault = Fault::now(
         "SIGSTOP a scheduler past its lease",
         Some(cluster.hostname(SCHEDULER, paused)),
+        cluster.options.under_way(),
         &load.report(),
         &cluster.sink,
     );
@@ -176,6 +178,7 @@ fn split_roles_on_a_shared_store_lose_nothing_when_processes_crash_freeze_or_los
         let mut fault = Fault::now(
             "a scheduler cut off the store past its lease",
             Some(cluster.hostname(SCHEDULER, cut)),
+            cluster.options.within_a_lease(),
             &load.report(),
             &cluster.sink,
         );
@@ -232,7 +235,7 @@ fn two_all_processes_share_the_queue_and_one_takes_over_when_the_other_is_killed
     };
     let mut cluster = Cluster::start(store, options);
     let lease = cluster.options.lease;
-    let load = Load::start(cluster.smtp_addresses(), load_options(300, 30.0));
+    let load = Load::start(cluster.smtp_addresses(), load_options(240, 20.0));
 
     wait_accepted(&load, PROGRESS);
     wait_delivering(&cluster, ALL);
@@ -241,6 +244,7 @@ fn two_all_processes_share_the_queue_and_one_takes_over_when_the_other_is_killed
     let fault = Fault::now(
         "SIGKILL one of two `all`",
         Some(killed_name),
+        cluster.options.under_way(),
         &load.report(),
         &cluster.sink,
     );
@@ -280,7 +284,7 @@ fn split_roles_with_one_scheduler_on_the_embedded_store_lose_nothing_through_fau
     let mut cluster = Cluster::start(SharedStore::Embedded, options);
     let lease = cluster.options.lease;
     let front = TcpRelay::balancing(cluster.smtp_addresses());
-    let mut options = load_options(240, 30.0);
+    let mut options = load_options(150, 20.0);
     // A session blackholed by the cut notices it by this timeout, and connects again.
     options.reply_timeout = Duration::from_secs(5);
     let load = Load::start(vec![front.address()], options);
@@ -290,6 +294,7 @@ fn split_roles_with_one_scheduler_on_the_embedded_store_lose_nothing_through_fau
     let cut = Fault::now(
         "clients cut off the ingresses",
         None,
+        0,
         &load.report(),
         &cluster.sink,
     );
@@ -308,6 +313,7 @@ fn split_roles_with_one_scheduler_on_the_embedded_store_lose_nothing_through_fau
     let mut frozen = Fault::now(
         "SIGSTOP the scheduler past its lease",
         Some(cluster.hostname(SCHEDULER, 0)),
+        cluster.options.under_way(),
         &load.report(),
         &cluster.sink,
     );

@@ -147,8 +147,11 @@ pub struct ClusterOptions {
     /// `queue.schedule.lease`: short, so that a test outlasts it quickly.
     pub lease: Duration,
     /// The sink remote's `concurrency`: the most deliveries one scheduler has under way at
-    /// once, which bounds what a fault can leave half done.
+    /// once.
     pub deliveries_per_scheduler: u32,
+    /// Seconds the sink waits before answering DATA (smtp-sink's `-w`), as a distant server
+    /// does: deliveries then last long enough that a fault strikes some mid-way.
+    pub sink_data_delay: Option<u32>,
 }
 
 impl Default for ClusterOptions {
@@ -159,7 +162,29 @@ impl Default for ClusterOptions {
             proxies: 2,
             alls: 0,
             lease: Duration::from_secs(3),
-            deliveries_per_scheduler: 4,
+            deliveries_per_scheduler: 8,
+            sink_data_delay: Some(1),
+        }
+    }
+}
+
+impl ClusterOptions {
+    /// The most deliveries a scheduler has under way at once: all that a kill or a stop can
+    /// leave delivered and unrecorded.
+    pub fn under_way(&self) -> usize {
+        self.deliveries_per_scheduler as usize
+    }
+
+    /// The most deliveries a scheduler cut off the store can complete before its lease ends:
+    /// [`ClusterOptions::under_way`] for each time the sink's delay fits in a lease, and
+    /// those under way at the cut. Unbounded without a delay.
+    pub fn within_a_lease(&self) -> usize {
+        match self.sink_data_delay {
+            Some(delay) if delay > 0 => {
+                let rounds = self.lease.as_secs() / u64::from(delay) + 1;
+                self.under_way() * usize::try_from(rounds).unwrap_or(usize::MAX)
+            }
+            _ => usize::MAX,
         }
     }
 }
@@ -218,6 +243,7 @@ impl Cluster {
         });
         let sink = SmtpSink::start(SmtpSinkOptions {
             hostname: Some("sink.cluster.test".into()),
+            data_delay: options.sink_data_delay,
             ..SmtpSinkOptions::default()
         });
         let certificates_dir = tempfile::tempdir().expect("a directory for the certificates");
