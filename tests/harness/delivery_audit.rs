@@ -183,7 +183,7 @@ pub fn check(
             None => {
                 first.insert(id, delivery);
             }
-            Some(earlier) => duplicates.push((id, earlier.helo.clone(), delivery)),
+            Some(earlier) => duplicates.push((id, *earlier, delivery)),
         }
     }
     for (id, _) in &load.accepted {
@@ -200,7 +200,7 @@ pub fn check(
         duplicates.len(),
         duplicates
             .iter()
-            .map(|(id, earlier, d)| format!("{id}: {earlier} then {}", d.helo))
+            .map(|(id, earlier, d)| format!("{id}: {} then {}", earlier.helo, d.helo))
             .collect::<Vec<_>>(),
         context()
     );
@@ -225,13 +225,26 @@ pub fn check(
             fault.what,
             context()
         );
+        // Taken over while it was away, and delivered again by it once back: what it still
+        // held of its expired leases. (A message another scheduler delivered before or
+        // after, and failed to record, may be taken over by this one legitimately.)
+        let away_until = fault
+            .ended
+            .unwrap_or(SystemTime::UNIX_EPOCH + Duration::MAX / 2);
         let stale: Vec<String> = duplicates
             .iter()
             .filter(|(_, earlier, d)| {
-                d.helo == scheduler && *earlier != scheduler && d.arrived >= expired
+                d.helo == scheduler
+                    && earlier.helo != scheduler
+                    && earlier.arrived >= fault.started
+                    && earlier.arrived < away_until
+                    && d.arrived >= expired
             })
             .map(|(id, earlier, d)| {
-                format!("{id}: {earlier} first, {scheduler} at {:?}", d.arrived)
+                format!(
+                    "{id}: {} at {:?}, {scheduler} at {:?}",
+                    earlier.helo, earlier.arrived, d.arrived
+                )
             })
             .collect();
         assert!(
