@@ -134,7 +134,7 @@ fn split_roles_on_a_shared_store_lose_nothing_when_processes_crash_freeze_or_los
     eprintln!("shared store: {}", store.name());
     let mut cluster = Cluster::start(store, ClusterOptions::default());
     let lease = cluster.options.lease;
-    let load = Load::start(cluster.smtp_addresses(), load_options(500, 20.0));
+    let load = Load::start(cluster.smtp_addresses(), load_options(400, 20.0));
     let mut faults = Vec::new();
 
     // A scheduler dies mid-delivery: the others take its messages over once its leases expire.
