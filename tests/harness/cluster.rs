@@ -144,7 +144,7 @@ pub struct ClusterOptions {
     pub proxies: usize,
     /// `ferrymail all` processes (each its own ingress, proxy and scheduler).
     pub alls: usize,
-    /// `queue.schedule.lease`: short, so that a test outlasts it quickly.
+    /// `queue.lease.duration`: short, so that a test outlasts it quickly.
     pub lease: Duration,
     /// The sink remote's `concurrency`: the most deliveries one scheduler has under way at
     /// once.
@@ -255,7 +255,7 @@ impl Cluster {
             mailboxes_directory(&dovecot)
         );
         let delivery = format!(
-            "[remote.sink]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"smtp\"\ntls.implicit = false\ntimeout = \"10s\"\nconcurrency = {}\n[queue.outbound]\nnext-hop = \"sink\"\n[queue.schedule]\nlease = \"{}s\"\nretry = [\"1s\"]\n",
+            "[remote.sink]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"smtp\"\ntls.implicit = false\ntimeout = \"10s\"\nconcurrency = {}\n[queue.outbound]\nnext-hop = \"sink\"\n[queue.schedule]\nretry = [\"1s\"]\n[queue.lease]\nduration = \"{}s\"\nmax-clock-skew = \"200ms\"\n",
             sink.address().port(),
             options.deliveries_per_scheduler,
             options.lease.as_secs().max(1),
