@@ -81,6 +81,7 @@ const PRESETS: &[&str] = &[
     "ci/proxy-values.yaml",
     "ci/cert-manager-values.yaml",
     "ci/foundationdb-values.yaml",
+    "ci/postgresql-values.yaml",
 ];
 
 fn of_kind<'a>(objects: &'a [Value], kind: &str) -> impl Iterator<Item = &'a Value> {
@@ -355,7 +356,11 @@ fn issued_by_cert_manager(objects: &[Value]) -> Secrets {
 /// kubelet mounts them, and from `outside`: the Secrets made outside the chart (by the user,
 /// or by cert-manager). A mount of anything else fails the test, as it would keep the pod
 /// from starting.
-struct PodFiles(BTreeMap<PathBuf, String>);
+struct PodFiles {
+    files: BTreeMap<PathBuf, String>,
+    /// The container's environment, `secretKeyRef`s resolved like the mounts.
+    env: BTreeMap<String, String>,
+}
 
 impl PodFiles {
     fn of(objects: &[Value], role: &str, outside: &Secrets) -> Self {
@@ -416,16 +421,38 @@ impl PodFiles {
                 }
             }
         }
-        PodFiles(files)
+        let mut env = BTreeMap::new();
+        for var in workload.pod.containers[0].env.iter().flatten() {
+            let from_secret = var
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref());
+            let value = match (&var.value, from_secret) {
+                (Some(value), _) => value.clone(),
+                (None, Some(key)) => {
+                    let data = secret_data(objects, &key.name)
+                        .or_else(|| outside.get(&key.name).cloned())
+                        .unwrap_or_else(|| {
+                            panic!("{role}: env {} names a missing Secret", var.name)
+                        });
+                    data.get(&key.key).cloned().unwrap_or_else(|| {
+                        panic!("{role}: Secret {} has no key {}", key.name, key.key)
+                    })
+                }
+                (None, None) => continue, // a field reference: not configuration
+            };
+            env.insert(var.name.clone(), value);
+        }
+        PodFiles { files, env }
     }
 }
 
 impl ferrymail_config::Environment for PodFiles {
-    fn var(&self, _name: &str) -> Option<String> {
-        None
+    fn var(&self, name: &str) -> Option<String> {
+        self.env.get(name).cloned()
     }
     fn read_file(&self, path: &Path) -> std::io::Result<String> {
-        self.0
+        self.files
             .get(path)
             .cloned()
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
@@ -440,11 +467,11 @@ const INCLUDE_DIR: &str = "/etc/ferrymail/conf.d";
 fn role_config(objects: &[Value], role: &str, outside: &Secrets) -> ferrymail_config::Config {
     let files = PodFiles::of(objects, role, outside);
     let main = files
-        .0
+        .files
         .get(Path::new(MAIN_CONFIG))
         .expect("config.toml is mounted");
     let mut documents = vec![("config.toml".to_string(), main.clone())];
-    for (path, text) in &files.0 {
+    for (path, text) in &files.files {
         let name = path.file_name().unwrap().to_string_lossy();
         if path.parent() == Some(Path::new(INCLUDE_DIR)) && name.ends_with(".toml") {
             documents.push((name.into_owned(), text.clone()));
@@ -791,6 +818,91 @@ fn foundationdb_preset_wires_the_cluster_file() {
             .is_none(),
         "the ingress holds no state"
     );
+}
+
+#[test]
+fn postgresql_preset_takes_the_password_from_its_secret_and_scales() {
+    let objects = template(&["ci/postgresql-values.yaml"], &[]);
+    check_workloads(&objects);
+    let config = main_config(&objects);
+    assert!(config.contains("type = \"postgresql\""));
+    // The Secrets a CloudNativePG cluster would have made.
+    let mut outside = issued_by_cert_manager(&objects);
+    let password = "kept-in-a-secret";
+    outside.insert(
+        "ferrymail-pg-app".into(),
+        BTreeMap::from([("password".to_string(), password.to_string())]),
+    );
+    outside.insert(
+        "ferrymail-pg-ca".into(),
+        BTreeMap::from([("ca.crt".to_string(), TestCa::new().0.pem())]),
+    );
+    outside.insert(
+        "mx-example-org-tls".into(),
+        TestCa::new().issue(&["mx.example.org".into()]),
+    );
+    assert!(!config.contains(password));
+    for role in ["queue-scheduler", "directory-proxy"] {
+        let loaded = role_config(&objects, role, &outside);
+        let (_, store) = loaded.data_store().expect("storage.data");
+        let ferrymail_config::model::store::StoreBackend::PostgreSql {
+            host,
+            port,
+            password: Some(secret),
+            tls,
+            allow_invalid_certs,
+            ..
+        } = &store.backend
+        else {
+            panic!("{role}: {:?}", store.backend);
+        };
+        assert_eq!((host.as_str(), *port), ("ferrymail-pg-rw", 5432));
+        assert_eq!(secret.expose(), password, "{role}: the Secret's password");
+        assert!(*tls && !*allow_invalid_certs, "{role}: TLS, checked");
+        let files = PodFiles::of(&objects, role, &outside);
+        assert!(
+            files
+                .env
+                .get("SSL_CERT_FILE")
+                .is_some_and(|f| files.files.contains_key(Path::new(f))),
+            "{role}: the database's CA is mounted where SSL_CERT_FILE says"
+        );
+        let deployment: Deployment = typed(named(
+            &objects,
+            "Deployment",
+            &format!("mail-ferrymail-{role}"),
+        ));
+        assert!(
+            deployment.spec.unwrap().replicas.unwrap() > 1,
+            "{role} scales"
+        );
+    }
+    assert!(of_kind(&objects, "StatefulSet").next().is_none());
+    assert!(of_kind(&objects, "PersistentVolumeClaim").next().is_none());
+    let ingress = PodFiles::of(&objects, "smtp-ingress", &outside);
+    assert!(
+        !ingress.env.contains_key("FERRYMAIL_STORE_PASSWORD"),
+        "the ingress has no store, so no password"
+    );
+    // Without a host or a password Secret the chart refuses to render, naming the value.
+    for (unset, named) in [
+        ("store.postgresql.host=", "store.postgresql.host"),
+        (
+            "store.postgresql.passwordSecret.name=",
+            "store.postgresql.passwordSecret.name",
+        ),
+    ] {
+        let error =
+            template_of(&chart_dir(), &["ci/postgresql-values.yaml"], &[unset]).expect_err(unset);
+        assert!(error.contains(named), "{unset}: {error}");
+    }
+    // The scaling refusal of the embedded store names PostgreSQL as a way out, and lets it.
+    template_of(
+        &chart_dir(),
+        &["ci/postgresql-values.yaml"],
+        &["queueScheduler.replicas=5"],
+    )
+    .unwrap();
 }
 
 /// Names of every metric the code registers.
