@@ -53,6 +53,31 @@ s.quit()
     ));
 }
 
+/// Sends a message expecting it refused: the code of the first reply that is not 2xx/3xx
+/// (0 if every reply was positive, that is, the message was accepted).
+fn send_refused(smtp: SocketAddr, subject: &str) -> u16 {
+    let out = python(&format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("{host}", {port}, timeout=60)
+s.ehlo("client.test")
+try:
+    s.sendmail("sender@remote.test", ["{rcpt}"], b"Subject: {subject}\r\n\r\nhello\r\n")
+    print(0)
+except smtplib.SMTPRecipientsRefused as e:
+    print(list(e.recipients.values())[0][0])
+except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as e:
+    print(e.smtp_code)
+"#,
+        host = smtp.ip(),
+        port = smtp.port(),
+        rcpt = ALICE.0,
+    ));
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("python printed {out:?}"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn all_on_postgresql_relays_a_message_and_empties_the_queue() {
     let postgres = Postgres::start();
@@ -262,6 +287,9 @@ fn an_outage_of_the_database_is_unready_then_mail_flows_again_without_a_restart(
     wait_readyz(admin, "unready naming the store", |r| {
         r.status == 503 && r.body.contains("store")
     });
+    // A message that cannot be committed is refused for now, never acknowledged nor bounced.
+    let code = send_refused(smtp, "during the outage");
+    assert!((400..500).contains(&code), "during the outage: {code}");
     postgres.restart();
     wait_readyz(admin, "ready again", |r| r.status == 200);
     send(smtp, "after the outage");
@@ -271,5 +299,9 @@ fn an_outage_of_the_database_is_unready_then_mail_flows_again_without_a_restart(
     assert!(
         messages.iter().any(|m| m.contains("after the outage")),
         "{messages:?}"
+    );
+    assert!(
+        !messages.iter().any(|m| m.contains("during the outage")),
+        "a refused message was delivered: {messages:?}"
     );
 }
