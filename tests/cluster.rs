@@ -14,9 +14,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use ferrymail_e2e::{
-    ALICE, ALL, BOB, Cluster, ClusterOptions, Fault, Load, LoadOptions, PROXY, SCHEDULER,
-    SharedStore, SmtpClient, TcpRelay, check_deliveries, complete_deliveries, wait_delivered,
-    wait_until,
+    ALICE, ALL, BOB, Cluster, ClusterOptions, Fault, Load, LoadOptions, LoadReport, PROXY,
+    SCHEDULER, SharedStore, SmtpClient, TcpRelay, check_deliveries, complete_deliveries,
+    wait_delivered, wait_until,
 };
 
 /// How long the sink may take to receive every acknowledged message once the load is done:
@@ -125,6 +125,41 @@ fn outlast_lease(lease: Duration) {
     std::thread::sleep(lease * 2 + Duration::from_secs(1));
 }
 
+/// Freezes scheduler `index` (SIGSTOP) for longer than its lease, then lets it run again:
+/// a GC pause, or a partition that heals. Nothing it delivers after its lease ran out counts.
+fn freeze_past_lease(cluster: &mut Cluster, load: &Load, index: usize, what: &str) -> Fault {
+    let mut fault = Fault::now(
+        what,
+        Some(cluster.hostname(SCHEDULER, index)),
+        cluster.options.under_way(),
+        &load.report(),
+        &cluster.sink,
+    );
+    fault.fenced = true;
+    cluster.pause(SCHEDULER, index);
+    outlast_lease(cluster.options.lease);
+    // Taken before the signal: the scheduler may deliver the moment it runs again.
+    fault.ended = Some(SystemTime::now());
+    cluster.resume(SCHEDULER, index);
+    fault
+}
+
+/// Waits for every message `report` says was accepted to reach the sink, then checks the
+/// deliveries against `faults`; the scheduler's lease log lines explain a failure.
+fn check_all_delivered(cluster: &mut Cluster, report: &LoadReport, faults: &[Fault]) {
+    let deliveries = wait_delivered(
+        &cluster.sink,
+        &report.accepted_ids(),
+        DRAIN_PATIENCE,
+        || summary(report),
+    );
+    let lease_lines = cluster.log_lines("lease");
+    let findings = check_deliveries(&deliveries, report, faults, cluster.options.lease, || {
+        format!("{}\nlease lines: {lease_lines:#?}", summary(report))
+    });
+    eprintln!("{findings:?}");
+}
+
 #[test]
 fn split_roles_on_a_shared_store_lose_nothing_when_processes_crash_freeze_or_lose_the_store() {
     let _one = ONE_CLUSTER_AT_A_TIME
@@ -154,20 +189,8 @@ fn split_roles_on_a_shared_store_lose_nothing_when_processes_crash_freeze_or_los
     // A scheduler freezes for longer than its lease, then runs again.
     wait_accepted(&load, load.accepted() + PROGRESS);
     let paused = busiest(&cluster, SCHEDULER);
-    let mut fault = Fault::now(
-        "SIGSTOP a scheduler past its lease",
-        Some(cluster.hostname(SCHEDULER, paused)),
-        cluster.options.under_way(),
-        &load.report(),
-        &cluster.sink,
-    );
-    fault.fenced = true;
-    cluster.pause(SCHEDULER, paused);
-    outlast_lease(lease);
-    // Taken before the signal: the scheduler may deliver the moment it runs again.
-    fault.ended = Some(SystemTime::now());
-    cluster.resume(SCHEDULER, paused);
-    faults.push(fault);
+    let what = "SIGSTOP a scheduler past its lease";
+    faults.push(freeze_past_lease(&mut cluster, &load, paused, what));
 
     // A scheduler loses the store for longer than its lease while it delivers.
     wait_accepted(&load, load.accepted() + PROGRESS);
@@ -206,17 +229,7 @@ fn split_roles_on_a_shared_store_lose_nothing_when_processes_crash_freeze_or_los
         "the cluster took mail between the faults: {}",
         summary(&report)
     );
-    let deliveries = wait_delivered(
-        &cluster.sink,
-        &report.accepted_ids(),
-        DRAIN_PATIENCE,
-        || summary(&report),
-    );
-    let lease_lines = cluster.log_lines("lease");
-    let findings = check_deliveries(&deliveries, &report, &faults, lease, || {
-        format!("{}\nlease lines: {lease_lines:#?}", summary(&report))
-    });
-    eprintln!("{findings:?}");
+    check_all_delivered(&mut cluster, &report, &faults);
 }
 
 #[test]
@@ -310,19 +323,8 @@ fn split_roles_with_one_scheduler_on_the_embedded_store_lose_nothing_through_fau
         assert_unknown_refused(ingress);
     }
 
-    let mut frozen = Fault::now(
-        "SIGSTOP the scheduler past its lease",
-        Some(cluster.hostname(SCHEDULER, 0)),
-        cluster.options.under_way(),
-        &load.report(),
-        &cluster.sink,
-    );
-    frozen.fenced = true;
-    cluster.pause(SCHEDULER, 0);
-    outlast_lease(lease);
-    frozen.ended = Some(SystemTime::now());
-    cluster.resume(SCHEDULER, 0);
-    faults.push(frozen);
+    let what = "SIGSTOP the scheduler past its lease";
+    faults.push(freeze_past_lease(&mut cluster, &load, 0, what));
 
     let report = load.wait();
     eprintln!("load: {}", summary(&report));
@@ -336,15 +338,5 @@ fn split_roles_with_one_scheduler_on_the_embedded_store_lose_nothing_through_fau
         "the cluster took mail between the faults: {}",
         summary(&report)
     );
-    let deliveries = wait_delivered(
-        &cluster.sink,
-        &report.accepted_ids(),
-        DRAIN_PATIENCE,
-        || summary(&report),
-    );
-    let logs = cluster.log_lines("lease");
-    let findings = check_deliveries(&deliveries, &report, &faults, lease, || {
-        format!("{}\nlease lines: {logs:#?}", summary(&report))
-    });
-    eprintln!("{findings:?}");
+    check_all_delivered(&mut cluster, &report, &faults);
 }
