@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::error::Result;
+use crate::mutation::Mutation;
 use crate::range::{KeyRange, RangeOptions, RangePage};
 
 /// One transaction of a backend. Reads see the transaction's own writes; conflicts are
@@ -12,11 +13,8 @@ use crate::range::{KeyRange, RangeOptions, RangePage};
 pub(crate) trait BackendTransaction: Send + Sync {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     async fn get_range(&self, range: &KeyRange, options: RangeOptions) -> Result<RangePage>;
-    fn set(&self, key: &[u8], value: &[u8]);
-    fn clear(&self, key: &[u8]);
-    fn clear_range(&self, range: &KeyRange);
-    fn atomic_add(&self, key: &[u8], delta: i64);
-    fn compare_and_clear(&self, key: &[u8], expected: &[u8]);
+    /// Makes one write: later reads of this transaction see it, and the commit applies it.
+    fn mutate(&self, mutation: Mutation);
     /// Lets the commit answer before its writes are durable, for writes whose loss in a crash
     /// only repeats work; a backend whose every commit is durable ignores it.
     fn relax_durability(&self) {}

@@ -25,6 +25,7 @@ mod postgresql;
 mod range;
 mod retry;
 mod transaction;
+mod write_buffer;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
-//! Mutations a transaction buffers until commit, how they combine, and how a transaction's
-//! reads merge them over what is committed: every backend buffers writes this way, so that
-//! reads see the transaction's own writes identically on each.
+//! The writes a transaction makes, as every backend takes them; how they combine; and how a
+//! transaction's reads merge them over what is committed, so that reads see the transaction's
+//! own writes identically on each backend that buffers them.
 
 use crate::range::{KeyRange, KeyValue};
 

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::backend::BackendTransaction;
 use crate::error::Result;
 use crate::limits::{check_key, check_value};
+use crate::mutation::Mutation;
 use crate::range::{KeyRange, KeyValue, RangeOptions, RangePage};
 
 /// A transaction: reads see its own writes, and it commits whole or not at all.
@@ -84,7 +85,8 @@ impl Transaction {
         check_key(key)?;
         check_value(value)?;
         self.writing();
-        self.inner.set(key, value);
+        self.inner
+            .mutate(Mutation::Set(key.to_vec(), value.to_vec()));
         Ok(())
     }
 
@@ -92,7 +94,7 @@ impl Transaction {
     pub fn clear(&self, key: &[u8]) -> Result<()> {
         check_key(key)?;
         self.writing();
-        self.inner.clear(key);
+        self.inner.mutate(Mutation::Clear(key.to_vec()));
         Ok(())
     }
 
@@ -102,7 +104,7 @@ impl Transaction {
         check_key(&range.begin)?;
         check_key(&range.end)?;
         self.writing();
-        self.inner.clear_range(range);
+        self.inner.mutate(Mutation::ClearRange(range.clone()));
         Ok(())
     }
 
@@ -111,7 +113,7 @@ impl Transaction {
     pub fn atomic_add(&self, key: &[u8], delta: i64) -> Result<()> {
         check_key(key)?;
         self.writing();
-        self.inner.atomic_add(key, delta);
+        self.inner.mutate(Mutation::Add(key.to_vec(), delta));
         Ok(())
     }
 
@@ -132,7 +134,8 @@ impl Transaction {
         check_key(key)?;
         check_value(expected)?;
         self.writing();
-        self.inner.compare_and_clear(key, expected);
+        self.inner
+            .mutate(Mutation::CompareAndClear(key.to_vec(), expected.to_vec()));
         Ok(())
     }
 }

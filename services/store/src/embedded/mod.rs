@@ -91,15 +91,16 @@ mod tests {
 
     use super::*;
     use crate::decode_counter;
+    use crate::mutation::Mutation;
     use files::{DATABASE_NAME, LOG_NAME};
 
     /// Commits `set` and one increment of the counter `b"n"` in one transaction.
     async fn commit(backend: &EmbeddedBackend, set: &[(&[u8], &[u8])]) {
         let transaction = backend.begin().await.unwrap();
         for (key, value) in set {
-            transaction.set(key, value);
+            transaction.mutate(Mutation::Set(key.to_vec(), value.to_vec()));
         }
-        transaction.atomic_add(b"n", 1);
+        transaction.mutate(Mutation::Add(b"n".to_vec(), 1));
         transaction.commit().await.unwrap();
     }
 
@@ -118,7 +119,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend = EmbeddedBackend::open(dir.path(), None).unwrap();
         let transaction = backend.begin().await.unwrap();
-        transaction.set(b"relaxed", b"1");
+        transaction.mutate(Mutation::Set(b"relaxed".to_vec(), b"1".to_vec()));
         transaction.relax_durability();
         transaction.commit().await.unwrap();
         let (crashed, _) = crash(backend, dir.path());

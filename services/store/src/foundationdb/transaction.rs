@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use super::error::{Written, store_error};
 use crate::backend::BackendTransaction;
 use crate::error::Result;
+use crate::mutation::Mutation;
 use crate::range::{KeyRange, KeyValue, RangeOptions, RangePage};
 
 pub(crate) struct FoundationDbTransaction {
@@ -114,33 +115,34 @@ impl BackendTransaction for FoundationDbTransaction {
         Ok(RangePage { pairs, more })
     }
 
-    fn set(&self, key: &[u8], value: &[u8]) {
-        self.written.record(key, value);
-        self.inner.set(key, value);
-    }
-
-    fn clear(&self, key: &[u8]) {
-        self.written.record(key, &[]);
-        self.inner.clear(key);
-    }
-
-    fn clear_range(&self, range: &KeyRange) {
-        self.written.record(&range.begin, &[]);
-        self.written.record(&range.end, &[]);
-        self.inner.clear_range(&range.begin, &range.end);
-    }
-
-    fn atomic_add(&self, key: &[u8], delta: i64) {
-        // FoundationDB's add is little-endian two's complement, as `decode_counter` reads it.
-        let operand = delta.to_le_bytes();
-        self.written.record(key, &operand);
-        self.inner.atomic_op(key, &operand, MutationType::Add);
-    }
-
-    fn compare_and_clear(&self, key: &[u8], expected: &[u8]) {
-        self.written.record(key, expected);
-        self.inner
-            .atomic_op(key, expected, MutationType::CompareAndClear);
+    fn mutate(&self, mutation: Mutation) {
+        match &mutation {
+            Mutation::Set(key, value) => {
+                self.written.record(key, value);
+                self.inner.set(key, value);
+            }
+            Mutation::Clear(key) => {
+                self.written.record(key, &[]);
+                self.inner.clear(key);
+            }
+            Mutation::ClearRange(range) => {
+                self.written.record(&range.begin, &[]);
+                self.written.record(&range.end, &[]);
+                self.inner.clear_range(&range.begin, &range.end);
+            }
+            Mutation::Add(key, delta) => {
+                // FoundationDB's add is little-endian two's complement, as `decode_counter`
+                // reads it.
+                let operand = delta.to_le_bytes();
+                self.written.record(key, &operand);
+                self.inner.atomic_op(key, &operand, MutationType::Add);
+            }
+            Mutation::CompareAndClear(key, expected) => {
+                self.written.record(key, expected);
+                self.inner
+                    .atomic_op(key, expected, MutationType::CompareAndClear);
+            }
+        }
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {

@@ -1,9 +1,7 @@
 //! A transaction of the PostgreSQL backend: reads in one REPEATABLE READ snapshot of a
 //! pooled connection, writes buffered until the commit applies them all in one statement.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::Object;
@@ -13,24 +11,15 @@ use super::error::{commit_error, query_error};
 use super::schema::{COMMIT, GET, GET_MANY, RANGE, RANGE_REVERSE, kind};
 use crate::backend::BackendTransaction;
 use crate::error::{Result, StoreError};
-use crate::limits::{MAX_AGE, MAX_TRANSACTION};
-use crate::mutation::{Mutation, merge, resolve};
+use crate::mutation::Mutation;
 use crate::range::{KeyRange, KeyValue, RangeOptions, RangePage, key_after};
-
-#[derive(Default)]
-struct Buffered {
-    mutations: Vec<Mutation>,
-    read_conflicts: Vec<KeyRange>,
-    /// Whether the commit may answer before it is durable.
-    relaxed: bool,
-}
+use crate::write_buffer::WriteBuffer;
 
 pub(super) struct PostgresTransaction {
     /// The connection, inside its read transaction until the commit; `None` once committed.
     client: Option<Object>,
     read_version: i64,
-    started: Instant,
-    buffered: Mutex<Buffered>,
+    buffer: WriteBuffer,
     shared: Arc<Shared>,
 }
 
@@ -39,33 +28,13 @@ impl PostgresTransaction {
         Self {
             client: Some(client),
             read_version,
-            started: Instant::now(),
-            buffered: Mutex::default(),
+            buffer: WriteBuffer::new(),
             shared,
         }
     }
 
     fn client(&self) -> Result<&Object> {
         self.client.as_ref().ok_or(StoreError::Closed)
-    }
-
-    fn check_age(&self) -> Result<()> {
-        if self.started.elapsed() > MAX_AGE {
-            Err(StoreError::TransactionTooOld(MAX_AGE))
-        } else {
-            Ok(())
-        }
-    }
-
-    fn buffered(&self) -> std::sync::MutexGuard<'_, Buffered> {
-        // Nothing panics while holding the lock; recover the data if something ever did.
-        self.buffered
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn push(&self, mutation: Mutation) {
-        self.buffered().mutations.push(mutation);
     }
 
     /// Notes a failure of the connection, for readiness.
@@ -200,116 +169,39 @@ struct CommitArguments {
 #[async_trait]
 impl BackendTransaction for PostgresTransaction {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.check_age()?;
-        let base = self.seen(self.committed(key).await)?;
-        let mut buffered = self.buffered();
-        buffered.read_conflicts.push(KeyRange::single(key));
-        Ok(resolve(key, base, &buffered.mutations))
+        self.buffer.check_age()?;
+        let committed = self.seen(self.committed(key).await)?;
+        Ok(self.buffer.get(key, committed))
     }
 
     async fn get_range(&self, range: &KeyRange, options: RangeOptions) -> Result<RangePage> {
-        self.check_age()?;
-        let mutations = self.buffered().mutations.clone();
-        // Keys written by this transaction come from the overlay; committed keys inside a
-        // range it cleared are gone.
-        let touched: BTreeSet<Vec<u8>> = mutations
-            .iter()
-            .filter_map(Mutation::key)
-            .filter(|k| range.contains(k))
-            .map(<[u8]>::to_vec)
-            .collect();
-        let cleared: Vec<&KeyRange> = mutations
-            .iter()
-            .filter_map(|m| match m {
-                Mutation::ClearRange(r) if r.intersects(range) => Some(r),
-                _ => None,
-            })
-            .collect();
-        let hidden = |key: &[u8]| touched.contains(key) || cleared.iter().any(|r| r.contains(key));
-        // One more than asked, to know whether there is more.
-        let wanted = if options.limit == 0 {
-            0
-        } else {
-            options.limit + 1
-        };
-        let committed = self.seen(
-            self.committed_range(range, options.reverse, wanted, hidden, touched.len())
-                .await,
-        )?;
-        let touched: Vec<Vec<u8>> = touched.into_iter().collect();
-        let bases = self.seen(self.committed_many(&touched).await)?;
-        let mut overlay = Vec::new();
-        for key in touched {
-            let base = bases
-                .iter()
-                .find(|kv| kv.key == key)
-                .map(|kv| kv.value.clone());
-            if let Some(value) = resolve(&key, base, &mutations) {
-                overlay.push(KeyValue { key, value });
-            }
-        }
-        if options.reverse {
-            overlay.reverse();
-        }
-        let mut pairs = merge(committed, overlay, options.reverse);
-        let more = options.limit != 0 && pairs.len() > options.limit;
-        if more {
-            pairs.truncate(options.limit);
-        }
-        let read = match (more, pairs.last()) {
-            (true, Some(last)) if options.reverse => {
-                KeyRange::new(last.key.clone(), range.end.clone())
-            }
-            (true, Some(last)) => KeyRange::new(range.begin.clone(), key_after(&last.key)),
-            _ => range.clone(),
-        };
-        self.buffered().read_conflicts.push(read);
-        Ok(RangePage { pairs, more })
+        self.buffer.check_age()?;
+        let read = self.buffer.range_read(range, options);
+        let hidden = |key: &[u8]| read.hides(key);
+        let touched = read.touched();
+        let committed =
+            self.committed_range(range, options.reverse, read.wanted(), hidden, touched.len());
+        let committed = self.seen(committed.await)?;
+        let bases = self.seen(self.committed_many(touched).await)?;
+        Ok(read.page(committed, &bases))
     }
 
-    fn set(&self, key: &[u8], value: &[u8]) {
-        self.push(Mutation::Set(key.to_vec(), value.to_vec()));
-    }
-
-    fn clear(&self, key: &[u8]) {
-        self.push(Mutation::Clear(key.to_vec()));
-    }
-
-    fn clear_range(&self, range: &KeyRange) {
-        self.push(Mutation::ClearRange(range.clone()));
-    }
-
-    fn atomic_add(&self, key: &[u8], delta: i64) {
-        self.push(Mutation::Add(key.to_vec(), delta));
-    }
-
-    fn compare_and_clear(&self, key: &[u8], expected: &[u8]) {
-        self.push(Mutation::CompareAndClear(key.to_vec(), expected.to_vec()));
+    fn mutate(&self, mutation: Mutation) {
+        self.buffer.push(mutation);
     }
 
     fn relax_durability(&self) {
-        self.buffered().relaxed = true;
+        self.buffer.relax();
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        self.check_age()?;
-        let buffered = std::mem::take(&mut *self.buffered());
-        if buffered.mutations.is_empty() {
-            // A read-only transaction has nothing to write and cannot conflict.
+        let Some(buffered) = self.buffer.commit_batch()? else {
+            // A read-only transaction has nothing to write: only its snapshot ends.
             let client = self.client()?;
             client.batch_execute("COMMIT").await.map_err(query_error)?;
             self.client.take();
             return Ok(());
-        }
-        let size = buffered.mutations.iter().map(Mutation::size).sum::<usize>()
-            + buffered
-                .read_conflicts
-                .iter()
-                .map(|r| r.begin.len() + r.end.len())
-                .sum::<usize>();
-        if size > MAX_TRANSACTION {
-            return Err(StoreError::TransactionTooLarge(size));
-        }
+        };
         let arguments = Self::commit_arguments(&buffered.mutations);
         let (read_begins, read_ends): (Vec<Vec<u8>>, Vec<Vec<u8>>) = buffered
             .read_conflicts
