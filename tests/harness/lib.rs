@@ -55,7 +55,7 @@ pub use small_filesystem::{FILLER_BYTES, SmallFilesystem};
 pub use smtp_sink::{Delivery, SmtpSink, SmtpSinkOptions};
 pub use tcp_relay::TcpRelay;
 pub use throughput::{
-    LOAD_HELO, LOAD_SENDER, SmtpSource, bench_config, check_received, discarding_sink,
-    load_average, machine_line, median, release_binary,
+    LOAD_HELO, LOAD_SENDER, SmtpSource, bench_config, bench_config_on, check_received,
+    discarding_sink, load_average, machine_line, median, release_binary,
 };
 pub use tls::{CLUSTER_DOMAIN, ClusterCertificates, IssuedCertificate, TestCertificates};

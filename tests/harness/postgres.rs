@@ -115,6 +115,29 @@ impl Postgres {
         )
     }
 
+    /// The process id of the server (the postmaster), whose children are the backends of
+    /// connections and its background workers: its tree is all the CPU the server spends.
+    pub fn pid(&self) -> u32 {
+        let text = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .expect("read postmaster.pid of a running server");
+        text.lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no process id in postmaster.pid: {text:?}"))
+    }
+
+    /// Appends `settings` (lines of `postgresql.conf`) to the configuration and restarts the
+    /// server, for settings read only at start (`shared_preload_libraries`).
+    pub fn configure(&mut self, settings: &str) {
+        let conf = self.data().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("read postgresql.conf");
+        text.push('\n');
+        text.push_str(settings);
+        text.push('\n');
+        std::fs::write(&conf, text).expect("write postgresql.conf");
+        self.restart();
+    }
+
     /// The user stores log in as.
     pub fn user(&self) -> &'static str {
         POSTGRES_USER

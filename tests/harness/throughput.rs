@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::lab_config::EMBEDDED_STORE;
 use crate::peer::{PEER_PATIENCE, require_peer};
 use crate::process::binary;
 use crate::smtp_sink::{SmtpSink, SmtpSinkOptions};
@@ -182,11 +183,21 @@ pub fn median(values: &[f64]) -> f64 {
     sorted[sorted.len() / 2]
 }
 
-/// The part of a benchmarked `ferrymail all`'s configuration both benches share: SMTP and
+/// The part of a benchmarked `ferrymail all`'s configuration the benches share: SMTP and
 /// gRPC listeners, the embedded store (durable: every commit is fsynced), and `remote.relay`
 /// at `relay` (with `concurrency` connections) as the next hop; `session` adds the bench's own
 /// session settings.
 pub fn bench_config(relay: SocketAddr, concurrency: usize, session: &str) -> String {
+    bench_config_on(EMBEDDED_STORE, relay, concurrency, session)
+}
+
+/// [`bench_config`] on another store: `store` holds the `[store.<id>]` and `[storage]` tables.
+pub fn bench_config_on(
+    store: &str,
+    relay: SocketAddr,
+    concurrency: usize,
+    session: &str,
+) -> String {
     format!(
         r#"
 [server]
@@ -198,12 +209,7 @@ protocol = "smtp"
 [server.listener.grpc]
 bind = "127.0.0.1:0"
 protocol = "grpc"
-[store.local]
-type = "embedded"
-path = "data"
-[storage]
-data = "local"
-{session}
+{store}{session}
 [remote.relay]
 address = "{ip}"
 port = {port}
