@@ -1,6 +1,12 @@
 //! Durable commit throughput of the embedded store at concurrency 1, 8 and 64, next to the
 //! raw fsync rate of the same disk measured in the same run. Group commit should lift
 //! concurrent throughput well above one commit per fsync.
+//!
+//! The PostgreSQL store follows, on a private cluster on loopback whose data is on the same
+//! disk (`fsync = on`, the default `synchronous_commit`), with a pool as large as the
+//! concurrency. Its commits take turns on one row (`meta.clock`), each holding it until its
+//! WAL is flushed, so PostgreSQL's group commit cannot batch them: expect about one commit
+//! per fsync whatever the concurrency.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -9,9 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ferrymail_store::{Store, StoreOptions};
+use ferrymail_e2e::{Postgres, load_average, machine_line};
+use ferrymail_store::{PostgresSettings, Store, StoreOptions};
 
 const RUN: Duration = Duration::from_secs(3);
+const CONCURRENCY: [u64; 3] = [1, 8, 64];
 
 /// Single-threaded write-and-fsync of 4 KiB, the cost of one durable commit without batching.
 fn fsync_rate(dir: &std::path::Path) -> f64 {
@@ -59,6 +67,7 @@ async fn commit_rate(store: &Store, concurrency: u64) -> f64 {
 }
 
 fn main() {
+    let load_at_start = load_average();
     // Same disk as the build: the bench measures this machine's fsync, not a tmpfs.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -76,7 +85,7 @@ fn main() {
         "{:<28} {:>12.0} {:>14.2}",
         "raw fsync (4 KiB, 1 thread)", fsync, 1.0
     );
-    for concurrency in [1u64, 8, 64] {
+    for concurrency in CONCURRENCY {
         let rate = runtime.block_on(commit_rate(&store, concurrency));
         println!(
             "{:<28} {:>12.0} {:>14.2}",
@@ -85,4 +94,38 @@ fn main() {
             rate / fsync
         );
     }
+
+    // The cluster's directory is a temporary one, on the same filesystem here as the build.
+    let postgres = Postgres::start();
+    postgres.create_database("commit_throughput");
+    let settings = PostgresSettings {
+        host: "127.0.0.1".into(),
+        port: postgres.port(),
+        database: "commit_throughput".into(),
+        user: postgres.user().into(),
+        password: Some(postgres.password().into()),
+        timeout: Duration::from_secs(15),
+        tls: None,
+        max_connections: CONCURRENCY.into_iter().max().unwrap_or(1) as usize,
+    };
+    let store = runtime
+        .block_on(Store::open_postgresql(&settings, StoreOptions::default()))
+        .unwrap();
+    println!(
+        "PostgreSQL {} on loopback (same disk, fsync on):",
+        postgres.sql("postgres", "SHOW server_version")
+    );
+    for concurrency in CONCURRENCY {
+        let rate = runtime.block_on(commit_rate(&store, concurrency));
+        println!(
+            "{:<28} {:>12.0} {:>14.2}",
+            format!("commits, concurrency {concurrency}"),
+            rate,
+            rate / fsync
+        );
+    }
+    // The pool's connections close before the cluster stops.
+    drop(store);
+    // Other work on the machine shows in every figure.
+    println!("{}", machine_line(&load_at_start));
 }
