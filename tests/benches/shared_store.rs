@@ -415,6 +415,8 @@ impl Relay {
                 self.log()
             );
         }
+        // Already reaped by `exited`: this returns its status at once.
+        child.wait().expect("smtp-source's status");
         let (accepted, at_accept) = accepted.unwrap();
         let (relayed, mut at_relay) = relayed.unwrap();
         // smtp-source is reaped when it exits, which may come after the sink's last message.
