@@ -4,7 +4,8 @@
 //! A transaction reads from one REPEATABLE READ snapshot of a pooled connection and buffers
 //! its writes ([`crate::mutation`]), as the other backends do. Its commit checks, as
 //! FoundationDB's resolvers do, that no commit since its snapshot wrote a key range it read,
-//! and applies its mutations in the same statement (`schema`). The transactions are
+//! and applies its mutations in the same statement (`schema`), batched with the other
+//! commits of the process ready at the same time (`committer`). The transactions are
 //! serializable — strictly: each commit is ordered by its version.
 //!
 //! Why not PostgreSQL's own SERIALIZABLE isolation: its predicate locks cover index pages,
@@ -12,9 +13,10 @@
 //! two blind writes of one key conflict too; FoundationDB reports neither. Here, as there,
 //! only a write into a range another transaction read is a conflict, so atomic adds and
 //! compare-and-clears never conflict with each other: they are applied to the latest value
-//! at commit. Commits are ordered by one row of the database, so they take turns; each is
-//! one round trip holding that turn.
+//! at commit. Commits are ordered by one row of the database, so batches take turns; each
+//! is one round trip holding that turn.
 
+mod committer;
 mod connection;
 mod error;
 mod schema;
@@ -46,6 +48,8 @@ pub(super) struct Shared {
     /// Serializes the schema check of transactions that find it not done.
     preparing: tokio::sync::Mutex<()>,
     availability: watch::Sender<Option<String>>,
+    /// Where transactions send their writes to be committed in batches.
+    committer: tokio::sync::mpsc::UnboundedSender<committer::CommitRequest>,
 }
 
 impl Shared {
@@ -125,12 +129,14 @@ impl PostgresBackend {
     /// server that cannot be reached does not: the backend reports itself unavailable and
     /// connects once the server answers.
     pub(crate) async fn open(settings: &PostgresSettings) -> Result<Self> {
-        let shared = Arc::new(Shared {
-            pool: settings.pool()?,
+        let pool = settings.pool()?;
+        let shared = Arc::new_cyclic(|shared| Shared {
+            pool,
             endpoint: settings.endpoint(),
             ready: AtomicBool::new(false),
             preparing: tokio::sync::Mutex::new(()),
             availability: watch::Sender::new(None),
+            committer: committer::spawn(shared.clone()),
         });
         // Not through `connection`, which logs: the caller says once why the store is not
         // ready at start.

@@ -10,8 +10,9 @@
 //! - `writes`: the key ranges each recent commit wrote, under its version, so that a commit
 //!   can check that nothing it read has been written since its snapshot (FoundationDB's
 //!   resolvers keep the same window). Rows older than any live transaction are pruned.
-//! - `commit(..)`: checks a transaction's reads and applies its mutations in order, in one
-//!   statement, so a commit is one round trip.
+//! - `commit_many(..)`: checks the reads of a batch of transactions and applies the
+//!   mutations of those that pass, in order, in one statement: a batch is one round trip
+//!   and one flush (see `committer`).
 
 use deadpool_postgres::Object;
 
@@ -42,8 +43,9 @@ pub(super) const RANGE: &str = "SELECT key, value FROM ferrymail.kv \
 pub(super) const RANGE_REVERSE: &str = "SELECT key, value FROM ferrymail.kv \
      WHERE key >= $1 AND key < $2 ORDER BY key DESC LIMIT $3";
 
-/// Commits a transaction: see `commit` in [`CREATE`].
-pub(super) const COMMIT: &str = "SELECT ferrymail.commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+/// Commits a batch of transactions: see `commit_many` in [`CREATE`].
+pub(super) const COMMIT_MANY: &str =
+    "SELECT ferrymail.commit_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 /// The mutation kinds `commit` applies, as numbered there.
 pub(super) mod kind {
@@ -95,14 +97,18 @@ BEGIN
     RETURN out;
 END $$;
 
--- Commits one transaction that read `read_begins[i] .. read_ends[i]` at `read_version`:
--- fails with SQLSTATE 40001 if a later commit wrote any of it, else applies the mutations
--- in order (for CLEAR_RANGE `vals` holds the range's end) and records what they wrote.
-CREATE OR REPLACE FUNCTION ferrymail.commit(
-    read_version bigint, read_begins bytea[], read_ends bytea[],
-    kinds smallint[], keys bytea[], vals bytea[], deltas bigint[],
+-- Commits a batch of transactions in order, as one. Transaction t read
+-- `read_counts[t]` ranges (in `read_begins`/`read_ends`, after those of the transactions
+-- before it) at `read_versions[t]` and made `mutation_counts[t]` mutations (in `kinds`,
+-- `keys`, `vals`, `deltas`, with the range each writes in `write_begins`/`write_ends`; for
+-- CLEAR_RANGE `vals` holds the range's end). Each is checked against every commit since its
+-- snapshot, earlier ones of the batch included, as those are recorded before it is checked:
+-- it is applied if none wrote what it read. Returns which were applied.
+CREATE OR REPLACE FUNCTION ferrymail.commit_many(
+    read_versions bigint[], read_counts integer[], read_begins bytea[], read_ends bytea[],
+    mutation_counts integer[], kinds smallint[], keys bytea[], vals bytea[], deltas bigint[],
     write_begins bytea[], write_ends bytea[], relaxed boolean
-) RETURNS bigint
+) RETURNS boolean[]
 LANGUAGE plpgsql
 -- After five calls PL/pgSQL would switch to a generic plan, which cannot know that
 -- `version > read_version` selects a few recent rows and scans all of `writes` instead of
@@ -111,45 +117,57 @@ SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     this_version bigint;
+    applied boolean[] := '{}';
+    ok boolean;
+    r integer := 1;
+    m integer := 1;
 BEGIN
     IF relaxed THEN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
     UPDATE ferrymail.meta SET value = value + 1 WHERE name = 'clock'
         RETURNING value INTO this_version;
-    IF EXISTS (
-        SELECT 1 FROM ferrymail.writes w
-        JOIN unnest(read_begins, read_ends) AS r(b, e) ON w.begin_key < r.e AND r.b < w.end_key
-        WHERE w.version > read_version
-    ) THEN
-        RAISE EXCEPTION 'another transaction wrote what this one read'
-            USING ERRCODE = 'serialization_failure';
-    END IF;
-    FOR i IN 1 .. coalesce(array_length(kinds, 1), 0) LOOP
-        CASE kinds[i]
-        WHEN 0 THEN
-            INSERT INTO ferrymail.kv AS kv (key, value) VALUES (keys[i], vals[i])
-                ON CONFLICT (key) DO UPDATE SET value = excluded.value;
-        WHEN 1 THEN
-            DELETE FROM ferrymail.kv WHERE key = keys[i];
-        WHEN 2 THEN
-            DELETE FROM ferrymail.kv WHERE key >= keys[i] AND key < vals[i];
-        WHEN 3 THEN
-            INSERT INTO ferrymail.kv AS kv (key, value)
-                VALUES (keys[i], ferrymail.add_le(NULL, deltas[i]))
-                ON CONFLICT (key) DO UPDATE SET value = ferrymail.add_le(kv.value, deltas[i]);
-        WHEN 4 THEN
-            DELETE FROM ferrymail.kv WHERE key = keys[i] AND value = vals[i];
-        END CASE;
+    FOR t IN 1 .. coalesce(array_length(read_versions, 1), 0) LOOP
+        ok := NOT EXISTS (
+            SELECT 1 FROM ferrymail.writes w
+            JOIN unnest(read_begins[r : r + read_counts[t] - 1],
+                        read_ends[r : r + read_counts[t] - 1]) AS x(b, e)
+                ON w.begin_key < x.e AND x.b < w.end_key
+            WHERE w.version > read_versions[t]
+        );
+        IF ok THEN
+            FOR i IN m .. m + mutation_counts[t] - 1 LOOP
+                CASE kinds[i]
+                WHEN 0 THEN
+                    INSERT INTO ferrymail.kv AS kv (key, value) VALUES (keys[i], vals[i])
+                        ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+                WHEN 1 THEN
+                    DELETE FROM ferrymail.kv WHERE key = keys[i];
+                WHEN 2 THEN
+                    DELETE FROM ferrymail.kv WHERE key >= keys[i] AND key < vals[i];
+                WHEN 3 THEN
+                    INSERT INTO ferrymail.kv AS kv (key, value)
+                        VALUES (keys[i], ferrymail.add_le(NULL, deltas[i]))
+                        ON CONFLICT (key) DO UPDATE SET value = ferrymail.add_le(kv.value, deltas[i]);
+                WHEN 4 THEN
+                    DELETE FROM ferrymail.kv WHERE key = keys[i] AND value = vals[i];
+                END CASE;
+            END LOOP;
+            INSERT INTO ferrymail.writes (version, begin_key, end_key)
+                SELECT this_version, b, e
+                FROM unnest(write_begins[m : m + mutation_counts[t] - 1],
+                            write_ends[m : m + mutation_counts[t] - 1]) AS x(b, e);
+        END IF;
+        applied := applied || ok;
+        r := r + read_counts[t];
+        m := m + mutation_counts[t];
     END LOOP;
-    INSERT INTO ferrymail.writes (version, begin_key, end_key)
-        SELECT this_version, b, e FROM unnest(write_begins, write_ends) AS w(b, e);
     -- No transaction lives past 5 s: what was written 10 s ago can no longer conflict. Kept
     -- short, as every commit's check reads what is left.
     IF this_version % 64 = 0 THEN
         DELETE FROM ferrymail.writes WHERE written < now() - interval '10 seconds';
     END IF;
-    RETURN this_version;
+    RETURN applied;
 END $$;
 "#;
 

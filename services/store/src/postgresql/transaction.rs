@@ -6,9 +6,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use deadpool_postgres::Object;
 
+use tokio::sync::oneshot;
+
 use super::Shared;
-use super::error::{commit_error, query_error};
-use super::schema::{COMMIT, GET, GET_MANY, RANGE, RANGE_REVERSE, kind};
+use super::committer::CommitRequest;
+use super::error::query_error;
+use super::schema::{GET, GET_MANY, RANGE, RANGE_REVERSE};
 use crate::backend::BackendTransaction;
 use crate::error::{Result, StoreError};
 use crate::mutation::Mutation;
@@ -127,43 +130,6 @@ impl PostgresTransaction {
             }
         }
     }
-
-    /// The arguments of the `commit` function for `mutations`, in its parameters' order.
-    fn commit_arguments(mutations: &[Mutation]) -> CommitArguments {
-        let mut arguments = CommitArguments::default();
-        for mutation in mutations {
-            let (kind, key, value, delta) = match mutation {
-                Mutation::Set(key, value) => (kind::SET, key, Some(value), 0),
-                Mutation::Clear(key) => (kind::CLEAR, key, None, 0),
-                Mutation::ClearRange(range) => {
-                    (kind::CLEAR_RANGE, &range.begin, Some(&range.end), 0)
-                }
-                Mutation::Add(key, delta) => (kind::ADD, key, None, *delta),
-                Mutation::CompareAndClear(key, expected) => {
-                    (kind::COMPARE_AND_CLEAR, key, Some(expected), 0)
-                }
-            };
-            arguments.kinds.push(kind);
-            arguments.keys.push(key.clone());
-            arguments.values.push(value.cloned());
-            arguments.deltas.push(delta);
-            let written = mutation.write_range();
-            arguments.write_begins.push(written.begin);
-            arguments.write_ends.push(written.end);
-        }
-        arguments
-    }
-}
-
-/// The mutations as the `commit` function takes them: one array per field.
-#[derive(Default)]
-struct CommitArguments {
-    kinds: Vec<i16>,
-    keys: Vec<Vec<u8>>,
-    values: Vec<Option<Vec<u8>>>,
-    deltas: Vec<i64>,
-    write_begins: Vec<Vec<u8>>,
-    write_ends: Vec<Vec<u8>>,
 }
 
 #[async_trait]
@@ -195,53 +161,36 @@ impl BackendTransaction for PostgresTransaction {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        let Some(buffered) = self.buffer.commit_batch()? else {
+        let buffered = self.buffer.commit_batch()?;
+        let client = self.client.take().ok_or(StoreError::Closed)?;
+        // The snapshot ends on its own connection, which then serves others; the writes go
+        // to the committer, which sends them with those of other transactions.
+        let end_reads = async {
+            if client.batch_execute("COMMIT").await.is_err() {
+                // Maybe still inside the snapshot: not given back.
+                drop(Object::take(client));
+            }
+        };
+        let Some(buffered) = buffered else {
             // A read-only transaction has nothing to write: only its snapshot ends.
-            let client = self.client()?;
-            client.batch_execute("COMMIT").await.map_err(query_error)?;
-            self.client.take();
+            end_reads.await;
             return Ok(());
         };
-        let arguments = Self::commit_arguments(&buffered.mutations);
-        let (read_begins, read_ends): (Vec<Vec<u8>>, Vec<Vec<u8>>) = buffered
-            .read_conflicts
-            .into_iter()
-            .map(|r| (r.begin, r.end))
-            .unzip();
-        let client = self.client()?;
-        let statement = self.seen(client.prepare_cached(COMMIT).await.map_err(query_error))?;
-        // The read snapshot ends and the commit runs in a transaction of its own, at READ
-        // COMMITTED whatever the server's default, so that it applies its writes to the
-        // latest values (the conflict check having said nothing it read has changed).
-        // The three are sent together: one round trip.
-        let end_reads = client.batch_execute("COMMIT; BEGIN ISOLATION LEVEL READ COMMITTED");
-        let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
-            &self.read_version,
-            &read_begins,
-            &read_ends,
-            &arguments.kinds,
-            &arguments.keys,
-            &arguments.values,
-            &arguments.deltas,
-            &arguments.write_begins,
-            &arguments.write_ends,
-            &buffered.relaxed,
-        ];
-        let apply = client.query_one(&statement, &parameters);
-        let finish = client.batch_execute("COMMIT");
-        let outcome = futures::try_join!(end_reads, apply, finish).map_err(commit_error);
-        match outcome {
-            Ok(_) => {
-                self.client.take();
-                Ok(())
-            }
-            Err(StoreError::CommitUnknownResult) => {
-                self.shared
-                    .unavailable("lost the connection to PostgreSQL during a commit");
-                Err(StoreError::CommitUnknownResult)
-            }
-            Err(error) => Err(error),
+        let (reply, outcome) = oneshot::channel();
+        let request = CommitRequest {
+            read_version: self.read_version,
+            reads: buffered.read_conflicts,
+            mutations: buffered.mutations,
+            relaxed: buffered.relaxed,
+            reply,
+        };
+        if self.shared.committer.send(request).is_err() {
+            end_reads.await;
+            return Err(StoreError::Closed);
         }
+        let ((), outcome) = futures::join!(end_reads, outcome);
+        // A committer that ended before answering took the batch's outcome with it.
+        outcome.unwrap_or(Err(StoreError::CommitUnknownResult))
     }
 }
 
