@@ -40,20 +40,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod preload;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use ferrymail_e2e::{
-    Ferrymail, LOAD_HELO, LOAD_SENDER, PEER_PATIENCE, Postfix, SmtpSink, SmtpSource, bench_config,
-    check_received, discarding_sink, load_average, machine_line, median, release_binary,
-    require_peer,
+    Ferrymail, PEER_PATIENCE, Postfix, SmtpSink, SmtpSource, bench_config, check_received,
+    discarding_sink, load_average, machine_line, median, release_binary, require_peer,
 };
 use ferrymail_queue_scheduler::{Queue, SHARDS, Scheduler, SchedulerOptions};
-use ferrymail_rpc::queue::{BodyError, Envelope, GrpcQueue, QueueService, QueueStats, Recipient};
+use ferrymail_rpc::queue::{GrpcQueue, QueueService, QueueStats};
 use ferrymail_store::{Store, StoreOptions};
 use futures::StreamExt;
+use preload::{preloaded_body, preloaded_envelope};
 use tokio_util::sync::CancellationToken;
 
 /// Concurrent smtp-source sessions.
@@ -265,7 +266,12 @@ fn drain(runtime: &tokio::runtime::Runtime, schedulers: usize, sink: &mut DrainS
     runtime.block_on(async {
         let intake = Queue::new(store.clone(), &config.queue);
         futures::stream::iter(0..messages)
-            .map(|n| intake.enqueue(envelope(), body(n)))
+            .map(|n| {
+                intake.enqueue(
+                    preloaded_envelope(RECIPIENT),
+                    preloaded_body(n, RECIPIENT, MESSAGE_BYTES),
+                )
+            })
             .buffer_unordered(PRELOAD_CONCURRENCY)
             .for_each(|queued| async move {
                 queued.unwrap_or_else(|e| panic!("enqueue: {e}"));
@@ -316,30 +322,6 @@ fn drain(runtime: &tokio::runtime::Runtime, schedulers: usize, sink: &mut DrainS
     check_received(&sink.sink, expected, String::new);
     sink.received = expected;
     elapsed
-}
-
-/// The envelope of a preloaded message: what smtp-source sends.
-fn envelope() -> Envelope {
-    Envelope {
-        sender: LOAD_SENDER.into(),
-        recipients: vec![Recipient::new(RECIPIENT)],
-        helo: LOAD_HELO.into(),
-        ..Envelope::default()
-    }
-}
-
-/// Message `n` of a preloaded queue: smtp-source's headers and payload, its own Message-Id.
-fn body(n: usize) -> ferrymail_rpc::queue::BodyStream {
-    let line = format!("{}\r\n", "X".repeat(78));
-    let mut text = format!(
-        "From: <{LOAD_SENDER}>\r\nTo: <{RECIPIENT}>\r\nMessage-Id: <{n}@{LOAD_HELO}>\r\n\r\n"
-    );
-    while text.len() < MESSAGE_BYTES {
-        text.push_str(&line);
-    }
-    Box::pin(futures::stream::iter([Ok::<_, BodyError>(
-        Bytes::from(text).into(),
-    )]))
 }
 
 fn main() {

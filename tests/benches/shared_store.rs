@@ -39,20 +39,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod preload;
+
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use ferrymail_e2e::{
-    EMBEDDED_STORE, Ferrymail, LOAD_HELO, LOAD_SENDER, PEER_PATIENCE, Postfix, Postgres, SmtpSink,
-    SmtpSource, bench_config_on, check_received, discarding_sink, http_get, load_average,
-    machine_line, median, process_tree_cpu, reaped_children_cpu, release_binary, require_peer,
+    EMBEDDED_STORE, Ferrymail, PEER_PATIENCE, Postfix, Postgres, SmtpSink, SmtpSource,
+    bench_config_on, check_received, discarding_sink, http_get, load_average, machine_line, median,
+    process_tree_cpu, reaped_children_cpu, release_binary, require_peer,
 };
 use ferrymail_queue_scheduler::Queue;
-use ferrymail_rpc::queue::{BodyError, Envelope, GrpcQueue, QueueService, QueueStats, Recipient};
+use ferrymail_rpc::queue::{GrpcQueue, QueueService, QueueStats};
 use ferrymail_store::{PostgresSettings, Store, StoreOptions};
 use futures::StreamExt;
+use preload::{preloaded_body, preloaded_envelope};
 
 /// Concurrent smtp-source sessions.
 const SESSIONS: usize = 20;
@@ -533,7 +535,12 @@ fn drain(
             .unwrap_or_else(|e| panic!("open {database}: {e}"));
         let intake = Queue::new(store, &config.queue);
         futures::stream::iter(0..DRAIN_MESSAGES)
-            .map(|n| intake.enqueue(envelope(), body(n)))
+            .map(|n| {
+                intake.enqueue(
+                    preloaded_envelope(RECIPIENT),
+                    preloaded_body(n, RECIPIENT, MESSAGE_BYTES),
+                )
+            })
             .buffer_unordered(PRELOAD_CONCURRENCY)
             .for_each(|queued| async move {
                 queued.unwrap_or_else(|e| panic!("enqueue: {e}"));
@@ -621,30 +628,6 @@ fn writes_rows(postgres: &Postgres, database: &str) -> f64 {
         .sql(database, "SELECT count(*) FROM ferrymail.writes")
         .parse()
         .unwrap()
-}
-
-/// The envelope of a preloaded message: what smtp-source sends.
-fn envelope() -> Envelope {
-    Envelope {
-        sender: LOAD_SENDER.into(),
-        recipients: vec![Recipient::new(RECIPIENT)],
-        helo: LOAD_HELO.into(),
-        ..Envelope::default()
-    }
-}
-
-/// Message `n` of a preloaded queue: smtp-source's headers and payload, its own Message-Id.
-fn body(n: usize) -> ferrymail_rpc::queue::BodyStream {
-    let line = format!("{}\r\n", "X".repeat(78));
-    let mut text = format!(
-        "From: <{LOAD_SENDER}>\r\nTo: <{RECIPIENT}>\r\nMessage-Id: <{n}@{LOAD_HELO}>\r\n\r\n"
-    );
-    while text.len() < MESSAGE_BYTES {
-        text.push_str(&line);
-    }
-    Box::pin(futures::stream::iter([Ok::<_, BodyError>(
-        Bytes::from(text).into(),
-    )]))
 }
 
 /// Counters the server keeps for itself, since their last reset: up to date only once the
