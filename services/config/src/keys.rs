@@ -263,6 +263,12 @@ keys! {
         "Time limit for an MX host's reply to each RCPT TO.";
     QUEUE_OUTBOUND_TIMEOUTS_DATA: Duration = "queue.outbound.timeouts.data", Default("\"10m\""),
         "Time limit for DATA at an MX host: the command, each write of the body and the final reply.";
+    QUEUE_OUTBOUND_DEAD_FAILED_COHORT_LIMIT: u32 = "queue.outbound.dead.failed-cohort-limit", Default("1"),
+        "Connections to one destination (a `remote.<id>`) that must fail in a row, without a success between them, before it is marked dead: its recipients are then deferred without a connection until its backoff ends (Postfix's `destination_concurrency_failed_cohort_limit`). Only connection failures count: refused, timed out, a greeting other than `220`, a failed TLS handshake; never a recipient's reply. `0` turns dead destinations off (ferrymail's own key).";
+    QUEUE_OUTBOUND_DEAD_MIN_BACKOFF: Duration = "queue.outbound.dead.min-backoff", Default("\"300s\""),
+        "How long a destination stays dead the first time; after it, one delivery probes it (Postfix's `minimal_backoff_time`). Longer than zero (ferrymail's own key).";
+    QUEUE_OUTBOUND_DEAD_MAX_BACKOFF: Duration = "queue.outbound.dead.max-backoff", Default("\"4000s\""),
+        "Longest time a destination stays dead: each failed probe doubles the backoff up to it (Postfix's `maximal_backoff_time`). At least `min-backoff` (ferrymail's own key).";
     QUEUE_SCHEDULE_RETRY: Vec<Duration> = "queue.schedule.retry", Default("[\"2m\", \"5m\", \"10m\", \"15m\", \"30m\", \"1h\", \"2h\"]"),
         "Waits between delivery attempts of a recipient; the last repeats.";
     QUEUE_SCHEDULE_NOTIFY: Vec<Duration> = "queue.schedule.notify", Default("[\"1d\", \"3d\"]"),

@@ -2,6 +2,7 @@
 
 pub mod certificate;
 pub mod cluster;
+pub mod dead_destinations;
 pub mod directory;
 pub mod lists;
 pub mod message_auth;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::dead_destinations::{self, DeadDestinations};
 use super::outbound::Outbound;
 use super::queue_limits::{Quota, Throttle, read_quota, read_throttle};
 use super::references::{Known, check_next_hop};
@@ -19,6 +20,8 @@ pub struct Queue {
     pub next_hop: NextHop,
     /// `queue.outbound.*`: how MX delivery connects.
     pub outbound: Outbound,
+    /// `queue.outbound.dead.*`: when a destination is marked dead, and for how long.
+    pub dead: DeadDestinations,
     /// `queue.schedule.retry`.
     pub retry: Vec<Duration>,
     /// `queue.schedule.notify`.
@@ -40,6 +43,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
     let outbound = t.table("outbound");
     let next_hop = outbound.get(&keys::QUEUE_NEXT_HOP);
     let mx_delivery = super::outbound::read(&outbound);
+    let dead = dead_destinations::read(&outbound);
     for problem in next_hop.iter().flat_map(|hop| check_next_hop(known, hop)) {
         outbound.report("next-hop", problem);
     }
@@ -63,6 +67,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
     Some(Queue {
         next_hop: next_hop?,
         outbound: mx_delivery?,
+        dead: dead?,
         retry: retry?,
         notify: notify?,
         expire: expire?,

@@ -1,0 +1,71 @@
+//! `queue.outbound.dead.*`: Postfix's defaults, and every bad value refused with the file,
+//! line and key path.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use ferrymail_config::load_str;
+
+const BASE: &str = "[server]\nhostname = \"mx.example.org\"\n";
+
+/// The errors of `text` as `(line, key, message)`.
+fn errors(text: &str) -> Vec<(usize, String, String)> {
+    match load_str("bad.toml", &format!("{BASE}{text}")) {
+        Ok(_) => panic!("configuration was accepted:\n{text}"),
+        Err(errors) => errors
+            .0
+            .into_iter()
+            .map(|e| (e.line, e.key, e.message))
+            .collect(),
+    }
+}
+
+#[test]
+fn the_defaults_are_postfix_s() {
+    let dead = load_str("ok.toml", BASE).unwrap().queue.dead;
+    assert_eq!(dead.failed_cohort_limit, 1);
+    assert_eq!(dead.min_backoff, Duration::from_secs(300));
+    assert_eq!(dead.max_backoff, Duration::from_secs(4000));
+    assert!(dead.enabled());
+}
+
+#[test]
+fn values_are_read_and_zero_turns_it_off() {
+    let text = format!(
+        "{BASE}[queue.outbound.dead]\nfailed-cohort-limit = 0\nmin-backoff = \"2s\"\nmax-backoff = \"1m\"\n"
+    );
+    let dead = load_str("ok.toml", &text).unwrap().queue.dead;
+    assert_eq!(dead.failed_cohort_limit, 0);
+    assert!(!dead.enabled());
+    assert_eq!(dead.min_backoff, Duration::from_secs(2));
+    assert_eq!(dead.max_backoff, Duration::from_secs(60));
+}
+
+#[test]
+fn bad_values_are_refused_at_their_line() {
+    let line = BASE.lines().count() + 2;
+    for (key, value, message) in [
+        ("failed-cohort-limit", "-1", ""),
+        ("failed-cohort-limit", "\"one\"", ""),
+        ("failed-cohort-limit", "1.5", ""),
+        ("failed-cohort-limit", "true", ""),
+        ("min-backoff", "\"0s\"", "longer than zero"),
+        ("min-backoff", "\"5 fortnights\"", "unknown unit"),
+        ("min-backoff", "300", ""),
+        ("max-backoff", "\"0s\"", "longer than zero"),
+        ("max-backoff", "\"10s\"", "at least min-backoff"),
+        ("max-backoff", "\"\"", ""),
+        ("unknown", "1", ""),
+    ] {
+        let text = format!("[queue.outbound.dead]\n{key} = {value}\n");
+        let errors = errors(&text);
+        let path = format!("queue.outbound.dead.{key}");
+        assert!(
+            errors
+                .iter()
+                .any(|(at, k, text)| *at == line && *k == path && text.contains(message)),
+            "{key} = {value}: expected an error containing {message:?}, got {errors:?}"
+        );
+    }
+}
