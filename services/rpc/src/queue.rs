@@ -7,6 +7,7 @@
 mod admin;
 mod client;
 mod convert;
+mod destinations;
 mod envelope;
 mod error;
 mod id;
@@ -21,6 +22,9 @@ pub use admin::{
     RecipientState, RecipientStatus,
 };
 pub use client::GrpcQueue;
+pub use destinations::{
+    DestinationScope, Destinations, PausedDestination, Resumed, SuspendedDestination,
+};
 pub use envelope::{BodyType, DsnReturn, Envelope, Notify, NotifyOn, Priority, Recipient};
 pub use error::{BodyError, QueueError};
 pub use id::QueueId;

@@ -36,6 +36,8 @@ pub fn allowed_roles(path: &str) -> Option<&'static [Role]> {
         ("grpc.health.v1.Health", _) => return None,
         ("ferrymail.v1.Queue", "Enqueue") => INGRESS,
         ("ferrymail.v1.Queue", "List" | "Get" | "Retry" | "Cancel" | "Stats") => ADMIN,
+        // Destinations: pause, resume, suspended.
+        ("ferrymail.v1.Queue", "Pause" | "Resume" | "Destinations") => ADMIN,
         (
             "ferrymail.v1.Directory",
             "Authenticate" | "VerifyRecipient" | "Vrfy" | "Expn" | "IsLocalDomain" | "InList",
@@ -224,7 +226,11 @@ mod tests {
             refusal(enqueue, &Caller::Anonymous).map(|s| s.code()),
             Some(tonic::Code::Unauthenticated)
         );
-        for admin in ["List", "Get", "Retry", "Cancel", "Stats"] {
+        let destinations = ["Pause", "Resume", "Destinations"];
+        for admin in ["List", "Get", "Retry", "Cancel", "Stats"]
+            .into_iter()
+            .chain(destinations)
+        {
             let path = format!("/ferrymail.v1.Queue/{admin}");
             assert!(refusal(&path, &certified(&[Role::Admin])).is_none());
             assert!(refusal(&path, &certified(&[Role::SmtpIngress])).is_some());

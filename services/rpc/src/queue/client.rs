@@ -11,10 +11,11 @@ use super::convert::{
     detail_from_wire, envelope_to_wire, list_page_from_wire, list_request_to_wire,
     queue_id_from_wire, stats_from_wire,
 };
+use super::destinations::{destinations_from_wire, scope_to_wire};
 use super::upload::{BodyFailure, request_stream};
 use super::{
-    BodyStream, Envelope, ListPage, ListRequest, MessageDetail, QueueError, QueueId, QueueService,
-    QueueStats,
+    BodyStream, DestinationScope, Destinations, Envelope, ListPage, ListRequest, MessageDetail,
+    QueueError, QueueId, QueueService, QueueStats, Resumed,
 };
 use crate::cluster_tls::{ChannelSecurity, Role};
 use crate::endpoint::lazy_channel;
@@ -115,5 +116,37 @@ impl QueueService for GrpcQueue {
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         let reply = self.client.clone().stats(proto::StatsRequest {}).await?;
         Ok(stats_from_wire(reply.into_inner())?)
+    }
+
+    // Destinations: pause, resume, suspended.
+
+    async fn pause(&self, scope: DestinationScope) -> Result<bool, QueueError> {
+        let request = proto::PauseRequest {
+            scope: Some(scope_to_wire(&scope)),
+        };
+        Ok(self
+            .client
+            .clone()
+            .pause(request)
+            .await?
+            .into_inner()
+            .paused)
+    }
+
+    async fn resume(&self, scope: DestinationScope) -> Result<Resumed, QueueError> {
+        let request = proto::ResumeRequest {
+            scope: Some(scope_to_wire(&scope)),
+        };
+        let reply = self.client.clone().resume(request).await?.into_inner();
+        Ok(Resumed {
+            resumed: reply.resumed,
+            rescheduled: reply.recipients_rescheduled,
+        })
+    }
+
+    async fn destinations(&self) -> Result<Destinations, QueueError> {
+        let request = proto::DestinationsRequest {};
+        let reply = self.client.clone().destinations(request).await?;
+        Ok(destinations_from_wire(reply.into_inner())?)
     }
 }

@@ -10,6 +10,7 @@ use tracing::Instrument;
 use super::convert::{
     detail_to_wire, list_page_to_wire, list_request_from_wire, queue_id_from_wire, stats_to_wire,
 };
+use super::destinations::{destinations_to_wire, scope_from_wire};
 use super::{QueueError, QueueService, intake};
 use crate::proto::{self, queue_server::QueueServer};
 use crate::status::invalid_request;
@@ -117,4 +118,42 @@ impl proto::queue_server::Queue for QueueHandler {
         let stats = self.service.stats().await?;
         Ok(Response::new(stats_to_wire(stats)))
     }
+
+    // Destinations: pause, resume, suspended.
+
+    async fn pause(
+        &self,
+        request: Request<proto::PauseRequest>,
+    ) -> Result<Response<proto::PauseReply>, Status> {
+        let scope = scope_from_wire(request.into_inner().scope).map_err(invalid_scope)?;
+        let service = Arc::clone(&self.service);
+        let paused = to_completion(async move { service.pause(scope).await }).await?;
+        Ok(Response::new(proto::PauseReply { paused }))
+    }
+
+    async fn resume(
+        &self,
+        request: Request<proto::ResumeRequest>,
+    ) -> Result<Response<proto::ResumeReply>, Status> {
+        let scope = scope_from_wire(request.into_inner().scope).map_err(invalid_scope)?;
+        let service = Arc::clone(&self.service);
+        let resumed = to_completion(async move { service.resume(scope).await }).await?;
+        Ok(Response::new(proto::ResumeReply {
+            resumed: resumed.resumed,
+            recipients_rescheduled: resumed.rescheduled,
+        }))
+    }
+
+    async fn destinations(
+        &self,
+        _request: Request<proto::DestinationsRequest>,
+    ) -> Result<Response<proto::DestinationsReply>, Status> {
+        let destinations = self.service.destinations().await?;
+        Ok(Response::new(destinations_to_wire(destinations)))
+    }
+}
+
+/// A scope the client got wrong is its invalid argument, not a protocol failure of ours.
+fn invalid_scope(error: crate::RpcError) -> Status {
+    crate::RpcError::InvalidArgument(error.to_string()).into()
 }

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::{
-    BodyError, Envelope, ListPage, ListRequest, MessageDetail, QueueError, QueueId, QueueStats,
+    BodyError, DestinationScope, Destinations, Envelope, ListPage, ListRequest, MessageDetail,
+    QueueError, QueueId, QueueStats, Resumed,
 };
 
 /// A message body, read as it arrives. An `Err` item means the body will never be complete.
@@ -61,4 +62,28 @@ pub trait QueueService: Send + Sync + 'static {
 
     /// Totals over the whole queue.
     async fn stats(&self) -> Result<QueueStats, QueueError>;
+
+    // Destinations: pause, resume, suspended. Not every queue can pause: by default they
+    // answer that they cannot.
+
+    /// Pauses delivery to `scope` for every scheduler; `false` when it already was.
+    async fn pause(&self, scope: DestinationScope) -> Result<bool, QueueError> {
+        Err(QueueError::Unavailable(format!(
+            "cannot pause {scope} here"
+        )))
+    }
+
+    /// Resumes delivery to `scope`, making the recipients a pause deferred due at once.
+    async fn resume(&self, scope: DestinationScope) -> Result<Resumed, QueueError> {
+        Err(QueueError::Unavailable(format!(
+            "cannot resume {scope} here"
+        )))
+    }
+
+    /// What is paused, and which destinations are suspended after failed connections.
+    async fn destinations(&self) -> Result<Destinations, QueueError> {
+        Err(QueueError::Unavailable(
+            "no destinations to tell of here".into(),
+        ))
+    }
 }
