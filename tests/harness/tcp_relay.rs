@@ -34,6 +34,8 @@ struct State {
     blackholed: Vec<TcpStream>,
     /// Connections forwarded since the start.
     connections: usize,
+    /// Connections accepted during cuts, and held, since the start.
+    held: usize,
 }
 
 /// A running relay; it stops, closing every connection, when dropped.
@@ -108,6 +110,11 @@ impl TcpRelay {
         self.lock().connections
     }
 
+    /// How many connections it has accepted and held during cuts since it started.
+    pub fn held(&self) -> usize {
+        self.lock().held
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("relay state lock")
     }
@@ -132,6 +139,7 @@ fn accept_loop(listener: &TcpListener, state: &Arc<Mutex<State>>, stopped: &Atom
         let _ = client.set_nodelay(true);
         let mut locked = state.lock().expect("relay state lock");
         if locked.cut {
+            locked.held += 1;
             locked.blackholed.push(client);
             continue;
         }

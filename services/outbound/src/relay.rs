@@ -6,6 +6,8 @@
 //! `transaction`); what is the relay's own is where it connects, its TLS options, AUTH and
 //! the reuse.
 
+use std::sync::{Mutex, PoisonError};
+
 use bytes::Bytes;
 use ferrymail_config::model::outbound::Timeouts;
 use ferrymail_config::model::remote::{Remote, RemoteProtocol};
@@ -35,24 +37,56 @@ pub struct RelayJob<'a> {
     pub deadline: &'a Deadline,
 }
 
-/// Delivers the message to the job's recipients; one outcome per recipient, in order.
+/// What became of the connection to a relay, for dead-destination detection: only a failure
+/// to open a session counts against a relay, never a recipient's reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Connection {
+    /// A session was opened, or a kept one carried the message: the relay is reachable.
+    Reached,
+    /// Opening a session failed: the connection was refused or timed out, the greeting was
+    /// not `220`, or EHLO or the TLS handshake failed.
+    Failed(String),
+    /// Nothing tells: no session was needed or tried (the deadline passed first), or what
+    /// failed was ours (credentials sent in clear text refused, authentication).
+    Unknown,
+}
+
+/// The outcome of a relay delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayDelivery {
+    /// One outcome per recipient, in order.
+    pub outcomes: Vec<Outcome>,
+    /// What became of the connection.
+    pub connection: Connection,
+}
+
+/// Delivers the message to the job's recipients; one outcome per recipient, in order, and
+/// what became of the connection.
 #[tracing::instrument(name = "delivery.relay", skip_all, fields(remote = job.id, server.address = %job.remote.address, server.port = job.remote.port))]
 pub async fn deliver(
     job: &RelayJob<'_>,
     tls: &TlsSettings,
     pool: &SessionPool,
     body: impl Stream<Item = Result<Bytes, impl std::fmt::Display>>,
-) -> Vec<Outcome> {
+) -> RelayDelivery {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; job.recipients.len()];
-    let result = transaction(job, tls, pool, body, &mut outcomes).await;
-    let failure = result.err().map(|error| {
-        let place = format!(
-            "remote.{} ({}:{})",
-            job.id, job.remote.address, job.remote.port
-        );
-        unanswered(&place, error)
-    });
-    settle(outcomes, failure)
+    let connection = Mutex::new(Connection::Unknown);
+    let result = transaction(job, tls, pool, body, &mut outcomes, &connection).await;
+    let place = format!(
+        "remote.{} ({}:{})",
+        job.id, job.remote.address, job.remote.port
+    );
+    let failure = result.err().map(|error| unanswered(&place, error));
+    let mut connection = connection
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Connection::Failed(reason) = &mut connection {
+        *reason = format!("{place}: {reason}");
+    }
+    RelayDelivery {
+        outcomes: settle(outcomes, failure),
+        connection,
+    }
 }
 
 /// Sends the message over a kept session or a new one, then keeps the session for the next
@@ -64,9 +98,10 @@ async fn transaction(
     pool: &SessionPool,
     body: impl Stream<Item = Result<Bytes, impl std::fmt::Display>>,
     outcomes: &mut [Option<Outcome>],
+    connection: &Mutex<Connection>,
 ) -> Result<(), DeliveryError> {
     let key = pool_key(job);
-    let opening = || open(job, tls);
+    let opening = || open(job, tls, connection);
     let pooled = pool
         .transact(
             Some(&key),
@@ -77,6 +112,8 @@ async fn transaction(
             outcomes,
         )
         .await?;
+    // A kept session carried it, or a new one was opened.
+    *connection.lock().unwrap_or_else(PoisonError::into_inner) = Connection::Reached;
     let remote = job.remote;
     let limits = ReuseLimits {
         requests: remote.max_requests,
@@ -95,8 +132,39 @@ fn pool_key(job: &RelayJob<'_>) -> String {
     )
 }
 
-/// Opens a session with the remote's TLS options and credentials.
-async fn open(job: &RelayJob<'_>, tls: &TlsSettings) -> Result<Session, DeliveryError> {
+/// Opens a session with the remote's TLS options and credentials, noting in `connection`
+/// whether the relay could be reached.
+async fn open(
+    job: &RelayJob<'_>,
+    tls: &TlsSettings,
+    connection: &Mutex<Connection>,
+) -> Result<Session, DeliveryError> {
+    let reached = reach(job, tls).await;
+    let noted = match &reached {
+        Ok(_) => Connection::Reached,
+        Err(DeliveryError::Abandoned(_)) => Connection::Unknown,
+        Err(error) => Connection::Failed(error.to_string()),
+    };
+    *connection.lock().unwrap_or_else(PoisonError::into_inner) = noted;
+    let mut session = reached?;
+    let remote = job.remote;
+    if let Some(auth) = &remote.auth {
+        // The password never crosses the network in clear text unless the remote allows it;
+        // a missing (or stripped) STARTTLS is then a temporary failure, retried later.
+        if !session.is_tls() && !remote.allow_plain_text {
+            session.quit().await;
+            return Err(DeliveryError::PlainTextAuth);
+        }
+        // Borrowed, so no copy of the password outlives the configuration's own.
+        let credentials = Credentials::new(auth.username.as_str(), auth.secret.expose());
+        session.authenticate(&credentials).await?;
+    }
+    Ok(session)
+}
+
+/// Connects to the remote, reads its greeting, says EHLO/LHLO and upgrades with STARTTLS when
+/// offered: everything a relay that is down would fail.
+async fn reach(job: &RelayJob<'_>, tls: &TlsSettings) -> Result<Session, DeliveryError> {
     let remote = job.remote;
     let lmtp = match remote.protocol {
         RemoteProtocol::Smtp => false,
@@ -117,23 +185,12 @@ async fn open(job: &RelayJob<'_>, tls: &TlsSettings) -> Result<Session, Delivery
         timeouts.connect,
     )
     .await?;
-    let mut session = Session::open(stream, lmtp, job.helo, timeouts).await?;
+    let session = Session::open(stream, lmtp, job.helo, timeouts).await?;
     // Opportunistic STARTTLS: upgrade when offered, carry on in clear text when not.
     if session.offers_starttls() {
-        session = session
+        return session
             .starttls(&remote.address, remote.allow_invalid_certs, tls)
-            .await?;
-    }
-    if let Some(auth) = &remote.auth {
-        // The password never crosses the network in clear text unless the remote allows it;
-        // a missing (or stripped) STARTTLS is then a temporary failure, retried later.
-        if !session.is_tls() && !remote.allow_plain_text {
-            session.quit().await;
-            return Err(DeliveryError::PlainTextAuth);
-        }
-        // Borrowed, so no copy of the password outlives the configuration's own.
-        let credentials = Credentials::new(auth.username.as_str(), auth.secret.expose());
-        session.authenticate(&credentials).await?;
+            .await;
     }
     Ok(session)
 }

@@ -115,6 +115,13 @@ impl Queue {
                             // Not an attempt: only the time of the next one moves.
                             let due = until_ms.min(message.record.expiry_ms.max(now_ms));
                             recipient.due_ms = Some(due);
+                            // A paused or suspended destination is shown, and a resume finds
+                            // what its pause deferred.
+                            if let Outcome::Deferred { reason, .. } = outcome
+                                && crate::destination_gate::is_noted(reason)
+                            {
+                                recipient.last_reply = Some(reason.clone());
+                            }
                             changed.push(position);
                             continue;
                         }

@@ -21,6 +21,8 @@ mod claim;
 mod claim_release;
 mod content;
 mod delivery_result;
+mod destination_gate;
+mod destinations;
 mod dsn;
 mod enqueue;
 mod envelope_check;

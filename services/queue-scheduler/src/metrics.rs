@@ -49,6 +49,14 @@ pub struct QueueMetrics {
     takeovers: Counter,
     time_in_queue: Histogram,
     overdue: Gauge,
+    deferred: Family<ReasonLabel, Counter>,
+    suspended: Gauge,
+    paused: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
 }
 
 impl QueueMetrics {
@@ -70,6 +78,9 @@ impl QueueMetrics {
             // 1 s to about 3 days, ×4 per bucket.
             time_in_queue: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
             overdue: Gauge::default(),
+            deferred: Family::default(),
+            suspended: Gauge::default(),
+            paused: Gauge::default(),
         };
         metrics.register(
             "queue_messages_enqueued_total",
@@ -128,6 +139,21 @@ impl QueueMetrics {
             "How long the longest-waiting due message of this scheduler's shards has been due at its last read (0 when none): the delivery backlog",
             this.overdue.clone(),
         );
+        metrics.register(
+            "queue_deferred_total",
+            "Recipients deferred without an attempt and without a connection, by reason (paused: a paused destination; suspended: a dead destination)",
+            this.deferred.clone(),
+        );
+        metrics.register(
+            "queue_destinations_suspended",
+            "Destinations suspended after failed connections, in the whole queue (read from the store every 10 s)",
+            this.suspended.clone(),
+        );
+        metrics.register(
+            "queue_destinations_paused",
+            "Pauses in force (destinations, or the whole queue), read from the store every 10 s",
+            this.paused.clone(),
+        );
         this
     }
 
@@ -166,6 +192,21 @@ impl QueueMetrics {
     /// MTA-STS policy checks with `outcome` so far.
     pub fn mta_sts_checks(&self, outcome: &'static str) -> u64 {
         self.outbound.mta_sts_checks(outcome)
+    }
+
+    /// Counts `count` recipients deferred for `reason` (`paused`, `suspended`).
+    pub(crate) fn deferred(&self, reason: &'static str, count: usize) {
+        if count > 0 {
+            let count = u64::try_from(count).unwrap_or(u64::MAX);
+            self.deferred
+                .get_or_create(&ReasonLabel { reason })
+                .inc_by(count);
+        }
+    }
+
+    /// Recipients deferred for `reason` by this process so far.
+    pub fn deferred_count(&self, reason: &'static str) -> u64 {
+        self.deferred.get_or_create(&ReasonLabel { reason }).get()
     }
 
     pub(crate) fn shards_owned(&self, shards: usize) {
@@ -221,6 +262,15 @@ impl QueueMetrics {
                     ));
                 }
                 Err(error) => tracing::warn!(%error, "queue metrics not refreshed"),
+            }
+            match queue.destinations().await {
+                Ok(destinations) => {
+                    let suspended = destinations.suspended.iter();
+                    let suspended = suspended.filter(|s| s.until.is_some()).count();
+                    self.suspended.set(gauge(suspended as u64));
+                    self.paused.set(gauge(destinations.paused.len() as u64));
+                }
+                Err(error) => tracing::debug!(%error, "destination gauges not refreshed"),
             }
             tokio::time::sleep(REFRESH).await;
         }

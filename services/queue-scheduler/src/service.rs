@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use ferrymail_config::model::queue::Queue as QueueConfig;
 use ferrymail_config::model::queue_limits::Quota;
 use ferrymail_rpc::queue::{
-    BodyStream, Envelope, ListPage, ListRequest, MessageDetail, QueueError, QueueId, QueueService,
-    QueueStats,
+    BodyStream, DestinationScope, Destinations, Envelope, ListPage, ListRequest, MessageDetail,
+    QueueError, QueueId, QueueService, QueueStats, Resumed,
 };
 use ferrymail_store::Store;
 use ferrymail_store::blob::BlobStore;
@@ -195,5 +195,17 @@ impl QueueService for Queue {
             })
             .await
             .map_err(|e| from_store("stats", e))
+    }
+
+    async fn pause(&self, scope: DestinationScope) -> Result<bool, QueueError> {
+        self.pause_destination(scope, SystemTime::now()).await
+    }
+
+    async fn resume(&self, scope: DestinationScope) -> Result<Resumed, QueueError> {
+        self.resume_destination(scope, SystemTime::now()).await
+    }
+
+    async fn destinations(&self) -> Result<Destinations, QueueError> {
+        self.destinations_at(SystemTime::now()).await
     }
 }

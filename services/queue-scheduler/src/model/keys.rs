@@ -19,6 +19,8 @@
 //! | `("throttle", id, group, "slot", holder)` | `(expiry_ms,)`: a delivery under way        |
 //! | `("throttle", id, group, "rate")`     | `(window_start_ms, count)`                      |
 //! | `("mta-sts", domain)`                 | `(1, record_id, expires_ms, policy)`: MTA-STS policy |
+//! | `("dest", "paused", scope, name)`     | `(since_ms,)`: delivery paused (`paused`)       |
+//! | `("dest", "dead", destination)`       | a destination's failed connections (`dead_destination`) |
 //!
 //! Why this shape:
 //! - Recipients have a key each: delivery updates one recipient without rewriting the others,
@@ -59,6 +61,7 @@ pub(crate) struct Keys {
     members: Subspace,
     throttles: Subspace,
     mta_sts: Subspace,
+    destinations: Subspace,
 }
 
 impl Keys {
@@ -77,7 +80,43 @@ impl Keys {
             members: queue.subspace(&("member",)),
             throttles: queue.subspace(&("throttle",)),
             mta_sts: queue.subspace(&("mta-sts",)),
+            destinations: queue.subspace(&("dest",)),
         }
+    }
+
+    /// The mark that delivery to `name` of `scope` (`all`, `domain`, `remote`) is paused.
+    pub(crate) fn paused(&self, scope: &str, name: &str) -> Vec<u8> {
+        self.destinations.pack(&("paused", scope, name))
+    }
+
+    /// Every pause mark.
+    pub(crate) fn all_paused(&self) -> KeyRange {
+        range(&self.destinations.subspace(&("paused",)))
+    }
+
+    /// The scope and name a pause mark's key names.
+    pub(crate) fn parse_paused(&self, key: &[u8]) -> Option<(String, String)> {
+        let (_, scope, name) = self
+            .destinations
+            .unpack::<(String, String, String)>(key)
+            .ok()?;
+        Some((scope, name))
+    }
+
+    /// The failed connections of `destination` (`remote.<id>`).
+    pub(crate) fn dead(&self, destination: &str) -> Vec<u8> {
+        self.destinations.pack(&("dead", destination))
+    }
+
+    /// Every destination with failed connections.
+    pub(crate) fn all_dead(&self) -> KeyRange {
+        range(&self.destinations.subspace(&("dead",)))
+    }
+
+    /// The destination a dead-destination key names.
+    pub(crate) fn parse_dead(&self, key: &[u8]) -> Option<String> {
+        let (_, destination) = self.destinations.unpack::<(String, String)>(key).ok()?;
+        Some(destination)
     }
 
     /// The MTA-STS policy remembered for `domain` (lower case, no trailing dot).

@@ -3,12 +3,13 @@
 //! recipients (`record`, `stored_message`, `new_message`, `removal`), the due-time index (`due_index`), delivery leases with their fencing tokens (`lease`), the
 //! counters (`counters`), quotas and throttles counted in the store (`quota`, `throttle`,
 //! with the conditions of their `match` in `condition`), the schedulers' membership
-//! (`membership`) and the MTA-STS policies remembered beside the queue
+//! (`membership`), paused and dead destinations (`paused`, `dead_destination`) and the MTA-STS policies remembered beside the queue
 //! (`mta_sts_policies`). Each depends only on the store and the files above it here;
 //! nothing in the model knows the behaviour that uses it.
 
 pub(crate) mod condition;
 pub(crate) mod counters;
+pub(crate) mod dead_destination;
 pub(crate) mod due_index;
 pub(crate) mod enqueued;
 pub(crate) mod keys;
@@ -16,6 +17,7 @@ pub(crate) mod lease;
 pub(crate) mod membership;
 pub(crate) mod mta_sts_policies;
 pub(crate) mod new_message;
+pub(crate) mod paused;
 pub(crate) mod queue_id;
 pub(crate) mod quota;
 pub(crate) mod record;

@@ -1,5 +1,5 @@
 //! Delivering a claimed message's recipients: routed by `queue.outbound.next-hop`, held back
-//! by the throttles, then handed to outbound delivery (a relay, or the recipients' MX hosts)
+//! by pauses, dead relays and the throttles, then handed to outbound delivery (a relay, or the recipients' MX hosts)
 //! with a remote's concurrency enforced; each recipient's outcome logged and counted.
 
 use std::collections::{BTreeMap, HashMap};
@@ -64,11 +64,20 @@ impl Scheduler {
                 .or_default()
                 .push((recipient.index, recipient.recipient.clone()));
         }
+        let pauses = self.pauses().await;
         let deliveries = routes.into_iter().map(|(route, recipients)| {
-            let settings = settings.clone();
+            let (settings, pauses) = (settings.clone(), &pauses);
             async move {
-                self.throttled(&settings, (claim, deadline), route, recipients, now_ms)
-                    .await
+                let (through, mut held) = self
+                    .admitted(&settings, (&route, pauses), recipients, now_ms)
+                    .await;
+                if !through.is_empty() {
+                    let delivered = self
+                        .throttled(&settings, (claim, deadline), route, through, now_ms)
+                        .await;
+                    held.extend(delivered);
+                }
+                held
             }
         });
         futures::future::join_all(deliveries)
@@ -178,7 +187,10 @@ impl Scheduler {
             .queue
             .content(&claim.message.record, claim.held.as_ref());
         let started = Instant::now();
-        let outcomes = deliver(&job, &self.tls, &self.sessions, body).await;
+        let delivery = deliver(&job, &self.tls, &self.sessions, body).await;
+        self.note_connection(settings, &id, &delivery.connection)
+            .await;
+        let outcomes = delivery.outcomes;
         self.queue
             .metrics
             .delivery_time(Some(&id), started.elapsed());

@@ -8,7 +8,7 @@
 //! once whatever they read.
 //!
 //! By job: the loop, its heartbeats and the start of attempts (`run_loop`); one attempt,
-//! from its claim (`attempt`); the delivery of its recipients through the throttles to
+//! from its claim (`attempt`); the pauses and dead destinations that hold recipients back (`destination_checks`); the delivery of its recipients through the throttles to
 //! outbound delivery (`delivery`); the renewal of its lease meanwhile, and the deadline it
 //! sets the delivery (`lease_renewal`); and the recording of its outcomes under that lease
 //! (`commit`).
@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ferrymail_config::Config;
+use ferrymail_config::model::dead_destinations::DeadDestinations;
 use ferrymail_config::model::outbound::Outbound;
 use ferrymail_config::model::queue_limits::Throttle;
 use ferrymail_config::model::remote::Remote;
@@ -37,6 +38,7 @@ use crate::service::Queue;
 mod attempt;
 mod commit;
 mod delivery;
+mod destination_checks;
 mod lease_renewal;
 mod run_loop;
 
@@ -105,6 +107,8 @@ struct Settings {
     retry: Vec<Duration>,
     notify: Vec<Duration>,
     throttles: BTreeMap<String, Throttle>,
+    /// `queue.outbound.dead.*`.
+    dead: DeadDestinations,
     hostname: String,
     /// `queue.lease.max-clock-skew`.
     max_clock_skew: Duration,
@@ -203,6 +207,7 @@ fn settings(config: &Config) -> Settings {
         retry: config.queue.retry.clone(),
         notify: config.queue.notify.clone(),
         throttles: config.queue.throttles.clone(),
+        dead: config.queue.dead,
         hostname: config.server.hostname.clone(),
         max_clock_skew: config.queue.max_clock_skew,
         outbound: config.queue.outbound.clone(),

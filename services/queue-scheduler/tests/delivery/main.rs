@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod dane;
+mod destinations;
 mod handoff;
 mod lease;
 mod mta_sts;
