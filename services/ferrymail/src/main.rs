@@ -5,6 +5,7 @@ mod cli;
 mod cluster_security;
 mod config_args;
 mod config_reload;
+mod destinations_cli;
 mod grpc_server;
 mod listeners;
 mod operator_cli;

@@ -68,8 +68,14 @@ pub enum QueueCommand {
         /// Recipients to cancel.
         recipients: Vec<String>,
     },
-    /// Totals over the whole queue.
+    /// Totals over the whole queue, with the paused and suspended destinations.
     Stats,
+    /// Pauses delivery to a destination for every scheduler, until resumed.
+    Pause(crate::destinations_cli::DestinationArgs),
+    /// Resumes delivery to a paused destination; what its pause deferred is due at once.
+    Resume(crate::destinations_cli::DestinationArgs),
+    /// Lists what is paused, and the destinations suspended after failed connections.
+    Paused,
 }
 
 /// Filters of `queue list`.
@@ -230,7 +236,19 @@ async fn command(args: &QueueArgs) -> anyhow::Result<()> {
             if let Some(oldest) = s.oldest_arrival {
                 println!("oldest arrival {oldest} (unix)");
             }
+            // A server that cannot tell of its destinations still gives its totals.
+            match queue.destinations().await {
+                Ok(destinations) => print!("{}", crate::destinations_cli::describe(&destinations)),
+                Err(error) => println!("destinations: unknown ({error})"),
+            }
         }
+        QueueCommand::Pause(destination) => {
+            crate::destinations_cli::pause(&queue, destination).await?;
+        }
+        QueueCommand::Resume(destination) => {
+            crate::destinations_cli::resume(&queue, destination).await?;
+        }
+        QueueCommand::Paused => crate::destinations_cli::paused(&queue).await?,
     }
     Ok(())
 }
