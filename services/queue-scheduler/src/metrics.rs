@@ -139,6 +139,12 @@ impl QueueMetrics {
             "How long the longest-waiting due message of this scheduler's shards has been due at its last read (0 when none): the delivery backlog",
             this.overdue.clone(),
         );
+        // Served at zero from the start, so that a rate over them has a base.
+        for reason in ["paused", "suspended"] {
+            this.deferred
+                .get_or_create(&ReasonLabel { reason })
+                .inc_by(0);
+        }
         metrics.register(
             "queue_deferred_total",
             "Recipients deferred without an attempt and without a connection, by reason (paused: a paused destination; suspended: a dead destination)",
