@@ -264,7 +264,7 @@ keys! {
     QUEUE_OUTBOUND_TIMEOUTS_DATA: Duration = "queue.outbound.timeouts.data", Default("\"10m\""),
         "Time limit for DATA at an MX host: the command, each write of the body and the final reply.";
     QUEUE_OUTBOUND_DEAD_FAILED_COHORT_LIMIT: u32 = "queue.outbound.dead.failed-cohort-limit", Default("1"),
-        "Connections to one destination (a `remote.<id>`) that must fail in a row, without a success between them, before it is marked dead: its recipients are then deferred without a connection until its backoff ends (Postfix's `destination_concurrency_failed_cohort_limit`). Only connection failures count: refused, timed out, a greeting other than `220`, a failed TLS handshake; never a recipient's reply. `0` turns dead destinations off (ferrymail's own key).";
+        "Connections to one destination (a `remote.<id>`, or an MX host address) that must fail in a row, without a success between them, before it is marked dead: its recipients are then deferred without a connection until its backoff ends (Postfix's `destination_concurrency_failed_cohort_limit`). Only connection failures count: refused, timed out, a greeting other than `220`, a failed TLS handshake (a relay's; for an MX host only reaching it counts); never a recipient's reply. `0` turns dead destinations off (ferrymail's own key).";
     QUEUE_OUTBOUND_DEAD_MIN_BACKOFF: Duration = "queue.outbound.dead.min-backoff", Default("\"300s\""),
         "How long a destination stays dead the first time; after it, one delivery probes it (Postfix's `minimal_backoff_time`). Longer than zero (ferrymail's own key).";
     QUEUE_OUTBOUND_DEAD_MAX_BACKOFF: Duration = "queue.outbound.dead.max-backoff", Default("\"4000s\""),

@@ -11,6 +11,7 @@
 
 pub mod dane;
 mod deadline;
+pub mod host_health;
 mod metrics;
 pub mod mta_sts;
 pub mod mx;

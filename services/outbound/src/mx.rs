@@ -25,11 +25,17 @@
 //! the recipients fail temporarily. Where DANE applies to a host, DANE decides its TLS
 //! (RFC 8461 §2).
 //!
+//! Dead addresses (`MxContext::hosts`): an address the caller remembers as dead is passed
+//! over without a connection; when all are, the recipients are deferred without an attempt.
+//! Only reaching a host (connection, greeting, EHLO) is reported, never its TLS, which is
+//! the recipient domain's policy.
+//!
 //! Sessions are kept open for the next message to the same host and address under the same
 //! STARTTLS requirement (`pool`), with a remote's default limits: 50 messages, 3 refusals.
 //! DANE sessions are not kept: each is verified against its own delivery's TLSA records.
 
 use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 use ferrymail_config::model::outbound::{IpStrategy, Outbound, TlsPolicy};
@@ -39,6 +45,7 @@ use futures::Stream;
 use rand::seq::SliceRandom;
 
 use super::dane::{self, Dane, HostDane};
+use super::host_health::{Connection, HostHealth, SUSPENDED, Suspension, of_opening};
 use super::mta_sts::{self, MtaSts, Policy};
 use super::pool::{ReuseLimits, SessionPool};
 use super::session::{Session, connect};
@@ -66,6 +73,9 @@ pub struct MxContext<'a> {
     pub sessions: &'a SessionPool,
     /// After it, the message is not handed over.
     pub deadline: &'a Deadline,
+    /// The memory of addresses whose connections keep failing, when dead destinations are
+    /// on: a dead address is passed over without a connection.
+    pub hosts: Option<&'a dyn HostHealth>,
 }
 
 /// A mail exchanger to try: its name (for TLS and replies) and, when already known, its
@@ -164,6 +174,8 @@ where
     };
     let mut outcomes: Vec<Option<Outcome>> = vec![None; recipients.len()];
     let mut failure = None;
+    // Addresses passed over as dead, and whether any other was connected to.
+    let (mut skipped, mut connected) = (Vec::new(), false);
     for exchanger in exchangers {
         let addresses = match (exchanger.addresses, context.dns) {
             (Some(addresses), _) => addresses,
@@ -191,13 +203,26 @@ where
         };
         let max_addresses = usize::try_from(context.settings.max_multihomed).unwrap_or(usize::MAX);
         for ip in addresses.into_iter().take(max_addresses) {
+            if let Some(suspension) = suspended(context, ip).await {
+                skipped.push(suspension);
+                continue;
+            }
+            connected = true;
             let target = Target {
                 host: &exchanger.host,
                 mta_sts_enforced: mta_sts::enforced(policy),
                 dane: &host_dane,
             };
-            let result = attempt(context, target, ip, recipients, body(), &mut outcomes);
-            let Err(error) = result.await else {
+            let connection = Mutex::new(Connection::Unknown);
+            let delivery = (body(), &mut outcomes[..], &connection);
+            let result = attempt(context, target, ip, recipients, delivery).await;
+            if let Some(hosts) = context.hosts {
+                let connection = connection
+                    .into_inner()
+                    .unwrap_or_else(PoisonError::into_inner);
+                hosts.report(ip, connection).await;
+            }
+            let Err(error) = result else {
                 return settle(outcomes, None);
             };
             let place = format!("{}[{ip}]:{}", exchanger.host, context.settings.mx_port);
@@ -212,9 +237,27 @@ where
             failure = Some(reason.reply().to_owned());
         }
     }
+    if !connected && let Some(deferral) = every_host_dead(skipped) {
+        return vec![deferral; recipients.len()];
+    }
     let failure =
         failure.unwrap_or_else(|| format!("451 4.4.4 no address for the MX hosts of {domain}"));
     settle(outcomes, Some(Outcome::TempFailed(failure)))
+}
+
+/// Why address `ip` must not be connected to now, if it is dead.
+async fn suspended(context: &MxContext<'_>, ip: IpAddr) -> Option<Suspension> {
+    context.hosts?.admit(ip).await.err()
+}
+
+/// When every address was passed over as dead: the recipients wait, without an attempt,
+/// until the first of them may be probed.
+fn every_host_dead(skipped: Vec<Suspension>) -> Option<Outcome> {
+    let first = skipped.into_iter().min_by_key(|s| s.until_ms)?;
+    Some(Outcome::Deferred {
+        until_ms: first.until_ms,
+        reason: format!("{SUSPENDED}: {}", first.reason),
+    })
 }
 
 /// The MTA-STS policy that applies to `domain` (none for an address literal), or the
@@ -364,18 +407,32 @@ impl Target<'_> {
 /// One delivery to `target` at `ip`, with its DANE policy, or else the STARTTLS policy
 /// (verified STARTTLS under an enforced MTA-STS policy), over a session kept from an earlier
 /// delivery when one is open; fills `outcomes` as the host answers, then keeps the session
-/// for the next message or closes it.
+/// for the next message or closes it; notes in `connection` whether the host was reached.
 async fn attempt(
     context: &MxContext<'_>,
     target: Target<'_>,
     ip: IpAddr,
     recipients: &[Recipient],
-    body: impl Stream<Item = Result<Bytes, impl std::fmt::Display>>,
-    outcomes: &mut [Option<Outcome>],
+    (body, outcomes, connection): (
+        impl Stream<Item = Result<Bytes, impl std::fmt::Display>>,
+        &mut [Option<Outcome>],
+        &Mutex<Connection>,
+    ),
 ) -> Result<(), DeliveryError> {
     let key = target.reuse_key(context, ip);
+    let note = |noted| *connection.lock().unwrap_or_else(PoisonError::into_inner) = noted;
     let sessions = context.sessions;
-    let opening = || secure(context, &target, ip);
+    // Only reaching the host counts for or against its address: what TLS it must then give
+    // is the recipient domain's policy (DANE, MTA-STS), and the same address may serve
+    // domains with other policies.
+    let opening = || async {
+        let opened = open(context, ip).await;
+        note(match &opened {
+            Ok(_) => Connection::Reached,
+            Err(error) => of_opening(error),
+        });
+        secure(context, &target, ip, opened?).await
+    };
     let pooled = sessions
         .transact(
             key.as_deref(),
@@ -386,19 +443,21 @@ async fn attempt(
             outcomes,
         )
         .await?;
+    // A kept session carried it, or a new one was opened.
+    note(Connection::Reached);
     sessions
         .give_back(key.as_deref(), pooled, outcomes, MX_REUSE)
         .await;
     Ok(())
 }
 
-/// A new session to `target` at `ip` with the security it must give.
+/// `session`, new, to `target` at `ip`, with the security it must give.
 async fn secure(
     context: &MxContext<'_>,
     target: &Target<'_>,
     ip: IpAddr,
+    session: Session,
 ) -> Result<Session, DeliveryError> {
-    let session = open(context, ip).await?;
     match target.dane {
         HostDane::Required(policy) => {
             dane::secure(session, policy, context.tls, context.dane.metrics).await

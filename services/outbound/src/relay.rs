@@ -15,6 +15,8 @@ use ferrymail_rpc::queue::{Envelope, Recipient};
 use futures::Stream;
 use mail_send::Credentials;
 
+pub use super::host_health::Connection;
+use super::host_health::of_opening;
 use super::pool::{ReuseLimits, SessionPool};
 use super::session::{Session, connect};
 use super::transaction::{settle, unanswered};
@@ -35,20 +37,6 @@ pub struct RelayJob<'a> {
     pub recipients: &'a [Recipient],
     /// After it, the message is not handed over.
     pub deadline: &'a Deadline,
-}
-
-/// What became of the connection to a relay, for dead-destination detection: only a failure
-/// to open a session counts against a relay, never a recipient's reply.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Connection {
-    /// A session was opened, or a kept one carried the message: the relay is reachable.
-    Reached,
-    /// Opening a session failed: the connection was refused or timed out, the greeting was
-    /// not `220`, or EHLO or the TLS handshake failed.
-    Failed(String),
-    /// Nothing tells: no session was needed or tried (the deadline passed first), or what
-    /// failed was ours (credentials sent in clear text refused, authentication).
-    Unknown,
 }
 
 /// The outcome of a relay delivery.
@@ -142,8 +130,7 @@ async fn open(
     let reached = reach(job, tls).await;
     let noted = match &reached {
         Ok(_) => Connection::Reached,
-        Err(DeliveryError::Abandoned(_)) => Connection::Unknown,
-        Err(error) => Connection::Failed(error.to_string()),
+        Err(error) => of_opening(error),
     };
     *connection.lock().unwrap_or_else(PoisonError::into_inner) = noted;
     let mut session = reached?;

@@ -15,7 +15,7 @@ use crate::model::paused::{PauseScope, Pauses};
 pub(crate) const PAUSED: &str = "delivery paused";
 
 /// The start of the reason of a recipient deferred because its destination is dead.
-pub(crate) const SUSPENDED: &str = "delivery temporarily suspended";
+pub(crate) use ferrymail_outbound::host_health::SUSPENDED;
 
 /// How long a paused recipient waits before it is checked again, when no resume makes it
 /// due sooner: long enough that a large paused queue costs little, short enough that a
@@ -25,6 +25,11 @@ pub(crate) const PAUSE_RECHECK: Duration = Duration::from_secs(300);
 /// Whether a deferral's `reason` is kept as the recipient's last reply.
 pub(crate) fn is_noted(reason: &str) -> bool {
     reason.starts_with(PAUSED) || reason.starts_with(SUSPENDED)
+}
+
+/// Whether `outcome` defers a recipient because its destination is dead.
+pub(crate) fn is_suspension(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Deferred { reason, .. } if reason.starts_with(SUSPENDED))
 }
 
 /// The reason of a recipient held back by `scope`.

@@ -14,11 +14,15 @@ use ferrymail_outbound::mx::{self, MxContext};
 use ferrymail_outbound::relay::{RelayJob, deliver};
 use ferrymail_outbound::{Deadline, Outcome};
 
+use ferrymail_outbound::host_health::HostHealth;
+
 use crate::claim::Claim;
+use crate::destination_gate::is_suspension;
 use crate::model::queue_id::unix_millis;
 use crate::model::throttle::{self, Admission};
 use crate::route::Route;
 
+use super::mx_hosts::MxHosts;
 use super::{Scheduler, Settings, millis};
 
 impl Scheduler {
@@ -235,6 +239,15 @@ impl Scheduler {
             },
             sessions: &self.mx_sessions,
             deadline,
+            hosts: None,
+        };
+        let hosts = MxHosts {
+            scheduler: self,
+            dead: settings.dead,
+        };
+        let context = MxContext {
+            hosts: settings.dead.enabled().then_some(&hosts as &dyn HostHealth),
+            ..context
         };
         let addresses: HashMap<u32, String> = recipients
             .iter()
@@ -244,6 +257,8 @@ impl Scheduler {
         let held = claim.held.as_ref();
         let outcomes = mx::deliver(&context, recipients, || self.queue.content(record, held)).await;
         self.queue.metrics.delivery_time(None, started.elapsed());
+        let suspended = outcomes.iter().filter(|(_, o)| is_suspension(o)).count();
+        self.queue.metrics.deferred("suspended", suspended);
         for (index, outcome) in &outcomes {
             self.queue.metrics.delivery(outcome);
             tracing::info!(

@@ -4,8 +4,9 @@
 
 use std::time::SystemTime;
 
+use ferrymail_config::model::dead_destinations::DeadDestinations;
 use ferrymail_outbound::Outcome;
-use ferrymail_outbound::relay::Connection;
+use ferrymail_outbound::host_health::Connection;
 use ferrymail_rpc::queue::Recipient;
 
 use crate::destination_gate::{Admitted, PAUSE_RECHECK, split_paused, suspended_reason};
@@ -61,7 +62,7 @@ impl Scheduler {
         if !settings.dead.enabled() {
             return (through, held);
         }
-        match self.relay_admission(id, now_ms).await {
+        match self.admission(&relay_destination(id), now_ms).await {
             Some((until_ms, reason)) => {
                 tracing::debug!(remote = %id, %reason, "relay is dead: recipients deferred");
                 self.queue.metrics.deferred("suspended", through.len());
@@ -76,14 +77,13 @@ impl Scheduler {
         }
     }
 
-    /// When relay `id` is dead at `now_ms`: until when, and its last failure. A store that
+    /// When `destination` is dead at `now_ms`: until when, and its last failure. A store that
     /// cannot tell lets the delivery through: a failed connection costs less than mail held
     /// back by a fault of our own.
-    async fn relay_admission(&self, id: &str, now_ms: u64) -> Option<(u64, String)> {
-        let destination = relay_destination(id);
+    pub(super) async fn admission(&self, destination: &str, now_ms: u64) -> Option<(u64, String)> {
         let probe_ms = millis(self.options.lease);
         let store = &self.queue.store;
-        match dead_destination::admit(store, &self.queue.keys, &destination, now_ms, probe_ms).await
+        match dead_destination::admit(store, &self.queue.keys, destination, now_ms, probe_ms).await
         {
             Ok(Admission::Go { probe }) => {
                 if probe {
@@ -99,28 +99,37 @@ impl Scheduler {
         }
     }
 
-    /// Records what became of the connection to relay `id`: a failure counts towards marking
-    /// it dead, a success clears its failures.
+    /// Records what became of the connection to relay `id`.
     pub(super) async fn note_connection(
         &self,
         settings: &Settings,
         id: &str,
         connection: &Connection,
     ) {
-        if !settings.dead.enabled() {
-            return;
+        if settings.dead.enabled() {
+            let destination = relay_destination(id);
+            self.note_destination(settings.dead, &destination, connection)
+                .await;
         }
+    }
+
+    /// Records what became of a connection to `destination`: a failure counts towards
+    /// marking it dead, a success clears its failures.
+    pub(super) async fn note_destination(
+        &self,
+        dead: DeadDestinations,
+        destination: &str,
+        connection: &Connection,
+    ) {
         let report = match connection {
             Connection::Reached => Report::Reached,
             Connection::Failed(reason) => Report::Failed(reason.clone()),
             Connection::Unknown => return,
         };
-        let destination = relay_destination(id);
         let now_ms = unix_millis(SystemTime::now());
         let keys = &self.queue.keys;
-        let limits = (now_ms, settings.dead);
-        match dead_destination::report(&self.queue.store, keys, &destination, report, limits).await
-        {
+        let limits = (now_ms, dead);
+        match dead_destination::report(&self.queue.store, keys, destination, report, limits).await {
             Ok(health) if health.dead_until_ms > now_ms => tracing::warn!(
                 %destination,
                 failures = health.failures,

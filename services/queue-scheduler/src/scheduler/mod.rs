@@ -40,6 +40,7 @@ mod commit;
 mod delivery;
 mod destination_checks;
 mod lease_renewal;
+mod mx_hosts;
 mod run_loop;
 
 /// How a scheduler works.

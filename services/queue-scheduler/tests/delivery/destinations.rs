@@ -190,3 +190,48 @@ async fn a_closed_port_is_dead_and_a_failed_probe_doubles_its_backoff() {
         "{until} vs {now_s}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_blackholed_mx_address_is_dead_for_both_schedulers_then_revived() {
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let relay = TcpRelay::start(sink.address());
+    relay.cut();
+    let dns = ferrymail_e2e::FakeDns::start();
+    dns.add_mx("example.net", 10, "mx.example.net");
+    dns.add_a("mx.example.net", "127.0.0.1".parse().unwrap());
+    let text = format!(
+        "[server]\nhostname = \"queue.test\"\n[queue.outbound]\nmx-port = {}\n\
+         [queue.outbound.timeouts]\nconnect = \"1s\"\ngreeting = \"1s\"\n\
+         [queue.outbound.dead]\nmin-backoff = \"2s\"\nmax-backoff = \"4s\"\n\
+         [queue.schedule]\nretry = [\"1m\"]\nexpire = \"1d\"\n{}",
+        relay.port(),
+        dns.resolver_config()
+    );
+    let lab = pair(&ferrymail_config::load_str("test.toml", &text).unwrap());
+    let queue = lab.one.queue();
+    let first = enqueue(queue, &["a@example.net"]).await;
+    lab.one.attempt(&first, SystemTime::now()).await.unwrap();
+    assert_eq!(relay.held(), 1);
+    let dead = queue.destinations().await.unwrap().suspended;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].destination, "mx:[127.0.0.1]");
+    assert!(dead[0].until.is_some());
+
+    let second = enqueue(queue, &["b@example.net"]).await;
+    let kept = lab.two.attempt(&second, SystemTime::now()).await.unwrap();
+    assert_eq!(kept, Some(Committed::Kept { live: 1 }));
+    let (state, attempts, reply) = first_recipient(queue, &second).await;
+    assert_eq!((state, attempts), (RecipientState::Pending, 0));
+    assert!(
+        reply.starts_with("delivery temporarily suspended"),
+        "{reply}"
+    );
+    assert_eq!(relay.held(), 1, "no connection to a dead address");
+
+    relay.restore();
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let probe = lab.two.attempt(&second, SystemTime::now()).await.unwrap();
+    assert_eq!(probe, Some(Committed::Removed), "the probe delivers");
+    assert!(queue.destinations().await.unwrap().suspended.is_empty());
+    tokio::task::block_in_place(|| sink.wait_for_messages(1));
+}
