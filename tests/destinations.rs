@@ -10,7 +10,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrymail_e2e::{EMBEDDED_STORE, Ferrymail, SmtpSink, SmtpSinkOptions, TcpRelay, binary};
+use ferrymail_e2e::{
+    EMBEDDED_STORE, Ferrymail, Postgres, SmtpSink, SmtpSinkOptions, TcpRelay, binary,
+};
 use ferrymail_rpc::queue::{
     BodyError, BodyStream, Envelope, GrpcQueue, QueueId, QueueService, Recipient,
 };
@@ -18,6 +20,11 @@ use ferrymail_rpc::queue::{
 /// A queue-scheduler relaying to `remote.sink` at `port`, whose connections time out after
 /// a second, dead for 2 s after one failed connection.
 fn config(port: u16) -> String {
+    config_on(EMBEDDED_STORE, port)
+}
+
+/// [`config`] with the queue in `store` (a configuration fragment).
+fn config_on(store: &str, port: u16) -> String {
     format!(
         r#"
 [server]
@@ -29,7 +36,7 @@ protocol = "grpc"
 [server.listener.admin]
 bind = "127.0.0.1:0"
 protocol = "http"
-{EMBEDDED_STORE}
+{store}
 [remote.sink]
 address = "127.0.0.1"
 port = {port}
@@ -167,4 +174,49 @@ async fn a_blackholed_relay_is_suspended_then_revived_by_one_probe() {
     assert_eq!(relay.held(), 1);
     let destinations = queue.destinations().await.unwrap();
     assert!(destinations.suspended.is_empty(), "{destinations:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_processes_on_postgresql_share_pauses_and_dead_relays() {
+    let postgres = Postgres::start();
+    postgres.create_database("mail");
+    let store = postgres.store_config("shared", "mail", postgres.port());
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let relay = TcpRelay::start(sink.address());
+    let config = config_on(&store, relay.port());
+    let mut one = Ferrymail::start("queue-scheduler", &config);
+    let mut two = Ferrymail::start("queue-scheduler", &config);
+    let (server_one, server_two) = (
+        format!("http://{}", one.address("grpc")),
+        format!("http://{}", two.address("grpc")),
+    );
+    let (queue_one, queue_two) = (
+        GrpcQueue::connect(&server_one).unwrap(),
+        GrpcQueue::connect(&server_two).unwrap(),
+    );
+
+    // Paused through one process, held back by the other's scheduler, resumed through it.
+    cli(&server_one, &["pause", "--remote", "sink"]);
+    let id = enqueue(&queue_two, "a@example.net").await;
+    assert_eq!(wait_for_reply(&queue_two, &id, "delivery paused").await, 0);
+    assert_eq!(sink.received(), 0);
+    let resumed = cli(&server_two, &["resume", "--remote", "remote.sink"]);
+    assert!(resumed.contains("1 recipient(s)"), "{resumed}");
+    tokio::task::block_in_place(|| sink.wait_for_messages(1));
+
+    // Found dead by one process, skipped by the other without a connection.
+    relay.cut();
+    let first = enqueue(&queue_one, "b@example.net").await;
+    wait_for_reply(&queue_one, &first, "remote.sink").await;
+    assert_eq!(relay.held(), 1);
+    let second = enqueue(&queue_two, "c@example.net").await;
+    let attempts = wait_for_reply(&queue_two, &second, "delivery temporarily suspended").await;
+    assert_eq!(attempts, 0);
+    assert_eq!(relay.held(), 1, "the other process did not connect");
+    let listed = cli(&server_two, &["paused"]);
+    assert!(listed.contains("suspended: remote.sink until"), "{listed}");
+
+    relay.restore();
+    tokio::task::block_in_place(|| sink.wait_for_messages(3));
+    assert_eq!(relay.held(), 1);
 }
