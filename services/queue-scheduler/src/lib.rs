@@ -9,7 +9,9 @@
 //! each recipient by `queue.outbound.next-hop`, relays over SMTP or LMTP or delivers to the
 //! recipient domains' MX hosts, records the results and reports failures and delays to the
 //! sender (`dsn`). Enqueue enforces the queue quotas (`quota`). Schedulers divide the
-//! due-index shards through heartbeats (`membership`) and obey shared throttles (`throttle`).
+//! due-index shards through heartbeats (`membership`) and obey shared throttles (`throttle`),
+//! pauses an administrator sets (`destinations`) and dead relays and MX addresses
+//! (`destination_gate`, kept in the store so that every scheduler skips the same ones).
 //! MX delivery applies the MTA-STS policies and DANE TLSA records of recipient domains. A
 //! message enqueued through a process with a running scheduler is handed to it at once
 //! (`handoff`).
