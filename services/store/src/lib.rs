@@ -37,11 +37,12 @@ use tokio::sync::watch;
 
 pub use error::{Result, StoreError};
 pub use foundationdb_tuple::{self as tuple, Subspace, TuplePack, TupleUnpack};
+pub use mutation::decode_counter;
 pub use observer::StoreObserver;
 pub use postgresql::PostgresSettings;
 pub use range::{KeyRange, KeyValue, RangeOptions, RangePage, key_after};
 pub use retry::RetryPolicy;
-pub use transaction::{Transaction, decode_counter};
+pub use transaction::Transaction;
 
 use backend::Backend;
 

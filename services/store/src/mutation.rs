@@ -69,7 +69,7 @@ impl Mutation {
 /// FoundationDB's ADD on 8-byte little-endian operands: an absent or shorter value counts
 /// as zero-extended, the sum wraps, and the result has the operand's length.
 pub(crate) fn add(current: Option<&[u8]>, delta: i64) -> Vec<u8> {
-    let base = current.map_or(0, crate::transaction::decode_counter);
+    let base = current.map_or(0, decode_counter);
     base.wrapping_add(delta).to_le_bytes().to_vec()
 }
 
@@ -112,6 +112,15 @@ pub(crate) fn merge(
             out.push(next);
         }
     }
+}
+
+/// Decodes a counter written by atomic adds: FoundationDB's little-endian two's complement,
+/// a shorter value zero-extended.
+pub fn decode_counter(value: &[u8]) -> i64 {
+    let mut bytes = [0u8; 8];
+    let n = value.len().min(8);
+    bytes[..n].copy_from_slice(&value[..n]);
+    i64::from_le_bytes(bytes)
 }
 
 #[cfg(test)]

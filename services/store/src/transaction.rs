@@ -139,11 +139,3 @@ impl Transaction {
         Ok(())
     }
 }
-
-/// Decodes a counter written by [`Transaction::atomic_add`].
-pub fn decode_counter(value: &[u8]) -> i64 {
-    let mut bytes = [0u8; 8];
-    let n = value.len().min(8);
-    bytes[..n].copy_from_slice(&value[..n]);
-    i64::from_le_bytes(bytes)
-}
