@@ -5,7 +5,7 @@ use ferrymail_rpc::queue::{QueueError, RecipientState};
 
 use crate::message_change::Change;
 use crate::model::counters::CounterDelta;
-use crate::model::due_index::{earliest, move_entry};
+use crate::model::due_index::{entry_time, move_entry};
 use crate::model::queue_id::MessageId;
 use crate::model::removal;
 use crate::model::stored_message::StoredMessage;
@@ -59,7 +59,8 @@ impl Queue {
                             let recipient = &message.recipients[index];
                             tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
                         }
-                        move_entry(tx, &keys, record, earliest(&message.recipients))?;
+                        let due = entry_time(record, &message.recipients);
+                        move_entry(tx, &keys, record, due)?;
                         tx.set(&keys.message(&id), &record.encode())?;
                     } else {
                         removal::remove(tx, &keys, &blobs, &mut message, &mut delta).await?;

@@ -2,7 +2,7 @@
 //!
 //! [`Queue`] keeps the queue in the store and implements the `Queue` contract
 //! ([`ferrymail_rpc::queue::QueueService`]): enqueue with a streamed body, list, get, retry,
-//! cancel and stats. The key layout is described in the (private) `keys` module, the records'
+//! cancel, hold, release and stats. The key layout is described in the (private) `keys` module, the records'
 //! encoding in `record`, both next to the code that writes them.
 //!
 //! [`Scheduler`] delivers: it claims due messages under leases with fencing tokens, routes
@@ -27,6 +27,7 @@ mod envelope_check;
 mod failure_backoff;
 mod handoff;
 mod held_body;
+mod hold;
 mod index_reads;
 mod list;
 mod message_change;

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use ferrymail_rpc::queue::QueueError;
 
 use crate::message_change::Change;
-use crate::model::due_index::{DueEntry, earliest, move_entry};
+use crate::model::due_index::{DueEntry, entry_time, move_entry};
 use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::stored_message::StoredMessage;
 use crate::service::Queue;
@@ -46,7 +46,8 @@ impl Queue {
                             tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
                         }
                     }
-                    let due = earliest(&message.recipients);
+                    // A held message stays held: retry changes only the schedule it resumes.
+                    let due = entry_time(&message.record, &message.recipients);
                     if due != message.record.due_ms {
                         move_entry(tx, &keys, &mut message.record, due)?;
                         tx.set(&keys.message(&id), &message.record.encode())?;
@@ -85,6 +86,7 @@ mod tests {
 
     use super::*;
     use crate::model::counters::CounterDelta;
+    use crate::model::due_index::earliest;
 
     fn body(data: &'static [u8]) -> BodyStream {
         Box::pin(futures::stream::iter([Ok::<_, BodyError>(

@@ -196,4 +196,12 @@ impl QueueService for Queue {
             .await
             .map_err(|e| from_store("stats", e))
     }
+
+    async fn hold(&self, queue_id: &QueueId) -> Result<bool, QueueError> {
+        self.set_held(&parse_id(queue_id)?, true).await
+    }
+
+    async fn release(&self, queue_id: &QueueId) -> Result<bool, QueueError> {
+        self.set_held(&parse_id(queue_id)?, false).await
+    }
 }

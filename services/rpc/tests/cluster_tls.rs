@@ -60,6 +60,12 @@ impl QueueService for Anything {
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         Ok(QueueStats::default())
     }
+    async fn hold(&self, _: &QueueId) -> Result<bool, QueueError> {
+        Ok(true)
+    }
+    async fn release(&self, _: &QueueId) -> Result<bool, QueueError> {
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -185,6 +191,8 @@ async fn queue_calls(queue: &GrpcQueue) -> Vec<(&'static str, Outcome)> {
         ("Retry", ended(queue.retry(&id, &[]).await.map(drop))),
         ("Cancel", ended(queue.cancel(&id, &[]).await.map(drop))),
         ("Stats", ended(queue.stats().await.map(drop))),
+        ("Hold", ended(queue.hold(&id).await.map(drop))),
+        ("Release", ended(queue.release(&id).await.map(drop))),
     ]
 }
 
@@ -249,7 +257,7 @@ fn allowed_for(roles: &[&str]) -> Vec<&'static str> {
         ]);
     }
     if roles.contains(&"admin") {
-        allowed.extend(["List", "Get", "Retry", "Cancel", "Stats"]);
+        allowed.extend(["List", "Get", "Retry", "Cancel", "Stats", "Hold", "Release"]);
     }
     if roles.contains(&"operator") {
         allowed.push("RemoteStates");

@@ -110,6 +110,7 @@ fn summary(id: &str, next_attempt: Option<u64>) -> MessageSummary {
         arrival: 1_700_000_000,
         next_attempt,
         priority: Priority::new(3).unwrap(),
+        held: next_attempt.is_none(),
     }
 }
 
@@ -195,6 +196,16 @@ impl QueueService for MemoryQueue {
         } else {
             recipients.len() as u32 * 2
         })
+    }
+
+    async fn hold(&self, queue_id: &QueueId) -> Result<bool, QueueError> {
+        check(queue_id.as_str())?;
+        Ok(true)
+    }
+
+    async fn release(&self, queue_id: &QueueId) -> Result<bool, QueueError> {
+        check(queue_id.as_str())?;
+        Ok(false)
     }
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
@@ -318,6 +329,8 @@ async fn admin_answers_through_grpc_equal_answers_in_process() {
             queue.cancel(&id, &recipients).await.unwrap()
         );
     }
+    assert!(guarded(client.hold(&id)).await.unwrap());
+    assert!(!guarded(client.release(&id)).await.unwrap());
     assert_eq!(
         guarded(client.stats()).await.unwrap(),
         queue.stats().await.unwrap()

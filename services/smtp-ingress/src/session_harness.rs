@@ -574,6 +574,14 @@ impl QueueService for QueueDouble {
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         Err(not_for_sessions())
     }
+
+    async fn hold(&self, _queue_id: &QueueId) -> Result<bool, QueueError> {
+        Err(not_for_sessions())
+    }
+
+    async fn release(&self, _queue_id: &QueueId) -> Result<bool, QueueError> {
+        Err(not_for_sessions())
+    }
 }
 
 /// The queue's admin calls are not part of a session.

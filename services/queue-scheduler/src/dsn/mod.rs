@@ -233,6 +233,7 @@ mod tests {
             delay_notices,
             due_ms: Some(1),
             recipients: 3,
+            held: false,
         }
     }
 

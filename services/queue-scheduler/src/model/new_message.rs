@@ -103,6 +103,7 @@ impl NewMessage {
             delay_notices: 0,
             due_ms: None,
             recipients: u32::try_from(recipients.len()).unwrap_or(u32::MAX),
+            held: false,
         };
         Self {
             record,

@@ -9,5 +9,6 @@ mod admin;
 mod concurrency;
 mod due_index;
 mod enqueue;
+mod hold;
 mod quota;
 mod retried_closures;

@@ -116,4 +116,30 @@ impl QueueService for GrpcQueue {
         let reply = self.client.clone().stats(proto::StatsRequest {}).await?;
         Ok(stats_from_wire(reply.into_inner())?)
     }
+
+    async fn hold(&self, queue_id: &QueueId) -> Result<bool, QueueError> {
+        let request = proto::HoldRequest {
+            queue_id: queue_id.as_str().to_owned(),
+        };
+        Ok(self
+            .client
+            .clone()
+            .hold(request)
+            .await?
+            .into_inner()
+            .changed)
+    }
+
+    async fn release(&self, queue_id: &QueueId) -> Result<bool, QueueError> {
+        let request = proto::ReleaseRequest {
+            queue_id: queue_id.as_str().to_owned(),
+        };
+        Ok(self
+            .client
+            .clone()
+            .release(request)
+            .await?
+            .into_inner()
+            .changed)
+    }
 }

@@ -248,6 +248,7 @@ fn summary_to_wire(summary: MessageSummary) -> proto::MessageSummary {
         arrival: summary.arrival,
         next_attempt: time_to_wire(summary.next_attempt),
         priority: summary.priority.get().into(),
+        held: summary.held,
     }
 }
 
@@ -260,6 +261,7 @@ fn summary_from_wire(summary: proto::MessageSummary) -> Result<MessageSummary, M
         arrival: summary.arrival,
         next_attempt: time_from_wire(summary.next_attempt),
         priority: priority_from_wire(summary.priority)?,
+        held: summary.held,
     })
 }
 

@@ -117,4 +117,26 @@ impl proto::queue_server::Queue for QueueHandler {
         let stats = self.service.stats().await?;
         Ok(Response::new(stats_to_wire(stats)))
     }
+
+    async fn hold(
+        &self,
+        request: Request<proto::HoldRequest>,
+    ) -> Result<Response<proto::HoldReply>, Status> {
+        let queue_id =
+            queue_id_from_wire(request.into_inner().queue_id).map_err(invalid_request)?;
+        let service = Arc::clone(&self.service);
+        let changed = to_completion(async move { service.hold(&queue_id).await }).await?;
+        Ok(Response::new(proto::HoldReply { changed }))
+    }
+
+    async fn release(
+        &self,
+        request: Request<proto::ReleaseRequest>,
+    ) -> Result<Response<proto::ReleaseReply>, Status> {
+        let queue_id =
+            queue_id_from_wire(request.into_inner().queue_id).map_err(invalid_request)?;
+        let service = Arc::clone(&self.service);
+        let changed = to_completion(async move { service.release(&queue_id).await }).await?;
+        Ok(Response::new(proto::ReleaseReply { changed }))
+    }
 }

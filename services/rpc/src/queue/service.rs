@@ -61,4 +61,11 @@ pub trait QueueService: Send + Sync + 'static {
 
     /// Totals over the whole queue.
     async fn stats(&self) -> Result<QueueStats, QueueError>;
+
+    /// Puts a message on hold: no scheduler attempts it until it is released, and it does not
+    /// expire meanwhile. Returns false when it was already held.
+    async fn hold(&self, queue_id: &QueueId) -> Result<bool, QueueError>;
+
+    /// Releases a held message; returns false when it was not held.
+    async fn release(&self, queue_id: &QueueId) -> Result<bool, QueueError>;
 }
