@@ -9,6 +9,7 @@ mod grpc_server;
 mod listeners;
 mod operator_cli;
 mod queue_cli;
+mod queue_json;
 mod restart_keys;
 mod role;
 mod runtime;
