@@ -184,3 +184,43 @@ s.quit()
     let (status, _) = process.terminate();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_received_header_names_the_queue_id_the_message_got() {
+    let dovecot = dovecot();
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let config = relay_config(&dovecot, &sink, "");
+    let mut process = Ferrymail::start("all", &config);
+    let smtp = process.address("smtp");
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("{host}", {port}, timeout=30)
+s.ehlo("client.test")
+s.mail("sender@remote.test")
+s.rcpt("{rcpt}")
+code, reply = s.data(b"Subject: traced\r\n\r\ntraced\r\n")
+print(code, reply.decode())
+s.quit()
+"#,
+        host = smtp.ip(),
+        port = smtp.port(),
+        rcpt = ALICE.0,
+    );
+    let stdout = python(&script);
+    let id = stdout
+        .trim()
+        .strip_prefix("250 2.0.0 Message queued as ")
+        .unwrap_or_else(|| panic!("{stdout}"));
+
+    tokio::task::block_in_place(|| sink.wait_for_messages(1));
+    let message = &sink.messages()[0];
+    assert!(
+        message
+            .lines()
+            .any(|line| line.trim_end() == format!("\tby mx.test (ferrymail) with ESMTP id {id}")),
+        "{message}"
+    );
+    let (status, _) = process.terminate();
+    assert!(status.success(), "{status}");
+}

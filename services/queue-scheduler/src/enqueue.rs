@@ -32,6 +32,7 @@ use crate::model::lease::{self, Lease};
 use crate::model::new_message::{Body, NewMessage, Written};
 use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::quota::{self, QuotaExceeded};
+use crate::proposed_id;
 use crate::service::Queue;
 use crate::store_failure::from_blob;
 
@@ -54,6 +55,7 @@ impl Queue {
         now: SystemTime,
     ) -> Result<MessageId, QueueError> {
         envelope_check::check(&envelope)?;
+        let id = proposed_id::message_id(envelope.queue_id.take().as_ref(), now)?;
         if envelope.trace_parent.is_none() {
             envelope.trace_parent = traceparent(&Span::current());
         }
@@ -61,14 +63,8 @@ impl Queue {
         let expire_ms = u64::try_from(self.expire().as_millis()).unwrap_or(u64::MAX);
         let charges = quota::charges(&self.quotas.load(), &envelope);
         let message = Arc::new(
-            NewMessage::new(
-                MessageId::generate(now),
-                envelope,
-                received.body,
-                received.prepend,
-                expire_ms,
-            )
-            .charged(charges),
+            NewMessage::new(id, envelope, received.body, received.prepend, expire_ms)
+                .charged(charges),
         );
         let (id, size) = (message.id(), message.size());
         let entry = message.due_entry();

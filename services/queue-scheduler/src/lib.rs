@@ -33,6 +33,7 @@ mod list;
 mod message_change;
 mod metrics;
 mod model;
+mod proposed_id;
 mod retry;
 mod route;
 mod scheduler;

@@ -158,6 +158,7 @@ fn envelope() -> Envelope {
         helo: "client.example.org".into(),
         authenticated_as: None,
         trace_parent: None,
+        queue_id: None,
     }
 }
 

@@ -298,6 +298,8 @@ impl MessageRecord {
                 helo,
                 authenticated_as,
                 trace_parent,
+                // The record's key names the message.
+                queue_id: None,
             },
             size,
             arrival_ms,
@@ -431,6 +433,7 @@ mod tests {
                 trace_parent: Some(
                     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
                 ),
+                queue_id: None,
             },
             size: 200_000,
             arrival_ms: 1_700_000_000_123,

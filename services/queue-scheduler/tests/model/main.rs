@@ -10,5 +10,6 @@ mod concurrency;
 mod due_index;
 mod enqueue;
 mod hold;
+mod proposed_id;
 mod quota;
 mod retried_closures;
