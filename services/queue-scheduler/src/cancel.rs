@@ -2,10 +2,13 @@
 //! deliver leaves the queue, and its body with it.
 
 use ferrymail_rpc::queue::{QueueError, RecipientState};
+use ferrymail_store::blob::BlobStore;
+use ferrymail_store::{StoreError, Transaction};
 
 use crate::message_change::Change;
 use crate::model::counters::CounterDelta;
 use crate::model::due_index::{entry_time, move_entry};
+use crate::model::keys::Keys;
 use crate::model::queue_id::MessageId;
 use crate::model::removal;
 use crate::model::stored_message::StoredMessage;
@@ -38,36 +41,8 @@ impl Queue {
                         Ok(selected) => selected,
                         Err(address) => return Ok(Change::NoRecipient(address)),
                     };
-                    let mut delta = CounterDelta::default();
-                    let mut changed = Vec::new();
-                    for index in selected {
-                        let recipient = &mut message.recipients[index];
-                        if !recipient.is_live() {
-                            continue;
-                        }
-                        delta.transition(recipient.state, RecipientState::Cancelled);
-                        recipient.state = RecipientState::Cancelled;
-                        recipient.due_ms = None;
-                        changed.push(index);
-                    }
-                    if changed.is_empty() {
-                        return Ok(Change::Done(0));
-                    }
-                    let record = &mut message.record;
-                    if message.recipients.iter().any(|r| r.is_live()) {
-                        for &index in &changed {
-                            let recipient = &message.recipients[index];
-                            tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
-                        }
-                        let due = entry_time(record, &message.recipients);
-                        move_entry(tx, &keys, record, due)?;
-                        tx.set(&keys.message(&id), &record.encode())?;
-                    } else {
-                        removal::remove(tx, &keys, &blobs, &mut message, &mut delta).await?;
-                    }
-                    delta.apply(tx, &keys, id.shard())?;
                     Ok(Change::Done(
-                        u32::try_from(changed.len()).unwrap_or(u32::MAX),
+                        cancel_in(tx, &keys, &blobs, &mut message, &selected).await?,
                     ))
                 })
             })
@@ -79,4 +54,45 @@ impl Queue {
         }
         Ok(cancelled)
     }
+}
+
+/// Cancels the live recipients of `message` at the `selected` positions, in `tx`; removes the
+/// message when none is left live. Returns how many were cancelled.
+pub(crate) async fn cancel_in(
+    tx: &Transaction,
+    keys: &Keys,
+    blobs: &BlobStore,
+    message: &mut StoredMessage,
+    selected: &[usize],
+) -> Result<u32, StoreError> {
+    let id = message.record.id;
+    let mut delta = CounterDelta::default();
+    let mut changed = Vec::new();
+    for &index in selected {
+        let recipient = &mut message.recipients[index];
+        if !recipient.is_live() {
+            continue;
+        }
+        delta.transition(recipient.state, RecipientState::Cancelled);
+        recipient.state = RecipientState::Cancelled;
+        recipient.due_ms = None;
+        changed.push(index);
+    }
+    if changed.is_empty() {
+        return Ok(0);
+    }
+    let record = &mut message.record;
+    if message.recipients.iter().any(|r| r.is_live()) {
+        for &index in &changed {
+            let recipient = &message.recipients[index];
+            tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
+        }
+        let due = entry_time(record, &message.recipients);
+        move_entry(tx, keys, record, due)?;
+        tx.set(&keys.message(&id), &record.encode())?;
+    } else {
+        removal::remove(tx, keys, blobs, message, &mut delta).await?;
+    }
+    delta.apply(tx, keys, id.shard())?;
+    Ok(u32::try_from(changed.len()).unwrap_or(u32::MAX))
 }

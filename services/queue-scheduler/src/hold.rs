@@ -10,9 +10,11 @@
 use std::time::SystemTime;
 
 use ferrymail_rpc::queue::QueueError;
+use ferrymail_store::{StoreError, Transaction};
 
 use crate::message_change::Change;
 use crate::model::due_index::{DueEntry, entry_time, move_entry};
+use crate::model::keys::Keys;
 use crate::model::queue_id::MessageId;
 use crate::model::stored_message::StoredMessage;
 use crate::service::Queue;
@@ -30,14 +32,14 @@ impl Queue {
                     let Some(mut message) = StoredMessage::read(tx, &keys, &id).await? else {
                         return Ok(Change::NoMessage);
                     };
-                    if message.record.held == held {
+                    if !hold_in(tx, &keys, &mut message, held)? {
                         return Ok(Change::Done(None));
                     }
-                    message.record.held = held;
-                    let due = entry_time(&message.record, &message.recipients);
-                    move_entry(tx, &keys, &mut message.record, due)?;
-                    tx.set(&keys.message(&id), &message.record.encode())?;
-                    Ok(Change::Done(Some((due, message.record.envelope.priority))))
+                    let record = &message.record;
+                    Ok(Change::Done(Some((
+                        record.due_ms,
+                        record.envelope.priority,
+                    ))))
                 })
             })
             .await
@@ -60,4 +62,21 @@ impl Queue {
         }
         Ok(true)
     }
+}
+
+/// Holds (`held` true) or releases `message` in `tx`; returns whether its state changed.
+pub(crate) fn hold_in(
+    tx: &Transaction,
+    keys: &Keys,
+    message: &mut StoredMessage,
+    held: bool,
+) -> Result<bool, StoreError> {
+    if message.record.held == held {
+        return Ok(false);
+    }
+    message.record.held = held;
+    let due = entry_time(&message.record, &message.recipients);
+    move_entry(tx, keys, &mut message.record, due)?;
+    tx.set(&keys.message(&message.record.id), &message.record.encode())?;
+    Ok(true)
 }

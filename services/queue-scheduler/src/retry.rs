@@ -3,9 +3,11 @@
 use std::time::SystemTime;
 
 use ferrymail_rpc::queue::QueueError;
+use ferrymail_store::{StoreError, Transaction};
 
 use crate::message_change::Change;
 use crate::model::due_index::{DueEntry, entry_time, move_entry};
+use crate::model::keys::Keys;
 use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::stored_message::StoredMessage;
 use crate::service::Queue;
@@ -34,24 +36,7 @@ impl Queue {
                         Ok(selected) => selected,
                         Err(address) => return Ok(Change::NoRecipient(address)),
                     };
-                    let mut rescheduled = 0u32;
-                    for index in selected {
-                        let recipient = &mut message.recipients[index];
-                        let Some(due) = recipient.due_ms else {
-                            continue; // Not live.
-                        };
-                        rescheduled += 1;
-                        if due > now_ms {
-                            recipient.due_ms = Some(now_ms);
-                            tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
-                        }
-                    }
-                    // A held message stays held: retry changes only the schedule it resumes.
-                    let due = entry_time(&message.record, &message.recipients);
-                    if due != message.record.due_ms {
-                        move_entry(tx, &keys, &mut message.record, due)?;
-                        tx.set(&keys.message(&id), &message.record.encode())?;
-                    }
+                    let rescheduled = retry_in(tx, &keys, &mut message, &selected, now_ms)?;
                     let priority = message.record.envelope.priority;
                     Ok(Change::Done((rescheduled, priority)))
                 })
@@ -69,6 +54,37 @@ impl Queue {
                 rescheduled
             })
     }
+}
+
+/// Makes the live recipients of `message` at the `selected` positions due at `now_ms`, in
+/// `tx`; returns how many are live. A held message stays held: only the schedule it resumes
+/// with changes.
+pub(crate) fn retry_in(
+    tx: &Transaction,
+    keys: &Keys,
+    message: &mut StoredMessage,
+    selected: &[usize],
+    now_ms: u64,
+) -> Result<u32, StoreError> {
+    let id = message.record.id;
+    let mut rescheduled = 0u32;
+    for &index in selected {
+        let recipient = &mut message.recipients[index];
+        let Some(due) = recipient.due_ms else {
+            continue; // Not live.
+        };
+        rescheduled += 1;
+        if due > now_ms {
+            recipient.due_ms = Some(now_ms);
+            tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
+        }
+    }
+    let due = entry_time(&message.record, &message.recipients);
+    if due != message.record.due_ms {
+        move_entry(tx, keys, &mut message.record, due)?;
+        tx.set(&keys.message(&id), &message.record.encode())?;
+    }
+    Ok(rescheduled)
 }
 
 #[cfg(test)]

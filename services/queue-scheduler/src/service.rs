@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use ferrymail_config::model::queue::Queue as QueueConfig;
 use ferrymail_config::model::queue_limits::Quota;
 use ferrymail_rpc::queue::{
-    BodyStream, Envelope, ListPage, ListRequest, MessageDetail, QueueError, QueueId, QueueService,
-    QueueStats,
+    BodyStream, BulkReport, BulkRequest, Envelope, ListPage, ListRequest, MessageDetail,
+    QueueError, QueueId, QueueService, QueueStats,
 };
 use ferrymail_store::Store;
 use ferrymail_store::blob::BlobStore;
@@ -203,5 +203,9 @@ impl QueueService for Queue {
 
     async fn release(&self, queue_id: &QueueId) -> Result<bool, QueueError> {
         self.set_held(&parse_id(queue_id)?, false).await
+    }
+
+    async fn bulk(&self, request: BulkRequest) -> Result<BulkReport, QueueError> {
+        self.run_bulk(request, SystemTime::now()).await
     }
 }

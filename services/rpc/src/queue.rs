@@ -5,6 +5,8 @@
 //! it over gRPC wraps it with [`server`].
 
 mod admin;
+mod bulk;
+mod bulk_wire;
 mod client;
 mod convert;
 mod envelope;
@@ -20,6 +22,7 @@ pub use admin::{
     ListFilter, ListPage, ListRequest, MessageDetail, MessageSummary, QueueStats, RecipientCounts,
     RecipientState, RecipientStatus,
 };
+pub use bulk::{BulkAction, BulkFilter, BulkReport, BulkRequest};
 pub use client::GrpcQueue;
 pub use envelope::{BodyType, DsnReturn, Envelope, Notify, NotifyOn, Priority, Recipient};
 pub use error::{BodyError, QueueError};

@@ -21,8 +21,9 @@ use ferrymail_rpc::directory::{
     self, Answer, AuthRequest, DirectoryService, Expansion, GrpcDirectory, Mechanism, RemoteState,
 };
 use ferrymail_rpc::queue::{
-    self, BodyPart, BodyStream, BodyType, Envelope, GrpcQueue, ListFilter, ListPage, ListRequest,
-    MessageDetail, Priority, QueueError, QueueId, QueueService, QueueStats, Recipient,
+    self, BodyPart, BodyStream, BodyType, BulkAction, BulkFilter, BulkReport, BulkRequest,
+    Envelope, GrpcQueue, ListFilter, ListPage, ListRequest, MessageDetail, Priority, QueueError,
+    QueueId, QueueService, QueueStats, Recipient,
 };
 use ferrymail_telemetry::Metrics;
 use futures::{StreamExt, stream};
@@ -65,6 +66,9 @@ impl QueueService for Anything {
     }
     async fn release(&self, _: &QueueId) -> Result<bool, QueueError> {
         Ok(true)
+    }
+    async fn bulk(&self, _: BulkRequest) -> Result<BulkReport, QueueError> {
+        Ok(BulkReport::default())
     }
 }
 
@@ -194,6 +198,25 @@ async fn queue_calls(queue: &GrpcQueue) -> Vec<(&'static str, Outcome)> {
         ("Stats", ended(queue.stats().await.map(drop))),
         ("Hold", ended(queue.hold(&id).await.map(drop))),
         ("Release", ended(queue.release(&id).await.map(drop))),
+        (
+            "Bulk",
+            ended(
+                queue
+                    .bulk(BulkRequest {
+                        action: BulkAction::Hold,
+                        filter: BulkFilter {
+                            sender: Some("a".into()),
+                            ..BulkFilter::default()
+                        },
+                        dry_run: true,
+                        cursor: None,
+                        batch_size: 0,
+                        limit: 0,
+                    })
+                    .await
+                    .map(drop),
+            ),
+        ),
     ]
 }
 
@@ -258,7 +281,9 @@ fn allowed_for(roles: &[&str]) -> Vec<&'static str> {
         ]);
     }
     if roles.contains(&"admin") {
-        allowed.extend(["List", "Get", "Retry", "Cancel", "Stats", "Hold", "Release"]);
+        allowed.extend([
+            "List", "Get", "Retry", "Cancel", "Stats", "Hold", "Release", "Bulk",
+        ]);
     }
     if roles.contains(&"operator") {
         allowed.push("RemoteStates");

@@ -11,10 +11,10 @@ use bytes::Bytes;
 use ferrymail_rpc::RpcError;
 use ferrymail_rpc::proto::{self, enqueue_request::Part};
 use ferrymail_rpc::queue::{
-    self, BodyError, BodyPart, BodyStream, BodyType, DsnReturn, Envelope, GrpcQueue, ListFilter,
-    ListPage, ListRequest, MAX_CHUNK, MAX_PREPEND, MessageDetail, MessageSummary, Notify, NotifyOn,
-    Priority, QueueError, QueueId, QueueService, QueueStats, Recipient, RecipientCounts,
-    RecipientState, RecipientStatus,
+    self, BodyError, BodyPart, BodyStream, BodyType, BulkAction, BulkFilter, BulkReport,
+    BulkRequest, DsnReturn, Envelope, GrpcQueue, ListFilter, ListPage, ListRequest, MAX_CHUNK,
+    MAX_PREPEND, MessageDetail, MessageSummary, Notify, NotifyOn, Priority, QueueError, QueueId,
+    QueueService, QueueStats, Recipient, RecipientCounts, RecipientState, RecipientStatus,
 };
 use futures::{SinkExt, StreamExt, stream};
 use loopback::{closed_endpoint, guarded, serve};
@@ -208,6 +208,16 @@ impl QueueService for MemoryQueue {
         Ok(false)
     }
 
+    async fn bulk(&self, request: BulkRequest) -> Result<BulkReport, QueueError> {
+        Ok(BulkReport {
+            examined: u64::from(request.limit),
+            matched: u64::from(request.batch_size),
+            messages_changed: u64::from(!request.dry_run),
+            recipients_changed: 2,
+            cursor: request.cursor,
+        })
+    }
+
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         Ok(QueueStats {
             messages: 2,
@@ -332,6 +342,21 @@ async fn admin_answers_through_grpc_equal_answers_in_process() {
     }
     assert!(guarded(client.hold(&id)).await.unwrap());
     assert!(!guarded(client.release(&id)).await.unwrap());
+    let bulk = BulkRequest {
+        action: BulkAction::Retry,
+        filter: BulkFilter {
+            recipient_domain: Some("example.net".into()),
+            ..BulkFilter::default()
+        },
+        dry_run: false,
+        cursor: Some("c1".into()),
+        batch_size: 3,
+        limit: 10,
+    };
+    assert_eq!(
+        guarded(client.bulk(bulk.clone())).await.unwrap(),
+        queue.bulk(bulk).await.unwrap()
+    );
     assert_eq!(
         guarded(client.stats()).await.unwrap(),
         queue.stats().await.unwrap()

@@ -28,8 +28,8 @@ use ferrymail_config::Config;
 use ferrymail_rpc::RpcError;
 use ferrymail_rpc::directory::{Answer, AuthRequest, DirectoryService, Expansion, RemoteState};
 use ferrymail_rpc::queue::{
-    BodyPart, BodyStream, Envelope, ListPage, ListRequest, MAX_PREPEND, MessageDetail, QueueError,
-    QueueId, QueueService, QueueStats,
+    BodyPart, BodyStream, BulkReport, BulkRequest, Envelope, ListPage, ListRequest, MAX_PREPEND,
+    MessageDetail, QueueError, QueueId, QueueService, QueueStats,
 };
 use futures::StreamExt;
 use secrecy::ExposeSecret;
@@ -580,6 +580,10 @@ impl QueueService for QueueDouble {
     }
 
     async fn release(&self, _queue_id: &QueueId) -> Result<bool, QueueError> {
+        Err(not_for_sessions())
+    }
+
+    async fn bulk(&self, _request: BulkRequest) -> Result<BulkReport, QueueError> {
         Err(not_for_sessions())
     }
 }

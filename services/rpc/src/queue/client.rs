@@ -7,6 +7,7 @@ use tonic::Request;
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
+use super::bulk_wire::{bulk_report_from_wire, bulk_request_to_wire};
 use super::convert::{
     detail_from_wire, envelope_to_wire, list_page_from_wire, list_request_to_wire,
     queue_id_from_wire, stats_from_wire,
@@ -16,6 +17,7 @@ use super::{
     BodyStream, Envelope, ListPage, ListRequest, MessageDetail, QueueError, QueueId, QueueService,
     QueueStats,
 };
+use super::{BulkReport, BulkRequest};
 use crate::cluster_tls::{ChannelSecurity, Role};
 use crate::endpoint::lazy_channel;
 use crate::proto::{self, queue_client::QueueClient};
@@ -141,5 +143,14 @@ impl QueueService for GrpcQueue {
             .await?
             .into_inner()
             .changed)
+    }
+
+    async fn bulk(&self, request: BulkRequest) -> Result<BulkReport, QueueError> {
+        let reply = self
+            .client
+            .clone()
+            .bulk(bulk_request_to_wire(request))
+            .await?;
+        Ok(bulk_report_from_wire(reply.into_inner()))
     }
 }

@@ -20,7 +20,7 @@ fn time_from_wire(time: u64) -> Option<u64> {
     (time != 0).then_some(time)
 }
 
-fn text_from_wire(text: String) -> Option<String> {
+pub(crate) fn text_from_wire(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
@@ -31,7 +31,7 @@ pub(crate) fn queue_id_from_wire(id: String) -> Result<QueueId, Malformed> {
     Ok(QueueId::new(id))
 }
 
-fn priority_from_wire(priority: i32) -> Result<Priority, Malformed> {
+pub(crate) fn priority_from_wire(priority: i32) -> Result<Priority, Malformed> {
     Priority::new(priority).ok_or_else(|| Malformed(format!("priority {priority} outside -9..=9")))
 }
 
@@ -187,7 +187,7 @@ pub(crate) fn envelope_from_wire(envelope: proto::Envelope) -> Result<Envelope, 
     })
 }
 
-fn state_to_wire(state: RecipientState) -> proto::RecipientState {
+pub(crate) fn state_to_wire(state: RecipientState) -> proto::RecipientState {
     match state {
         RecipientState::Pending => proto::RecipientState::Pending,
         RecipientState::Delivered => proto::RecipientState::Delivered,
@@ -197,7 +197,7 @@ fn state_to_wire(state: RecipientState) -> proto::RecipientState {
     }
 }
 
-fn state_from_wire(state: i32) -> Result<RecipientState, Malformed> {
+pub(crate) fn state_from_wire(state: i32) -> Result<RecipientState, Malformed> {
     match proto::RecipientState::try_from(state) {
         Ok(proto::RecipientState::Pending) => Ok(RecipientState::Pending),
         Ok(proto::RecipientState::Delivered) => Ok(RecipientState::Delivered),

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use super::bulk_wire::{bulk_report_to_wire, bulk_request_from_wire};
 use super::convert::{
     detail_to_wire, list_page_to_wire, list_request_from_wire, queue_id_from_wire, stats_to_wire,
 };
@@ -138,5 +139,15 @@ impl proto::queue_server::Queue for QueueHandler {
         let service = Arc::clone(&self.service);
         let changed = to_completion(async move { service.release(&queue_id).await }).await?;
         Ok(Response::new(proto::ReleaseReply { changed }))
+    }
+
+    async fn bulk(
+        &self,
+        request: Request<proto::BulkRequest>,
+    ) -> Result<Response<proto::BulkReply>, Status> {
+        let request = bulk_request_from_wire(request.into_inner()).map_err(invalid_request)?;
+        let service = Arc::clone(&self.service);
+        let report = to_completion(async move { service.bulk(request).await }).await?;
+        Ok(Response::new(bulk_report_to_wire(report)))
     }
 }

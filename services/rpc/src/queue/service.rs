@@ -7,7 +7,8 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::{
-    BodyError, Envelope, ListPage, ListRequest, MessageDetail, QueueError, QueueId, QueueStats,
+    BodyError, BulkReport, BulkRequest, Envelope, ListPage, ListRequest, MessageDetail, QueueError,
+    QueueId, QueueStats,
 };
 
 /// A message body, read as it arrives. An `Err` item means the body will never be complete.
@@ -68,4 +69,8 @@ pub trait QueueService: Send + Sync + 'static {
 
     /// Releases a held message; returns false when it was not held.
     async fn release(&self, queue_id: &QueueId) -> Result<bool, QueueError>;
+
+    /// Applies a bulk action to the messages its filter selects, up to its limit; the report's
+    /// cursor goes on from where it stopped.
+    async fn bulk(&self, request: BulkRequest) -> Result<BulkReport, QueueError>;
 }
