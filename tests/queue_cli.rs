@@ -219,6 +219,147 @@ async fn list_stats_and_changes_print_json_one_object_per_line() {
     assert_eq!(cancelled[0]["result"], 2);
 }
 
+fn failure(output: &Output) -> String {
+    assert!(!output.status.success(), "the command succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_actions_by_filter_in_batches_resumable_with_a_cursor() {
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let (_process, server) = relaying_scheduler(&sink);
+    let queue = GrpcQueue::connect(&server).unwrap();
+    for n in 0..3 {
+        enqueue_later(&queue, &format!("s{n}@example.org"), &["a@example.net"]).await;
+    }
+    for n in 3..5 {
+        enqueue_later(&queue, &format!("s{n}@example.org"), &["b@other.test"]).await;
+    }
+
+    let dry = stdout(&cli(
+        &server,
+        &[
+            "bulk",
+            "hold",
+            "--recipient-domain",
+            "example.net",
+            "--dry-run",
+        ],
+    ));
+    assert_eq!(
+        dry,
+        "dry run: 3 message(s) selected of 5 examined; nothing changed\n"
+    );
+    // More messages than one batch holds.
+    let held = json_lines(&stdout(&cli(
+        &server,
+        &[
+            "bulk",
+            "hold",
+            "--recipient-domain",
+            "example.net",
+            "--batch-size",
+            "2",
+            "--json",
+        ],
+    )));
+    assert_eq!(
+        held,
+        [
+            serde_json::json!({"action": "hold", "dry_run": false, "examined": 5, "matched": 3,
+            "messages_changed": 3, "recipients_changed": 0, "cursor": null})
+        ]
+    );
+    // Everything due now: only the two messages not held are delivered.
+    let retried = stdout(&cli(
+        &server,
+        &["bulk", "retry", "--sender-domain", "example.org"],
+    ));
+    assert_eq!(
+        retried,
+        "retry: 5 message(s) selected of 5 examined, 5 changed, 5 recipient(s)\n"
+    );
+    tokio::task::block_in_place(|| sink.wait_for_messages(2));
+    let waited = tokio::task::block_in_place(|| sink.received_within(3, Duration::from_secs(3)));
+    assert_eq!(waited, 2, "a held message was delivered");
+
+    // Released a message at a time, in two runs: the first stops at its limit with a cursor.
+    let first = json_lines(&stdout(&cli(
+        &server,
+        &[
+            "--json",
+            "bulk",
+            "release",
+            "--recipient",
+            "a@example.net",
+            "--limit",
+            "2",
+            "--batch-size",
+            "1",
+        ],
+    )));
+    assert_eq!(first[0]["examined"], 2);
+    let cursor = first[0]["cursor"].as_str().unwrap().to_owned();
+    let rest = json_lines(&stdout(&cli(
+        &server,
+        &[
+            "--json",
+            "bulk",
+            "release",
+            "--recipient",
+            "a@example.net",
+            "--cursor",
+            &cursor,
+        ],
+    )));
+    assert_eq!(rest[0]["cursor"], serde_json::Value::Null);
+    assert_eq!(
+        first[0]["messages_changed"].as_u64().unwrap()
+            + rest[0]["messages_changed"].as_u64().unwrap(),
+        3
+    );
+    tokio::task::block_in_place(|| sink.wait_for_messages(5));
+
+    // Cancelling is a stated choice: silently, or not at all.
+    enqueue_later(&queue, "late@example.org", &["c@example.net"]).await;
+    let unstated = failure(&cli(&server, &["bulk", "cancel", "--sender", "late@"]));
+    assert!(unstated.contains("--silent"), "{unstated}");
+    let cancelled = stdout(&cli(
+        &server,
+        &["bulk", "cancel", "--silent", "--sender", "late@"],
+    ));
+    assert!(
+        cancelled.starts_with("cancel: 1 message(s) selected"),
+        "{cancelled}"
+    );
+    assert!(stdout(&cli(&server, &["stats"])).starts_with("messages 0 "));
+
+    // Malformed filters are refused with a reason, before anything changes.
+    for (args, reason) in [
+        (vec!["bulk", "hold"], "the filter is empty"),
+        (
+            vec!["bulk", "hold", "--recipient-domain", "a@b"],
+            "is not a domain",
+        ),
+        (
+            vec!["bulk", "hold", "--recipient", "nobody"],
+            "is not an address",
+        ),
+        (
+            vec!["bulk", "hold", "--priority", "12"],
+            "a priority is -9..9",
+        ),
+        (vec!["bulk", "hold", "--older-than", "soon"], "--older-than"),
+        (
+            vec!["bulk", "hold", "--sender", "x", "--cursor", "nope"],
+            "invalid cursor",
+        ),
+    ] {
+        let error = failure(&cli(&server, &args));
+        assert!(error.contains(reason), "{args:?}: {error}");
+    }
+}
+
 /// A queue-scheduler serving gRPC over mutual TLS with the certificate at `certificate`,
 /// `key`, issued by `certificates`.
 fn tls_scheduler(certificates: &ClusterCertificates, identity: &IssuedCertificate) -> Ferrymail {

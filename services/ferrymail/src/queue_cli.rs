@@ -4,16 +4,17 @@
 use std::fmt::Write as _;
 
 use anyhow::Context as _;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use ferrymail_rpc::RpcError;
 use ferrymail_rpc::cluster_tls::{ChannelSecurity, ClusterTls, Credentials};
 use ferrymail_rpc::queue::{
     GrpcQueue, ListFilter, ListRequest, MessageDetail, MessageSummary, QueueError, QueueId,
-    QueueService, QueueStats, RecipientState,
+    QueueService, QueueStats,
 };
 use tonic::Code;
 
 use crate::queue_json;
+use crate::queue_state_arg::StateArg;
 
 /// `ferrymail queue --server URL <command>`.
 #[derive(Debug, Args)]
@@ -86,6 +87,8 @@ pub enum QueueCommand {
         /// Queue id.
         id: String,
     },
+    /// Retries, holds, releases or cancels every message a filter selects.
+    Bulk(crate::queue_bulk_cli::BulkArgs),
 }
 
 /// Filters of `queue list`.
@@ -103,33 +106,6 @@ pub struct ListArgs {
     /// Most messages to show.
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
-}
-
-/// A recipient state on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum StateArg {
-    /// Not attempted yet.
-    Pending,
-    /// Failed temporarily; will be retried.
-    TempFailed,
-    /// Failed permanently.
-    PermFailed,
-    /// Delivered.
-    Delivered,
-    /// Cancelled by an administrator.
-    Cancelled,
-}
-
-impl From<StateArg> for RecipientState {
-    fn from(state: StateArg) -> Self {
-        match state {
-            StateArg::Pending => RecipientState::Pending,
-            StateArg::TempFailed => RecipientState::TempFailed,
-            StateArg::PermFailed => RecipientState::PermFailed,
-            StateArg::Delivered => RecipientState::Delivered,
-            StateArg::Cancelled => RecipientState::Cancelled,
-        }
-    }
 }
 
 fn summary_line(m: &MessageSummary) -> String {
@@ -248,6 +224,7 @@ async fn command(args: &QueueArgs) -> anyhow::Result<()> {
                 || queue_json::change("release", id, changed.into()),
             );
         }
+        QueueCommand::Bulk(bulk) => crate::queue_bulk_cli::run(&queue, bulk, args.json).await?,
         QueueCommand::Stats => {
             let s = queue.stats().await?;
             print(args.json, || stats_text(&s), || queue_json::stats(&s));
