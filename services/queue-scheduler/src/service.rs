@@ -208,4 +208,8 @@ impl QueueService for Queue {
     async fn bulk(&self, request: BulkRequest) -> Result<BulkReport, QueueError> {
         self.run_bulk(request, SystemTime::now()).await
     }
+
+    async fn find_by_message_id(&self, message_id: &str) -> Result<Vec<QueueId>, QueueError> {
+        self.find_message_id(message_id).await
+    }
 }

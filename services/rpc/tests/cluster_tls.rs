@@ -70,6 +70,9 @@ impl QueueService for Anything {
     async fn bulk(&self, _: BulkRequest) -> Result<BulkReport, QueueError> {
         Ok(BulkReport::default())
     }
+    async fn find_by_message_id(&self, _: &str) -> Result<Vec<QueueId>, QueueError> {
+        Ok(Vec::new())
+    }
 }
 
 #[async_trait]
@@ -217,6 +220,10 @@ async fn queue_calls(queue: &GrpcQueue) -> Vec<(&'static str, Outcome)> {
                     .map(drop),
             ),
         ),
+        (
+            "FindByMessageId",
+            ended(queue.find_by_message_id("a@b").await.map(drop)),
+        ),
     ]
 }
 
@@ -282,7 +289,15 @@ fn allowed_for(roles: &[&str]) -> Vec<&'static str> {
     }
     if roles.contains(&"admin") {
         allowed.extend([
-            "List", "Get", "Retry", "Cancel", "Stats", "Hold", "Release", "Bulk",
+            "List",
+            "Get",
+            "Retry",
+            "Cancel",
+            "Stats",
+            "Hold",
+            "Release",
+            "Bulk",
+            "FindByMessageId",
         ]);
     }
     if roles.contains(&"operator") {

@@ -218,6 +218,11 @@ impl QueueService for MemoryQueue {
         })
     }
 
+    async fn find_by_message_id(&self, message_id: &str) -> Result<Vec<QueueId>, QueueError> {
+        check(message_id)?;
+        Ok(vec![QueueId::new("q-1"), QueueId::new(message_id)])
+    }
+
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         Ok(QueueStats {
             messages: 2,
@@ -356,6 +361,10 @@ async fn admin_answers_through_grpc_equal_answers_in_process() {
     assert_eq!(
         guarded(client.bulk(bulk.clone())).await.unwrap(),
         queue.bulk(bulk).await.unwrap()
+    );
+    assert_eq!(
+        guarded(client.find_by_message_id("m@x")).await.unwrap(),
+        queue.find_by_message_id("m@x").await.unwrap()
     );
     assert_eq!(
         guarded(client.stats()).await.unwrap(),

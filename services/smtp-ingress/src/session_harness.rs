@@ -586,6 +586,10 @@ impl QueueService for QueueDouble {
     async fn bulk(&self, _request: BulkRequest) -> Result<BulkReport, QueueError> {
         Err(not_for_sessions())
     }
+
+    async fn find_by_message_id(&self, _message_id: &str) -> Result<Vec<QueueId>, QueueError> {
+        Err(not_for_sessions())
+    }
 }
 
 /// The queue's admin calls are not part of a session.

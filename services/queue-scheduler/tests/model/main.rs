@@ -10,6 +10,7 @@ mod concurrency;
 mod due_index;
 mod enqueue;
 mod hold;
+mod message_id;
 mod proposed_id;
 mod quota;
 mod retried_closures;

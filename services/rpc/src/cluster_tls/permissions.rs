@@ -37,7 +37,7 @@ pub fn allowed_roles(path: &str) -> Option<&'static [Role]> {
         ("ferrymail.v1.Queue", "Enqueue") => INGRESS,
         ("ferrymail.v1.Queue", "List" | "Get" | "Retry" | "Cancel" | "Stats") => ADMIN,
         // Queue operations: hold, release, bulk actions.
-        ("ferrymail.v1.Queue", "Hold" | "Release" | "Bulk") => ADMIN,
+        ("ferrymail.v1.Queue", "Hold" | "Release" | "Bulk" | "FindByMessageId") => ADMIN,
         (
             "ferrymail.v1.Directory",
             "Authenticate" | "VerifyRecipient" | "Vrfy" | "Expn" | "IsLocalDomain" | "InList",
@@ -227,7 +227,15 @@ mod tests {
             Some(tonic::Code::Unauthenticated)
         );
         for admin in [
-            "List", "Get", "Retry", "Cancel", "Stats", "Hold", "Release", "Bulk",
+            "List",
+            "Get",
+            "Retry",
+            "Cancel",
+            "Stats",
+            "Hold",
+            "Release",
+            "Bulk",
+            "FindByMessageId",
         ] {
             let path = format!("/ferrymail.v1.Queue/{admin}");
             assert!(refusal(&path, &certified(&[Role::Admin])).is_none());

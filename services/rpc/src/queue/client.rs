@@ -153,4 +153,17 @@ impl QueueService for GrpcQueue {
             .await?;
         Ok(bulk_report_from_wire(reply.into_inner()))
     }
+
+    async fn find_by_message_id(&self, message_id: &str) -> Result<Vec<QueueId>, QueueError> {
+        let request = proto::FindByMessageIdRequest {
+            message_id: message_id.to_owned(),
+        };
+        let reply = self.client.clone().find_by_message_id(request).await?;
+        reply
+            .into_inner()
+            .queue_ids
+            .into_iter()
+            .map(|id| Ok(queue_id_from_wire(id)?))
+            .collect()
+    }
 }

@@ -11,7 +11,7 @@ use super::bulk_wire::{bulk_report_to_wire, bulk_request_from_wire};
 use super::convert::{
     detail_to_wire, list_page_to_wire, list_request_from_wire, queue_id_from_wire, stats_to_wire,
 };
-use super::{QueueError, QueueService, intake};
+use super::{QueueError, QueueId, QueueService, intake};
 use crate::proto::{self, queue_server::QueueServer};
 use crate::status::invalid_request;
 
@@ -149,5 +149,16 @@ impl proto::queue_server::Queue for QueueHandler {
         let service = Arc::clone(&self.service);
         let report = to_completion(async move { service.bulk(request).await }).await?;
         Ok(Response::new(bulk_report_to_wire(report)))
+    }
+
+    async fn find_by_message_id(
+        &self,
+        request: Request<proto::FindByMessageIdRequest>,
+    ) -> Result<Response<proto::FindByMessageIdReply>, Status> {
+        let message_id = request.into_inner().message_id;
+        let ids = self.service.find_by_message_id(&message_id).await?;
+        Ok(Response::new(proto::FindByMessageIdReply {
+            queue_ids: ids.into_iter().map(QueueId::into_string).collect(),
+        }))
     }
 }

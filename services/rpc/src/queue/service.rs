@@ -73,4 +73,8 @@ pub trait QueueService: Send + Sync + 'static {
     /// Applies a bulk action to the messages its filter selects, up to its limit; the report's
     /// cursor goes on from where it stopped.
     async fn bulk(&self, request: BulkRequest) -> Result<BulkReport, QueueError>;
+
+    /// The queued messages whose `Message-ID` header is `message_id` (angle brackets and ASCII
+    /// case do not matter), oldest first; `NotFound` when there is none.
+    async fn find_by_message_id(&self, message_id: &str) -> Result<Vec<QueueId>, QueueError>;
 }
