@@ -55,10 +55,15 @@ pub struct QueueArgs {
 pub enum QueueCommand {
     /// Lists queued messages, oldest first.
     List(ListArgs),
-    /// Shows one message and the state of each recipient.
+    /// Shows one message and the state of each recipient, or every queued message with a
+    /// Message-ID.
     Show {
         /// Queue id.
-        id: String,
+        #[arg(required_unless_present = "message_id")]
+        id: Option<String>,
+        /// Find the messages by their Message-ID header instead (brackets optional).
+        #[arg(long, conflicts_with = "id")]
+        message_id: Option<String>,
     },
     /// Schedules recipients (all when none is named) for delivery now.
     Retry {
@@ -184,13 +189,20 @@ async fn command(args: &QueueArgs) -> anyhow::Result<()> {
         .with_context(|| format!("queue server {}", args.server))?;
     match &args.command {
         QueueCommand::List(list) => list_messages(&queue, list, args.json).await?,
-        QueueCommand::Show { id } => {
-            let message = queue.get(&QueueId::new(id.clone())).await?;
-            print(
-                args.json,
-                || detail(&message),
-                || queue_json::detail(&message),
-            );
+        QueueCommand::Show { id, message_id } => {
+            let ids = match (id, message_id) {
+                (Some(id), _) => vec![QueueId::new(id.clone())],
+                (None, Some(message_id)) => queue.find_by_message_id(message_id).await?,
+                (None, None) => anyhow::bail!("give a queue id or --message-id"),
+            };
+            for id in &ids {
+                let message = queue.get(id).await?;
+                print(
+                    args.json,
+                    || detail(&message),
+                    || queue_json::detail(&message),
+                );
+            }
         }
         QueueCommand::Retry { id, recipients } => {
             let n = queue.retry(&QueueId::new(id.clone()), recipients).await?;
