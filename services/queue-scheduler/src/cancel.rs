@@ -1,10 +1,13 @@
 //! Cancel: an administrator stops delivery to recipients; a message left with nothing to
 //! deliver leaves the queue, and its body with it.
 
+use std::time::SystemTime;
+
 use ferrymail_rpc::queue::{QueueError, RecipientState};
 use ferrymail_store::blob::BlobStore;
 use ferrymail_store::{StoreError, Transaction};
 
+use crate::dsn::{self, NoticeSettings};
 use crate::message_change::Change;
 use crate::model::counters::CounterDelta;
 use crate::model::due_index::{entry_time, move_entry};
@@ -42,7 +45,7 @@ impl Queue {
                         Err(address) => return Ok(Change::NoRecipient(address)),
                     };
                     Ok(Change::Done(
-                        cancel_in(tx, &keys, &blobs, &mut message, &selected).await?,
+                        cancel_in(tx, &keys, &blobs, &mut message, &selected, None).await?,
                     ))
                 })
             })
@@ -56,14 +59,23 @@ impl Queue {
     }
 }
 
+/// A notice to the sender of cancelled recipients: its settings and its time.
+pub(crate) struct CancelNotice<'a> {
+    pub(crate) settings: &'a NoticeSettings,
+    pub(crate) now: SystemTime,
+}
+
 /// Cancels the live recipients of `message` at the `selected` positions, in `tx`; removes the
-/// message when none is left live. Returns how many were cancelled.
+/// message when none is left live. With `notice`, the sender is told of them (as NOTIFY
+/// allows) by a failure notice written in the same transaction. Returns how many were
+/// cancelled.
 pub(crate) async fn cancel_in(
     tx: &Transaction,
     keys: &Keys,
     blobs: &BlobStore,
     message: &mut StoredMessage,
     selected: &[usize],
+    notice: Option<CancelNotice<'_>>,
 ) -> Result<u32, StoreError> {
     let id = message.record.id;
     let mut delta = CounterDelta::default();
@@ -80,6 +92,19 @@ pub(crate) async fn cancel_in(
     }
     if changed.is_empty() {
         return Ok(0);
+    }
+    if let Some(notice) = notice
+        && dsn::may_notify(&message.record)
+    {
+        let reported = dsn::cancelled(changed.iter().map(|&i| &message.recipients[i]));
+        if !reported.is_empty() {
+            match dsn::notice(notice.settings, &message.record, &reported, notice.now) {
+                Some(new) => new.write(tx, keys, blobs).await.map(drop)?,
+                None => {
+                    tracing::error!(queue_id = %id, "a cancel notice exceeds its bound and is not sent")
+                }
+            }
+        }
     }
     let record = &mut message.record;
     if message.recipients.iter().any(|r| r.is_live()) {

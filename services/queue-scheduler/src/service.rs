@@ -44,6 +44,8 @@ pub struct Queue {
     pub(crate) quotas: ArcSwap<BTreeMap<String, Quota>>,
     /// Counters and gauges.
     pub(crate) metrics: QueueMetrics,
+    /// `server.hostname`, which signs the notices of a bulk cancel; replaced on reload.
+    pub(crate) hostname: ArcSwap<String>,
 }
 
 impl Queue {
@@ -63,6 +65,7 @@ impl Queue {
             expire_ms: AtomicU64::new(0),
             quotas: ArcSwap::from_pointee(BTreeMap::new()),
             metrics,
+            hostname: ArcSwap::from_pointee("localhost".to_owned()),
         };
         queue.apply(config);
         queue
@@ -73,6 +76,11 @@ impl Queue {
         let expire = u64::try_from(config.expire.as_millis()).unwrap_or(u64::MAX);
         self.expire_ms.store(expire, Ordering::Relaxed);
         self.quotas.store(Arc::new(config.quotas.clone()));
+    }
+
+    /// Sets the name the queue's own notices are reported from (`server.hostname`).
+    pub fn set_hostname(&self, hostname: &str) {
+        self.hostname.store(Arc::new(hostname.to_owned()));
     }
 
     /// Hands `entry`, a message due now, to this process's scheduler, which claims it like

@@ -15,7 +15,8 @@ use std::time::SystemTime;
 use ferrymail_rpc::queue::{BulkAction, BulkReport, BulkRequest, QueueError};
 use ferrymail_store::{RangeOptions, StoreError, Transaction};
 
-use crate::cancel::cancel_in;
+use crate::cancel::{CancelNotice, cancel_in};
+use crate::dsn::{NoticeSettings, Original};
 use crate::hold::hold_in;
 use crate::model::keys::Keys;
 use crate::model::queue_id::{MessageId, unix_millis};
@@ -50,7 +51,10 @@ struct Plan {
     action: BulkAction,
     selection: Selection,
     dry_run: bool,
+    now: SystemTime,
     now_ms: u64,
+    /// How a cancel's notices are made.
+    notices: NoticeSettings,
 }
 
 impl Queue {
@@ -79,7 +83,15 @@ impl Queue {
             action: request.action,
             selection: Selection::new(request.filter)?,
             dry_run: request.dry_run,
+            now,
             now_ms: unix_millis(now),
+            // Notices quote nothing of the message: reading each body would hold the walk.
+            notices: NoticeSettings {
+                hostname: self.hostname.load().as_ref().clone(),
+                notify: Vec::new(),
+                expire_ms: u64::try_from(self.expire().as_millis()).unwrap_or(u64::MAX),
+                original: Original::default(),
+            },
         });
         let mut report = BulkReport::default();
         loop {
@@ -184,7 +196,15 @@ async fn act(
             (n > 0, n)
         }
         BulkAction::CancelSilently => {
-            let n = cancel_in(tx, keys, blobs, &mut message, &selected).await?;
+            let n = cancel_in(tx, keys, blobs, &mut message, &selected, None).await?;
+            (n > 0, n)
+        }
+        BulkAction::CancelWithNotice => {
+            let notice = CancelNotice {
+                settings: &plan.notices,
+                now: plan.now,
+            };
+            let n = cancel_in(tx, keys, blobs, &mut message, &selected, Some(notice)).await?;
             (n > 0, n)
         }
     };

@@ -300,3 +300,58 @@ async fn malformed_filters_and_cursors_are_refused() {
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn a_cancel_with_notice_tells_the_sender_and_a_silent_one_does_not() {
+    let f = open();
+    let q = &f.queue;
+    let told = enqueue(q, "told@example.org", &["x@example.net"], 0).await;
+    let silent = enqueue(q, "silent@example.org", &["y@example.net"], 0).await;
+    let _null = enqueue(q, "", &["z@example.net"], 0).await;
+    let cancel = |action, sender: &str| BulkRequest {
+        dry_run: false,
+        ..request(
+            action,
+            BulkFilter {
+                sender: Some(sender.into()),
+                ..BulkFilter::default()
+            },
+        )
+    };
+    let report = q
+        .run_bulk(
+            cancel(BulkAction::CancelWithNotice, "told@"),
+            SystemTime::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.recipients_changed, 1);
+    q.run_bulk(
+        cancel(BulkAction::CancelSilently, "silent@"),
+        SystemTime::now(),
+    )
+    .await
+    .unwrap();
+    for id in [&told, &silent] {
+        assert!(matches!(q.get(id).await, Err(QueueError::NotFound(_))));
+    }
+    // Left: the message from the null sender, and one notice, from <> to told@.
+    let page = q
+        .list(ferrymail_rpc::queue::ListRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 2);
+    let notices: Vec<_> = page
+        .messages
+        .iter()
+        .filter(|m| m.sender.is_empty())
+        .collect();
+    assert_eq!(notices.len(), 2);
+    let mut to = Vec::new();
+    for m in notices {
+        let detail = q.get(&m.queue_id).await.unwrap();
+        to.push(detail.recipients[0].address.clone());
+    }
+    to.sort();
+    assert_eq!(to, ["told@example.org", "z@example.net"]);
+}

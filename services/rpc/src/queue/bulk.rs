@@ -13,6 +13,8 @@ pub enum BulkAction {
     Release,
     /// The selected live recipients are cancelled, without a notice to the sender.
     CancelSilently,
+    /// The selected live recipients are cancelled, and the sender gets a failure notice.
+    CancelWithNotice,
 }
 
 /// Which messages a bulk action selects; every given criterion must match.

@@ -11,6 +11,7 @@ fn action_to_wire(action: BulkAction) -> proto::BulkAction {
         BulkAction::Hold => proto::BulkAction::Hold,
         BulkAction::Release => proto::BulkAction::Release,
         BulkAction::CancelSilently => proto::BulkAction::CancelSilently,
+        BulkAction::CancelWithNotice => proto::BulkAction::CancelWithNotice,
     }
 }
 
@@ -20,6 +21,7 @@ fn action_from_wire(action: i32) -> Result<BulkAction, Malformed> {
         Ok(proto::BulkAction::Hold) => Ok(BulkAction::Hold),
         Ok(proto::BulkAction::Release) => Ok(BulkAction::Release),
         Ok(proto::BulkAction::CancelSilently) => Ok(BulkAction::CancelSilently),
+        Ok(proto::BulkAction::CancelWithNotice) => Ok(BulkAction::CancelWithNotice),
         Ok(proto::BulkAction::Unspecified) | Err(_) => {
             Err(Malformed::enum_value("BulkRequest.action", action))
         }
