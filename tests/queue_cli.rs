@@ -320,18 +320,51 @@ async fn bulk_actions_by_filter_in_batches_resumable_with_a_cursor() {
     );
     tokio::task::block_in_place(|| sink.wait_for_messages(5));
 
-    // Cancelling is a stated choice: silently, or not at all.
+    // Cancelling is a stated choice: silently, or with a notice to the sender.
     enqueue_later(&queue, "late@example.org", &["c@example.net"]).await;
+    enqueue_later(&queue, "quiet@example.org", &["d@example.net"]).await;
     let unstated = failure(&cli(&server, &["bulk", "cancel", "--sender", "late@"]));
-    assert!(unstated.contains("--silent"), "{unstated}");
+    assert!(
+        unstated.contains("--silent") && unstated.contains("--notify-sender"),
+        "{unstated}"
+    );
     let cancelled = stdout(&cli(
         &server,
-        &["bulk", "cancel", "--silent", "--sender", "late@"],
+        &["bulk", "cancel", "--notify-sender", "--sender", "late@"],
     ));
     assert!(
         cancelled.starts_with("cancel: 1 message(s) selected"),
         "{cancelled}"
     );
+    let silent = stdout(&cli(
+        &server,
+        &["bulk", "cancel", "--silent", "--sender", "quiet@"],
+    ));
+    assert!(
+        silent.starts_with("cancel: 1 message(s) selected"),
+        "{silent}"
+    );
+    // The notice goes to late@example.org through the next hop; quiet@ hears nothing.
+    tokio::task::block_in_place(|| sink.wait_for_messages(6));
+    let more = tokio::task::block_in_place(|| sink.received_within(7, Duration::from_secs(2)));
+    assert_eq!(more, 6, "one notice only");
+    let notice = sink
+        .messages()
+        .into_iter()
+        .find(|m| m.contains("X-Rcpt-Args: <late@example.org>"))
+        .expect("the notice");
+    assert!(
+        notice.contains("delivery cancelled by the administrator")
+            && notice.contains("Action: failed")
+            && notice.contains("c@example.net"),
+        "{notice}"
+    );
+    for _ in 0..50 {
+        if stdout(&cli(&server, &["stats"])).starts_with("messages 0 ") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(stdout(&cli(&server, &["stats"])).starts_with("messages 0 "));
 
     // Malformed filters are refused with a reason, before anything changes.

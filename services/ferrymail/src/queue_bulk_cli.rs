@@ -15,10 +15,13 @@ pub struct BulkArgs {
     /// What to do to each selected message.
     #[arg(value_enum)]
     pub action: ActionArg,
-    /// With `cancel`: cancel without a notice to the sender. Required, so that cancelling is
-    /// a stated choice.
-    #[arg(long)]
+    /// With `cancel`: cancel without a notice to the senders. This or `--notify-sender` is
+    /// required, so that whether senders hear of it is a stated choice.
+    #[arg(long, conflicts_with = "notify_sender")]
     pub silent: bool,
+    /// With `cancel`: send each sender a failure notice (DSN) for its cancelled recipients.
+    #[arg(long)]
+    pub notify_sender: bool,
     /// Only count the messages the filter selects; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -66,7 +69,7 @@ pub enum ActionArg {
     Hold,
     /// The selected messages are released.
     Release,
-    /// The selected live recipients are cancelled (requires `--silent`).
+    /// The selected live recipients are cancelled (requires `--silent` or `--notify-sender`).
     Cancel,
 }
 
@@ -77,8 +80,10 @@ impl BulkArgs {
             ActionArg::Hold => BulkAction::Hold,
             ActionArg::Release => BulkAction::Release,
             ActionArg::Cancel if self.silent => BulkAction::CancelSilently,
+            ActionArg::Cancel if self.notify_sender => BulkAction::CancelWithNotice,
             ActionArg::Cancel => anyhow::bail!(
-                "bulk cancel needs --silent: the cancelled recipients' senders get no notice"
+                "bulk cancel needs --silent (no notice to the senders) or --notify-sender (a \
+                 failure notice to each sender)"
             ),
         })
     }

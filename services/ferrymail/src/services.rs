@@ -79,6 +79,7 @@ impl Services {
                 &loaded.config.queue,
                 queue_metrics.clone(),
             ));
+            queue.set_hostname(&loaded.config.server.hostname);
             // Gauges are read from the store's counters; the task ends with the runtime.
             tokio::spawn(queue_metrics.refresh(queue.clone()));
             tokio::spawn(ferrymail_queue_scheduler::collect_bodies(queue.clone()));
@@ -125,6 +126,7 @@ impl Services {
             }
             if let Some(queue) = &self.queue {
                 queue.apply(&loaded.config.queue);
+                queue.set_hostname(&loaded.config.server.hostname);
             }
             if let Some(scheduler) = &self.scheduler {
                 scheduler.apply(&loaded.config);
