@@ -250,6 +250,16 @@ async fn bulk_actions_by_filter_in_batches_resumable_with_a_cursor() {
         dry,
         "dry run: 3 message(s) selected of 5 examined; nothing changed\n"
     );
+    for (hop, selected) in [("sink", 5), ("mx", 0)] {
+        let dry = stdout(&cli(
+            &server,
+            &["bulk", "hold", "--next-hop", hop, "--dry-run"],
+        ));
+        assert!(
+            dry.starts_with(&format!("dry run: {selected} message(s) selected")),
+            "{hop}: {dry}"
+        );
+    }
     // More messages than one batch holds.
     let held = json_lines(&stdout(&cli(
         &server,

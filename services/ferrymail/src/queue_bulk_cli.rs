@@ -49,6 +49,10 @@ pub struct BulkArgs {
     /// Priority -9..9.
     #[arg(long, allow_hyphen_values = true)]
     pub priority: Option<i32>,
+    /// A recipient goes to this next hop under `queue.outbound.next-hop`: `mx` or a remote's
+    /// id.
+    #[arg(long)]
+    pub next_hop: Option<String>,
     /// Messages per store transaction (the server's default when absent).
     #[arg(long, default_value_t = 0)]
     pub batch_size: u32,
@@ -113,6 +117,7 @@ impl BulkArgs {
             older_than,
             last_reply: self.last_reply.clone(),
             priority,
+            next_hop: self.next_hop.clone(),
         })
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use async_trait::async_trait;
 use ferrymail_config::model::queue::Queue as QueueConfig;
 use ferrymail_config::model::queue_limits::Quota;
@@ -24,6 +24,7 @@ use crate::model::keys::Keys;
 use crate::model::queue_id::SHARDS;
 use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::stored_message::StoredMessage;
+use crate::route::Router;
 use crate::store_failure::from_store;
 
 /// The durable mail queue, kept in the store and shared by every process that opens it.
@@ -46,6 +47,8 @@ pub struct Queue {
     pub(crate) metrics: QueueMetrics,
     /// `server.hostname`, which signs the notices of a bulk cancel; replaced on reload.
     pub(crate) hostname: ArcSwap<String>,
+    /// `queue.outbound.next-hop`, for bulk actions by next hop; replaced on reload.
+    pub(crate) router: ArcSwapOption<Router>,
 }
 
 impl Queue {
@@ -66,6 +69,7 @@ impl Queue {
             quotas: ArcSwap::from_pointee(BTreeMap::new()),
             metrics,
             hostname: ArcSwap::from_pointee("localhost".to_owned()),
+            router: ArcSwapOption::empty(),
         };
         queue.apply(config);
         queue
@@ -81,6 +85,11 @@ impl Queue {
     /// Sets the name the queue's own notices are reported from (`server.hostname`).
     pub fn set_hostname(&self, hostname: &str) {
         self.hostname.store(Arc::new(hostname.to_owned()));
+    }
+
+    /// Sets the routing bulk actions match next hops against: the scheduler's.
+    pub fn set_router(&self, router: Router) {
+        self.router.store(Some(Arc::new(router)));
     }
 
     /// Hands `entry`, a message due now, to this process's scheduler, which claims it like

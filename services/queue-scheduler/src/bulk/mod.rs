@@ -81,7 +81,7 @@ impl Queue {
         };
         let plan = Arc::new(Plan {
             action: request.action,
-            selection: Selection::new(request.filter)?,
+            selection: Selection::new(request.filter, self.router.load_full())?,
             dry_run: request.dry_run,
             now,
             now_ms: unix_millis(now),
@@ -179,7 +179,7 @@ async fn act(
         return Ok(0);
     }
     let recipients = read_recipients(tx, keys, &record.id).await?;
-    let Some(selected) = plan.selection.recipients(&recipients) else {
+    let Some(selected) = plan.selection.recipients(&record.envelope, &recipients) else {
         return Ok(0);
     };
     report.matched += 1;

@@ -1,10 +1,13 @@
 //! Which messages, and which of their recipients, a bulk action's filter selects; a filter
 //! that cannot select sensibly is refused before anything is read.
 
-use ferrymail_rpc::queue::{BulkFilter, Priority, QueueError, RecipientState};
+use std::sync::Arc;
+
+use ferrymail_rpc::queue::{BulkFilter, Envelope, Priority, QueueError, RecipientState};
 
 use crate::envelope_check::MAX_TEXT;
 use crate::model::record::{MessageRecord, RecipientRecord};
+use crate::route::{Route, Router};
 
 /// A bulk filter made ready for matching: text lower-cased once, domains without `@`.
 #[derive(Debug)]
@@ -17,11 +20,14 @@ pub(crate) struct Selection {
     older_than_ms: Option<u64>,
     last_reply: Option<String>,
     priority: Option<Priority>,
+    /// The next hop wanted, and the routing that decides it.
+    next_hop: Option<(Route, Arc<Router>)>,
 }
 
 impl Selection {
     /// The selection `filter` describes; `InvalidArgument` names what is wrong with it.
-    pub(crate) fn new(filter: BulkFilter) -> Result<Self, QueueError> {
+    /// `router` is the routing in force, for a `next_hop` criterion.
+    pub(crate) fn new(filter: BulkFilter, router: Option<Arc<Router>>) -> Result<Self, QueueError> {
         if filter.is_empty() {
             return Err(invalid(
                 "the filter is empty: give at least one criterion, so that no action reaches the whole queue by mistake".into(),
@@ -48,6 +54,17 @@ impl Selection {
                 .map(|t| text("last_reply", &t))
                 .transpose()?,
             priority: filter.priority,
+            next_hop: match filter.next_hop {
+                None => None,
+                Some(hop) => Some((
+                    route(&hop)?,
+                    router.ok_or_else(|| {
+                        QueueError::Unavailable(
+                            "this queue has no routing to match next hops against".into(),
+                        )
+                    })?,
+                )),
+            },
         })
     }
 
@@ -77,14 +94,24 @@ impl Selection {
     /// The positions of the recipients selected in a message that passed
     /// [`Selection::may_select`]: those meeting every recipient criterion (all of them when
     /// there is none); `None` when no recipient does, and the message is not selected.
-    pub(crate) fn recipients(&self, recipients: &[RecipientRecord]) -> Option<Vec<usize>> {
+    pub(crate) fn recipients(
+        &self,
+        envelope: &Envelope,
+        recipients: &[RecipientRecord],
+    ) -> Option<Vec<usize>> {
         let selected: Vec<usize> = recipients
             .iter()
             .enumerate()
-            .filter(|(_, r)| self.selects_recipient(r))
+            .filter(|(_, r)| self.selects_recipient(r) && self.routes_as_wanted(envelope, r))
             .map(|(i, _)| i)
             .collect();
         (!selected.is_empty()).then_some(selected)
+    }
+
+    fn routes_as_wanted(&self, envelope: &Envelope, r: &RecipientRecord) -> bool {
+        self.next_hop
+            .as_ref()
+            .is_none_or(|(wanted, router)| router.route(envelope, &r.recipient.address) == *wanted)
     }
 
     fn selects_recipient(&self, r: &RecipientRecord) -> bool {
@@ -111,6 +138,25 @@ impl Selection {
             }
         }
         true
+    }
+}
+
+/// A next hop criterion: `mx`, or the id of a remote.
+fn route(hop: &str) -> Result<Route, QueueError> {
+    if hop.eq_ignore_ascii_case("mx") {
+        return Ok(Route::Mx);
+    }
+    let valid = !hop.is_empty()
+        && hop.len() <= 255
+        && hop
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        Ok(Route::Remote(hop.to_owned()))
+    } else {
+        Err(invalid(format!(
+            "next_hop: {hop:?} is neither \"mx\" nor a remote's id"
+        )))
     }
 }
 

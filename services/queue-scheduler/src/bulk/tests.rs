@@ -355,3 +355,54 @@ async fn a_cancel_with_notice_tells_the_sender_and_a_silent_one_does_not() {
     to.sort();
     assert_eq!(to, ["told@example.org", "z@example.net"]);
 }
+
+#[tokio::test]
+async fn the_next_hop_criterion_follows_the_routing_in_force() {
+    let f = open();
+    let q = &f.queue;
+    let text = r#"
+[server]
+hostname = "h"
+[remote.relay]
+address = "127.0.0.1"
+protocol = "smtp"
+tls.implicit = false
+[directory.local]
+type = "lmtp"
+address = "127.0.0.1"
+lookup.domains = ["example.org"]
+[queue.outbound]
+next-hop = [
+  { if = "rcpt-domain", in-list = "local/domains", then = "relay" },
+  { else = "mx" },
+]
+"#;
+    let hop = |hop: &str| BulkFilter {
+        next_hop: Some(hop.into()),
+        ..BulkFilter::default()
+    };
+    enqueue(q, "a@x.test", &["one@example.org", "two@elsewhere.test"], 0).await;
+    enqueue(q, "b@x.test", &["three@elsewhere.test"], 0).await;
+    let unrouted = q
+        .run_bulk(request(BulkAction::Hold, hop("mx")), SystemTime::now())
+        .await;
+    assert!(
+        matches!(unrouted, Err(QueueError::Unavailable(_))),
+        "{unrouted:?}"
+    );
+
+    q.set_router(crate::route::Router::new(
+        &ferrymail_config::load_str("t.toml", text).unwrap(),
+    ));
+    let now = SystemTime::now();
+    assert_eq!(count(q, hop("relay"), now).await, 1);
+    assert_eq!(count(q, hop("MX"), now).await, 2);
+    assert_eq!(count(q, hop("other"), now).await, 0);
+    let bad = q
+        .run_bulk(request(BulkAction::Hold, hop("not a hop!")), now)
+        .await;
+    assert!(
+        matches!(bad, Err(QueueError::InvalidArgument(_))),
+        "{bad:?}"
+    );
+}

@@ -19,7 +19,8 @@ pub enum BulkAction {
 
 /// Which messages a bulk action selects; every given criterion must match.
 ///
-/// Recipient criteria (`recipient`, `recipient_domain`, `state`, `last_reply`) must all hold
+/// Recipient criteria (`recipient`, `recipient_domain`, `state`, `last_reply`, `next_hop`)
+/// must all hold
 /// for one recipient; retry and cancel act on the recipients that meet them, or on every live
 /// one when none is given.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -40,6 +41,8 @@ pub struct BulkFilter {
     pub last_reply: Option<String>,
     /// The message has this priority.
     pub priority: Option<Priority>,
+    /// A recipient goes to this next hop (`mx` or a remote's id) under the routing in force.
+    pub next_hop: Option<String>,
 }
 
 impl BulkFilter {

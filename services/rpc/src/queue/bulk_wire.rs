@@ -38,6 +38,7 @@ fn filter_to_wire(filter: BulkFilter) -> proto::BulkFilter {
         older_than: filter.older_than.unwrap_or_default(),
         last_reply: filter.last_reply.unwrap_or_default(),
         priority: filter.priority.map(|p| p.get().into()),
+        next_hop: filter.next_hop.unwrap_or_default(),
     }
 }
 
@@ -51,6 +52,7 @@ fn filter_from_wire(filter: proto::BulkFilter) -> Result<BulkFilter, Malformed> 
         older_than: (filter.older_than > 0).then_some(filter.older_than),
         last_reply: text_from_wire(filter.last_reply),
         priority: filter.priority.map(priority_from_wire).transpose()?,
+        next_hop: text_from_wire(filter.next_hop),
     })
 }
 
@@ -118,6 +120,7 @@ mod tests {
                 older_than: Some(3600),
                 last_reply: Some("mailbox full".into()),
                 priority: Some(Priority::new(-3).unwrap()),
+                next_hop: Some("relay".into()),
             },
             dry_run: true,
             cursor: Some("c".into()),
