@@ -184,3 +184,101 @@ s.quit()
     let (status, _) = process.terminate();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_received_header_names_the_queue_id_the_message_got() {
+    let dovecot = dovecot();
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let config = relay_config(&dovecot, &sink, "");
+    let mut process = Ferrymail::start("all", &config);
+    let smtp = process.address("smtp");
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("{host}", {port}, timeout=30)
+s.ehlo("client.test")
+s.mail("sender@remote.test")
+s.rcpt("{rcpt}")
+code, reply = s.data(b"Subject: traced\r\n\r\ntraced\r\n")
+print(code, reply.decode())
+s.quit()
+"#,
+        host = smtp.ip(),
+        port = smtp.port(),
+        rcpt = ALICE.0,
+    );
+    let stdout = python(&script);
+    let id = stdout
+        .trim()
+        .strip_prefix("250 2.0.0 Message queued as ")
+        .unwrap_or_else(|| panic!("{stdout}"));
+
+    tokio::task::block_in_place(|| sink.wait_for_messages(1));
+    let message = &sink.messages()[0];
+    assert!(
+        message
+            .lines()
+            .any(|line| line.trim_end() == format!("\tby mx.test (ferrymail) with ESMTP id {id}")),
+        "{message}"
+    );
+    let (status, _) = process.terminate();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_show_finds_a_message_by_its_message_id() {
+    let dovecot = dovecot();
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let config = relay_config(&dovecot, &sink, "");
+    let mut process = Ferrymail::start("all", &config);
+    let smtp = process.address("smtp");
+    let grpc = format!("http://{}", process.address("grpc"));
+    // Held for an hour (FUTURERELEASE), so it stays in the queue to be found.
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("{host}", {port}, timeout=30)
+s.ehlo("client.test")
+s.mail("sender@remote.test", ["HOLDFOR=3600"])
+s.rcpt("{rcpt}")
+code, reply = s.data(b"Message-ID: <Found.Me@remote.test>\r\nSubject: find me\r\n\r\nhi\r\n")
+print(code, reply.decode())
+s.quit()
+"#,
+        host = smtp.ip(),
+        port = smtp.port(),
+        rcpt = ALICE.0,
+    );
+    let stdout = python(&script);
+    let id = stdout
+        .trim()
+        .strip_prefix("250 2.0.0 Message queued as ")
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_owned();
+
+    let show = |message_id: &str| {
+        std::process::Command::new(ferrymail_e2e::binary())
+            .args([
+                "queue",
+                "--server",
+                &grpc,
+                "show",
+                "--json",
+                "--message-id",
+                message_id,
+            ])
+            .output()
+            .unwrap()
+    };
+    let found = show("found.me@REMOTE.test");
+    assert!(found.status.success(), "{found:?}");
+    let found: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
+    assert_eq!(found["queue_id"], id.as_str());
+    assert_eq!(found["recipient_states"][0]["address"], ALICE.0);
+    let missing = show("<nobody@remote.test>");
+    assert!(!missing.status.success());
+    let reason = String::from_utf8_lossy(&missing.stderr);
+    assert!(reason.contains("no message with Message-ID"), "{reason}");
+    let (status, _) = process.terminate();
+    assert!(status.success(), "{status}");
+}

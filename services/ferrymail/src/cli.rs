@@ -46,7 +46,8 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Prints the configuration reference (Markdown) generated from the key catalogue.
     ConfigReference,
-    /// Lists, shows, retries and cancels queued messages of a running installation.
+    /// Lists, shows, retries, cancels, holds and releases queued messages of a running
+    /// installation.
     Queue(crate::queue_cli::QueueArgs),
 }
 

@@ -4,14 +4,17 @@
 use std::fmt::Write as _;
 
 use anyhow::Context as _;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use ferrymail_rpc::RpcError;
 use ferrymail_rpc::cluster_tls::{ChannelSecurity, ClusterTls, Credentials};
 use ferrymail_rpc::queue::{
     GrpcQueue, ListFilter, ListRequest, MessageDetail, MessageSummary, QueueError, QueueId,
-    QueueService, RecipientState,
+    QueueService, QueueStats,
 };
 use tonic::Code;
+
+use crate::queue_json;
+use crate::queue_state_arg::StateArg;
 
 /// `ferrymail queue --server URL <command>`.
 #[derive(Debug, Args)]
@@ -39,6 +42,9 @@ pub struct QueueArgs {
         default_value = "ferrymail.internal"
     )]
     pub domain: String,
+    /// Print JSON, one object per line (one per message for `list`), instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: QueueCommand,
@@ -49,10 +55,15 @@ pub struct QueueArgs {
 pub enum QueueCommand {
     /// Lists queued messages, oldest first.
     List(ListArgs),
-    /// Shows one message and the state of each recipient.
+    /// Shows one message and the state of each recipient, or every queued message with a
+    /// Message-ID.
     Show {
         /// Queue id.
-        id: String,
+        #[arg(required_unless_present = "message_id")]
+        id: Option<String>,
+        /// Find the messages by their Message-ID header instead (brackets optional).
+        #[arg(long, conflicts_with = "id")]
+        message_id: Option<String>,
     },
     /// Schedules recipients (all when none is named) for delivery now.
     Retry {
@@ -76,6 +87,19 @@ pub enum QueueCommand {
     Resume(crate::destinations_cli::DestinationArgs),
     /// Lists what is paused, and the destinations suspended after failed connections.
     Paused,
+    /// Puts a message on hold: no scheduler attempts it, and it does not expire, until it is
+    /// released.
+    Hold {
+        /// Queue id.
+        id: String,
+    },
+    /// Releases a held message: its recipients are due again on their schedule.
+    Release {
+        /// Queue id.
+        id: String,
+    },
+    /// Retries, holds, releases or cancels every message a filter selects.
+    Bulk(crate::queue_bulk_cli::BulkArgs),
 }
 
 /// Filters of `queue list`.
@@ -95,41 +119,15 @@ pub struct ListArgs {
     pub limit: u32,
 }
 
-/// A recipient state on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum StateArg {
-    /// Not attempted yet.
-    Pending,
-    /// Failed temporarily; will be retried.
-    TempFailed,
-    /// Failed permanently.
-    PermFailed,
-    /// Delivered.
-    Delivered,
-    /// Cancelled by an administrator.
-    Cancelled,
-}
-
-impl From<StateArg> for RecipientState {
-    fn from(state: StateArg) -> Self {
-        match state {
-            StateArg::Pending => RecipientState::Pending,
-            StateArg::TempFailed => RecipientState::TempFailed,
-            StateArg::PermFailed => RecipientState::PermFailed,
-            StateArg::Delivered => RecipientState::Delivered,
-            StateArg::Cancelled => RecipientState::Cancelled,
-        }
-    }
-}
-
 fn summary_line(m: &MessageSummary) -> String {
     format!(
-        "{}  {:>10}  {:>3} rcpt  prio {:>2}  <{}>",
+        "{}  {:>10}  {:>3} rcpt  prio {:>2}  <{}>{}",
         m.queue_id,
         m.size,
         m.recipients,
         m.priority.get(),
-        m.sender
+        m.sender,
+        if m.held { "  HELD" } else { "" }
     )
 }
 
@@ -196,50 +194,66 @@ async fn command(args: &QueueArgs) -> anyhow::Result<()> {
     let queue = GrpcQueue::connect_with(&args.server, &security(args)?)
         .with_context(|| format!("queue server {}", args.server))?;
     match &args.command {
-        QueueCommand::List(list) => {
-            let request = ListRequest {
-                page_size: list.limit,
-                page_token: None,
-                filter: ListFilter {
-                    sender: list.sender.clone(),
-                    recipient_domain: list.domain.clone(),
-                    state: list.state.map(Into::into),
-                },
+        QueueCommand::List(list) => list_messages(&queue, list, args.json).await?,
+        QueueCommand::Show { id, message_id } => {
+            let ids = match (id, message_id) {
+                (Some(id), _) => vec![QueueId::new(id.clone())],
+                (None, Some(message_id)) => queue.find_by_message_id(message_id).await?,
+                (None, None) => anyhow::bail!("give a queue id or --message-id"),
             };
-            let page = queue.list(request).await?;
-            for message in &page.messages {
-                println!("{}", summary_line(message));
+            for id in &ids {
+                let message = queue.get(id).await?;
+                print(
+                    args.json,
+                    || detail(&message),
+                    || queue_json::detail(&message),
+                );
             }
-            if page.next_page_token.is_some() {
-                println!("(more: raise --limit or narrow the filters)");
-            }
-        }
-        QueueCommand::Show { id } => {
-            println!("{}", detail(&queue.get(&QueueId::new(id.clone())).await?))
         }
         QueueCommand::Retry { id, recipients } => {
             let n = queue.retry(&QueueId::new(id.clone()), recipients).await?;
-            println!("{n} recipient(s) scheduled for delivery now");
+            print(
+                args.json,
+                || format!("{n} recipient(s) scheduled for delivery now"),
+                || queue_json::change("retry", id, n.into()),
+            );
         }
         QueueCommand::Cancel { id, recipients } => {
             let n = queue.cancel(&QueueId::new(id.clone()), recipients).await?;
-            println!("{n} recipient(s) cancelled");
+            print(
+                args.json,
+                || format!("{n} recipient(s) cancelled"),
+                || queue_json::change("cancel", id, n.into()),
+            );
         }
+        QueueCommand::Hold { id } => {
+            let changed = queue.hold(&QueueId::new(id.clone())).await?;
+            print(
+                args.json,
+                || held_line(id, changed, "held", "was already held"),
+                || queue_json::change("hold", id, changed.into()),
+            );
+        }
+        QueueCommand::Release { id } => {
+            let changed = queue.release(&QueueId::new(id.clone())).await?;
+            print(
+                args.json,
+                || held_line(id, changed, "released", "was not held"),
+                || queue_json::change("release", id, changed.into()),
+            );
+        }
+        QueueCommand::Bulk(bulk) => crate::queue_bulk_cli::run(&queue, bulk, args.json).await?,
         QueueCommand::Stats => {
             let s = queue.stats().await?;
-            let r = &s.recipients;
-            println!("messages {}  bytes {}", s.messages, s.bytes);
-            println!(
-                "recipients: pending {}  temp-failed {}  perm-failed {}  delivered {}  cancelled {}",
-                r.pending, r.temp_failed, r.perm_failed, r.delivered, r.cancelled
-            );
-            if let Some(oldest) = s.oldest_arrival {
-                println!("oldest arrival {oldest} (unix)");
-            }
-            // A server that cannot tell of its destinations still gives its totals.
-            match queue.destinations().await {
-                Ok(destinations) => print!("{}", crate::destinations_cli::describe(&destinations)),
-                Err(error) => println!("destinations: unknown ({error})"),
+            print(args.json, || stats_text(&s), || queue_json::stats(&s));
+            if !args.json {
+                // A server that cannot tell of its destinations still gives its totals.
+                match queue.destinations().await {
+                    Ok(destinations) => {
+                        print!("{}", crate::destinations_cli::describe(&destinations));
+                    }
+                    Err(error) => println!("destinations: unknown ({error})"),
+                }
             }
         }
         QueueCommand::Pause(destination) => {
@@ -251,4 +265,60 @@ async fn command(args: &QueueArgs) -> anyhow::Result<()> {
         QueueCommand::Paused => crate::destinations_cli::paused(&queue).await?,
     }
     Ok(())
+}
+
+/// Prints the text or, with `--json`, the JSON form of a result.
+fn print(json: bool, text: impl FnOnce() -> String, value: impl FnOnce() -> serde_json::Value) {
+    if json {
+        println!("{}", value());
+    } else {
+        println!("{}", text());
+    }
+}
+
+fn held_line(id: &str, changed: bool, done: &str, unchanged: &str) -> String {
+    if changed {
+        format!("{id} {done}")
+    } else {
+        format!("{id} {unchanged}")
+    }
+}
+
+async fn list_messages(queue: &GrpcQueue, list: &ListArgs, json: bool) -> anyhow::Result<()> {
+    let request = ListRequest {
+        page_size: list.limit,
+        page_token: None,
+        filter: ListFilter {
+            sender: list.sender.clone(),
+            recipient_domain: list.domain.clone(),
+            state: list.state.map(Into::into),
+        },
+    };
+    let page = queue.list(request).await?;
+    for message in &page.messages {
+        print(
+            json,
+            || summary_line(message),
+            || queue_json::summary(message),
+        );
+    }
+    // In JSON every line is a message: whether more remain is for the text form only.
+    if page.next_page_token.is_some() && !json {
+        println!("(more: raise --limit or narrow the filters)");
+    }
+    Ok(())
+}
+
+fn stats_text(s: &QueueStats) -> String {
+    let r = &s.recipients;
+    let mut out = format!("messages {}  bytes {}", s.messages, s.bytes);
+    let _ = write!(
+        out,
+        "\nrecipients: pending {}  temp-failed {}  perm-failed {}  delivered {}  cancelled {}",
+        r.pending, r.temp_failed, r.perm_failed, r.delivered, r.cancelled
+    );
+    if let Some(oldest) = s.oldest_arrival {
+        let _ = write!(out, "\noldest arrival {oldest} (unix)");
+    }
+    out
 }

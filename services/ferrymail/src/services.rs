@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use ferrymail_config::{Config, LoadedConfig};
 use ferrymail_directory_proxy::{DirectoryMetrics, DirectoryProxy};
 use ferrymail_queue_scheduler::QueueMetrics;
-use ferrymail_queue_scheduler::{Queue, Scheduler, SchedulerOptions};
+use ferrymail_queue_scheduler::{Queue, Router, Scheduler, SchedulerOptions};
 use ferrymail_rpc::directory::{DirectoryService, GrpcDirectory};
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
 use ferrymail_smtp_ingress::{Ingress, IngressMetrics};
@@ -79,6 +79,8 @@ impl Services {
                 &loaded.config.queue,
                 queue_metrics.clone(),
             ));
+            queue.set_hostname(&loaded.config.server.hostname);
+            queue.set_router(Router::new(&loaded.config));
             // Gauges are read from the store's counters; the task ends with the runtime.
             tokio::spawn(queue_metrics.refresh(queue.clone()));
             tokio::spawn(ferrymail_queue_scheduler::collect_bodies(queue.clone()));
@@ -125,6 +127,8 @@ impl Services {
             }
             if let Some(queue) = &self.queue {
                 queue.apply(&loaded.config.queue);
+                queue.set_hostname(&loaded.config.server.hostname);
+                queue.set_router(Router::new(&loaded.config));
             }
             if let Some(scheduler) = &self.scheduler {
                 scheduler.apply(&loaded.config);

@@ -1,11 +1,17 @@
 //! Cancel: an administrator stops delivery to recipients; a message left with nothing to
 //! deliver leaves the queue, and its body with it.
 
-use ferrymail_rpc::queue::{QueueError, RecipientState};
+use std::time::SystemTime;
 
+use ferrymail_rpc::queue::{QueueError, RecipientState};
+use ferrymail_store::blob::BlobStore;
+use ferrymail_store::{StoreError, Transaction};
+
+use crate::dsn::{self, NoticeSettings};
 use crate::message_change::Change;
 use crate::model::counters::CounterDelta;
-use crate::model::due_index::{earliest, move_entry};
+use crate::model::due_index::{entry_time, move_entry};
+use crate::model::keys::Keys;
 use crate::model::queue_id::MessageId;
 use crate::model::removal;
 use crate::model::stored_message::StoredMessage;
@@ -38,35 +44,8 @@ impl Queue {
                         Ok(selected) => selected,
                         Err(address) => return Ok(Change::NoRecipient(address)),
                     };
-                    let mut delta = CounterDelta::default();
-                    let mut changed = Vec::new();
-                    for index in selected {
-                        let recipient = &mut message.recipients[index];
-                        if !recipient.is_live() {
-                            continue;
-                        }
-                        delta.transition(recipient.state, RecipientState::Cancelled);
-                        recipient.state = RecipientState::Cancelled;
-                        recipient.due_ms = None;
-                        changed.push(index);
-                    }
-                    if changed.is_empty() {
-                        return Ok(Change::Done(0));
-                    }
-                    let record = &mut message.record;
-                    if message.recipients.iter().any(|r| r.is_live()) {
-                        for &index in &changed {
-                            let recipient = &message.recipients[index];
-                            tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
-                        }
-                        move_entry(tx, &keys, record, earliest(&message.recipients))?;
-                        tx.set(&keys.message(&id), &record.encode())?;
-                    } else {
-                        removal::remove(tx, &keys, &blobs, &mut message, &mut delta).await?;
-                    }
-                    delta.apply(tx, &keys, id.shard())?;
                     Ok(Change::Done(
-                        u32::try_from(changed.len()).unwrap_or(u32::MAX),
+                        cancel_in(tx, &keys, &blobs, &mut message, &selected, None).await?,
                     ))
                 })
             })
@@ -78,4 +57,67 @@ impl Queue {
         }
         Ok(cancelled)
     }
+}
+
+/// A notice to the sender of cancelled recipients: its settings and its time.
+pub(crate) struct CancelNotice<'a> {
+    pub(crate) settings: &'a NoticeSettings,
+    pub(crate) now: SystemTime,
+}
+
+/// Cancels the live recipients of `message` at the `selected` positions, in `tx`; removes the
+/// message when none is left live. With `notice`, the sender is told of them (as NOTIFY
+/// allows) by a failure notice written in the same transaction. Returns how many were
+/// cancelled.
+pub(crate) async fn cancel_in(
+    tx: &Transaction,
+    keys: &Keys,
+    blobs: &BlobStore,
+    message: &mut StoredMessage,
+    selected: &[usize],
+    notice: Option<CancelNotice<'_>>,
+) -> Result<u32, StoreError> {
+    let id = message.record.id;
+    let mut delta = CounterDelta::default();
+    let mut changed = Vec::new();
+    for &index in selected {
+        let recipient = &mut message.recipients[index];
+        if !recipient.is_live() {
+            continue;
+        }
+        delta.transition(recipient.state, RecipientState::Cancelled);
+        recipient.state = RecipientState::Cancelled;
+        recipient.due_ms = None;
+        changed.push(index);
+    }
+    if changed.is_empty() {
+        return Ok(0);
+    }
+    if let Some(notice) = notice
+        && dsn::may_notify(&message.record)
+    {
+        let reported = dsn::cancelled(changed.iter().map(|&i| &message.recipients[i]));
+        if !reported.is_empty() {
+            match dsn::notice(notice.settings, &message.record, &reported, notice.now) {
+                Some(new) => new.write(tx, keys, blobs).await.map(drop)?,
+                None => {
+                    tracing::error!(queue_id = %id, "a cancel notice exceeds its bound and is not sent")
+                }
+            }
+        }
+    }
+    let record = &mut message.record;
+    if message.recipients.iter().any(|r| r.is_live()) {
+        for &index in &changed {
+            let recipient = &message.recipients[index];
+            tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
+        }
+        let due = entry_time(record, &message.recipients);
+        move_entry(tx, keys, record, due)?;
+        tx.set(&keys.message(&id), &record.encode())?;
+    } else {
+        removal::remove(tx, keys, blobs, message, &mut delta).await?;
+    }
+    delta.apply(tx, keys, id.shard())?;
+    Ok(u32::try_from(changed.len()).unwrap_or(u32::MAX))
 }

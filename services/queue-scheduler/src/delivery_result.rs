@@ -10,7 +10,7 @@ use ferrymail_store::StoreError;
 
 use crate::dsn::{self, NoticeSettings, ReportedRecipient};
 use crate::model::counters::CounterDelta;
-use crate::model::due_index::{earliest, move_entry};
+use crate::model::due_index::{entry_time, move_entry};
 use crate::model::lease::{self, Lease};
 use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::removal;
@@ -173,7 +173,8 @@ impl Queue {
                             let recipient = &message.recipients[position];
                             tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
                         }
-                        move_entry(tx, &keys, record, earliest(&message.recipients))?;
+                        let due = entry_time(record, &message.recipients);
+                        move_entry(tx, &keys, record, due)?;
                         tx.set(&keys.message(&id), &record.encode())?;
                         lease::release(tx, &keys, &id, lease)?;
                         Committed::Kept { live }

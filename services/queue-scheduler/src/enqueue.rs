@@ -27,11 +27,13 @@ use tracing::field::{Empty, display};
 use crate::claim::Claim;
 use crate::envelope_check;
 use crate::held_body::HeldBody;
+use crate::message_id_header;
 use crate::model::due_index::DueEntry;
 use crate::model::lease::{self, Lease};
 use crate::model::new_message::{Body, NewMessage, Written};
 use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::quota::{self, QuotaExceeded};
+use crate::proposed_id;
 use crate::service::Queue;
 use crate::store_failure::from_blob;
 
@@ -39,6 +41,8 @@ use crate::store_failure::from_blob;
 struct ReceivedBody {
     body: Body,
     prepend: Option<Bytes>,
+    /// Its `Message-ID`, normalized, when its header section has one.
+    message_id: Option<String>,
 }
 
 impl Queue {
@@ -54,6 +58,7 @@ impl Queue {
         now: SystemTime,
     ) -> Result<MessageId, QueueError> {
         envelope_check::check(&envelope)?;
+        let id = proposed_id::message_id(envelope.queue_id.take().as_ref(), now)?;
         if envelope.trace_parent.is_none() {
             envelope.trace_parent = traceparent(&Span::current());
         }
@@ -61,14 +66,9 @@ impl Queue {
         let expire_ms = u64::try_from(self.expire().as_millis()).unwrap_or(u64::MAX);
         let charges = quota::charges(&self.quotas.load(), &envelope);
         let message = Arc::new(
-            NewMessage::new(
-                MessageId::generate(now),
-                envelope,
-                received.body,
-                received.prepend,
-                expire_ms,
-            )
-            .charged(charges),
+            NewMessage::new(id, envelope, received.body, received.prepend, expire_ms)
+                .charged(charges)
+                .with_message_id(received.message_id),
         );
         let (id, size) = (message.id(), message.size());
         let entry = message.due_entry();
@@ -147,13 +147,17 @@ impl Queue {
             size += chunk.len() as u64;
             held.push(chunk);
             if size > MAX_SMALL_BLOB as u64 {
-                return self.stream_body(held, body).await;
+                let message_id = message_id_header::message_id(&held);
+                let mut received = self.stream_body(held, body).await?;
+                received.message_id = message_id;
+                return Ok(received);
             }
         }
         let small = SmallBlob::new(held).ok_or_else(|| {
             QueueError::Internal("a body within the small-blob bound was refused".to_owned())
         })?;
         Ok(ReceivedBody {
+            message_id: message_id_header::message_id(small.chunks()),
             body: Body::Small(small),
             prepend,
         })
@@ -182,6 +186,7 @@ impl Queue {
             Ok(blob) => Ok(ReceivedBody {
                 body: Body::Streamed { blob, size },
                 prepend,
+                message_id: None,
             }),
             Err(BlobError::Body(error)) => {
                 // The blob write deleted what it had stored; nothing else was written.

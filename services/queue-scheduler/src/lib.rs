@@ -2,7 +2,7 @@
 //!
 //! [`Queue`] keeps the queue in the store and implements the `Queue` contract
 //! ([`ferrymail_rpc::queue::QueueService`]): enqueue with a streamed body, list, get, retry,
-//! cancel and stats. The key layout is described in the (private) `keys` module, the records'
+//! cancel, hold, release, bulk actions by filter (`bulk`) and stats. The key layout is described in the (private) `keys` module, the records'
 //! encoding in `record`, both next to the code that writes them.
 //!
 //! [`Scheduler`] delivers: it claims due messages under leases with fencing tokens, routes
@@ -18,6 +18,7 @@
 
 mod attempt_span;
 mod body_collection;
+mod bulk;
 mod cancel;
 mod claim;
 mod claim_release;
@@ -29,13 +30,17 @@ mod dsn;
 mod enqueue;
 mod envelope_check;
 mod failure_backoff;
+mod find_message_id;
 mod handoff;
 mod held_body;
+mod hold;
 mod index_reads;
 mod list;
 mod message_change;
+mod message_id_header;
 mod metrics;
 mod model;
+mod proposed_id;
 mod retry;
 mod route;
 mod scheduler;
@@ -43,6 +48,7 @@ mod service;
 mod store_failure;
 
 pub use body_collection::{COLLECT_EVERY, COLLECT_GRACE, collect_bodies};
+pub use bulk::{DEFAULT_BULK_BATCH, DEFAULT_BULK_LIMIT, MAX_BULK_BATCH};
 pub use claim::Claim;
 pub use delivery_result::Committed;
 pub use envelope_check::{MAX_RECIPIENTS, MAX_TEXT};

@@ -3,9 +3,11 @@
 use std::time::SystemTime;
 
 use ferrymail_rpc::queue::QueueError;
+use ferrymail_store::{StoreError, Transaction};
 
 use crate::message_change::Change;
-use crate::model::due_index::{DueEntry, earliest, move_entry};
+use crate::model::due_index::{DueEntry, entry_time, move_entry};
+use crate::model::keys::Keys;
 use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::stored_message::StoredMessage;
 use crate::service::Queue;
@@ -34,23 +36,7 @@ impl Queue {
                         Ok(selected) => selected,
                         Err(address) => return Ok(Change::NoRecipient(address)),
                     };
-                    let mut rescheduled = 0u32;
-                    for index in selected {
-                        let recipient = &mut message.recipients[index];
-                        let Some(due) = recipient.due_ms else {
-                            continue; // Not live.
-                        };
-                        rescheduled += 1;
-                        if due > now_ms {
-                            recipient.due_ms = Some(now_ms);
-                            tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
-                        }
-                    }
-                    let due = earliest(&message.recipients);
-                    if due != message.record.due_ms {
-                        move_entry(tx, &keys, &mut message.record, due)?;
-                        tx.set(&keys.message(&id), &message.record.encode())?;
-                    }
+                    let rescheduled = retry_in(tx, &keys, &mut message, &selected, now_ms)?;
                     let priority = message.record.envelope.priority;
                     Ok(Change::Done((rescheduled, priority)))
                 })
@@ -70,6 +56,37 @@ impl Queue {
     }
 }
 
+/// Makes the live recipients of `message` at the `selected` positions due at `now_ms`, in
+/// `tx`; returns how many are live. A held message stays held: only the schedule it resumes
+/// with changes.
+pub(crate) fn retry_in(
+    tx: &Transaction,
+    keys: &Keys,
+    message: &mut StoredMessage,
+    selected: &[usize],
+    now_ms: u64,
+) -> Result<u32, StoreError> {
+    let id = message.record.id;
+    let mut rescheduled = 0u32;
+    for &index in selected {
+        let recipient = &mut message.recipients[index];
+        let Some(due) = recipient.due_ms else {
+            continue; // Not live.
+        };
+        rescheduled += 1;
+        if due > now_ms {
+            recipient.due_ms = Some(now_ms);
+            tx.set(&keys.recipient(&id, recipient.index), &recipient.encode())?;
+        }
+    }
+    let due = entry_time(&message.record, &message.recipients);
+    if due != message.record.due_ms {
+        move_entry(tx, keys, &mut message.record, due)?;
+        tx.set(&keys.message(&id), &message.record.encode())?;
+    }
+    Ok(rescheduled)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -85,6 +102,7 @@ mod tests {
 
     use super::*;
     use crate::model::counters::CounterDelta;
+    use crate::model::due_index::earliest;
 
     fn body(data: &'static [u8]) -> BodyStream {
         Box::pin(futures::stream::iter([Ok::<_, BodyError>(

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use async_trait::async_trait;
 use ferrymail_config::model::queue::Queue as QueueConfig;
 use ferrymail_config::model::queue_limits::Quota;
 use ferrymail_rpc::queue::{
-    BodyStream, DestinationScope, Destinations, Envelope, ListPage, ListRequest, MessageDetail,
-    QueueError, QueueId, QueueService, QueueStats, Resumed,
+    BodyStream, BulkReport, BulkRequest, DestinationScope, Destinations, Envelope, ListPage,
+    ListRequest, MessageDetail, QueueError, QueueId, QueueService, QueueStats, Resumed,
 };
 use ferrymail_store::Store;
 use ferrymail_store::blob::BlobStore;
@@ -24,6 +24,7 @@ use crate::model::keys::Keys;
 use crate::model::queue_id::SHARDS;
 use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::stored_message::StoredMessage;
+use crate::route::Router;
 use crate::store_failure::from_store;
 
 /// The durable mail queue, kept in the store and shared by every process that opens it.
@@ -44,6 +45,10 @@ pub struct Queue {
     pub(crate) quotas: ArcSwap<BTreeMap<String, Quota>>,
     /// Counters and gauges.
     pub(crate) metrics: QueueMetrics,
+    /// `server.hostname`, which signs the notices of a bulk cancel; replaced on reload.
+    pub(crate) hostname: ArcSwap<String>,
+    /// `queue.outbound.next-hop`, for bulk actions by next hop; replaced on reload.
+    pub(crate) router: ArcSwapOption<Router>,
 }
 
 impl Queue {
@@ -63,6 +68,8 @@ impl Queue {
             expire_ms: AtomicU64::new(0),
             quotas: ArcSwap::from_pointee(BTreeMap::new()),
             metrics,
+            hostname: ArcSwap::from_pointee("localhost".to_owned()),
+            router: ArcSwapOption::empty(),
         };
         queue.apply(config);
         queue
@@ -73,6 +80,16 @@ impl Queue {
         let expire = u64::try_from(config.expire.as_millis()).unwrap_or(u64::MAX);
         self.expire_ms.store(expire, Ordering::Relaxed);
         self.quotas.store(Arc::new(config.quotas.clone()));
+    }
+
+    /// Sets the name the queue's own notices are reported from (`server.hostname`).
+    pub fn set_hostname(&self, hostname: &str) {
+        self.hostname.store(Arc::new(hostname.to_owned()));
+    }
+
+    /// Sets the routing bulk actions match next hops against: the scheduler's.
+    pub fn set_router(&self, router: Router) {
+        self.router.store(Some(Arc::new(router)));
     }
 
     /// Hands `entry`, a message due now, to this process's scheduler, which claims it like
@@ -207,5 +224,21 @@ impl QueueService for Queue {
 
     async fn destinations(&self) -> Result<Destinations, QueueError> {
         self.destinations_at(SystemTime::now()).await
+    }
+
+    async fn hold(&self, queue_id: &QueueId) -> Result<bool, QueueError> {
+        self.set_held(&parse_id(queue_id)?, true).await
+    }
+
+    async fn release(&self, queue_id: &QueueId) -> Result<bool, QueueError> {
+        self.set_held(&parse_id(queue_id)?, false).await
+    }
+
+    async fn bulk(&self, request: BulkRequest) -> Result<BulkReport, QueueError> {
+        self.run_bulk(request, SystemTime::now()).await
+    }
+
+    async fn find_by_message_id(&self, message_id: &str) -> Result<Vec<QueueId>, QueueError> {
+        self.find_message_id(message_id).await
     }
 }

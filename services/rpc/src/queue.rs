@@ -5,6 +5,8 @@
 //! it over gRPC wraps it with [`server`].
 
 mod admin;
+mod bulk;
+mod bulk_wire;
 mod client;
 mod convert;
 mod destinations;
@@ -21,6 +23,7 @@ pub use admin::{
     ListFilter, ListPage, ListRequest, MessageDetail, MessageSummary, QueueStats, RecipientCounts,
     RecipientState, RecipientStatus,
 };
+pub use bulk::{BulkAction, BulkFilter, BulkReport, BulkRequest};
 pub use client::GrpcQueue;
 pub use destinations::{
     DestinationScope, Destinations, PausedDestination, Resumed, SuspendedDestination,

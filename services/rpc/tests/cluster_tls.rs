@@ -21,8 +21,9 @@ use ferrymail_rpc::directory::{
     self, Answer, AuthRequest, DirectoryService, Expansion, GrpcDirectory, Mechanism, RemoteState,
 };
 use ferrymail_rpc::queue::{
-    self, BodyPart, BodyStream, BodyType, Envelope, GrpcQueue, ListFilter, ListPage, ListRequest,
-    MessageDetail, Priority, QueueError, QueueId, QueueService, QueueStats, Recipient,
+    self, BodyPart, BodyStream, BodyType, BulkAction, BulkFilter, BulkReport, BulkRequest,
+    Envelope, GrpcQueue, ListFilter, ListPage, ListRequest, MessageDetail, Priority, QueueError,
+    QueueId, QueueService, QueueStats, Recipient,
 };
 use ferrymail_telemetry::Metrics;
 use futures::{StreamExt, stream};
@@ -59,6 +60,18 @@ impl QueueService for Anything {
     }
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         Ok(QueueStats::default())
+    }
+    async fn hold(&self, _: &QueueId) -> Result<bool, QueueError> {
+        Ok(true)
+    }
+    async fn release(&self, _: &QueueId) -> Result<bool, QueueError> {
+        Ok(true)
+    }
+    async fn bulk(&self, _: BulkRequest) -> Result<BulkReport, QueueError> {
+        Ok(BulkReport::default())
+    }
+    async fn find_by_message_id(&self, _: &str) -> Result<Vec<QueueId>, QueueError> {
+        Ok(Vec::new())
     }
 }
 
@@ -152,6 +165,7 @@ fn envelope() -> Envelope {
         helo: "client.example.org".into(),
         authenticated_as: None,
         trace_parent: None,
+        queue_id: None,
     }
 }
 
@@ -185,6 +199,31 @@ async fn queue_calls(queue: &GrpcQueue) -> Vec<(&'static str, Outcome)> {
         ("Retry", ended(queue.retry(&id, &[]).await.map(drop))),
         ("Cancel", ended(queue.cancel(&id, &[]).await.map(drop))),
         ("Stats", ended(queue.stats().await.map(drop))),
+        ("Hold", ended(queue.hold(&id).await.map(drop))),
+        ("Release", ended(queue.release(&id).await.map(drop))),
+        (
+            "Bulk",
+            ended(
+                queue
+                    .bulk(BulkRequest {
+                        action: BulkAction::Hold,
+                        filter: BulkFilter {
+                            sender: Some("a".into()),
+                            ..BulkFilter::default()
+                        },
+                        dry_run: true,
+                        cursor: None,
+                        batch_size: 0,
+                        limit: 0,
+                    })
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "FindByMessageId",
+            ended(queue.find_by_message_id("a@b").await.map(drop)),
+        ),
     ]
 }
 
@@ -249,7 +288,17 @@ fn allowed_for(roles: &[&str]) -> Vec<&'static str> {
         ]);
     }
     if roles.contains(&"admin") {
-        allowed.extend(["List", "Get", "Retry", "Cancel", "Stats"]);
+        allowed.extend([
+            "List",
+            "Get",
+            "Retry",
+            "Cancel",
+            "Stats",
+            "Hold",
+            "Release",
+            "Bulk",
+            "FindByMessageId",
+        ]);
     }
     if roles.contains(&"operator") {
         allowed.push("RemoteStates");

@@ -11,10 +11,10 @@ use bytes::Bytes;
 use ferrymail_rpc::RpcError;
 use ferrymail_rpc::proto::{self, enqueue_request::Part};
 use ferrymail_rpc::queue::{
-    self, BodyError, BodyPart, BodyStream, BodyType, DsnReturn, Envelope, GrpcQueue, ListFilter,
-    ListPage, ListRequest, MAX_CHUNK, MAX_PREPEND, MessageDetail, MessageSummary, Notify, NotifyOn,
-    Priority, QueueError, QueueId, QueueService, QueueStats, Recipient, RecipientCounts,
-    RecipientState, RecipientStatus,
+    self, BodyError, BodyPart, BodyStream, BodyType, BulkAction, BulkFilter, BulkReport,
+    BulkRequest, DsnReturn, Envelope, GrpcQueue, ListFilter, ListPage, ListRequest, MAX_CHUNK,
+    MAX_PREPEND, MessageDetail, MessageSummary, Notify, NotifyOn, Priority, QueueError, QueueId,
+    QueueService, QueueStats, Recipient, RecipientCounts, RecipientState, RecipientStatus,
 };
 use futures::{SinkExt, StreamExt, stream};
 use loopback::{closed_endpoint, guarded, serve};
@@ -110,6 +110,7 @@ fn summary(id: &str, next_attempt: Option<u64>) -> MessageSummary {
         arrival: 1_700_000_000,
         next_attempt,
         priority: Priority::new(3).unwrap(),
+        held: next_attempt.is_none(),
     }
 }
 
@@ -197,6 +198,31 @@ impl QueueService for MemoryQueue {
         })
     }
 
+    async fn hold(&self, queue_id: &QueueId) -> Result<bool, QueueError> {
+        check(queue_id.as_str())?;
+        Ok(true)
+    }
+
+    async fn release(&self, queue_id: &QueueId) -> Result<bool, QueueError> {
+        check(queue_id.as_str())?;
+        Ok(false)
+    }
+
+    async fn bulk(&self, request: BulkRequest) -> Result<BulkReport, QueueError> {
+        Ok(BulkReport {
+            examined: u64::from(request.limit),
+            matched: u64::from(request.batch_size),
+            messages_changed: u64::from(!request.dry_run),
+            recipients_changed: 2,
+            cursor: request.cursor,
+        })
+    }
+
+    async fn find_by_message_id(&self, message_id: &str) -> Result<Vec<QueueId>, QueueError> {
+        check(message_id)?;
+        Ok(vec![QueueId::new("q-1"), QueueId::new(message_id)])
+    }
+
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         Ok(QueueStats {
             messages: 2,
@@ -257,6 +283,7 @@ fn envelope() -> Envelope {
         helo: "client.example.org".into(),
         authenticated_as: Some("alice".into()),
         trace_parent: None,
+        queue_id: Some(QueueId::new("01J9ZK3M5Q8W2XGJ4R6T0B7C1D")),
     }
 }
 
@@ -318,6 +345,27 @@ async fn admin_answers_through_grpc_equal_answers_in_process() {
             queue.cancel(&id, &recipients).await.unwrap()
         );
     }
+    assert!(guarded(client.hold(&id)).await.unwrap());
+    assert!(!guarded(client.release(&id)).await.unwrap());
+    let bulk = BulkRequest {
+        action: BulkAction::Retry,
+        filter: BulkFilter {
+            recipient_domain: Some("example.net".into()),
+            ..BulkFilter::default()
+        },
+        dry_run: false,
+        cursor: Some("c1".into()),
+        batch_size: 3,
+        limit: 10,
+    };
+    assert_eq!(
+        guarded(client.bulk(bulk.clone())).await.unwrap(),
+        queue.bulk(bulk).await.unwrap()
+    );
+    assert_eq!(
+        guarded(client.find_by_message_id("m@x")).await.unwrap(),
+        queue.find_by_message_id("m@x").await.unwrap()
+    );
     assert_eq!(
         guarded(client.stats()).await.unwrap(),
         queue.stats().await.unwrap()

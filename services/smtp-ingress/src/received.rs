@@ -4,7 +4,8 @@ use std::net::IpAddr;
 
 use mail_builder::headers::date::Date;
 
-/// A `Received:` header with its trailing CRLF.
+/// A `Received:` header with its trailing CRLF. Its `id` clause is the queue id the message
+/// will have, so a copy of the message leads back to the queue and its logs.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn received_header(
     hostname: &str,
@@ -15,6 +16,7 @@ pub(crate) fn received_header(
     authenticated: bool,
     tls: Option<&str>,
     single_recipient: Option<&str>,
+    queue_id: &str,
 ) -> String {
     // RFC 3848 protocol names: ESMTP plus S (TLS) and A (authenticated).
     let protocol = match (lmtp, esmtp, tls.is_some(), authenticated) {
@@ -32,7 +34,7 @@ pub(crate) fn received_header(
         .take(255)
         .collect();
     let mut header = format!(
-        "Received: from {helo} ([{client}])\r\n\tby {hostname} (ferrymail) with {protocol}"
+        "Received: from {helo} ([{client}])\r\n\tby {hostname} (ferrymail) with {protocol} id {queue_id}"
     );
     if let Some(tls) = tls {
         header.push_str(&format!("\r\n\t(TLS {tls})"));
@@ -60,8 +62,9 @@ mod tests {
             true,
             Some("version=TLSv1_3"),
             Some("a@b"),
+            "01J9ZK3M5Q8W2XGJ4R6T0B7C1D",
         );
-        assert!(h.starts_with("Received: from client.example ([192.0.2.1])\r\n\tby mx.test (ferrymail) with ESMTPSA\r\n\t(TLS version=TLSv1_3)\r\n\tfor <a@b>;\r\n\t"), "{h}");
+        assert!(h.starts_with("Received: from client.example ([192.0.2.1])\r\n\tby mx.test (ferrymail) with ESMTPSA id 01J9ZK3M5Q8W2XGJ4R6T0B7C1D\r\n\t(TLS version=TLSv1_3)\r\n\tfor <a@b>;\r\n\t"), "{h}");
         assert!(h.ends_with("\r\n"));
         let plain = received_header(
             "mx.test",
@@ -72,9 +75,11 @@ mod tests {
             false,
             None,
             None,
+            "01J9ZK3M5Q8W2XGJ4R6T0B7C1D",
         );
         assert!(
-            plain.contains("with SMTP;") && !plain.contains("\r\nInjected"),
+            plain.contains("with SMTP id 01J9ZK3M5Q8W2XGJ4R6T0B7C1D;")
+                && !plain.contains("\r\nInjected"),
             "{plain}"
         );
     }

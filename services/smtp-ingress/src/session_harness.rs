@@ -28,8 +28,8 @@ use ferrymail_config::Config;
 use ferrymail_rpc::RpcError;
 use ferrymail_rpc::directory::{Answer, AuthRequest, DirectoryService, Expansion, RemoteState};
 use ferrymail_rpc::queue::{
-    BodyPart, BodyStream, Envelope, ListPage, ListRequest, MAX_PREPEND, MessageDetail, QueueError,
-    QueueId, QueueService, QueueStats,
+    BodyPart, BodyStream, BulkReport, BulkRequest, Envelope, ListPage, ListRequest, MAX_PREPEND,
+    MessageDetail, QueueError, QueueId, QueueService, QueueStats,
 };
 use futures::StreamExt;
 use secrecy::ExposeSecret;
@@ -572,6 +572,22 @@ impl QueueService for QueueDouble {
     }
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
+        Err(not_for_sessions())
+    }
+
+    async fn hold(&self, _queue_id: &QueueId) -> Result<bool, QueueError> {
+        Err(not_for_sessions())
+    }
+
+    async fn release(&self, _queue_id: &QueueId) -> Result<bool, QueueError> {
+        Err(not_for_sessions())
+    }
+
+    async fn bulk(&self, _request: BulkRequest) -> Result<BulkReport, QueueError> {
+        Err(not_for_sessions())
+    }
+
+    async fn find_by_message_id(&self, _message_id: &str) -> Result<Vec<QueueId>, QueueError> {
         Err(not_for_sessions())
     }
 }

@@ -115,6 +115,22 @@ pub(crate) fn failed<'a>(
         .collect()
 }
 
+/// Why an administrator's cancel failed a recipient, as its notice says.
+pub(crate) const CANCELLED: &str = "delivery cancelled by the administrator";
+
+/// The recipients of `cancelled` (just cancelled by an administrator) to report as failed.
+pub(crate) fn cancelled<'a>(
+    cancelled: impl Iterator<Item = &'a RecipientRecord>,
+) -> Vec<ReportedRecipient> {
+    cancelled
+        .filter(|r| wants_failure(&r.recipient))
+        .map(|r| ReportedRecipient {
+            reason: CANCELLED.to_owned(),
+            ..reported(r, Action::Failed)
+        })
+        .collect()
+}
+
 /// The delay notices due for `record` at `now_ms` under `notify`: the new count, and the
 /// recipients to report as delayed when a notice is due.
 pub(crate) fn delayed(
@@ -233,6 +249,7 @@ mod tests {
             delay_notices,
             due_ms: Some(1),
             recipients: 3,
+            held: false,
         }
     }
 

@@ -291,6 +291,7 @@ mod tests {
             delay_notices: 0,
             due_ms: None,
             recipients: 2,
+            held: false,
         }
     }
 

@@ -90,6 +90,19 @@ pub(crate) async fn read_due(
     Ok(due)
 }
 
+/// Where `record`'s due-index entry belongs: the earliest due time of its live `recipients`,
+/// or nowhere while the message is held, so that no scheduler reads it as due.
+pub(crate) fn entry_time<'a>(
+    record: &MessageRecord,
+    recipients: impl IntoIterator<Item = &'a crate::model::record::RecipientRecord>,
+) -> Option<u64> {
+    if record.held {
+        None
+    } else {
+        earliest(recipients)
+    }
+}
+
 /// The earliest due time among `recipients`' live ones.
 pub(crate) fn earliest<'a>(
     recipients: impl IntoIterator<Item = &'a crate::model::record::RecipientRecord>,

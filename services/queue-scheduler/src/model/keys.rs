@@ -21,6 +21,8 @@
 //! | `("mta-sts", domain)`                 | `(1, record_id, expires_ms, policy)`: MTA-STS policy |
 //! | `("dest", "paused", scope, name)`     | `(since_ms,)`: delivery paused (`paused`)       |
 //! | `("dest", "dead", destination)`       | a destination's failed connections (`dead_destination`) |
+//! | `("msgid", message_id, id)`           | empty: message `id` has this `Message-ID` (`message_id_index`) |
+//! | `("msgid-of", id)`                    | the `Message-ID` message `id` is indexed under  |
 //!
 //! Why this shape:
 //! - Recipients have a key each: delivery updates one recipient without rewriting the others,
@@ -62,6 +64,8 @@ pub(crate) struct Keys {
     throttles: Subspace,
     mta_sts: Subspace,
     destinations: Subspace,
+    message_ids: Subspace,
+    message_id_of: Subspace,
 }
 
 impl Keys {
@@ -81,6 +85,8 @@ impl Keys {
             throttles: queue.subspace(&("throttle",)),
             mta_sts: queue.subspace(&("mta-sts",)),
             destinations: queue.subspace(&("dest",)),
+            message_ids: queue.subspace(&("msgid",)),
+            message_id_of: queue.subspace(&("msgid-of",)),
         }
     }
 
@@ -127,6 +133,27 @@ impl Keys {
     /// Every remembered MTA-STS policy, by domain.
     pub(crate) fn all_mta_sts_policies(&self) -> KeyRange {
         range(&self.mta_sts)
+    }
+
+    /// The index entry saying message `id` has Message-ID `message_id` (normalized).
+    pub(crate) fn message_id_entry(&self, message_id: &str, id: &MessageId) -> Vec<u8> {
+        self.message_ids.pack(&(message_id, id_bytes(id)))
+    }
+
+    /// Every index entry of Message-ID `message_id` (normalized).
+    pub(crate) fn message_id_entries(&self, message_id: &str) -> KeyRange {
+        range(&self.message_ids.subspace(&(message_id,)))
+    }
+
+    /// The message an index entry names.
+    pub(crate) fn parse_message_id_entry(&self, key: &[u8]) -> Option<MessageId> {
+        let (_, id) = self.message_ids.unpack::<(String, Vec<u8>)>(key).ok()?;
+        Some(MessageId::from_bytes(id.try_into().ok()?))
+    }
+
+    /// The Message-ID message `id` is indexed under.
+    pub(crate) fn message_id_of(&self, id: &MessageId) -> Vec<u8> {
+        self.message_id_of.pack(&(id_bytes(id),))
     }
 
     /// The record of message `id`.

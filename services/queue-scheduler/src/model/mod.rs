@@ -15,6 +15,7 @@ pub(crate) mod enqueued;
 pub(crate) mod keys;
 pub(crate) mod lease;
 pub(crate) mod membership;
+pub(crate) mod message_id_index;
 pub(crate) mod mta_sts_policies;
 pub(crate) mod new_message;
 pub(crate) mod paused;

@@ -12,12 +12,12 @@ use ferrymail_store::{StoreError, Transaction};
 
 use crate::model::counters::CounterDelta;
 use crate::model::due_index::{DueEntry, move_entry};
-use crate::model::enqueued;
 use crate::model::keys::{Keys, blob_owner};
 use crate::model::queue_id::MessageId;
 use crate::model::quota::{self, Charge};
 use crate::model::record::{MessageRecord, RecipientRecord};
 use crate::model::stored_message::StoredMessage;
+use crate::model::{enqueued, message_id_index};
 
 /// Where a new message's body is.
 #[derive(Debug, Clone)]
@@ -67,6 +67,8 @@ pub(crate) struct NewMessage {
     body: Body,
     /// The quota groups it is charged to.
     charges: Vec<Charge>,
+    /// Its `Message-ID`, normalized for the index (`message_id_index`).
+    message_id: Option<String>,
 }
 
 impl NewMessage {
@@ -103,6 +105,7 @@ impl NewMessage {
             delay_notices: 0,
             due_ms: None,
             recipients: u32::try_from(recipients.len()).unwrap_or(u32::MAX),
+            held: false,
         };
         Self {
             record,
@@ -110,12 +113,18 @@ impl NewMessage {
             due_ms,
             body,
             charges: Vec::new(),
+            message_id: None,
         }
     }
 
     /// The message, charged to `charges` when it is written.
     pub(crate) fn charged(self, charges: Vec<Charge>) -> Self {
         Self { charges, ..self }
+    }
+
+    /// The message, indexed under `message_id` (normalized) when it has one.
+    pub(crate) fn with_message_id(self, message_id: Option<String>) -> Self {
+        Self { message_id, ..self }
     }
 
     /// The message's queue id.
@@ -187,6 +196,9 @@ impl NewMessage {
         delta.message(record.size, 1);
         delta.apply(tx, keys, id.shard())?;
         enqueued::record(tx, keys, &id)?;
+        if let Some(message_id) = &self.message_id {
+            message_id_index::add(tx, keys, &id, message_id)?;
+        }
         let owner = blob_owner(&id);
         match &self.body {
             Body::Small(small) => blobs.write_referenced(tx, small, &owner),

@@ -3,14 +3,15 @@
 //! Values are tuples, like the keys, led by a format number, so each record decodes whole or
 //! fails whole and a later layout can be told apart. Times are Unix milliseconds.
 //!
-//! Message record, format 2:
-//! `(2, (sender, ret, envid, declared_size, priority, hold_until_s, requiretls, smtputf8,
+//! Message record, format 3:
+//! `(3, (sender, ret, envid, declared_size, priority, hold_until_s, requiretls, smtputf8,
 //! body_type, client_ip, helo, authenticated_as), (trace_parent, size, arrival_ms, expiry_ms,
-//! blob, due_ms, recipients, prepend, delay_notices))`, where `ret` is 0 (none), 1 (FULL) or 2 (HDRS),
+//! blob, due_ms, recipients, prepend, delay_notices, held))`, where `ret` is 0 (none), 1 (FULL) or 2 (HDRS),
 //! `body_type` 0 (7BIT), 1 (8BITMIME) or 2 (BINARYMIME), `client_ip` text or nil, `blob` the
 //! 16-byte blob id, `due_ms` nil when no recipient is live, `prepend` the header fields
 //! written before the blob's content and `delay_notices` how many delay notices went to the
-//! sender. Format 1 is format 2 without the last two; it is still read.
+//! sender, and `held` whether an administrator put the message on hold. Format 2 is format 3
+//! without `held`, format 1 format 2 without its last two; both are still read (not held).
 //!
 //! Recipient record, format 1:
 //! `(1, address, notify, orcpt, state, attempts, due_ms, last_reply)`, where `notify` is 0
@@ -26,7 +27,7 @@ use ferrymail_store::tuple;
 use crate::model::queue_id::MessageId;
 
 /// Layout version of message records.
-const MESSAGE_FORMAT: u64 = 2;
+const MESSAGE_FORMAT: u64 = 3;
 
 /// Layout version of recipient records.
 const RECIPIENT_FORMAT: u64 = 1;
@@ -56,6 +57,9 @@ pub struct MessageRecord {
     pub due_ms: Option<u64>,
     /// Number of recipients.
     pub recipients: u32,
+    /// Put on hold by an administrator: never attempted, and out of the due index, until
+    /// released.
+    pub held: bool,
 }
 
 /// One recipient of a message and where its delivery stands.
@@ -179,6 +183,7 @@ impl MessageRecord {
             self.recipients,
             self.prepend.as_slice(),
             self.delay_notices,
+            self.held,
         );
         tuple::pack(&(MESSAGE_FORMAT, envelope, queue))
     }
@@ -208,6 +213,18 @@ impl MessageRecord {
             u32,
             Vec<u8>,
             u32,
+            bool,
+        );
+        type QueueFieldsV2 = (
+            Option<String>,
+            u64,
+            u64,
+            u64,
+            Vec<u8>,
+            Option<u64>,
+            u32,
+            Vec<u8>,
+            u32,
         );
         type QueueFieldsV1 = (Option<String>, u64, u64, u64, Vec<u8>, Option<u64>, u32);
         let (envelope, queue) = match tuple::unpack::<(u64, EnvelopeFields, QueueFields)>(value) {
@@ -215,11 +232,16 @@ impl MessageRecord {
                 check_format(format, MESSAGE_FORMAT)?;
                 (envelope, queue)
             }
-            Err(e) => match tuple::unpack::<(u64, EnvelopeFields, QueueFieldsV1)>(value) {
-                Ok((1, envelope, (t, s, a, x, b, d, r))) => {
-                    (envelope, (t, s, a, x, b, d, r, Vec::new(), 0))
+            Err(e) => match tuple::unpack::<(u64, EnvelopeFields, QueueFieldsV2)>(value) {
+                Ok((2, envelope, (t, s, a, x, b, d, r, p, n))) => {
+                    (envelope, (t, s, a, x, b, d, r, p, n, false))
                 }
-                _ => return Err(corrupt(format!("message {id}: {e}"))),
+                _ => match tuple::unpack::<(u64, EnvelopeFields, QueueFieldsV1)>(value) {
+                    Ok((1, envelope, (t, s, a, x, b, d, r))) => {
+                        (envelope, (t, s, a, x, b, d, r, Vec::new(), 0, false))
+                    }
+                    _ => return Err(corrupt(format!("message {id}: {e}"))),
+                },
             },
         };
         let (
@@ -246,6 +268,7 @@ impl MessageRecord {
             recipients,
             prepend,
             delay_notices,
+            held,
         ) = queue;
         let client_ip = client_ip
             .map(|ip| ip.parse())
@@ -275,6 +298,8 @@ impl MessageRecord {
                 helo,
                 authenticated_as,
                 trace_parent,
+                // The record's key names the message.
+                queue_id: None,
             },
             size,
             arrival_ms,
@@ -284,6 +309,7 @@ impl MessageRecord {
             delay_notices,
             due_ms,
             recipients,
+            held,
         })
     }
 }
@@ -407,6 +433,7 @@ mod tests {
                 trace_parent: Some(
                     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
                 ),
+                queue_id: None,
             },
             size: 200_000,
             arrival_ms: 1_700_000_000_123,
@@ -416,6 +443,7 @@ mod tests {
             delay_notices: 1,
             due_ms: Some(1_800_000_000_000),
             recipients: 3,
+            held: true,
         }
     }
 
@@ -453,6 +481,47 @@ mod tests {
             MessageRecord {
                 prepend: Vec::new(),
                 delay_notices: 0,
+                held: false,
+                ..record
+            }
+        );
+    }
+
+    #[test]
+    fn format_2_records_are_read_as_not_held() {
+        let record = full_record();
+        let e = &record.envelope;
+        let envelope = (
+            e.sender.as_str(),
+            2u64,
+            e.envid.as_deref(),
+            e.declared_size,
+            -4i64,
+            e.hold_until,
+            true,
+            true,
+            2u64,
+            Some("2001:db8::25"),
+            e.helo.as_str(),
+            e.authenticated_as.as_deref(),
+        );
+        let queue = (
+            e.trace_parent.as_deref(),
+            record.size,
+            record.arrival_ms,
+            record.expiry_ms,
+            record.blob.as_bytes().to_vec(),
+            record.due_ms,
+            record.recipients,
+            record.prepend.as_slice(),
+            record.delay_notices,
+        );
+        let old = tuple::pack(&(2u64, envelope, queue));
+        let read = MessageRecord::decode(record.id, &old).unwrap();
+        assert_eq!(
+            read,
+            MessageRecord {
+                held: false,
                 ..record
             }
         );
@@ -519,7 +588,7 @@ mod tests {
         assert!(RecipientRecord::decode(0, &live_without_due.encode()).is_err());
         let record = full_record();
         assert!(MessageRecord::decode(record.id, b"garbage").is_err());
-        let future = tuple::pack(&(3u64, "x"));
+        let future = tuple::pack(&(4u64, "x"));
         assert!(MessageRecord::decode(record.id, &future).is_err());
         assert!(RecipientRecord::decode(0, &future).is_err());
     }

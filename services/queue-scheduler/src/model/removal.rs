@@ -1,5 +1,6 @@
 //! Removing a message with no live recipient left, in the transaction that decided it: record,
-//! recipients, due entry, its share of the counters, its lease, its quota charges, and its
+//! recipients, due entry, its share of the counters, its lease, its quota charges, its
+//! Message-ID index entry, and its
 //! reference to the body blob (which collection then deletes).
 
 use ferrymail_store::blob::BlobStore;
@@ -9,7 +10,7 @@ use crate::model::counters::CounterDelta;
 use crate::model::due_index::move_entry;
 use crate::model::keys::{Keys, blob_owner};
 use crate::model::stored_message::StoredMessage;
-use crate::model::{lease, quota};
+use crate::model::{lease, message_id_index, quota};
 
 /// Removes `message` in `tx`, taking its counts out through `delta`.
 pub(crate) async fn remove(
@@ -29,6 +30,7 @@ pub(crate) async fn remove(
     tx.clear_range(&keys.recipients(&id))?;
     tx.clear(&keys.message(&id))?;
     lease::remove(tx, keys, &id)?;
+    message_id_index::remove(tx, keys, &id).await?;
     quota::release(tx, keys, &id).await?;
     blobs.release(tx, &record.blob, &blob_owner(&id)).await?;
     Ok(())

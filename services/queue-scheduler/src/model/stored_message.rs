@@ -107,6 +107,7 @@ impl MessageRecord {
             arrival: seconds(self.arrival_ms),
             next_attempt: self.due_ms.map(seconds),
             priority: self.envelope.priority,
+            held: self.held,
         }
     }
 }

@@ -38,6 +38,8 @@ pub fn allowed_roles(path: &str) -> Option<&'static [Role]> {
         ("ferrymail.v1.Queue", "List" | "Get" | "Retry" | "Cancel" | "Stats") => ADMIN,
         // Destinations: pause, resume, suspended.
         ("ferrymail.v1.Queue", "Pause" | "Resume" | "Destinations") => ADMIN,
+        // Queue operations: hold, release, bulk actions.
+        ("ferrymail.v1.Queue", "Hold" | "Release" | "Bulk" | "FindByMessageId") => ADMIN,
         (
             "ferrymail.v1.Directory",
             "Authenticate" | "VerifyRecipient" | "Vrfy" | "Expn" | "IsLocalDomain" | "InList",
@@ -226,11 +228,20 @@ mod tests {
             refusal(enqueue, &Caller::Anonymous).map(|s| s.code()),
             Some(tonic::Code::Unauthenticated)
         );
-        let destinations = ["Pause", "Resume", "Destinations"];
-        for admin in ["List", "Get", "Retry", "Cancel", "Stats"]
-            .into_iter()
-            .chain(destinations)
-        {
+        for admin in [
+            "List",
+            "Get",
+            "Retry",
+            "Cancel",
+            "Stats",
+            "Pause",
+            "Resume",
+            "Destinations",
+            "Hold",
+            "Release",
+            "Bulk",
+            "FindByMessageId",
+        ] {
             let path = format!("/ferrymail.v1.Queue/{admin}");
             assert!(refusal(&path, &certified(&[Role::Admin])).is_none());
             assert!(refusal(&path, &certified(&[Role::SmtpIngress])).is_some());

@@ -65,6 +65,8 @@ pub struct MessageSummary {
     pub next_attempt: Option<u64>,
     /// Delivery priority.
     pub priority: Priority,
+    /// Put on hold by an administrator: not attempted until released.
+    pub held: bool,
 }
 
 /// One queued message with the state of each recipient.

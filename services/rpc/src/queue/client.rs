@@ -7,6 +7,7 @@ use tonic::Request;
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
+use super::bulk_wire::{bulk_report_from_wire, bulk_request_to_wire};
 use super::convert::{
     detail_from_wire, envelope_to_wire, list_page_from_wire, list_request_to_wire,
     queue_id_from_wire, stats_from_wire,
@@ -17,6 +18,7 @@ use super::{
     BodyStream, DestinationScope, Destinations, Envelope, ListPage, ListRequest, MessageDetail,
     QueueError, QueueId, QueueService, QueueStats, Resumed,
 };
+use super::{BulkReport, BulkRequest};
 use crate::cluster_tls::{ChannelSecurity, Role};
 use crate::endpoint::lazy_channel;
 use crate::proto::{self, queue_client::QueueClient};
@@ -148,5 +150,55 @@ impl QueueService for GrpcQueue {
         let request = proto::DestinationsRequest {};
         let reply = self.client.clone().destinations(request).await?;
         Ok(destinations_from_wire(reply.into_inner())?)
+    }
+
+    // Queue operations: hold, release, bulk actions.
+
+    async fn hold(&self, queue_id: &QueueId) -> Result<bool, QueueError> {
+        let request = proto::HoldRequest {
+            queue_id: queue_id.as_str().to_owned(),
+        };
+        Ok(self
+            .client
+            .clone()
+            .hold(request)
+            .await?
+            .into_inner()
+            .changed)
+    }
+
+    async fn release(&self, queue_id: &QueueId) -> Result<bool, QueueError> {
+        let request = proto::ReleaseRequest {
+            queue_id: queue_id.as_str().to_owned(),
+        };
+        Ok(self
+            .client
+            .clone()
+            .release(request)
+            .await?
+            .into_inner()
+            .changed)
+    }
+
+    async fn bulk(&self, request: BulkRequest) -> Result<BulkReport, QueueError> {
+        let reply = self
+            .client
+            .clone()
+            .bulk(bulk_request_to_wire(request))
+            .await?;
+        Ok(bulk_report_from_wire(reply.into_inner()))
+    }
+
+    async fn find_by_message_id(&self, message_id: &str) -> Result<Vec<QueueId>, QueueError> {
+        let request = proto::FindByMessageIdRequest {
+            message_id: message_id.to_owned(),
+        };
+        let reply = self.client.clone().find_by_message_id(request).await?;
+        reply
+            .into_inner()
+            .queue_ids
+            .into_iter()
+            .map(|id| Ok(queue_id_from_wire(id)?))
+            .collect()
     }
 }

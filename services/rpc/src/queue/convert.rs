@@ -20,7 +20,7 @@ fn time_from_wire(time: u64) -> Option<u64> {
     (time != 0).then_some(time)
 }
 
-fn text_from_wire(text: String) -> Option<String> {
+pub(crate) fn text_from_wire(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
@@ -31,7 +31,7 @@ pub(crate) fn queue_id_from_wire(id: String) -> Result<QueueId, Malformed> {
     Ok(QueueId::new(id))
 }
 
-fn priority_from_wire(priority: i32) -> Result<Priority, Malformed> {
+pub(crate) fn priority_from_wire(priority: i32) -> Result<Priority, Malformed> {
     Priority::new(priority).ok_or_else(|| Malformed(format!("priority {priority} outside -9..=9")))
 }
 
@@ -152,6 +152,7 @@ pub(crate) fn envelope_to_wire(envelope: Envelope) -> proto::Envelope {
         helo: envelope.helo,
         authenticated_as: envelope.authenticated_as,
         trace_parent: envelope.trace_parent,
+        queue_id: envelope.queue_id.map(QueueId::into_string),
     }
 }
 
@@ -182,10 +183,11 @@ pub(crate) fn envelope_from_wire(envelope: proto::Envelope) -> Result<Envelope, 
         helo: envelope.helo,
         authenticated_as: envelope.authenticated_as,
         trace_parent: envelope.trace_parent,
+        queue_id: envelope.queue_id.map(QueueId::new),
     })
 }
 
-fn state_to_wire(state: RecipientState) -> proto::RecipientState {
+pub(crate) fn state_to_wire(state: RecipientState) -> proto::RecipientState {
     match state {
         RecipientState::Pending => proto::RecipientState::Pending,
         RecipientState::Delivered => proto::RecipientState::Delivered,
@@ -195,7 +197,7 @@ fn state_to_wire(state: RecipientState) -> proto::RecipientState {
     }
 }
 
-fn state_from_wire(state: i32) -> Result<RecipientState, Malformed> {
+pub(crate) fn state_from_wire(state: i32) -> Result<RecipientState, Malformed> {
     match proto::RecipientState::try_from(state) {
         Ok(proto::RecipientState::Pending) => Ok(RecipientState::Pending),
         Ok(proto::RecipientState::Delivered) => Ok(RecipientState::Delivered),
@@ -248,6 +250,7 @@ fn summary_to_wire(summary: MessageSummary) -> proto::MessageSummary {
         arrival: summary.arrival,
         next_attempt: time_to_wire(summary.next_attempt),
         priority: summary.priority.get().into(),
+        held: summary.held,
     }
 }
 
@@ -260,6 +263,7 @@ fn summary_from_wire(summary: proto::MessageSummary) -> Result<MessageSummary, M
         arrival: summary.arrival,
         next_attempt: time_from_wire(summary.next_attempt),
         priority: priority_from_wire(summary.priority)?,
+        held: summary.held,
     })
 }
 
@@ -396,6 +400,7 @@ mod tests {
             helo: "mx.example.org".into(),
             authenticated_as: Some("alice".into()),
             trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            queue_id: Some(QueueId::new("01J9ZK3M5Q8W2XGJ4R6T0B7C1D")),
         }
     }
 

@@ -33,6 +33,9 @@ pub struct Envelope {
     pub authenticated_as: Option<String>,
     /// W3C `traceparent` of the receiving session, to continue its trace.
     pub trace_parent: Option<String>,
+    /// The queue id the client chose ([`super::QueueId::generate`]) and already wrote in the
+    /// message's `Received` header; `None`: the queue chooses.
+    pub queue_id: Option<super::QueueId>,
 }
 
 /// One forward path and its DSN parameters.

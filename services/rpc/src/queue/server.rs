@@ -7,11 +7,12 @@ use async_trait::async_trait;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use super::bulk_wire::{bulk_report_to_wire, bulk_request_from_wire};
 use super::convert::{
     detail_to_wire, list_page_to_wire, list_request_from_wire, queue_id_from_wire, stats_to_wire,
 };
 use super::destinations::{destinations_to_wire, scope_from_wire};
-use super::{QueueError, QueueService, intake};
+use super::{QueueError, QueueId, QueueService, intake};
 use crate::proto::{self, queue_server::QueueServer};
 use crate::status::invalid_request;
 
@@ -150,6 +151,51 @@ impl proto::queue_server::Queue for QueueHandler {
     ) -> Result<Response<proto::DestinationsReply>, Status> {
         let destinations = self.service.destinations().await?;
         Ok(Response::new(destinations_to_wire(destinations)))
+    }
+
+    // Queue operations: hold, release, bulk actions.
+
+    async fn hold(
+        &self,
+        request: Request<proto::HoldRequest>,
+    ) -> Result<Response<proto::HoldReply>, Status> {
+        let queue_id =
+            queue_id_from_wire(request.into_inner().queue_id).map_err(invalid_request)?;
+        let service = Arc::clone(&self.service);
+        let changed = to_completion(async move { service.hold(&queue_id).await }).await?;
+        Ok(Response::new(proto::HoldReply { changed }))
+    }
+
+    async fn release(
+        &self,
+        request: Request<proto::ReleaseRequest>,
+    ) -> Result<Response<proto::ReleaseReply>, Status> {
+        let queue_id =
+            queue_id_from_wire(request.into_inner().queue_id).map_err(invalid_request)?;
+        let service = Arc::clone(&self.service);
+        let changed = to_completion(async move { service.release(&queue_id).await }).await?;
+        Ok(Response::new(proto::ReleaseReply { changed }))
+    }
+
+    async fn bulk(
+        &self,
+        request: Request<proto::BulkRequest>,
+    ) -> Result<Response<proto::BulkReply>, Status> {
+        let request = bulk_request_from_wire(request.into_inner()).map_err(invalid_request)?;
+        let service = Arc::clone(&self.service);
+        let report = to_completion(async move { service.bulk(request).await }).await?;
+        Ok(Response::new(bulk_report_to_wire(report)))
+    }
+
+    async fn find_by_message_id(
+        &self,
+        request: Request<proto::FindByMessageIdRequest>,
+    ) -> Result<Response<proto::FindByMessageIdReply>, Status> {
+        let message_id = request.into_inner().message_id;
+        let ids = self.service.find_by_message_id(&message_id).await?;
+        Ok(Response::new(proto::FindByMessageIdReply {
+            queue_ids: ids.into_iter().map(QueueId::into_string).collect(),
+        }))
     }
 }
 

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::{
-    BodyError, DestinationScope, Destinations, Envelope, ListPage, ListRequest, MessageDetail,
-    QueueError, QueueId, QueueStats, Resumed,
+    BodyError, BulkReport, BulkRequest, DestinationScope, Destinations, Envelope, ListPage,
+    ListRequest, MessageDetail, QueueError, QueueId, QueueStats, Resumed,
 };
 
 /// A message body, read as it arrives. An `Err` item means the body will never be complete.
@@ -86,4 +86,18 @@ pub trait QueueService: Send + Sync + 'static {
             "no destinations to tell of here".into(),
         ))
     }
+    /// Puts a message on hold: no scheduler attempts it until it is released, and it does not
+    /// expire meanwhile. Returns false when it was already held.
+    async fn hold(&self, queue_id: &QueueId) -> Result<bool, QueueError>;
+
+    /// Releases a held message; returns false when it was not held.
+    async fn release(&self, queue_id: &QueueId) -> Result<bool, QueueError>;
+
+    /// Applies a bulk action to the messages its filter selects, up to its limit; the report's
+    /// cursor goes on from where it stopped.
+    async fn bulk(&self, request: BulkRequest) -> Result<BulkReport, QueueError>;
+
+    /// The queued messages whose `Message-ID` header is `message_id` (angle brackets and ASCII
+    /// case do not matter), oldest first; `NotFound` when there is none.
+    async fn find_by_message_id(&self, message_id: &str) -> Result<Vec<QueueId>, QueueError>;
 }

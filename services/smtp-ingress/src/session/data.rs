@@ -123,7 +123,7 @@ impl Upload {
 }
 
 impl Session {
-    fn start_upload(&self, transaction: &Transaction) -> Upload {
+    fn start_upload(&self, transaction: &Transaction, queue_id: QueueId) -> Upload {
         let (sender, receiver) = mpsc::channel(BODY_QUEUE);
         let p = &transaction.params;
         let envelope = Envelope {
@@ -142,6 +142,7 @@ impl Session {
             authenticated_as: self.authenticated.clone(),
             // Later delivery attempts, wherever they run, join the session's trace.
             trace_parent: ferrymail_telemetry::traceparent(&Span::current()),
+            queue_id: Some(queue_id),
         };
         let queue = self.shared.queue.clone();
         // An upload dropped unfinished (QUIT or a disconnect between BDAT chunks, a session
@@ -200,8 +201,10 @@ impl Session {
 
     /// Starts the upload of a transaction, the `Received` header first.
     async fn begin_upload(&self, transaction: &Transaction) -> Upload {
-        let mut upload = self.start_upload(transaction);
-        let header = self.trace_header(transaction).into_bytes();
+        // Chosen here so that the Received header can name the id the queue will use.
+        let queue_id = QueueId::generate(std::time::SystemTime::now());
+        let header = self.trace_header(transaction, &queue_id).into_bytes();
+        let mut upload = self.start_upload(transaction, queue_id);
         upload.push(header, self.settings.max_message_size).await;
         // From here on the client's own bytes come: those message authentication looks at.
         upload.pending = Some(PendingMessage {
@@ -319,7 +322,7 @@ impl Session {
         }
     }
 
-    fn trace_header(&self, transaction: &Transaction) -> String {
+    fn trace_header(&self, transaction: &Transaction, queue_id: &QueueId) -> String {
         received_header(
             &self.settings.hostname,
             self.helo.as_deref().unwrap_or("unknown"),
@@ -329,6 +332,7 @@ impl Session {
             self.authenticated.is_some(),
             self.stream.tls_details().as_deref(),
             (transaction.recipients.len() == 1).then(|| transaction.recipients[0].address.as_str()),
+            queue_id.as_str(),
         )
     }
 
