@@ -160,3 +160,49 @@ conformance!(
         );
     }
 );
+
+conformance!(
+    a_cleared_range_conflicts_with_a_read_of_a_key_inside_it,
+    no_retries(),
+    |store| {
+        // The clear begins before the key read, so only its end reaches the read.
+        let read = key(&store, ("cleared", 5));
+        let (begin, end) = store.root().subspace(&("cleared",)).range();
+        let cleared = ferrymail_store::KeyRange::new(begin, end);
+        let marker = key(&store, ("marker",));
+        let barrier = Arc::new(Barrier::new(2));
+        let reader = {
+            let (store, barrier, read, marker) =
+                (store.clone(), barrier.clone(), read.clone(), marker.clone());
+            tokio::spawn(async move {
+                store
+                    .transact(move |tx| {
+                        let (barrier, read, marker) =
+                            (barrier.clone(), read.clone(), marker.clone());
+                        Box::pin(async move {
+                            let seen = tx.get(&read).await?;
+                            barrier.wait().await;
+                            barrier.wait().await;
+                            tx.set(&marker, &[u8::from(seen.is_some())])?;
+                            Ok(())
+                        })
+                    })
+                    .await
+            })
+        };
+        barrier.wait().await;
+        store
+            .transact(|tx| {
+                let cleared = cleared.clone();
+                Box::pin(async move { tx.clear_range(&cleared) })
+            })
+            .await
+            .unwrap();
+        barrier.wait().await;
+        let result = reader.await.unwrap();
+        assert!(
+            matches!(&result, Err(StoreError::RetriesExhausted { last, .. }) if matches!(**last, StoreError::Conflict)),
+            "{result:?}"
+        );
+    }
+);
