@@ -72,8 +72,6 @@ CREATE TABLE IF NOT EXISTS ferrymail.writes (
     written timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS writes_version ON ferrymail.writes (version);
--- Finds the writes that begin inside a range a transaction read, newer than its snapshot.
-CREATE INDEX IF NOT EXISTS writes_begin ON ferrymail.writes (begin_key, version);
 CREATE INDEX IF NOT EXISTS writes_written ON ferrymail.writes (written);
 INSERT INTO ferrymail.meta VALUES ('clock', 0) ON CONFLICT DO NOTHING;
 
@@ -130,26 +128,12 @@ BEGIN
     UPDATE ferrymail.meta SET value = value + 1 WHERE name = 'clock'
         RETURNING value INTO this_version;
     FOR t IN 1 .. coalesce(array_length(read_versions, 1), 0) LOOP
-        -- A write overlaps a read range if it begins inside it (found through
-        -- writes_begin, one index range per read), or if it is a range that begins before
-        -- it and reaches into it: few writes are ranges, so those are filtered from the
-        -- recent writes before they meet the reads.
         ok := NOT EXISTS (
-            SELECT 1 FROM unnest(read_begins[r : r + read_counts[t] - 1],
-                                 read_ends[r : r + read_counts[t] - 1]) AS x(b, e)
-            JOIN ferrymail.writes w
-                ON w.begin_key >= x.b AND w.begin_key < x.e
-                AND w.version > read_versions[t]
-        ) AND NOT EXISTS (
-            WITH ranges AS MATERIALIZED (
-                SELECT begin_key, end_key FROM ferrymail.writes
-                WHERE version > read_versions[t]
-                    AND end_key <> begin_key || '\x00'::bytea
-            )
-            SELECT 1 FROM ranges w
+            SELECT 1 FROM ferrymail.writes w
             JOIN unnest(read_begins[r : r + read_counts[t] - 1],
                         read_ends[r : r + read_counts[t] - 1]) AS x(b, e)
-                ON w.begin_key < x.b AND x.b < w.end_key
+                ON w.begin_key < x.e AND x.b < w.end_key
+            WHERE w.version > read_versions[t]
         );
         IF ok THEN
             FOR i IN m .. m + mutation_counts[t] - 1 LOOP
