@@ -133,6 +133,20 @@ async fn pause_and_resume_a_remote_a_domain_and_the_whole_queue() {
         assert!(paused.contains("paused"), "{paused}");
         let listed = cli(&server, &["paused"]);
         assert!(!listed.contains("paused: none"), "{listed}");
+        let listed: serde_json::Value = serde_json::from_str(&cli(&server, &["--json", "paused"]))
+            .expect("paused --json is one JSON object");
+        let paused = &listed["paused"][0];
+        // Domains are kept in lower case, as they compare.
+        let expected = match scope.get(1) {
+            Some(value) => serde_json::Value::from(value.to_ascii_lowercase()),
+            None => serde_json::Value::Bool(true),
+        };
+        assert_eq!(
+            paused[scope[0].trim_start_matches("--")],
+            expected,
+            "{listed}"
+        );
+        assert!(paused["since"].as_u64().is_some(), "{listed}");
 
         let id = enqueue(&queue, "rcpt@example.net").await;
         let attempts = wait_for_reply(&queue, &id, "delivery paused").await;
@@ -181,6 +195,11 @@ async fn a_blackholed_relay_is_suspended_then_revived_by_one_probe() {
     assert_eq!(relay.held(), 1, "no connection to a dead relay");
     let stats = cli(&server, &["stats"]);
     assert!(stats.contains("suspended: remote.sink until"), "{stats}");
+    let stats: serde_json::Value = serde_json::from_str(&cli(&server, &["--json", "stats"]))
+        .expect("stats --json is one JSON object");
+    let suspended = &stats["destinations"]["suspended"][0];
+    assert_eq!(suspended["destination"], "remote.sink", "{stats}");
+    assert!(suspended["until"].as_u64().is_some(), "{stats}");
     let metrics = ferrymail_e2e::http_get(admin, "/metrics").unwrap().body;
     assert!(
         metrics

@@ -62,9 +62,15 @@ pub async fn resume(queue: &GrpcQueue, args: &DestinationArgs) -> anyhow::Result
     Ok(())
 }
 
-/// `queue paused`: every pause in force and every destination with failed connections.
-pub async fn paused(queue: &GrpcQueue) -> anyhow::Result<()> {
-    print!("{}", describe(&queue.destinations().await?));
+/// `queue paused`: every pause in force and every destination with failed connections, in
+/// text or, with `json`, as one JSON object.
+pub async fn paused(queue: &GrpcQueue, json: bool) -> anyhow::Result<()> {
+    let destinations = queue.destinations().await?;
+    if json {
+        println!("{}", crate::queue_json::destinations(&destinations));
+    } else {
+        print!("{}", describe(&destinations));
+    }
     Ok(())
 }
 

@@ -245,12 +245,20 @@ async fn command(args: &QueueArgs) -> anyhow::Result<()> {
         QueueCommand::Bulk(bulk) => crate::queue_bulk_cli::run(&queue, bulk, args.json).await?,
         QueueCommand::Stats => {
             let s = queue.stats().await?;
-            print(args.json, || stats_text(&s), || queue_json::stats(&s));
-            if !args.json {
-                // A server that cannot tell of its destinations still gives its totals.
-                match queue.destinations().await {
+            // A server that cannot tell of its destinations still gives its totals.
+            let destinations = queue.destinations().await;
+            if args.json {
+                let mut value = queue_json::stats(&s);
+                value["destinations"] = match &destinations {
+                    Ok(destinations) => queue_json::destinations(destinations),
+                    Err(error) => serde_json::json!({ "unknown": error.to_string() }),
+                };
+                println!("{value}");
+            } else {
+                println!("{}", stats_text(&s));
+                match &destinations {
                     Ok(destinations) => {
-                        print!("{}", crate::destinations_cli::describe(&destinations));
+                        print!("{}", crate::destinations_cli::describe(destinations));
                     }
                     Err(error) => println!("destinations: unknown ({error})"),
                 }
@@ -262,7 +270,7 @@ async fn command(args: &QueueArgs) -> anyhow::Result<()> {
         QueueCommand::Resume(destination) => {
             crate::destinations_cli::resume(&queue, destination).await?;
         }
-        QueueCommand::Paused => crate::destinations_cli::paused(&queue).await?,
+        QueueCommand::Paused => crate::destinations_cli::paused(&queue, args.json).await?,
     }
     Ok(())
 }

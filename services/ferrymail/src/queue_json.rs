@@ -2,7 +2,9 @@
 //! prints, so that scripts read it with `jq` or line by line. Field names are snake_case;
 //! times are Unix seconds, `null` when there is none.
 
-use ferrymail_rpc::queue::{MessageDetail, MessageSummary, QueueStats, RecipientState};
+use ferrymail_rpc::queue::{
+    DestinationScope, Destinations, MessageDetail, MessageSummary, QueueStats, RecipientState,
+};
 use serde_json::{Value, json};
 
 /// One message at a glance.
@@ -62,6 +64,44 @@ pub fn stats(s: &QueueStats) -> Value {
             "cancelled": r.cancelled,
         },
     })
+}
+
+/// The pauses in force and the destinations with failed connections (`until` is `null`
+/// while one is failing but not yet suspended).
+pub fn destinations(d: &Destinations) -> Value {
+    let paused: Vec<Value> = d
+        .paused
+        .iter()
+        .map(|p| {
+            let mut value = scope(&p.scope);
+            if let Value::Object(fields) = &mut value {
+                fields.insert("since".into(), p.since.into());
+            }
+            value
+        })
+        .collect();
+    let suspended: Vec<Value> = d
+        .suspended
+        .iter()
+        .map(|s| {
+            json!({
+                "destination": s.destination,
+                "failures": s.failures,
+                "until": s.until,
+                "reason": s.reason,
+            })
+        })
+        .collect();
+    json!({ "paused": paused, "suspended": suspended })
+}
+
+/// What a pause applies to, as the `pause` options name it.
+fn scope(scope: &DestinationScope) -> Value {
+    match scope {
+        DestinationScope::All => json!({ "all": true }),
+        DestinationScope::Domain(domain) => json!({ "domain": domain }),
+        DestinationScope::Remote(id) => json!({ "remote": id }),
+    }
 }
 
 /// A recipient state as `--state` spells it.
