@@ -15,8 +15,8 @@ use crate::value::stage_rules::RejectRule;
 use crate::value::{
     Bind, ByteSize, Canonicalization, CertificateChain, DirectoryType, IpStrategy,
     ListenerProtocol, LookupList, NameServer, NextHop, PrivateKey, QuotaKey, Rate, RelayRule,
-    RemoteProtocol, ResolverType, Secret, SignRule, SignatureAlgorithm, StoreType, ThrottleKey,
-    TlsPolicy, VerifyRule,
+    RemoteProtocol, ResolverType, Secret, SignRule, SignatureAlgorithm, StoreType, StoredPassword,
+    ThrottleKey, TlsPolicy, VerifyRule,
 };
 
 keys! {
@@ -30,6 +30,14 @@ keys! {
         "Most SMTP/LMTP sessions served at once by one process; more are answered `421` and closed.";
     SERVER_MAX_CONNECTIONS_PER_IP: u32 = "server.max-connections-per-ip", Default("32"),
         "Most SMTP/LMTP sessions from one client address at once.";
+    SERVER_HTTP_ALLOW_PLAIN_TEXT: bool = "server.http.allow-plain-text", Default("false"),
+        "Accept credentials for the HTTP admin API over plain HTTP from clients other than this host. By default a request that carries an `Authorization` header over plain HTTP is answered `403` unless it comes from a loopback address (such as `kubectl port-forward`): use an `http` listener with `tls.implicit = true` instead (ferrymail's own key).";
+    AUTH_FALLBACK_ADMIN_USER: String = "authentication.fallback-admin.user", Optional,
+        "User name of the HTTP admin API's administrator (HTTP Basic authentication, `curl -u user:secret`); set together with `secret`. Stalwart's key.";
+    AUTH_FALLBACK_ADMIN_SECRET: StoredPassword = "authentication.fallback-admin.secret", Optional,
+        "Password of `authentication.fallback-admin.user`: its argon2 hash (`$argon2id$…`, as `argon2` prints it), or the password itself. Stalwart's key.";
+    AUTH_API_KEY_SECRET: StoredPassword = "authentication.api-key.<id>.secret", Required,
+        "A bearer token for the HTTP admin API (`Authorization: Bearer <token>`), with the `admin` role's permissions: the argon2 hash of the token, or the token itself (ferrymail's own key).";
     SERVER_AUTO_BAN_AUTH_RATE: BanRate = "server.auto-ban.auth.rate", Default("\"100/1d\""),
         "Most failed authentications a login name, and a client address (IPv6: its /64), may have within the period, counted in the store across every replica, e.g. `\"100/1d\"`; past it, AUTH from that address or as that login is answered `454 4.7.0` without asking the directory, until older failures leave the period. `false` turns the limit off. Stalwart's key and default; Stalwart bans the address from every service instead (see [Brute force](#brute-force)).";
     LISTENER_BIND: Bind = "server.listener.<id>.bind", Required,

@@ -67,7 +67,10 @@ pub async fn resume(queue: &GrpcQueue, args: &DestinationArgs) -> anyhow::Result
 pub async fn paused(queue: &GrpcQueue, json: bool) -> anyhow::Result<()> {
     let destinations = queue.destinations().await?;
     if json {
-        println!("{}", crate::queue_json::destinations(&destinations));
+        println!(
+            "{}",
+            ferrymail_admin_api::queue_json::destinations(&destinations)
+        );
     } else {
         print!("{}", describe(&destinations));
     }

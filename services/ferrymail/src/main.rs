@@ -1,5 +1,6 @@
 //! The `ferrymail` binary: one executable, every role.
 
+mod admin_api;
 mod check_config;
 mod cli;
 mod cluster_security;
@@ -11,7 +12,6 @@ mod listeners;
 mod operator_cli;
 mod queue_bulk_cli;
 mod queue_cli;
-mod queue_json;
 mod queue_state_arg;
 mod restart_keys;
 mod role;

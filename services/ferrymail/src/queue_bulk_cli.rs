@@ -5,7 +5,6 @@ use clap::{Args, ValueEnum};
 use ferrymail_rpc::queue::{
     BulkAction, BulkFilter, BulkReport, BulkRequest, GrpcQueue, Priority, QueueService,
 };
-use serde_json::json;
 
 use crate::queue_state_arg::StateArg;
 
@@ -163,15 +162,7 @@ fn action_name(args: &BulkArgs) -> &'static str {
 }
 
 fn report_json(args: &BulkArgs, r: &BulkReport) -> serde_json::Value {
-    json!({
-        "action": action_name(args),
-        "dry_run": args.dry_run,
-        "examined": r.examined,
-        "matched": r.matched,
-        "messages_changed": r.messages_changed,
-        "recipients_changed": r.recipients_changed,
-        "cursor": r.cursor,
-    })
+    ferrymail_admin_api::queue_json::bulk_report(action_name(args), args.dry_run, r)
 }
 
 fn report_text(args: &BulkArgs, r: &BulkReport) -> String {

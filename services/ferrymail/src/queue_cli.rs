@@ -13,8 +13,8 @@ use ferrymail_rpc::queue::{
 };
 use tonic::Code;
 
-use crate::queue_json;
 use crate::queue_state_arg::StateArg;
+use ferrymail_admin_api::queue_json;
 
 /// `ferrymail queue --server URL <command>`.
 #[derive(Debug, Args)]
@@ -300,6 +300,7 @@ async fn list_messages(queue: &GrpcQueue, list: &ListArgs, json: bool) -> anyhow
             sender: list.sender.clone(),
             recipient_domain: list.domain.clone(),
             state: list.state.map(Into::into),
+            ..ListFilter::default()
         },
     };
     let page = queue.list(request).await?;

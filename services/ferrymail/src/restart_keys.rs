@@ -50,6 +50,16 @@ pub fn differing(role: Role, before: &Config, after: &Config) -> BTreeSet<Restar
     if role.hosts_queue() && before.queue.lease != after.queue.lease {
         keys.insert(RestartKey::new(&["queue", "lease", "duration"], "changed"));
     }
+    // The admin API's credentials and its plain-text rule are read when its server starts.
+    if role.hosts_queue() {
+        if before.authentication != after.authentication {
+            keys.insert(RestartKey::new(&["authentication"], "changed"));
+        }
+        if before.server.http_allow_plain_text != after.server.http_allow_plain_text {
+            let key = ["server", "http", "allow-plain-text"];
+            keys.insert(RestartKey::new(&key, "changed"));
+        }
+    }
     let tracing = (&before.tracing, &after.tracing);
     if tracing.0.endpoint != tracing.1.endpoint {
         keys.insert(RestartKey::new(&["tracing", "endpoint"], "changed"));
@@ -388,6 +398,22 @@ mod tests {
     fn tracing_is_set_up_at_start() {
         let traced = format!("{BASE}[tracing]\nendpoint = \"http://otel:4317\"\n");
         assert_eq!(keys(Role::Operator, &traced), ["tracing.endpoint changed"]);
+    }
+
+    #[test]
+    fn the_admin_api_s_credentials_are_read_at_start() {
+        let keyed = format!(
+            "{BASE}[authentication.api-key.ops]\nsecret = \"t\"\n[server.http]\nallow-plain-text = true\n"
+        );
+        assert_eq!(
+            keys(Role::QueueScheduler, &keyed),
+            [
+                "authentication changed",
+                "server.http.allow-plain-text changed"
+            ]
+        );
+        // Roles without the queue serve no API.
+        assert!(keys(Role::SmtpIngress, &keyed).is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 use ferrymail_config::ConfigSource;
 use ferrymail_config::model::server::ListenerProtocol;
 use ferrymail_rpc::cluster_tls::{HandshakeMetrics, Permissions, RefusalMetrics};
-use ferrymail_telemetry::{Health, Metrics, serve_admin};
+use ferrymail_telemetry::{Health, Metrics};
 use futures::future::OptionFuture;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -16,7 +16,7 @@ use crate::config_reload::{ConfigWatcher, ReloadMetrics};
 use crate::role::Role;
 use crate::services::Services;
 use crate::signals::StopSignals;
-use crate::{grpc_server, listeners};
+use crate::{admin_api, grpc_server, listeners};
 
 /// The readiness component that is not ready until every service has started.
 const STARTUP_COMPONENT: &str = "startup";
@@ -61,11 +61,14 @@ pub async fn run(
             "no http listener is configured: /healthz, /readyz and /metrics are not served"
         );
     }
-    for (_, socket) in admin_sockets {
-        admin.spawn(serve_admin(
-            socket,
+    let queue_slot = ferrymail_admin_api::QueueSlot::new();
+    let api = admin_api::router(role, &config, &metrics, &queue_slot);
+    for (id, socket) in admin_sockets {
+        admin.spawn(ferrymail_telemetry::serve_admin_with(
+            admin_api::listener(&config, &id, socket)?,
             health.clone(),
             metrics.clone(),
+            api.clone(),
             admin_stop.clone(),
         ));
     }
@@ -78,6 +81,9 @@ pub async fn run(
             return Ok(());
         }
     };
+    if let Some(queue) = &services.queue {
+        queue_slot.fill(queue.clone());
+    }
     let (config_updates, updates) = watch::channel(Arc::new(loaded));
     let follower = tokio::spawn(services.clone().follow(updates));
     let current = config_updates.borrow().clone();

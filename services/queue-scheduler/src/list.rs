@@ -32,28 +32,44 @@ struct Matcher {
     sender: Option<String>,
     domain: Option<String>,
     state: Option<RecipientState>,
+    recipient: Option<String>,
+    text: Option<String>,
+    due_before: Option<u64>,
+    due_after: Option<u64>,
 }
 
 impl Matcher {
     fn new(filter: ListFilter) -> Self {
+        let lower = |text: Option<String>| text.map(|t| t.to_ascii_lowercase());
         Self {
-            sender: filter.sender.map(|s| s.to_ascii_lowercase()),
+            sender: lower(filter.sender),
             domain: filter
                 .recipient_domain
                 .map(|d| d.trim_start_matches('@').to_ascii_lowercase()),
             state: filter.state,
+            recipient: lower(filter.recipient),
+            text: lower(filter.text),
+            due_before: filter.due_before,
+            due_after: filter.due_after,
         }
     }
 
     /// Whether matching needs the recipients.
     fn needs_recipients(&self) -> bool {
-        self.domain.is_some() || self.state.is_some()
+        self.domain.is_some()
+            || self.state.is_some()
+            || self.recipient.is_some()
+            || self.text.is_some()
     }
 
     fn matches(&self, record: &MessageRecord, recipients: &[RecipientRecord]) -> bool {
-        if let Some(sender) = &self.sender
-            && !record.envelope.sender.to_ascii_lowercase().contains(sender)
-        {
+        let sender = record.envelope.sender.to_ascii_lowercase();
+        let any_address = |part: &str| {
+            recipients
+                .iter()
+                .any(|r| r.recipient.address.to_ascii_lowercase().contains(part))
+        };
+        if self.sender.as_ref().is_some_and(|s| !sender.contains(s)) {
             return false;
         }
         if let Some(domain) = &self.domain
@@ -71,7 +87,25 @@ impl Matcher {
         {
             return false;
         }
-        true
+        if self.recipient.as_deref().is_some_and(|r| !any_address(r)) {
+            return false;
+        }
+        if let Some(text) = &self.text
+            && !(sender.contains(text) || any_address(text))
+        {
+            return false;
+        }
+        // Seconds, as the filter and the listing give times.
+        self.due_in_window(record.due_ms.map(|ms| ms / 1000))
+    }
+
+    /// Whether a next attempt at `due` (none when `None`) is inside the asked window.
+    fn due_in_window(&self, due: Option<u64>) -> bool {
+        match (self.due_before, self.due_after) {
+            (None, None) => true,
+            (before, after) => due
+                .is_some_and(|due| before.is_none_or(|b| due < b) && after.is_none_or(|a| due > a)),
+        }
     }
 }
 

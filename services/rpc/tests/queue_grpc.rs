@@ -322,6 +322,10 @@ async fn admin_answers_through_grpc_equal_answers_in_process() {
                 sender: Some("alice".into()),
                 recipient_domain: Some("example.net".into()),
                 state: Some(RecipientState::TempFailed),
+                recipient: Some("bob".into()),
+                text: Some("example".into()),
+                due_before: Some(2_000_000_000),
+                due_after: Some(1),
             },
         },
     ] {

@@ -32,6 +32,9 @@ use tokio_util::task::TaskTracker;
 pub use error::IngressError;
 pub use metrics::IngressMetrics;
 pub use settings::{ListenerSettings, Settings};
+/// The server side of TLS with the configured certificates, also used by the admin API's
+/// HTTPS listeners.
+pub use tls::acceptor as server_tls_acceptor;
 
 use listener::Connections;
 

@@ -8,6 +8,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin_listener::{AdminClient, AdminListener};
 use crate::{Health, Metrics, TelemetryError};
 
 /// The content type of `/metrics`: OpenMetrics text, which is what the encoder writes.
@@ -37,19 +38,36 @@ pub async fn serve_admin(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<(), TelemetryError> {
-    if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, "admin server listening");
+    let listener = AdminListener::plain(listener).map_err(TelemetryError::AdminServer)?;
+    serve_admin_with(listener, health, metrics, Router::new(), shutdown).await
+}
+
+/// As [`serve_admin`], on a plain or TLS `listener`, also serving the routes of `api` (the
+/// admin API, which reads the [`AdminClient`] of each request from its `ConnectInfo`).
+pub async fn serve_admin_with(
+    listener: AdminListener,
+    health: Health,
+    metrics: Metrics,
+    api: Router,
+    shutdown: CancellationToken,
+) -> Result<(), TelemetryError> {
+    if let Ok(client) = axum::serve::Listener::local_addr(&listener) {
+        tracing::info!(address = %client.address, tls = client.tls, "admin server listening");
     }
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
-        .fallback(not_found)
-        .with_state(AdminState { health, metrics });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(TelemetryError::AdminServer)
+        .with_state(AdminState { health, metrics })
+        .merge(api)
+        .fallback(not_found);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<AdminClient>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+    .map_err(TelemetryError::AdminServer)
 }
 
 async fn healthz() -> &'static str {

@@ -46,6 +46,7 @@
 //! trace with the W3C context helpers: [`context_headers`] and [`set_remote_parent`] for gRPC
 //! calls, [`traceparent`] and [`set_stored_parent`] for a queued message.
 
+mod admin_listener;
 mod admin_server;
 mod error;
 mod health;
@@ -55,7 +56,8 @@ mod metrics;
 mod trace_context;
 mod trace_export;
 
-pub use admin_server::{OPENMETRICS_CONTENT_TYPE, serve_admin};
+pub use admin_listener::{AdminClient, AdminListener, AdminStream};
+pub use admin_server::{OPENMETRICS_CONTENT_TYPE, serve_admin, serve_admin_with};
 pub use error::TelemetryError;
 pub use health::{ComponentHealth, DRAINING_REASON, Health, NotReady, Readiness};
 pub use log_limit::LogLimit;

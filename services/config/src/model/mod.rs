@@ -1,5 +1,6 @@
 //! The typed configuration and how it is read from the TOML tree.
 
+pub mod authentication;
 pub mod certificate;
 pub mod cluster;
 pub mod dead_destinations;
@@ -59,6 +60,8 @@ pub struct Config {
     pub resolver: resolver::Resolver,
     /// `tracing.*`.
     pub tracing: telemetry::Tracing,
+    /// `authentication.*`: credentials of the HTTP admin API.
+    pub authentication: authentication::Authentication,
 }
 
 impl Config {
@@ -107,6 +110,7 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
     let auth = message_auth::read(root, &known, &signatures);
     let resolver = resolver::read(root);
     let tracing = telemetry::read(root);
+    let authentication = authentication::read(root);
     Some(Config {
         server: server?,
         remotes,
@@ -121,5 +125,6 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
         signatures,
         resolver: resolver?,
         tracing,
+        authentication: authentication?,
     })
 }

@@ -48,6 +48,9 @@ pub struct Server {
     /// `server.auto-ban.auth.rate`: most failed authentications per login name and per
     /// client address in a period; `None` for no limit.
     pub auto_ban_auth: Option<Rate>,
+    /// `server.http.allow-plain-text`: admin API credentials accepted over plain HTTP from
+    /// other hosts.
+    pub http_allow_plain_text: bool,
 }
 
 impl Server {
@@ -76,6 +79,7 @@ pub(crate) fn read(root: &TableReader<'_>, certificates: &[&str]) -> Option<Serv
         .table("auto-ban")
         .table("auth")
         .get(&keys::SERVER_AUTO_BAN_AUTH_RATE);
+    let http_allow_plain_text = t.table("http").get(&keys::SERVER_HTTP_ALLOW_PLAIN_TEXT);
     let tls = t.table("tls");
     let tls_certificate = match tls.get(&keys::SERVER_TLS_CERTIFICATE) {
         Some(id) if !certificates.contains(&id.as_str()) => {
@@ -109,6 +113,7 @@ pub(crate) fn read(root: &TableReader<'_>, certificates: &[&str]) -> Option<Serv
         max_connections: max_connections?,
         max_connections_per_ip: max_connections_per_ip?,
         auto_ban_auth: auto_ban_auth?.0,
+        http_allow_plain_text: http_allow_plain_text?,
     })
 }
 

@@ -17,6 +17,7 @@ pub mod rules;
 mod scalar;
 mod size;
 pub mod stage_rules;
+mod stored_password;
 mod substitution;
 
 pub use dkim::{Canonicalization, CanonicalizationMode, SignatureAlgorithm};
@@ -35,6 +36,7 @@ pub(crate) use referenced_files::RecordingEnvironment;
 pub use rule_settings::{Hop, NextHop, RelayRule, SignRule, SignatureList, VerifyMode, VerifyRule};
 pub use scalar::Secret;
 pub use size::{ByteSize, parse_size};
+pub use stored_password::StoredPassword;
 pub use substitution::{Environment, ProcessEnvironment, machine_hostname};
 
 use crate::diagnostics::Diagnostics;

@@ -149,8 +149,60 @@ async fn list_filters_by_sender_domain_and_state() {
         sender: Some("example.org".into()),
         recipient_domain: Some("example.com".into()),
         state: Some(RecipientState::Pending),
+        ..ListFilter::default()
     };
     assert_eq!(by(combined).await, set(&[&b]));
+}
+
+#[tokio::test]
+async fn list_filters_by_address_text_and_due_time() {
+    let t = open();
+    let a = enqueue(
+        &t.queue,
+        envelope("alice@example.org", &["x@example.net"]),
+        b"m",
+    )
+    .await;
+    let mut later = envelope("bob@example.org", &["Yves@Example.COM"]);
+    let due_later = unix_now() + 86_400;
+    later.hold_until = Some(due_later);
+    let b = enqueue(&t.queue, later, b"m").await;
+    let set = |ids: &[&QueueId]| ids.iter().map(|id| (*id).clone()).collect::<HashSet<_>>();
+    let by = |filter: ListFilter| {
+        let queue = t.queue.clone();
+        async move {
+            let (ids, _) = list_all(&queue, 2, filter).await;
+            ids.into_iter().collect::<HashSet<_>>()
+        }
+    };
+
+    let recipient = |r: &str| ListFilter {
+        recipient: Some(r.into()),
+        ..ListFilter::default()
+    };
+    assert_eq!(by(recipient("yves@")).await, set(&[&b]));
+    assert_eq!(by(recipient("EXAMPLE")).await, set(&[&a, &b]));
+    assert_eq!(by(recipient("alice")).await, set(&[]), "not the sender");
+    let text = |x: &str| ListFilter {
+        text: Some(x.into()),
+        ..ListFilter::default()
+    };
+    assert_eq!(by(text("ALICE")).await, set(&[&a]), "the sender");
+    assert_eq!(by(text("yves")).await, set(&[&b]), "a recipient");
+    assert_eq!(by(text("nobody")).await, set(&[]));
+    let window = |before: Option<u64>, after: Option<u64>| ListFilter {
+        due_before: before,
+        due_after: after,
+        ..ListFilter::default()
+    };
+    let soon = unix_now() + 3_600;
+    assert_eq!(by(window(Some(soon), None)).await, set(&[&a]));
+    assert_eq!(by(window(None, Some(soon))).await, set(&[&b]));
+    assert_eq!(by(window(Some(soon), Some(soon))).await, set(&[]));
+    assert_eq!(
+        by(window(Some(due_later + 1), Some(0))).await,
+        set(&[&a, &b])
+    );
 }
 
 #[tokio::test]

@@ -37,6 +37,14 @@ pub struct ListFilter {
     pub recipient_domain: Option<String>,
     /// Some recipient is in this state.
     pub state: Option<RecipientState>,
+    /// Some recipient's address contains this substring (ASCII case ignored).
+    pub recipient: Option<String>,
+    /// The sender or some recipient contains this substring (ASCII case ignored).
+    pub text: Option<String>,
+    /// A next attempt is scheduled before this time (unix seconds).
+    pub due_before: Option<u64>,
+    /// A next attempt is scheduled after this time (unix seconds).
+    pub due_after: Option<u64>,
 }
 
 /// One page of a listing.

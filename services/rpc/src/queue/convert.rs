@@ -221,6 +221,10 @@ pub(crate) fn list_request_to_wire(request: ListRequest) -> proto::ListRequest {
                 .filter
                 .state
                 .map(|state| state_to_wire(state).into()),
+            recipient: request.filter.recipient.unwrap_or_default(),
+            text: request.filter.text.unwrap_or_default(),
+            due_before: request.filter.due_before,
+            due_after: request.filter.due_after,
         }),
     }
 }
@@ -237,6 +241,10 @@ pub(crate) fn list_request_from_wire(
             sender: text_from_wire(filter.sender),
             recipient_domain: text_from_wire(filter.recipient_domain),
             state: filter.state.map(state_from_wire).transpose()?,
+            recipient: text_from_wire(filter.recipient),
+            text: text_from_wire(filter.text),
+            due_before: filter.due_before,
+            due_after: filter.due_after,
         },
     })
 }

@@ -1,9 +1,10 @@
-//! The JSON form of `ferrymail queue … --json`: one object per line, as `postqueue -j`
-//! prints, so that scripts read it with `jq` or line by line. Field names are snake_case;
-//! times are Unix seconds, `null` when there is none.
+//! ferrymail's own JSON form of the queue, shared by `ferrymail queue … --json` (one object
+//! per line, as `postqueue -j` prints) and the admin API's own paths (stats, destinations,
+//! bulk). Field names are snake_case; times are Unix seconds, `null` when there is none.
 
 use ferrymail_rpc::queue::{
-    DestinationScope, Destinations, MessageDetail, MessageSummary, QueueStats, RecipientState,
+    BulkReport, DestinationScope, Destinations, MessageDetail, MessageSummary, QueueStats,
+    RecipientState,
 };
 use serde_json::{Value, json};
 
@@ -47,6 +48,19 @@ pub fn detail(d: &MessageDetail) -> Value {
 /// changed, for hold and release).
 pub fn change(action: &str, queue_id: &str, outcome: Value) -> Value {
     json!({ "action": action, "queue_id": queue_id, "result": outcome })
+}
+
+/// What a bulk action did (`cursor` is where to go on, `null` once the queue was examined).
+pub fn bulk_report(action: &str, dry_run: bool, r: &BulkReport) -> Value {
+    json!({
+        "action": action,
+        "dry_run": dry_run,
+        "examined": r.examined,
+        "matched": r.matched,
+        "messages_changed": r.messages_changed,
+        "recipients_changed": r.recipients_changed,
+        "cursor": r.cursor,
+    })
 }
 
 /// Totals over the queue.
