@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ferrymail_e2e::{
-    EMBEDDED_STORE, Ferrymail, SmtpSink, SmtpSinkOptions, TestCertificates, require_peer,
+    EMBEDDED_STORE, Ferrymail, Postgres, SmtpSink, SmtpSinkOptions, TestCertificates, require_peer,
     wait_until,
 };
 use ferrymail_rpc::queue::{BodyError, BodyStream, Envelope, GrpcQueue, QueueService, Recipient};
@@ -23,13 +23,19 @@ const TOKEN: &str = "api-token-for-tests";
 const ADMIN_PASSWORD: &str = "s3cret-admin";
 const ADMIN_HASH: &str = "$argon2id$v=19$m=8192,t=1,p=1$JEzACw1HxgpiBuPVNiRrCA$phc1WYh7faHzNl4vvBaqIMTrjsmRX+NFJhGTU/x4MrU";
 
-/// A queue-scheduler with an `http` listener (`admin`) and a gRPC one, relaying to `sink`.
+/// A queue-scheduler with an `http` listener (`admin`) and a gRPC one, relaying to `sink`,
+/// on the embedded store.
 fn scheduler(sink: &SmtpSink, extra: &str) -> (Ferrymail, String, String) {
+    scheduler_on(sink, extra, EMBEDDED_STORE)
+}
+
+/// The same on `store` (a configuration fragment naming `storage.data`).
+fn scheduler_on(sink: &SmtpSink, extra: &str, store: &str) -> (Ferrymail, String, String) {
     let config = format!(
         "[server]\nhostname = \"queue.test\"\n\
          [server.listener.grpc]\nbind = \"127.0.0.1:0\"\nprotocol = \"grpc\"\n\
          [server.listener.admin]\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n{extra}\n\
-         {EMBEDDED_STORE}\
+         {store}\
          [remote.sink]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"smtp\"\n\
          tls.implicit = false\ntimeout = \"10s\"\n[queue.outbound]\nnext-hop = \"sink\"\n\
          [authentication.api-key.tests]\nsecret = \"{TOKEN}\"\n\
@@ -511,6 +517,59 @@ async fn an_implicit_tls_listener_serves_https() {
         .output()
         .unwrap();
     assert!(!plain.status.success() || !String::from_utf8_lossy(&plain.stdout).contains("ok"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_scheduler_of_a_cluster_answers_for_the_shared_queue() {
+    let postgres = Postgres::start();
+    postgres.create_database("mail");
+    let store = postgres.store_config("shared", "mail", postgres.port());
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let (mut first, grpc, first_admin) = scheduler_on(&sink, "", &store);
+    let (_second, _, second_admin) = scheduler_on(&sink, "", &store);
+    let queue = GrpcQueue::connect(&grpc).unwrap();
+    let id = enqueue_later(
+        &queue,
+        "alice@example.org",
+        &["x@example.net"],
+        "shared@test",
+    )
+    .await;
+    let (one, two) = (
+        format!("http://{first_admin}/api/queue"),
+        format!("http://{second_admin}/api/queue"),
+    );
+
+    // What one process's API changes, the other's shows: the state is in the store.
+    assert_eq!(
+        api("PATCH", &format!("{one}/messages/{id}/hold")).data(),
+        true
+    );
+    assert_eq!(
+        api("GET", &format!("{two}/messages/{id}")).data()["held"],
+        true
+    );
+    assert_eq!(api("PATCH", &format!("{two}/status/stop")).data(), true);
+    assert_eq!(api("GET", &format!("{one}/status")).data(), false);
+
+    // With the first process killed, the second still answers for everything.
+    first.kill();
+    assert_eq!(
+        api("GET", &format!("{two}/messages")).data()["items"],
+        json!([id])
+    );
+    assert_eq!(api("PATCH", &format!("{two}/status/start")).data(), false);
+    assert_eq!(
+        api("PATCH", &format!("{two}/messages/{id}/release")).data(),
+        true
+    );
+    assert_eq!(api("PATCH", &format!("{two}/messages/{id}")).data(), true);
+    sink.wait_for_messages(1);
+    wait_until(
+        "the queue is empty",
+        || api("GET", &format!("{two}/messages")).data()["total"] == 0,
+        String::new,
+    );
 }
 
 /// The schemathesis command: `SCHEMATHESIS`, or the one `make test-deps` installs.
