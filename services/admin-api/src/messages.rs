@@ -89,11 +89,9 @@ pub async fn retry_selected(
     let filter = selection::filter(&mut params)?;
     reject_future_time(&mut params)?;
     params.finish()?;
-    let (ids, _) = selection::select(api.queue()?, filter, Window::ALL).await?;
-    let mut found = false;
-    for id in &ids {
-        found |= skip_gone(api.queue()?.retry(id, &[]).await)?.is_some();
-    }
+    let queue = api.queue()?;
+    let (ids, _) = selection::select(queue, filter, Window::ALL).await?;
+    let found = for_each_message(&ids, |id| queue.retry(id, &[])).await?;
     data(json!(found))
 }
 
@@ -147,11 +145,9 @@ pub async fn cancel_selected(
     let mut params = QueryParams::parse(query.as_deref());
     let filter = selection::filter(&mut params)?;
     params.finish()?;
-    let (ids, _) = selection::select(api.queue()?, filter, Window::ALL).await?;
-    let mut found = false;
-    for id in &ids {
-        found |= skip_gone(api.queue()?.cancel(id, &[]).await)?.is_some();
-    }
+    let queue = api.queue()?;
+    let (ids, _) = selection::select(queue, filter, Window::ALL).await?;
+    let found = for_each_message(&ids, |id| queue.cancel(id, &[])).await?;
     data(json!(found))
 }
 
@@ -225,14 +221,22 @@ async fn running(api: &Api) -> Result<bool, Problem> {
         .any(|p| p.scope == DestinationScope::All))
 }
 
-/// A message delivered or cancelled between listing and acting is no longer there to act on.
-fn skip_gone(result: Result<u32, QueueError>) -> Result<Option<u32>, Problem> {
-    match result {
-        Ok(0) => Ok(None),
-        Ok(n) => Ok(Some(n)),
-        Err(QueueError::NotFound(_)) => Ok(None),
-        Err(error) => Err(error.into()),
+/// Applies `action` to each of `ids`; whether it changed any. A message delivered or
+/// cancelled between listing and acting is no longer there to act on.
+async fn for_each_message<'a, F, Fut>(ids: &'a [QueueId], action: F) -> Result<bool, Problem>
+where
+    F: Fn(&'a QueueId) -> Fut,
+    Fut: std::future::Future<Output = Result<u32, QueueError>>,
+{
+    let mut changed = false;
+    for id in ids {
+        match action(id).await {
+            Ok(n) => changed |= n > 0,
+            Err(QueueError::NotFound(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
     }
+    Ok(changed)
 }
 
 /// Stalwart's `at` reschedules to a later time; ferrymail's retry is always now.

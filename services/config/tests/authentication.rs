@@ -4,23 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 use ferrymail_config::load_str;
-use ferrymail_config::value::StoredPassword;
 
-const BASE: &str = "[server]\nhostname = \"mx.example.org\"\n";
+mod support;
+use ferrymail_config::value::StoredPassword;
+use support::{BASE, errors};
+
 /// The argon2id hash of `s3cret-admin`, made by an independent implementation (argon2-cffi).
 const HASH: &str = "$argon2id$v=19$m=8192,t=1,p=1$JEzACw1HxgpiBuPVNiRrCA$phc1WYh7faHzNl4vvBaqIMTrjsmRX+NFJhGTU/x4MrU";
-
-/// The errors of `text` as `(line, key, message)`.
-fn errors(text: &str) -> Vec<(usize, String, String)> {
-    match load_str("bad.toml", &format!("{BASE}{text}")) {
-        Ok(_) => panic!("configuration was accepted:\n{text}"),
-        Err(errors) => errors
-            .0
-            .into_iter()
-            .map(|e| (e.line, e.key, e.message))
-            .collect(),
-    }
-}
 
 #[test]
 fn by_default_nobody_may_use_the_api_and_plain_text_is_refused() {

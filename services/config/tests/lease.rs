@@ -7,19 +7,8 @@ use std::time::Duration;
 
 use ferrymail_config::load_str;
 
-const BASE: &str = "[server]\nhostname = \"mx.example.org\"\n";
-
-/// The errors of `text` as `key: message` at their line.
-fn errors(text: &str) -> Vec<(usize, String, String)> {
-    match load_str("bad.toml", &format!("{BASE}{text}")) {
-        Ok(_) => panic!("configuration was accepted:\n{text}"),
-        Err(errors) => errors
-            .0
-            .into_iter()
-            .map(|e| (e.line, e.key, e.message))
-            .collect(),
-    }
-}
+mod support;
+use support::{BASE, errors};
 
 #[test]
 fn the_clock_skew_defaults_to_a_second_and_takes_durations() {
