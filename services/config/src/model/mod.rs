@@ -16,6 +16,7 @@ pub mod session;
 pub mod signature;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 
 mod bounds;
 pub mod cache;
@@ -59,6 +60,8 @@ pub struct Config {
     pub resolver: resolver::Resolver,
     /// `tracing.*`.
     pub tracing: telemetry::Tracing,
+    /// `webhook.<id>`, the enabled ones: where delivery events are sent.
+    pub webhooks: BTreeMap<String, webhook::Webhook>,
 }
 
 impl Config {
@@ -107,6 +110,7 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
     let auth = message_auth::read(root, &known, &signatures);
     let resolver = resolver::read(root);
     let tracing = telemetry::read(root);
+    let webhooks = webhook::read_all(root);
     Some(Config {
         server: server?,
         remotes,
@@ -121,5 +125,6 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
         signatures,
         resolver: resolver?,
         tracing,
+        webhooks: webhooks?,
     })
 }
