@@ -269,6 +269,22 @@ impl QueueMetrics {
         self.deferred.get_or_create(&ReasonLabel { reason }).get()
     }
 
+    /// Serves the counters of `webhook` at zero, so that a rate over them has a base.
+    pub(crate) fn events_webhook(&self, webhook: &str, reasons: &[&'static str]) {
+        let label = WebhookLabel {
+            webhook: webhook.to_owned(),
+        };
+        self.events.sent.get_or_create(&label).inc_by(0);
+        self.events.dropped.get_or_create(&label).inc_by(0);
+        for &reason in reasons {
+            let webhook = webhook.to_owned();
+            self.events
+                .failures
+                .get_or_create(&WebhookFailureLabel { webhook, reason })
+                .inc_by(0);
+        }
+    }
+
     /// Counts `count` events for `webhook` dropped on a full outbox.
     pub(crate) fn events_dropped(&self, webhook: &str, count: u64) {
         let webhook = webhook.to_owned();

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::payload::batch_body;
-use super::webhook_client::WebhookClient;
+use super::webhook_client::{REASONS, WebhookClient};
 use super::{EventSettings, Target};
 use crate::model::event_outbox::{self, EventId, SenderTerms};
 use crate::model::lease::Lease;
@@ -77,9 +77,10 @@ pub(crate) async fn run(
         if let Some(settings) = queue.events.current() {
             senders.retain(|id, _| settings.targets.iter().any(|t| &t.id == id));
             for target in &settings.targets {
-                let sender = senders
-                    .entry(target.id.clone())
-                    .or_insert_with(|| Sender::new(now));
+                let sender = senders.entry(target.id.clone()).or_insert_with(|| {
+                    queue.metrics.events_webhook(&target.id, &REASONS);
+                    Sender::new(now)
+                });
                 let next = step(&queue, &client, &options, &settings, target, sender).await;
                 wake = wake.min(next);
             }

@@ -46,6 +46,18 @@ pub(crate) enum SendError {
     Status(u16),
 }
 
+/// Every `reason` of [`SendError::reason`].
+pub(crate) const REASONS: [&str; 8] = [
+    "url",
+    "connect",
+    "tls",
+    "http",
+    "timeout",
+    "status_3xx",
+    "status_4xx",
+    "status_5xx",
+];
+
 impl SendError {
     /// The `reason` label of the failure metric: a small fixed set.
     pub(crate) fn reason(&self) -> &'static str {
