@@ -100,16 +100,19 @@ impl WebhookClient {
             .parse()
             .map_err(|e: http::uri::InvalidUri| SendError::Url(e.to_string()))?;
         let https = uri.scheme_str() == Some("https");
-        let host = uri
+        let bracketed = uri
             .host()
-            .ok_or_else(|| SendError::Url("no host".to_owned()))?
+            .ok_or_else(|| SendError::Url("no host".to_owned()))?;
+        let host = bracketed
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let authority = uri
-            .authority()
-            .map_or_else(|| host.clone(), |a| a.as_str().to_owned());
+        // Host and port only: credentials written in the URL are neither sent nor logged.
+        let authority = match uri.port_u16() {
+            Some(port) => format!("{bracketed}:{port}"),
+            None => bracketed.to_owned(),
+        };
         let tcp = TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|error| SendError::Connect {
