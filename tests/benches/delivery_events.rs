@@ -27,7 +27,7 @@ const SESSIONS: usize = 20;
 const MESSAGE_BYTES: usize = 4096;
 const MESSAGES_PER_RUN: usize = 2000;
 const WARM_UP_MESSAGES: usize = 2 * SESSIONS;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const RECIPIENT: &str = "rcpt@relay.bench.test";
 const REMOTE_CONCURRENCY: usize = 20;
 
