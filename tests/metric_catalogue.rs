@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ferrymail_e2e::{
     ALICE, CLUSTER_DOMAIN, ClusterCertificates, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail,
-    SmtpSink, SmtpSinkOptions, http_get, logins_directory, mailboxes_directory,
+    SmtpSink, SmtpSinkOptions, WebhookReceiver, http_get, logins_directory, mailboxes_directory,
 };
 use ferrymail_rpc::cluster_tls::{ChannelSecurity, ClusterTls, Credentials};
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
@@ -213,12 +213,15 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
         ..DovecotOptions::default()
     });
     let sink = SmtpSink::start(SmtpSinkOptions::default());
+    // A webhook, so that the delivery event series have samples.
+    let receiver = WebhookReceiver::start();
     // gRPC over mutual TLS too, so that a refused call can be counted.
     let certificates_dir = tempfile::tempdir().unwrap();
     let certificates = ClusterCertificates::generate(certificates_dir.path(), "cluster");
     let config = format!(
-        "[server]\nhostname = \"mx.test\"\nshutdown-timeout = \"5s\"\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n[server.listener.admin]\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[server.listener.grpc]\nbind = \"127.0.0.1:0\"\nprotocol = \"grpc\"\n{EMBEDDED_STORE}[session.rcpt]\ndirectory = \"mailboxes\"\n[remote.sink]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"smtp\"\ntls.implicit = false\ntimeout = \"10s\"\n[queue.outbound]\nnext-hop = \"sink\"\n[session.auth]\ndirectory = \"logins\"\nallow-plain-text = true\n[server.auto-ban.auth]\nrate = \"1/1h\"\n{}",
+        "[server]\nhostname = \"mx.test\"\nshutdown-timeout = \"5s\"\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n[server.listener.admin]\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[server.listener.grpc]\nbind = \"127.0.0.1:0\"\nprotocol = \"grpc\"\n{EMBEDDED_STORE}[session.rcpt]\ndirectory = \"mailboxes\"\n[remote.sink]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"smtp\"\ntls.implicit = false\ntimeout = \"10s\"\n[queue.outbound]\nnext-hop = \"sink\"\n[session.auth]\ndirectory = \"logins\"\nallow-plain-text = true\n[server.auto-ban.auth]\nrate = \"1/1h\"\n[webhook.hook]\nurl = \"{}\"\nthrottle = \"10ms\"\n{}",
         sink.address().port(),
+        receiver.url(),
         certificates.config(&certificates.role(&["queue-scheduler", "directory-proxy"])),
     );
     // The directory comes from an include file named as the operator names its rendering,
@@ -240,6 +243,8 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
     let text = scrape_until(admin, |t| {
         t.lines()
             .any(|l| l == "queue_deliveries_total{result=\"delivered\"} 1")
+            && t.lines()
+                .any(|l| l == "queue_events_sent_total{webhook=\"hook\"} 1")
     });
     let (families, samples) = parse_scrape(&text);
     let declared: BTreeSet<String> = text

@@ -4,7 +4,8 @@
 //! from the `listener bound` lines of the JSON log, so tests never race for ports.
 //!
 //! The real peers it works with run as private loopback instances: [`Dovecot`] (IMAP, LMTP,
-//! submission), Postfix's [`SmtpSink`] and [`Postgres`], the shared store. A missing peer
+//! submission), Postfix's [`SmtpSink`] and [`Postgres`], the shared store; and in process a
+//! [`WebhookReceiver`] for delivery events. A missing peer
 //! fails the test ([`require_peer`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -29,6 +30,7 @@ mod smtp_sink;
 mod tcp_relay;
 mod throughput;
 mod tls;
+mod webhook_receiver;
 
 pub use cluster::{ALL, Cluster, ClusterOptions, INGRESS, Member, PROXY, SCHEDULER, SharedStore};
 pub use cpu_time::{process_tree_cpu, reaped_children_cpu};
@@ -59,3 +61,4 @@ pub use throughput::{
     discarding_sink, load_average, machine_line, median, release_binary,
 };
 pub use tls::{CLUSTER_DOMAIN, ClusterCertificates, IssuedCertificate, TestCertificates};
+pub use webhook_receiver::{WebhookReceiver, WebhookRequest};

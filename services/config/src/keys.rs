@@ -287,6 +287,14 @@ keys! {
         "How long a scheduler's claim on a message lasts: renewed every third of it while the delivery runs (each renewal confirmed within a sixth of it), and how long the messages and shards of a scheduler that stopped wait before another takes them over. At least `1s`; read at start-up (ferrymail's own key).";
     QUEUE_LEASE_MAX_CLOCK_SKEW: Duration = "queue.lease.max-clock-skew", Default("\"1s\""),
         "Largest difference between the clocks of the nodes sharing a queue. Delivery leases are judged by each node's clock, so this is kept as a margin: a scheduler stops handing a message over this long before its lease ends, and takes over another's lease only this long after it ended. Shorter than a third of `queue.lease.duration`; keep the clocks synchronised (NTP) well within it (ferrymail's own key).";
+    QUEUE_EVENTS_OUTBOX_MAX_SIZE: u64 = "queue.events.outbox.max-size", Default("100000"),
+        "Most delivery events waiting in the store's outbox for one `webhook.<id>`. When it is full, new events for that webhook are dropped, counted in `queue_events_dropped_total` and logged (a warning at most once a minute): delivery never waits for, or fails because of, events. The bound is checked against a count refreshed every second, so several busy schedulers may overshoot it by about a second's events (ferrymail's own key).";
+    QUEUE_EVENTS_BATCH_SIZE: u32 = "queue.events.batch-size", Default("500"),
+        "Most events sent in one webhook request (ferrymail's own key).";
+    QUEUE_EVENTS_RETRY_MIN_BACKOFF: Duration = "queue.events.retry.min-backoff", Default("\"1s\""),
+        "Wait after a webhook request failed (no answer within `timeout`, or not `2xx`) before the events are sent again; doubled after each further failure (ferrymail's own key).";
+    QUEUE_EVENTS_RETRY_MAX_BACKOFF: Duration = "queue.events.retry.max-backoff", Default("\"5m\""),
+        "Longest wait between two failed webhook requests (ferrymail's own key).";
     QUEUE_QUOTA_MESSAGES: u64 = "queue.quota.<id>.messages", Optional,
         "Most messages waiting in the queue per group (see `key`); more are refused with `452 4.3.1` at the SMTP level.";
     QUEUE_QUOTA_SIZE: ByteSize = "queue.quota.<id>.size", Optional,
@@ -307,6 +315,27 @@ keys! {
         "Whether the throttle is enforced.";
     QUEUE_THROTTLE_MATCH: Match = "queue.throttle.<id>.match", Optional,
         "Which deliveries the throttle applies to, in the form of `queue.quota.<id>.match`; a recipient condition needs one recipient of the delivery that meets it (with the `rcpt-domain` key, selects the groups counted); absent, every delivery.";
+
+    WEBHOOK_URL: String = "webhook.<id>.url", Required,
+        "Endpoint (`http://` or `https://`) that delivery events are sent to, as `POST` requests with a JSON body `{\"events\": [...]}` (see [Delivery events](#delivery-events)). Configuring a webhook turns the event outbox on; without any, no event is recorded.";
+    WEBHOOK_EVENTS: Vec<String> = "webhook.<id>.events", Default("[\"*\"]"),
+        "Event types sent: `delivery.delivered`, `delivery.deferred`, `delivery.bounced`, `delivery.expired`, `queue.held`, `queue.released`, `queue.cancelled`, or patterns such as `\"*\"` and `\"delivery.*\"`, as in Stalwart (whose list has no default).";
+    WEBHOOK_ENABLE: bool = "webhook.<id>.enable", Default("true"),
+        "Whether the webhook is used; a disabled one records no events.";
+    WEBHOOK_TIMEOUT: Duration = "webhook.<id>.timeout", Default("\"30s\""),
+        "Longest time one request may take, from connecting to the status line; a request that takes longer counts as failed and its events are sent again.";
+    WEBHOOK_THROTTLE: Duration = "webhook.<id>.throttle", Default("\"1s\""),
+        "Shortest time between two requests to the webhook; events that arrive meanwhile go in the next request (up to `queue.events.batch-size`).";
+    WEBHOOK_SIGNATURE_KEY: Secret = "webhook.<id>.signature-key", Optional,
+        "Key of the HMAC-SHA256 of each request body, sent base64-encoded in the `X-Signature` header as Stalwart does; unset, requests are not signed.";
+    WEBHOOK_HEADERS: Vec<String> = "webhook.<id>.headers", Default("[]"),
+        "Extra request headers, each `\"Name: value\"`.";
+    WEBHOOK_AUTH_USERNAME: String = "webhook.<id>.auth.username", Optional,
+        "User name of HTTP Basic authentication; set together with `auth.secret`.";
+    WEBHOOK_AUTH_SECRET: Secret = "webhook.<id>.auth.secret", Optional,
+        "Password of HTTP Basic authentication; prefer `%{file:…}%` or `%{env:…}%` to writing it here.";
+    WEBHOOK_ALLOW_INVALID_CERTS: bool = "webhook.<id>.allow-invalid-certs", Default("false"),
+        "Accept self-signed and otherwise invalid certificates from an `https://` webhook (testing only).";
 
     TRACING_ENDPOINT: String = "tracing.endpoint", Optional,
         "OTLP/gRPC endpoint of an OpenTelemetry collector to export traces to, e.g. `http://otel-collector:4317`; `OTEL_EXPORTER_OTLP_ENDPOINT` wins when set, and without either nothing is exported. Read at start-up.";

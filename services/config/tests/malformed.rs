@@ -791,3 +791,121 @@ fn allow_plain_text_must_be_a_boolean() {
         "expected a boolean",
     );
 }
+
+#[test]
+fn bad_webhooks_and_event_outbox() {
+    const HOOK: &str = "[webhook.w]\nurl = \"https://hooks.example.org/in\"\n";
+    let cases: Vec<(String, &str, &str, &str)> = vec![
+        (
+            "[webhook.w]\nevents = [\"*\"]\n".to_owned(),
+            "webhook.w.url",
+            "[webhook.w]",
+            "missing required key",
+        ),
+        (
+            "[webhook.w]\nurl = \"ftp://hooks.example.org\"\n".to_owned(),
+            "webhook.w.url",
+            "url =",
+            "not an http:// or https:// URL",
+        ),
+        (
+            "[webhook.w]\nurl = \"https:///in\"\n".to_owned(),
+            "webhook.w.url",
+            "url =",
+            "names no host",
+        ),
+        (
+            format!("{HOOK}events = [\"delivery.exploded\"]\n"),
+            "webhook.w.events",
+            "events =",
+            "matches no event type",
+        ),
+        (
+            format!("{HOOK}events = []\n"),
+            "webhook.w.events",
+            "events =",
+            "at least one event type",
+        ),
+        (
+            format!("{HOOK}events = \"*\"\n"),
+            "webhook.w.events",
+            "events =",
+            "expected",
+        ),
+        (
+            format!("{HOOK}timeout = \"0s\"\n"),
+            "webhook.w.timeout",
+            "timeout =",
+            "longer than zero",
+        ),
+        (
+            format!("{HOOK}throttle = \"fast\"\n"),
+            "webhook.w.throttle",
+            "throttle =",
+            "fast",
+        ),
+        (
+            format!("{HOOK}headers = [\"X-Team mail\"]\n"),
+            "webhook.w.headers",
+            "headers =",
+            "not of the form \"Name: value\"",
+        ),
+        (
+            format!("{HOOK}headers = [\"Bad Name: x\"]\n"),
+            "webhook.w.headers",
+            "headers =",
+            "not a valid header name",
+        ),
+        (
+            format!("{HOOK}signature-key = \"\"\n"),
+            "webhook.w.signature-key",
+            "signature-key =",
+            "must not be empty",
+        ),
+        (
+            format!("{HOOK}auth.username = \"ops\"\n"),
+            "webhook.w.auth.secret",
+            "auth.username",
+            "auth.secret is not",
+        ),
+        (
+            format!("{HOOK}allow-invalid-certs = \"yes\"\n"),
+            "webhook.w.allow-invalid-certs",
+            "allow-invalid-certs",
+            "expected a boolean",
+        ),
+        (
+            format!("{HOOK}urls = \"x\"\n"),
+            "webhook.w.urls",
+            "urls =",
+            "unknown key (did you mean `url`?)",
+        ),
+        (
+            "[queue.events.outbox]\nmax-size = 0\n".to_owned(),
+            "queue.events.outbox.max-size",
+            "max-size",
+            "at least 1",
+        ),
+        (
+            "[queue.events.outbox]\nmax-size = -5\n".to_owned(),
+            "queue.events.outbox.max-size",
+            "max-size",
+            "out of range",
+        ),
+        (
+            "[queue.events]\nbatch-size = 0\n".to_owned(),
+            "queue.events.batch-size",
+            "batch-size",
+            "at least 1",
+        ),
+        (
+            "[queue.events.retry]\nmin-backoff = \"10s\"\nmax-backoff = \"1s\"\n".to_owned(),
+            "queue.events.retry.max-backoff",
+            "max-backoff",
+            "at least min-backoff",
+        ),
+    ];
+    for (text, key, at, message) in cases {
+        assert_error(&text, key, at, message);
+    }
+}

@@ -81,6 +81,7 @@ impl Services {
             ));
             queue.set_hostname(&loaded.config.server.hostname);
             queue.set_router(Router::new(&loaded.config));
+            queue.set_webhooks(&loaded.config.webhooks);
             // Gauges are read from the store's counters; the task ends with the runtime.
             tokio::spawn(queue_metrics.refresh(queue.clone()));
             tokio::spawn(ferrymail_queue_scheduler::collect_bodies(queue.clone()));
@@ -129,6 +130,7 @@ impl Services {
                 queue.apply(&loaded.config.queue);
                 queue.set_hostname(&loaded.config.server.hostname);
                 queue.set_router(Router::new(&loaded.config));
+                queue.set_webhooks(&loaded.config.webhooks);
             }
             if let Some(scheduler) = &self.scheduler {
                 scheduler.apply(&loaded.config);

@@ -8,13 +8,16 @@ use ferrymail_store::blob::BlobStore;
 use ferrymail_store::{StoreError, Transaction};
 
 use crate::dsn::{self, NoticeSettings};
+use crate::events::next_hop::NextHop;
+use crate::events::{EventKind, EventTally, EventWriter};
 use crate::message_change::Change;
 use crate::model::counters::CounterDelta;
 use crate::model::due_index::{entry_time, move_entry};
 use crate::model::keys::Keys;
-use crate::model::queue_id::MessageId;
+use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::removal;
 use crate::model::stored_message::StoredMessage;
+use crate::route::Router;
 use crate::service::Queue;
 use crate::store_failure::from_store;
 
@@ -32,26 +35,37 @@ impl Queue {
     ) -> Result<u32, QueueError> {
         let (keys, blobs, id) = (self.keys.clone(), self.blobs.clone(), *id);
         let addresses = addresses.to_vec();
-        let cancelled = self
+        let (events, router) = (self.events.current(), self.router.load_full());
+        let now_ms = unix_millis(SystemTime::now());
+        let (cancelled, tally) = self
             .store
             .transact(move |tx| {
                 let (keys, blobs, addresses) = (keys.clone(), blobs.clone(), addresses.clone());
+                let router = router.clone();
+                let mut events = EventWriter::new(events.clone(), now_ms);
                 Box::pin(async move {
                     let Some(mut message) = StoredMessage::read(tx, &keys, &id).await? else {
-                        return Ok(Change::NoMessage);
+                        return Ok((Change::NoMessage, EventTally::default()));
                     };
                     let selected = match message.select(&addresses) {
                         Ok(selected) => selected,
-                        Err(address) => return Ok(Change::NoRecipient(address)),
+                        Err(address) => {
+                            return Ok((Change::NoRecipient(address), EventTally::default()));
+                        }
                     };
-                    Ok(Change::Done(
-                        cancel_in(tx, &keys, &blobs, &mut message, &selected, None).await?,
-                    ))
+                    let change = CancelChange {
+                        selected: &selected,
+                        notice: None,
+                        events: (&mut events, router.as_deref()),
+                    };
+                    let cancelled = cancel_in(tx, &keys, &blobs, &mut message, change).await?;
+                    Ok((Change::Done(cancelled), events.write(tx, &keys)?))
                 })
             })
             .await
-            .map_err(|e| from_store("cancel", e))?
-            .into_result(&id)?;
+            .map_err(|e| from_store("cancel", e))?;
+        self.events.settle(tally, &self.metrics);
+        let cancelled = cancelled.into_result(&id)?;
         if cancelled > 0 {
             tracing::info!(queue_id = %id, cancelled, "recipients cancelled");
         }
@@ -65,18 +79,31 @@ pub(crate) struct CancelNotice<'a> {
     pub(crate) now: SystemTime,
 }
 
-/// Cancels the live recipients of `message` at the `selected` positions, in `tx`; removes the
-/// message when none is left live. With `notice`, the sender is told of them (as NOTIFY
-/// allows) by a failure notice written in the same transaction. Returns how many were
-/// cancelled.
+/// What a cancel changes: the recipients at the `selected` positions; with `notice`, the
+/// sender is told of them; `events` records the cancel events, naming next hops by the
+/// router.
+pub(crate) struct CancelChange<'a, 'w> {
+    pub(crate) selected: &'a [usize],
+    pub(crate) notice: Option<CancelNotice<'a>>,
+    pub(crate) events: (&'a mut EventWriter, Option<&'w Router>),
+}
+
+/// Cancels the live recipients of `message` that `change` selects, in `tx`; removes the
+/// message when none is left live. With a notice, the sender is told of them (as NOTIFY
+/// allows) by a failure notice written in the same transaction; the cancel events are
+/// collected. Returns how many were cancelled.
 pub(crate) async fn cancel_in(
     tx: &Transaction,
     keys: &Keys,
     blobs: &BlobStore,
     message: &mut StoredMessage,
-    selected: &[usize],
-    notice: Option<CancelNotice<'_>>,
+    change: CancelChange<'_, '_>,
 ) -> Result<u32, StoreError> {
+    let CancelChange {
+        selected,
+        notice,
+        events: (events, router),
+    } = change;
     let id = message.record.id;
     let mut delta = CounterDelta::default();
     let mut changed = Vec::new();
@@ -92,6 +119,14 @@ pub(crate) async fn cancel_in(
     }
     if changed.is_empty() {
         return Ok(0);
+    }
+    if events.wants(EventKind::Cancelled) {
+        for &index in &changed {
+            let recipient = &message.recipients[index];
+            let address = &recipient.recipient.address;
+            let hop = NextHop::routed(router, &message.record.envelope, address, None);
+            events.push(EventKind::Cancelled, &message.record, recipient, hop);
+        }
     }
     if let Some(notice) = notice
         && dsn::may_notify(&message.record)

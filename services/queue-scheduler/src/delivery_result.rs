@@ -9,12 +9,15 @@ use ferrymail_rpc::queue::RecipientState;
 use ferrymail_store::StoreError;
 
 use crate::dsn::{self, NoticeSettings, ReportedRecipient};
+use crate::events::next_hop::NextHop;
+use crate::events::{EventKind, EventTally, EventWriter};
 use crate::model::counters::CounterDelta;
 use crate::model::due_index::{entry_time, move_entry};
 use crate::model::lease::{self, Lease};
 use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::removal;
 use crate::model::stored_message::StoredMessage;
+use crate::route::Router;
 use crate::service::Queue;
 use ferrymail_outbound::Outcome;
 
@@ -43,6 +46,8 @@ pub(crate) struct CommitPolicy {
     /// `queue.lease.max-clock-skew`: the lease must hold at least this much longer when the
     /// results are recorded, or another scheduler may already judge it expired.
     pub clock_skew_ms: u64,
+    /// The routing of the delivery, naming next hops in events; `None` without webhooks.
+    pub router: Option<Arc<Router>>,
 }
 
 /// The wait before attempt `attempts + 1` of a recipient that failed `attempts` times (the
@@ -72,9 +77,12 @@ impl Queue {
     ) -> Result<Committed, StoreError> {
         let (keys, blobs, id) = (self.keys.clone(), self.blobs.clone(), *id);
         let plan = Arc::new((lease.clone(), outcomes, policy));
-        self.store
+        let events = self.events.current();
+        let (committed, tally) = self
+            .store
             .transact(move |tx| {
                 let (keys, blobs, plan) = (keys.clone(), blobs.clone(), plan.clone());
+                let mut events = EventWriter::new(events.clone(), now_ms);
                 Box::pin(async move {
                     // Losing a result in a crash of the machine only repeats the attempt (the
                     // message is still there, its lease expires), as losing Postfix's unsynced
@@ -86,11 +94,12 @@ impl Queue {
                     let until_ms = now_ms
                         .max(unix_millis(SystemTime::now()))
                         .saturating_add(policy.clock_skew_ms);
+                    let stale = (Committed::Stale, EventTally::default());
                     if !lease::holds(tx, &keys, &id, lease.token, until_ms).await? {
-                        return Ok(Committed::Stale);
+                        return Ok(stale);
                     }
                     let Some(mut message) = StoredMessage::read(tx, &keys, &id).await? else {
-                        return Ok(Committed::Stale);
+                        return Ok(stale);
                     };
                     let mut delta = CounterDelta::default();
                     let mut changed = Vec::new();
@@ -136,7 +145,7 @@ impl Queue {
                             Outcome::TempFailed(reply) if now_ms >= message.record.expiry_ms => (
                                 RecipientState::PermFailed,
                                 None,
-                                format!("expired: not delivered in time; last reply: {reply}"),
+                                format!("{EXPIRED}not delivered in time; last reply: {reply}"),
                             ),
                             Outcome::TempFailed(reply)
                             | Outcome::Deferred { reason: reply, .. }
@@ -155,6 +164,16 @@ impl Queue {
                         recipient.due_ms = due;
                         recipient.last_reply = Some(reply);
                         changed.push(position);
+                        if let Some(kind) = event_kind(recipient.state, recipient.last_reply.as_deref())
+                            && events.wants(kind)
+                        {
+                            let hop = policy.router.as_deref().map(|router| {
+                                let address = &recipient.recipient.address;
+                                let route = router.route(&message.record.envelope, address);
+                                NextHop::of(&route, address, recipient.last_reply.as_deref())
+                            });
+                            events.push(kind, &message.record, recipient, hop);
+                        }
                     }
                     let live = message.recipients.iter().filter(|r| r.is_live()).count();
                     let reported = notices(&mut message, &changed, live, policy, now_ms);
@@ -183,10 +202,29 @@ impl Queue {
                         Committed::Removed
                     };
                     delta.apply(tx, &keys, id.shard())?;
-                    Ok(committed)
+                    let tally = events.write(tx, &keys)?;
+                    Ok((committed, tally))
                 })
             })
-            .await
+            .await?;
+        self.events.settle(tally, &self.metrics);
+        Ok(committed)
+    }
+}
+
+/// How an expiry is recorded as a recipient's reply.
+pub(crate) const EXPIRED: &str = "expired: ";
+
+/// The event of a recipient recorded in `state` with `reply` by an attempt.
+fn event_kind(state: RecipientState, reply: Option<&str>) -> Option<EventKind> {
+    match state {
+        RecipientState::Delivered => Some(EventKind::Delivered),
+        RecipientState::TempFailed => Some(EventKind::Deferred),
+        RecipientState::PermFailed if reply.is_some_and(|r| r.starts_with(EXPIRED)) => {
+            Some(EventKind::Expired)
+        }
+        RecipientState::PermFailed => Some(EventKind::Bounced),
+        RecipientState::Pending | RecipientState::Cancelled => None,
     }
 }
 

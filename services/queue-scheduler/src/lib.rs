@@ -14,7 +14,8 @@
 //! (`destination_gate`, kept in the store so that every scheduler skips the same ones).
 //! MX delivery applies the MTA-STS policies and DANE TLSA records of recipient domains. A
 //! message enqueued through a process with a running scheduler is handed to it at once
-//! (`handoff`).
+//! (`handoff`). Delivery results, holds and cancels are pushed to webhooks as delivery
+//! events through an outbox written in the same transactions (`events`).
 
 mod attempt_span;
 mod body_collection;
@@ -29,6 +30,7 @@ mod destinations;
 mod dsn;
 mod enqueue;
 mod envelope_check;
+mod events;
 mod failure_backoff;
 mod find_message_id;
 mod handoff;

@@ -52,6 +52,58 @@ pub struct QueueMetrics {
     deferred: Family<ReasonLabel, Counter>,
     suspended: Gauge,
     paused: Gauge,
+    events: EventMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabel {
+    webhook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookFailureLabel {
+    webhook: String,
+    reason: &'static str,
+}
+
+/// The metrics of delivery events, by webhook (ids from the configuration: bounded).
+#[derive(Clone, Debug, Default)]
+struct EventMetrics {
+    depth: Family<WebhookLabel, Gauge>,
+    oldest: Family<WebhookLabel, Gauge>,
+    sent: Family<WebhookLabel, Counter>,
+    failures: Family<WebhookFailureLabel, Counter>,
+    dropped: Family<WebhookLabel, Counter>,
+}
+
+impl EventMetrics {
+    fn register(&self, metrics: &Metrics) {
+        metrics.register(
+            "queue_events_outbox_depth",
+            "Delivery events waiting in the store's outbox for a webhook (the whole outbox, read every second)",
+            self.depth.clone(),
+        );
+        metrics.register(
+            "queue_events_outbox_oldest_age_seconds",
+            "Age of the oldest delivery event waiting for a webhook (0 when none)",
+            self.oldest.clone(),
+        );
+        metrics.register(
+            "queue_events_sent_total",
+            "Delivery events a webhook answered 2xx for, sent by this process",
+            self.sent.clone(),
+        );
+        metrics.register(
+            "queue_events_send_failures_total",
+            "Failed webhook requests of this process by reason (connect, tls, timeout, http, status_3xx, status_4xx, status_5xx, url); their events stay in the outbox",
+            self.failures.clone(),
+        );
+        metrics.register(
+            "queue_events_dropped_total",
+            "Delivery events dropped because the webhook's outbox was full (queue.events.outbox.max-size)",
+            self.dropped.clone(),
+        );
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -81,7 +133,9 @@ impl QueueMetrics {
             deferred: Family::default(),
             suspended: Gauge::default(),
             paused: Gauge::default(),
+            events: EventMetrics::default(),
         };
+        this.events.register(metrics);
         metrics.register(
             "queue_messages_enqueued_total",
             "Messages enqueued (made durable) by this process",
@@ -213,6 +267,80 @@ impl QueueMetrics {
     /// Recipients deferred for `reason` by this process so far.
     pub fn deferred_count(&self, reason: &'static str) -> u64 {
         self.deferred.get_or_create(&ReasonLabel { reason }).get()
+    }
+
+    /// Serves the counters of `webhook` at zero, so that a rate over them has a base.
+    pub(crate) fn events_webhook(&self, webhook: &str, reasons: &[&'static str]) {
+        let label = WebhookLabel {
+            webhook: webhook.to_owned(),
+        };
+        self.events.sent.get_or_create(&label).inc_by(0);
+        self.events.dropped.get_or_create(&label).inc_by(0);
+        for &reason in reasons {
+            let webhook = webhook.to_owned();
+            self.events
+                .failures
+                .get_or_create(&WebhookFailureLabel { webhook, reason })
+                .inc_by(0);
+        }
+    }
+
+    /// Counts `count` events for `webhook` dropped on a full outbox.
+    pub(crate) fn events_dropped(&self, webhook: &str, count: u64) {
+        let webhook = webhook.to_owned();
+        self.events
+            .dropped
+            .get_or_create(&WebhookLabel { webhook })
+            .inc_by(count);
+    }
+
+    /// Counts `count` events `webhook` took.
+    pub(crate) fn events_sent(&self, webhook: &str, count: u64) {
+        let webhook = webhook.to_owned();
+        self.events
+            .sent
+            .get_or_create(&WebhookLabel { webhook })
+            .inc_by(count);
+    }
+
+    /// Counts a failed request to `webhook`.
+    pub(crate) fn events_send_failed(&self, webhook: &str, reason: &'static str) {
+        let webhook = webhook.to_owned();
+        self.events
+            .failures
+            .get_or_create(&WebhookFailureLabel { webhook, reason })
+            .inc();
+    }
+
+    /// Sets the count and the oldest event's age of `webhook`'s outbox.
+    pub(crate) fn events_outbox(&self, webhook: &str, depth: u64, oldest: Duration) {
+        let label = WebhookLabel {
+            webhook: webhook.to_owned(),
+        };
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.events.depth.get_or_create(&label).set(gauge(depth));
+        self.events
+            .oldest
+            .get_or_create(&label)
+            .set(gauge(oldest.as_secs()));
+    }
+
+    /// Events sent to `webhook` by this process so far.
+    pub fn events_sent_count(&self, webhook: &str) -> u64 {
+        let webhook = webhook.to_owned();
+        self.events
+            .sent
+            .get_or_create(&WebhookLabel { webhook })
+            .get()
+    }
+
+    /// Events for `webhook` dropped by this process so far.
+    pub fn events_dropped_count(&self, webhook: &str) -> u64 {
+        let webhook = webhook.to_owned();
+        self.events
+            .dropped
+            .get_or_create(&WebhookLabel { webhook })
+            .get()
     }
 
     pub(crate) fn shards_owned(&self, shards: usize) {

@@ -9,6 +9,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use async_trait::async_trait;
 use ferrymail_config::model::queue::Queue as QueueConfig;
 use ferrymail_config::model::queue_limits::Quota;
+use ferrymail_config::model::webhook::Webhook;
 use ferrymail_rpc::queue::{
     BodyStream, BulkReport, BulkRequest, DestinationScope, Destinations, Envelope, ListPage,
     ListRequest, MessageDetail, QueueError, QueueId, QueueService, QueueStats, Resumed,
@@ -16,6 +17,7 @@ use ferrymail_rpc::queue::{
 use ferrymail_store::Store;
 use ferrymail_store::blob::BlobStore;
 
+use crate::events::Events;
 use crate::handoff::Handoff;
 use crate::metrics::QueueMetrics;
 use crate::model::counters::read_stats;
@@ -47,8 +49,11 @@ pub struct Queue {
     pub(crate) metrics: QueueMetrics,
     /// `server.hostname`, which signs the notices of a bulk cancel; replaced on reload.
     pub(crate) hostname: ArcSwap<String>,
-    /// `queue.outbound.next-hop`, for bulk actions by next hop; replaced on reload.
+    /// `queue.outbound.next-hop`, for bulk actions by next hop and the next hops of events;
+    /// replaced on reload.
     pub(crate) router: ArcSwapOption<Router>,
+    /// Delivery events: the webhooks in force and the dispatcher's wake-up.
+    pub(crate) events: Events,
 }
 
 impl Queue {
@@ -70,6 +75,7 @@ impl Queue {
             metrics,
             hostname: ArcSwap::from_pointee("localhost".to_owned()),
             router: ArcSwapOption::empty(),
+            events: Events::default(),
         };
         queue.apply(config);
         queue
@@ -80,6 +86,13 @@ impl Queue {
         let expire = u64::try_from(config.expire.as_millis()).unwrap_or(u64::MAX);
         self.expire_ms.store(expire, Ordering::Relaxed);
         self.quotas.store(Arc::new(config.quotas.clone()));
+        self.events.apply_outbox(&config.events);
+    }
+
+    /// Sets the webhooks delivery events are sent to (`webhook.<id>`); with none, no event is
+    /// recorded.
+    pub fn set_webhooks(&self, webhooks: &BTreeMap<String, Webhook>) {
+        self.events.apply_webhooks(webhooks);
     }
 
     /// Sets the name the queue's own notices are reported from (`server.hostname`).

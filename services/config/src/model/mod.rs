@@ -17,6 +17,7 @@ pub mod session;
 pub mod signature;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 
 mod bounds;
 pub mod cache;
@@ -62,6 +63,8 @@ pub struct Config {
     pub tracing: telemetry::Tracing,
     /// `authentication.*`: credentials of the HTTP admin API.
     pub authentication: authentication::Authentication,
+    /// `webhook.<id>`, the enabled ones: where delivery events are sent.
+    pub webhooks: BTreeMap<String, webhook::Webhook>,
 }
 
 impl Config {
@@ -111,6 +114,7 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
     let resolver = resolver::read(root);
     let tracing = telemetry::read(root);
     let authentication = authentication::read(root);
+    let webhooks = webhook::read_all(root);
     Some(Config {
         server: server?,
         remotes,
@@ -126,5 +130,6 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
         resolver: resolver?,
         tracing,
         authentication: authentication?,
+        webhooks: webhooks?,
     })
 }

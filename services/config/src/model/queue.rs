@@ -7,6 +7,7 @@ use super::dead_destinations::{self, DeadDestinations};
 use super::outbound::Outbound;
 use super::queue_limits::{Quota, Throttle, read_quota, read_throttle};
 use super::references::{Known, check_next_hop};
+use super::webhook::{self, EventOutbox};
 use crate::keys;
 use crate::reader::TableReader;
 
@@ -36,6 +37,8 @@ pub struct Queue {
     pub quotas: BTreeMap<String, Quota>,
     /// `queue.throttle.<id>`, the enabled ones.
     pub throttles: BTreeMap<String, Throttle>,
+    /// `queue.events.*`: the outbox of delivery events.
+    pub events: EventOutbox,
 }
 
 pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
@@ -63,6 +66,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
     let max_clock_skew = read_clock_skew(&lease_table, lease);
     let (quotas, quotas_valid) = enabled(&t.table("quota"), |q| read_quota(q, known));
     let (throttles, throttles_valid) = enabled(&t.table("throttle"), |q| read_throttle(q, known));
+    let events = webhook::read_outbox(&t);
     (quotas_valid && throttles_valid).then_some(())?;
     Some(Queue {
         next_hop: next_hop?,
@@ -75,6 +79,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
         max_clock_skew: max_clock_skew?,
         quotas,
         throttles,
+        events: events?,
     })
 }
 

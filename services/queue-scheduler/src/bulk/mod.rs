@@ -15,14 +15,16 @@ use std::time::SystemTime;
 use ferrymail_rpc::queue::{BulkAction, BulkReport, BulkRequest, QueueError};
 use ferrymail_store::{RangeOptions, StoreError, Transaction};
 
-use crate::cancel::{CancelNotice, cancel_in};
+use crate::cancel::{CancelChange, CancelNotice, cancel_in};
 use crate::dsn::{NoticeSettings, Original};
-use crate::hold::hold_in;
+use crate::events::{EventTally, EventWriter};
+use crate::hold::{held_events, hold_in};
 use crate::model::keys::Keys;
 use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::record::MessageRecord;
 use crate::model::stored_message::{StoredMessage, read_recipients};
 use crate::retry::retry_in;
+use crate::route::Router;
 use crate::service::Queue;
 use crate::store_failure::from_store;
 use selection::Selection;
@@ -44,6 +46,8 @@ struct BatchOutcome {
     last: Option<MessageId>,
     /// Whether messages remain after it.
     more: bool,
+    /// The events it wrote and dropped.
+    events: EventTally,
 }
 
 /// What a bulk call does to each message, fixed for the whole call.
@@ -55,6 +59,8 @@ struct Plan {
     now_ms: u64,
     /// How a cancel's notices are made.
     notices: NoticeSettings,
+    /// The routing in force, naming next hops in events.
+    router: Option<Arc<Router>>,
 }
 
 impl Queue {
@@ -92,6 +98,7 @@ impl Queue {
                 expire_ms: u64::try_from(self.expire().as_millis()).unwrap_or(u64::MAX),
                 original: Original::default(),
             },
+            router: self.router.load_full(),
         });
         let mut report = BulkReport::default();
         loop {
@@ -123,9 +130,12 @@ impl Queue {
         plan: Arc<Plan>,
     ) -> Result<BatchOutcome, QueueError> {
         let (keys, blobs) = (self.keys.clone(), self.blobs.clone());
-        self.store
+        let events = self.events.current();
+        let mut outcome = self
+            .store
             .transact(move |tx| {
                 let (keys, blobs, plan) = (keys.clone(), blobs.clone(), plan.clone());
+                let mut events = EventWriter::new(events.clone(), plan.now_ms);
                 Box::pin(async move {
                     let range = match &after {
                         Some(id) => keys.messages_after(id),
@@ -149,19 +159,24 @@ impl Queue {
                         let record = MessageRecord::decode(id, &pair.value)?;
                         outcome.report.examined += 1;
                         outcome.last = Some(id);
+                        let report = &mut outcome.report;
                         written +=
-                            act(tx, &keys, &blobs, &plan, record, &mut outcome.report).await?;
+                            act(tx, (&keys, &blobs), &plan, record, report, &mut events).await?;
                         if written >= WRITE_BUDGET && i + 1 < count {
                             // The rest of the page waits for the next transaction.
                             outcome.more = true;
                             break;
                         }
                     }
+                    outcome.events = events.write(tx, &keys)?;
                     Ok(outcome)
                 })
             })
             .await
-            .map_err(|e| from_store("bulk", e))
+            .map_err(|e| from_store("bulk", e))?;
+        self.events
+            .settle(std::mem::take(&mut outcome.events), &self.metrics);
+        Ok(outcome)
     }
 }
 
@@ -169,11 +184,11 @@ impl Queue {
 /// `report` and returns about how many bytes it wrote.
 async fn act(
     tx: &Transaction,
-    keys: &Keys,
-    blobs: &ferrymail_store::blob::BlobStore,
+    (keys, blobs): (&Keys, &ferrymail_store::blob::BlobStore),
     plan: &Plan,
     record: MessageRecord,
     report: &mut BulkReport,
+    events: &mut EventWriter,
 ) -> Result<usize, StoreError> {
     if !plan.selection.may_select(&record, plan.now_ms) {
         return Ok(0);
@@ -188,23 +203,31 @@ async fn act(
     }
     let mut message = StoredMessage { record, recipients };
     let size = written_size(&message);
+    let router = plan.router.as_deref();
     let (changed, recipients) = match plan.action {
-        BulkAction::Hold => (hold_in(tx, keys, &mut message, true)?, 0),
-        BulkAction::Release => (hold_in(tx, keys, &mut message, false)?, 0),
+        BulkAction::Hold | BulkAction::Release => {
+            let held = plan.action == BulkAction::Hold;
+            let changed = hold_in(tx, keys, &mut message, held)?;
+            if changed {
+                held_events(events, &message, held, router);
+            }
+            (changed, 0)
+        }
         BulkAction::Retry => {
             let n = retry_in(tx, keys, &mut message, &selected, plan.now_ms)?;
             (n > 0, n)
         }
-        BulkAction::CancelSilently => {
-            let n = cancel_in(tx, keys, blobs, &mut message, &selected, None).await?;
-            (n > 0, n)
-        }
-        BulkAction::CancelWithNotice => {
-            let notice = CancelNotice {
+        BulkAction::CancelSilently | BulkAction::CancelWithNotice => {
+            let notice = (plan.action == BulkAction::CancelWithNotice).then_some(CancelNotice {
                 settings: &plan.notices,
                 now: plan.now,
+            });
+            let change = CancelChange {
+                selected: &selected,
+                notice,
+                events: (events, router),
             };
-            let n = cancel_in(tx, keys, blobs, &mut message, &selected, Some(notice)).await?;
+            let n = cancel_in(tx, keys, blobs, &mut message, change).await?;
             (n > 0, n)
         }
     };

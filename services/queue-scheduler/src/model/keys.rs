@@ -23,6 +23,9 @@
 //! | `("dest", "dead", destination)`       | a destination's failed connections (`dead_destination`) |
 //! | `("msgid", message_id, id)`           | empty: message `id` has this `Message-ID` (`message_id_index`) |
 //! | `("msgid-of", id)`                    | the `Message-ID` message `id` is indexed under  |
+//! | `("events", "outbox", webhook, event)` | one delivery event (JSON) waiting for `webhook` (`event_outbox`) |
+//! | `("events", "depth", webhook)`        | little-endian `i64`: events waiting for `webhook`, by atomic add |
+//! | `("events", "lease", webhook)`        | which scheduler sends `webhook`'s events, under which token |
 //!
 //! Why this shape:
 //! - Recipients have a key each: delivery updates one recipient without rewriting the others,
@@ -66,6 +69,7 @@ pub(crate) struct Keys {
     destinations: Subspace,
     message_ids: Subspace,
     message_id_of: Subspace,
+    events: Subspace,
 }
 
 impl Keys {
@@ -87,6 +91,7 @@ impl Keys {
             destinations: queue.subspace(&("dest",)),
             message_ids: queue.subspace(&("msgid",)),
             message_id_of: queue.subspace(&("msgid-of",)),
+            events: queue.subspace(&("events",)),
         }
     }
 
@@ -123,6 +128,32 @@ impl Keys {
     pub(crate) fn parse_dead(&self, key: &[u8]) -> Option<String> {
         let (_, destination) = self.destinations.unpack::<(String, String)>(key).ok()?;
         Some(destination)
+    }
+
+    /// Event `event` (its ULID's 16 bytes) waiting in `webhook`'s outbox.
+    pub(crate) fn outbox_entry(&self, webhook: &str, event: &[u8; 16]) -> Vec<u8> {
+        self.events.pack(&("outbox", webhook, event.to_vec()))
+    }
+
+    /// Every event waiting for `webhook`, oldest first.
+    pub(crate) fn outbox(&self, webhook: &str) -> KeyRange {
+        range(&self.events.subspace(&("outbox", webhook)))
+    }
+
+    /// The 16 bytes of the event an outbox key names.
+    pub(crate) fn parse_outbox_entry(&self, key: &[u8]) -> Option<[u8; 16]> {
+        let (_, _, event) = self.events.unpack::<(String, String, Vec<u8>)>(key).ok()?;
+        event.try_into().ok()
+    }
+
+    /// The count of events waiting for `webhook`.
+    pub(crate) fn outbox_depth(&self, webhook: &str) -> Vec<u8> {
+        self.events.pack(&("depth", webhook))
+    }
+
+    /// The lease of the scheduler sending `webhook`'s events.
+    pub(crate) fn outbox_lease(&self, webhook: &str) -> Vec<u8> {
+        self.events.pack(&("lease", webhook))
     }
 
     /// The MTA-STS policy remembered for `domain` (lower case, no trailing dot).

@@ -32,11 +32,13 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn encode(&self) -> Vec<u8> {
+    /// The stored form (also of the event outbox's sender lease).
+    pub(crate) fn encode(&self) -> Vec<u8> {
         tuple::pack(&(FORMAT, self.owner.as_str(), self.token, self.expiry_ms))
     }
 
-    fn decode(value: &[u8]) -> Result<Self, StoreError> {
+    /// A stored lease, or why it is not one.
+    pub(crate) fn decode(value: &[u8]) -> Result<Self, StoreError> {
         let (format, owner, token, expiry_ms) = tuple::unpack::<(u64, String, u64, u64)>(value)
             .map_err(|e| StoreError::Corrupt(format!("lease: {e}")))?;
         if format != FORMAT {

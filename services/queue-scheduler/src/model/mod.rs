@@ -4,7 +4,8 @@
 //! counters (`counters`), quotas and throttles counted in the store (`quota`, `throttle`,
 //! with the conditions of their `match` in `condition`), the schedulers' membership
 //! (`membership`), paused and dead destinations (`paused`, `dead_destination`) and the MTA-STS policies remembered beside the queue
-//! (`mta_sts_policies`). Each depends only on the store and the files above it here;
+//! (`mta_sts_policies`), and the outbox of delivery events with its sender lease
+//! (`event_outbox`). Each depends only on the store and the files above it here;
 //! nothing in the model knows the behaviour that uses it.
 
 pub(crate) mod condition;
@@ -12,6 +13,7 @@ pub(crate) mod counters;
 pub(crate) mod dead_destination;
 pub(crate) mod due_index;
 pub(crate) mod enqueued;
+pub(crate) mod event_outbox;
 pub(crate) mod keys;
 pub(crate) mod lease;
 pub(crate) mod membership;

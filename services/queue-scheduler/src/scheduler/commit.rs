@@ -65,6 +65,8 @@ impl Scheduler {
                 original,
             },
             clock_skew_ms: millis(settings.max_clock_skew),
+            // Only events name next hops.
+            router: self.queue.events.current().map(|_| settings.router.clone()),
         }
     }
 }

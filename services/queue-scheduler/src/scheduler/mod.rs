@@ -103,7 +103,7 @@ impl SchedulerOptions {
 
 /// What the current configuration says about delivery.
 struct Settings {
-    router: Router,
+    router: Arc<Router>,
     remotes: BTreeMap<String, Remote>,
     retry: Vec<Duration>,
     notify: Vec<Duration>,
@@ -203,7 +203,7 @@ impl Scheduler {
 
 fn settings(config: &Config) -> Settings {
     Settings {
-        router: Router::new(config),
+        router: Arc::new(Router::new(config)),
         remotes: config.remotes.clone(),
         retry: config.queue.retry.clone(),
         notify: config.queue.notify.clone(),

@@ -11,6 +11,8 @@ use ferrymail_telemetry::LogLimit;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::events::outbox_dispatch::{self, DispatchOptions};
+use crate::events::webhook_client::WebhookClient;
 use crate::failure_backoff::FailureBackoff;
 use crate::handoff::{Claimant, Fresh};
 use crate::index_reads::IndexReads;
@@ -90,6 +92,16 @@ impl Scheduler {
             self.options.max_in_flight,
         );
         let mut backoff = FailureBackoff::default();
+        let events = tokio::spawn(outbox_dispatch::run(
+            self.queue.clone(),
+            WebhookClient::new(self.tls.clone()),
+            DispatchOptions {
+                owner: self.options.owner.clone(),
+                lease: self.options.lease,
+                skew: self.settings.load().max_clock_skew,
+            },
+            stop.clone(),
+        ));
         loop {
             // Registered before reading, so an enqueue during the read is not missed.
             let wake = self.queue.handoff.wake.notified();
@@ -129,6 +141,8 @@ impl Scheduler {
             self.queue.release_claims(unstarted).await;
         }
         while in_flight.join_next().await.is_some() {}
+        // It finishes a webhook request under way, then gives up its sender leases.
+        let _ = events.await;
         if self.options.shards.is_none()
             && let Err(error) =
                 membership::leave(&self.queue.store, &self.queue.keys, &self.options.owner).await
