@@ -11,6 +11,9 @@
 //! the CPU of the process is counted over the whole of it, so sending the events is paid
 //! for. Rounds rotate the order; the table gives medians. The target: events cost at most
 //! 10% of the throughput.
+//!
+//! For reference, a private Postfix (`relayhost`, its own discarding sink) takes the same load
+//! in the same rounds: Postfix has no delivery events, so it has one row.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -18,9 +21,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ferrymail_e2e::{
-    Ferrymail, PEER_PATIENCE, SmtpSink, SmtpSource, WebhookReceiver, bench_config, check_received,
-    discarding_sink, load_average, machine_line, median, process_tree_cpu, reaped_children_cpu,
-    release_binary, require_peer,
+    Ferrymail, PEER_PATIENCE, Postfix, SmtpSink, SmtpSource, WebhookReceiver, bench_config,
+    check_received, discarding_sink, load_average, machine_line, median, process_tree_cpu,
+    reaped_children_cpu, release_binary, require_peer,
 };
 
 const SESSIONS: usize = 20;
@@ -31,11 +34,35 @@ const ROUNDS: usize = 5;
 const RECIPIENT: &str = "rcpt@relay.bench.test";
 const REMOTE_CONCURRENCY: usize = 20;
 
-/// One target: a `ferrymail all`, its sink, and for events its webhook receiver.
+/// The server of a target.
+enum Server {
+    Ferrymail(Ferrymail),
+    Postfix(Postfix),
+}
+
+impl Server {
+    /// The process whose tree's CPU counts.
+    fn pid(&self) -> u32 {
+        match self {
+            Server::Ferrymail(process) => process.pid(),
+            Server::Postfix(postfix) => postfix.master_pid().unwrap(),
+        }
+    }
+
+    /// Its log, for a failure message.
+    fn log(&self) -> String {
+        match self {
+            Server::Ferrymail(process) => process.dump(),
+            Server::Postfix(postfix) => postfix.log(),
+        }
+    }
+}
+
+/// One target: a `ferrymail all` (or Postfix), its sink, and for events its webhook receiver.
 struct Target {
     label: &'static str,
     // Dropped in declaration order: the process before its peers.
-    process: Ferrymail,
+    server: Server,
     smtp: SocketAddr,
     sink: SmtpSink,
     receiver: Option<WebhookReceiver>,
@@ -79,10 +106,23 @@ impl Target {
         let smtp = process.address("smtp");
         Target {
             label,
-            process,
+            server: Server::Ferrymail(process),
             smtp,
             sink,
             receiver,
+            sent: 0,
+        }
+    }
+
+    fn postfix() -> Target {
+        let sink = discarding_sink(None);
+        let postfix = Postfix::start(sink.address());
+        Target {
+            label: "Postfix",
+            smtp: postfix.address(),
+            server: Server::Postfix(postfix),
+            sink,
+            receiver: None,
             sent: 0,
         }
     }
@@ -97,13 +137,13 @@ impl Target {
         };
         self.sent += messages;
         let expected = self.sent;
-        let pid = self.process.pid();
+        let pid = self.server.pid();
         let sink_pid = self.sink.pid();
         let sink_cpu = || sink_pid.map_or(Duration::ZERO, process_tree_cpu);
         let (cpu_before, sink_before, client_before) =
             (process_tree_cpu(pid), sink_cpu(), reaped_children_cpu());
         let started = Instant::now();
-        let log = || self.process.dump();
+        let log = || self.server.log();
         let delivered = load.run_until_received(self.smtp, &self.sink, expected, log);
         if let Some(receiver) = &self.receiver {
             let deadline = Instant::now() + PEER_PATIENCE;
@@ -129,7 +169,7 @@ impl Target {
 }
 
 fn main() {
-    for peer in ["smtp-source", "smtp-sink"] {
+    for peer in ["smtp-source", "smtp-sink", "postfix"] {
         require_peer(peer);
     }
     let ferrymail_bin = release_binary();
@@ -137,6 +177,7 @@ fn main() {
     let mut targets = [
         Target::start("events off", false),
         Target::start("events on", true),
+        Target::postfix(),
     ];
     for target in &mut targets {
         target.send(WARM_UP_MESSAGES);
@@ -155,10 +196,11 @@ fn main() {
          {MESSAGE_BYTES}-byte messages, {MESSAGES_PER_RUN} messages per run, median of {ROUNDS} rounds"
     );
     println!("ferrymail: {}", ferrymail_bin.display());
+    println!("Postfix: private instance relaying to its own sink (relayhost), no events");
     println!("{}", machine_line(&load_at_start));
     println!(
         "{:<12} {:>14} {:>16} {:>18} {:>16} {:>18}",
-        "", "msgs/s", "msgs/s (events)", "ferrymail CPU/msg", "sink CPU/msg", "smtp-source CPU/msg"
+        "", "msgs/s", "msgs/s (events)", "server CPU/msg", "sink CPU/msg", "smtp-source CPU/msg"
     );
     let mut rates = Vec::new();
     let mut cpus = Vec::new();
@@ -199,6 +241,11 @@ fn main() {
         "events on / off: throughput {:.3}, ferrymail CPU per message {:.3} (target: throughput >= 0.90)",
         rates[1] / rates[0],
         cpus[1] / cpus[0]
+    );
+    println!(
+        "ferrymail / Postfix: throughput {:.2} (events off), {:.2} (events on)",
+        rates[0] / rates[2],
+        rates[1] / rates[2]
     );
     for (target, runs) in targets.iter().zip(&runs) {
         let rounds: Vec<String> = runs
