@@ -418,6 +418,28 @@ async fn ferrymail_s_own_operations() {
         bulk(body).problem(400);
     }
     assert_eq!(api("GET", &format!("{base}/stats")).data()["messages"], 1);
+
+    // A single message cancelled with a notice: the sender's failure notice reaches the sink.
+    assert_eq!(
+        api(
+            "DELETE",
+            &format!("{base}/messages/{first}?notify-sender=true")
+        )
+        .data(),
+        true
+    );
+    sink.wait_for_messages(1);
+    let notice = &sink.messages()[0];
+    assert!(
+        notice.contains("delivery cancelled by the administrator")
+            && notice.contains("x@example.net"),
+        "{notice}"
+    );
+    api(
+        "DELETE",
+        &format!("{base}/messages/{first}?notify-sender=maybe"),
+    )
+    .problem(400);
 }
 
 #[tokio::test(flavor = "multi_thread")]

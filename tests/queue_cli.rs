@@ -530,3 +530,31 @@ fn replace_file(path: &std::path::Path, content: &[u8]) {
     std::fs::write(&next, content).unwrap();
     std::fs::rename(&next, path).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_tells_the_sender_only_when_asked() {
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let (_process, server) = relaying_scheduler(&sink);
+    let queue = GrpcQueue::connect(&server).unwrap();
+    let silent = enqueue_later(&queue, "quiet@example.org", &["a@example.net"]).await;
+    let told = enqueue_later(&queue, "told@example.org", &["b@example.net"]).await;
+
+    assert_eq!(
+        stdout(&cli(&server, &["cancel", &silent])),
+        "1 recipient(s) cancelled\n"
+    );
+    assert_eq!(
+        stdout(&cli(&server, &["cancel", &told, "--notify-sender"])),
+        "1 recipient(s) cancelled\n"
+    );
+    // One notice, to the sender whose cancel said so, through the relay.
+    sink.wait_for_messages(1);
+    let notice = &sink.messages()[0];
+    assert!(
+        notice.contains("delivery cancelled by the administrator")
+            && notice.contains("b@example.net")
+            && !notice.contains("a@example.net")
+            && notice.contains("X-Rcpt-Args: <told@example.org>"),
+        "{notice}"
+    );
+}

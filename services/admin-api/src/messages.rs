@@ -152,7 +152,8 @@ pub async fn cancel_selected(
 }
 
 /// `DELETE /api/queue/messages/{id}`: the message (or its recipients whose address contains
-/// `filter`) is cancelled, silently.
+/// `filter`) is cancelled: silently, as in Stalwart, or with a failure notice to the sender
+/// (`notify-sender=true`).
 pub async fn cancel(
     State(api): State<Api>,
     caller: Caller,
@@ -162,6 +163,7 @@ pub async fn cancel(
     caller.permit("Cancel")?;
     let mut params = QueryParams::parse(query.as_deref());
     let part = params.text("filter")?.map(|p| p.to_ascii_lowercase());
+    let notify_sender = params.flag("notify-sender")?;
     params.finish()?;
     let queue_id = QueueId::new(id.clone());
     let detail = one_message(api.queue()?.get(&queue_id).await, &id)?;
@@ -177,7 +179,13 @@ pub async fn cancel(
     if part.is_some() && chosen.is_empty() {
         return data(json!(false));
     }
-    let cancelled = one_message(api.queue()?.cancel(&queue_id, &chosen).await, &id)?;
+    let queue = api.queue()?;
+    let cancelled = if notify_sender {
+        queue.cancel_with_notice(&queue_id, &chosen).await
+    } else {
+        queue.cancel(&queue_id, &chosen).await
+    };
+    let cancelled = one_message(cancelled, &id)?;
     data(json!(cancelled > 0))
 }
 

@@ -78,6 +78,10 @@ pub enum QueueCommand {
         id: String,
         /// Recipients to cancel.
         recipients: Vec<String>,
+        /// Send the sender a failure notice (RFC 3464) for the cancelled recipients; without
+        /// it the cancel is silent, as `postsuper -d`.
+        #[arg(long)]
+        notify_sender: bool,
     },
     /// Totals over the whole queue, with the paused and suspended destinations.
     Stats,
@@ -218,8 +222,17 @@ async fn command(args: &QueueArgs) -> anyhow::Result<()> {
                 || queue_json::change("retry", id, n.into()),
             );
         }
-        QueueCommand::Cancel { id, recipients } => {
-            let n = queue.cancel(&QueueId::new(id.clone()), recipients).await?;
+        QueueCommand::Cancel {
+            id,
+            recipients,
+            notify_sender,
+        } => {
+            let queue_id = QueueId::new(id.clone());
+            let n = if *notify_sender {
+                queue.cancel_with_notice(&queue_id, recipients).await?
+            } else {
+                queue.cancel(&queue_id, recipients).await?
+            };
             print(
                 args.json,
                 || format!("{n} recipient(s) cancelled"),

@@ -1,13 +1,14 @@
 //! Cancel: an administrator stops delivery to recipients; a message left with nothing to
 //! deliver leaves the queue, and its body with it.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use ferrymail_rpc::queue::{QueueError, RecipientState};
 use ferrymail_store::blob::BlobStore;
 use ferrymail_store::{StoreError, Transaction};
 
-use crate::dsn::{self, NoticeSettings};
+use crate::dsn::{self, NoticeSettings, Original};
 use crate::events::next_hop::NextHop;
 use crate::events::{EventKind, EventTally, EventWriter};
 use crate::message_change::Change;
@@ -23,7 +24,8 @@ use crate::store_failure::from_store;
 
 impl Queue {
     /// Cancels the live (pending or temp-failed) recipients among `addresses` (all when empty)
-    /// of message `id`; returns how many.
+    /// of message `id`; returns how many. With `notify_sender`, the sender gets a failure
+    /// notice for them, written in the same transaction.
     ///
     /// When no live recipient remains, the message is removed in the same transaction: record,
     /// recipients, due entry, its share of the counters, and its reference to the body blob,
@@ -32,16 +34,19 @@ impl Queue {
         &self,
         id: &MessageId,
         addresses: &[String],
+        notify_sender: bool,
     ) -> Result<u32, QueueError> {
         let (keys, blobs, id) = (self.keys.clone(), self.blobs.clone(), *id);
         let addresses = addresses.to_vec();
         let (events, router) = (self.events.current(), self.router.load_full());
-        let now_ms = unix_millis(SystemTime::now());
+        let now = SystemTime::now();
+        let now_ms = unix_millis(now);
+        let notices = Arc::new(notify_sender.then(|| self.cancel_notices()));
         let (cancelled, tally) = self
             .store
             .transact(move |tx| {
                 let (keys, blobs, addresses) = (keys.clone(), blobs.clone(), addresses.clone());
-                let router = router.clone();
+                let (router, notices) = (router.clone(), notices.clone());
                 let mut events = EventWriter::new(events.clone(), now_ms);
                 Box::pin(async move {
                     let Some(mut message) = StoredMessage::read(tx, &keys, &id).await? else {
@@ -53,9 +58,13 @@ impl Queue {
                             return Ok((Change::NoRecipient(address), EventTally::default()));
                         }
                     };
+                    let notice = notices
+                        .as_ref()
+                        .as_ref()
+                        .map(|settings| CancelNotice { settings, now });
                     let change = CancelChange {
                         selected: &selected,
-                        notice: None,
+                        notice,
                         events: (&mut events, router.as_deref()),
                     };
                     let cancelled = cancel_in(tx, &keys, &blobs, &mut message, change).await?;
@@ -67,9 +76,20 @@ impl Queue {
         self.events.settle(tally, &self.metrics);
         let cancelled = cancelled.into_result(&id)?;
         if cancelled > 0 {
-            tracing::info!(queue_id = %id, cancelled, "recipients cancelled");
+            tracing::info!(queue_id = %id, cancelled, notify_sender, "recipients cancelled");
         }
         Ok(cancelled)
+    }
+
+    /// How the notices of an administrator's cancel are made. They quote nothing of the
+    /// message: a bulk cancel would otherwise read every body it walks.
+    pub(crate) fn cancel_notices(&self) -> NoticeSettings {
+        NoticeSettings {
+            hostname: self.hostname.load().as_ref().clone(),
+            notify: Vec::new(),
+            expire_ms: u64::try_from(self.expire().as_millis()).unwrap_or(u64::MAX),
+            original: Original::default(),
+        }
     }
 }
 

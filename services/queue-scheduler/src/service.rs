@@ -212,7 +212,16 @@ impl QueueService for Queue {
     }
 
     async fn cancel(&self, queue_id: &QueueId, recipients: &[String]) -> Result<u32, QueueError> {
-        self.cancel_recipients(&parse_id(queue_id)?, recipients)
+        self.cancel_recipients(&parse_id(queue_id)?, recipients, false)
+            .await
+    }
+
+    async fn cancel_with_notice(
+        &self,
+        queue_id: &QueueId,
+        recipients: &[String],
+    ) -> Result<u32, QueueError> {
+        self.cancel_recipients(&parse_id(queue_id)?, recipients, true)
             .await
     }
 

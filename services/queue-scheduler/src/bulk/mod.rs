@@ -16,7 +16,7 @@ use ferrymail_rpc::queue::{BulkAction, BulkReport, BulkRequest, QueueError};
 use ferrymail_store::{RangeOptions, StoreError, Transaction};
 
 use crate::cancel::{CancelChange, CancelNotice, cancel_in};
-use crate::dsn::{NoticeSettings, Original};
+use crate::dsn::NoticeSettings;
 use crate::events::{EventTally, EventWriter};
 use crate::hold::{held_events, hold_in};
 use crate::model::keys::Keys;
@@ -91,13 +91,7 @@ impl Queue {
             dry_run: request.dry_run,
             now,
             now_ms: unix_millis(now),
-            // Notices quote nothing of the message: reading each body would hold the walk.
-            notices: NoticeSettings {
-                hostname: self.hostname.load().as_ref().clone(),
-                notify: Vec::new(),
-                expire_ms: u64::try_from(self.expire().as_millis()).unwrap_or(u64::MAX),
-                original: Original::default(),
-            },
+            notices: self.cancel_notices(),
             router: self.router.load_full(),
         });
         let mut report = BulkReport::default();

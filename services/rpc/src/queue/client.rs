@@ -31,6 +31,22 @@ pub struct GrpcQueue {
 }
 
 impl GrpcQueue {
+    /// One `Cancel` call, with or without a notice to the sender.
+    async fn cancel_call(
+        &self,
+        queue_id: &QueueId,
+        recipients: &[String],
+        notify_sender: bool,
+    ) -> Result<u32, QueueError> {
+        let request = proto::CancelRequest {
+            queue_id: queue_id.as_str().to_owned(),
+            recipients: recipients.to_vec(),
+            notify_sender,
+        };
+        let reply = self.client.clone().cancel(request).await?;
+        Ok(reply.into_inner().recipients_cancelled)
+    }
+
     /// A client of the service at `endpoint` (`http://host:port` or `host:port`).
     ///
     /// Connects on first use, so the peer need not be up yet.
@@ -107,12 +123,15 @@ impl QueueService for GrpcQueue {
     }
 
     async fn cancel(&self, queue_id: &QueueId, recipients: &[String]) -> Result<u32, QueueError> {
-        let request = proto::CancelRequest {
-            queue_id: queue_id.as_str().to_owned(),
-            recipients: recipients.to_vec(),
-        };
-        let reply = self.client.clone().cancel(request).await?;
-        Ok(reply.into_inner().recipients_cancelled)
+        self.cancel_call(queue_id, recipients, false).await
+    }
+
+    async fn cancel_with_notice(
+        &self,
+        queue_id: &QueueId,
+        recipients: &[String],
+    ) -> Result<u32, QueueError> {
+        self.cancel_call(queue_id, recipients, true).await
     }
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {

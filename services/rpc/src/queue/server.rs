@@ -104,9 +104,15 @@ impl proto::queue_server::Queue for QueueHandler {
         let request = request.into_inner();
         let queue_id = queue_id_from_wire(request.queue_id).map_err(invalid_request)?;
         let service = Arc::clone(&self.service);
-        let recipients = request.recipients;
-        let cancelled =
-            to_completion(async move { service.cancel(&queue_id, &recipients).await }).await?;
+        let (recipients, notify) = (request.recipients, request.notify_sender);
+        let cancelled = to_completion(async move {
+            if notify {
+                service.cancel_with_notice(&queue_id, &recipients).await
+            } else {
+                service.cancel(&queue_id, &recipients).await
+            }
+        })
+        .await?;
         Ok(Response::new(proto::CancelReply {
             recipients_cancelled: cancelled,
         }))

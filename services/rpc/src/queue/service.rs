@@ -60,6 +60,20 @@ pub trait QueueService: Send + Sync + 'static {
     /// cancelled.
     async fn cancel(&self, queue_id: &QueueId, recipients: &[String]) -> Result<u32, QueueError>;
 
+    /// Cancels as [`QueueService::cancel`] does, and sends the sender a failure notice for
+    /// the cancelled recipients whose NOTIFY allows it. Not every queue can: by default it
+    /// answers that it cannot.
+    async fn cancel_with_notice(
+        &self,
+        queue_id: &QueueId,
+        recipients: &[String],
+    ) -> Result<u32, QueueError> {
+        let _ = recipients;
+        Err(QueueError::Unavailable(format!(
+            "cannot notify the sender of {queue_id} here"
+        )))
+    }
+
     /// Totals over the whole queue.
     async fn stats(&self) -> Result<QueueStats, QueueError>;
 
