@@ -15,8 +15,8 @@ use crate::value::stage_rules::RejectRule;
 use crate::value::{
     Bind, ByteSize, Canonicalization, CertificateChain, DirectoryType, IpStrategy,
     ListenerProtocol, LookupList, NameServer, NextHop, PrivateKey, QuotaKey, Rate, RelayRule,
-    RemoteProtocol, ResolverType, Secret, SignRule, SignatureAlgorithm, StoreType, StoredPassword,
-    ThrottleKey, TlsPolicy, VerifyRule,
+    RemoteProtocol, ResolverType, RewriteRules, Secret, SignRule, SignatureAlgorithm, StoreType,
+    StoredPassword, ThrottleKey, TlsPolicy, VerifyRule,
 };
 
 keys! {
@@ -135,12 +135,16 @@ keys! {
         "Offer AUTH on connections that are not encrypted (passwords would cross the network in clear).";
     SESSION_AUTH_ERRORS_TOTAL: u32 = "session.auth.errors.total", Default("3"),
         "Failed AUTH attempts after which the session is ended (`421`).";
+    SESSION_MAIL_REWRITE: RewriteRules = "session.mail.rewrite", Default("false"),
+        "Rules that rewrite the envelope sender at MAIL FROM, before `session.mail.reject` and SPF: `[ { if = \"sender\", matches = \"<regex>\", then = \"<new address, $1 for captures>\" }, { else = false } ]`; `if` is `sender` or `sender-domain`. The first matching rule decides; the null sender is never rewritten. Stalwart's key; Stalwart writes the rule as an expression.";
     SESSION_MAIL_REJECT: RejectRule = "session.mail.reject", Default("false"),
         "Reply that refuses MAIL FROM (`false` accepts). Variables: those of `ehlo`, `sender`, `sender-domain`, `authenticated-as`.";
     SESSION_RCPT_DIRECTORY: String = "session.rcpt.directory", Optional,
         "Directory that validates recipients and lists the local domains; without one, only authenticated clients can send.";
     SESSION_RCPT_RELAY: RelayRule = "session.rcpt.relay", Default("false"),
         "Whether unauthenticated clients may send to domains that are not local, e.g. `[{ if = \"remote-ip\", in-list = \"corp/trusted\", then = true }, { else = false }]`; authenticated clients always may.";
+    SESSION_RCPT_REWRITE: RewriteRules = "session.rcpt.rewrite", Default("false"),
+        "Rules that rewrite a recipient at RCPT TO, before `session.rcpt.reject`, relay control and recipient validation, which then see the new address: as `session.mail.rewrite`, with `if` = `rcpt` or `rcpt-domain`. A rule that makes an invalid address refuses the recipient with `550 5.1.3`. Stalwart's key; Stalwart writes the rule as an expression.";
     SESSION_RCPT_REJECT: RejectRule = "session.rcpt.reject", Default("false"),
         "Reply that refuses RCPT TO, before the recipient is checked or relayed (`false` accepts). Variables: those of `mail`, `rcpt`, `rcpt-domain`.";
     SESSION_RCPT_MAX_RECIPIENTS: u32 = "session.rcpt.max-recipients", Default("100"),

@@ -10,6 +10,7 @@ use ferrymail_config::model::message_auth::MessageAuth;
 use ferrymail_config::model::rules::Rules;
 use ferrymail_config::model::server::{Listener, ListenerProtocol};
 use ferrymail_config::model::stage_rules::StageRules;
+use ferrymail_config::value::RewriteRules;
 use ipnet::IpNet;
 
 /// Settings of one listener.
@@ -89,6 +90,10 @@ pub struct Settings {
     pub relay: Rules<bool>,
     /// `session.<stage>.reject`.
     pub reject: StageRules,
+    /// `session.mail.rewrite`.
+    pub mail_rewrite: RewriteRules,
+    /// `session.rcpt.rewrite`.
+    pub rcpt_rewrite: RewriteRules,
     /// `session.rcpt.max-recipients`.
     pub max_recipients: usize,
     /// `session.data.limits.size`.
@@ -121,6 +126,8 @@ impl Settings {
             max_auth_errors: s.max_auth_errors,
             relay: s.relay.0.clone(),
             reject: s.reject.clone(),
+            mail_rewrite: s.mail_rewrite.clone(),
+            rcpt_rewrite: s.rcpt_rewrite.clone(),
             max_recipients: s.max_recipients as usize,
             max_message_size: s.max_message_size.0,
             max_messages: s.max_messages,

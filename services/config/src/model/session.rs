@@ -7,9 +7,10 @@ use super::references::{Known, check_directory, check_stage_rule};
 use crate::key::Key;
 use crate::keys;
 use crate::reader::TableReader;
-use crate::value::ByteSize;
 use crate::value::rules::Rules;
+use crate::value::rules::Variable;
 use crate::value::stage_rules::{RejectRule, Stage, StageRules};
+use crate::value::{ByteSize, RewriteRules};
 
 // The values of this section's keys, where other crates have always found them.
 pub use crate::value::RelayRule;
@@ -47,6 +48,34 @@ pub struct Session {
     pub data_min_rate: u32,
     /// `session.<stage>.reject`.
     pub reject: StageRules,
+    /// `session.mail.rewrite`.
+    pub mail_rewrite: RewriteRules,
+    /// `session.rcpt.rewrite`.
+    pub rcpt_rewrite: RewriteRules,
+}
+
+/// Reads a `rewrite` key, refusing rules that test a variable other than `allowed`.
+fn rewrite(
+    t: &TableReader<'_>,
+    key: &Key<RewriteRules>,
+    allowed: &[Variable],
+) -> Option<RewriteRules> {
+    let rules = t.get(key)?;
+    if let Some(variable) = rules.variables().find(|v| !allowed.contains(v)) {
+        t.report(
+            key.name(),
+            format!(
+                "a rewrite rule cannot test {variable}: use {}",
+                allowed
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        );
+        return None;
+    }
+    Some(rules)
 }
 
 fn directory(t: &TableReader<'_>, key: &Key<String>, known: &Known<'_>) -> Option<String> {
@@ -107,11 +136,12 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
     let auth_directory = directory(&auth, &keys::SESSION_AUTH_DIRECTORY, known);
     let auth_allow_plain_text = auth.get(&keys::SESSION_AUTH_ALLOW_PLAIN_TEXT);
     let max_auth_errors = auth.table("errors").get(&keys::SESSION_AUTH_ERRORS_TOTAL);
-    let mail_reject = reject(
-        &t.table("mail"),
-        &keys::SESSION_MAIL_REJECT,
-        Stage::Mail,
-        known,
+    let mail = t.table("mail");
+    let mail_reject = reject(&mail, &keys::SESSION_MAIL_REJECT, Stage::Mail, known);
+    let mail_rewrite = rewrite(
+        &mail,
+        &keys::SESSION_MAIL_REWRITE,
+        &[Variable::Sender, Variable::SenderDomain],
     );
     let rcpt = t.table("rcpt");
     let rcpt_directory = directory(&rcpt, &keys::SESSION_RCPT_DIRECTORY, known);
@@ -120,6 +150,11 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
     let relay_rules = relay.as_ref().map(|r| &r.0);
     check_rule(&rcpt, "relay", Stage::Rcpt, relay_rules, known);
     let rcpt_reject = reject(&rcpt, &keys::SESSION_RCPT_REJECT, Stage::Rcpt, known);
+    let rcpt_rewrite = rewrite(
+        &rcpt,
+        &keys::SESSION_RCPT_REWRITE,
+        &[Variable::Rcpt, Variable::RcptDomain],
+    );
     let data = t.table("data");
     let limits = data.table("limits");
     let max_message_size = limits.get(&keys::SESSION_DATA_LIMITS_SIZE);
@@ -155,5 +190,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
             rcpt: rcpt_reject?,
             data: data_reject?,
         },
+        mail_rewrite: mail_rewrite?,
+        rcpt_rewrite: rcpt_rewrite?,
     })
 }

@@ -13,6 +13,7 @@ use smtp_proto::{
 };
 
 use super::reply::{Reply, quoted};
+use super::rewrite::{Rewritten, rewrite};
 use super::rules::{CommandValues, ListUnavailable};
 use super::{Session, Transaction};
 use crate::address::split_address;
@@ -102,8 +103,29 @@ impl Session {
             ));
             return;
         }
+        // SPF judges the address the client gave; the rules and the queue see the new one.
+        let sender = match rewrite(
+            &self.settings.mail_rewrite,
+            Rewritten::Sender,
+            &from.address,
+        ) {
+            Ok(Some(new)) => {
+                tracing::debug!(
+                    sender = from.address.as_str(),
+                    rewritten = new.as_str(),
+                    "sender rewritten"
+                );
+                new
+            }
+            Ok(None) => from.address.clone(),
+            Err(refusal) => {
+                self.shared.metrics.rejected("rewrite");
+                self.reply(refusal);
+                return;
+            }
+        };
         let values = CommandValues {
-            sender: Some(&from.address),
+            sender: Some(&sender),
             ..CommandValues::default()
         };
         if self.refused_by_rule(Stage::Mail, values).await {
@@ -140,7 +162,7 @@ impl Session {
             hold_until: hold,
         };
         self.transaction = Some(Transaction {
-            sender: from.address,
+            sender,
             params,
             recipients: Vec::new(),
             spf_mail_from,
@@ -175,6 +197,29 @@ impl Session {
             return;
         };
         let address = format!("{local}@{domain}");
+        // A rewritten recipient is checked, relayed and queued as its new address.
+        let address = match rewrite(&self.settings.rcpt_rewrite, Rewritten::Recipient, &address) {
+            Ok(Some(new)) => {
+                tracing::debug!(
+                    rcpt = address.as_str(),
+                    rewritten = new.as_str(),
+                    "recipient rewritten"
+                );
+                new
+            }
+            Ok(None) => address,
+            Err(refusal) => {
+                self.shared.metrics.rejected("rewrite");
+                self.reply(refusal);
+                self.shared.metrics.stage("rcpt", started.elapsed());
+                return;
+            }
+        };
+        let Some((local, domain)) = split_address(&address) else {
+            // Unreachable: the rewrite checked its address, and an unchanged one was split.
+            self.reply(Reply::new(550, "5.1.3", "Bad recipient address syntax"));
+            return;
+        };
         let values = CommandValues {
             rcpt: Some(&address),
             rcpt_domain: Some(&domain),

@@ -7,6 +7,7 @@ mod deadlines;
 pub(crate) mod envelope;
 mod forged_results;
 mod reply;
+mod rewrite;
 pub(crate) mod rules;
 
 use std::net::SocketAddr;
