@@ -23,10 +23,13 @@ address = "127.0.0.1"
 port = 9
 [directory.corp.lookup]
 partners = ["partner.test"]
+aliases = ["team@old.test = lead@partner.test, ops@elsewhere.test", "solo@alias.test = one@partner.test"]
 [session.mail]
 rewrite = [ {{ if = "sender-domain", matches = "^internal\\.test$", then = "bounces@partner.test" }},
             {{ else = false }} ]
 [session.rcpt]
+aliases = "corp/aliases"
+max-recipients = 3
 relay = [ {{ if = "rcpt-domain", in-list = "corp/partners", then = true }}, {{ else = false }} ]
 rewrite = [ {{ if = "rcpt", matches = "^([^.@]+)\\.([^.@]+)@old\\.test$", then = "${{1}}+${{2}}@partner.test" }},
             {{ if = "rcpt", matches = "^(.+)@elsewhere\\.test$", then = "${{1}}@denied.test" }},
@@ -110,4 +113,37 @@ fn the_null_sender_is_never_rewritten() {
         message.contains("X-Rcpt-Args: <a+b@partner.test>"),
         "{message}"
     );
+}
+
+#[test]
+fn an_alias_becomes_its_targets() {
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let mut server = rewriting_server(&sink);
+    let mut c = SmtpClient::connect(server.address("smtp"));
+    assert_eq!(c.command("EHLO client.test").code, 250);
+    assert_eq!(c.command("MAIL FROM:<someone@example.net>").code, 250);
+    // The alias is accepted though its domain is not relayed to, and so is a target that
+    // could not be relayed to on its own: both are the administrator's.
+    let team = c.command("RCPT TO:<Team@OLD.test>");
+    assert_eq!(team.code, 250, "{:?}", team.lines);
+    let again = c.command("RCPT TO:<team@old.test>");
+    assert_eq!(again.code, 250, "nothing new: {:?}", again.lines);
+    // Two recipients so far; this one's single target makes three, the most allowed.
+    assert_eq!(c.command("RCPT TO:<solo@alias.test>").code, 250);
+    assert_eq!(c.command("RCPT TO:<x@partner.test>").code, 452, "a fourth");
+    assert_eq!(c.command("DATA").code, 354);
+    assert_eq!(c.send_data("Subject: aliased\r\n\r\nhi").code, 250);
+    sink.wait_for_messages(1);
+    let message = &sink.messages()[0];
+    for target in [
+        "lead@partner.test",
+        "ops@elsewhere.test",
+        "one@partner.test",
+    ] {
+        assert!(
+            message.contains(&format!("X-Rcpt-Args: <{target}>")),
+            "{message}"
+        );
+    }
+    assert!(!message.contains("team@old.test"), "{message}");
 }

@@ -145,6 +145,8 @@ keys! {
         "Whether unauthenticated clients may send to domains that are not local, e.g. `[{ if = \"remote-ip\", in-list = \"corp/trusted\", then = true }, { else = false }]`; authenticated clients always may.";
     SESSION_RCPT_REWRITE: RewriteRules = "session.rcpt.rewrite", Default("false"),
         "Rules that rewrite a recipient at RCPT TO, before `session.rcpt.reject`, relay control and recipient validation, which then see the new address: as `session.mail.rewrite`, with `if` = `rcpt` or `rcpt-domain`. A rule that makes an invalid address refuses the recipient with `550 5.1.3`. Stalwart's key; Stalwart writes the rule as an expression.";
+    SESSION_RCPT_ALIASES: String = "session.rcpt.aliases", Optional,
+        "A lookup list (`\"<directory>/<list>\"`) of aliases, each entry `alias@domain = target@domain, …`: a recipient that is an alias (after `session.rcpt.rewrite`) is replaced by its targets, as Postfix's virtual alias maps do, one level deep. The alias is accepted without relay control or asking the directory, and its targets (the administrator's) are queued as they are; each counts against `session.rcpt.max-recipients`; at most 1000 per alias (ferrymail's own key).";
     SESSION_RCPT_REJECT: RejectRule = "session.rcpt.reject", Default("false"),
         "Reply that refuses RCPT TO, before the recipient is checked or relayed (`false` accepts). Variables: those of `mail`, `rcpt`, `rcpt-domain`.";
     SESSION_RCPT_MAX_RECIPIENTS: u32 = "session.rcpt.max-recipients", Default("100"),

@@ -1,5 +1,5 @@
-//! `session.mail.rewrite` and `session.rcpt.rewrite`: rules read and applied, and every bad
-//! rule refused with the file, line and key path.
+//! `session.mail.rewrite`, `session.rcpt.rewrite` and `session.rcpt.aliases`: rules and
+//! aliases read and applied, and every bad one refused with the file, line and key path.
 
 #![allow(clippy::unwrap_used)]
 
@@ -103,6 +103,63 @@ fn bad_rules_are_refused_at_their_line() {
                 .iter()
                 .any(|(l, k, m)| *l == line && *k == key && m.contains(message)),
             "{text}: {errors:?}"
+        );
+    }
+}
+
+/// A directory whose lookup list `aliases` holds `entries`, and the key naming it.
+fn aliases_config(entries: &str) -> String {
+    format!(
+        "[directory.corp]\ntype = \"lmtp\"\naddress = \"127.0.0.1\"\nport = 9\n\
+         [directory.corp.lookup]\naliases = [{entries}]\n[session.rcpt]\naliases = \"corp/aliases\"\n"
+    )
+}
+
+#[test]
+fn aliases_are_read_from_a_lookup_list() {
+    let text = format!(
+        "{BASE}{}",
+        aliases_config("\"Sales@Example.org = a@example.org, b@example.net\"")
+    );
+    let aliases = load_str("ok.toml", &text).unwrap().session.aliases;
+    assert_eq!(
+        aliases.targets("sales@EXAMPLE.org"),
+        Some(["a@example.org".to_owned(), "b@example.net".to_owned()].as_slice())
+    );
+    assert_eq!(aliases.targets("other@example.org"), None);
+}
+
+#[test]
+fn bad_aliases_are_refused() {
+    for (entries, message) in [
+        ("\"no-equals-sign\"", "is not `alias = target"),
+        ("\"a@x = \"", "is not an address"),
+        ("\"a@x = b@y, \"", "is not an address"),
+        ("\"a = b@y\"", "is not an address"),
+        ("\"a@x = b y@z\"", "is not an address"),
+        ("\"a@x = b@y\", \"A@X = c@z\"", "given twice"),
+    ] {
+        let errors = errors(&aliases_config(entries));
+        assert!(
+            errors
+                .iter()
+                .any(|(_, k, m)| k == "session.rcpt.aliases" && m.contains(message)),
+            "{entries}: {errors:?}"
+        );
+    }
+    for (reference, message) in [
+        ("corp/nothing", "has no lookup list"),
+        ("nobody/aliases", "no directory"),
+        ("not-a-list", "invalid list"),
+        ("remote/x", "no remote"),
+    ] {
+        let text = aliases_config("").replace("\"corp/aliases\"", &format!("\"{reference}\""));
+        let errors = errors(&text);
+        assert!(
+            errors
+                .iter()
+                .any(|(_, k, m)| k == "session.rcpt.aliases" && m.contains(message)),
+            "{reference}: {errors:?}"
         );
     }
 }

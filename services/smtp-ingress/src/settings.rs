@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferrymail_config::Config;
+use ferrymail_config::model::aliases::Aliases;
 use ferrymail_config::model::message_auth::MessageAuth;
 use ferrymail_config::model::rules::Rules;
 use ferrymail_config::model::server::{Listener, ListenerProtocol};
@@ -94,6 +95,8 @@ pub struct Settings {
     pub mail_rewrite: RewriteRules,
     /// `session.rcpt.rewrite`.
     pub rcpt_rewrite: RewriteRules,
+    /// `session.rcpt.aliases`.
+    pub aliases: Aliases,
     /// `session.rcpt.max-recipients`.
     pub max_recipients: usize,
     /// `session.data.limits.size`.
@@ -128,6 +131,7 @@ impl Settings {
             reject: s.reject.clone(),
             mail_rewrite: s.mail_rewrite.clone(),
             rcpt_rewrite: s.rcpt_rewrite.clone(),
+            aliases: s.aliases.clone(),
             max_recipients: s.max_recipients as usize,
             max_message_size: s.max_message_size.0,
             max_messages: s.max_messages,

@@ -1,5 +1,6 @@
 //! The typed configuration and how it is read from the TOML tree.
 
+pub mod aliases;
 pub mod authentication;
 pub mod certificate;
 pub mod cluster;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::aliases::{self, Aliases};
 use super::bounds::{require_nonzero, require_positive};
 use super::references::{Known, check_directory, check_stage_rule};
 use crate::key::Key;
@@ -52,6 +53,8 @@ pub struct Session {
     pub mail_rewrite: RewriteRules,
     /// `session.rcpt.rewrite`.
     pub rcpt_rewrite: RewriteRules,
+    /// `session.rcpt.aliases`.
+    pub aliases: Aliases,
 }
 
 /// Reads a `rewrite` key, refusing rules that test a variable other than `allowed`.
@@ -155,6 +158,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
         &keys::SESSION_RCPT_REWRITE,
         &[Variable::Rcpt, Variable::RcptDomain],
     );
+    let aliases = aliases::read(&rcpt, known);
     let data = t.table("data");
     let limits = data.table("limits");
     let max_message_size = limits.get(&keys::SESSION_DATA_LIMITS_SIZE);
@@ -192,5 +196,6 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
         },
         mail_rewrite: mail_rewrite?,
         rcpt_rewrite: rcpt_rewrite?,
+        aliases: aliases?,
     })
 }

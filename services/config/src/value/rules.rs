@@ -52,7 +52,7 @@ impl std::fmt::Display for ListRef {
 }
 
 impl ListRef {
-    fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         match text.split_once('/') {
             Some(("remote", id)) if !id.is_empty() => Ok(ListRef::Remote { id: id.to_string() }),
             Some((directory, list))

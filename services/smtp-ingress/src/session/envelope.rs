@@ -229,6 +229,13 @@ impl Session {
             self.shared.metrics.stage("rcpt", started.elapsed());
             return;
         }
+        if let Some(targets) = self.settings.aliases.targets(&address) {
+            let targets = targets.to_vec();
+            let reply = self.expand_alias(&address, &targets, &to);
+            self.reply(reply);
+            self.shared.metrics.stage("rcpt", started.elapsed());
+            return;
+        }
         if let Some(reply) = self.relay_check(local, &domain, &address).await {
             self.reply(reply);
             self.shared.metrics.stage("rcpt", started.elapsed());
@@ -249,6 +256,37 @@ impl Session {
         }
         self.reply(Reply::new(250, "2.1.5", format!("{} OK", quoted(&address))));
         self.shared.metrics.stage("rcpt", started.elapsed());
+    }
+
+    /// Accepts `alias` as its `targets`: the administrator's addresses, queued as they are,
+    /// each counting as a recipient of the transaction.
+    fn expand_alias(&mut self, alias: &str, targets: &[String], to: &RcptTo<String>) -> Reply {
+        let max = self.settings.max_recipients;
+        let Some(transaction) = self.transaction.as_mut() else {
+            return Reply::new(503, "5.5.1", "Need MAIL before RCPT");
+        };
+        let new: Vec<&String> = targets
+            .iter()
+            .filter(|t| {
+                !transaction
+                    .recipients
+                    .iter()
+                    .any(|r| r.address.eq_ignore_ascii_case(t))
+            })
+            .collect();
+        if transaction.recipients.len() + new.len() > max {
+            self.shared.metrics.rejected("limit");
+            return Reply::new(452, "4.5.3", "Too many recipients");
+        }
+        for target in new {
+            transaction.recipients.push(Recipient {
+                address: target.clone(),
+                notify: notify(to.flags),
+                orcpt: to.orcpt.clone(),
+            });
+        }
+        tracing::debug!(alias, targets = targets.len(), "alias expanded");
+        Reply::new(250, "2.1.5", format!("{} OK", quoted(alias)))
     }
 
     /// `None` when the recipient is accepted, else the refusal.
