@@ -611,6 +611,9 @@ tls.implicit = false
 timeout = "10s"
 [queue.outbound]
 next-hop = "sink"
+# Events for a webhook that is not listening: the outbox and its failures have samples.
+[webhook.ops]
+url = "http://127.0.0.1:9/events"
 "#,
         store = EMBEDDED_STORE,
         mailboxes = mailboxes_directory(dovecot),
@@ -651,6 +654,10 @@ fn every_metric_the_dashboards_and_alerts_use_is_exported() {
     assert_eq!(queued.code, 250, "{}", queued.text());
     assert_eq!(client.command("QUIT").code, 221);
     sink.wait_for_messages(1);
+
+    // The admin API answers (here: refuses a call without credentials).
+    let refused = http_get(admin, "/api/queue/status").unwrap();
+    assert_eq!(refused.status, 401, "{}", refused.body);
 
     // The delivery is counted once the sink's reply is handled.
     let deadline = Instant::now() + Duration::from_secs(30);
