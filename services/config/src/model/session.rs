@@ -47,6 +47,8 @@ pub struct Session {
     pub data_min_rate: u32,
     /// `session.<stage>.reject`.
     pub reject: StageRules,
+    /// `session.dnsbl.*`: DNS blocklists.
+    pub dnsbl: super::dnsbl::Dnsbl,
 }
 
 fn directory(t: &TableReader<'_>, key: &Key<String>, known: &Known<'_>) -> Option<String> {
@@ -127,6 +129,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
     let data_timeout = data.get(&keys::SESSION_DATA_TIMEOUT);
     let data_min_rate = data.get(&keys::SESSION_DATA_MIN_RATE);
     let data_reject = reject(&data, &keys::SESSION_DATA_REJECT, Stage::Data, known);
+    let dnsbl = super::dnsbl::read(&t.table("dnsbl"));
     require_nonzero(&t, "timeout", timeout);
     require_nonzero(&t, "duration", duration);
     require_nonzero(&t, "command-deadline", command_deadline);
@@ -155,5 +158,6 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
             rcpt: rcpt_reject?,
             data: data_reject?,
         },
+        dnsbl: dnsbl?,
     })
 }
