@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferrymail_config::Config;
+use ferrymail_config::model::dnsbl::Dnsbl;
 use ferrymail_config::model::message_auth::MessageAuth;
 use ferrymail_config::model::rules::Rules;
 use ferrymail_config::model::server::{Listener, ListenerProtocol};
@@ -101,6 +102,8 @@ pub struct Settings {
     pub max_connections_per_ip: usize,
     /// `auth.*`: message authentication.
     pub auth: MessageAuth,
+    /// `session.dnsbl.*`: DNS blocklists.
+    pub dnsbl: Dnsbl,
 }
 
 impl Settings {
@@ -127,6 +130,7 @@ impl Settings {
             max_connections: config.server.max_connections as usize,
             max_connections_per_ip: config.server.max_connections_per_ip as usize,
             auth: config.auth.clone(),
+            dnsbl: s.dnsbl.clone(),
         }
     }
 }
