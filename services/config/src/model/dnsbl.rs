@@ -93,7 +93,7 @@ pub(crate) fn read(t: &TableReader<'_>) -> Option<Dnsbl> {
     let threshold = t.get(&keys::SESSION_DNSBL_THRESHOLD);
     let allow_threshold = t.get(&keys::SESSION_DNSBL_ALLOW_THRESHOLD);
     let timeout = t.get(&keys::SESSION_DNSBL_TIMEOUT);
-    require_nonzero(&t, "timeout", timeout);
+    require_nonzero(t, "timeout", timeout);
     if threshold == Some(0) {
         t.report(
             "threshold",
@@ -236,6 +236,8 @@ fn parse_reply(entry: &str) -> Result<ReplyRange, String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn range(first: [u8; 4], last: [u8; 4]) -> ReplyRange {

@@ -14,7 +14,7 @@ pub(crate) enum Answer {
     NotListed,
     /// The blocklist answered with an error code (its own refusal, such as Spamhaus's
     /// "public resolver" 127.255.255.254): the operator's resolver is being refused.
-    ErrorAnswer(Ipv4Addr),
+    ErrorCode(Ipv4Addr),
     /// The zone could not be asked (timeout, SERVFAIL): not listed, fail open.
     Failed,
 }
@@ -25,7 +25,7 @@ impl Answer {
         match self {
             Answer::Listed => "listed",
             Answer::NotListed => "not_listed",
-            Answer::ErrorAnswer(_) => "error_answer",
+            Answer::ErrorCode(_) => "error_answer",
             Answer::Failed => "failed",
         }
     }
@@ -45,7 +45,7 @@ pub(crate) fn is_error_answer(address: Ipv4Addr) -> bool {
 /// the same answer: a blocklist that refuses the resolver says nothing else reliable.
 pub(crate) fn classify(zone: &DnsblZone, addresses: &[Ipv4Addr]) -> Answer {
     if let Some(&error) = addresses.iter().find(|&&a| is_error_answer(a)) {
-        return Answer::ErrorAnswer(error);
+        return Answer::ErrorCode(error);
     }
     if addresses.iter().any(|&a| zone.lists(a)) {
         Answer::Listed
@@ -56,6 +56,8 @@ pub(crate) fn classify(zone: &DnsblZone, addresses: &[Ipv4Addr]) -> Answer {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use ferrymail_config::model::dnsbl::ReplyRange;
     use ferrymail_config::value::DnsblScope;
 
@@ -98,20 +100,20 @@ mod tests {
         ] {
             assert_eq!(
                 classify(&zone, &[ip(error)]),
-                Answer::ErrorAnswer(ip(error)),
+                Answer::ErrorCode(ip(error)),
                 "{error}"
             );
         }
         for outside in ["10.0.0.2", "192.0.2.1", "128.0.0.2", "126.255.255.255"] {
             assert_eq!(
                 classify(&zone, &[ip(outside)]),
-                Answer::ErrorAnswer(ip(outside))
+                Answer::ErrorCode(ip(outside))
             );
         }
         let mixed = [ip("127.0.0.2"), ip("127.255.255.254")];
         assert_eq!(
             classify(&zone, &mixed),
-            Answer::ErrorAnswer(ip("127.255.255.254"))
+            Answer::ErrorCode(ip("127.255.255.254"))
         );
     }
 

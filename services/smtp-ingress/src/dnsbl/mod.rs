@@ -95,7 +95,7 @@ impl Blocklists {
                 Answer::Failed
             }
         };
-        if let Answer::ErrorAnswer(code) = answer
+        if let Answer::ErrorCode(code) = answer
             && self.warnings.due(&zone.zone, "error_answer")
         {
             tracing::warn!(

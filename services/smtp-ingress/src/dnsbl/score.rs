@@ -38,6 +38,8 @@ impl Score {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use ferrymail_config::value::DnsblScope;
 
     use super::*;
@@ -76,7 +78,7 @@ mod tests {
         let a = zone("a.example", 5);
         let failed = Score::of([(&a, Answer::Failed)]);
         assert_eq!(failed.total, 0);
-        let error = Score::of([(&a, Answer::ErrorAnswer("127.255.255.254".parse().unwrap()))]);
+        let error = Score::of([(&a, Answer::ErrorCode("127.255.255.254".parse().unwrap()))]);
         assert_eq!(error.total, 0);
         assert!(!error.refuses(1));
     }
