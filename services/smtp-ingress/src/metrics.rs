@@ -101,6 +101,10 @@ impl IngressMetrics {
             "Clients refused by DNS blocklists, by stage (connect, ehlo, mail)",
             this.dnsbl_rejections.clone(),
         );
+        // Served at 0 before the first refusal, so that a rate can be taken from the start.
+        for stage in ["connect", "ehlo", "mail"] {
+            this.dnsbl_rejections.get_or_create(&StageLabel { stage });
+        }
         this
     }
 
