@@ -103,7 +103,7 @@ impl IngressMetrics {
         );
         // Served at 0 before the first refusal, so that a rate can be taken from the start.
         for stage in ["connect", "ehlo", "mail"] {
-            this.dnsbl_rejections.get_or_create(&StageLabel { stage });
+            drop(this.dnsbl_rejections.get_or_create(&StageLabel { stage }));
         }
         this
     }
