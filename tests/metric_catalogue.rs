@@ -10,8 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ferrymail_e2e::{
-    ALICE, CLUSTER_DOMAIN, ClusterCertificates, Dovecot, DovecotOptions, EMBEDDED_STORE, Ferrymail,
-    SmtpSink, SmtpSinkOptions, WebhookReceiver, http_get, logins_directory, mailboxes_directory,
+    ALICE, CLUSTER_DOMAIN, ClusterCertificates, Dovecot, DovecotOptions, EMBEDDED_STORE, FakeDns,
+    Ferrymail, SmtpSink, SmtpSinkOptions, WebhookReceiver, http_get, logins_directory,
+    mailboxes_directory,
 };
 use ferrymail_rpc::cluster_tls::{ChannelSecurity, ClusterTls, Credentials};
 use ferrymail_rpc::queue::{GrpcQueue, QueueService};
@@ -215,6 +216,8 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
     let sink = SmtpSink::start(SmtpSinkOptions::default());
     // A webhook, so that the delivery event series have samples.
     let receiver = WebhookReceiver::start();
+    // A blocklist that lists nobody, so that its lookups are counted.
+    let dns = FakeDns::start();
     // gRPC over mutual TLS too, so that a refused call can be counted.
     let certificates_dir = tempfile::tempdir().unwrap();
     let certificates = ClusterCertificates::generate(certificates_dir.path(), "cluster");
@@ -222,7 +225,9 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
         "[server]\nhostname = \"mx.test\"\nshutdown-timeout = \"5s\"\n[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n[server.listener.admin]\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[server.listener.grpc]\nbind = \"127.0.0.1:0\"\nprotocol = \"grpc\"\n{EMBEDDED_STORE}[session.rcpt]\ndirectory = \"mailboxes\"\n[remote.sink]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"smtp\"\ntls.implicit = false\ntimeout = \"10s\"\n[queue.outbound]\nnext-hop = \"sink\"\n[session.auth]\ndirectory = \"logins\"\nallow-plain-text = true\n[server.auto-ban.auth]\nrate = \"1/1h\"\n[webhook.hook]\nurl = \"{}\"\nthrottle = \"10ms\"\n{}",
         sink.address().port(),
         receiver.url(),
-        certificates.config(&certificates.role(&["queue-scheduler", "directory-proxy"])),
+        certificates.config(&certificates.role(&["queue-scheduler", "directory-proxy"]))
+            + &dns.resolver_config()
+            + "[session.dnsbl.server.bl]\nzone = \"bl.test\"\n",
     );
     // The directory comes from an include file named as the operator names its rendering,
     // as on Kubernetes, so the rendered-files hash is served too.

@@ -13,7 +13,7 @@ use crate::value::auto_ban::BanRate;
 use crate::value::rules::Match;
 use crate::value::stage_rules::RejectRule;
 use crate::value::{
-    Bind, ByteSize, Canonicalization, CertificateChain, DirectoryType, IpStrategy,
+    Bind, ByteSize, Canonicalization, CertificateChain, DirectoryType, DnsblScope, IpStrategy,
     ListenerProtocol, LookupList, NameServer, NextHop, PrivateKey, QuotaKey, Rate, RelayRule,
     RemoteProtocol, ResolverType, RewriteRules, Secret, SignRule, SignatureAlgorithm, StoreType,
     StoredPassword, ThrottleKey, TlsPolicy, VerifyRule,
@@ -161,6 +161,22 @@ keys! {
         "Lowest average rate, in bytes per second, at which a message body (DATA, or the BDAT chunks and commands of one message) must arrive: its deadline is `session.command-deadline` after its first byte, extended by one second per `min-rate` bytes received; `421 4.4.2` beyond. `0` turns it off. Like Postfix's `smtpd_min_data_rate` (ferrymail's own key).";
     SESSION_DATA_REJECT: RejectRule = "session.data.reject", Default("false"),
         "Reply that refuses DATA or BDAT before the body is read (`false` accepts). Variables: those of `mail`.";
+    SESSION_DNSBL_THRESHOLD: u32 = "session.dnsbl.threshold", Default("1"),
+        "Score at or above which a client is refused: the weights of the zones that list it are added up, separately for each scope (`554 5.7.1` at connect for `ip`, `550 5.7.1` at EHLO or MAIL FROM for `helo` and `sender-domain`). At least 1. Like Postfix's `postscreen_dnsbl_threshold` (see [DNS blocklists](#dns-blocklists)).";
+    SESSION_DNSBL_ALLOW_THRESHOLD: i32 = "session.dnsbl.allow-threshold", Default("0"),
+        "A client whose `ip` score is at or below this negative value (allow lists have negative weights) skips the `helo` and `sender-domain` checks; `0` turns this off. Like Postfix's `postscreen_dnsbl_allowlist_threshold`.";
+    SESSION_DNSBL_TIMEOUT: Duration = "session.dnsbl.timeout", Default("\"5s\""),
+        "How long the blocklist lookups of one stage may take together; a zone that has not answered by then counts as not listing (fail open).";
+    SESSION_DNSBL_SERVER_ZONE: String = "session.dnsbl.server.<id>.zone", Required,
+        "DNS zone of the blocklist or allow list, e.g. `zen.spamhaus.org`; asked about `<reversed address>.<zone>` (RFC 5782 §2.1, IPv6 by nibbles) or `<domain>.<zone>` (§2.3). Stalwart's `spam-filter.dnsbl.server.<id>.zone`.";
+    SESSION_DNSBL_SERVER_SCOPE: DnsblScope = "session.dnsbl.server.<id>.scope", Default("\"ip\""),
+        "What the zone is asked about: the client's address at connect, the EHLO/HELO name, or the domain of the MAIL FROM address.";
+    SESSION_DNSBL_SERVER_WEIGHT: i32 = "session.dnsbl.server.<id>.weight", Default("1"),
+        "What a listing adds to the score; negative for an allow list (a DNSWL). Postfix's `*weight` suffix in `postscreen_dnsbl_sites`.";
+    SESSION_DNSBL_SERVER_REPLIES: Vec<String> = "session.dnsbl.server.<id>.replies", Default("[\"127.0.0.0/8\"]"),
+        "A records that mean \"listed\": addresses, networks (`127.0.0.0/24`) or ranges (`127.0.0.2-127.0.0.11`), all within 127.0.0.0/8. The blocklists' error answers (`127.0.0.1`, `127.255.255.0/24`) never list, whatever this says. Postfix's `=127.0.0.[2..11]` filter in `postscreen_dnsbl_sites`.";
+    SESSION_DNSBL_SERVER_ENABLE: bool = "session.dnsbl.server.<id>.enable", Default("true"),
+        "Whether the zone is asked.";
 
     AUTH_SPF_VERIFY_EHLO: VerifyRule = "auth.spf.verify.ehlo", Default("\"relaxed\""),
         "SPF check of the EHLO/HELO name (RFC 7208 §2.3) of unauthenticated clients: `relaxed` records the result in `Authentication-Results`, `strict` also refuses EHLO on `fail` (`550 5.7.23`; `451 4.7.24` on a DNS timeout), `disable` skips it; or a rule list (variables of `session.ehlo.reject`).";

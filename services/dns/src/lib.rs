@@ -24,6 +24,7 @@
 //! [`dnssec_resolver`] asks the same name servers with the DNSSEC bits set and reports
 //! whether each answer was authenticated: what DANE needs (see [`DnssecResolver`]).
 
+mod blocklist_lookup;
 mod dnssec;
 mod lookups;
 mod mta_sts;
@@ -35,6 +36,7 @@ use hickory_resolver::config::{
     CLOUDFLARE, ConnectionConfig, GOOGLE, NameServerConfig, QUAD9, ResolverConfig, ResolverOpts,
 };
 
+pub use blocklist_lookup::{AddressRecords, address_records};
 pub use dnssec::{Authenticated, DnssecResolver, SecureAddresses, TlsaRecord, dnssec_resolver};
 pub use lookups::{LookupError, MxHost, ip_addresses, mx_hosts};
 pub use mail_auth::MessageAuthenticator;

@@ -5,6 +5,7 @@
 //! `250` only once the queue has made a message durable. It keeps no state of its own.
 
 mod address;
+mod dnsbl;
 mod error;
 mod listener;
 mod message_auth;
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) queue: Arc<dyn QueueService>,
     pub(crate) metrics: IngressMetrics,
     pub(crate) connections: Arc<Connections>,
+    /// Blocklist answers and warnings, kept across sessions.
+    pub(crate) blocklists: dnsbl::Blocklists,
 }
 
 impl Shared {
@@ -108,6 +111,7 @@ impl Ingress {
             queue,
             metrics,
             connections: Arc::default(),
+            blocklists: dnsbl::Blocklists::default(),
         };
         Ok(Self {
             shared: Arc::new(shared),

@@ -20,6 +20,12 @@ struct StageLabel {
     stage: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DnsblLabels {
+    zone: String,
+    result: &'static str,
+}
+
 /// Every ingress metric.
 #[derive(Clone)]
 pub struct IngressMetrics {
@@ -30,6 +36,8 @@ pub struct IngressMetrics {
     tls_sessions: Counter,
     bytes: Counter,
     stage: Family<StageLabel, Histogram>,
+    dnsbl_lookups: Family<DnsblLabels, Counter>,
+    dnsbl_rejections: Family<StageLabel, Counter>,
 }
 
 impl IngressMetrics {
@@ -45,6 +53,8 @@ impl IngressMetrics {
             stage: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 4.0, 10))
             }),
+            dnsbl_lookups: Family::default(),
+            dnsbl_rejections: Family::default(),
         };
         metrics.register(
             "smtp_messages_received_total",
@@ -81,6 +91,20 @@ impl IngressMetrics {
             "Time to answer a session stage (rcpt, data, auth)",
             this.stage.clone(),
         );
+        metrics.register(
+            "smtp_dnsbl_lookups_total",
+            "DNS blocklist answers, by zone and result (listed, not_listed, error_answer, failed)",
+            this.dnsbl_lookups.clone(),
+        );
+        metrics.register(
+            "smtp_dnsbl_rejections_total",
+            "Clients refused by DNS blocklists, by stage (connect, ehlo, mail)",
+            this.dnsbl_rejections.clone(),
+        );
+        // Served at 0 before the first refusal, so that a rate can be taken from the start.
+        for stage in ["connect", "ehlo", "mail"] {
+            drop(this.dnsbl_rejections.get_or_create(&StageLabel { stage }));
+        }
         this
     }
 
@@ -107,5 +131,18 @@ impl IngressMetrics {
         self.stage
             .get_or_create(&StageLabel { stage })
             .observe(took.as_secs_f64());
+    }
+    pub(crate) fn dnsbl_lookup(&self, zone: &str, result: &'static str) {
+        self.dnsbl_lookups
+            .get_or_create(&DnsblLabels {
+                zone: zone.to_owned(),
+                result,
+            })
+            .inc();
+    }
+    pub(crate) fn dnsbl_rejection(&self, stage: &'static str) {
+        self.dnsbl_rejections
+            .get_or_create(&StageLabel { stage })
+            .inc();
     }
 }

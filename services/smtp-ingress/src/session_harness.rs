@@ -205,6 +205,7 @@ async fn session(protocol: Protocol, input: &[u8], write_size: usize) -> Transcr
         queue: queue.clone(),
         metrics: fixed.metrics.clone(),
         connections: Arc::default(),
+        blocklists: crate::dnsbl::Blocklists::default(),
     });
     let listener = Arc::new(ListenerSettings {
         id: "fuzz".into(),

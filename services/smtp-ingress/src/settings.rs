@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use ferrymail_config::Config;
 use ferrymail_config::model::aliases::Aliases;
+use ferrymail_config::model::dnsbl::Dnsbl;
 use ferrymail_config::model::message_auth::MessageAuth;
 use ferrymail_config::model::rules::Rules;
 use ferrymail_config::model::server::{Listener, ListenerProtocol};
@@ -109,6 +110,8 @@ pub struct Settings {
     pub max_connections_per_ip: usize,
     /// `auth.*`: message authentication.
     pub auth: MessageAuth,
+    /// `session.dnsbl.*`: DNS blocklists.
+    pub dnsbl: Dnsbl,
 }
 
 impl Settings {
@@ -138,6 +141,7 @@ impl Settings {
             max_connections: config.server.max_connections as usize,
             max_connections_per_ip: config.server.max_connections_per_ip as usize,
             auth: config.auth.clone(),
+            dnsbl: s.dnsbl.clone(),
         }
     }
 }

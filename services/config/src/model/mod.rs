@@ -6,6 +6,7 @@ pub mod certificate;
 pub mod cluster;
 pub mod dead_destinations;
 pub mod directory;
+pub mod dnsbl;
 pub mod lists;
 pub mod message_auth;
 pub mod outbound;

@@ -55,6 +55,8 @@ pub struct Session {
     pub rcpt_rewrite: RewriteRules,
     /// `session.rcpt.aliases`.
     pub aliases: Aliases,
+    /// `session.dnsbl.*`: DNS blocklists.
+    pub dnsbl: super::dnsbl::Dnsbl,
 }
 
 /// Reads a `rewrite` key, refusing rules that test a variable other than `allowed`.
@@ -166,6 +168,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
     let data_timeout = data.get(&keys::SESSION_DATA_TIMEOUT);
     let data_min_rate = data.get(&keys::SESSION_DATA_MIN_RATE);
     let data_reject = reject(&data, &keys::SESSION_DATA_REJECT, Stage::Data, known);
+    let dnsbl = super::dnsbl::read(&t.table("dnsbl"));
     require_nonzero(&t, "timeout", timeout);
     require_nonzero(&t, "duration", duration);
     require_nonzero(&t, "command-deadline", command_deadline);
@@ -197,5 +200,6 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
         mail_rewrite: mail_rewrite?,
         rcpt_rewrite: rcpt_rewrite?,
         aliases: aliases?,
+        dnsbl: dnsbl?,
     })
 }

@@ -128,3 +128,15 @@ enum_value! {
         Remote = "remote",
     }
 }
+
+enum_value! {
+    /// What a DNS blocklist zone is asked about (`session.dnsbl.server.<id>.scope`).
+    pub enum DnsblScope {
+        /// The client's address, at connect.
+        Ip = "ip",
+        /// The EHLO/HELO name.
+        Helo = "helo",
+        /// The domain of the MAIL FROM address.
+        SenderDomain = "sender-domain",
+    }
+}

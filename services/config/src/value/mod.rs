@@ -25,8 +25,8 @@ pub use dkim::{Canonicalization, CanonicalizationMode, SignatureAlgorithm};
 pub use duration::parse_duration;
 pub(crate) use enums::enum_value;
 pub use keywords::{
-    DirectoryType, IpStrategy, ListenerProtocol, QuotaKey, RemoteProtocol, ResolverType, StoreType,
-    ThrottleKey, TlsPolicy,
+    DirectoryType, DnsblScope, IpStrategy, ListenerProtocol, QuotaKey, RemoteProtocol,
+    ResolverType, StoreType, ThrottleKey, TlsPolicy,
 };
 pub use lookup_list::LookupList;
 pub use name_server::{NameServer, NameServerProtocol};

@@ -54,6 +54,25 @@ macro_rules! unsigned {
 }
 unsigned!(u16, u32, u64);
 
+impl ValueType for i32 {
+    const TYPE: &'static str = "integer (may be negative)";
+    const LIST_TYPE: &'static str = "list of integers";
+}
+
+impl FromNode for i32 {
+    fn from_node(node: &Node, _: &Context<'_>) -> Result<Self, Invalid> {
+        match &node.value {
+            Value::Integer(n) => i32::try_from(*n).map_err(|_| {
+                Invalid::at(
+                    node,
+                    format!("{n} is out of range ({} to {})", i32::MIN, i32::MAX),
+                )
+            }),
+            _ => Err(Invalid::expected(node, "an integer")),
+        }
+    }
+}
+
 /// A string that must never be printed: passwords, private keys.
 #[derive(Clone)]
 pub struct Secret(SecretString);

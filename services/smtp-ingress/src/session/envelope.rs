@@ -128,7 +128,9 @@ impl Session {
             sender: Some(&sender),
             ..CommandValues::default()
         };
-        if self.refused_by_rule(Stage::Mail, values).await {
+        if self.refused_by_rule(Stage::Mail, values).await
+            || self.refused_by_dnsbl_at_mail(&from.address).await
+        {
             return;
         }
         let spf_mail_from = match self.spf_at_mail(&from.address).await {

@@ -4,6 +4,7 @@
 mod auth;
 mod data;
 mod deadlines;
+mod dnsbl;
 pub(crate) mod envelope;
 mod forged_results;
 mod reply;
@@ -96,6 +97,8 @@ pub(crate) struct Session {
     pub(crate) auth_errors: u32,
     /// A reply that ends the session (421) is queued: nothing more is read.
     closing: bool,
+    /// The client's address scored at or below `session.dnsbl.allow-threshold`.
+    pub(crate) dnsbl_allowed: bool,
 }
 
 impl Session {
@@ -131,6 +134,7 @@ impl Session {
             errors: 0,
             auth_errors: 0,
             closing: false,
+            dnsbl_allowed: false,
         }
     }
 
@@ -235,6 +239,7 @@ impl Session {
         if self
             .refused_by_rule(Stage::Connect, CommandValues::default())
             .await
+            || self.refused_by_dnsbl_at_connect().await
         {
             let _ = self.flush().await;
             let _ = self.stream.shutdown().await;
@@ -452,7 +457,9 @@ impl Session {
             helo: Some(&host),
             ..CommandValues::default()
         };
-        if self.refused_by_rule(Stage::Ehlo, values).await {
+        if self.refused_by_rule(Stage::Ehlo, values).await
+            || self.refused_by_dnsbl_at_helo(&host).await
+        {
             return;
         }
         if let Some(refusal) = self.spf_at_helo(&host).await {
