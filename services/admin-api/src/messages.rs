@@ -90,7 +90,7 @@ pub async fn retry_selected(
     reject_future_time(&mut params)?;
     params.finish()?;
     let queue = api.queue()?;
-    let (ids, _) = selection::select(queue, filter, Window::ALL).await?;
+    let ids = selection::select_to_act_on(queue, filter).await?;
     let found = for_each_message(&ids, |id| queue.retry(id, &[])).await?;
     data(json!(found))
 }
@@ -146,7 +146,7 @@ pub async fn cancel_selected(
     let filter = selection::filter(&mut params)?;
     params.finish()?;
     let queue = api.queue()?;
-    let (ids, _) = selection::select(queue, filter, Window::ALL).await?;
+    let ids = selection::select_to_act_on(queue, filter).await?;
     let found = for_each_message(&ids, |id| queue.cancel(id, &[])).await?;
     data(json!(found))
 }

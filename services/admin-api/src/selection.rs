@@ -34,13 +34,30 @@ pub struct Window {
     pub max_total: Option<u64>,
 }
 
-impl Window {
-    /// Every match.
-    pub const ALL: Window = Window {
+/// Most messages a Stalwart-style retry or cancel by filter acts on in one call: each is its
+/// own transaction, all within one HTTP request, so a larger selection goes to the bulk
+/// action, which works in resumable batches.
+pub const MAX_ACTED_ON: u64 = 10_000;
+
+/// The messages a retry or cancel by filter acts on; a `400` naming the bulk action when the
+/// filter selects more than [`MAX_ACTED_ON`].
+pub async fn select_to_act_on(
+    queue: &Arc<dyn QueueService>,
+    filter: ListFilter,
+) -> Result<Vec<QueueId>, Problem> {
+    let window = Window {
         skip: 0,
-        take: u64::MAX,
-        max_total: None,
+        take: MAX_ACTED_ON,
+        max_total: Some(MAX_ACTED_ON + 1),
     };
+    let (ids, total) = select(queue, filter, window).await?;
+    if total > MAX_ACTED_ON {
+        return Err(Problem::bad_request(format!(
+            "the filter selects more than {MAX_ACTED_ON} messages: narrow it, or use POST \
+             /api/queue/bulk, which works through any number in resumable batches"
+        )));
+    }
+    Ok(ids)
 }
 
 /// The matches `window` keeps, and how many matched in all (up to `max_total`).
