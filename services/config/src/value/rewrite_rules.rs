@@ -14,7 +14,7 @@
 
 use regex::Regex;
 
-use super::rules::Variable;
+use super::rules::{self, Variable, field, only_keys};
 use super::{Context, FromNode, Invalid, ValueType};
 use crate::tree::{Node, Table, Value};
 
@@ -94,37 +94,7 @@ impl FromNode for RewriteRules {
 }
 
 fn table_of(node: &Node) -> Result<&Table, Invalid> {
-    match &node.value {
-        Value::Table(table) => Ok(table),
-        _ => Err(Invalid::expected(
-            node,
-            "a rewrite rule ({ if = …, matches = …, then = … })",
-        )),
-    }
-}
-
-fn only_keys(table: &Table, allowed: &[&str]) -> Result<(), Invalid> {
-    match table
-        .entries
-        .iter()
-        .find(|(key, _)| !allowed.contains(&key.as_str()))
-    {
-        Some((key, entry)) => Err(Invalid {
-            origin: entry.key_origin.clone(),
-            message: format!(
-                "unknown key {key:?} in rewrite rule (expected {})",
-                allowed.join(", ")
-            ),
-        }),
-        None => Ok(()),
-    }
-}
-
-fn field<'t>(rule: &Node, table: &'t Table, name: &str) -> Result<&'t Node, Invalid> {
-    table
-        .get(name)
-        .map(|e| &e.node)
-        .ok_or_else(|| Invalid::at(rule, format!("rewrite rule is missing {name:?}")))
+    rules::table_of(node, "a rewrite rule ({ if = …, matches = …, then = … })")
 }
 
 /// The last entry: `{ else = false }`, since a rewrite without a match keeps the address.

@@ -152,7 +152,7 @@ impl<T> Rules<T> {
 }
 
 /// The table `node` holds, or an error naming the `expected` one.
-fn table_of<'n>(node: &'n Node, expected: &str) -> Result<&'n Table, Invalid> {
+pub(crate) fn table_of<'n>(node: &'n Node, expected: &str) -> Result<&'n Table, Invalid> {
     match &node.value {
         Value::Table(table) => Ok(table),
         _ => Err(Invalid::expected(node, expected)),
@@ -163,7 +163,7 @@ fn rule_table(node: &Node) -> Result<&Table, Invalid> {
     table_of(node, "a rule table ({ if = …, in-list = …, then = … })")
 }
 
-fn only_keys(table: &Table, allowed: &[&str]) -> Result<(), Invalid> {
+pub(crate) fn only_keys(table: &Table, allowed: &[&str]) -> Result<(), Invalid> {
     match table
         .entries
         .iter()
@@ -180,7 +180,7 @@ fn only_keys(table: &Table, allowed: &[&str]) -> Result<(), Invalid> {
     }
 }
 
-fn field<'t>(rule: &Node, table: &'t Table, name: &str) -> Result<&'t Node, Invalid> {
+pub(crate) fn field<'t>(rule: &Node, table: &'t Table, name: &str) -> Result<&'t Node, Invalid> {
     table
         .get(name)
         .map(|e| &e.node)
