@@ -634,6 +634,8 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         .args(["--workers", "1"])
         .args(["--seed", "1"])
         .args(["--report-dir", &report.path().display().to_string()])
+        // Its caches (`.schemathesis/`) go to the working directory: a temporary one.
+        .current_dir(report.path())
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .env("NO_COLOR", "1")
         .output()
