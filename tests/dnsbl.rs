@@ -323,3 +323,31 @@ async fn an_authenticated_session_is_not_checked_at_mail() {
     let (status, _) = process.terminate();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ipv6_client_is_asked_nibble_by_nibble() {
+    let dns = FakeDns::start();
+    // RFC 5782 §2.4: ::1 is its 32 nibbles, last first, each a label.
+    let name = format!("1.{}bl6.test", "0.".repeat(31));
+    dns.add_a(&name, LISTED);
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let extra = format!(
+        "[server.listener.smtp6]\nbind = \"[::1]:0\"\nprotocol = \"smtp\"\n{}",
+        zone("bl6", "bl6.test", "ip", 1)
+    );
+    let mut process = start(&dns, &sink, &extra);
+
+    let client = SmtpClient::connect(process.address("smtp6"));
+    assert_eq!(client.greeting.code, 554, "{}", client.greeting);
+    assert_eq!(
+        client.greeting.text(),
+        "5.7.1 Service unavailable; client [::1] blocked using bl6.test"
+    );
+    assert_eq!(queries(&dns, &name), 1);
+    // The same zone over IPv4 asks for 127.0.0.1's name, which is not listed.
+    let mut v4 = SmtpClient::connect(smtp(&mut process));
+    assert_eq!(v4.greeting.code, 220, "{}", v4.greeting);
+    assert_eq!(send_mail(&mut v4, "client.test", "alice@example.net"), 250);
+    let (status, _) = process.terminate();
+    assert!(status.success(), "{status}");
+}
