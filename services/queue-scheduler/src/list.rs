@@ -63,7 +63,12 @@ impl Matcher {
     }
 
     fn matches(&self, record: &MessageRecord, recipients: &[RecipientRecord]) -> bool {
-        let sender = record.envelope.sender.to_ascii_lowercase();
+        // Lower-cased only for a filter that reads it: most listings have none.
+        let sender = if self.sender.is_some() || self.text.is_some() {
+            record.envelope.sender.to_ascii_lowercase()
+        } else {
+            String::new()
+        };
         let any_address = |part: &str| {
             recipients
                 .iter()
