@@ -1,0 +1,1 @@
+//! Applying a filter's header and body modifications to a received message.

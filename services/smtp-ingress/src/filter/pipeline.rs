@@ -1,0 +1,11 @@
+//! Running a session's filters in order at each stage.
+
+use super::Filter;
+use crate::Shared;
+use crate::settings::Settings;
+
+/// The filters of one session, in the order they are asked: milters by id, then MTA hooks
+/// by id.
+pub(crate) fn session_filters(_shared: &Shared, _settings: &Settings) -> Vec<Box<dyn Filter>> {
+    Vec::new()
+}
