@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 /// A complete reply line (or lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Reply(pub(crate) String);
 
 impl Reply {
