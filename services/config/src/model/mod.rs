@@ -9,6 +9,7 @@ pub mod directory;
 pub mod dnsbl;
 pub mod lists;
 pub mod message_auth;
+pub mod milter;
 pub mod outbound;
 pub mod queue;
 pub mod queue_limits;
