@@ -12,6 +12,7 @@ mod filter;
 mod listener;
 mod message_auth;
 mod metrics;
+mod milter;
 mod proxy_protocol;
 mod received;
 mod session;

@@ -9,6 +9,7 @@ use ferrymail_config::Config;
 use ferrymail_config::model::aliases::Aliases;
 use ferrymail_config::model::dnsbl::Dnsbl;
 use ferrymail_config::model::message_auth::MessageAuth;
+use ferrymail_config::model::milter::Milter;
 use ferrymail_config::model::rules::Rules;
 use ferrymail_config::model::server::{Listener, ListenerProtocol};
 use ferrymail_config::model::stage_rules::StageRules;
@@ -112,6 +113,8 @@ pub struct Settings {
     pub auth: MessageAuth,
     /// `session.dnsbl.*`: DNS blocklists.
     pub dnsbl: Dnsbl,
+    /// `session.milter.<id>`, the enabled ones, by id.
+    pub milters: Vec<Milter>,
 }
 
 impl Settings {
@@ -142,6 +145,7 @@ impl Settings {
             max_connections_per_ip: config.server.max_connections_per_ip as usize,
             auth: config.auth.clone(),
             dnsbl: s.dnsbl.clone(),
+            milters: s.milters.clone(),
         }
     }
 }
