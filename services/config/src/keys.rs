@@ -204,7 +204,7 @@ keys! {
     SESSION_MILTER_FLAGS_ACTIONS: u32 = "session.milter.<id>.options.flags.actions", Derived("every action this server carries out: `0xff` with version 6 (Stalwart's default), `0x3f` with 2"),
         "Actions (SMFIF_* bits) the milter may take; a milter that asks for one outside them, or does one it did not negotiate, counts as a milter error.";
     SESSION_MILTER_FLAGS_PROTOCOL: u32 = "session.milter.<id>.options.flags.protocol", Default("66"),
-        "Protocol steps (SMFIP_* bits) the milter may ask to be spared. Stalwart's default `0x42`: no HELO command, no end-of-header command, when the milter asks for that; the milter's own choice within these bits is honoured.";
+        "Protocol steps (SMFIP_* bits) offered to the milter, which it may ask to be spared. Stalwart's default `0x42` (no HELO, no end of header). As in Postfix and Stalwart, the steps the milter answers with are honoured (rspamd asks not to answer any step but the end of message), as long as they are steps of the protocol.";
 
     AUTH_SPF_VERIFY_EHLO: VerifyRule = "auth.spf.verify.ehlo", Default("\"relaxed\""),
         "SPF check of the EHLO/HELO name (RFC 7208 §2.3) of unauthenticated clients: `relaxed` records the result in `Authentication-Results`, `strict` also refuses EHLO on `fail` (`550 5.7.23`; `451 4.7.24` on a DNS timeout), `disable` skips it; or a rule list (variables of `session.ehlo.reject`).";

@@ -22,3 +22,5 @@ pub(crate) use from_settings::session_milters;
 
 #[cfg(test)]
 mod broken_peers;
+#[cfg(test)]
+mod real_peers;

@@ -3,6 +3,7 @@
 
 use super::codec::{Packet, command, take_u32};
 use super::error::MilterError;
+use ferrymail_config::model::milter::PROTOCOL_KNOWN;
 
 /// Actions (`SMFIF_*`) a milter asks to take.
 pub(crate) mod action {
@@ -66,7 +67,7 @@ impl Options {
     }
 
     /// The options agreed from the milter's answer to [`Options::offer`]: it may take fewer
-    /// actions and skip fewer steps, never more (Postfix refuses such a milter the same way).
+    /// actions than offered, never more; it chooses the steps it is spared or not answering.
     pub(crate) fn agree(&self, reply: &Packet) -> Result<Options, MilterError> {
         if reply.code != command::OPTNEG {
             return Err(MilterError::Unexpected(char::from(reply.code)));
@@ -91,11 +92,13 @@ impl Options {
                 self.actions
             )));
         }
-        if protocol & !self.protocol != 0 {
+        // Steps are the milter's to choose: libmilter and rspamd set the no-reply bits they
+        // want whatever was offered (Postfix and Stalwart honour them), and a milter that
+        // will not answer must not be waited for. Only bits this client cannot honour fail.
+        if protocol & !PROTOCOL_KNOWN != 0 {
             return Err(MilterError::NotNegotiated(format!(
-                "the milter asks for protocol steps {:#x}, outside those offered ({:#x})",
-                protocol & !self.protocol,
-                self.protocol
+                "the milter asks for protocol steps {:#x}, which this server does not know",
+                protocol & !PROTOCOL_KNOWN
             )));
         }
         Ok(Options {
@@ -141,8 +144,11 @@ mod tests {
             OFFER.agree(&reply(&[6, 0x100, 0])),
             Err(MilterError::NotNegotiated(_))
         ));
+        // rspamd's answer: every no-reply bit, whatever was offered.
+        let rspamd = OFFER.agree(&reply(&[6, 0xff, 0xff080])).unwrap();
+        assert!(rspamd.has(step::NR_CONN) && rspamd.has(step::NR_HDR));
         assert!(matches!(
-            OFFER.agree(&reply(&[6, 0x01, 0x80])),
+            OFFER.agree(&reply(&[6, 0x01, 0x40_0000])),
             Err(MilterError::NotNegotiated(_))
         ));
         assert!(OFFER.agree(&reply(&[7, 0, 0])).is_err());
