@@ -192,10 +192,9 @@ impl MilterSession {
             .map(|t| t.recipients.as_slice())
             .unwrap_or_default()
         {
-            if let Some(answer) = self.rcpt(address, &[]).await? {
-                if !matches!(answer, Response::Continue) {
-                    return Ok(Some(answer));
-                }
+            let answer = self.rcpt(address, &[]).await?;
+            if is_stop(&answer) {
+                return Ok(answer);
             }
         }
         match request.recipient {
