@@ -17,8 +17,8 @@ use super::reply::{Collected, Response};
 use crate::filter::Verdict;
 
 /// A byte stream to a milter, plain or TLS.
-trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Transport for T {}
 
 /// The TLS client settings, built once: loading the system's trust store is not cheap.
 fn tls_settings() -> &'static TlsSettings {
