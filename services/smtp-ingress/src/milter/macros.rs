@@ -27,7 +27,9 @@ pub(crate) fn connect(session: &SessionFacts) -> Option<Packet> {
         command::CONNECT,
         vec![
             ("j", session.hostname.clone()),
-            ("{daemon_name}", session.hostname.clone()),
+            // The listener's id, as Sendmail's `DaemonPortOptions` name: OpenDKIM's `MTA`
+            // setting signs mail arriving through the listeners it names ("submission").
+            ("{daemon_name}", session.listener.clone()),
             ("{daemon_addr}", session.local.ip().to_string()),
             ("{daemon_port}", session.local.port().to_string()),
             ("{if_name}", session.hostname.clone()),
@@ -51,11 +53,12 @@ pub(crate) fn helo(session: &SessionFacts) -> Option<Packet> {
     )
 }
 
-/// Before MAIL: the login, the sender and the queue id when already chosen.
+/// Before MAIL: the protocol, the login, the sender and the queue id when already chosen.
 pub(crate) fn mail(session: &SessionFacts, transaction: &TransactionFacts) -> Option<Packet> {
     packet(
         command::MAIL,
         vec![
+            ("r", protocol(session)),
             ("i", transaction.queue_id.clone().unwrap_or_default()),
             (
                 "{auth_type}",
@@ -68,6 +71,21 @@ pub(crate) fn mail(session: &SessionFacts, transaction: &TransactionFacts) -> Op
             ("{mail_addr}", transaction.sender.clone()),
         ],
     )
+}
+
+/// Sendmail's `r`: how the message is received (`ESMTP`, `ESMTPS` with TLS, `ESMTPSA`
+/// authenticated; `LMTP`).
+fn protocol(session: &SessionFacts) -> String {
+    if session.lmtp {
+        return "LMTP".to_owned();
+    }
+    let tls = if session.tls.is_some() { "S" } else { "" };
+    let auth = if session.authenticated_as.is_some() {
+        "A"
+    } else {
+        ""
+    };
+    format!("ESMTP{tls}{auth}")
 }
 
 /// Before RCPT: the recipient.
