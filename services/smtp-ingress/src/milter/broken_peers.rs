@@ -500,3 +500,55 @@ async fn a_recipient_refused_at_rcpt_and_an_abort() {
         .collect();
     assert_eq!(String::from_utf8(commands).unwrap(), "OCHMRAQ");
 }
+
+#[tokio::test]
+async fn a_refusal_before_the_end_of_message_is_followed_by_abort() {
+    let script: Script = Arc::new(|p: &Packet| match p.code {
+        b'L' if p.data.starts_with(b"Subject\0") => {
+            Act::Send(reply(b'y', &strings(&["550 5.7.0 Subject refused"])))
+        }
+        _ => usual(p),
+    });
+    let (address, seen) = fake(script).await;
+    let mut filter = MilterSession::new(config(address, &[Stage::Data], true));
+    let verdict = at_data(&mut filter).await;
+    assert!(matches!(&verdict.action, Action::Reject(r) if r.0.starts_with("550 5.7.0")));
+    filter.close().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let commands: Vec<u8> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|&c| c != b'D')
+        .collect();
+    assert_eq!(String::from_utf8(commands).unwrap(), "OCHMRRTLLLAQ");
+}
+
+#[tokio::test]
+async fn version_2_has_no_data_step() {
+    let script: Script = Arc::new(|p: &Packet| match p.code {
+        // Only an offer of version 2 with version 2's actions is answered.
+        b'O' if p.data[..8] != [0, 0, 0, 2, 0, 0, 0, 0x3f] => Act::Close,
+        b'O' => {
+            let mut data = 2u32.to_be_bytes().to_vec();
+            data.extend(0x3fu32.to_be_bytes());
+            Act::Send(reply(b'O', &data))
+        }
+        _ => usual(p),
+    });
+    let (address, seen) = fake(script).await;
+    let mut milter = (*config(address, &[Stage::Data], true)).clone();
+    (milter.version, milter.actions) = (2, 0x3f);
+    let mut filter = MilterSession::new(Arc::new(milter));
+    let verdict = at_data(&mut filter).await;
+    assert!(matches!(verdict.action, Action::Accept), "{verdict:?}");
+    let commands: Vec<u8> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|&c| c != b'D')
+        .collect();
+    assert_eq!(String::from_utf8(commands).unwrap(), "OCHMRRLLLNBE");
+}

@@ -257,6 +257,11 @@ impl MilterSession {
             flow = conversation.body(message.body).await?;
         }
         if let Some(answer) = flow.filter(|a| !matches!(a, Response::Continue)) {
+            // The milter decided before the end of the message: it is told the message is
+            // over, as Postfix does, so the next one starts clean.
+            conversation
+                .send(&Packet::new(command::ABORT, Vec::new()))
+                .await?;
             return answer.verdict();
         }
         conversation
