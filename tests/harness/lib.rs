@@ -49,7 +49,7 @@ pub use lab_config::{
 };
 pub use load_generator::{LOAD_CLIENT_HELO, Load, LoadOptions, LoadReport, end_marker};
 pub use mail_clients::{ImapClient, ImapResponse, SmtpClient, SmtpReply, python, sasl_plain};
-pub use milters::{OpenDkim, Rspamd};
+pub use milters::{OpenDkim, Rspamd, TlsTunnel};
 pub use otlp_receiver::{OtlpReceiver, ReceivedSpan, describe as describe_spans};
 pub use peer::{PEER_PATIENCE, require_peer, wait_until};
 pub use postfix::{POSTFIX_HOSTNAME, Postfix};

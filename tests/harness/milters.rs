@@ -1,6 +1,7 @@
 //! Real milters on loopback ports, each from a private configuration directory, without
 //! systemd: rspamd's proxy worker in milter mode ([`Rspamd`]) and OpenDKIM signing
-//! ([`OpenDkim`]). Both are stopped (SIGTERM, then SIGKILL) on drop.
+//! ([`OpenDkim`]), and stunnel in front of one for milters spoken to over TLS
+//! ([`TlsTunnel`]). All are stopped (SIGTERM, then SIGKILL) on drop.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, kill_process};
 
 use crate::peer::{accepts_connections, free_loopback_ports, loopback, require_peer, wait_until};
+use crate::tls::TestCertificates;
 
 /// A milter process and its directory; stopped on drop.
 struct MilterProcess {
@@ -209,4 +211,42 @@ fn txt_record(zone_line: &str) -> String {
         .step_by(2)
         .collect::<Vec<_>>()
         .concat()
+}
+
+/// stunnel accepting TLS on a loopback port and passing the plain stream to `target`: a milter
+/// reached over TLS, as across hosts. Its certificate, for `localhost` and `127.0.0.1`, is
+/// signed by a test CA nobody trusts unless told to.
+pub struct TlsTunnel {
+    process: MilterProcess,
+    /// The certificates it serves (the CA to trust, if a test wants it verified).
+    pub certificates: TestCertificates,
+}
+
+impl TlsTunnel {
+    /// Starts stunnel in the foreground in front of `target`.
+    pub fn start(target: SocketAddr) -> TlsTunnel {
+        let binary = require_peer("stunnel");
+        let dir = tempfile::tempdir().expect("stunnel directory");
+        let certificates = TestCertificates::generate(dir.path());
+        let [port] = free_loopback_ports::<1>();
+        let address = loopback(port);
+        let config = format!(
+            "foreground = yes\npid =\n[milter]\naccept = {address}\nconnect = {target}\n\
+             cert = {}\nkey = {}\n",
+            certificates.cert_pem.display(),
+            certificates.key_pem.display()
+        );
+        fs::write(dir.path().join("stunnel.conf"), config).expect("stunnel.conf");
+        let mut command = Command::new(binary);
+        command.arg(dir.path().join("stunnel.conf"));
+        TlsTunnel {
+            process: MilterProcess::start("stunnel", command, address, dir),
+            certificates,
+        }
+    }
+
+    /// The TLS port.
+    pub fn address(&self) -> SocketAddr {
+        self.process.address
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ferrymail_config::model::milter::Milter;
 use ferrymail_config::model::resolver::{NameServer, Resolver, ResolverType};
 use ferrymail_config::model::stage_rules::Stage;
-use ferrymail_e2e::{FakeDns, OpenDkim, Rspamd};
+use ferrymail_e2e::{FakeDns, OpenDkim, Rspamd, TlsTunnel};
 use mail_auth::{AuthenticatedMessage, DkimResult};
 
 use super::session::MilterSession;
@@ -216,4 +216,35 @@ async fn opendkim_signs_and_the_signature_verifies() {
         "{results:?}\n{signed}"
     );
     filter.close().await;
+}
+
+#[tokio::test]
+async fn opendkim_behind_tls_signs_and_an_untrusted_certificate_defers() {
+    let opendkim = OpenDkim::start("example.org", "tls2026");
+    let tunnel = TlsTunnel::start(opendkim.address());
+    let raw = message("Over TLS.");
+    // The tunnel's CA is not trusted: allowed only with allow-invalid-certs.
+    let mut trusting = (*config(tunnel.address(), &[Stage::Data])).clone();
+    (trusting.tls, trusting.allow_invalid_certs) = (true, true);
+    let mut filter = MilterSession::new(Arc::new(trusting.clone()));
+    let verdict = through_every_stage(&mut filter, &raw).await;
+    assert!(
+        matches!(verdict.action, Action::Continue | Action::Accept),
+        "{verdict:?}"
+    );
+    assert!(
+        with_added_headers(&raw, &verdict).contains("DKIM-Signature: v=1;"),
+        "{verdict:?}"
+    );
+    filter.close().await;
+
+    let verifying = Milter {
+        allow_invalid_certs: false,
+        ..trusting
+    };
+    let verdict = through_every_stage(&mut MilterSession::new(Arc::new(verifying)), &raw).await;
+    assert!(
+        matches!(&verdict.action, Action::TempFail(r) if r.0.starts_with("451 4.3.0")),
+        "{verdict:?}"
+    );
 }
