@@ -274,14 +274,13 @@ fn edit(
 fn apply_to_facts(facts: &mut TransactionFacts, modification: &Modification) {
     match modification {
         Modification::ChangeSender { address } => facts.sender = address.clone(),
-        Modification::AddRecipient { address } => {
+        Modification::AddRecipient { address }
             if !facts
                 .recipients
                 .iter()
-                .any(|r| r.eq_ignore_ascii_case(address))
-            {
-                facts.recipients.push(address.clone());
-            }
+                .any(|r| r.eq_ignore_ascii_case(address)) =>
+        {
+            facts.recipients.push(address.clone());
         }
         Modification::DeleteRecipient { address } => {
             facts
