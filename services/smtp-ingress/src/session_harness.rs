@@ -206,6 +206,7 @@ async fn session(protocol: Protocol, input: &[u8], write_size: usize) -> Transcr
         metrics: fixed.metrics.clone(),
         connections: Arc::default(),
         blocklists: crate::dnsbl::Blocklists::default(),
+        hook_client: crate::hook::HookClient::new(ferrymail_tls::TlsSettings::new()),
     });
     let listener = Arc::new(ListenerSettings {
         id: "fuzz".into(),
