@@ -72,7 +72,7 @@ impl Queue {
         );
         let (id, size) = (message.id(), message.size());
         let entry = message.due_entry();
-        let due_now = entry.due_ms <= id.unix_millis();
+        let due_now = !message.held() && entry.due_ms <= id.unix_millis();
         // Claimed for this process's scheduler in the same transaction: its first attempt
         // then needs no claim of its own (see `handoff`).
         let claimant = due_now.then(|| self.handoff.claimant()).flatten();

@@ -166,6 +166,7 @@ fn envelope() -> Envelope {
         authenticated_as: None,
         trace_parent: None,
         queue_id: None,
+        quarantine: None,
     }
 }
 

@@ -284,6 +284,7 @@ fn envelope() -> Envelope {
         authenticated_as: Some("alice".into()),
         trace_parent: None,
         queue_id: Some(QueueId::new("01J9ZK3M5Q8W2XGJ4R6T0B7C1D")),
+        quarantine: None,
     }
 }
 

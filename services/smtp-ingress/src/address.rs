@@ -16,3 +16,15 @@ pub(crate) fn split_address(address: &str) -> Option<(&str, String)> {
     }
     Some((local, domain))
 }
+
+/// `address` as `local@domain` with its domain lower-cased, when it can stand in an
+/// envelope as it is: no white space, control character or angle bracket, which would break
+/// the command that carries it. For addresses that came from configuration or a filter, not
+/// from a parsed command.
+pub(crate) fn envelope_address(address: &str) -> Option<String> {
+    if address.contains(|c: char| c.is_whitespace() || c.is_control() || "<>".contains(c)) {
+        return None;
+    }
+    let (local, domain) = split_address(address)?;
+    Some(format!("{local}@{domain}"))
+}

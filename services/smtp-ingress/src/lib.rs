@@ -7,7 +7,6 @@
 mod address;
 mod dnsbl;
 mod error;
-#[allow(dead_code)] // Wired into the session in the next commits.
 mod filter;
 mod hook;
 mod listener;

@@ -26,6 +26,13 @@ struct DnsblLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FilterLabels {
+    filter: String,
+    stage: &'static str,
+    action: &'static str,
+}
+
 /// Every ingress metric.
 #[derive(Clone)]
 pub struct IngressMetrics {
@@ -38,6 +45,7 @@ pub struct IngressMetrics {
     stage: Family<StageLabel, Histogram>,
     dnsbl_lookups: Family<DnsblLabels, Counter>,
     dnsbl_rejections: Family<StageLabel, Counter>,
+    filter_actions: Family<FilterLabels, Counter>,
 }
 
 impl IngressMetrics {
@@ -55,6 +63,7 @@ impl IngressMetrics {
             }),
             dnsbl_lookups: Family::default(),
             dnsbl_rejections: Family::default(),
+            filter_actions: Family::default(),
         };
         metrics.register(
             "smtp_messages_received_total",
@@ -101,6 +110,11 @@ impl IngressMetrics {
             "Clients refused by DNS blocklists, by stage (connect, ehlo, mail)",
             this.dnsbl_rejections.clone(),
         );
+        metrics.register(
+            "smtp_filter_actions_total",
+            "Answers of milters and MTA hooks, by filter, stage and action",
+            this.filter_actions.clone(),
+        );
         // Served at 0 before the first refusal, so that a rate can be taken from the start.
         for stage in ["connect", "ehlo", "mail"] {
             drop(this.dnsbl_rejections.get_or_create(&StageLabel { stage }));
@@ -137,6 +151,16 @@ impl IngressMetrics {
             .get_or_create(&DnsblLabels {
                 zone: zone.to_owned(),
                 result,
+            })
+            .inc();
+    }
+    /// A filter's answer at a stage.
+    pub(crate) fn filter_action(&self, filter: &str, stage: &'static str, action: &'static str) {
+        self.filter_actions
+            .get_or_create(&FilterLabels {
+                filter: filter.to_owned(),
+                stage,
+                action,
             })
             .inc();
     }

@@ -323,6 +323,12 @@ fn detached() -> io::Error {
 impl ServerStream {
     /// TLS version and cipher, for the `Received` header and logs.
     pub fn tls_details(&self) -> Option<String> {
+        let (version, cipher) = self.tls_parameters()?;
+        Some(format!("version={version} cipher={cipher}"))
+    }
+
+    /// The TLS protocol version and cipher suite, as rustls names them, when encrypted.
+    pub fn tls_parameters(&self) -> Option<(String, String)> {
         let ServerStream::Tls(stream) = self else {
             return None;
         };
@@ -335,7 +341,16 @@ impl ServerStream {
             .negotiated_cipher_suite()
             .map(|c| format!("{:?}", c.suite()))
             .unwrap_or_default();
-        Some(format!("version={version} cipher={cipher}"))
+        Some((version, cipher))
+    }
+
+    /// The address the client connected to; `None` for a pipe or while detached.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            ServerStream::Plain(tcp) => tcp.local_addr().ok(),
+            ServerStream::Tls(stream) => stream.get_ref().0.local_addr().ok(),
+            _ => None,
+        }
     }
 }
 

@@ -82,6 +82,8 @@ impl NewMessage {
         expire_ms: u64,
     ) -> Self {
         let arrival_ms = id.unix_millis();
+        // A quarantined message is written on hold; the reason is the ingress's to log.
+        let held = envelope.quarantine.take().is_some();
         // A hold in the past, or none, makes the message due at once.
         let due_ms = envelope
             .hold_until
@@ -105,7 +107,7 @@ impl NewMessage {
             delay_notices: 0,
             due_ms: None,
             recipients: u32::try_from(recipients.len()).unwrap_or(u32::MAX),
-            held: false,
+            held,
         };
         Self {
             record,
@@ -142,6 +144,16 @@ impl NewMessage {
         }
     }
 
+    /// When it is due in the index: never while it is held.
+    fn entry_time(&self) -> Option<u64> {
+        (!self.record.held).then_some(self.due_ms)
+    }
+
+    /// Whether it is written on hold.
+    pub(crate) fn held(&self) -> bool {
+        self.record.held
+    }
+
     /// Its size as delivered.
     pub(crate) fn size(&self) -> u64 {
         self.record.size
@@ -151,7 +163,7 @@ impl NewMessage {
     pub(crate) fn stored(&self) -> StoredMessage {
         StoredMessage {
             record: MessageRecord {
-                due_ms: Some(self.due_ms),
+                due_ms: self.entry_time(),
                 ..self.record.clone()
             },
             recipients: self.recipients.clone(),
@@ -191,7 +203,7 @@ impl NewMessage {
             delta.recipient(recipient.state, 1);
         }
         let mut record = self.record.clone();
-        move_entry(tx, keys, &mut record, Some(self.due_ms))?;
+        move_entry(tx, keys, &mut record, self.entry_time())?;
         tx.set(&message_key, &record.encode())?;
         delta.message(record.size, 1);
         delta.apply(tx, keys, id.shard())?;

@@ -300,6 +300,7 @@ impl MessageRecord {
                 trace_parent,
                 // The record's key names the message.
                 queue_id: None,
+                quarantine: None,
             },
             size,
             arrival_ms,
@@ -434,6 +435,7 @@ mod tests {
                     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
                 ),
                 queue_id: None,
+                quarantine: None,
             },
             size: 200_000,
             arrival_ms: 1_700_000_000_123,

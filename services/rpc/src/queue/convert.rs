@@ -153,6 +153,7 @@ pub(crate) fn envelope_to_wire(envelope: Envelope) -> proto::Envelope {
         authenticated_as: envelope.authenticated_as,
         trace_parent: envelope.trace_parent,
         queue_id: envelope.queue_id.map(QueueId::into_string),
+        quarantine: envelope.quarantine,
     }
 }
 
@@ -184,6 +185,7 @@ pub(crate) fn envelope_from_wire(envelope: proto::Envelope) -> Result<Envelope, 
         authenticated_as: envelope.authenticated_as,
         trace_parent: envelope.trace_parent,
         queue_id: envelope.queue_id.map(QueueId::new),
+        quarantine: envelope.quarantine,
     })
 }
 
@@ -409,6 +411,7 @@ mod tests {
             authenticated_as: Some("alice".into()),
             trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
             queue_id: Some(QueueId::new("01J9ZK3M5Q8W2XGJ4R6T0B7C1D")),
+            quarantine: Some("GTUBE".into()),
         }
     }
 

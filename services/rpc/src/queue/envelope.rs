@@ -36,6 +36,9 @@ pub struct Envelope {
     /// The queue id the client chose ([`super::QueueId::generate`]) and already wrote in the
     /// message's `Received` header; `None`: the queue chooses.
     pub queue_id: Option<super::QueueId>,
+    /// Enqueue the message on hold, for this reason (a filter quarantined it); the queue
+    /// stores the hold, not the reason, which the ingress logs.
+    pub quarantine: Option<String>,
 }
 
 /// One forward path and its DSN parameters.

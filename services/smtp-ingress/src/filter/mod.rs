@@ -22,7 +22,7 @@ pub(crate) use verdict::{Action, Modification, Verdict};
 
 /// One configured filter, for one SMTP session (a milter keeps its connection for the
 /// session; an MTA hook is stateless).
-pub(crate) trait Filter: Send {
+pub(crate) trait Filter: Send + Sync {
     /// `milter.<id>` or `hook.<id>`, for logs and metrics.
     fn name(&self) -> &str;
 

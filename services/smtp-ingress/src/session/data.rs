@@ -5,7 +5,8 @@
 //! the session and the queue, so a session holds about 0.5 MiB of a message whatever its size,
 //! plus what message authentication keeps: the header section for verification (at most
 //! `message_auth::MAX_HEADER`), or the whole message for signing (at most
-//! `message_auth::MAX_COPY`).
+//! `message_auth::MAX_COPY`). A message that milters or MTA hooks must see whole is held until
+//! they have answered (see `held_message`), up to the message size limit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,9 +25,11 @@ use tracing::{Instrument, Span};
 
 use super::deadlines::Transfer;
 use super::forged_results::ForgedResultsFilter;
+use super::held_message::HeldMessage;
 use super::reply::Reply;
 use super::rules::CommandValues;
 use super::{End, Flow, Session, Transaction};
+use crate::filter::pipeline::Fate;
 use crate::message_auth::PendingMessage;
 use crate::received::received_header;
 
@@ -37,21 +40,37 @@ const BODY_QUEUE: usize = 8;
 /// the same failure: one line per 10 s says so, with the count left out.
 static QUEUE_FAILURES: LogLimit = LogLimit::new(Duration::from_secs(10));
 
-/// A message body on its way to the queue.
-pub(crate) struct Upload {
+/// The enqueue of a message, its body streamed while it arrives.
+pub(crate) struct QueueUpload {
     sender: Option<mpsc::Sender<Result<BodyPart, BodyError>>>,
     /// Set once the whole message was received: only then does the end of the channel mean
     /// the end of the message.
     complete: Arc<AtomicBool>,
     task: JoinHandle<Result<QueueId, QueueError>>,
-    size: u64,
+}
+
+/// Where the client's bytes go.
+pub(crate) enum Destination {
+    /// To the queue, as they arrive.
+    Queue(QueueUpload),
+    /// Kept whole for the data-stage filters: the queue hears of the message once they agree.
+    Held(Box<HeldMessage>),
+    /// Nowhere: a filter discarded the message before it came; it keeps the id it is
+    /// answered with.
+    Discarded(QueueId),
+}
+
+/// A message body on its way to the queue.
+pub(crate) struct Upload {
+    pub(crate) destination: Destination,
+    pub(crate) size: u64,
     too_large: bool,
     recipients: usize,
     started: Instant,
     /// The client's pace, for `session.data.min-rate`.
     pub(crate) transfer: Transfer,
     /// What message authentication needs at the end; `None` until the client's data starts.
-    pending: Option<PendingMessage>,
+    pub(crate) pending: Option<PendingMessage>,
     /// Removes forged `Authentication-Results` from the client's header.
     forged: Option<ForgedResultsFilter>,
 }
@@ -68,6 +87,15 @@ impl Upload {
             self.abort("message exceeds the size limit").await;
             return;
         }
+        match &mut self.destination {
+            Destination::Queue(_) => self.forward(chunk).await,
+            Destination::Held(held) => held.bytes.extend_from_slice(&chunk),
+            Destination::Discarded(_) => {}
+        }
+    }
+
+    /// Sends bytes of the message on to the queue, and to message authentication's copy.
+    pub(crate) async fn forward(&mut self, chunk: Vec<u8>) {
         if let Some(pending) = &mut self.pending {
             pending.copy.push(&chunk);
         }
@@ -106,24 +134,50 @@ impl Upload {
     }
 
     async fn send(&mut self, part: BodyPart) {
-        if let Some(sender) = &self.sender
+        let Destination::Queue(queue) = &mut self.destination else {
+            return;
+        };
+        if let Some(sender) = &queue.sender
             && sender.send(Ok(part)).await.is_err()
         {
             // The queue gave up early; its error is read at the end.
-            self.sender = None;
+            queue.sender = None;
         }
     }
 
     /// Abandons the upload: the queue commits nothing.
-    async fn abort(&mut self, reason: &str) {
-        if let Some(sender) = self.sender.take() {
-            let _ = sender.send(Err(BodyError::new(reason))).await;
+    pub(crate) async fn abort(&mut self, reason: &str) {
+        match &mut self.destination {
+            Destination::Queue(queue) => {
+                if let Some(sender) = queue.sender.take() {
+                    let _ = sender.send(Err(BodyError::new(reason))).await;
+                }
+            }
+            Destination::Held(held) => held.bytes = Vec::new(),
+            Destination::Discarded(_) => {}
         }
+    }
+
+    /// Ends the body and waits for the queue's answer.
+    async fn complete(&mut self) -> Result<Result<QueueId, QueueError>, String> {
+        let Destination::Queue(queue) = &mut self.destination else {
+            return Err("the message never reached the queue".to_owned());
+        };
+        // Closing the channel ends the body: the queue commits and answers.
+        queue.complete.store(true, Ordering::Release);
+        drop(queue.sender.take());
+        (&mut queue.task).await.map_err(|e| e.to_string())
     }
 }
 
 impl Session {
-    fn start_upload(&self, transaction: &Transaction, queue_id: QueueId) -> Upload {
+    /// Starts the enqueue of `transaction`'s message as `queue_id`, on hold for `quarantine`.
+    pub(crate) fn start_upload(
+        &self,
+        transaction: &Transaction,
+        queue_id: QueueId,
+        quarantine: Option<String>,
+    ) -> QueueUpload {
         let (sender, receiver) = mpsc::channel(BODY_QUEUE);
         let p = &transaction.params;
         let envelope = Envelope {
@@ -143,6 +197,7 @@ impl Session {
             // Later delivery attempts, wherever they run, join the session's trace.
             trace_parent: ferrymail_telemetry::traceparent(&Span::current()),
             queue_id: Some(queue_id),
+            quarantine,
         };
         let queue = self.shared.queue.clone();
         // An upload dropped unfinished (QUIT or a disconnect between BDAT chunks, a session
@@ -162,17 +217,27 @@ impl Session {
         let task = tokio::spawn(
             async move { queue.enqueue(envelope, body).await }.instrument(Span::current()),
         );
-        Upload {
+        QueueUpload {
             sender: Some(sender),
             complete,
             task,
-            size: 0,
-            too_large: false,
-            recipients: transaction.recipients.len(),
-            started: Instant::now(),
-            transfer: Transfer::default(),
-            pending: None,
-            forged: None,
+        }
+    }
+
+    /// Where the message of `transaction` goes, as the filters decided so far.
+    fn destination(&self, transaction: Transaction, queue_id: QueueId) -> Destination {
+        let fate = self.filters.as_deref().map(|f| f.fate().clone());
+        let held = self
+            .filters
+            .as_deref()
+            .is_some_and(|f| f.wants(Stage::Data));
+        match fate.unwrap_or_default() {
+            Fate::Discard => Destination::Discarded(queue_id),
+            _ if held => Destination::Held(Box::new(HeldMessage::new(transaction, queue_id))),
+            Fate::Quarantine(reason) => {
+                Destination::Queue(self.start_upload(&transaction, queue_id, Some(reason)))
+            }
+            Fate::Deliver => Destination::Queue(self.start_upload(&transaction, queue_id, None)),
         }
     }
 
@@ -200,18 +265,32 @@ impl Session {
     }
 
     /// Starts the upload of a transaction, the `Received` header first.
-    async fn begin_upload(&self, transaction: &Transaction) -> Upload {
+    async fn begin_upload(&self, transaction: Transaction) -> Upload {
         // Chosen here so that the Received header can name the id the queue will use.
         let queue_id = QueueId::generate(std::time::SystemTime::now());
-        let header = self.trace_header(transaction, &queue_id).into_bytes();
-        let mut upload = self.start_upload(transaction, queue_id);
-        upload.push(header, self.settings.max_message_size).await;
-        // From here on the client's own bytes come: those message authentication looks at.
-        upload.pending = Some(PendingMessage {
+        let header = self.trace_header(&transaction, &queue_id).into_bytes();
+        let pending = PendingMessage {
             copy: self.message_copy(),
             sender: transaction.sender.clone(),
             spf_mail_from: transaction.spf_mail_from.clone(),
-        });
+        };
+        let recipients = transaction.recipients.len();
+        let mut upload = Upload {
+            destination: self.destination(transaction, queue_id),
+            size: 0,
+            too_large: false,
+            recipients,
+            started: Instant::now(),
+            transfer: Transfer::default(),
+            pending: None,
+            forged: None,
+        };
+        upload.push(header, self.settings.max_message_size).await;
+        if let Destination::Held(held) = &mut upload.destination {
+            held.received = held.bytes.clone();
+        }
+        // From here on the client's own bytes come: those message authentication looks at.
+        upload.pending = Some(pending);
         upload.forged = Some(ForgedResultsFilter::new(&self.settings.hostname));
         upload
     }
@@ -258,7 +337,7 @@ impl Session {
             "Start mail input; end with <CRLF>.<CRLF>",
         ));
         self.flush().await?;
-        let mut upload = self.begin_upload(&transaction).await;
+        let mut upload = self.begin_upload(transaction).await;
         let mut receiver = DataReceiver::new();
         self.pump(&mut upload, |bytes, chunk| receiver.ingest(bytes, chunk))
             .await?;
@@ -270,7 +349,7 @@ impl Session {
         let mut upload = match self.bdat.take() {
             Some(upload) => upload,
             None => match self.ready_for_data().await {
-                Some(transaction) => self.begin_upload(&transaction).await,
+                Some(transaction) => self.begin_upload(transaction).await,
                 None => {
                     // The chunk still arrives and must be read past to stay in step.
                     self.skip(chunk_size).await?;
@@ -356,61 +435,7 @@ impl Session {
 
     async fn finish(&mut self, mut upload: Upload) {
         upload.end_filter(self.settings.max_message_size).await;
-        let limit_exceeded = upload.too_large;
-        let refusal = if limit_exceeded {
-            upload.abort("message exceeds the size limit").await;
-            None
-        } else {
-            self.authenticate(&mut upload).await
-        };
-        // Closing the channel ends the body: the queue commits and answers.
-        upload.complete.store(true, Ordering::Release);
-        drop(upload.sender.take());
-        let result = upload.task.await;
-        let reply = match (limit_exceeded, refusal, result) {
-            (true, _, _) => {
-                self.shared.metrics.rejected("size");
-                Reply::new(552, "5.3.4", "Message too large")
-            }
-            (false, Some(refusal), _) => {
-                self.shared.metrics.rejected("auth");
-                refusal
-            }
-            (false, None, Ok(Ok(id))) => {
-                self.messages += 1;
-                self.shared.metrics.received(upload.size);
-                let trace_id = ferrymail_telemetry::trace_id(&Span::current());
-                tracing::info!(queue_id = %id, trace_id, client = %self.peer.ip(), size = upload.size, recipients = upload.recipients, "message queued");
-                Reply::new(250, "2.0.0", format!("Message queued as {id}"))
-            }
-            (false, None, Ok(Err(QueueError::QuotaExceeded(why)))) => {
-                self.shared.metrics.rejected("quota");
-                tracing::warn!(client = %self.peer.ip(), %why, "queue quota exceeded");
-                Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
-            }
-            (false, None, Ok(Err(error))) => {
-                self.shared.metrics.rejected("temporary");
-                if let Some(left_out) = QUEUE_FAILURES.admit() {
-                    tracing::error!(client = %self.peer.ip(), %error, left_out, "the queue did not take the message; answering 451");
-                }
-                Reply::new(
-                    451,
-                    "4.3.0",
-                    "Temporary failure queueing the message, try again later",
-                )
-            }
-            (false, None, Err(error)) => {
-                self.shared.metrics.rejected("temporary");
-                if let Some(left_out) = QUEUE_FAILURES.admit() {
-                    tracing::error!(client = %self.peer.ip(), %error, left_out, "enqueue task failed; answering 451");
-                }
-                Reply::new(
-                    451,
-                    "4.3.0",
-                    "Temporary failure queueing the message, try again later",
-                )
-            }
-        };
+        let reply = self.conclude(&mut upload).await;
         self.shared.metrics.stage("data", upload.started.elapsed());
         // LMTP answers once per accepted recipient; one queue entry means one answer for all.
         let times = if self.listener.lmtp {
@@ -421,5 +446,74 @@ impl Session {
         for _ in 0..times {
             self.reply(Reply(reply.0.clone()));
         }
+    }
+
+    /// The answer to a whole message: queued (once durable), discarded, or refused.
+    async fn conclude(&mut self, upload: &mut Upload) -> Reply {
+        if upload.too_large {
+            upload.abort("message exceeds the size limit").await;
+            self.end_filtered_transaction(true).await;
+            self.shared.metrics.rejected("size");
+            return Reply::new(552, "5.3.4", "Message too large");
+        }
+        if let Some(reply) = self.release_held(upload).await {
+            return reply;
+        }
+        if let Destination::Discarded(id) = &upload.destination {
+            let id = id.clone();
+            self.end_filtered_transaction(false).await;
+            return self.discarded(&id);
+        }
+        if let Some(refusal) = self.authenticate(upload).await {
+            self.end_filtered_transaction(true).await;
+            self.shared.metrics.rejected("auth");
+            return refusal;
+        }
+        let result = upload.complete().await;
+        self.end_filtered_transaction(false).await;
+        match result {
+            Ok(Ok(id)) => {
+                self.messages += 1;
+                self.shared.metrics.received(upload.size);
+                let trace_id = ferrymail_telemetry::trace_id(&Span::current());
+                tracing::info!(queue_id = %id, trace_id, client = %self.peer.ip(), size = upload.size, recipients = upload.recipients, "message queued");
+                Reply::new(250, "2.0.0", format!("Message queued as {id}"))
+            }
+            Ok(Err(QueueError::QuotaExceeded(why))) => {
+                self.shared.metrics.rejected("quota");
+                tracing::warn!(client = %self.peer.ip(), %why, "queue quota exceeded");
+                Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+            }
+            Ok(Err(error)) => {
+                self.shared.metrics.rejected("temporary");
+                if let Some(left_out) = QUEUE_FAILURES.admit() {
+                    tracing::error!(client = %self.peer.ip(), %error, left_out, "the queue did not take the message; answering 451");
+                }
+                Reply::new(
+                    451,
+                    "4.3.0",
+                    "Temporary failure queueing the message, try again later",
+                )
+            }
+            Err(error) => {
+                self.shared.metrics.rejected("temporary");
+                if let Some(left_out) = QUEUE_FAILURES.admit() {
+                    tracing::error!(client = %self.peer.ip(), %error, left_out, "enqueue task failed; answering 451");
+                }
+                Reply::new(
+                    451,
+                    "4.3.0",
+                    "Temporary failure queueing the message, try again later",
+                )
+            }
+        }
+    }
+
+    /// The answer to a message a filter discarded: the client hears what it would have of
+    /// a queued one, as milters mean it to.
+    pub(crate) fn discarded(&mut self, id: &QueueId) -> Reply {
+        self.messages += 1;
+        tracing::info!(queue_id = %id, client = %self.peer.ip(), "message discarded by a filter");
+        Reply::new(250, "2.0.0", format!("Message queued as {id}"))
     }
 }

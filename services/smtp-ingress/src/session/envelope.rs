@@ -12,6 +12,7 @@ use smtp_proto::{
     RCPT_NOTIFY_SUCCESS, RcptTo,
 };
 
+use super::filters::Filtered;
 use super::reply::{Reply, quoted};
 use super::rewrite::{Rewritten, rewrite};
 use super::rules::{CommandValues, ListUnavailable};
@@ -169,6 +170,12 @@ impl Session {
             recipients: Vec::new(),
             spf_mail_from,
         });
+        if let Filtered::Refused(reply) = self.filter(Stage::Mail, None).await {
+            self.transaction = None;
+            self.end_filtered_transaction(true).await;
+            self.reply(reply);
+            return;
+        }
         self.reply(Reply::new(250, "2.1.0", "OK"));
     }
 
@@ -248,15 +255,13 @@ impl Session {
             notify: notify(to.flags),
             orcpt: to.orcpt,
         };
-        if let Some(transaction) = self.transaction.as_mut()
-            && !transaction
-                .recipients
-                .iter()
-                .any(|r| r.address.eq_ignore_ascii_case(&address))
-        {
-            transaction.recipients.push(recipient);
-        }
-        self.reply(Reply::new(250, "2.1.5", format!("{} OK", quoted(&address))));
+        let reply = match self.filter(Stage::Rcpt, Some(recipient)).await {
+            Filtered::Go | Filtered::Dropped => {
+                Reply::new(250, "2.1.5", format!("{} OK", quoted(&address)))
+            }
+            Filtered::Refused(reply) => reply,
+        };
+        self.reply(reply);
         self.shared.metrics.stage("rcpt", started.elapsed());
     }
 

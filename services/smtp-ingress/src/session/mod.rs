@@ -6,7 +6,9 @@ mod data;
 mod deadlines;
 mod dnsbl;
 pub(crate) mod envelope;
+mod filters;
 mod forged_results;
+mod held_message;
 mod reply;
 mod rewrite;
 pub(crate) mod rules;
@@ -28,9 +30,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zeroize::Zeroize;
 
 use crate::Shared;
+use crate::filter::pipeline::{Filters, session_filters};
 use crate::settings::{ListenerSettings, Settings};
 use crate::tls::ServerStream;
 use deadlines::Deadline;
+use filters::Filtered;
 pub(crate) use reply::Reply;
 use rules::CommandValues;
 
@@ -99,6 +103,8 @@ pub(crate) struct Session {
     closing: bool,
     /// The client's address scored at or below `session.dnsbl.allow-threshold`.
     pub(crate) dnsbl_allowed: bool,
+    /// The milters and MTA hooks of the session; `None` when none is configured.
+    pub(crate) filters: Option<Box<Filters>>,
 }
 
 impl Session {
@@ -109,6 +115,9 @@ impl Session {
         peer: SocketAddr,
     ) -> Self {
         let settings = shared.settings();
+        let filters = session_filters(&shared, &settings);
+        let filters =
+            (!filters.is_empty()).then(|| Box::new(Filters::new(filters, shared.metrics.clone())));
         Self {
             stream,
             shared,
@@ -135,6 +144,7 @@ impl Session {
             auth_errors: 0,
             closing: false,
             dnsbl_allowed: false,
+            filters,
         }
     }
 
@@ -241,17 +251,27 @@ impl Session {
             .await
             || self.refused_by_dnsbl_at_connect().await
         {
-            let _ = self.flush().await;
-            let _ = self.stream.shutdown().await;
-            return self.stream;
+            return self.close().await;
+        }
+        if let Filtered::Refused(reply) = self.filter(Stage::Connect, None).await {
+            self.reply(reply);
+            return self.close().await;
         }
         let greeting = format!("{} {}", self.settings.hostname, self.listener.greeting);
         self.reply(Reply::new(220, "", greeting));
-        if self.flush().await.is_err() {
-            return self.stream;
+        if self.flush().await.is_ok() {
+            let _ = self.serve().await;
         }
-        let _ = self.serve().await;
+        self.close().await
+    }
+
+    /// Sends what is queued, and ends the session and its filters' sessions.
+    async fn close(mut self) -> ServerStream {
+        let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
+        if let Some(filters) = self.filters.as_deref_mut() {
+            filters.close().await;
+        }
         self.stream
     }
 
@@ -421,7 +441,9 @@ impl Session {
             Request::Bdat { chunk_size, is_last } => return self.bdat(chunk_size, is_last).await,
             Request::Rset => {
                 self.abandon_bdat().await;
-                self.transaction = None;
+                if self.transaction.take().is_some() {
+                    self.end_filtered_transaction(true).await;
+                }
                 self.reply(Reply::new(250, "2.0.0", "OK"));
             }
             Request::Noop { .. } => self.reply(Reply::new(250, "2.0.0", "OK")),
@@ -469,8 +491,15 @@ impl Session {
         }
         // A new greeting starts over, as RFC 5321 §4.1.4 says, a BDAT transfer included.
         self.abandon_bdat().await;
-        self.transaction = None;
-        self.helo = Some(host);
+        if self.transaction.take().is_some() {
+            self.end_filtered_transaction(true).await;
+        }
+        let previous = self.helo.replace(host);
+        if let Filtered::Refused(reply) = self.filter(Stage::Ehlo, None).await {
+            self.helo = previous;
+            self.reply(reply);
+            return;
+        }
         self.esmtp = extended;
         if !extended {
             self.reply(Reply::new(250, "", &self.settings.hostname));
@@ -554,7 +583,9 @@ impl Session {
                 self.stream = ServerStream::Tls(Box::new(tls));
                 self.shared.metrics.tls();
                 self.helo = None;
-                self.transaction = None;
+                if self.transaction.take().is_some() {
+                    self.end_filtered_transaction(true).await;
+                }
                 Ok(Flow::Continue)
             }
             _ => Err(End::Disconnected),

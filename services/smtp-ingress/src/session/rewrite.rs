@@ -5,7 +5,7 @@ use ferrymail_config::model::rules::Variable;
 use ferrymail_config::value::RewriteRules;
 
 use super::reply::{Reply, quoted};
-use crate::address::split_address;
+use crate::address::envelope_address;
 
 /// Which address is rewritten.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,13 +50,9 @@ pub(super) fn rewrite(
     let Some(new) = rules.apply(value_of) else {
         return Ok(None);
     };
-    match split_address(&new) {
-        Some((local, new_domain))
-            if !new.contains(|c: char| c.is_whitespace() || c.is_control() || "<>".contains(c)) =>
-        {
-            Ok(Some(format!("{local}@{new_domain}")))
-        }
-        _ => {
+    match envelope_address(&new) {
+        Some(new) => Ok(Some(new)),
+        None => {
             tracing::warn!(
                 address,
                 rewritten = new.as_str(),
