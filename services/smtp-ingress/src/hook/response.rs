@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use ferrymail_config::model::stage_rules::Stage;
 
-use crate::address::split_address;
+use crate::address::envelope_address;
 use crate::filter::{Action, Modification, Verdict};
 use crate::session::Reply;
 
@@ -273,11 +273,7 @@ fn check_address(value: &str) -> Result<String, String> {
         .strip_prefix('<')
         .and_then(|v| v.strip_suffix('>'))
         .unwrap_or(value);
-    let clean = !bare.contains(|c: char| c.is_whitespace() || c.is_control() || "<>".contains(c));
-    match split_address(bare) {
-        Some((local, domain)) if clean => Ok(format!("{local}@{domain}")),
-        _ => Err(format!("{value:?} is not a valid address")),
-    }
+    envelope_address(bare).ok_or_else(|| format!("{value:?} is not a valid address"))
 }
 
 /// A header field's name (RFC 5322 §2.2: printable ASCII but `:`) and value (no line
