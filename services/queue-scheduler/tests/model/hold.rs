@@ -68,6 +68,21 @@ async fn hold_and_release_under_retried_closures() {
 }
 
 #[tokio::test]
+async fn a_quarantined_message_is_enqueued_held_until_released() {
+    let t = open();
+    let q = &t.queue;
+    let mut quarantined = envelope("a@example.org", &["b@example.net"]);
+    quarantined.quarantine = Some("a filter found a virus".into());
+    let id = enqueue(q, quarantined, b"m").await;
+    assert!(!is_due(q, &id).await, "never due while held");
+    let detail = q.get(&id).await.unwrap();
+    assert!(detail.summary.held);
+    assert_eq!(detail.summary.next_attempt, None);
+    assert!(q.release(&id).await.unwrap());
+    assert!(is_due(q, &id).await, "due once released");
+}
+
+#[tokio::test]
 async fn holding_an_unknown_or_malformed_id_is_refused_clearly() {
     let t = open();
     let id = enqueue(
