@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ferrymail_config::Config;
 use ferrymail_config::model::aliases::Aliases;
 use ferrymail_config::model::dnsbl::Dnsbl;
+use ferrymail_config::model::hook::Hook;
 use ferrymail_config::model::message_auth::MessageAuth;
 use ferrymail_config::model::rules::Rules;
 use ferrymail_config::model::server::{Listener, ListenerProtocol};
@@ -112,6 +113,8 @@ pub struct Settings {
     pub auth: MessageAuth,
     /// `session.dnsbl.*`: DNS blocklists.
     pub dnsbl: Dnsbl,
+    /// `session.hook.<id>`: the enabled MTA hooks, in the order of their ids.
+    pub hooks: Vec<Arc<Hook>>,
 }
 
 impl Settings {
@@ -142,6 +145,7 @@ impl Settings {
             max_connections_per_ip: config.server.max_connections_per_ip as usize,
             auth: config.auth.clone(),
             dnsbl: s.dnsbl.clone(),
+            hooks: s.hooks.iter().cloned().map(Arc::new).collect(),
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct Session {
     pub aliases: Aliases,
     /// `session.dnsbl.*`: DNS blocklists.
     pub dnsbl: super::dnsbl::Dnsbl,
+    /// `session.hook.<id>`, the enabled MTA hooks in the order of their ids.
+    pub hooks: Vec<super::hook::Hook>,
 }
 
 /// Reads a `rewrite` key, refusing rules that test a variable other than `allowed`.
@@ -169,6 +171,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
     let data_min_rate = data.get(&keys::SESSION_DATA_MIN_RATE);
     let data_reject = reject(&data, &keys::SESSION_DATA_REJECT, Stage::Data, known);
     let dnsbl = super::dnsbl::read(&t.table("dnsbl"));
+    let hooks = super::hook::read_all(&t);
     require_nonzero(&t, "timeout", timeout);
     require_nonzero(&t, "duration", duration);
     require_nonzero(&t, "command-deadline", command_deadline);
@@ -201,5 +204,6 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
         rcpt_rewrite: rcpt_rewrite?,
         aliases: aliases?,
         dnsbl: dnsbl?,
+        hooks: hooks?,
     })
 }

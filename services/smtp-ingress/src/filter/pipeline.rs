@@ -12,8 +12,10 @@ use crate::settings::Settings;
 
 /// The filters of one session, in the order they are asked: milters by id, then MTA hooks
 /// by id.
-pub(crate) fn session_filters(_shared: &Shared, _settings: &Settings) -> Vec<Box<dyn Filter>> {
-    Vec::new()
+pub(crate) fn session_filters(shared: &Shared, settings: &Settings) -> Vec<Box<dyn Filter>> {
+    let mut filters = Vec::new();
+    filters.extend(crate::hook::session_hooks(shared, settings));
+    filters
 }
 
 /// What becomes of the open transaction's message once it is received.
