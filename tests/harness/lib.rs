@@ -15,6 +15,7 @@ mod cpu_time;
 mod delivery_audit;
 mod dovecot;
 mod fake_dns;
+mod hook_server;
 mod http;
 mod https_server;
 mod lab_config;
@@ -42,6 +43,7 @@ pub use dovecot::{
     ALICE, BOB, DOVECOT_HOSTNAME, Dovecot, DovecotOptions, DovecotPorts, TEMPFAIL_USER,
 };
 pub use fake_dns::FakeDns;
+pub use hook_server::{HookAnswer, HookRequest, HookServer};
 pub use http::{HttpResponse, http_get};
 pub use https_server::HttpsServer;
 pub use lab_config::{

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use crate::key::{Presence::*, keys};
 use crate::value::auto_ban::BanRate;
 use crate::value::rules::Match;
-use crate::value::stage_rules::RejectRule;
+use crate::value::stage_rules::{RejectRule, Stage};
 use crate::value::{
     Bind, ByteSize, Canonicalization, CertificateChain, DirectoryType, DnsblScope, IpStrategy,
     ListenerProtocol, LookupList, NameServer, NextHop, PrivateKey, QuotaKey, Rate, RelayRule,
@@ -205,6 +205,26 @@ keys! {
         "Actions (SMFIF_* bits) the milter may take; a milter that asks for one outside them, or does one it did not negotiate, counts as a milter error.";
     SESSION_MILTER_FLAGS_PROTOCOL: u32 = "session.milter.<id>.options.flags.protocol", Default("66"),
         "Protocol steps (SMFIP_* bits) offered to the milter, which it may ask to be spared. Stalwart's default `0x42` (no HELO, no end of header). As in Postfix and Stalwart, the steps the milter answers with are honoured (rspamd asks not to answer any step but the end of message), as long as they are steps of the protocol.";
+    SESSION_HOOK_URL: String = "session.hook.<id>.url", Required,
+        "Endpoint (`http://` or `https://`) of an MTA hook: at each of its `stages` the session `POST`s a JSON description of the session, envelope and (at `data`) message, and applies the JSON answer: accept, reject, discard or quarantine, with envelope and header changes (Stalwart's format; see [MTA hooks](#mta-hooks)). Hooks are asked in the order of their ids, after any milter.";
+    SESSION_HOOK_ENABLE: bool = "session.hook.<id>.enable", Default("true"),
+        "Whether the hook is asked. Stalwart also accepts an expression here; ferrymail takes `true` or `false`.";
+    SESSION_HOOK_STAGES: Vec<Stage> = "session.hook.<id>.stages", Default("[\"data\"]"),
+        "The stages at which the hook is asked: `connect`, `ehlo`, `mail`, `rcpt`, `data` (after the whole message is received). At least one.";
+    SESSION_HOOK_TIMEOUT: Duration = "session.hook.<id>.timeout", Default("\"30s\""),
+        "Longest time one request may take, connection and TLS included; past it the hook counts as failed (see `tempfail-on-error`).";
+    SESSION_HOOK_TEMPFAIL_ON_ERROR: bool = "session.hook.<id>.tempfail-on-error", Default("true"),
+        "When the hook cannot be asked or answers something unusable (down, too slow, not `2xx`, not valid JSON, too large, or an action or change that is invalid at that stage): `true` refuses the command or message with `451 4.3.0`, `false` goes on as if the hook had not been configured. A broken hook never causes a `5xx`, and none of its changes is applied.";
+    SESSION_HOOK_MAX_RESPONSE_SIZE: ByteSize = "session.hook.<id>.max-response-size", Default("\"50MB\""),
+        "Largest answer read from the hook; a longer one counts as a failure.";
+    SESSION_HOOK_ALLOW_INVALID_CERTS: bool = "session.hook.<id>.allow-invalid-certs", Default("false"),
+        "Accept self-signed and otherwise invalid certificates from an `https://` hook (testing only).";
+    SESSION_HOOK_HEADERS: Vec<String> = "session.hook.<id>.headers", Default("[]"),
+        "Extra request headers, each `\"Name: value\"`.";
+    SESSION_HOOK_AUTH_USERNAME: String = "session.hook.<id>.auth.username", Optional,
+        "User name sent with HTTP Basic authentication; set together with `secret`. Credentials are sent only over `https://`, or over `http://` to a loopback address.";
+    SESSION_HOOK_AUTH_SECRET: Secret = "session.hook.<id>.auth.secret", Optional,
+        "Password of `auth.username`; prefer `%{file:…}%` or `%{env:…}%` to writing it here.";
 
     AUTH_SPF_VERIFY_EHLO: VerifyRule = "auth.spf.verify.ehlo", Default("\"relaxed\""),
         "SPF check of the EHLO/HELO name (RFC 7208 §2.3) of unauthenticated clients: `relaxed` records the result in `Authentication-Results`, `strict` also refuses EHLO on `fail` (`550 5.7.23`; `451 4.7.24` on a DNS timeout), `disable` skips it; or a rule list (variables of `session.ehlo.reject`).";

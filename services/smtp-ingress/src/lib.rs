@@ -8,6 +8,7 @@ mod address;
 mod dnsbl;
 mod error;
 mod filter;
+mod hook;
 mod listener;
 mod message_auth;
 mod metrics;
@@ -55,6 +56,8 @@ pub(crate) struct Shared {
     pub(crate) connections: Arc<Connections>,
     /// Blocklist answers and warnings, kept across sessions.
     pub(crate) blocklists: dnsbl::Blocklists,
+    /// The HTTP client of every MTA hook.
+    pub(crate) hook_client: hook::HookClient,
 }
 
 impl Shared {
@@ -114,6 +117,7 @@ impl Ingress {
             metrics,
             connections: Arc::default(),
             blocklists: dnsbl::Blocklists::default(),
+            hook_client: hook::HookClient::new(ferrymail_tls::TlsSettings::new()),
         };
         Ok(Self {
             shared: Arc::new(shared),

@@ -62,6 +62,11 @@ impl Connections {
             ip,
         })
     }
+
+    /// The sessions open from `ip`.
+    pub(crate) fn open_from(&self, ip: IpAddr) -> usize {
+        self.lock().per_ip.get(&ip).copied().unwrap_or(0)
+    }
 }
 
 impl Drop for Slot {

@@ -137,6 +137,8 @@ struct Fixed {
     settings: Arc<Settings>,
     auth: Arc<Authenticator>,
     metrics: IngressMetrics,
+    /// Built once: loading the trust store for every input would slow fuzzing down.
+    hook_client: crate::hook::HookClient,
 }
 
 fn fixed() -> Option<&'static Fixed> {
@@ -163,6 +165,7 @@ fn fixed() -> Option<&'static Fixed> {
                 settings: Arc::new(Settings::new(&config)),
                 auth: Arc::new(auth),
                 metrics: IngressMetrics::register(&registry),
+                hook_client: crate::hook::HookClient::new(ferrymail_tls::TlsSettings::new()),
             })
         })
         .as_ref()
@@ -206,6 +209,7 @@ async fn session(protocol: Protocol, input: &[u8], write_size: usize) -> Transcr
         metrics: fixed.metrics.clone(),
         connections: Arc::default(),
         blocklists: crate::dnsbl::Blocklists::default(),
+        hook_client: fixed.hook_client.clone(),
     });
     let listener = Arc::new(ListenerSettings {
         id: "fuzz".into(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ferrymail_config::Config;
 use ferrymail_config::model::aliases::Aliases;
 use ferrymail_config::model::dnsbl::Dnsbl;
+use ferrymail_config::model::hook::Hook;
 use ferrymail_config::model::message_auth::MessageAuth;
 use ferrymail_config::model::milter::Milter;
 use ferrymail_config::model::rules::Rules;
@@ -115,6 +116,8 @@ pub struct Settings {
     pub dnsbl: Dnsbl,
     /// `session.milter.<id>`, the enabled ones, by id.
     pub milters: Vec<Milter>,
+    /// `session.hook.<id>`: the enabled MTA hooks, in the order of their ids.
+    pub hooks: Vec<Arc<Hook>>,
 }
 
 impl Settings {
@@ -146,6 +149,7 @@ impl Settings {
             auth: config.auth.clone(),
             dnsbl: s.dnsbl.clone(),
             milters: s.milters.clone(),
+            hooks: s.hooks.iter().cloned().map(Arc::new).collect(),
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct Session {
     pub dnsbl: super::dnsbl::Dnsbl,
     /// `session.milter.<id>`, the enabled ones, by id.
     pub milters: Vec<super::milter::Milter>,
+    /// `session.hook.<id>`, the enabled MTA hooks in the order of their ids.
+    pub hooks: Vec<super::hook::Hook>,
 }
 
 /// Reads a `rewrite` key, refusing rules that test a variable other than `allowed`.
@@ -172,6 +174,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
     let data_reject = reject(&data, &keys::SESSION_DATA_REJECT, Stage::Data, known);
     let dnsbl = super::dnsbl::read(&t.table("dnsbl"));
     let milters = super::milter::read_all(&t);
+    let hooks = super::hook::read_all(&t);
     require_nonzero(&t, "timeout", timeout);
     require_nonzero(&t, "duration", duration);
     require_nonzero(&t, "command-deadline", command_deadline);
@@ -205,5 +208,6 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
         aliases: aliases?,
         dnsbl: dnsbl?,
         milters: milters?,
+        hooks: hooks?,
     })
 }

@@ -226,7 +226,7 @@ fn postgres_backend(t: &TableReader<'_>, keys: PostgresKeys<'_>) -> Option<Store
 
 /// Whether `host` is this machine: a loopback address, `localhost`, or a Unix socket
 /// directory.
-fn is_local(host: &str) -> bool {
+pub(crate) fn is_local(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host.starts_with('/')
         || host

@@ -208,7 +208,7 @@ pub(crate) fn read_outbox(queue: &TableReader<'_>) -> Option<EventOutbox> {
 }
 
 /// Refuses a URL that is not `http://` or `https://` with a host.
-fn check_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
@@ -251,7 +251,7 @@ fn check_events(events: &[String]) -> Result<(), String> {
 }
 
 /// `"Name: value"` strings as (name, value), refusing what is not a valid header line.
-fn parse_headers(lines: &[String]) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_headers(lines: &[String]) -> Result<Vec<(String, String)>, String> {
     lines
         .iter()
         .map(|line| {

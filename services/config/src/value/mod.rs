@@ -5,6 +5,7 @@ pub mod auto_ban;
 mod dkim;
 mod duration;
 mod enums;
+mod filter_stage;
 mod keywords;
 mod lookup_list;
 mod name_server;

@@ -77,12 +77,7 @@ impl EditableMessage {
             Modification::ChangeHeader { name, index, value } => {
                 self.change(name, *index, value.as_deref())?;
             }
-            Modification::DeleteHeader { name } => {
-                check_name(name)?;
-                self.fields.retain(|f| !has_name(f, name));
-            }
             Modification::ReplaceBody(body) => self.body = crlf(body),
-            Modification::ReplaceMessage(message) => *self = Self::parse(message),
             Modification::ChangeSender { .. }
             | Modification::AddRecipient { .. }
             | Modification::DeleteRecipient { .. } => {}
@@ -245,11 +240,6 @@ mod tests {
             out,
             "X-First: 1\r\nReceived: from a\r\n\tby b\r\nFrom: <a@example.org>\r\nX-Tag: one\r\nX-Tag: deux\r\nX-Spam: Yes\r\n\r\nbody\r\n"
         );
-        let out = edited(&[Modification::DeleteHeader {
-            name: "X-TAG".into(),
-        }])
-        .unwrap();
-        assert!(!out.contains("X-Tag"), "{out}");
     }
 
     #[test]
@@ -302,13 +292,8 @@ mod tests {
     }
 
     #[test]
-    fn bodies_and_messages_are_replaced_with_crlf_line_ends() {
+    fn bodies_are_replaced_with_crlf_line_ends() {
         let out = edited(&[Modification::ReplaceBody(b"new\nbody\r\n".to_vec())]).unwrap();
         assert!(out.ends_with("X-Tag: two\r\n\r\nnew\r\nbody\r\n"), "{out}");
-        let out = edited(&[Modification::ReplaceMessage(
-            b"Subject: other\n\nline\n".to_vec(),
-        )])
-        .unwrap();
-        assert_eq!(out, "Subject: other\r\n\r\nline\r\n");
     }
 }

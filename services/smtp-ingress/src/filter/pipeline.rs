@@ -12,8 +12,10 @@ use crate::settings::Settings;
 
 /// The filters of one session, in the order they are asked: milters by id, then MTA hooks
 /// by id.
-pub(crate) fn session_filters(_shared: &Shared, settings: &Settings) -> Vec<Box<dyn Filter>> {
-    crate::milter::session_milters(settings)
+pub(crate) fn session_filters(shared: &Shared, settings: &Settings) -> Vec<Box<dyn Filter>> {
+    let mut filters = crate::milter::session_milters(settings);
+    filters.extend(crate::hook::session_hooks(shared, settings));
+    filters
 }
 
 /// What becomes of the open transaction's message once it is received.
@@ -274,14 +276,13 @@ fn edit(
 fn apply_to_facts(facts: &mut TransactionFacts, modification: &Modification) {
     match modification {
         Modification::ChangeSender { address } => facts.sender = address.clone(),
-        Modification::AddRecipient { address } => {
+        Modification::AddRecipient { address }
             if !facts
                 .recipients
                 .iter()
-                .any(|r| r.eq_ignore_ascii_case(address))
-            {
-                facts.recipients.push(address.clone());
-            }
+                .any(|r| r.eq_ignore_ascii_case(address)) =>
+        {
+            facts.recipients.push(address.clone());
         }
         Modification::DeleteRecipient { address } => {
             facts

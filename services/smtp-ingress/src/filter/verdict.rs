@@ -47,12 +47,8 @@ pub(crate) enum Modification {
         index: usize,
         value: Option<String>,
     },
-    /// Delete every field named `name`.
-    DeleteHeader { name: String },
     /// Replace the body (everything after the header's blank line).
     ReplaceBody(Vec<u8>),
-    /// Replace the whole message, header and body.
-    ReplaceMessage(Vec<u8>),
 }
 
 /// A filter's whole answer to one question.

@@ -25,7 +25,6 @@ use tracing::{Instrument, Span};
 
 use super::deadlines::Transfer;
 use super::forged_results::ForgedResultsFilter;
-use super::held_message::HeldMessage;
 use super::reply::Reply;
 use super::rules::CommandValues;
 use super::{End, Flow, Session, Transaction};
@@ -58,6 +57,28 @@ pub(crate) enum Destination {
     /// Nowhere: a filter discarded the message before it came; it keeps the id it is
     /// answered with.
     Discarded(QueueId),
+}
+
+/// The message and its envelope, waiting for the filters.
+pub(crate) struct HeldMessage {
+    pub(crate) transaction: Transaction,
+    pub(crate) queue_id: QueueId,
+    /// The message so far: this server's `Received` field, then the client's bytes.
+    pub(crate) bytes: Vec<u8>,
+    /// This server's `Received` field, which starts `bytes`.
+    pub(crate) received: Vec<u8>,
+}
+
+impl HeldMessage {
+    /// Nothing received yet of `transaction`'s message, to be queued as `queue_id`.
+    pub(crate) fn new(transaction: Transaction, queue_id: QueueId) -> Self {
+        Self {
+            transaction,
+            queue_id,
+            bytes: Vec::new(),
+            received: Vec::new(),
+        }
+    }
 }
 
 /// A message body on its way to the queue.

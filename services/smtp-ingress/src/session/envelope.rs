@@ -32,6 +32,36 @@ pub(crate) struct MailParams {
     pub(crate) hold_until: Option<u64>,
 }
 
+impl MailParams {
+    /// The parameters as the client could have written them, for filters.
+    pub(crate) fn as_parameters(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(size) = self.declared_size {
+            out.push(format!("SIZE={size}"));
+        }
+        match self.body_type {
+            BodyType::SevenBit => {}
+            BodyType::EightBitMime => out.push("BODY=8BITMIME".into()),
+            BodyType::BinaryMime => out.push("BODY=BINARYMIME".into()),
+        }
+        match self.ret {
+            Some(DsnReturn::Full) => out.push("RET=FULL".into()),
+            Some(DsnReturn::Headers) => out.push("RET=HDRS".into()),
+            None => {}
+        }
+        if let Some(envid) = &self.envid {
+            out.push(format!("ENVID={envid}"));
+        }
+        if self.smtputf8 {
+            out.push("SMTPUTF8".into());
+        }
+        if self.requiretls {
+            out.push("REQUIRETLS".into());
+        }
+        out
+    }
+}
+
 /// The longest FUTURERELEASE hold accepted (as announced in EHLO).
 pub(crate) const MAX_HOLD: u64 = 7 * 24 * 3600;
 
@@ -470,6 +500,28 @@ fn is_permanent_status(status: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mail_parameters_are_written_as_a_client_would() {
+        let params = MailParams {
+            declared_size: Some(1000),
+            body_type: BodyType::EightBitMime,
+            ret: Some(DsnReturn::Headers),
+            envid: Some("x1".into()),
+            smtputf8: true,
+            ..MailParams::default()
+        };
+        assert_eq!(
+            params.as_parameters(),
+            [
+                "SIZE=1000",
+                "BODY=8BITMIME",
+                "RET=HDRS",
+                "ENVID=x1",
+                "SMTPUTF8"
+            ]
+        );
+    }
 
     #[test]
     fn a_mailbox_refusal_passes_on_the_servers_code_and_status() {

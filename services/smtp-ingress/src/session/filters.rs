@@ -4,9 +4,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use ferrymail_config::model::stage_rules::Stage;
-use ferrymail_rpc::queue::{BodyType, DsnReturn, Notify, Recipient};
+use ferrymail_rpc::queue::{Notify, Recipient};
 
-use super::envelope::MailParams;
 use super::reply::Reply;
 use super::{Session, Transaction};
 use crate::address::envelope_address;
@@ -122,7 +121,7 @@ pub(crate) fn transaction_facts(
 ) -> TransactionFacts {
     TransactionFacts {
         sender: transaction.sender.clone(),
-        sender_params: mail_parameters(&transaction.params),
+        sender_params: transaction.params.as_parameters(),
         recipients: transaction
             .recipients
             .iter()
@@ -168,18 +167,17 @@ pub(crate) fn change_envelope(
     for change in &valid {
         match change {
             Modification::ChangeSender { address } => transaction.sender = address.clone(),
-            Modification::AddRecipient { address } => {
+            Modification::AddRecipient { address }
                 if !transaction
                     .recipients
                     .iter()
-                    .any(|r| r.address.eq_ignore_ascii_case(address))
-                {
-                    transaction.recipients.push(Recipient {
-                        address: address.clone(),
-                        notify: Notify::Default,
-                        orcpt: None,
-                    });
-                }
+                    .any(|r| r.address.eq_ignore_ascii_case(address)) =>
+            {
+                transaction.recipients.push(Recipient {
+                    address: address.clone(),
+                    notify: Notify::Default,
+                    orcpt: None,
+                });
             }
             Modification::DeleteRecipient { address } => transaction
                 .recipients
@@ -188,34 +186,6 @@ pub(crate) fn change_envelope(
         }
     }
     Ok(())
-}
-
-/// MAIL FROM's parameters as the client could have written them.
-fn mail_parameters(params: &MailParams) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(size) = params.declared_size {
-        out.push(format!("SIZE={size}"));
-    }
-    match params.body_type {
-        BodyType::SevenBit => {}
-        BodyType::EightBitMime => out.push("BODY=8BITMIME".into()),
-        BodyType::BinaryMime => out.push("BODY=BINARYMIME".into()),
-    }
-    match params.ret {
-        Some(DsnReturn::Full) => out.push("RET=FULL".into()),
-        Some(DsnReturn::Headers) => out.push("RET=HDRS".into()),
-        None => {}
-    }
-    if let Some(envid) = &params.envid {
-        out.push(format!("ENVID={envid}"));
-    }
-    if params.smtputf8 {
-        out.push("SMTPUTF8".into());
-    }
-    if params.requiretls {
-        out.push("REQUIRETLS".into());
-    }
-    out
 }
 
 /// RCPT TO's parameters as the client could have written them.
@@ -308,25 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn parameters_are_written_as_a_client_would() {
-        let params = MailParams {
-            declared_size: Some(1000),
-            body_type: BodyType::EightBitMime,
-            ret: Some(DsnReturn::Headers),
-            envid: Some("x1".into()),
-            smtputf8: true,
-            ..MailParams::default()
-        };
-        assert_eq!(
-            mail_parameters(&params),
-            [
-                "SIZE=1000",
-                "BODY=8BITMIME",
-                "RET=HDRS",
-                "ENVID=x1",
-                "SMTPUTF8"
-            ]
-        );
+    fn recipient_parameters_are_written_as_a_client_would() {
         let recipient = Recipient {
             address: "b@example.net".into(),
             notify: Notify::On(ferrymail_rpc::queue::NotifyOn::new(true, false, true).unwrap()),

@@ -3,7 +3,7 @@
 
 use ferrymail_rpc::queue::QueueId;
 
-use super::data::{Destination, Upload};
+use super::data::{Destination, HeldMessage, Upload};
 use super::filters::{change_envelope, transaction_facts};
 use super::reply::Reply;
 use super::{Session, Transaction};
@@ -12,28 +12,6 @@ use crate::message_auth::PendingMessage;
 
 /// What is sent to the queue at once: as much as one socket read brings.
 const FORWARD_CHUNK: usize = 64 * 1024;
-
-/// The message and its envelope, waiting for the filters.
-pub(crate) struct HeldMessage {
-    pub(crate) transaction: Transaction,
-    pub(crate) queue_id: QueueId,
-    /// The message so far: this server's `Received` field, then the client's bytes.
-    pub(crate) bytes: Vec<u8>,
-    /// This server's `Received` field, which starts `bytes`.
-    pub(crate) received: Vec<u8>,
-}
-
-impl HeldMessage {
-    /// Nothing received yet of `transaction`'s message, to be queued as `queue_id`.
-    pub(crate) fn new(transaction: Transaction, queue_id: QueueId) -> Self {
-        Self {
-            transaction,
-            queue_id,
-            bytes: Vec::new(),
-            received: Vec::new(),
-        }
-    }
-}
 
 /// A message the filters let through.
 struct Filtered {
