@@ -183,7 +183,7 @@ keys! {
         "Host name or IP address of the milter (rspamd's proxy worker, OpenDKIM, clamav-milter...).";
     SESSION_MILTER_PORT: u16 = "session.milter.<id>.port", Default("11332"),
         "TCP port of the milter (11332 is rspamd's proxy worker).";
-    SESSION_MILTER_STAGES: Vec<String> = "session.milter.<id>.stages", Default("[\"data\"]"),
+    SESSION_MILTER_STAGES: Vec<Stage> = "session.milter.<id>.stages", Default("[\"data\"]"),
         "Stages at which the milter is asked: any of `connect`, `ehlo`, `mail`, `rcpt`, `data`. The connection lasts the session; the first time the milter is asked it is also told the earlier steps it was not asked about (connect, HELO, MAIL, the recipients so far), as the protocol requires them in order, and a refusal it gives to one of them refuses at that stage. Stalwart's key and default.";
     SESSION_MILTER_TLS: bool = "session.milter.<id>.tls", Default("false"),
         "Speak to the milter over TLS.";

@@ -68,7 +68,7 @@ pub(crate) fn read_all(session: &TableReader<'_>) -> Option<Vec<Milter>> {
 fn read(id: &str, t: &TableReader<'_>) -> Option<Milter> {
     let hostname = t.get(&keys::SESSION_MILTER_HOSTNAME);
     let port = t.get(&keys::SESSION_MILTER_PORT);
-    let stages: Option<Vec<String>> = t.get(&keys::SESSION_MILTER_STAGES);
+    let stages = t.get(&keys::SESSION_MILTER_STAGES);
     let tls = t.get(&keys::SESSION_MILTER_TLS);
     let allow_invalid_certs = t.get(&keys::SESSION_MILTER_ALLOW_INVALID_CERTS);
     let timeout = t.table("timeout");
@@ -166,27 +166,15 @@ fn read(id: &str, t: &TableReader<'_>) -> Option<Milter> {
     })
 }
 
-/// The `stages` list: at least one, each a stage name once.
-fn parse_stages(names: &[String]) -> Result<Vec<Stage>, String> {
-    if names.is_empty() {
-        return Err("needs at least one stage (connect, ehlo, mail, rcpt, data)".to_owned());
+/// The `stages` list: at least one, each stage once.
+fn parse_stages(stages: &[Stage]) -> Result<Vec<Stage>, String> {
+    if stages.is_empty() {
+        return Err("needs at least one stage (the default is [\"data\"])".to_owned());
     }
-    let mut stages = Vec::new();
-    for name in names {
-        let stage = [
-            Stage::Connect,
-            Stage::Ehlo,
-            Stage::Mail,
-            Stage::Rcpt,
-            Stage::Data,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name.to_ascii_lowercase())
-        .ok_or_else(|| format!("{name:?} is not a stage: use connect, ehlo, mail, rcpt or data"))?;
-        if stages.contains(&stage) {
-            return Err(format!("{name:?} is listed twice"));
+    for (i, stage) in stages.iter().enumerate() {
+        if stages[..i].contains(stage) {
+            return Err(format!("\"{stage}\" is listed twice"));
         }
-        stages.push(stage);
     }
-    Ok(stages)
+    Ok(stages.to_vec())
 }
