@@ -552,3 +552,37 @@ async fn version_2_has_no_data_step() {
         .collect();
     assert_eq!(String::from_utf8(commands).unwrap(), "OCHMRRLLLNBE");
 }
+
+fn ehlo(session: &SessionFacts) -> FilterRequest<'_> {
+    FilterRequest {
+        stage: Stage::Ehlo,
+        session,
+        transaction: None,
+        recipient: None,
+        message: None,
+    }
+}
+
+#[tokio::test]
+async fn ehlo_after_starttls_is_told_again_with_the_tls_macros() {
+    let (address, seen) = fake(Arc::new(usual)).await;
+    let mut filter = MilterSession::new(config(address, &[Stage::Ehlo], true));
+    let mut session = session();
+    assert!(matches!(
+        filter.check(&ehlo(&session)).await.action,
+        Action::Continue
+    ));
+    assert!(matches!(
+        filter.check(&ehlo(&session)).await.action,
+        Action::Continue
+    ));
+    session.tls = Some(("TLSv1.3".into(), "TLS13_AES_256_GCM_SHA384".into()));
+    assert!(matches!(
+        filter.check(&ehlo(&session)).await.action,
+        Action::Continue
+    ));
+    let commands: Vec<u8> = seen.lock().unwrap().clone();
+    // The same EHLO twice is told once (no macros before it: no TLS yet); after STARTTLS,
+    // again, with the TLS macros first.
+    assert_eq!(String::from_utf8(commands).unwrap(), "ODCHDH");
+}

@@ -27,7 +27,9 @@ use crate::session::Reply;
 /// What the milter has been told of the session and of the open transaction.
 #[derive(Debug, Default)]
 struct Told {
-    helo: bool,
+    /// The HELO name and TLS session the milter was told, if any: a client that says EHLO
+    /// again after STARTTLS is told again, with the TLS macros.
+    helo: Option<(String, Option<(String, String)>)>,
     mail: bool,
     /// Recipients sent in this transaction, lower-cased.
     recipients: Vec<String>,
@@ -125,12 +127,17 @@ impl MilterSession {
         self.conversation.as_mut().ok_or(MilterError::Closed)
     }
 
-    /// HELO, once per session, when the client has said it.
+    /// HELO, when the client has said it and the milter has not been told it (or was told
+    /// it before STARTTLS).
     async fn helo(&mut self, request: &FilterRequest<'_>) -> Flow {
-        let Some(name) = request.session.helo.as_deref().filter(|_| !self.told.helo) else {
+        let Some(name) = request.session.helo.as_deref() else {
             return Ok(None);
         };
-        self.told.helo = true;
+        let said = Some((name.to_owned(), request.session.tls.clone()));
+        if self.told.helo == said {
+            return Ok(None);
+        }
+        self.told.helo = said;
         let limit = self.config.timeout_command;
         let packet = Packet::new(command::HELO, strings(&[name]));
         self.conversation()?
