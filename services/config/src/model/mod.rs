@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod dead_destinations;
 pub mod directory;
 pub mod dnsbl;
+pub mod inbound_limits;
 pub mod lists;
 pub mod message_auth;
 pub mod outbound;
