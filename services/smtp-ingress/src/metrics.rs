@@ -21,6 +21,11 @@ struct StageLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimiterLabel {
+    limiter: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DnsblLabels {
     zone: String,
     result: &'static str,
@@ -38,6 +43,8 @@ pub struct IngressMetrics {
     stage: Family<StageLabel, Histogram>,
     dnsbl_lookups: Family<DnsblLabels, Counter>,
     dnsbl_rejections: Family<StageLabel, Counter>,
+    limiter_refused: Family<LimiterLabel, Counter>,
+    limiter_unavailable: Family<LimiterLabel, Counter>,
 }
 
 impl IngressMetrics {
@@ -55,6 +62,8 @@ impl IngressMetrics {
             }),
             dnsbl_lookups: Family::default(),
             dnsbl_rejections: Family::default(),
+            limiter_refused: Family::default(),
+            limiter_unavailable: Family::default(),
         };
         metrics.register(
             "smtp_messages_received_total",
@@ -101,6 +110,16 @@ impl IngressMetrics {
             "Clients refused by DNS blocklists, by stage (connect, ehlo, mail)",
             this.dnsbl_rejections.clone(),
         );
+        metrics.register(
+            "ingress_limiter_refused_total",
+            "Connections and commands refused by an inbound limiter (queue.limiter.inbound.<id>), by limiter",
+            this.limiter_refused.clone(),
+        );
+        metrics.register(
+            "ingress_limiter_unavailable_total",
+            "Connections and commands let through because an inbound limiter's counters could not be reached, by limiter",
+            this.limiter_unavailable.clone(),
+        );
         // Served at 0 before the first refusal, so that a rate can be taken from the start.
         for stage in ["connect", "ehlo", "mail"] {
             drop(this.dnsbl_rejections.get_or_create(&StageLabel { stage }));
@@ -143,6 +162,20 @@ impl IngressMetrics {
     pub(crate) fn dnsbl_rejection(&self, stage: &'static str) {
         self.dnsbl_rejections
             .get_or_create(&StageLabel { stage })
+            .inc();
+    }
+    pub(crate) fn limiter_refused(&self, limiter: &str) {
+        self.limiter_refused
+            .get_or_create(&LimiterLabel {
+                limiter: limiter.to_owned(),
+            })
+            .inc();
+    }
+    pub(crate) fn limiter_unavailable(&self, limiter: &str) {
+        self.limiter_unavailable
+            .get_or_create(&LimiterLabel {
+                limiter: limiter.to_owned(),
+            })
             .inc();
     }
 }

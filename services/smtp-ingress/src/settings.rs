@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ferrymail_config::Config;
 use ferrymail_config::model::aliases::Aliases;
 use ferrymail_config::model::dnsbl::Dnsbl;
+use ferrymail_config::model::inbound_limits::InboundLimiter;
 use ferrymail_config::model::message_auth::MessageAuth;
 use ferrymail_config::model::rules::Rules;
 use ferrymail_config::model::server::{Listener, ListenerProtocol};
@@ -112,6 +113,8 @@ pub struct Settings {
     pub auth: MessageAuth,
     /// `session.dnsbl.*`: DNS blocklists.
     pub dnsbl: Dnsbl,
+    /// `queue.limiter.inbound.<id>`, the enabled ones, by id.
+    pub limiters: Vec<(String, InboundLimiter)>,
 }
 
 impl Settings {
@@ -142,6 +145,7 @@ impl Settings {
             max_connections_per_ip: config.server.max_connections_per_ip as usize,
             auth: config.auth.clone(),
             dnsbl: s.dnsbl.clone(),
+            limiters: config.queue.inbound_limiters.clone().into_iter().collect(),
         }
     }
 }

@@ -7,6 +7,7 @@ mod deadlines;
 mod dnsbl;
 pub(crate) mod envelope;
 mod forged_results;
+mod limits;
 mod reply;
 mod rewrite;
 pub(crate) mod rules;
@@ -99,6 +100,8 @@ pub(crate) struct Session {
     closing: bool,
     /// The client's address scored at or below `session.dnsbl.allow-threshold`.
     pub(crate) dnsbl_allowed: bool,
+    /// The inbound limiters' slots this session holds.
+    limits: limits::SessionLimits,
 }
 
 impl Session {
@@ -135,6 +138,7 @@ impl Session {
             auth_errors: 0,
             closing: false,
             dnsbl_allowed: false,
+            limits: limits::SessionLimits::default(),
         }
     }
 
@@ -240,6 +244,9 @@ impl Session {
             .refused_by_rule(Stage::Connect, CommandValues::default())
             .await
             || self.refused_by_dnsbl_at_connect().await
+            || self
+                .refused_by_limiter(Stage::Connect, CommandValues::default())
+                .await
         {
             let _ = self.flush().await;
             let _ = self.stream.shutdown().await;
@@ -459,6 +466,7 @@ impl Session {
         };
         if self.refused_by_rule(Stage::Ehlo, values).await
             || self.refused_by_dnsbl_at_helo(&host).await
+            || self.refused_by_limiter(Stage::Ehlo, values).await
         {
             return;
         }
