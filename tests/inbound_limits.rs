@@ -1,0 +1,183 @@
+//! Inbound limiters across ingress pods: two `ferrymail all` processes on one PostgreSQL
+//! store take from the same counters, so a client spread over both meets one limit. DSNs
+//! and authenticated clients are spared when the limiter's `match` says so, refusals are
+//! counted per limiter, the limit frees with its window, and the concurrency slots of an
+//! ingress that was killed stop counting when their lease ends. (Giving a slot back at the
+//! end of a session is checked against the store in the directory-proxy's tests: here it
+//! could not be told from the end of a short lease.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::SocketAddr;
+
+use ferrymail_e2e::{
+    ALICE, BOB, Dovecot, DovecotOptions, Ferrymail, Postgres, SmtpClient, SmtpSink,
+    SmtpSinkOptions, http_get, logins_directory, relay_config, sasl_plain, wait_until,
+};
+
+/// Three recipients per client address every 10 s, except in DSNs and from authenticated
+/// clients; taken at RCPT (the `rcpt-domain` condition).
+const RECIPIENTS: &str = r#"
+[queue.limiter.inbound.recipients]
+key = ["remote-ip"]
+rate = "3/10s"
+match = [
+  { if = "sender", is-empty = false },
+  { if = "authenticated-as", is-empty = true },
+  { if = "rcpt-domain", in-list = "mailboxes/domains" },
+]
+"#;
+
+/// One session per client address at once, with a short lease.
+const SESSIONS: &str = r#"
+[queue.limiter.inbound.sessions]
+key = ["remote-ip"]
+concurrency = 1
+lease = "2s"
+"#;
+
+struct Lab {
+    _postgres: Postgres,
+    _dovecot: Dovecot,
+    _sink: SmtpSink,
+    pods: Vec<Ferrymail>,
+}
+
+/// Two `ferrymail all` on one PostgreSQL database, with `limiters`, AUTH through Dovecot.
+fn lab(limiters: &str) -> Lab {
+    let postgres = Postgres::start();
+    postgres.create_database("mail");
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        auth_penalty: false,
+        ..DovecotOptions::default()
+    });
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let store = postgres.store_config("shared", "mail", postgres.port());
+    let extra = format!(
+        "{}[session.auth]\ndirectory = \"logins\"\n# Only so that this test's client can authenticate without TLS.\nallow-plain-text = true\n{limiters}",
+        logins_directory(&dovecot)
+    );
+    let config = relay_config(&store, &dovecot, &sink, &extra);
+    let pods = (0..2).map(|_| Ferrymail::start("all", &config)).collect();
+    Lab {
+        _postgres: postgres,
+        _dovecot: dovecot,
+        _sink: sink,
+        pods,
+    }
+}
+
+/// A session at `smtp`, greeted, with a transaction from `sender` open.
+fn transaction(smtp: SocketAddr, sender: &str) -> SmtpClient {
+    let mut client = SmtpClient::connect(smtp);
+    assert_eq!(client.greeting.code, 220);
+    assert_eq!(client.command("EHLO client.test").code, 250);
+    assert_eq!(client.command(&format!("MAIL FROM:<{sender}>")).code, 250);
+    client
+}
+
+/// The reply to `RCPT TO:<rcpt>`, as `"code enhanced-code"`.
+fn rcpt(client: &mut SmtpClient, rcpt: &str) -> String {
+    let reply = client.command(&format!("RCPT TO:<{rcpt}>"));
+    let enhanced = reply.lines[0]
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    format!("{} {enhanced}", reply.code)
+}
+
+/// `ingress_limiter_refused_total{limiter}` of the pod whose admin listener is `admin`.
+fn refused(admin: SocketAddr, limiter: &str) -> f64 {
+    let metrics = http_get(admin, "/metrics").unwrap().body;
+    let series = format!("ingress_limiter_refused_total{{limiter=\"{limiter}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_client_spread_over_two_ingresses_meets_one_rate() {
+    let mut lab = lab(RECIPIENTS);
+    let (a, b) = (lab.pods[0].address("smtp"), lab.pods[1].address("smtp"));
+    let admins = [lab.pods[0].address("admin"), lab.pods[1].address("admin")];
+
+    // Three recipients through both pods use the client's rate up.
+    let mut first = transaction(a, "sender@remote.test");
+    assert_eq!(rcpt(&mut first, ALICE.0), "250 2.1.5");
+    assert_eq!(rcpt(&mut first, BOB.0), "250 2.1.5");
+    let mut second = transaction(b, "sender@remote.test");
+    assert_eq!(rcpt(&mut second, ALICE.0), "250 2.1.5");
+    // The fourth is refused by either pod; the transaction stands with what it has.
+    assert_eq!(rcpt(&mut second, BOB.0), "452 4.4.5");
+    assert_eq!(rcpt(&mut first, "carol@example.org"), "452 4.4.5");
+    assert_eq!(second.command("DATA").code, 354);
+    assert_eq!(
+        second.send_data("Subject: limited\r\n\r\nhello\r\n").code,
+        250
+    );
+
+    // A DSN (null sender) and an authenticated client are not counted.
+    let mut dsn = transaction(b, "");
+    assert_eq!(rcpt(&mut dsn, ALICE.0), "250 2.1.5");
+    let mut user = SmtpClient::connect(a);
+    assert_eq!(user.command("EHLO client.test").code, 250);
+    let auth = user.command(&format!("AUTH PLAIN {}", sasl_plain(BOB.0, BOB.1)));
+    assert_eq!(auth.code, 235);
+    assert_eq!(user.command(&format!("MAIL FROM:<{}>", BOB.0)).code, 250);
+    assert_eq!(rcpt(&mut user, ALICE.0), "250 2.1.5");
+
+    // Each pod counted its own refusal under the limiter's name.
+    assert_eq!(refused(admins[0], "recipients"), 1.0);
+    assert_eq!(refused(admins[1], "recipients"), 1.0);
+
+    // The rate frees once the first recipients leave the window.
+    wait_until(
+        "the rate to free",
+        || {
+            let mut again = transaction(a, "sender@remote.test");
+            rcpt(&mut again, ALICE.0) == "250 2.1.5"
+        },
+        || lab.pods[0].dump(),
+    );
+}
+
+#[test]
+fn a_killed_ingress_does_not_keep_its_sessions_slots() {
+    let mut lab = lab(SESSIONS);
+    let (a, b) = (lab.pods[0].address("smtp"), lab.pods[1].address("smtp"));
+    let admin_b = lab.pods[1].address("admin");
+
+    // One session per address, across both pods: the second is turned away at connect.
+    let mut held = SmtpClient::connect(a);
+    assert_eq!(held.greeting.code, 220);
+    assert_eq!(held.command("EHLO client.test").code, 250);
+    let refused_at_b = SmtpClient::connect(b);
+    assert_eq!(
+        refused_at_b.greeting.code, 421,
+        "{:?}",
+        refused_at_b.greeting
+    );
+    assert!(
+        refused_at_b.greeting.lines[0].starts_with("4.4.5 "),
+        "{:?}",
+        refused_at_b.greeting
+    );
+    assert_eq!(refused(admin_b, "sessions"), 1.0);
+
+    // The session outlives several leases: its slot is renewed while it lives.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(SmtpClient::connect(b).greeting.code, 421);
+    assert_eq!(held.command("NOOP").code, 250);
+
+    // The pod holding the slot dies without giving it back; the slot ends with its lease.
+    lab.pods[0].kill();
+    drop(held);
+    wait_until(
+        "the dead pod's slot to expire",
+        || SmtpClient::connect(b).greeting.code == 220,
+        || lab.pods[1].dump(),
+    );
+}
