@@ -178,4 +178,15 @@ impl IngressMetrics {
             })
             .inc();
     }
+    /// Serves the limiter series of `limiters` at 0 before their first event, so that a
+    /// rate can be taken from the start.
+    pub(crate) fn limiters_configured<'a>(&self, limiters: impl Iterator<Item = &'a String>) {
+        for limiter in limiters {
+            let label = LimiterLabel {
+                limiter: limiter.clone(),
+            };
+            drop(self.limiter_refused.get_or_create(&label));
+            drop(self.limiter_unavailable.get_or_create(&label));
+        }
+    }
 }
