@@ -2,7 +2,8 @@
 //! store take from the same counters, so a client spread over both meets one limit. DSNs
 //! and authenticated clients are spared when the limiter's `match` says so, refusals are
 //! counted per limiter, the limit frees with its window, and the concurrency slots of an
-//! ingress that was killed stop counting when their lease ends. (Giving a slot back at the
+//! ingress that was killed stop counting when their lease ends. Counters out of reach let
+//! clients through, counted and logged. (Giving a slot back at the
 //! end of a session is checked against the store in the directory-proxy's tests: here it
 //! could not be told from the end of a short lease.)
 
@@ -180,4 +181,52 @@ fn a_killed_ingress_does_not_keep_its_sessions_slots() {
         || SmtpClient::connect(b).greeting.code == 220,
         || lab.pods[1].dump(),
     );
+}
+
+/// `ingress_limiter_unavailable_total{limiter}` of the pod whose admin listener is `admin`.
+fn unavailable(admin: SocketAddr, limiter: &str) -> f64 {
+    let metrics = http_get(admin, "/metrics").unwrap().body;
+    let series = format!("ingress_limiter_unavailable_total{{limiter=\"{limiter}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn counters_out_of_reach_let_clients_through_counted_and_logged() {
+    // An smtp-ingress whose directory-proxy is down (a closed port): nothing can be counted.
+    let config = format!(
+        r#"
+[server]
+hostname = "mx.test"
+shutdown-timeout = "5s"
+[server.listener.smtp]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+[server.listener.admin]
+bind = "127.0.0.1:0"
+protocol = "http"
+[cluster.directory]
+endpoint = "http://127.0.0.1:1"
+[cluster.queue]
+endpoint = "http://127.0.0.1:1"
+{SESSIONS}"#
+    );
+    let mut ingress = Ferrymail::start("smtp-ingress", &config);
+    let (smtp, admin) = (ingress.address("smtp"), ingress.address("admin"));
+    // Two sessions at once from one address, over a limit of one: both are let through.
+    let mut first = SmtpClient::connect(smtp);
+    let mut second = SmtpClient::connect(smtp);
+    assert_eq!((first.greeting.code, second.greeting.code), (220, 220));
+    assert_eq!(first.command("EHLO client.test").code, 250);
+    assert_eq!(second.command("EHLO client.test").code, 250);
+    assert_eq!(unavailable(admin, "sessions"), 2.0);
+    assert_eq!(refused(admin, "sessions"), 0.0);
+    let line = ingress.wait_for("the warning", |l| {
+        l.message() == "inbound limiter counters cannot be reached; not limiting"
+    });
+    assert_eq!(line.field("level"), Some("WARN"), "{:?}", line.0);
+    assert_eq!(line.field("limiter"), Some("sessions"), "{:?}", line.0);
 }

@@ -198,8 +198,11 @@ impl Session {
                         lease: limiter.lease,
                         transaction: matches!(stage, Stage::Mail | Stage::Rcpt),
                     };
-                    taken = Some(held.clone());
-                    self.hold(held);
+                    // A slot held already (a second recipient with the same key) was only
+                    // renewed: it stays held whatever the rate says.
+                    if self.hold(held.clone()) {
+                        taken = Some(held);
+                    }
                 }
                 None => {}
             }
@@ -243,11 +246,12 @@ impl Session {
         None
     }
 
-    /// Records a slot, starting the renewal when it is the first.
-    fn hold(&mut self, held: Held) {
+    /// Records a slot, starting the renewal when it is the first; `false` when it was held
+    /// already.
+    fn hold(&mut self, held: Held) -> bool {
         let mut slots = lock(&self.limits.held);
         if slots.iter().any(|h| h.key == held.key) {
-            return;
+            return false;
         }
         slots.push(held);
         drop(slots);
@@ -259,6 +263,7 @@ impl Session {
                 self.limits.held.clone(),
             )));
         }
+        true
     }
 
     /// Gives back the slots of the transaction that ends.
