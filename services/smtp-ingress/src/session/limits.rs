@@ -23,7 +23,9 @@ use std::time::Duration;
 use ferrymail_config::model::inbound_limits::InboundLimiter;
 use ferrymail_config::model::stage_rules::Stage;
 use ferrymail_config::value::LimiterKey;
-use ferrymail_rpc::directory::{DirectoryService, LimitAnswer, LimitKey, RateRequest, SlotRequest};
+use ferrymail_rpc::directory::{
+    DirectoryService, LimitAnswer, LimitKey, MAX_KEY_VALUE_LEN, RateRequest, SlotRequest,
+};
 use ferrymail_telemetry::LogLimit;
 use tokio::task::JoinHandle;
 
@@ -162,11 +164,21 @@ impl Session {
 
     /// The value of a limiter's key now.
     fn key_value(&self, key: LimiterKey, values: CommandValues<'_>) -> String {
-        match key {
+        let mut value = match key {
             LimiterKey::RemoteNetwork => network(self.peer.ip()),
             // Addresses are counted as the client wrote them, but not by case.
             other => self.variable(other.variable(), values).to_lowercase(),
+        };
+        // The directory refuses longer values: an overlong address must not slip past its
+        // limiter by making the counters unreachable. Truncated ones share counters.
+        if value.len() > MAX_KEY_VALUE_LEN {
+            let mut end = MAX_KEY_VALUE_LEN;
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            value.truncate(end);
         }
+        value
     }
 
     /// Takes a slot and an event from `limiter`.
