@@ -38,7 +38,7 @@ lease = "2s"
 "#;
 
 struct Lab {
-    _postgres: Postgres,
+    postgres: Postgres,
     _dovecot: Dovecot,
     _sink: SmtpSink,
     pods: Vec<Ferrymail>,
@@ -61,11 +61,31 @@ fn lab(limiters: &str) -> Lab {
     let config = relay_config(&store, &dovecot, &sink, &extra);
     let pods = (0..2).map(|_| Ferrymail::start("all", &config)).collect();
     Lab {
-        _postgres: postgres,
+        postgres,
         _dovecot: dovecot,
         _sink: sink,
         pods,
     }
+}
+
+/// The deadlines of the concurrency slots in the store, in Unix milliseconds (the keys
+/// hold the subspace's name, `inbound-slots`, in clear; the rest is hashed).
+fn slot_deadlines(postgres: &Postgres) -> Vec<u64> {
+    let hex_name: String = b"inbound-slots"
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    postgres
+        .sql(
+            "mail",
+            &format!(
+                "SELECT encode(value, 'hex') FROM ferrymail.kv \
+                 WHERE position('\\x{hex_name}'::bytea in key) > 0"
+            ),
+        )
+        .lines()
+        .filter_map(|line| u64::from_str_radix(line.trim(), 16).ok())
+        .collect()
 }
 
 /// A session at `smtp`, greeted, with a transaction from `sender` open.
@@ -168,8 +188,15 @@ fn a_killed_ingress_does_not_keep_its_sessions_slots() {
     );
     assert_eq!(refused(admin_b, "sessions"), 1.0);
 
-    // The session outlives several leases: its slot is renewed while it lives.
-    std::thread::sleep(std::time::Duration::from_secs(5));
+    // The session outlives its slot's first lease: the slot is renewed while it lives.
+    let [first_deadline] = slot_deadlines(&lab.postgres)[..] else {
+        panic!("one slot: {:?}", slot_deadlines(&lab.postgres));
+    };
+    wait_until(
+        "the slot to be renewed past its first lease",
+        || slot_deadlines(&lab.postgres) > vec![first_deadline + 2_000],
+        || format!("{:?}", slot_deadlines(&lab.postgres)),
+    );
     assert_eq!(SmtpClient::connect(b).greeting.code, 421);
     assert_eq!(held.command("NOOP").code, 250);
 
