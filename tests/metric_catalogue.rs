@@ -227,7 +227,8 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
         receiver.url(),
         certificates.config(&certificates.role(&["queue-scheduler", "directory-proxy"]))
             + &dns.resolver_config()
-            + "[session.dnsbl.server.bl]\nzone = \"bl.test\"\n",
+            + "[session.dnsbl.server.bl]\nzone = \"bl.test\"\n"
+            + "[queue.limiter.inbound.catalogue]\nkey = [\"remote-ip\"]\nrate = \"1000/1m\"\n",
     );
     // The directory comes from an include file named as the operator names its rendering,
     // as on Kubernetes, so the rendered-files hash is served too.

@@ -9,6 +9,7 @@ use ferrymail_config::Config;
 use ferrymail_config::model::aliases::Aliases;
 use ferrymail_config::model::dnsbl::Dnsbl;
 use ferrymail_config::model::hook::Hook;
+use ferrymail_config::model::inbound_limits::InboundLimiter;
 use ferrymail_config::model::message_auth::MessageAuth;
 use ferrymail_config::model::rules::Rules;
 use ferrymail_config::model::server::{Listener, ListenerProtocol};
@@ -115,6 +116,8 @@ pub struct Settings {
     pub dnsbl: Dnsbl,
     /// `session.hook.<id>`: the enabled MTA hooks, in the order of their ids.
     pub hooks: Vec<Arc<Hook>>,
+    /// `queue.limiter.inbound.<id>`, the enabled ones, by id.
+    pub limiters: Vec<(String, InboundLimiter)>,
 }
 
 impl Settings {
@@ -146,6 +149,7 @@ impl Settings {
             auth: config.auth.clone(),
             dnsbl: s.dnsbl.clone(),
             hooks: s.hooks.iter().cloned().map(Arc::new).collect(),
+            limiters: config.queue.inbound_limiters.clone().into_iter().collect(),
         }
     }
 }

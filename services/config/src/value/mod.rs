@@ -7,6 +7,7 @@ mod duration;
 mod enums;
 mod filter_stage;
 mod keywords;
+pub mod limiter_match;
 mod lookup_list;
 mod name_server;
 mod network;
@@ -26,7 +27,7 @@ pub use dkim::{Canonicalization, CanonicalizationMode, SignatureAlgorithm};
 pub use duration::parse_duration;
 pub(crate) use enums::enum_value;
 pub use keywords::{
-    DirectoryType, DnsblScope, IpStrategy, ListenerProtocol, QuotaKey, RemoteProtocol,
+    DirectoryType, DnsblScope, IpStrategy, LimiterKey, ListenerProtocol, QuotaKey, RemoteProtocol,
     ResolverType, StoreType, ThrottleKey, TlsPolicy,
 };
 pub use lookup_list::LookupList;
