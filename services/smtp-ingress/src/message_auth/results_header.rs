@@ -28,6 +28,11 @@ pub(crate) struct Report<'a, 'x> {
 
 /// `Authentication-Results: …\r\n`, folded one method per line.
 pub(crate) fn authentication_results(report: &Report<'_, '_>) -> String {
+    format!("Authentication-Results: {}\r\n", results_value(report))
+}
+
+/// The value of the `Authentication-Results` field (also what ARC sealing records).
+pub(crate) fn results_value(report: &Report<'_, '_>) -> String {
     let mut results = AuthenticationResults::new(report.hostname);
     if let Some(spf) = report.spf_helo {
         results = results.with_spf_ehlo_result(spf, report.client_ip, report.helo);
@@ -78,5 +83,5 @@ pub(crate) fn authentication_results(report: &Report<'_, '_>) -> String {
     if text == report.hostname {
         text.push_str("; none");
     }
-    format!("Authentication-Results: {text}\r\n")
+    text
 }
