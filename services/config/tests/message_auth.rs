@@ -65,7 +65,11 @@ fn defaults_verify_relaxed_with_the_system_resolver() {
     }
     assert!(auth.dkim_strict);
     assert_eq!(auth.dkim_sign, None);
-    assert_eq!(auth.arc_seal.0.otherwise, SealSignature(None), "sealing is off");
+    assert_eq!(
+        auth.arc_seal.0.otherwise,
+        SealSignature(None),
+        "sealing is off"
+    );
     assert!(auth.arc_seal.0.branches.is_empty());
     assert_eq!(config.resolver.kind, ResolverType::System);
     assert_eq!(config.resolver.attempts, 2);
@@ -384,7 +388,10 @@ fn seal_names_a_signature_or_a_rule_list_choosing_one() {
         ed.path().display()
     );
     let plain = load(&format!("[auth.arc]\nseal = \"ed\"\n{signature}")).unwrap();
-    assert_eq!(plain.auth.arc_seal.0.otherwise, SealSignature(Some("ed".into())));
+    assert_eq!(
+        plain.auth.arc_seal.0.otherwise,
+        SealSignature(Some("ed".into()))
+    );
     let rules = format!(
         "[directory.corp]\ntype = \"lmtp\"\naddress = \"h\"\nlookup.lists = [\"a@example.org\"]\n[auth.arc]\nseal = [{{ if = \"sender\", in-list = \"corp/lists\", then = \"ed\" }}, {{ else = false }}]\n{signature}"
     );
@@ -415,12 +422,16 @@ fn seal_naming_a_missing_signature_in_a_rule() {
 
 #[test]
 fn seal_of_the_wrong_type() {
-    for (value, found) in [("true", "a boolean"), ("3", "an integer"), ("[\"a\", \"b\"]", "")] {
+    for (value, found) in [
+        ("true", "a boolean"),
+        ("3", "an integer"),
+        ("[\"a\", \"b\"]", ""),
+    ] {
         let errors = load(&format!("[auth.arc]\nseal = {value}\n")).unwrap_err();
         assert!(
-            errors.iter().any(|e| e.key == "auth.arc.seal"
-                && e.line == 4
-                && e.message.contains(found)),
+            errors
+                .iter()
+                .any(|e| e.key == "auth.arc.seal" && e.line == 4 && e.message.contains(found)),
             "{value}: {errors:?}"
         );
     }
