@@ -364,3 +364,28 @@ async fn a_chain_broken_on_the_way_is_sealed_with_cv_fail_once_and_never_again()
     let (status, _) = process.terminate();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_mail_larger_than_the_sealing_bound_goes_unsealed_and_says_why() {
+    let dns = FakeDns::start();
+    let (_, key_file) = publish(&dns);
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let mut process = start(&dns, &sink, &key_file);
+
+    // 17 MiB of body: past the 16 MiB copy sealing keeps, within the 100 MB size limit.
+    let line = format!("{}\r\n", "y".repeat(1022));
+    let large = format!("{}{}", message("large"), line.repeat(17 * 1024));
+    assert_eq!(send(&mut process, "list@local.test", &large), "250");
+    let logged = process.wait_for("the reason the seal is missing", |l| {
+        l.message() == "forwarded message larger than the sealing bound: sent without an ARC seal"
+    });
+    assert_eq!(logged.field("signature"), Some("arc"), "{logged:?}");
+    let delivered = delivered(&sink, 1, "Subject: large");
+    assert!(
+        delivered.contains("Authentication-Results: mx.forwarder.test"),
+        "still verified"
+    );
+    assert!(!delivered.contains("ARC-Seal"), "not sealed");
+    let (status, _) = process.terminate();
+    assert!(status.success(), "{status}");
+}
