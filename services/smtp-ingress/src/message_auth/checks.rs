@@ -4,7 +4,7 @@
 use ferrymail_config::model::message_auth::{VerifyMode, VerifyRule};
 use mail_auth::{ArcOutput, AuthenticatedMessage, SpfOutput};
 
-use super::results_header::{Report, results_value};
+use super::results_header::{Report, results_field, results_value};
 use super::verify::{self, Modes};
 use super::{HashedMessage, MAX_COPY, MAX_HEADER, MessageCopy, PendingMessage, WholeCopy};
 use crate::address::split_address;
@@ -199,7 +199,7 @@ impl Session {
         let seal = self
             .arc_seal(pending, message.as_ref(), arc, &results)
             .await?;
-        Ok(format!("{seal}Authentication-Results: {results}\r\n"))
+        Ok(seal + &results_field(&results))
     }
 
     /// The ARC set sealing a forwarded message with the signature `auth.arc.seal` names

@@ -26,9 +26,16 @@ pub(crate) struct Report<'a, 'x> {
     pub(crate) header_from: &'a str,
 }
 
-/// `Authentication-Results: …\r\n`, folded one method per line.
+/// `Authentication-Results: …\r\n`, folded one method per line (the session writes it with
+/// [`results_field`], the ARC seal first).
+#[cfg(test)]
 pub(crate) fn authentication_results(report: &Report<'_, '_>) -> String {
-    format!("Authentication-Results: {}\r\n", results_value(report))
+    results_field(&results_value(report))
+}
+
+/// The `Authentication-Results` field of a value of [`results_value`], ending in CRLF.
+pub(crate) fn results_field(value: &str) -> String {
+    format!("Authentication-Results: {value}\r\n")
 }
 
 /// The value of the `Authentication-Results` field (also what ARC sealing records).
