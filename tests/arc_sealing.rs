@@ -55,6 +55,16 @@ fn author_signed(pem: &str, message: &str) -> String {
 /// `ferrymail all` for local.test with the aliases of the test, sealing with an RSA key of
 /// forwarder.test (selector `arc`) kept in `key_file`; everything goes to `sink`.
 fn start(dns: &FakeDns, sink: &SmtpSink, key_file: &tempfile::NamedTempFile) -> Ferrymail {
+    start_sealing(dns, sink, key_file, "\"arc\"")
+}
+
+/// As [`start`], with `seal` as the value of `auth.arc.seal`.
+fn start_sealing(
+    dns: &FakeDns,
+    sink: &SmtpSink,
+    key_file: &tempfile::NamedTempFile,
+    seal: &str,
+) -> Ferrymail {
     let config = format!(
         r#"
 [server]
@@ -72,8 +82,9 @@ address = "127.0.0.1"
 port = 9
 lookup.domains = ["local.test"]
 lookup.aliases = ["list@local.test = carol@remote.test", "team@local.test = bob@local.test"]
+lookup.unsealed = ["example.org"]
 [auth.arc]
-seal = "arc"
+seal = {seal}
 [signature.arc]
 private-key = "%{{file:{key}}}%"
 domain = "forwarder.test"
@@ -98,6 +109,11 @@ next-hop = "sink"
 
 /// Sends `message` from alice@example.org to `rcpt` with smtplib, without AUTH; the reply.
 fn send(process: &mut Ferrymail, rcpt: &str, message: &str) -> String {
+    send_from(process, "alice@example.org", rcpt, message)
+}
+
+/// Sends `message` from `sender` to `rcpt` with smtplib, without AUTH; the reply.
+fn send_from(process: &mut Ferrymail, sender: &str, rcpt: &str, message: &str) -> String {
     let smtp = process.address("smtp");
     let script = format!(
         r#"
@@ -105,7 +121,7 @@ import smtplib, sys
 s = smtplib.SMTP("{host}", {port}, timeout=30)
 s.ehlo("client.example.org")
 try:
-    s.sendmail("alice@example.org", [{rcpt:?}], sys.stdin.buffer.read())
+    s.sendmail({sender:?}, [{rcpt:?}], sys.stdin.buffer.read())
     print("250")
 except smtplib.SMTPException as e:
     print(e)
@@ -386,6 +402,37 @@ async fn forwarded_mail_larger_than_the_sealing_bound_goes_unsealed_and_says_why
         "still verified"
     );
     assert!(!delivered.contains("ARC-Seal"), "not sealed");
+    let (status, _) = process.terminate();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rule_list_chooses_which_forwarded_mail_is_sealed() {
+    let dns = FakeDns::start();
+    let (_, key_file) = publish(&dns);
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let rule =
+        r#"[{ if = "sender-domain", in-list = "corp/unsealed", then = false }, { else = "arc" }]"#;
+    let mut process = start_sealing(&dns, &sink, &key_file, rule);
+
+    assert_eq!(
+        send(&mut process, "list@local.test", &message("listed")),
+        "250"
+    );
+    let listed = delivered(&sink, 1, "Subject: listed");
+    assert!(!listed.contains("ARC-Seal"), "{listed}");
+
+    let other = message("other").replace("alice@example.org", "dave@other.test");
+    assert_eq!(
+        send_from(&mut process, "dave@other.test", "list@local.test", &other),
+        "250"
+    );
+    let sealed = delivered(&sink, 2, "Subject: other");
+    assert!(
+        first_line(&sealed, "ARC-Seal")
+            .starts_with("ARC-Seal: i=1; a=rsa-sha256; s=arc; d=forwarder.test; cv=none;"),
+        "{sealed}"
+    );
     let (status, _) = process.terminate();
     assert!(status.success(), "{status}");
 }

@@ -212,6 +212,26 @@ mod tests {
     }
 
     #[test]
+    fn a_sealable_copy_keeps_verifying_past_the_sealing_bound() {
+        let mut copy = MessageCopy::Sealable(HashedMessage::new(true), WholeCopy::default());
+        copy.push(b"From: a@example.org\r\n\r\n");
+        copy.push(&vec![b'a'; MAX_COPY]);
+        copy.finish();
+        let MessageCopy::Sealable(hashed, whole) = &copy else {
+            panic!("still sealable");
+        };
+        assert_eq!(whole.whole(), None, "too large to seal");
+        assert!(!copy.too_large(), "not too large to verify");
+        assert_eq!(
+            hashed
+                .authenticated()
+                .map(|m| m.from().to_string())
+                .as_deref(),
+            Some("a@example.org")
+        );
+    }
+
+    #[test]
     fn a_copy_not_kept_holds_nothing() {
         let mut copy = MessageCopy::NotKept;
         copy.push(b"Subject: x\r\n\r\n");
