@@ -16,8 +16,8 @@ use crate::value::stage_rules::{RejectRule, Stage};
 use crate::value::{
     Bind, ByteSize, Canonicalization, CertificateChain, DirectoryType, DnsblScope, IpStrategy,
     LimiterKey, ListenerProtocol, LookupList, NameServer, NextHop, PrivateKey, QuotaKey, Rate,
-    RelayRule, RemoteProtocol, ResolverType, RewriteRules, Secret, SignRule, SignatureAlgorithm,
-    StoreType, StoredPassword, ThrottleKey, TlsPolicy, VerifyRule,
+    RelayRule, RemoteProtocol, ResolverType, RewriteRules, SealRule, Secret, SignRule,
+    SignatureAlgorithm, StoreType, StoredPassword, ThrottleKey, TlsPolicy, VerifyRule,
 };
 
 keys! {
@@ -211,6 +211,8 @@ keys! {
         "Signatures (`signature.<id>` ids) added to mail from authenticated clients, e.g. `[\"rsa\", \"ed25519\"]`, `false`, or a rule list choosing a list; mail from unauthenticated clients is never signed.";
     AUTH_ARC_VERIFY: VerifyRule = "auth.arc.verify", Default("\"relaxed\""),
         "ARC chain check of unauthenticated mail: `strict` refuses a broken chain (`550 5.7.29`); or a rule list.";
+    AUTH_ARC_SEAL: SealRule = "auth.arc.seal", Default("false"),
+        "Signature (`signature.<id>` id) that ARC-seals (RFC 8617) mail an unauthenticated client sends to at least one recipient outside the local domains of `session.rcpt.directory` (relayed, or an alias expanded to an outside address); `false`, or a rule list (variables of `session.data.reject`) choosing one. The seal records this server's `Authentication-Results` and the ARC result it verified (`cv=`); messages larger than 16 MiB are not sealed.";
     AUTH_DMARC_VERIFY: VerifyRule = "auth.dmarc.verify", Default("\"relaxed\""),
         "DMARC check of unauthenticated mail: `strict` enforces the sender domain's `p=reject` (`550 5.7.1`; `451 4.7.1` when DNS timed out); `p=quarantine` is only recorded (`policy.dmarc=quarantine`) for the mailbox server to file as junk; or a rule list.";
 

@@ -37,7 +37,10 @@ pub use pem::{CertificateChain, PrivateKey};
 pub use rate::{Rate, parse_rate};
 pub(crate) use referenced_files::RecordingEnvironment;
 pub use rewrite_rules::{RewriteRule, RewriteRules};
-pub use rule_settings::{Hop, NextHop, RelayRule, SignRule, SignatureList, VerifyMode, VerifyRule};
+pub use rule_settings::{
+    Hop, NextHop, RelayRule, SealRule, SealSignature, SignRule, SignatureList, VerifyMode,
+    VerifyRule,
+};
 pub use scalar::Secret;
 pub use size::{ByteSize, parse_size};
 pub use stored_password::StoredPassword;
