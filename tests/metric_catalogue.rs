@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ferrymail_e2e::{
     ALICE, CLUSTER_DOMAIN, ClusterCertificates, Dovecot, DovecotOptions, EMBEDDED_STORE, FakeDns,
-    Ferrymail, SmtpSink, SmtpSinkOptions, WebhookReceiver, http_get, logins_directory,
+    Ferrymail, HookServer, SmtpSink, SmtpSinkOptions, WebhookReceiver, http_get, logins_directory,
     mailboxes_directory,
 };
 use ferrymail_rpc::cluster_tls::{ChannelSecurity, ClusterTls, Credentials};
@@ -216,6 +216,7 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
     let sink = SmtpSink::start(SmtpSinkOptions::default());
     // A webhook, so that the delivery event series have samples.
     let receiver = WebhookReceiver::start();
+    let hooks = HookServer::start();
     // A blocklist that lists nobody, so that its lookups are counted.
     let dns = FakeDns::start();
     // gRPC over mutual TLS too, so that a refused call can be counted.
@@ -227,7 +228,10 @@ fn the_catalogue_and_the_served_metrics_agree_both_ways() {
         receiver.url(),
         certificates.config(&certificates.role(&["queue-scheduler", "directory-proxy"]))
             + &dns.resolver_config()
-            + "[session.dnsbl.server.bl]\nzone = \"bl.test\"\n",
+            + "[session.dnsbl.server.bl]\nzone = \"bl.test\"\n"
+            + "[queue.limiter.inbound.catalogue]\nkey = [\"remote-ip\"]\nrate = \"1000/1m\"\n"
+            // A hook, so that stage filters' answers are counted.
+            + &format!("[session.hook.catalogue]\nurl = \"{}\"\nstages = [\"mail\"]\n", hooks.url()),
     );
     // The directory comes from an include file named as the operator names its rendering,
     // as on Kubernetes, so the rendered-files hash is served too.

@@ -10,13 +10,14 @@ use ipnet::IpNet;
 
 use crate::key::{Presence::*, keys};
 use crate::value::auto_ban::BanRate;
+use crate::value::limiter_match::LimiterMatch;
 use crate::value::rules::Match;
 use crate::value::stage_rules::{RejectRule, Stage};
 use crate::value::{
     Bind, ByteSize, Canonicalization, CertificateChain, DirectoryType, DnsblScope, IpStrategy,
-    ListenerProtocol, LookupList, NameServer, NextHop, PrivateKey, QuotaKey, Rate, RelayRule,
-    RemoteProtocol, ResolverType, RewriteRules, Secret, SignRule, SignatureAlgorithm, StoreType,
-    StoredPassword, ThrottleKey, TlsPolicy, VerifyRule,
+    LimiterKey, ListenerProtocol, LookupList, NameServer, NextHop, PrivateKey, QuotaKey, Rate,
+    RelayRule, RemoteProtocol, ResolverType, RewriteRules, SealRule, Secret, SignRule,
+    SignatureAlgorithm, StoreType, StoredPassword, ThrottleKey, TlsPolicy, VerifyRule,
 };
 
 keys! {
@@ -238,6 +239,8 @@ keys! {
         "Signatures (`signature.<id>` ids) added to mail from authenticated clients, e.g. `[\"rsa\", \"ed25519\"]`, `false`, or a rule list choosing a list; mail from unauthenticated clients is never signed.";
     AUTH_ARC_VERIFY: VerifyRule = "auth.arc.verify", Default("\"relaxed\""),
         "ARC chain check of unauthenticated mail: `strict` refuses a broken chain (`550 5.7.29`); or a rule list.";
+    AUTH_ARC_SEAL: SealRule = "auth.arc.seal", Default("false"),
+        "Signature (`signature.<id>` id) that ARC-seals (RFC 8617) mail an unauthenticated client sends to at least one recipient outside the local domains of `session.rcpt.directory` (relayed, or an alias expanded to an outside address); `false`, or a rule list (variables of `session.data.reject`) choosing one. The seal records this server's `Authentication-Results` and the ARC result it verified (`cv=`); messages larger than 16 MiB are not sealed.";
     AUTH_DMARC_VERIFY: VerifyRule = "auth.dmarc.verify", Default("\"relaxed\""),
         "DMARC check of unauthenticated mail: `strict` enforces the sender domain's `p=reject` (`550 5.7.1`; `451 4.7.1` when DNS timed out); `p=quarantine` is only recorded (`policy.dmarc=quarantine`) for the mailbox server to file as junk; or a rule list.";
 
@@ -385,6 +388,18 @@ keys! {
         "Whether the throttle is enforced.";
     QUEUE_THROTTLE_MATCH: Match = "queue.throttle.<id>.match", Optional,
         "Which deliveries the throttle applies to, in the form of `queue.quota.<id>.match`; a recipient condition needs one recipient of the delivery that meets it (with the `rcpt-domain` key, selects the groups counted); absent, every delivery.";
+    QUEUE_LIMITER_INBOUND_RATE: Rate = "queue.limiter.inbound.<id>.rate", Optional,
+        "Most events per period per counter (see `key`) across every ingress, such as `\"100/1m\"`: connections, greetings, transactions or recipients, whichever stage the limiter is taken at (the first at which all of its `key` and `match` variables are known: connect for `remote-ip`, `remote-network`, `listener`; EHLO with `helo-domain`; MAIL with `sender`, `sender-domain`, `authenticated-as`; RCPT with `rcpt`, `rcpt-domain`). Past it the client is answered `421 4.4.5` at connect (then disconnected), `451 4.4.5` at EHLO and MAIL, `452 4.4.5` at RCPT, until the sliding window (the last period, in tenths) frees. Counted in the store through the directory-proxy; when the counters cannot be reached the client is let through (see [Inbound limits](#inbound-limits)). Stalwart's key.";
+    QUEUE_LIMITER_INBOUND_CONCURRENCY: u32 = "queue.limiter.inbound.<id>.concurrency", Optional,
+        "Most sessions (a limiter taken at connect or EHLO) or transactions (at MAIL or RCPT) at once per counter across every ingress; more are refused like a rate. Each is a slot with a `lease`, renewed while it lasts, so a pod that dies does not keep its slots (ferrymail's own key; Stalwart 0.15 limits only rates inbound).";
+    QUEUE_LIMITER_INBOUND_KEY: Vec<LimiterKey> = "queue.limiter.inbound.<id>.key", Default("[]"),
+        "What the limiter counts separately: any of `remote-ip`, `remote-network` (the client's IPv4 /24 or IPv6 /64; ferrymail's own), `helo-domain`, `sender`, `sender-domain`, `rcpt`, `rcpt-domain`, `authenticated-as`, `listener`; empty for one counter over everything. Stalwart's key, with ferrymail's kebab-case names.";
+    QUEUE_LIMITER_INBOUND_MATCH: LimiterMatch = "queue.limiter.inbound.<id>.match", Optional,
+        "Which sessions and commands the limiter counts: a condition, or a list that must all hold, each `{ if = \"<variable>\", in-list = \"<directory>/<list>\" }`, `not-in-list = …`, or `is-empty = true|false` (variables as in `session.<stage>.reject`). `{ if = \"sender\", is-empty = false }` spares DSNs (null sender), `{ if = \"authenticated-as\", is-empty = true }` authenticated clients; absent, everything. Stalwart's key, written in ferrymail's rule form.";
+    QUEUE_LIMITER_INBOUND_LEASE: Duration = "queue.limiter.inbound.<id>.lease", Default("\"30s\""),
+        "How long a concurrency slot lasts without renewal: its holder renews it every third of this, and the slots of an ingress that died stop counting at most this long after it died. At least `1s` (ferrymail's own key).";
+    QUEUE_LIMITER_INBOUND_ENABLE: bool = "queue.limiter.inbound.<id>.enable", Default("true"),
+        "Whether the limiter is enforced.";
 
     WEBHOOK_URL: String = "webhook.<id>.url", Required,
         "Endpoint (`http://` or `https://`) that delivery events are sent to, as `POST` requests with a JSON body `{\"events\": [...]}` (see [Delivery events](#delivery-events)). Configuring a webhook turns the event outbox on; without any, no event is recorded.";

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use ferrymail_config::model::message_auth::{SignatureList, VerifyMode};
+use ferrymail_config::model::message_auth::{SealSignature, SignatureList, VerifyMode};
 use ferrymail_config::model::resolver::{NameServerProtocol, ResolverType};
 use ferrymail_config::model::signature::{CanonicalizationMode, SignatureAlgorithm};
 use ferrymail_config::{Config, ConfigError, load_str};
@@ -65,6 +65,12 @@ fn defaults_verify_relaxed_with_the_system_resolver() {
     }
     assert!(auth.dkim_strict);
     assert_eq!(auth.dkim_sign, None);
+    assert_eq!(
+        auth.arc_seal.0.otherwise,
+        SealSignature(None),
+        "sealing is off"
+    );
+    assert!(auth.arc_seal.0.branches.is_empty());
     assert_eq!(config.resolver.kind, ResolverType::System);
     assert_eq!(config.resolver.attempts, 2);
     assert_eq!(config.resolver.timeout.as_secs(), 5);
@@ -371,5 +377,82 @@ fn zero_resolver_attempts() {
         "resolver.attempts",
         "attempts",
         "must be at least 1",
+    );
+}
+
+#[test]
+fn seal_names_a_signature_or_a_rule_list_choosing_one() {
+    let ed = key_file(&rcgen::PKCS_ED25519);
+    let signature = format!(
+        "[signature.ed]\nprivate-key = \"%{{file:{}}}%\"\ndomain = \"example.org\"\nselector = \"arc\"\nalgorithm = \"ed25519-sha256\"\n",
+        ed.path().display()
+    );
+    let plain = load(&format!("[auth.arc]\nseal = \"ed\"\n{signature}")).unwrap();
+    assert_eq!(
+        plain.auth.arc_seal.0.otherwise,
+        SealSignature(Some("ed".into()))
+    );
+    let rules = format!(
+        "[directory.corp]\ntype = \"lmtp\"\naddress = \"h\"\nlookup.lists = [\"a@example.org\"]\n[auth.arc]\nseal = [{{ if = \"sender\", in-list = \"corp/lists\", then = \"ed\" }}, {{ else = false }}]\n{signature}"
+    );
+    let seal = load(&rules).unwrap().auth.arc_seal;
+    assert_eq!(seal.0.branches[0].then, SealSignature(Some("ed".into())));
+    assert_eq!(seal.0.otherwise, SealSignature(None));
+}
+
+#[test]
+fn seal_naming_a_missing_signature() {
+    assert_error(
+        "[auth.arc]\nseal = \"rsa\"\n",
+        "auth.arc.seal",
+        "seal =",
+        "no signature named \"rsa\" (configured: none)",
+    );
+}
+
+#[test]
+fn seal_naming_a_missing_signature_in_a_rule() {
+    assert_error(
+        "[directory.corp]\ntype = \"lmtp\"\naddress = \"h\"\nlookup.x = [\"a\"]\n[auth.arc]\nseal = [{ if = \"sender\", in-list = \"corp/x\", then = \"arc\" }, { else = false }]\n",
+        "auth.arc.seal",
+        "seal =",
+        "no signature named \"arc\"",
+    );
+}
+
+#[test]
+fn seal_of_the_wrong_type() {
+    // One seal per hop: a list of ids is read as a rule list, and refused as one.
+    for (value, message) in [
+        ("true", "expected a signature id, or false, found a boolean"),
+        ("3", "expected a signature id, or false, found an integer"),
+        ("[\"a\", \"b\"]", "expected a rule table"),
+    ] {
+        assert_error(
+            &format!("[auth.arc]\nseal = {value}\n"),
+            "auth.arc.seal",
+            "seal =",
+            message,
+        );
+    }
+}
+
+#[test]
+fn seal_of_an_empty_id() {
+    assert_error(
+        "[auth.arc]\nseal = \"\"\n",
+        "auth.arc.seal",
+        "seal =",
+        "expected a signature id or false, found an empty string",
+    );
+}
+
+#[test]
+fn seal_rule_with_a_variable_not_known_at_data() {
+    assert_error(
+        "[directory.corp]\ntype = \"lmtp\"\naddress = \"h\"\nlookup.x = [\"a\"]\n[auth.arc]\nseal = [{ if = \"rcpt\", in-list = \"corp/x\", then = false }, { else = false }]\n",
+        "auth.arc.seal",
+        "seal =",
+        "variable \"rcpt\" is not known at the data stage",
     );
 }

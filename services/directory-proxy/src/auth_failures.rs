@@ -21,7 +21,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use ferrymail_config::Config;
 use ferrymail_config::model::queue_limits::Rate;
@@ -32,9 +32,8 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::cache_keys::subject_key;
+use crate::sliding_window::Window;
 
-/// The window is this many slots of `period / SLOTS`.
-const SLOTS: u64 = 10;
 /// Subspace of the counters.
 const COUNTERS: &str = "auth-failures";
 /// Most counters kept in a process without a store.
@@ -146,7 +145,7 @@ impl AuthFailures {
 
     /// Which subject of `attempt` has reached the limit, if any.
     pub(crate) async fn blocked(&self, attempt: &Attempt) -> Option<Kind> {
-        let window = Window::at(attempt.settings.rate, SystemTime::now());
+        let window = Window::at(attempt.settings.rate.period, SystemTime::now());
         let counts = match &self.store {
             Some(store) => match stored_counts(store, &window, attempt.subjects).await {
                 Ok(counts) => counts,
@@ -176,7 +175,7 @@ impl AuthFailures {
 
     /// Counts a failed authentication against both subjects of `attempt`.
     pub(crate) async fn record(&self, attempt: &Attempt) {
-        let window = Window::at(attempt.settings.rate, SystemTime::now());
+        let window = Window::at(attempt.settings.rate.period, SystemTime::now());
         let Some(store) = &self.store else {
             for subject in attempt.subjects {
                 let counter = attempt
@@ -195,44 +194,6 @@ impl AuthFailures {
         {
             tracing::warn!(%error, left_out, "a failed authentication could not be counted");
         }
-    }
-}
-
-/// The slots of the window at one moment, as their start times in Unix milliseconds.
-struct Window {
-    slot_ms: u64,
-    current: u64,
-}
-
-impl Window {
-    fn at(rate: Rate, now: SystemTime) -> Self {
-        let period_ms = u64::try_from(rate.period.as_millis()).unwrap_or(u64::MAX);
-        let slot_ms = (period_ms / SLOTS).max(1);
-        let now_ms = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Self {
-            slot_ms,
-            current: now_ms / slot_ms,
-        }
-    }
-
-    /// The start of the current slot.
-    fn current(&self) -> u64 {
-        self.current.saturating_mul(self.slot_ms)
-    }
-
-    /// The starts of the slots in the window, oldest first.
-    fn starts(&self) -> impl Iterator<Item = u64> + '_ {
-        let first = self.current.saturating_sub(SLOTS - 1);
-        (first..=self.current).map(|slot| slot.saturating_mul(self.slot_ms))
-    }
-
-    /// The start of the oldest slot still in the window: counters before it have expired.
-    fn oldest(&self) -> u64 {
-        self.current
-            .saturating_sub(SLOTS - 1)
-            .saturating_mul(self.slot_ms)
     }
 }
 
@@ -341,26 +302,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-
-    fn rate(count: u64, secs: u64) -> Rate {
-        Rate {
-            count,
-            period: Duration::from_secs(secs),
-        }
-    }
-
-    #[test]
-    fn the_window_is_the_last_ten_tenths_of_the_period() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let window = Window::at(rate(5, 600), now);
-        let starts: Vec<u64> = window.starts().collect();
-        assert_eq!(starts.len(), 10);
-        assert_eq!(window.slot_ms, 60_000);
-        assert_eq!(*starts.last().unwrap(), window.current());
-        assert!(window.current() <= 1_000_000_000 && 1_000_000_000 - window.current() < 60_000);
-        assert_eq!(window.oldest(), starts[0]);
-        assert_eq!(starts[9] - starts[0], 9 * 60_000);
-    }
 
     #[test]
     fn logins_ignore_case_and_addresses_count_ipv6_by_64() {

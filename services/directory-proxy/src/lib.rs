@@ -9,6 +9,7 @@ mod cache;
 mod cache_keys;
 mod connection;
 mod error;
+mod inbound_limits;
 mod lists;
 mod metrics;
 mod pool;
@@ -16,6 +17,7 @@ mod prober;
 mod remote_states;
 mod service;
 mod single_flight;
+mod sliding_window;
 pub mod target;
 
 pub use error::ConnectionError;

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use ferrymail_config::Config;
 use ferrymail_rpc::RpcError;
 use ferrymail_rpc::directory::{
-    Answer, AuthRequest, DirectoryService, Expansion, RemoteState, Verdict,
+    Answer, AuthRequest, DirectoryService, Expansion, LimitAnswer, LimitKey, RateRequest,
+    RemoteState, SlotRequest, Verdict,
 };
 use ferrymail_store::Store;
 use futures::future::BoxFuture;
@@ -23,6 +24,7 @@ use crate::auth_failures::AuthFailures;
 use crate::cache::{Cached, Level, LookupCache, Question};
 use crate::connection::{Connection, TlsSettings};
 use crate::error::ConnectionError;
+use crate::inbound_limits::InboundCounters;
 use crate::lists::Lists;
 use crate::metrics::{DirectoryMetrics, PoolMetrics};
 use crate::pool::{Operation, Pool};
@@ -45,6 +47,7 @@ pub struct DirectoryProxy {
     state: RwLock<Arc<State>>,
     cache: LookupCache,
     failures: AuthFailures,
+    inbound: InboundCounters,
     flights: SingleFlight<(String, u8, String), Result<Cached, String>>,
     tls: TlsSettings,
     metrics: DirectoryMetrics,
@@ -100,6 +103,7 @@ impl DirectoryProxy {
     ) -> Result<Self, ProxyError> {
         let tls = TlsSettings::new();
         let failures = AuthFailures::new(store.clone(), config);
+        let inbound = InboundCounters::new(store.clone(), config);
         let cache = LookupCache::open(store, config.cluster.cache_key.as_ref()).await?;
         let proxy = Self {
             state: RwLock::new(Arc::new(State {
@@ -109,6 +113,7 @@ impl DirectoryProxy {
             })),
             cache,
             failures,
+            inbound,
             flights: SingleFlight::new(),
             tls,
             remote_states: RemoteStates::new(metrics.clone()),
@@ -125,6 +130,7 @@ impl DirectoryProxy {
     pub async fn apply(&self, config: &Config) {
         self.cache.rekey(config.cluster.cache_key.as_ref()).await;
         self.failures.apply(config);
+        self.inbound.apply(config).await;
         let old = self.state();
         let mut pools = HashMap::new();
         let mut flush = Vec::new();
@@ -538,5 +544,28 @@ impl DirectoryService for DirectoryProxy {
 
     async fn remote_states(&self) -> Result<Vec<RemoteState>, RpcError> {
         Ok(self.remote_states.snapshot())
+    }
+
+    /// A store that cannot be reached is [`RpcError::Unavailable`]: the ingress lets the
+    /// client through and says so (limits fail open).
+    async fn take_rate(&self, request: RateRequest) -> Result<LimitAnswer, RpcError> {
+        self.inbound
+            .take_rate(&request)
+            .await
+            .map_err(|e| RpcError::Unavailable(e.to_string()))
+    }
+
+    async fn take_slot(&self, request: SlotRequest) -> Result<LimitAnswer, RpcError> {
+        self.inbound
+            .take_slot(&request)
+            .await
+            .map_err(|e| RpcError::Unavailable(e.to_string()))
+    }
+
+    async fn release_slot(&self, key: LimitKey, slot: &str) -> Result<(), RpcError> {
+        self.inbound
+            .release_slot(&key, slot)
+            .await
+            .map_err(|e| RpcError::Unavailable(e.to_string()))
     }
 }

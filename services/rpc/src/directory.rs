@@ -8,6 +8,8 @@ mod answer;
 mod auth;
 mod client;
 mod convert;
+mod limit;
+mod limit_convert;
 mod remote_state;
 mod server;
 mod service;
@@ -15,6 +17,9 @@ mod service;
 pub use answer::{Answer, Expansion, RemoteReply, Verdict};
 pub use auth::{AuthRequest, Mechanism};
 pub use client::GrpcDirectory;
+pub use limit::{
+    LimitAnswer, LimitKey, MAX_KEY_VALUE_LEN, MAX_KEY_VALUES, RateRequest, SlotRequest,
+};
 pub use remote_state::{Reachability, RemoteState};
 pub use server::{DirectoryHandler, server};
 pub use service::DirectoryService;

@@ -9,6 +9,7 @@ mod loopback;
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ferrymail_e2e::{CLUSTER_DOMAIN, ClusterCertificates, IssuedCertificate};
@@ -18,7 +19,8 @@ use ferrymail_rpc::cluster_tls::{
     incoming,
 };
 use ferrymail_rpc::directory::{
-    self, Answer, AuthRequest, DirectoryService, Expansion, GrpcDirectory, Mechanism, RemoteState,
+    self, Answer, AuthRequest, DirectoryService, Expansion, GrpcDirectory, LimitAnswer, LimitKey,
+    Mechanism, RateRequest, RemoteState, SlotRequest,
 };
 use ferrymail_rpc::queue::{
     self, BodyPart, BodyStream, BodyType, BulkAction, BulkFilter, BulkReport, BulkRequest,
@@ -97,6 +99,15 @@ impl DirectoryService for Anything {
     }
     async fn remote_states(&self) -> Result<Vec<RemoteState>, RpcError> {
         Ok(Vec::new())
+    }
+    async fn take_rate(&self, _: RateRequest) -> Result<LimitAnswer, RpcError> {
+        Ok(LimitAnswer::Admitted)
+    }
+    async fn take_slot(&self, _: SlotRequest) -> Result<LimitAnswer, RpcError> {
+        Ok(LimitAnswer::Admitted)
+    }
+    async fn release_slot(&self, _: LimitKey, _: &str) -> Result<(), RpcError> {
+        Ok(())
     }
 }
 
@@ -228,6 +239,30 @@ async fn queue_calls(queue: &GrpcQueue) -> Vec<(&'static str, Outcome)> {
     ]
 }
 
+fn limit_key() -> LimitKey {
+    LimitKey {
+        limiter: "ip".into(),
+        values: vec!["192.0.2.1".into()],
+    }
+}
+
+fn rate_request() -> RateRequest {
+    RateRequest {
+        key: limit_key(),
+        count: 10,
+        period: Duration::from_secs(60),
+    }
+}
+
+fn slot_request() -> SlotRequest {
+    SlotRequest {
+        key: limit_key(),
+        max: 1,
+        lease: Duration::from_secs(30),
+        slot: "s".into(),
+    }
+}
+
 /// Every directory RPC, with how each ended.
 async fn directory_calls(directory: &GrpcDirectory) -> Vec<(&'static str, Outcome)> {
     let ended = |result: Result<(), RpcError>| result.map_err(|e| code(&e));
@@ -262,6 +297,18 @@ async fn directory_calls(directory: &GrpcDirectory) -> Vec<(&'static str, Outcom
             "RemoteStates",
             ended(directory.remote_states().await.map(drop)),
         ),
+        (
+            "TakeRate",
+            ended(directory.take_rate(rate_request()).await.map(drop)),
+        ),
+        (
+            "TakeSlot",
+            ended(directory.take_slot(slot_request()).await.map(drop)),
+        ),
+        (
+            "ReleaseSlot",
+            ended(directory.release_slot(limit_key(), "s").await),
+        ),
     ]
 }
 
@@ -286,6 +333,9 @@ fn allowed_for(roles: &[&str]) -> Vec<&'static str> {
             "Expn",
             "IsLocalDomain",
             "InList",
+            "TakeRate",
+            "TakeSlot",
+            "ReleaseSlot",
         ]);
     }
     if roles.contains(&"admin") {

@@ -446,6 +446,28 @@ impl proto::directory_server::Directory for ContractBreaker {
             ],
         }))
     }
+
+    // A limiter reply (a flag and a count) has nothing that can break the contract.
+    async fn take_rate(
+        &self,
+        _: Request<proto::TakeRateRequest>,
+    ) -> Result<Response<proto::LimitReply>, Status> {
+        Err(Status::unimplemented("not part of this test"))
+    }
+
+    async fn take_slot(
+        &self,
+        _: Request<proto::TakeSlotRequest>,
+    ) -> Result<Response<proto::LimitReply>, Status> {
+        Err(Status::unimplemented("not part of this test"))
+    }
+
+    async fn release_slot(
+        &self,
+        _: Request<proto::ReleaseSlotRequest>,
+    ) -> Result<Response<proto::ReleaseSlotReply>, Status> {
+        Err(Status::unimplemented("not part of this test"))
+    }
 }
 
 #[tokio::test]

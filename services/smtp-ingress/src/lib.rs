@@ -107,6 +107,7 @@ impl Ingress {
         queue: Arc<dyn QueueService>,
         metrics: IngressMetrics,
     ) -> Result<Self, IngressError> {
+        metrics.limiters_configured(config.queue.inbound_limiters.keys());
         let shared = Shared {
             settings: RwLock::new(Arc::new(Settings::new(config))),
             listeners: RwLock::new(Arc::new(settings::listener_table(config))),
@@ -132,6 +133,9 @@ impl Ingress {
     /// listener whose id is gone, or whose protocol changed, keeps serving with its last
     /// settings until the caller stops it.
     pub fn apply(&self, config: &Config) {
+        self.shared
+            .metrics
+            .limiters_configured(config.queue.inbound_limiters.keys());
         *self
             .shared
             .settings

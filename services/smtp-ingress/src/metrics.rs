@@ -21,6 +21,11 @@ struct StageLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimiterLabel {
+    limiter: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DnsblLabels {
     zone: String,
     result: &'static str,
@@ -46,6 +51,8 @@ pub struct IngressMetrics {
     dnsbl_lookups: Family<DnsblLabels, Counter>,
     dnsbl_rejections: Family<StageLabel, Counter>,
     filter_actions: Family<FilterLabels, Counter>,
+    limiter_refused: Family<LimiterLabel, Counter>,
+    limiter_unavailable: Family<LimiterLabel, Counter>,
 }
 
 impl IngressMetrics {
@@ -64,6 +71,8 @@ impl IngressMetrics {
             dnsbl_lookups: Family::default(),
             dnsbl_rejections: Family::default(),
             filter_actions: Family::default(),
+            limiter_refused: Family::default(),
+            limiter_unavailable: Family::default(),
         };
         metrics.register(
             "smtp_messages_received_total",
@@ -114,6 +123,16 @@ impl IngressMetrics {
             "smtp_filter_actions_total",
             "Answers of milters and MTA hooks, by filter, stage and action",
             this.filter_actions.clone(),
+        );
+        metrics.register(
+            "ingress_limiter_refused_total",
+            "Connections and commands refused by an inbound limiter (queue.limiter.inbound.<id>), by limiter",
+            this.limiter_refused.clone(),
+        );
+        metrics.register(
+            "ingress_limiter_unavailable_total",
+            "Connections and commands let through because an inbound limiter's counters could not be reached, by limiter",
+            this.limiter_unavailable.clone(),
         );
         // Served at 0 before the first refusal, so that a rate can be taken from the start.
         for stage in ["connect", "ehlo", "mail"] {
@@ -168,5 +187,30 @@ impl IngressMetrics {
         self.dnsbl_rejections
             .get_or_create(&StageLabel { stage })
             .inc();
+    }
+    pub(crate) fn limiter_refused(&self, limiter: &str) {
+        self.limiter_refused
+            .get_or_create(&LimiterLabel {
+                limiter: limiter.to_owned(),
+            })
+            .inc();
+    }
+    pub(crate) fn limiter_unavailable(&self, limiter: &str) {
+        self.limiter_unavailable
+            .get_or_create(&LimiterLabel {
+                limiter: limiter.to_owned(),
+            })
+            .inc();
+    }
+    /// Serves the limiter series of `limiters` at 0 before their first event, so that a
+    /// rate can be taken from the start.
+    pub(crate) fn limiters_configured<'a>(&self, limiters: impl Iterator<Item = &'a String>) {
+        for limiter in limiters {
+            let label = LimiterLabel {
+                limiter: limiter.clone(),
+            };
+            drop(self.limiter_refused.get_or_create(&label));
+            drop(self.limiter_unavailable.get_or_create(&label));
+        }
     }
 }

@@ -9,6 +9,7 @@ use ferrymail_config::Config;
 use ferrymail_config::model::aliases::Aliases;
 use ferrymail_config::model::dnsbl::Dnsbl;
 use ferrymail_config::model::hook::Hook;
+use ferrymail_config::model::inbound_limits::InboundLimiter;
 use ferrymail_config::model::message_auth::MessageAuth;
 use ferrymail_config::model::milter::Milter;
 use ferrymail_config::model::rules::Rules;
@@ -118,6 +119,8 @@ pub struct Settings {
     pub milters: Vec<Milter>,
     /// `session.hook.<id>`: the enabled MTA hooks, in the order of their ids.
     pub hooks: Vec<Arc<Hook>>,
+    /// `queue.limiter.inbound.<id>`, the enabled ones, by id.
+    pub limiters: Vec<(String, InboundLimiter)>,
 }
 
 impl Settings {
@@ -150,6 +153,7 @@ impl Settings {
             dnsbl: s.dnsbl.clone(),
             milters: s.milters.clone(),
             hooks: s.hooks.iter().cloned().map(Arc::new).collect(),
+            limiters: config.queue.inbound_limiters.clone().into_iter().collect(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `auth.*`: SPF, DKIM, ARC and DMARC verification of inbound mail, and DKIM signing of
 //! authenticated submissions, with Stalwart's keys (`auth.spf.verify.ehlo`,
 //! `auth.spf.verify.mail-from`, `auth.dkim.verify`, `auth.dkim.strict`, `auth.dkim.sign`,
-//! `auth.arc.verify`, `auth.dmarc.verify`).
+//! `auth.arc.verify`, `auth.arc.seal`, `auth.dmarc.verify`); and ARC sealing of forwarded mail.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,7 @@ use crate::reader::TableReader;
 use crate::value::stage_rules::Stage;
 
 // The values of this section's keys, where other crates have always found them.
-pub use crate::value::{SignRule, SignatureList, VerifyMode, VerifyRule};
+pub use crate::value::{SealRule, SealSignature, SignRule, SignatureList, VerifyMode, VerifyRule};
 
 /// `auth.*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub struct MessageAuth {
     pub dkim_sign: Option<SignRule>,
     /// `auth.arc.verify`.
     pub arc_verify: VerifyRule,
+    /// `auth.arc.seal`: the signature sealing forwarded mail; `false` (the default) seals none.
+    pub arc_seal: SealRule,
     /// `auth.dmarc.verify`.
     pub dmarc_verify: VerifyRule,
 }
@@ -48,17 +50,18 @@ fn verify(
     Some(rule)
 }
 
-/// Reports signature ids that name no `signature.<id>`.
-fn check_signatures(
+/// Reports signature ids (of the rule at `key`) that name no `signature.<id>`.
+fn check_signatures<'r>(
     t: &TableReader<'_>,
-    rule: &SignRule,
+    key: &str,
+    ids: impl Iterator<Item = &'r String>,
     signatures: &BTreeMap<String, Signature>,
 ) {
-    for id in rule.0.outcomes().flat_map(|list| &list.0) {
+    for id in ids {
         if !signatures.contains_key(id) {
             let configured: Vec<&str> = signatures.keys().map(String::as_str).collect();
             t.report(
-                "sign",
+                key,
                 format!(
                     "no signature named {id:?} (configured: {})",
                     if configured.is_empty() {
@@ -95,9 +98,19 @@ pub(crate) fn read(
         for problem in check_stage_rule(known, Stage::Data, &rule.0) {
             dkim.report("sign", problem);
         }
-        check_signatures(&dkim, rule, signatures);
+        let ids = rule.0.outcomes().flat_map(|list| &list.0);
+        check_signatures(&dkim, "sign", ids, signatures);
     }
-    let arc_verify = verify(&t.table("arc"), &keys::AUTH_ARC_VERIFY, Stage::Data, known);
+    let arc = t.table("arc");
+    let arc_verify = verify(&arc, &keys::AUTH_ARC_VERIFY, Stage::Data, known);
+    let arc_seal = arc.get(&keys::AUTH_ARC_SEAL);
+    if let Some(rule) = &arc_seal {
+        for problem in check_stage_rule(known, Stage::Data, &rule.0) {
+            arc.report("seal", problem);
+        }
+        let ids = rule.0.outcomes().filter_map(|seal| seal.0.as_ref());
+        check_signatures(&arc, "seal", ids, signatures);
+    }
     let dmarc_verify = verify(
         &t.table("dmarc"),
         &keys::AUTH_DMARC_VERIFY,
@@ -111,6 +124,7 @@ pub(crate) fn read(
         dkim_strict: dkim_strict?,
         dkim_sign,
         arc_verify: arc_verify?,
+        arc_seal: arc_seal?,
         dmarc_verify: dmarc_verify?,
     })
 }

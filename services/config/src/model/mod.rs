@@ -8,6 +8,7 @@ pub mod dead_destinations;
 pub mod directory;
 pub mod dnsbl;
 pub mod hook;
+pub mod inbound_limits;
 pub mod lists;
 pub mod message_auth;
 pub mod milter;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::dead_destinations::{self, DeadDestinations};
+use super::inbound_limits::{InboundLimiter, read_limiter};
 use super::outbound::Outbound;
 use super::queue_limits::{Quota, Throttle, read_quota, read_throttle};
 use super::references::{Known, check_next_hop};
@@ -39,6 +40,8 @@ pub struct Queue {
     pub throttles: BTreeMap<String, Throttle>,
     /// `queue.events.*`: the outbox of delivery events.
     pub events: EventOutbox,
+    /// `queue.limiter.inbound.<id>`, the enabled ones.
+    pub inbound_limiters: BTreeMap<String, InboundLimiter>,
 }
 
 pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
@@ -67,7 +70,10 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
     let (quotas, quotas_valid) = enabled(&t.table("quota"), |q| read_quota(q, known));
     let (throttles, throttles_valid) = enabled(&t.table("throttle"), |q| read_throttle(q, known));
     let events = webhook::read_outbox(&t);
-    (quotas_valid && throttles_valid).then_some(())?;
+    let (inbound_limiters, limiters_valid) = enabled(&t.table("limiter").table("inbound"), |l| {
+        read_limiter(l, known)
+    });
+    (quotas_valid && throttles_valid && limiters_valid).then_some(())?;
     Some(Queue {
         next_hop: next_hop?,
         outbound: mx_delivery?,
@@ -80,6 +86,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Queue> {
         quotas,
         throttles,
         events: events?,
+        inbound_limiters,
     })
 }
 

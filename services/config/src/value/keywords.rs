@@ -130,6 +130,31 @@ enum_value! {
 }
 
 enum_value! {
+    /// What an inbound limiter counts separately (`queue.limiter.inbound.<id>.key`): one
+    /// counter per value of these.
+    pub enum LimiterKey {
+        /// The client's IP address.
+        RemoteIp = "remote-ip",
+        /// The client's network: its IPv4 /24 or IPv6 /64 (ferrymail's own).
+        RemoteNetwork = "remote-network",
+        /// The name given in HELO/EHLO/LHLO.
+        HeloDomain = "helo-domain",
+        /// The envelope sender address.
+        Sender = "sender",
+        /// The domain of the envelope sender.
+        SenderDomain = "sender-domain",
+        /// Each recipient address.
+        Rcpt = "rcpt",
+        /// Each recipient's domain.
+        RcptDomain = "rcpt-domain",
+        /// The account the client authenticated as.
+        AuthenticatedAs = "authenticated-as",
+        /// The listener the session arrived on.
+        Listener = "listener",
+    }
+}
+
+enum_value! {
     /// What a DNS blocklist zone is asked about (`session.dnsbl.server.<id>.scope`).
     pub enum DnsblScope {
         /// The client's address, at connect.

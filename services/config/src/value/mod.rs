@@ -7,6 +7,7 @@ mod duration;
 mod enums;
 mod filter_stage;
 mod keywords;
+pub mod limiter_match;
 mod lookup_list;
 mod name_server;
 mod network;
@@ -26,7 +27,7 @@ pub use dkim::{Canonicalization, CanonicalizationMode, SignatureAlgorithm};
 pub use duration::parse_duration;
 pub(crate) use enums::enum_value;
 pub use keywords::{
-    DirectoryType, DnsblScope, IpStrategy, ListenerProtocol, QuotaKey, RemoteProtocol,
+    DirectoryType, DnsblScope, IpStrategy, LimiterKey, ListenerProtocol, QuotaKey, RemoteProtocol,
     ResolverType, StoreType, ThrottleKey, TlsPolicy,
 };
 pub use lookup_list::LookupList;
@@ -36,7 +37,10 @@ pub use pem::{CertificateChain, PrivateKey};
 pub use rate::{Rate, parse_rate};
 pub(crate) use referenced_files::RecordingEnvironment;
 pub use rewrite_rules::{RewriteRule, RewriteRules};
-pub use rule_settings::{Hop, NextHop, RelayRule, SignRule, SignatureList, VerifyMode, VerifyRule};
+pub use rule_settings::{
+    Hop, NextHop, RelayRule, SealRule, SealSignature, SignRule, SignatureList, VerifyMode,
+    VerifyRule,
+};
 pub use scalar::Secret;
 pub use size::{ByteSize, parse_size};
 pub use stored_password::StoredPassword;

@@ -1,7 +1,7 @@
 //! Settings written as one value or as a rule list choosing one: where a message goes next
 //! (`queue.outbound.next-hop`), whether a client may relay (`session.rcpt.relay`), what a
-//! message-authentication check does (`auth.*.verify`) and which signatures sign
-//! (`auth.dkim.sign`).
+//! message-authentication check does (`auth.*.verify`), which signatures sign
+//! (`auth.dkim.sign`) and which one seals forwarded mail (`auth.arc.seal`).
 
 use crate::tree::{Node, Value};
 use crate::value::rules::{Rules, parse_rules};
@@ -141,5 +141,46 @@ impl FromNode for SignRule {
             });
         }
         parse_rules(node, cx).map(SignRule)
+    }
+}
+
+/// The `signature.<id>` a forwarded message is ARC-sealed with; `false` means none.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SealSignature(pub Option<String>);
+
+impl ValueType for SealSignature {
+    const TYPE: &'static str = "a signature id, or false";
+}
+
+impl FromNode for SealSignature {
+    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid> {
+        match &node.value {
+            Value::Boolean(false) => Ok(SealSignature(None)),
+            Value::String(_) => {
+                let id = String::from_node(node, cx)?;
+                if id.is_empty() {
+                    return Err(Invalid::at(
+                        node,
+                        "expected a signature id or false, found an empty string",
+                    ));
+                }
+                Ok(SealSignature(Some(id)))
+            }
+            _ => Err(Invalid::expected(node, Self::TYPE)),
+        }
+    }
+}
+
+/// `auth.arc.seal`: the signature that seals forwarded mail, or a rule list choosing one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealRule(pub Rules<SealSignature>);
+
+impl ValueType for SealRule {
+    const TYPE: &'static str = "a signature id, false, or a rule list";
+}
+
+impl FromNode for SealRule {
+    fn from_node(node: &Node, cx: &Context<'_>) -> Result<Self, Invalid> {
+        parse_rules(node, cx).map(SealRule)
     }
 }

@@ -44,6 +44,8 @@ pub fn allowed_roles(path: &str) -> Option<&'static [Role]> {
             "ferrymail.v1.Directory",
             "Authenticate" | "VerifyRecipient" | "Vrfy" | "Expn" | "IsLocalDomain" | "InList",
         ) => INGRESS,
+        // Inbound limiters: only the ingress counts sessions and commands.
+        ("ferrymail.v1.Directory", "TakeRate" | "TakeSlot" | "ReleaseSlot") => INGRESS,
         ("ferrymail.v1.Directory", "RemoteStates") => OPERATOR,
         _ => NOBODY,
     })
@@ -249,6 +251,18 @@ mod tests {
         let auth = "/ferrymail.v1.Directory/Authenticate";
         assert!(refusal(auth, &certified(&[Role::SmtpIngress])).is_none());
         assert!(refusal(auth, &certified(&[Role::Admin])).is_some());
+        for limit in ["TakeRate", "TakeSlot", "ReleaseSlot"] {
+            let path = format!("/ferrymail.v1.Directory/{limit}");
+            assert!(refusal(&path, &certified(&[Role::SmtpIngress])).is_none());
+            for wrong in [Role::Admin, Role::QueueScheduler, Role::Operator] {
+                let status = refusal(&path, &certified(&[wrong])).map(|s| s.code());
+                assert_eq!(
+                    status,
+                    Some(tonic::Code::PermissionDenied),
+                    "{limit} {wrong}"
+                );
+            }
+        }
         let states = "/ferrymail.v1.Directory/RemoteStates";
         assert!(refusal(states, &certified(&[Role::Operator])).is_none());
         assert!(refusal(states, &certified(&[Role::SmtpIngress])).is_some());

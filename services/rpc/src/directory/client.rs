@@ -7,7 +7,14 @@ use tonic::transport::Channel;
 use super::convert::{
     answer_from_wire, auth_request_to_wire, expansion_from_wire, remote_state_from_wire,
 };
-use super::{Answer, AuthRequest, DirectoryService, Expansion, RemoteState};
+use super::limit_convert::{
+    answer_from_wire as limit_answer_from_wire, key_to_wire, rate_request_to_wire,
+    slot_request_to_wire,
+};
+use super::{
+    Answer, AuthRequest, DirectoryService, Expansion, LimitAnswer, LimitKey, RateRequest,
+    RemoteState, SlotRequest,
+};
 use crate::cluster_tls::{ChannelSecurity, Role};
 use crate::endpoint::lazy_channel;
 use crate::proto::{self, directory_client::DirectoryClient};
@@ -128,5 +135,32 @@ impl DirectoryService for GrpcDirectory {
                 }
             })
             .collect())
+    }
+
+    async fn take_rate(&self, request: RateRequest) -> Result<LimitAnswer, RpcError> {
+        let reply = self
+            .client
+            .clone()
+            .take_rate(rate_request_to_wire(request))
+            .await?;
+        Ok(limit_answer_from_wire(reply.into_inner()))
+    }
+
+    async fn take_slot(&self, request: SlotRequest) -> Result<LimitAnswer, RpcError> {
+        let reply = self
+            .client
+            .clone()
+            .take_slot(slot_request_to_wire(request))
+            .await?;
+        Ok(limit_answer_from_wire(reply.into_inner()))
+    }
+
+    async fn release_slot(&self, key: LimitKey, slot: &str) -> Result<(), RpcError> {
+        let request = proto::ReleaseSlotRequest {
+            key: Some(key_to_wire(key)),
+            slot: slot.to_owned(),
+        };
+        self.client.clone().release_slot(request).await?;
+        Ok(())
     }
 }

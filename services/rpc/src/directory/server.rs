@@ -9,6 +9,10 @@ use super::DirectoryService;
 use super::convert::{
     answer_to_wire, auth_request_from_wire, expansion_to_wire, remote_state_to_wire,
 };
+use super::limit_convert::{
+    answer_to_wire as limit_answer_to_wire, key_from_wire, rate_request_from_wire,
+    slot_request_from_wire,
+};
 use crate::proto::{self, directory_server::DirectoryServer};
 use crate::status::invalid_request;
 
@@ -98,5 +102,33 @@ impl proto::directory_server::Directory for DirectoryHandler {
         Ok(Response::new(proto::RemoteStatesReply {
             remotes: states.into_iter().map(remote_state_to_wire).collect(),
         }))
+    }
+
+    async fn take_rate(
+        &self,
+        request: Request<proto::TakeRateRequest>,
+    ) -> Result<Response<proto::LimitReply>, Status> {
+        let request = rate_request_from_wire(request.into_inner()).map_err(invalid_request)?;
+        let answer = self.service.take_rate(request).await?;
+        Ok(Response::new(limit_answer_to_wire(answer)))
+    }
+
+    async fn take_slot(
+        &self,
+        request: Request<proto::TakeSlotRequest>,
+    ) -> Result<Response<proto::LimitReply>, Status> {
+        let request = slot_request_from_wire(request.into_inner()).map_err(invalid_request)?;
+        let answer = self.service.take_slot(request).await?;
+        Ok(Response::new(limit_answer_to_wire(answer)))
+    }
+
+    async fn release_slot(
+        &self,
+        request: Request<proto::ReleaseSlotRequest>,
+    ) -> Result<Response<proto::ReleaseSlotReply>, Status> {
+        let request = request.into_inner();
+        let key = key_from_wire(request.key).map_err(invalid_request)?;
+        self.service.release_slot(key, &request.slot).await?;
+        Ok(Response::new(proto::ReleaseSlotReply {}))
     }
 }

@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 
-use super::{Answer, AuthRequest, Expansion, RemoteState};
+use super::{
+    Answer, AuthRequest, Expansion, LimitAnswer, LimitKey, RateRequest, RemoteState, SlotRequest,
+};
 use crate::RpcError;
 
 /// Lookups against the remote servers behind a configured directory.
@@ -32,4 +34,28 @@ pub trait DirectoryService: Send + Sync + 'static {
     /// What the last probe or lookup found about each `remote.<id>`, in id order; remotes not
     /// probed yet are absent.
     async fn remote_states(&self) -> Result<Vec<RemoteState>, RpcError>;
+
+    /// Takes one event from an inbound limiter's rate, across every caller.
+    ///
+    /// A service that keeps no counters answers [`RpcError::Unavailable`]: callers let the
+    /// client through, as when the counters cannot be reached.
+    async fn take_rate(&self, _request: RateRequest) -> Result<LimitAnswer, RpcError> {
+        Err(RpcError::Unavailable(
+            "this service keeps no limiter counters".into(),
+        ))
+    }
+
+    /// Takes, or renews, a concurrency slot of an inbound limiter.
+    async fn take_slot(&self, _request: SlotRequest) -> Result<LimitAnswer, RpcError> {
+        Err(RpcError::Unavailable(
+            "this service keeps no limiter counters".into(),
+        ))
+    }
+
+    /// Gives back a slot taken with [`take_slot`](Self::take_slot).
+    async fn release_slot(&self, _key: LimitKey, _slot: &str) -> Result<(), RpcError> {
+        Err(RpcError::Unavailable(
+            "this service keeps no limiter counters".into(),
+        ))
+    }
 }

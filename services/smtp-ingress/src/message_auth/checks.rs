@@ -1,16 +1,16 @@
 //! Where a session runs message authentication: SPF at EHLO and MAIL FROM, DKIM, ARC and
-//! DMARC (or DKIM signing) at the end of DATA.
+//! DMARC (or DKIM signing) at the end of DATA, and the ARC seal of forwarded mail.
 
 use ferrymail_config::model::message_auth::{VerifyMode, VerifyRule};
-use mail_auth::{AuthenticatedMessage, SpfOutput};
+use mail_auth::{ArcOutput, AuthenticatedMessage, SpfOutput};
 
-use super::results_header::{Report, authentication_results};
+use super::results_header::{Report, results_field, results_value};
 use super::verify::{self, Modes};
 use super::{HashedMessage, MAX_COPY, MAX_HEADER, MessageCopy, PendingMessage, WholeCopy};
 use crate::address::split_address;
 use crate::session::Reply;
-use crate::session::Session;
 use crate::session::rules::{CommandValues, ListUnavailable};
+use crate::session::{Session, Transaction};
 
 /// Most DKIM signatures (and malformed DKIM-Signature fields) of one message that are
 /// checked and reported: each costs a DNS lookup and a line of the header, and a hostile
@@ -92,8 +92,8 @@ impl Session {
 
     /// What the end of this transaction's message needs kept of it: the whole message when
     /// it may be signed (authenticated), the header section and body hashes when it is
-    /// verified (unauthenticated), or nothing.
-    pub(crate) fn message_copy(&self) -> MessageCopy {
+    /// verified (unauthenticated), both when it is forwarded and may be sealed, or nothing.
+    pub(crate) async fn message_copy(&self, transaction: &Transaction) -> MessageCopy {
         let auth = &self.settings.auth;
         if self.authenticated.is_some() {
             let signs = auth.dkim_sign.is_some() || !self.shared.authenticator().signers.is_empty();
@@ -106,8 +106,12 @@ impl Session {
         let verifies = [&auth.dkim_verify, &auth.arc_verify, &auth.dmarc_verify]
             .iter()
             .any(|rule| rule.0.outcomes().any(|mode| mode.verifies()));
-        if verifies {
-            MessageCopy::Hashed(HashedMessage::new(auth.dkim_strict))
+        let may_seal = auth.arc_seal.0.outcomes().any(|seal| seal.0.is_some());
+        let hashed = || HashedMessage::new(auth.dkim_strict);
+        if may_seal && self.forwards(&transaction.recipients).await {
+            MessageCopy::Sealable(hashed(), WholeCopy::default())
+        } else if verifies {
+            MessageCopy::Hashed(hashed())
         } else {
             MessageCopy::NotKept
         }
@@ -149,7 +153,7 @@ impl Session {
         let no_spf = SpfOutput::default();
         let spf = pending.spf_mail_from.as_ref().unwrap_or(&no_spf);
         let copy = match &pending.copy {
-            MessageCopy::Hashed(hashed) => Some(hashed),
+            MessageCopy::Hashed(hashed) | MessageCopy::Sealable(hashed, _) => Some(hashed),
             MessageCopy::NotKept | MessageCopy::Whole(_) => None,
         };
         let kept = copy.filter(|hashed| !hashed.too_large());
@@ -180,7 +184,7 @@ impl Session {
             tracing::info!(client = %self.peer.ip(), limit = MAX_HEADER, "header section larger than the verification bound: DKIM, ARC and DMARC not checked");
         }
         let header_from = message.as_ref().map(|m| m.from()).unwrap_or_default();
-        Ok(authentication_results(&Report {
+        let results = results_value(&Report {
             hostname: &self.settings.hostname,
             client_ip: self.peer.ip(),
             helo,
@@ -190,7 +194,67 @@ impl Session {
             modes,
             outcome: outcome.as_ref(),
             header_from,
-        }))
+        });
+        let arc = outcome.as_ref().and_then(|o| o.arc.as_ref());
+        let seal = self
+            .arc_seal(pending, message.as_ref(), arc, &results)
+            .await?;
+        Ok(seal + &results_field(&results))
+    }
+
+    /// The ARC set sealing a forwarded message with the signature `auth.arc.seal` names
+    /// (empty when it is not sealed): `message` is the message as verified, `arc` its ARC
+    /// result when `auth.arc.verify` asked for it, `results` this server's results.
+    async fn arc_seal(
+        &self,
+        pending: &PendingMessage,
+        message: Option<&AuthenticatedMessage<'_>>,
+        arc: Option<&ArcOutput<'_>>,
+        results: &str,
+    ) -> Result<String, Reply> {
+        let MessageCopy::Sealable(_, whole) = &pending.copy else {
+            return Ok(String::new());
+        };
+        let values = CommandValues {
+            sender: Some(&pending.sender),
+            ..CommandValues::default()
+        };
+        let id = match self.evaluate(&self.settings.auth.arc_seal.0, values).await {
+            Ok(outcome) => outcome.value.0.clone(),
+            Err(ListUnavailable) => return Err(list_unavailable()),
+        };
+        let Some(id) = id else {
+            return Ok(String::new());
+        };
+        let client = self.peer.ip();
+        let Some(raw) = whole.whole() else {
+            tracing::warn!(%client, limit = MAX_COPY, signature = %id, "forwarded message larger than the sealing bound: sent without an ARC seal");
+            return Ok(String::new());
+        };
+        let Some(message) = message else {
+            tracing::info!(%client, signature = %id, "forwarded message without a header section that could be verified: sent without an ARC seal");
+            return Ok(String::new());
+        };
+        let authenticator = self.shared.authenticator();
+        // The chain is verified for the seal's cv= even when its result is not recorded.
+        let verified;
+        let arc = match arc {
+            Some(arc) => arc,
+            None => {
+                verified = authenticator.dns.verify_arc(message).await;
+                &verified
+            }
+        };
+        let Some(sealer) = authenticator.sealers.named(&id) else {
+            return Ok(String::new());
+        };
+        match sealer.seal(raw, results, arc) {
+            Ok(set) => Ok(set),
+            Err(reason) => {
+                tracing::info!(%client, signature = %sealer.id, %reason, "forwarded message sent without an ARC seal");
+                Ok(String::new())
+            }
+        }
     }
 
     /// Signs an authenticated client's message with the signatures `auth.dkim.sign` chooses.
@@ -220,7 +284,7 @@ impl Session {
         }
         let whole = match &pending.copy {
             MessageCopy::Whole(copy) => copy.whole(),
-            MessageCopy::NotKept | MessageCopy::Hashed(_) => None,
+            MessageCopy::NotKept | MessageCopy::Hashed(_) | MessageCopy::Sealable(..) => None,
         };
         let Some(raw) = whole else {
             tracing::warn!(client = %self.peer.ip(), limit = MAX_COPY, "message larger than the signing bound: sent unsigned");

@@ -21,10 +21,18 @@
 //! `none` with that reason for ARC and DMARC), strict modes do not refuse it. Signing keeps a
 //! copy of the whole message of at most [`MAX_COPY`] bytes; a larger submission is sent
 //! unsigned (a warning is logged).
+//!
+//! ARC sealing (`auth.arc.seal`, RFC 8617): mail an unauthenticated client sends to a
+//! recipient outside the local domains is forwarded mail; when the rule names a signature,
+//! this server's ARC set is added over the verified chain (`seal`). Sealing signs the whole
+//! message, so such mail is also kept whole, up to [`MAX_COPY`] bytes; a larger one goes on
+//! unsealed (logged).
 
 mod checks;
+mod forwarded;
 mod hashed_message;
 mod results_header;
+mod seal;
 mod sign;
 mod verify;
 
@@ -35,9 +43,10 @@ use mail_auth::SpfOutput;
 
 use crate::IngressError;
 pub(crate) use hashed_message::{HashedMessage, MAX_HEADER};
+pub(crate) use seal::Sealers;
 pub(crate) use sign::Signers;
 
-/// Largest message kept whole for DKIM signing.
+/// Largest message kept whole for DKIM signing and ARC sealing.
 pub(crate) const MAX_COPY: usize = 16 * 1024 * 1024;
 
 /// What message authentication needs beyond the session settings: the resolver and the
@@ -46,6 +55,7 @@ pub(crate) struct Authenticator {
     pub(crate) dns: MessageAuthenticator,
     resolver: Resolver,
     pub(crate) signers: Signers,
+    pub(crate) sealers: Sealers,
 }
 
 impl Authenticator {
@@ -55,6 +65,7 @@ impl Authenticator {
             dns: ferrymail_dns::authenticator(&config.resolver)?,
             resolver: config.resolver.clone(),
             signers: Signers::new(&config.signatures)?,
+            sealers: Sealers::new(&config.signatures)?,
         })
     }
 
@@ -70,6 +81,7 @@ impl Authenticator {
             dns,
             resolver: config.resolver.clone(),
             signers: Signers::new(&config.signatures)?,
+            sealers: Sealers::new(&config.signatures)?,
         })
     }
 }
@@ -84,6 +96,8 @@ pub(crate) enum MessageCopy {
     Hashed(HashedMessage),
     /// Signing: the whole message, up to [`MAX_COPY`] bytes.
     Whole(WholeCopy),
+    /// Verification and ARC sealing of forwarded mail: both of the above.
+    Sealable(HashedMessage, WholeCopy),
 }
 
 impl MessageCopy {
@@ -93,21 +107,26 @@ impl MessageCopy {
             Self::NotKept => {}
             Self::Hashed(hashed) => hashed.push(chunk),
             Self::Whole(whole) => whole.push(chunk),
+            Self::Sealable(hashed, whole) => {
+                hashed.push(chunk);
+                whole.push(chunk);
+            }
         }
     }
 
     /// Marks the message complete.
     pub(crate) fn finish(&mut self) {
-        if let Self::Hashed(hashed) = self {
+        if let Self::Hashed(hashed) | Self::Sealable(hashed, _) = self {
             hashed.finish();
         }
     }
 
-    /// Whether the message was kept until it grew past the bound.
+    /// Whether the message was kept for its checks (or signing) until it grew past the
+    /// bound; the copy for sealing has its own bound.
     pub(crate) fn too_large(&self) -> bool {
         match self {
             Self::NotKept => false,
-            Self::Hashed(hashed) => hashed.too_large(),
+            Self::Hashed(hashed) | Self::Sealable(hashed, _) => hashed.too_large(),
             Self::Whole(whole) => whole.too_large,
         }
     }
@@ -193,6 +212,26 @@ mod tests {
     }
 
     #[test]
+    fn a_sealable_copy_keeps_verifying_past_the_sealing_bound() {
+        let mut copy = MessageCopy::Sealable(HashedMessage::new(true), WholeCopy::default());
+        copy.push(b"From: a@example.org\r\n\r\n");
+        copy.push(&vec![b'a'; MAX_COPY]);
+        copy.finish();
+        let MessageCopy::Sealable(hashed, whole) = &copy else {
+            panic!("still sealable");
+        };
+        assert_eq!(whole.whole(), None, "too large to seal");
+        assert!(!copy.too_large(), "not too large to verify");
+        assert_eq!(
+            hashed
+                .authenticated()
+                .map(|m| m.from().to_string())
+                .as_deref(),
+            Some("a@example.org")
+        );
+    }
+
+    #[test]
     fn a_copy_not_kept_holds_nothing() {
         let mut copy = MessageCopy::NotKept;
         copy.push(b"Subject: x\r\n\r\n");
@@ -200,5 +239,7 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod seal_tests;
 #[cfg(test)]
 mod verification_tests;

@@ -26,8 +26,20 @@ pub(crate) struct Report<'a, 'x> {
     pub(crate) header_from: &'a str,
 }
 
-/// `Authentication-Results: …\r\n`, folded one method per line.
+/// `Authentication-Results: …\r\n`, folded one method per line (the session writes it with
+/// [`results_field`], the ARC seal first).
+#[cfg(test)]
 pub(crate) fn authentication_results(report: &Report<'_, '_>) -> String {
+    results_field(&results_value(report))
+}
+
+/// The `Authentication-Results` field of a value of [`results_value`], ending in CRLF.
+pub(crate) fn results_field(value: &str) -> String {
+    format!("Authentication-Results: {value}\r\n")
+}
+
+/// The value of the `Authentication-Results` field (also what ARC sealing records).
+pub(crate) fn results_value(report: &Report<'_, '_>) -> String {
     let mut results = AuthenticationResults::new(report.hostname);
     if let Some(spf) = report.spf_helo {
         results = results.with_spf_ehlo_result(spf, report.client_ip, report.helo);
@@ -78,5 +90,5 @@ pub(crate) fn authentication_results(report: &Report<'_, '_>) -> String {
     if text == report.hostname {
         text.push_str("; none");
     }
-    format!("Authentication-Results: {text}\r\n")
+    text
 }

@@ -26,7 +26,8 @@ pub(crate) struct Signer {
 #[derive(Default)]
 pub(crate) struct Signers(BTreeMap<String, Signer>);
 
-fn canonicalization(mode: CanonicalizationMode) -> Canonicalization {
+/// mail-auth's canonicalization for a configured mode.
+pub(super) fn canonicalization(mode: CanonicalizationMode) -> Canonicalization {
     match mode {
         CanonicalizationMode::Relaxed => Canonicalization::Relaxed,
         CanonicalizationMode::Simple => Canonicalization::Simple,
@@ -34,7 +35,7 @@ fn canonicalization(mode: CanonicalizationMode) -> Canonicalization {
 }
 
 /// The signing key of a PEM text, for `algorithm`.
-fn key(pem: &str, algorithm: SignatureAlgorithm) -> Result<DkimKey, String> {
+pub(super) fn key(pem: &str, algorithm: SignatureAlgorithm) -> Result<DkimKey, String> {
     let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())?;
     match (algorithm, der) {
         (SignatureAlgorithm::RsaSha256, der) => RsaKey::<Sha256>::from_key_der(der)

@@ -32,7 +32,8 @@ fn client() -> IpAddr {
     CLIENT.parse().unwrap()
 }
 
-fn resolver(dns: &FakeDns) -> MessageAuthenticator {
+/// A resolver asking only `dns`.
+pub(super) fn resolver(dns: &FakeDns) -> MessageAuthenticator {
     ferrymail_dns::authenticator(&Resolver {
         kind: ResolverType::Custom,
         custom: vec![NameServer::parse(&format!("udp://{}", dns.address())).unwrap()],
@@ -46,7 +47,7 @@ fn resolver(dns: &FakeDns) -> MessageAuthenticator {
 }
 
 /// A generated Ed25519 key as PEM, and its DKIM TXT record.
-fn ed25519_key() -> (String, String) {
+pub(super) fn ed25519_key() -> (String, String) {
     let der = Ed25519Key::generate_pkcs8().unwrap();
     let public = Ed25519Key::from_pkcs8_der(&der).unwrap().public_key();
     let pem = format!(

@@ -291,7 +291,7 @@ impl Session {
         let queue_id = QueueId::generate(std::time::SystemTime::now());
         let header = self.trace_header(&transaction, &queue_id).into_bytes();
         let pending = PendingMessage {
-            copy: self.message_copy(),
+            copy: self.message_copy(&transaction).await,
             sender: transaction.sender.clone(),
             spf_mail_from: transaction.spf_mail_from.clone(),
         };

@@ -161,6 +161,7 @@ impl Session {
         };
         if self.refused_by_rule(Stage::Mail, values).await
             || self.refused_by_dnsbl_at_mail(&from.address).await
+            || self.refused_by_limiter(Stage::Mail, values).await
         {
             return;
         }
@@ -264,7 +265,9 @@ impl Session {
             rcpt_domain: Some(&domain),
             ..CommandValues::default()
         };
-        if self.refused_by_rule(Stage::Rcpt, values).await {
+        if self.refused_by_rule(Stage::Rcpt, values).await
+            || self.refused_by_limiter(Stage::Rcpt, values).await
+        {
             self.shared.metrics.stage("rcpt", started.elapsed());
             return;
         }

@@ -122,7 +122,7 @@ impl Session {
             0
         };
         upload.pending = Some(PendingMessage {
-            copy: self.message_copy(),
+            copy: self.message_copy(transaction).await,
             sender: transaction.sender.clone(),
             spf_mail_from: transaction.spf_mail_from.clone(),
         });

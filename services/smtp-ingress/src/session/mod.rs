@@ -9,6 +9,7 @@ pub(crate) mod envelope;
 mod filters;
 mod forged_results;
 mod held_message;
+mod limits;
 mod reply;
 mod rewrite;
 pub(crate) mod rules;
@@ -105,6 +106,8 @@ pub(crate) struct Session {
     pub(crate) dnsbl_allowed: bool,
     /// The milters and MTA hooks of the session; `None` when none is configured.
     pub(crate) filters: Option<Box<Filters>>,
+    /// The inbound limiters' slots this session holds.
+    limits: limits::SessionLimits,
 }
 
 impl Session {
@@ -145,6 +148,7 @@ impl Session {
             closing: false,
             dnsbl_allowed: false,
             filters,
+            limits: limits::SessionLimits::default(),
         }
     }
 
@@ -250,6 +254,9 @@ impl Session {
             .refused_by_rule(Stage::Connect, CommandValues::default())
             .await
             || self.refused_by_dnsbl_at_connect().await
+            || self
+                .refused_by_limiter(Stage::Connect, CommandValues::default())
+                .await
         {
             return self.close().await;
         }
@@ -481,6 +488,7 @@ impl Session {
         };
         if self.refused_by_rule(Stage::Ehlo, values).await
             || self.refused_by_dnsbl_at_helo(&host).await
+            || self.refused_by_limiter(Stage::Ehlo, values).await
         {
             return;
         }

@@ -77,7 +77,7 @@ impl Session {
     }
 
     /// The value of a rule variable now.
-    fn variable(&self, variable: Variable, values: CommandValues<'_>) -> String {
+    pub(super) fn variable(&self, variable: Variable, values: CommandValues<'_>) -> String {
         let sender = values
             .sender
             .or_else(|| self.transaction.as_ref().map(|t| t.sender.as_str()))
