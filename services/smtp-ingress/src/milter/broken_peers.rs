@@ -586,3 +586,23 @@ async fn ehlo_after_starttls_is_told_again_with_the_tls_macros() {
     // again, with the TLS macros first.
     assert_eq!(String::from_utf8(commands).unwrap(), "ODCHDH");
 }
+
+#[tokio::test]
+async fn each_time_limit_applies_to_its_step() {
+    // Silent at option negotiation: `timeout.connect`.
+    let script: Script = Arc::new(|p: &Packet| if p.code == b'O' { Act::Hang } else { usual(p) });
+    let address = fake(script).await.0;
+    let mut milter = (*config(address, &[Stage::Data], true)).clone();
+    milter.timeout_connect = Duration::from_millis(300);
+    let verdict = at_data(&mut MilterSession::new(Arc::new(milter))).await;
+    assert!(is_filter_tempfail(&verdict), "{verdict:?}");
+
+    // Silent after MAIL: `timeout.command`, even with a long `timeout.data`.
+    let script: Script = Arc::new(|p: &Packet| if p.code == b'M' { Act::Hang } else { usual(p) });
+    let address = fake(script).await.0;
+    let mut milter = (*config(address, &[Stage::Data], true)).clone();
+    (milter.timeout_command, milter.timeout_data) =
+        (Duration::from_millis(300), Duration::from_secs(3600));
+    let verdict = at_data(&mut MilterSession::new(Arc::new(milter))).await;
+    assert!(is_filter_tempfail(&verdict), "{verdict:?}");
+}
