@@ -21,6 +21,7 @@ mod https_server;
 mod lab_config;
 mod load_generator;
 mod mail_clients;
+mod milters;
 mod otlp_receiver;
 mod peer;
 mod postfix;
@@ -50,6 +51,7 @@ pub use lab_config::{
 };
 pub use load_generator::{LOAD_CLIENT_HELO, Load, LoadOptions, LoadReport, end_marker};
 pub use mail_clients::{ImapClient, ImapResponse, SmtpClient, SmtpReply, python, sasl_plain};
+pub use milters::{OpenDkim, Rspamd, TlsTunnel};
 pub use otlp_receiver::{OtlpReceiver, ReceivedSpan, describe as describe_spans};
 pub use peer::{PEER_PATIENCE, require_peer, wait_until};
 pub use postfix::{POSTFIX_HOSTNAME, Postfix};

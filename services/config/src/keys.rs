@@ -178,6 +178,34 @@ keys! {
         "A records that mean \"listed\": addresses, networks (`127.0.0.0/24`) or ranges (`127.0.0.2-127.0.0.11`), all within 127.0.0.0/8. The blocklists' error answers (`127.0.0.1`, `127.255.255.0/24`) never list, whatever this says. Postfix's `=127.0.0.[2..11]` filter in `postscreen_dnsbl_sites`.";
     SESSION_DNSBL_SERVER_ENABLE: bool = "session.dnsbl.server.<id>.enable", Default("true"),
         "Whether the zone is asked.";
+    SESSION_MILTER_ENABLE: bool = "session.milter.<id>.enable", Default("true"),
+        "Whether the milter is used. Stalwart's key; Stalwart also takes an expression here, ferrymail a boolean (see [Milters](#milters)).";
+    SESSION_MILTER_HOSTNAME: String = "session.milter.<id>.hostname", Required,
+        "Host name or IP address of the milter (rspamd's proxy worker, OpenDKIM, clamav-milter...).";
+    SESSION_MILTER_PORT: u16 = "session.milter.<id>.port", Default("11332"),
+        "TCP port of the milter (11332 is rspamd's proxy worker).";
+    SESSION_MILTER_STAGES: Vec<Stage> = "session.milter.<id>.stages", Default("[\"data\"]"),
+        "Stages at which the milter is asked: any of `connect`, `ehlo`, `mail`, `rcpt`, `data`. The connection lasts the session; the first time the milter is asked it is also told the earlier steps it was not asked about (connect, HELO, MAIL, the recipients so far), as the protocol requires them in order, and a refusal it gives to one of them refuses at that stage. Stalwart's key and default.";
+    SESSION_MILTER_TLS: bool = "session.milter.<id>.tls", Default("false"),
+        "Speak to the milter over TLS.";
+    SESSION_MILTER_ALLOW_INVALID_CERTS: bool = "session.milter.<id>.allow-invalid-certs", Default("false"),
+        "Accept self-signed and otherwise invalid certificates from the milter (testing only).";
+    SESSION_MILTER_TIMEOUT_CONNECT: Duration = "session.milter.<id>.timeout.connect", Default("\"30s\""),
+        "Longest wait to connect to the milter and negotiate options.";
+    SESSION_MILTER_TIMEOUT_COMMAND: Duration = "session.milter.<id>.timeout.command", Default("\"30s\""),
+        "Longest wait for the milter to take a command and answer it (connect, HELO, MAIL, RCPT, headers).";
+    SESSION_MILTER_TIMEOUT_DATA: Duration = "session.milter.<id>.timeout.data", Default("\"60s\""),
+        "Longest wait for the milter to take the message body and give its end-of-message answer with its modifications.";
+    SESSION_MILTER_TEMPFAIL_ON_ERROR: bool = "session.milter.<id>.options.tempfail-on-error", Default("true"),
+        "When the milter is down, slow, or answers something broken: `true` refuses for now (`451 4.3.0`), `false` goes on as if it had said continue. A broken milter never causes a `5xx`.";
+    SESSION_MILTER_MAX_RESPONSE_SIZE: ByteSize = "session.milter.<id>.options.max-response-size", Default("52428800"),
+        "Largest single packet accepted from the milter (a replaced body arrives in packets of at most 64 KiB, so this bounds headers and replies); a larger one counts as a milter error.";
+    SESSION_MILTER_VERSION: u32 = "session.milter.<id>.options.version", Default("6"),
+        "Milter protocol version offered: `6` (Sendmail 8.14+, Postfix 2.6+) or `2`.";
+    SESSION_MILTER_FLAGS_ACTIONS: u32 = "session.milter.<id>.options.flags.actions", Derived("every action this server carries out: `0xff` with version 6 (Stalwart's default), `0x3f` with 2"),
+        "Actions (SMFIF_* bits) the milter may take; a milter that asks for one outside them, or does one it did not negotiate, counts as a milter error.";
+    SESSION_MILTER_FLAGS_PROTOCOL: u32 = "session.milter.<id>.options.flags.protocol", Default("66"),
+        "Protocol steps (SMFIP_* bits) offered to the milter, which it may ask to be spared. Stalwart's default `0x42` (no HELO, no end of header). As in Postfix and Stalwart, the steps the milter answers with are honoured (rspamd asks not to answer any step but the end of message), as long as they are steps of the protocol.";
     SESSION_HOOK_URL: String = "session.hook.<id>.url", Required,
         "Endpoint (`http://` or `https://`) of an MTA hook: at each of its `stages` the session `POST`s a JSON description of the session, envelope and (at `data`) message, and applies the JSON answer: accept, reject, discard or quarantine, with envelope and header changes (Stalwart's format; see [MTA hooks](#mta-hooks)). Hooks are asked in the order of their ids, after any milter.";
     SESSION_HOOK_ENABLE: bool = "session.hook.<id>.enable", Default("true"),

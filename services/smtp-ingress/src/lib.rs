@@ -12,6 +12,7 @@ mod hook;
 mod listener;
 mod message_auth;
 mod metrics;
+mod milter;
 mod proxy_protocol;
 mod received;
 mod session;

@@ -11,6 +11,7 @@ use ferrymail_config::model::dnsbl::Dnsbl;
 use ferrymail_config::model::hook::Hook;
 use ferrymail_config::model::inbound_limits::InboundLimiter;
 use ferrymail_config::model::message_auth::MessageAuth;
+use ferrymail_config::model::milter::Milter;
 use ferrymail_config::model::rules::Rules;
 use ferrymail_config::model::server::{Listener, ListenerProtocol};
 use ferrymail_config::model::stage_rules::StageRules;
@@ -114,6 +115,8 @@ pub struct Settings {
     pub auth: MessageAuth,
     /// `session.dnsbl.*`: DNS blocklists.
     pub dnsbl: Dnsbl,
+    /// `session.milter.<id>`, the enabled ones, by id.
+    pub milters: Vec<Milter>,
     /// `session.hook.<id>`: the enabled MTA hooks, in the order of their ids.
     pub hooks: Vec<Arc<Hook>>,
     /// `queue.limiter.inbound.<id>`, the enabled ones, by id.
@@ -148,6 +151,7 @@ impl Settings {
             max_connections_per_ip: config.server.max_connections_per_ip as usize,
             auth: config.auth.clone(),
             dnsbl: s.dnsbl.clone(),
+            milters: s.milters.clone(),
             hooks: s.hooks.iter().cloned().map(Arc::new).collect(),
             limiters: config.queue.inbound_limiters.clone().into_iter().collect(),
         }

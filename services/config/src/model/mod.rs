@@ -11,6 +11,7 @@ pub mod hook;
 pub mod inbound_limits;
 pub mod lists;
 pub mod message_auth;
+pub mod milter;
 pub mod outbound;
 pub mod queue;
 pub mod queue_limits;

@@ -57,6 +57,8 @@ pub struct Session {
     pub aliases: Aliases,
     /// `session.dnsbl.*`: DNS blocklists.
     pub dnsbl: super::dnsbl::Dnsbl,
+    /// `session.milter.<id>`, the enabled ones, by id.
+    pub milters: Vec<super::milter::Milter>,
     /// `session.hook.<id>`, the enabled MTA hooks in the order of their ids.
     pub hooks: Vec<super::hook::Hook>,
 }
@@ -171,6 +173,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
     let data_min_rate = data.get(&keys::SESSION_DATA_MIN_RATE);
     let data_reject = reject(&data, &keys::SESSION_DATA_REJECT, Stage::Data, known);
     let dnsbl = super::dnsbl::read(&t.table("dnsbl"));
+    let milters = super::milter::read_all(&t);
     let hooks = super::hook::read_all(&t);
     require_nonzero(&t, "timeout", timeout);
     require_nonzero(&t, "duration", duration);
@@ -204,6 +207,7 @@ pub(crate) fn read(root: &TableReader<'_>, known: &Known<'_>) -> Option<Session>
         rcpt_rewrite: rcpt_rewrite?,
         aliases: aliases?,
         dnsbl: dnsbl?,
+        milters: milters?,
         hooks: hooks?,
     })
 }

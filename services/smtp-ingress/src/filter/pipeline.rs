@@ -13,7 +13,7 @@ use crate::settings::Settings;
 /// The filters of one session, in the order they are asked: milters by id, then MTA hooks
 /// by id.
 pub(crate) fn session_filters(shared: &Shared, settings: &Settings) -> Vec<Box<dyn Filter>> {
-    let mut filters = Vec::new();
+    let mut filters = crate::milter::session_milters(settings);
     filters.extend(crate::hook::session_hooks(shared, settings));
     filters
 }
