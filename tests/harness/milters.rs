@@ -112,6 +112,11 @@ impl Rspamd {
     pub fn address(&self) -> SocketAddr {
         self.process.address
     }
+
+    /// The main process, whose tree's CPU a benchmark counts.
+    pub fn pid(&self) -> u32 {
+        self.process.child.id()
+    }
 }
 
 fn write_rspamd_config(dir: &Path, address: SocketAddr) {

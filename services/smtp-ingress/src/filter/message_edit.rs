@@ -190,6 +190,8 @@ fn field(name: &str, value: &str) -> Result<Vec<u8>, EditError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     const MESSAGE: &[u8] = b"Received: from a\r\n\tby b\r\nFrom: <a@example.org>\r\nSubject: hi\r\nX-Tag: one\r\nX-Tag: two\r\n\r\nbody\r\n";

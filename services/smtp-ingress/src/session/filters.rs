@@ -216,6 +216,8 @@ fn rcpt_parameters(recipient: &Recipient) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn transaction() -> Transaction {

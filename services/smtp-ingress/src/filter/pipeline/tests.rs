@@ -1,6 +1,8 @@
 //! The pipeline against scripted filters: these stand for the `Filter` trait's
 //! implementations (milters, MTA hooks), whose own tests use real peers.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
