@@ -44,7 +44,8 @@ bench: test-deps
 	$(CARGO) bench -p ferrymail-directory-proxy --bench lookups
 	$(CARGO) build --release -p ferrymail
 	$(CARGO) bench -p ferrymail-e2e --bench ingress --bench delivery --bench split_roles \
-		--bench shared_store --bench queue_operations --bench delivery_events
+		--bench shared_store --bench queue_operations --bench delivery_events \
+		--bench stage_filters
 
 ## Fuzz the SMTP/LMTP session state machine (fuzz/fuzz_targets/smtp_session.rs) for
 ## FUZZ_TIME seconds. New inputs go to target/fuzz-corpus; findings to fuzz/artifacts.

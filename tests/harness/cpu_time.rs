@@ -70,6 +70,12 @@ pub fn process_tree_cpu(pid: u32) -> Duration {
     ticks_to_duration(ticks)
 }
 
+/// CPU used so far by this process itself, every thread (a server a benchmark runs in a
+/// thread, and the threads reading its peers' logs), without its children.
+pub fn own_cpu() -> Duration {
+    stat(std::process::id()).map_or(Duration::ZERO, |t| ticks_to_duration(t.own_ticks))
+}
+
 /// CPU used so far by the children this process has waited for (e.g. finished clients).
 pub fn reaped_children_cpu() -> Duration {
     stat(std::process::id()).map_or(Duration::ZERO, |t| ticks_to_duration(t.children_ticks))

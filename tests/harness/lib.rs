@@ -35,7 +35,7 @@ mod tls;
 mod webhook_receiver;
 
 pub use cluster::{ALL, Cluster, ClusterOptions, INGRESS, Member, PROXY, SCHEDULER, SharedStore};
-pub use cpu_time::{process_tree_cpu, reaped_children_cpu};
+pub use cpu_time::{own_cpu, process_tree_cpu, reaped_children_cpu};
 pub use delivery_audit::{
     Fault, Findings, backlog, check as check_deliveries, complete_deliveries, wait_delivered,
 };

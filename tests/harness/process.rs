@@ -80,11 +80,23 @@ impl Ferrymail {
 
     /// Like [`start_with`], with extra environment variables (e.g. `OTEL_*`).
     pub fn start_with_env(role: &str, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_program(&binary(), role, config, extra, env)
+    }
+
+    /// Like [`start_with_env`], running `program` instead of the built binary: a benchmark
+    /// compares a build of an earlier revision with this one.
+    pub fn start_program(
+        program: &Path,
+        role: &str,
+        config: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         let dns = (!config.contains("[resolver]")).then(FakeDns::start);
         std::fs::write(&path, completed(config, dns.as_ref())).unwrap();
-        let mut child = Command::new(binary())
+        let mut child = Command::new(program)
             .args(["--log-format", "json", role, "-c"])
             .arg(&path)
             .args(extra)

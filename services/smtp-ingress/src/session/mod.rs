@@ -161,6 +161,11 @@ impl Session {
         if reply.is_error() {
             self.errors += 1;
         }
+        // 421 means the server is closing the connection (RFC 5321 §3.8), whoever chose it:
+        // a filter's `SMFIR_SHUTDOWN` as much as the session's own limits.
+        if reply.0.starts_with("421") {
+            self.closing = true;
+        }
         self.out.extend_from_slice(reply.0.as_bytes());
     }
 
