@@ -317,3 +317,24 @@ fn a_hook_that_does_not_answer_in_time_refuses_for_now_or_is_skipped() {
     });
     assert_eq!(logged.field("hook"), Some("slow"));
 }
+
+#[test]
+fn a_421_from_a_hook_ends_the_session_after_the_reply() {
+    let server = HookServer::start();
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let mut ferrymail = start(&sink, &hook("gate", &server, r#"["mail"]"#, ""), &[]);
+    server.answer(
+        "mail",
+        HookAnswer::json(
+            r#"{"action":"reject","response":{"status":421,"enhancedStatus":"4.7.0","message":"Shutting down"}}"#,
+        ),
+    );
+    let mut c = SmtpClient::connect(ferrymail.address("smtp"));
+    assert_eq!(c.command("EHLO client.test").code, 250);
+    let refused = c.command("MAIL FROM:<alice@client.test>");
+    assert_eq!(refused.code, 421, "{:?}", refused.lines);
+    assert!(
+        c.try_command("NOOP").is_none(),
+        "the connection stays open after 421"
+    );
+}
