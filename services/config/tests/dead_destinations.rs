@@ -8,7 +8,7 @@ use std::time::Duration;
 use ferrymail_config::load_str;
 
 mod support;
-use support::{BASE, errors};
+use support::{BASE, assert_refused_at_their_line};
 
 #[test]
 fn the_defaults_are_postfix_s() {
@@ -33,28 +33,21 @@ fn values_are_read_and_zero_turns_it_off() {
 
 #[test]
 fn bad_values_are_refused_at_their_line() {
-    let line = BASE.lines().count() + 2;
-    for (key, value, message) in [
-        ("failed-cohort-limit", "-1", ""),
-        ("failed-cohort-limit", "\"one\"", ""),
-        ("failed-cohort-limit", "1.5", ""),
-        ("failed-cohort-limit", "true", ""),
-        ("min-backoff", "\"0s\"", "longer than zero"),
-        ("min-backoff", "\"5 fortnights\"", "unknown unit"),
-        ("min-backoff", "300", ""),
-        ("max-backoff", "\"0s\"", "longer than zero"),
-        ("max-backoff", "\"10s\"", "at least min-backoff"),
-        ("max-backoff", "\"\"", ""),
-        ("unknown", "1", ""),
-    ] {
-        let text = format!("[queue.outbound.dead]\n{key} = {value}\n");
-        let errors = errors(&text);
-        let path = format!("queue.outbound.dead.{key}");
-        assert!(
-            errors
-                .iter()
-                .any(|(at, k, text)| *at == line && *k == path && text.contains(message)),
-            "{key} = {value}: expected an error containing {message:?}, got {errors:?}"
-        );
-    }
+    assert_refused_at_their_line(
+        "queue.outbound.dead",
+        None,
+        &[
+            ("failed-cohort-limit", "-1", ""),
+            ("failed-cohort-limit", "\"one\"", ""),
+            ("failed-cohort-limit", "1.5", ""),
+            ("failed-cohort-limit", "true", ""),
+            ("min-backoff", "\"0s\"", "longer than zero"),
+            ("min-backoff", "\"5 fortnights\"", "unknown unit"),
+            ("min-backoff", "300", ""),
+            ("max-backoff", "\"0s\"", "longer than zero"),
+            ("max-backoff", "\"10s\"", "at least min-backoff"),
+            ("max-backoff", "\"\"", ""),
+            ("unknown", "1", ""),
+        ],
+    );
 }

@@ -11,7 +11,7 @@ use ferrymail_config::model::dnsbl::ReplyRange;
 use ferrymail_config::value::DnsblScope;
 
 mod support;
-use support::{BASE, errors};
+use support::{BASE, assert_refused_at_their_line, errors};
 
 #[test]
 fn by_default_no_zone_is_asked_and_the_threshold_is_postfix_s() {
@@ -92,36 +92,24 @@ fn bad_global_values_are_refused_at_their_line() {
 
 #[test]
 fn bad_zone_values_are_refused_at_their_line() {
-    let line = BASE.lines().count() + 2;
-    for (key, value, message) in [
-        ("zone", "\"bl example\"", "not a zone name"),
-        ("zone", "\"\"", "not a zone name"),
-        ("zone", "3", "string"),
-        ("scope", "\"url\"", "unknown value"),
-        ("weight", "0", "must not be 0"),
-        ("weight", "\"1\"", "integer"),
-        ("replies", "[]", "at least one"),
-        ("replies", "[\"10.0.0.1\"]", "outside 127.0.0.0/8"),
-        ("replies", "[\"127.0.0.[2..11]\"]", "not an IPv4 address"),
-        ("replies", "\"127.0.0.2\"", "list"),
-        ("enable", "\"yes\"", "boolean"),
-        ("unknown", "1", ""),
-    ] {
-        let zone = if key == "zone" {
-            String::new()
-        } else {
-            "zone = \"bl.example\"\n".to_owned()
-        };
-        let text = format!("[session.dnsbl.server.bl]\n{key} = {value}\n{zone}");
-        let errors = errors(&text);
-        let path = format!("session.dnsbl.server.bl.{key}");
-        assert!(
-            errors
-                .iter()
-                .any(|(at, k, text)| *at == line && *k == path && text.contains(message)),
-            "{key} = {value}: expected an error containing {message:?}, got {errors:?}"
-        );
-    }
+    assert_refused_at_their_line(
+        "session.dnsbl.server.bl",
+        Some(("zone", "\"bl.example\"")),
+        &[
+            ("zone", "\"bl example\"", "not a zone name"),
+            ("zone", "\"\"", "not a zone name"),
+            ("zone", "3", "string"),
+            ("scope", "\"url\"", "unknown value"),
+            ("weight", "0", "must not be 0"),
+            ("weight", "\"1\"", "integer"),
+            ("replies", "[]", "at least one"),
+            ("replies", "[\"10.0.0.1\"]", "outside 127.0.0.0/8"),
+            ("replies", "[\"127.0.0.[2..11]\"]", "not an IPv4 address"),
+            ("replies", "\"127.0.0.2\"", "list"),
+            ("enable", "\"yes\"", "boolean"),
+            ("unknown", "1", ""),
+        ],
+    );
 }
 
 #[test]

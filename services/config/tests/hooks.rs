@@ -9,7 +9,7 @@ use ferrymail_config::load_str;
 use ferrymail_config::model::stage_rules::Stage;
 
 mod support;
-use support::{BASE, errors};
+use support::{BASE, assert_refused_at_their_line, errors};
 
 #[test]
 fn no_hook_by_default() {
@@ -60,41 +60,29 @@ fn every_key_is_read_in_id_order_and_secrets_stay_hidden() {
 
 #[test]
 fn bad_values_are_refused_at_their_line() {
-    let line = BASE.lines().count() + 2;
-    for (key, value, message) in [
-        ("url", "\"ftp://hooks.example.org\"", "not an http"),
-        ("url", "\"https:///x\"", "names no host"),
-        ("url", "3", "string"),
-        ("stages", "[]", "at least one stage"),
-        ("stages", "[\"auth\"]", "not supported"),
-        ("stages", "[\"quit\"]", "unknown stage"),
-        ("stages", "\"data\"", "list of stages"),
-        ("timeout", "\"0s\"", "longer than zero"),
-        ("timeout", "\"soon\"", ""),
-        ("tempfail-on-error", "\"yes\"", "boolean"),
-        ("max-response-size", "0", "at least 1"),
-        ("max-response-size", "\"10 parsecs\"", "invalid size"),
-        ("allow-invalid-certs", "1", "boolean"),
-        ("headers", "[\"no colon\"]", "Name: value"),
-        ("headers", "[\"Bad Name: x\"]", "not a valid header name"),
-        ("enable", "\"yes\"", "boolean"),
-        ("unknown", "1", ""),
-    ] {
-        let url = if key == "url" {
-            String::new()
-        } else {
-            "url = \"https://hooks.example.org/\"\n".to_owned()
-        };
-        let text = format!("[session.hook.h]\n{key} = {value}\n{url}");
-        let errors = errors(&text);
-        let path = format!("session.hook.h.{key}");
-        assert!(
-            errors
-                .iter()
-                .any(|(at, k, text)| *at == line && *k == path && text.contains(message)),
-            "{key} = {value}: expected an error containing {message:?}, got {errors:?}"
-        );
-    }
+    assert_refused_at_their_line(
+        "session.hook.h",
+        Some(("url", "\"https://hooks.example.org/\"")),
+        &[
+            ("url", "\"ftp://hooks.example.org\"", "not an http"),
+            ("url", "\"https:///x\"", "names no host"),
+            ("url", "3", "string"),
+            ("stages", "[]", "at least one stage"),
+            ("stages", "[\"auth\"]", "not supported"),
+            ("stages", "[\"quit\"]", "unknown stage"),
+            ("stages", "\"data\"", "list of stages"),
+            ("timeout", "\"0s\"", "longer than zero"),
+            ("timeout", "\"soon\"", ""),
+            ("tempfail-on-error", "\"yes\"", "boolean"),
+            ("max-response-size", "0", "at least 1"),
+            ("max-response-size", "\"10 parsecs\"", "invalid size"),
+            ("allow-invalid-certs", "1", "boolean"),
+            ("headers", "[\"no colon\"]", "Name: value"),
+            ("headers", "[\"Bad Name: x\"]", "not a valid header name"),
+            ("enable", "\"yes\"", "boolean"),
+            ("unknown", "1", ""),
+        ],
+    );
 }
 
 #[test]

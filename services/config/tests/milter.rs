@@ -9,7 +9,7 @@ use ferrymail_config::load_str;
 use ferrymail_config::model::stage_rules::Stage;
 
 mod support;
-use support::{BASE, errors};
+use support::{BASE, assert_refused_at_their_line, errors};
 
 #[test]
 fn no_milter_by_default() {
@@ -75,49 +75,37 @@ fn version_2_offers_only_version_2_actions() {
 
 #[test]
 fn bad_values_are_refused_at_their_line() {
-    let line = BASE.lines().count() + 2;
-    for (key, value, message) in [
-        ("hostname", "\"\"", "not a host name"),
-        ("hostname", "\"milter host\"", "not a host name"),
-        ("hostname", "1", "string"),
-        ("port", "0", "port number"),
-        ("port", "70000", "out of range"),
-        ("stages", "[]", "at least one"),
-        ("stages", "[\"eom\"]", "unknown stage"),
-        ("stages", "[\"auth\"]", "not supported"),
-        ("stages", "[\"data\", \"data\"]", "twice"),
-        ("stages", "\"data\"", "list"),
-        ("tls", "\"yes\"", "boolean"),
-        ("allow-invalid-certs", "1", "boolean"),
-        ("enable", "\"listener = 'smtp'\"", "boolean"),
-        ("timeout.connect", "\"0s\"", "longer than zero"),
-        ("timeout.command", "\"soon\"", ""),
-        ("timeout.data", "\"0s\"", "longer than zero"),
-        ("options.tempfail-on-error", "\"true\"", "boolean"),
-        ("options.max-response-size", "10", "at least 1024"),
-        ("options.max-response-size", "\"lots\"", ""),
-        ("options.version", "4", "not supported"),
-        ("options.version", "\"6\"", "integer"),
-        ("options.flags.actions", "0x1ff", "does not carry out"),
-        ("options.flags.actions", "-1", "out of range"),
-        ("options.flags.protocol", "0x400000", "outside"),
-        ("unknown", "1", ""),
-    ] {
-        let host = if key == "hostname" {
-            String::new()
-        } else {
-            "hostname = \"127.0.0.1\"\n".to_owned()
-        };
-        let text = format!("[session.milter.m]\n{key} = {value}\n{host}");
-        let errors = errors(&text);
-        let path = format!("session.milter.m.{key}");
-        assert!(
-            errors
-                .iter()
-                .any(|(at, k, text)| *at == line && *k == path && text.contains(message)),
-            "{key} = {value}: expected an error containing {message:?}, got {errors:?}"
-        );
-    }
+    assert_refused_at_their_line(
+        "session.milter.m",
+        Some(("hostname", "\"127.0.0.1\"")),
+        &[
+            ("hostname", "\"\"", "not a host name"),
+            ("hostname", "\"milter host\"", "not a host name"),
+            ("hostname", "1", "string"),
+            ("port", "0", "port number"),
+            ("port", "70000", "out of range"),
+            ("stages", "[]", "at least one"),
+            ("stages", "[\"eom\"]", "unknown stage"),
+            ("stages", "[\"auth\"]", "not supported"),
+            ("stages", "[\"data\", \"data\"]", "twice"),
+            ("stages", "\"data\"", "list"),
+            ("tls", "\"yes\"", "boolean"),
+            ("allow-invalid-certs", "1", "boolean"),
+            ("enable", "\"listener = 'smtp'\"", "boolean"),
+            ("timeout.connect", "\"0s\"", "longer than zero"),
+            ("timeout.command", "\"soon\"", ""),
+            ("timeout.data", "\"0s\"", "longer than zero"),
+            ("options.tempfail-on-error", "\"true\"", "boolean"),
+            ("options.max-response-size", "10", "at least 1024"),
+            ("options.max-response-size", "\"lots\"", ""),
+            ("options.version", "4", "not supported"),
+            ("options.version", "\"6\"", "integer"),
+            ("options.flags.actions", "0x1ff", "does not carry out"),
+            ("options.flags.actions", "-1", "out of range"),
+            ("options.flags.protocol", "0x400000", "outside"),
+            ("unknown", "1", ""),
+        ],
+    );
 }
 
 #[test]

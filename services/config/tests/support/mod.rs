@@ -17,3 +17,30 @@ pub fn errors(text: &str) -> Vec<(usize, String, String)> {
             .collect(),
     }
 }
+
+/// Checks that each `(key, value, message)` of `cases`, written alone in `[table]` (then
+/// `required`'s `key = value`, unless the case is about that key), is refused at its own line
+/// with an error on `table.key` whose text contains `message`.
+pub fn assert_refused_at_their_line(
+    table: &str,
+    required: Option<(&str, &str)>,
+    cases: &[(&str, &str, &str)],
+) {
+    let line = BASE.lines().count() + 2;
+    for (key, value, message) in cases {
+        let rest = match required {
+            Some((needed, needed_value)) if needed != *key => {
+                format!("{needed} = {needed_value}\n")
+            }
+            _ => String::new(),
+        };
+        let errors = errors(&format!("[{table}]\n{key} = {value}\n{rest}"));
+        let path = format!("{table}.{key}");
+        assert!(
+            errors
+                .iter()
+                .any(|(at, k, text)| *at == line && *k == path && text.contains(message)),
+            "{key} = {value}: expected an error containing {message:?}, got {errors:?}"
+        );
+    }
+}
