@@ -99,6 +99,18 @@ async fn wait_until_dead(queue: &GrpcQueue, relay: &TcpRelay) -> usize {
     }
 }
 
+/// Waits until the first recipient of `id` has been attempted; its attempts then.
+async fn wait_for_attempts(queue: &GrpcQueue, id: &QueueId) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempts = queue.get(id).await.unwrap().recipients[0].attempts;
+        if attempts > 0 || Instant::now() >= deadline {
+            return attempts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until the first recipient of `id` has a last reply starting with `prefix`; its
 /// attempts then.
 async fn wait_for_reply(queue: &GrpcQueue, id: &QueueId, prefix: &str) -> u32 {
@@ -180,11 +192,10 @@ async fn a_blackholed_relay_is_suspended_then_revived_by_one_probe() {
     let first = enqueue(&queue, "a@example.net").await;
     let held = wait_until_dead(&queue, &relay).await;
     assert_eq!(held, 1, "dead after one connection");
-    let detail = queue.get(&first).await.unwrap();
-    assert_eq!(
-        detail.recipients[0].attempts, 1,
-        "the failed connection is an attempt"
-    );
+    // The suspension and the attempt's result are separate commits: the result may show a
+    // moment later.
+    let attempts = wait_for_attempts(&queue, &first).await;
+    assert_eq!(attempts, 1, "the failed connection is an attempt");
     let mut waiting = Vec::new();
     for rcpt in ["b@example.net", "c@example.net"] {
         let id = enqueue(&queue, rcpt).await;
