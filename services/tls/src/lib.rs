@@ -1,9 +1,13 @@
 //! tls: TLS for ferrymail's outgoing connections (lookups, delivery): a TCP stream that may
 //! be upgraded by STARTTLS, and client settings that verify certificates (public roots and
 //! the system trust store) or, for `allow-invalid-certs = true`, accept any; and DANE
-//! verification against a host's TLSA records ([`dane`]).
+//! verification against a host's TLSA records ([`dane`]); and the connection an `http(s)`
+//! endpoint URL names ([`HttpEndpoint`]).
 
 pub mod dane;
+mod http_endpoint;
+
+pub use http_endpoint::{EndpointError, HttpEndpoint, HttpStream};
 
 use std::io;
 use std::pin::Pin;

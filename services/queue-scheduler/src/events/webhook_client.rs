@@ -9,32 +9,20 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use ferrymail_config::model::webhook::Webhook;
-use ferrymail_tls::TlsSettings;
-use http::{Request, Uri, header};
+use ferrymail_tls::{EndpointError, HttpEndpoint, TlsSettings};
+use http::{Request, header};
 use http_body_util::Full;
 use hyper::rt::{Read, Write};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::signature::{SIGNATURE_HEADER, sign};
 
 /// Why a request did not deliver its events.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SendError {
-    /// The URL cannot be requested (the configuration checks it; kept for safety).
-    #[error("invalid webhook URL: {0}")]
-    Url(String),
-    /// No connection could be opened.
-    #[error("cannot connect to {authority}: {error}")]
-    Connect {
-        /// Host and port.
-        authority: String,
-        /// Why.
-        error: std::io::Error,
-    },
-    /// The TLS handshake failed.
-    #[error("{0}")]
-    Tls(String),
+    /// The endpoint could not be reached (URL, connection, TLS).
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
     /// The HTTP exchange failed.
     #[error("HTTP: {0}")]
     Http(String),
@@ -62,9 +50,9 @@ impl SendError {
     /// The `reason` label of the failure metric: a small fixed set.
     pub(crate) fn reason(&self) -> &'static str {
         match self {
-            SendError::Url(_) => "url",
-            SendError::Connect { .. } => "connect",
-            SendError::Tls(_) => "tls",
+            SendError::Endpoint(EndpointError::Url(_)) => "url",
+            SendError::Endpoint(EndpointError::Connect { .. }) => "connect",
+            SendError::Endpoint(EndpointError::Tls(_)) => "tls",
             SendError::Http(_) => "http",
             SendError::Timeout(_) => "timeout",
             SendError::Status(300..=399) => "status_3xx",
@@ -95,60 +83,27 @@ impl WebhookClient {
     }
 
     async fn exchange(&self, webhook: &Webhook, body: Vec<u8>) -> Result<(), SendError> {
-        let uri: Uri = webhook
-            .url
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| SendError::Url(e.to_string()))?;
-        let https = uri.scheme_str() == Some("https");
-        let bracketed = uri
-            .host()
-            .ok_or_else(|| SendError::Url("no host".to_owned()))?;
-        let host = bracketed
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        // Host and port only: credentials written in the URL are neither sent nor logged.
-        let authority = match uri.port_u16() {
-            Some(port) => format!("{bracketed}:{port}"),
-            None => bracketed.to_owned(),
-        };
-        let tcp = TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|error| SendError::Connect {
-                authority: authority.clone(),
-                error,
-            })?;
-        // Small requests: send each at once rather than wait for more to fill a segment.
-        let _ = tcp.set_nodelay(true);
-        let request = build_request(webhook, &uri, &authority, body)?;
-        if https {
-            let stream = self
-                .tls
-                .handshake(tcp, &host, webhook.allow_invalid_certs)
-                .await
-                .map_err(|e| SendError::Tls(e.to_string()))?;
-            send(TokioIo::new(stream), request).await
-        } else {
-            send(TokioIo::new(tcp), request).await
-        }
+        let endpoint = HttpEndpoint::parse(&webhook.url)?;
+        let stream = endpoint
+            .connect(&self.tls, webhook.allow_invalid_certs)
+            .await?;
+        let request = build_request(webhook, &endpoint, body)?;
+        send(TokioIo::new(stream), request).await
     }
 }
 
 /// The request: the configured headers first, then those ferrymail sets.
 fn build_request(
     webhook: &Webhook,
-    uri: &Uri,
-    authority: &str,
+    endpoint: &HttpEndpoint,
     body: Vec<u8>,
 ) -> Result<Request<Full<Bytes>>, SendError> {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut request = Request::post(path);
+    let mut request = Request::post(endpoint.path());
     for (name, value) in &webhook.headers {
         request = request.header(name.as_str(), value.as_str());
     }
     request = request
-        .header(header::HOST, authority)
+        .header(header::HOST, endpoint.authority())
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::USER_AGENT, "ferrymail")
         .header(header::CONTENT_LENGTH, body.len());

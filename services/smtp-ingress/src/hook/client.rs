@@ -9,30 +9,18 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use ferrymail_config::model::hook::Hook;
-use ferrymail_tls::TlsSettings;
-use http::{Request, Uri, header};
+use ferrymail_tls::{EndpointError, HttpEndpoint, TlsSettings};
+use http::{Request, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::rt::{Read, Write};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 /// Why a hook could not be asked, or its answer not read.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SendError {
-    /// The URL cannot be requested (the configuration checks it; kept for safety).
-    #[error("invalid hook URL: {0}")]
-    Url(String),
-    /// No connection could be opened.
-    #[error("cannot connect to {authority}: {error}")]
-    Connect {
-        /// Host and port.
-        authority: String,
-        /// Why.
-        error: std::io::Error,
-    },
-    /// The TLS handshake failed (certificate not trusted, name mismatch...).
-    #[error("{0}")]
-    Tls(String),
+    /// The endpoint could not be reached (URL, connection, TLS).
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
     /// The HTTP exchange failed (connection closed, not HTTP, truncated answer...).
     #[error("HTTP: {0}")]
     Http(String),
@@ -68,61 +56,27 @@ impl HookClient {
     }
 
     async fn exchange(&self, hook: &Hook, body: Vec<u8>) -> Result<Bytes, SendError> {
-        let uri: Uri = hook
-            .url
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| SendError::Url(e.to_string()))?;
-        let https = uri.scheme_str() == Some("https");
-        let bracketed = uri
-            .host()
-            .ok_or_else(|| SendError::Url("no host".to_owned()))?;
-        let host = bracketed
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        // Host and port only: credentials written in the URL are neither sent nor logged.
-        let authority = match uri.port_u16() {
-            Some(port) => format!("{bracketed}:{port}"),
-            None => bracketed.to_owned(),
-        };
-        let tcp = TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|error| SendError::Connect {
-                authority: authority.clone(),
-                error,
-            })?;
-        // One request at a time on this connection: send it at once.
-        let _ = tcp.set_nodelay(true);
-        let request = build_request(hook, &uri, &authority, body)?;
-        let limit = hook.max_response_size;
-        if https {
-            let stream = self
-                .tls
-                .handshake(tcp, &host, hook.allow_invalid_certs)
-                .await
-                .map_err(|e| SendError::Tls(e.to_string()))?;
-            send(TokioIo::new(stream), request, limit).await
-        } else {
-            send(TokioIo::new(tcp), request, limit).await
-        }
+        let endpoint = HttpEndpoint::parse(&hook.url)?;
+        let stream = endpoint
+            .connect(&self.tls, hook.allow_invalid_certs)
+            .await?;
+        let request = build_request(hook, &endpoint, body)?;
+        send(TokioIo::new(stream), request, hook.max_response_size).await
     }
 }
 
 /// The request: the configured headers first, then those ferrymail sets.
 pub(crate) fn build_request(
     hook: &Hook,
-    uri: &Uri,
-    authority: &str,
+    endpoint: &HttpEndpoint,
     body: Vec<u8>,
 ) -> Result<Request<Full<Bytes>>, SendError> {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut request = Request::post(path);
+    let mut request = Request::post(endpoint.path());
     for (name, value) in &hook.headers {
         request = request.header(name.as_str(), value.as_str());
     }
     request = request
-        .header(header::HOST, authority)
+        .header(header::HOST, endpoint.authority())
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::ACCEPT, "application/json")
         .header(header::USER_AGENT, "ferrymail")

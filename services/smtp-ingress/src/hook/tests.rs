@@ -11,7 +11,7 @@ use ferrymail_config::model::hook::Hook;
 use ferrymail_config::model::stage_rules::Stage;
 use ferrymail_config::value::Secret;
 use ferrymail_e2e::{HookAnswer, HookServer, TestCertificates};
-use ferrymail_tls::TlsSettings;
+use ferrymail_tls::{HttpEndpoint, TlsSettings};
 use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
 
@@ -408,8 +408,8 @@ fn hook(url: String) -> Hook {
 fn credentials_go_in_a_basic_header() {
     let mut hook = hook("https://hooks.example.org/in".into());
     hook.auth = Some(("mta".into(), Secret::new("s3cr3t:pass")));
-    let uri = hook.url.parse().unwrap();
-    let request = build_request(&hook, &uri, "hooks.example.org", b"{}".to_vec()).unwrap();
+    let endpoint = HttpEndpoint::parse(&hook.url).unwrap();
+    let request = build_request(&hook, &endpoint, b"{}".to_vec()).unwrap();
     let headers = request.headers();
     // base64("mta:s3cr3t:pass")
     assert_eq!(headers["authorization"], "Basic bXRhOnMzY3IzdDpwYXNz");
@@ -417,7 +417,7 @@ fn credentials_go_in_a_basic_header() {
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(request.uri(), "/in");
     hook.auth = None;
-    let request = build_request(&hook, &uri, "hooks.example.org", Vec::new()).unwrap();
+    let request = build_request(&hook, &endpoint, Vec::new()).unwrap();
     assert!(request.headers().get("authorization").is_none());
 }
 
