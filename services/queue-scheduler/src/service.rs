@@ -17,6 +17,7 @@ use ferrymail_rpc::queue::{
 use ferrymail_store::Store;
 use ferrymail_store::blob::BlobStore;
 
+use crate::dmarc_report::DmarcSettings;
 use crate::events::Events;
 use crate::handoff::Handoff;
 use crate::metrics::QueueMetrics;
@@ -54,6 +55,8 @@ pub struct Queue {
     pub(crate) router: ArcSwapOption<Router>,
     /// Delivery events: the webhooks in force and the dispatcher's wake-up.
     pub(crate) events: Events,
+    /// `report.dmarc.aggregate.*`, replaced on reload.
+    pub(crate) dmarc: ArcSwap<DmarcSettings>,
 }
 
 impl Queue {
@@ -76,6 +79,7 @@ impl Queue {
             hostname: ArcSwap::from_pointee("localhost".to_owned()),
             router: ArcSwapOption::empty(),
             events: Events::default(),
+            dmarc: ArcSwap::from_pointee(DmarcSettings::default()),
         };
         queue.apply(config);
         queue

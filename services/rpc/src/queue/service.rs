@@ -13,8 +13,8 @@ use super::{
 
 /// A message body, read as it arrives. An `Err` item means the body will never be complete.
 ///
-/// Chunks come in order; at most one [`BodyPart::Prepend`] may follow the last chunk, and
-/// nothing may follow it.
+/// Chunks come in order; at most one [`BodyPart::Prepend`] and one [`BodyPart::Dmarc`] may
+/// follow the last chunk, and no chunk may follow them.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<BodyPart, BodyError>> + Send>>;
 
 /// Largest [`BodyPart::Prepend`]: header fields, not a second body.
@@ -29,6 +29,10 @@ pub enum BodyPart {
     /// `DKIM-Signature`), to be placed before the body; at most [`MAX_PREPEND`] bytes, each
     /// field ending in CRLF.
     Prepend(Bytes),
+    /// The message's DMARC evaluation, for the aggregate report of its author domain; known,
+    /// as the prepended headers are, only once the whole body was read. It follows the last
+    /// chunk, before or after the prepended headers, at most once.
+    Dmarc(Box<super::DmarcEvaluation>),
 }
 
 impl From<Bytes> for BodyPart {

@@ -2,8 +2,10 @@
 //! DMARC (or DKIM signing) at the end of DATA, and the ARC seal of forwarded mail.
 
 use ferrymail_config::model::message_auth::{VerifyMode, VerifyRule};
+use ferrymail_rpc::queue::DmarcEvaluation;
 use mail_auth::{ArcOutput, AuthenticatedMessage, SpfOutput};
 
+use super::report_evaluation::{Checked, evaluation};
 use super::results_header::{Report, results_field, results_value};
 use super::verify::{self, Modes};
 use super::{HashedMessage, MAX_COPY, MAX_HEADER, MessageCopy, PendingMessage, WholeCopy};
@@ -22,6 +24,15 @@ fn limit_signatures(mut message: AuthenticatedMessage<'_>) -> AuthenticatedMessa
     message.dkim_headers.truncate(MAX_SIGNATURES);
     message.errors.truncate(MAX_SIGNATURES);
     message
+}
+
+/// What authentication adds to an accepted message.
+pub(crate) struct Authenticated {
+    /// Header fields to place before it.
+    pub(crate) headers: Vec<u8>,
+    /// Its DMARC evaluation, when its author domain asked for aggregate reports and this
+    /// server sends them.
+    pub(crate) dmarc: Option<DmarcEvaluation>,
 }
 
 /// The answer when a rule list choosing a mode cannot be asked.
@@ -122,11 +133,14 @@ impl Session {
     pub(crate) async fn authenticate_message(
         &self,
         pending: &PendingMessage,
-    ) -> Result<Vec<u8>, Reply> {
+    ) -> Result<Authenticated, Reply> {
         if self.authenticated.is_some() {
-            return Ok(self.sign(pending).await?.into_bytes());
+            return Ok(Authenticated {
+                headers: self.sign(pending).await?.into_bytes(),
+                dmarc: None,
+            });
         }
-        self.verify(pending).await.map(String::into_bytes)
+        self.verify(pending).await
     }
 
     /// The modes of the end-of-DATA checks for this transaction.
@@ -143,8 +157,9 @@ impl Session {
         })
     }
 
-    /// Verifies an unauthenticated client's message: its `Authentication-Results` header.
-    async fn verify(&self, pending: &PendingMessage) -> Result<String, Reply> {
+    /// Verifies an unauthenticated client's message: its `Authentication-Results` header,
+    /// and the DMARC evaluation for the author domain's aggregate report.
+    async fn verify(&self, pending: &PendingMessage) -> Result<Authenticated, Reply> {
         let modes = self.data_modes(&pending.sender).await?;
         let helo = self.helo.as_deref().unwrap_or_default();
         let mail_from_domain = split_address(&pending.sender)
@@ -180,6 +195,20 @@ impl Session {
         {
             return Err(refusal);
         }
+        let dmarc = outcome
+            .as_ref()
+            .filter(|_| self.settings.dmarc_reports)
+            .and_then(|o| {
+                let checked = Checked {
+                    dmarc: o.dmarc.as_ref()?,
+                    dkim: &o.dkim,
+                    spf,
+                    mail_from_domain: &mail_from_domain,
+                    client_ip: self.peer.ip(),
+                    refused: false,
+                };
+                evaluation(&checked)
+            });
         if pending.copy.too_large() {
             tracing::info!(client = %self.peer.ip(), limit = MAX_HEADER, "header section larger than the verification bound: DKIM, ARC and DMARC not checked");
         }
@@ -199,7 +228,10 @@ impl Session {
         let seal = self
             .arc_seal(pending, message.as_ref(), arc, &results)
             .await?;
-        Ok(seal + &results_field(&results))
+        Ok(Authenticated {
+            headers: (seal + &results_field(&results)).into_bytes(),
+            dmarc,
+        })
     }
 
     /// The ARC set sealing a forwarded message with the signature `auth.arc.seal` names

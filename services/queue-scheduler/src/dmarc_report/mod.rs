@@ -1,0 +1,118 @@
+//! DMARC aggregate reports (RFC 7489 §7.2), sent exactly once per domain and period across
+//! every scheduler.
+//!
+//! Recording: the ingress sends each message's DMARC evaluation with its body when the
+//! author domain asked for reports (`rua`) and `report.dmarc.aggregate.send` is on; the
+//! enqueue counts it in the domain's row of the current period (`model::dmarc_rows`), in the
+//! message's own transaction: no extra round trip, one row update per accepted message.
+//!
+//! Reporting (`sender`): every scheduler looks for periods that have ended. For each, one
+//! takes a lease in the store; it reads the rows in pages (memory is bounded by
+//! `max-records` rows, whatever the number of messages), builds the report with mail-auth's
+//! report types, looks up the domain's `rua` again with the external-destination check
+//! (RFC 7489 §7.1) and size limits, and in one transaction that first checks its lease still
+//! holds queues the report as ordinary mail and deletes the rows and the due mark. A
+//! scheduler that dies before that commit leaves everything for the next lease holder; one
+//! that commits leaves nothing to report again. A DNS failure keeps the rows and tries
+//! again later, a bounded number of times, then drops the report with a warning.
+
+mod message;
+mod row;
+pub(crate) mod sender;
+
+use std::time::Duration;
+
+use ferrymail_config::model::report::DmarcAggregate;
+use ferrymail_rpc::queue::DmarcEvaluation;
+
+pub(crate) use message::Reporter;
+
+use crate::model::dmarc_rows::PreparedRow;
+use crate::service::Queue;
+
+/// `report.dmarc.aggregate.*` as the queue applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DmarcSettings {
+    /// `send`: the period; `None` records and sends nothing.
+    pub(crate) period: Option<Duration>,
+    /// `max-records`.
+    pub(crate) max_records: u32,
+    /// `max-size`.
+    pub(crate) max_size: u64,
+    /// `sign`: the signatures named (reports are sent unsigned: see the README).
+    pub(crate) sign: Vec<String>,
+    /// Who reports.
+    pub(crate) reporter: Reporter,
+}
+
+impl DmarcSettings {
+    /// The settings of `config` on host `hostname`.
+    pub(crate) fn new(config: &DmarcAggregate, hostname: &str) -> Self {
+        Self {
+            period: config.period,
+            max_records: config.max_records,
+            max_size: config.max_size,
+            sign: config.sign.clone(),
+            reporter: Reporter {
+                submitter: hostname.to_owned(),
+                org_name: config.org_name.clone(),
+                from_name: config.from_name.clone(),
+                from_address: config.from_address.clone(),
+                contact_info: config.contact_info.clone(),
+            },
+        }
+    }
+}
+
+impl Default for DmarcSettings {
+    /// Nothing recorded or sent until the configuration is applied.
+    fn default() -> Self {
+        Self {
+            period: None,
+            max_records: 10_000,
+            max_size: 26_214_400,
+            sign: Vec::new(),
+            reporter: Reporter {
+                submitter: "localhost".into(),
+                org_name: "localhost".into(),
+                from_name: "Report Subsystem".into(),
+                from_address: "noreply-dmarc@localhost".into(),
+                contact_info: None,
+            },
+        }
+    }
+}
+
+impl Queue {
+    /// Applies `report.dmarc.aggregate.*`; `hostname` is `server.hostname`.
+    pub fn set_dmarc_reports(&self, config: &DmarcAggregate, hostname: &str) {
+        self.dmarc
+            .store(std::sync::Arc::new(DmarcSettings::new(config, hostname)));
+    }
+
+    /// The row `evaluation` is counted in at `now_s`, or `None` when reports are off.
+    pub(crate) fn dmarc_row(
+        &self,
+        evaluation: &DmarcEvaluation,
+        now_s: u64,
+    ) -> Option<PreparedRow> {
+        let settings = self.dmarc.load();
+        let period = settings.period?;
+        let record = row::record(evaluation);
+        let policy = row::policy_published(&evaluation.policy_domain, &evaluation.policy);
+        match PreparedRow::new(
+            evaluation.policy_domain.clone(),
+            &record,
+            &policy,
+            now_s,
+            period.as_secs(),
+            u64::from(settings.max_records),
+        ) {
+            Ok(row) => Some(row),
+            Err(error) => {
+                tracing::warn!(domain = %evaluation.policy_domain, %error, "DMARC evaluation not recorded");
+                None
+            }
+        }
+    }
+}
