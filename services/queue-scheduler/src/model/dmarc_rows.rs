@@ -244,3 +244,138 @@ pub(crate) fn clear(tx: &Transaction, keys: &Keys, period: &DuePeriod) -> Result
     tx.clear(&keys.dmarc_retry(domain, start))?;
     tx.clear(&keys.dmarc_lease(domain, start))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+
+    use ferrymail_store::{Store, StoreOptions};
+    use mail_auth::report::{ActionDisposition, PolicyPublished};
+
+    use super::*;
+
+    const DAY: u64 = 86_400;
+    const NOW: u64 = 1_700_000_123;
+
+    fn row(ip: &str, max_rows: u64) -> PreparedRow {
+        let record = Record::new()
+            .with_source_ip(ip.parse().unwrap())
+            .with_action_disposition(ActionDisposition::None)
+            .with_header_from("example.org");
+        PreparedRow::new(
+            "example.org".into(),
+            &record,
+            &PolicyPublished::default(),
+            NOW,
+            DAY,
+            max_rows,
+        )
+        .unwrap()
+    }
+
+    async fn count(store: &Store, keys: &Arc<Keys>, row: PreparedRow) -> Recorded {
+        let (keys, row) = (keys.clone(), Arc::new(row));
+        store
+            .transact(move |tx| {
+                let (keys, row) = (keys.clone(), row.clone());
+                Box::pin(async move { record(tx, &keys, &row).await })
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Every row of the period, read `page` rows at a time.
+    async fn all_rows(store: &Store, keys: &Arc<Keys>, page: usize) -> Vec<(String, u64)> {
+        let mut rows = Vec::new();
+        let mut range = Some(keys.dmarc_rows("example.org", NOW - NOW % DAY));
+        while let Some(current) = range.take() {
+            let k = keys.clone();
+            let read = store
+                .transact(move |tx| {
+                    let (k, current) = (k.clone(), current.clone());
+                    Box::pin(async move { read_rows(tx, &k, &current, page).await })
+                })
+                .await
+                .unwrap();
+            rows.extend(
+                read.rows
+                    .into_iter()
+                    .map(|(r, n)| (r.source_ip().unwrap().to_string(), n)),
+            );
+            range = read.rest;
+        }
+        rows.sort();
+        rows
+    }
+
+    #[tokio::test]
+    async fn evaluations_add_up_per_row_and_the_bound_leaves_new_rows_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
+        let keys = Arc::new(Keys::new(store.root()));
+        for _ in 0..3 {
+            assert_eq!(
+                count(&store, &keys, row("192.0.2.1", 2)).await,
+                Recorded::Counted
+            );
+        }
+        assert_eq!(
+            count(&store, &keys, row("192.0.2.2", 2)).await,
+            Recorded::Counted
+        );
+        // A third distinct row is past the bound; the existing ones still count.
+        assert_eq!(
+            count(&store, &keys, row("192.0.2.3", 2)).await,
+            Recorded::Overflow
+        );
+        assert_eq!(
+            count(&store, &keys, row("192.0.2.2", 2)).await,
+            Recorded::Counted
+        );
+        let expected = vec![("192.0.2.1".to_owned(), 3), ("192.0.2.2".to_owned(), 2)];
+        for page in [1, 2, 500] {
+            assert_eq!(
+                all_rows(&store, &keys, page).await,
+                expected,
+                "pages of {page}"
+            );
+        }
+
+        let k = keys.clone();
+        let (due_now, due_before_end, left_out) = store
+            .transact(move |tx| {
+                let k = k.clone();
+                Box::pin(async move {
+                    let end = NOW - NOW % DAY + DAY;
+                    let now = due(tx, &k, end, 10).await?;
+                    let early = due(tx, &k, end - 1, 10).await?;
+                    let left_out = overflow(tx, &k, &now[0]).await?;
+                    Ok((now, early, left_out))
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(due_before_end, Vec::new(), "not due before the period ends");
+        assert_eq!(
+            due_now,
+            vec![DuePeriod {
+                domain: "example.org".into(),
+                start: NOW - NOW % DAY,
+                end: NOW - NOW % DAY + DAY,
+            }]
+        );
+        assert_eq!(left_out, 1);
+
+        let (k, period) = (keys.clone(), due_now[0].clone());
+        store
+            .transact(move |tx| {
+                let (k, period) = (k.clone(), period.clone());
+                Box::pin(async move { clear(tx, &k, &period) })
+            })
+            .await
+            .unwrap();
+        assert_eq!(all_rows(&store, &keys, 10).await, Vec::new());
+    }
+}
