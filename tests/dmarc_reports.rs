@@ -64,7 +64,7 @@ fn rsa_key() -> (DkimSigner<RsaKey<Sha256>, mail_auth::dkim::Done>, String) {
 
 /// example.org: SPF lists 127.0.0.1 only, its DKIM key, p=none with three destinations, of
 /// which external.test authorized its reports and other.test did not. example.net:
-/// p=quarantine, reports to itself.
+/// p=quarantine, reports to itself. example.com: p=reject (enforced: `strict`).
 fn publish(dns: &FakeDns, dkim_record: &str) {
     dns.add_txt("example.org", "v=spf1 ip4:127.0.0.1 -all");
     dns.add_txt("rsa1._domainkey.example.org", dkim_record);
@@ -77,6 +77,10 @@ fn publish(dns: &FakeDns, dkim_record: &str) {
     dns.add_txt(
         "_dmarc.example.net",
         "v=DMARC1; p=quarantine; rua=mailto:agg@example.net",
+    );
+    dns.add_txt(
+        "_dmarc.example.com",
+        "v=DMARC1; p=reject; rua=mailto:dmarc@example.com",
     );
 }
 
@@ -101,6 +105,8 @@ tls.implicit = false
 next-hop = "sink"
 [queue.lease]
 duration = "6s"
+[auth.dmarc]
+verify = "strict"
 [report.dmarc.aggregate]
 send = "{PERIOD}"
 org-name = "Test Receiver"
@@ -115,13 +121,22 @@ from-address = "dmarc-reports@mx.test"
 
 /// Sends `message` from `source` (a loopback address) with smtplib; asserts it is queued.
 fn send(process: &mut Ferrymail, source: &str, sender: &str, message: &str) {
+    assert_eq!(try_send(process, source, sender, message), "250");
+}
+
+/// Sends `message` from `source`: `250`, or the refusal's code.
+fn try_send(process: &mut Ferrymail, source: &str, sender: &str, message: &str) -> String {
     let smtp = process.address("smtp");
     let script = format!(
         r#"
 import smtplib, sys
 s = smtplib.SMTP("{host}", {port}, timeout=30, source_address=("{source}", 0))
 s.ehlo("client.example.org")
-s.sendmail({sender:?}, ["bob@remote.test"], sys.stdin.buffer.read())
+try:
+    s.sendmail({sender:?}, ["bob@remote.test"], sys.stdin.buffer.read())
+    print("250")
+except smtplib.SMTPDataError as e:
+    print(e.smtp_code)
 s.quit()
 "#,
         host = smtp.ip(),
@@ -131,6 +146,7 @@ s.quit()
         .arg("-c")
         .arg(&script)
         .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -146,6 +162,7 @@ s.quit()
         "sending failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// The test environment's Python with parsedmarc.
@@ -270,11 +287,29 @@ async fn one_report_per_domain_reaches_the_authorized_destinations_and_parses_ba
     process.address("smtp");
     tokio::task::block_in_place(next_period);
     send_mail(&mut process, &signer, "one");
+    // Refused under example.com's p=reject: never queued, yet counted in its report.
+    let rejected = message("dave@example.com", "rejected");
+    assert_eq!(
+        try_send(&mut process, "127.0.0.2", "dave@example.com", &rejected),
+        "550"
+    );
 
     // The four messages, then one report per domain at the end of the period.
-    tokio::task::block_in_place(|| sink.wait_for_messages(6));
+    tokio::task::block_in_place(|| sink.wait_for_messages(7));
     let reports = reports(&sink);
-    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    let com = report_of(&reports, "example.com");
+    assert_eq!(com["policy_published"]["p"], "reject");
+    assert_eq!(
+        rows(&com),
+        vec![(
+            "127.0.0.2".into(),
+            1,
+            "reject".into(),
+            "fail".into(),
+            "fail".into()
+        )]
+    );
 
     let org = report_of(&reports, "example.org");
     assert_eq!(org["report_metadata"]["org_name"], "Test Receiver");

@@ -30,7 +30,7 @@ use crate::claim::Claim;
 use crate::envelope_check;
 use crate::held_body::HeldBody;
 use crate::message_id_header;
-use crate::model::dmarc_rows::{self, PreparedRow, Recorded};
+use crate::model::dmarc_rows::{self, PreparedRow};
 use crate::model::due_index::DueEntry;
 use crate::model::lease::{self, Lease};
 use crate::model::new_message::{Body, NewMessage, Written};
@@ -139,10 +139,7 @@ impl Queue {
             .await
             .map_err(enqueue_failure)?;
         if let Some((row, recorded)) = recorded {
-            self.metrics.dmarc_recorded(recorded == Recorded::Counted);
-            if recorded == Recorded::Overflow {
-                tracing::warn!(domain = %row.domain, period_start = row.start, max_records = row.max_rows, "DMARC report rows full for this period: evaluation left out of the rows (counted as left out)");
-            }
+            self.note_recorded(&row, recorded);
         }
         Ok(lease)
     }

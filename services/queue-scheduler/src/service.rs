@@ -11,8 +11,8 @@ use ferrymail_config::model::queue::Queue as QueueConfig;
 use ferrymail_config::model::queue_limits::Quota;
 use ferrymail_config::model::webhook::Webhook;
 use ferrymail_rpc::queue::{
-    BodyStream, BulkReport, BulkRequest, DestinationScope, Destinations, Envelope, ListPage,
-    ListRequest, MessageDetail, QueueError, QueueId, QueueService, QueueStats, Resumed,
+    BodyStream, BulkReport, BulkRequest, DestinationScope, Destinations, DmarcEvaluation, Envelope,
+    ListPage, ListRequest, MessageDetail, QueueError, QueueId, QueueService, QueueStats, Resumed,
 };
 use ferrymail_store::Store;
 use ferrymail_store::blob::BlobStore;
@@ -196,6 +196,10 @@ pub(crate) fn parse_id(id: &QueueId) -> Result<MessageId, QueueError> {
 
 #[async_trait]
 impl QueueService for Queue {
+    async fn record_dmarc(&self, evaluation: DmarcEvaluation) -> Result<(), QueueError> {
+        self.record_refused(&evaluation).await
+    }
+
     async fn enqueue(&self, envelope: Envelope, body: BodyStream) -> Result<QueueId, QueueError> {
         self.enqueue_message(envelope, body, SystemTime::now())
             .await

@@ -118,6 +118,11 @@ fn summary(id: &str, next_attempt: Option<u64>) -> MessageSummary {
 
 #[async_trait]
 impl QueueService for MemoryQueue {
+    async fn record_dmarc(&self, evaluation: DmarcEvaluation) -> Result<(), QueueError> {
+        self.note(Seen::Dmarc(Box::new(evaluation)));
+        Ok(())
+    }
+
     async fn enqueue(
         &self,
         envelope: Envelope,
@@ -464,6 +469,42 @@ async fn a_dmarc_evaluation_travels_with_the_end_of_the_body() {
         }
     }
     assert_eq!(arrived, Some(evaluation));
+}
+
+#[tokio::test]
+async fn the_evaluation_of_a_refused_message_is_recorded_through_grpc() {
+    let Running {
+        mut seen, client, ..
+    } = start().await;
+    let evaluation = DmarcEvaluation {
+        policy_domain: "example.com".into(),
+        envelope_from: "example.com".into(),
+        source_ip: Some("192.0.2.9".parse().unwrap()),
+        disposition: "reject".into(),
+        spf_result: "none".into(),
+        policy: DmarcPolicy {
+            p: "reject".into(),
+            rua: vec!["dmarc@example.com".into()],
+            ..DmarcPolicy::default()
+        },
+        ..DmarcEvaluation::default()
+    };
+    guarded(client.record_dmarc(evaluation.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        guarded(seen.recv()).await.unwrap(),
+        Seen::Dmarc(Box::new(evaluation.clone()))
+    );
+    let malformed = DmarcEvaluation {
+        disposition: "discard".into(),
+        ..evaluation
+    };
+    let outcome = guarded(client.record_dmarc(malformed)).await;
+    assert!(
+        matches!(outcome, Err(QueueError::InvalidArgument(_))),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]

@@ -20,15 +20,18 @@ mod message;
 mod row;
 pub(crate) mod sender;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use ferrymail_config::model::report::DmarcAggregate;
-use ferrymail_rpc::queue::DmarcEvaluation;
+use ferrymail_rpc::queue::{DmarcEvaluation, QueueError};
 
 pub(crate) use message::Reporter;
 
-use crate::model::dmarc_rows::PreparedRow;
+use crate::model::dmarc_rows::{self, PreparedRow, Recorded};
+use crate::model::queue_id::unix_millis;
 use crate::service::Queue;
+use crate::store_failure::from_store;
 
 /// `report.dmarc.aggregate.*` as the queue applies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +90,39 @@ impl Queue {
     /// Applies `report.dmarc.aggregate.*`; `hostname` is `server.hostname`.
     pub fn set_dmarc_reports(&self, config: &DmarcAggregate, hostname: &str) {
         self.dmarc
-            .store(std::sync::Arc::new(DmarcSettings::new(config, hostname)));
+            .store(Arc::new(DmarcSettings::new(config, hostname)));
+    }
+
+    /// Counts `evaluation` (of a message refused before it was queued) in its own
+    /// transaction; nothing when reports are off.
+    pub(crate) async fn record_refused(
+        &self,
+        evaluation: &DmarcEvaluation,
+    ) -> Result<(), QueueError> {
+        let now_s = unix_millis(SystemTime::now()) / 1000;
+        let Some(row) = self.dmarc_row(evaluation, now_s) else {
+            return Ok(());
+        };
+        let (keys, row) = (self.keys.clone(), Arc::new(row));
+        let written = row.clone();
+        let recorded = self
+            .store
+            .transact(move |tx| {
+                let (keys, row) = (keys.clone(), written.clone());
+                Box::pin(async move { dmarc_rows::record(tx, &keys, &row).await })
+            })
+            .await
+            .map_err(|e| from_store("record a DMARC evaluation", e))?;
+        self.note_recorded(&row, recorded);
+        Ok(())
+    }
+
+    /// Counts and logs what recording `row` did.
+    pub(crate) fn note_recorded(&self, row: &PreparedRow, recorded: Recorded) {
+        self.metrics.dmarc_recorded(recorded == Recorded::Counted);
+        if recorded == Recorded::Overflow {
+            tracing::warn!(domain = %row.domain, period_start = row.start, max_records = row.max_rows, "DMARC report rows full for this period: evaluation left out of the rows (counted as left out)");
+        }
     }
 
     /// The row `evaluation` is counted in at `now_s`, or `None` when reports are off.

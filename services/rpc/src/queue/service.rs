@@ -118,4 +118,14 @@ pub trait QueueService: Send + Sync + 'static {
     /// The queued messages whose `Message-ID` header is `message_id` (angle brackets and ASCII
     /// case do not matter), oldest first; `NotFound` when there is none.
     async fn find_by_message_id(&self, message_id: &str) -> Result<Vec<QueueId>, QueueError>;
+
+    /// Counts the DMARC evaluation of a message refused before it was queued, for its
+    /// domain's aggregate report. Not every queue keeps reports: by default it answers that
+    /// it cannot.
+    async fn record_dmarc(&self, evaluation: super::DmarcEvaluation) -> Result<(), QueueError> {
+        Err(QueueError::Unavailable(format!(
+            "no DMARC reports of {} kept here",
+            evaluation.policy_domain
+        )))
+    }
 }

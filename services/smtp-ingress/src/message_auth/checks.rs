@@ -189,12 +189,13 @@ impl Session {
             }),
             (None, None) => None,
         };
-        if let Some(refusal) = outcome
+        let refusal = outcome
             .as_ref()
-            .and_then(|o| verify::message_refusal(modes, o))
-        {
-            return Err(refusal);
-        }
+            .and_then(|o| verify::message_refusal(modes, o));
+        let refused_by_dmarc = refusal.is_some()
+            && outcome
+                .as_ref()
+                .is_some_and(|o| verify::dmarc_rejects(modes, o));
         let dmarc = outcome
             .as_ref()
             .filter(|_| self.settings.dmarc_reports)
@@ -205,10 +206,16 @@ impl Session {
                     spf,
                     mail_from_domain: &mail_from_domain,
                     client_ip: self.peer.ip(),
-                    refused: false,
+                    refused: refused_by_dmarc,
                 };
                 evaluation(&checked)
             });
+        if let Some(refusal) = refusal {
+            if refused_by_dmarc && let Some(evaluation) = dmarc {
+                self.record_refused(evaluation);
+            }
+            return Err(refusal);
+        }
         if pending.copy.too_large() {
             tracing::info!(client = %self.peer.ip(), limit = MAX_HEADER, "header section larger than the verification bound: DKIM, ARC and DMARC not checked");
         }
@@ -232,6 +239,18 @@ impl Session {
             headers: (seal + &results_field(&results)).into_bytes(),
             dmarc,
         })
+    }
+
+    /// Has the queue count the DMARC evaluation of a message refused under its domain's
+    /// `p=reject`: the refusal is not held up for it, and a failure is logged.
+    fn record_refused(&self, evaluation: DmarcEvaluation) {
+        let queue = self.shared.queue.clone();
+        tokio::spawn(async move {
+            let domain = evaluation.policy_domain.clone();
+            if let Err(error) = queue.record_dmarc(evaluation).await {
+                tracing::warn!(%domain, %error, "the DMARC evaluation of a refused message was not recorded for the aggregate report");
+            }
+        });
     }
 
     /// The ARC set sealing a forwarded message with the signature `auth.arc.seal` names
