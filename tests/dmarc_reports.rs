@@ -20,6 +20,7 @@ use ferrymail_e2e::{EMBEDDED_STORE, FakeDns, Ferrymail, Postgres, SmtpSink, Smtp
 use mail_auth::common::crypto::{RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
+use mail_auth::{AuthenticatedMessage, DkimResult};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
@@ -85,7 +86,7 @@ fn publish(dns: &FakeDns, dkim_record: &str) {
 }
 
 /// `ferrymail all` relaying everything to `sink`, reporting every [`PERIOD`], on `store`.
-fn start(dns: &FakeDns, sink: &SmtpSink, store: &str) -> Ferrymail {
+fn start(dns: &FakeDns, sink: &SmtpSink, store: &str, extra: &str) -> Ferrymail {
     let config = format!(
         r#"
 [server]
@@ -111,6 +112,7 @@ verify = "strict"
 send = "{PERIOD}"
 org-name = "Test Receiver"
 from-address = "dmarc-reports@mx.test"
+{extra}
 {resolver}
 "#,
         sink = sink.address().port(),
@@ -209,15 +211,12 @@ print(json.dumps(parsed, default=str))
     parsed["report"].clone()
 }
 
-/// The report messages smtp-sink received, with CRLF line ends (its dump header removed).
+/// The report messages smtp-sink received (after its own trace fields), CRLF line ends.
 fn reports(sink: &SmtpSink) -> Vec<String> {
     sink.messages()
         .into_iter()
         .filter(|m| m.contains("Report Domain:"))
-        .map(|m| {
-            let start = m.find("From: ").unwrap_or(0);
-            m[start..].replace("\r\n", "\n").replace('\n', "\r\n")
-        })
+        .map(|m| m.replace("\r\n", "\n").replace('\n', "\r\n"))
         .collect()
 }
 
@@ -283,7 +282,22 @@ async fn one_report_per_domain_reaches_the_authorized_destinations_and_parses_ba
     let (signer, record) = rsa_key();
     publish(&dns, &record);
     let sink = SmtpSink::start(SmtpSinkOptions::default());
-    let mut process = start(&dns, &sink, EMBEDDED_STORE);
+    // Reports are DKIM-signed by mx.test with an Ed25519 key kept in a file.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let key_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(key_file.path(), key.serialize_pem()).unwrap();
+    dns.add_txt(
+        "reports._domainkey.mx.test",
+        &format!(
+            "v=DKIM1; k=ed25519; p={}",
+            STANDARD.encode(key.public_key_raw())
+        ),
+    );
+    let signing = format!(
+        "sign = [\"reports\"]\n[signature.reports]\nprivate-key = \"%{{file:{}}}%\"\ndomain = \"mx.test\"\nselector = \"reports\"\nalgorithm = \"ed25519-sha256\"\n",
+        key_file.path().display()
+    );
+    let mut process = start(&dns, &sink, EMBEDDED_STORE, &signing);
     process.address("smtp");
     tokio::task::block_in_place(next_period);
     send_mail(&mut process, &signer, "one");
@@ -356,6 +370,25 @@ async fn one_report_per_domain_reaches_the_authorized_destinations_and_parses_ba
     assert!(org_raw.contains("dmarc@example.org") && org_raw.contains("reports@external.test"));
     assert!(!org_raw.contains("spy@other.test"), "{org_raw}");
     assert!(org_raw.contains("mx.test!example.org!"), "{org_raw}");
+    // Signed by mx.test, and the signature verifies against the published key.
+    let resolver = ferrymail_dns::authenticator(
+        &ferrymail_config::load_str(
+            "dns.toml",
+            &format!("[server]\nhostname = \"t\"\n{}", dns.resolver_config()),
+        )
+        .unwrap()
+        .resolver,
+    )
+    .unwrap();
+    let parsed = AuthenticatedMessage::parse(org_raw.as_bytes()).unwrap();
+    let outputs = resolver.verify_dkim(&parsed).await;
+    assert!(
+        outputs
+            .iter()
+            .any(|o| o.result() == &DkimResult::Pass
+                && o.signature().is_some_and(|s| s.d == "mx.test")),
+        "{outputs:?}"
+    );
     let refused = process.wait_for("the unauthorized destination logged", |line| {
         line.message()
             .contains("without its _report._dmarc authorization record")
@@ -372,8 +405,8 @@ async fn two_schedulers_send_each_report_once_even_when_one_is_killed() {
     let (signer, record) = rsa_key();
     publish(&dns, &record);
     let sink = SmtpSink::start(SmtpSinkOptions::default());
-    let mut first = start(&dns, &sink, &store);
-    let mut second = start(&dns, &sink, &store);
+    let mut first = start(&dns, &sink, &store, "");
+    let mut second = start(&dns, &sink, &store, "");
 
     first.address("smtp");
     second.address("smtp");

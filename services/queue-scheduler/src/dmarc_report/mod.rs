@@ -19,14 +19,20 @@
 mod message;
 mod row;
 pub(crate) mod sender;
+mod signing;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use std::collections::BTreeMap;
+
+use ferrymail_config::Config;
 use ferrymail_config::model::report::DmarcAggregate;
+use ferrymail_config::model::signature::Signature;
 use ferrymail_rpc::queue::{DmarcEvaluation, QueueError};
 
 pub(crate) use message::Reporter;
+use signing::ReportSigner;
 
 use crate::model::dmarc_rows::{self, PreparedRow, Recorded};
 use crate::model::queue_id::unix_millis;
@@ -42,20 +48,27 @@ pub(crate) struct DmarcSettings {
     pub(crate) max_records: u32,
     /// `max-size`.
     pub(crate) max_size: u64,
-    /// `sign`: the signatures named (reports are sent unsigned: see the README).
-    pub(crate) sign: Vec<String>,
+    /// `sign`: the signatures reports are signed with.
+    pub(crate) signers: Vec<Arc<ReportSigner>>,
     /// Who reports.
     pub(crate) reporter: Reporter,
 }
 
 impl DmarcSettings {
-    /// The settings of `config` on host `hostname`.
-    pub(crate) fn new(config: &DmarcAggregate, hostname: &str) -> Self {
+    /// The settings of `config` on host `hostname`, signing with `signatures`.
+    pub(crate) fn new(
+        config: &DmarcAggregate,
+        signatures: &BTreeMap<String, Signature>,
+        hostname: &str,
+    ) -> Self {
         Self {
             period: config.period,
             max_records: config.max_records,
             max_size: config.max_size,
-            sign: config.sign.clone(),
+            signers: signing::signers(&config.sign, signatures)
+                .into_iter()
+                .map(Arc::new)
+                .collect(),
             reporter: Reporter {
                 submitter: hostname.to_owned(),
                 org_name: config.org_name.clone(),
@@ -74,7 +87,7 @@ impl Default for DmarcSettings {
             period: None,
             max_records: 10_000,
             max_size: 26_214_400,
-            sign: Vec::new(),
+            signers: Vec::new(),
             reporter: Reporter {
                 submitter: "localhost".into(),
                 org_name: "localhost".into(),
@@ -87,10 +100,14 @@ impl Default for DmarcSettings {
 }
 
 impl Queue {
-    /// Applies `report.dmarc.aggregate.*`; `hostname` is `server.hostname`.
-    pub fn set_dmarc_reports(&self, config: &DmarcAggregate, hostname: &str) {
-        self.dmarc
-            .store(Arc::new(DmarcSettings::new(config, hostname)));
+    /// Applies `report.dmarc.aggregate.*` of `config`.
+    pub fn set_dmarc_reports(&self, config: &Config) {
+        let settings = DmarcSettings::new(
+            &config.dmarc_reports,
+            &config.signatures,
+            &config.server.hostname,
+        );
+        self.dmarc.store(Arc::new(settings));
     }
 
     /// Counts `evaluation` (of a message refused before it was queued) in its own

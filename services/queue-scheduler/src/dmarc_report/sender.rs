@@ -133,7 +133,10 @@ async fn send_one(
         .iter()
         .map(|(a, _)| a.clone())
         .collect();
-    let raw = message::message(&settings.reporter, &report, &candidates)?;
+    let raw = signed(
+        settings,
+        message::message(&settings.reporter, &report, &candidates)?,
+    );
     let size = raw.len() as u64;
     if size > settings.max_size {
         tracing::warn!(domain = %period.domain, size, max_size = settings.max_size, "DMARC aggregate report larger than report.dmarc.aggregate.max-size: dropped");
@@ -155,6 +158,24 @@ async fn send_one(
     queue.metrics.dmarc_report_sent();
     tracing::info!(domain = %period.domain, queue_id = %id, file = %name, rows = report.records().len(), recipients = ?recipients, "DMARC aggregate report queued");
     Ok(())
+}
+
+/// `raw` with the `DKIM-Signature` fields of `report.dmarc.aggregate.sign` in front.
+fn signed(settings: &DmarcSettings, raw: Vec<u8>) -> Vec<u8> {
+    let mut headers = Vec::new();
+    for signer in &settings.signers {
+        match signer.sign(&raw) {
+            Ok(header) => headers.extend_from_slice(header.as_bytes()),
+            Err(error) => {
+                tracing::warn!(signature = %signer.id, %error, "DKIM signing of a DMARC report failed; it goes without this signature")
+            }
+        }
+    }
+    if headers.is_empty() {
+        return raw;
+    }
+    headers.extend_from_slice(&raw);
+    headers
 }
 
 /// The authorized destinations whose size limit `size` fits.
