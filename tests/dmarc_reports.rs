@@ -397,6 +397,53 @@ async fn one_report_per_domain_reaches_the_authorized_destinations_and_parses_ba
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_dns_failure_at_report_time_keeps_the_rows_for_a_later_try() {
+    let dns = FakeDns::start();
+    let (signer, record) = rsa_key();
+    publish(&dns, &record);
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let mut process = start(&dns, &sink, EMBEDDED_STORE, "");
+    process.address("smtp");
+    tokio::task::block_in_place(next_period);
+    send_mail(&mut process, &signer, "dns");
+    tokio::task::block_in_place(|| sink.wait_for_messages(4));
+
+    // The policy was read when the mail came; at report time its name server fails.
+    dns.fail("_dmarc.example.org");
+    let failed = process.wait_for("a DNS failure at report time", |line| {
+        line.message().starts_with("DNS failed at report time")
+    });
+    assert_eq!(failed.field("domain"), Some("example.org"));
+    assert_eq!(failed.0["attempts"], 1);
+    dns.recover("_dmarc.example.org");
+
+    // The report comes on a later try, with every evaluation of the period.
+    tokio::task::block_in_place(|| sink.wait_for_messages(6));
+    let reports = reports(&sink);
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    let org = report_of(&reports, "example.org");
+    assert_eq!(
+        rows(&org),
+        vec![
+            (
+                "127.0.0.1".into(),
+                2,
+                "none".into(),
+                "pass".into(),
+                "pass".into()
+            ),
+            (
+                "127.0.0.2".into(),
+                1,
+                "none".into(),
+                "fail".into(),
+                "fail".into()
+            ),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn two_schedulers_send_each_report_once_even_when_one_is_killed() {
     let postgres = Postgres::start();
     postgres.create_database("mail");
