@@ -17,7 +17,7 @@ use ferrymail_rpc::queue::{
 use ferrymail_store::Store;
 use ferrymail_store::blob::BlobStore;
 
-use crate::dmarc_report::DmarcSettings;
+use crate::dmarc_report::settings::DmarcSettings;
 use crate::events::Events;
 use crate::handoff::Handoff;
 use crate::metrics::QueueMetrics;

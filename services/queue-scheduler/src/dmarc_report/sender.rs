@@ -13,8 +13,8 @@ use ferrymail_store::{StoreError, tuple};
 use mail_auth::report::{PolicyPublished, Record};
 use tokio_util::sync::CancellationToken;
 
-use super::DmarcSettings;
 use super::message::{self, file_name};
+use super::settings::DmarcSettings;
 use crate::model::dmarc_rows::{self, DuePeriod};
 use crate::model::lease::Lease;
 use crate::model::new_message::{Body, NewMessage, Written};
