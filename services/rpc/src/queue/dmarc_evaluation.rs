@@ -94,6 +94,7 @@ pub struct DmarcPolicy {
     pub rua: Vec<String>,
 }
 
+/// The wire form of `evaluation`.
 pub(crate) fn to_wire(evaluation: DmarcEvaluation) -> proto::DmarcEvaluation {
     let policy = evaluation.policy;
     proto::DmarcEvaluation {
@@ -130,6 +131,7 @@ pub(crate) fn to_wire(evaluation: DmarcEvaluation) -> proto::DmarcEvaluation {
     }
 }
 
+/// The evaluation a peer sent, or the field it got wrong.
 pub(crate) fn from_wire(wire: proto::DmarcEvaluation) -> Result<DmarcEvaluation, Malformed> {
     let policy = wire
         .policy

@@ -11,10 +11,15 @@ use mail_auth::{DkimOutput, DkimResult, DmarcOutput, DmarcResult, SpfOutput, Spf
 
 /// What the evaluation is made of.
 pub(crate) struct Checked<'a, 'x> {
+    /// The DMARC result, with the record it applied.
     pub(crate) dmarc: &'a DmarcOutput,
+    /// Each DKIM signature's result.
     pub(crate) dkim: &'a [DkimOutput<'x>],
+    /// SPF of MAIL FROM.
     pub(crate) spf: &'a SpfOutput,
+    /// The MAIL FROM domain (the HELO name for the null sender).
     pub(crate) mail_from_domain: &'a str,
+    /// The SMTP client's address.
     pub(crate) client_ip: IpAddr,
     /// The disposition this server applied: `reject` when it refused the message.
     pub(crate) refused: bool,
