@@ -138,7 +138,84 @@ fn policy(record: &Dmarc) -> DmarcPolicy {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use ferrymail_e2e::FakeDns;
+    use mail_auth::dmarc::verify::DmarcParameters;
+
+    use super::super::hashed_message::HashedMessage;
+    use super::super::verification_tests::resolver;
     use super::*;
+
+    /// The evaluation of an unsigned message from `from`, sent by 127.0.0.1 as
+    /// `sender`, with the records `dns` publishes.
+    async fn evaluate(dns: &FakeDns, from: &str, sender: &str) -> Option<DmarcEvaluation> {
+        let resolver = resolver(dns);
+        let raw = format!("From: <{from}>\r\nSubject: x\r\n\r\nbody\r\n");
+        let mut hashed = HashedMessage::new(true);
+        hashed.push(raw.as_bytes());
+        hashed.finish();
+        let message = hashed.authenticated().unwrap();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let domain = sender.rsplit_once('@').unwrap().1;
+        let spf = resolver
+            .verify_spf(mail_auth::spf::verify::SpfParameters::verify_mail_from(
+                ip,
+                "mail.test",
+                "mx.test",
+                sender,
+            ))
+            .await;
+        let dmarc = resolver
+            .verify_dmarc(DmarcParameters::new(&message, &[], domain, &spf))
+            .await;
+        evaluation(&Checked {
+            dmarc: &dmarc,
+            dkim: &[],
+            spf: &spf,
+            mail_from_domain: domain,
+            client_ip: ip,
+            refused: false,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_record_with_a_mailto_rua_gives_an_evaluation() {
+        let dns = FakeDns::start();
+        dns.add_txt("example.org", "v=spf1 ip4:127.0.0.1 -all");
+        dns.add_txt(
+            "_dmarc.example.org",
+            "v=DMARC1; p=reject; aspf=s; rua=mailto:dmarc@example.org!10m",
+        );
+        let evaluation = evaluate(&dns, "a@example.org", "a@example.org")
+            .await
+            .unwrap();
+        assert_eq!(evaluation.policy_domain, "example.org");
+        assert_eq!(evaluation.source_ip, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(evaluation.disposition, "none", "SPF passes aligned");
+        assert!(evaluation.spf_aligned && !evaluation.dkim_aligned);
+        assert_eq!(evaluation.spf_result, "pass");
+        assert_eq!(evaluation.policy.p, "reject");
+        assert!(evaluation.policy.aspf_strict);
+        assert_eq!(evaluation.policy.rua, vec!["dmarc@example.org!10485760"]);
+    }
+
+    #[tokio::test]
+    async fn no_evaluation_without_a_usable_rua() {
+        let dns = FakeDns::start();
+        // Reports only over https, which RFC 7489 aggregate reports do not use: no mailto.
+        dns.add_txt(
+            "_dmarc.example.net",
+            "v=DMARC1; p=none; rua=https://reports.example.net/",
+        );
+        dns.add_txt("_dmarc.example.com", "v=DMARC1; p=quarantine");
+        assert_eq!(evaluate(&dns, "a@example.net", "a@example.net").await, None);
+        assert_eq!(evaluate(&dns, "a@example.com", "a@example.com").await, None);
+        assert_eq!(
+            evaluate(&dns, "a@nowhere.test", "a@nowhere.test").await,
+            None
+        );
+    }
 
     #[test]
     fn only_refused_mail_is_reported_rejected() {
