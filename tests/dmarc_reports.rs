@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ferrymail_e2e::{EMBEDDED_STORE, FakeDns, Ferrymail, Postgres, SmtpSink, SmtpSinkOptions};
+use ferrymail_e2e::{
+    ClusterCertificates, EMBEDDED_STORE, FakeDns, Ferrymail, Postgres, SmtpSink, SmtpSinkOptions,
+};
 use mail_auth::common::crypto::{RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
@@ -539,4 +541,90 @@ fn rows_after_reports(sink: &SmtpSink, count: usize) -> Vec<(String, u64, String
     let all = reports(sink);
     assert_eq!(all.len(), 2, "{all:?}");
     rows(&report_of(&all, "example.org"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn split_roles_carry_evaluations_over_grpc() {
+    let dns = FakeDns::start();
+    let (signer, record) = rsa_key();
+    publish(&dns, &record);
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let certificates_dir = tempfile::tempdir().unwrap();
+    let certificates = ClusterCertificates::generate(certificates_dir.path(), "cluster");
+    let common = format!(
+        "[server]\nhostname = \"mx.test\"\nshutdown-timeout = \"5s\"\n[report.dmarc.aggregate]\nsend = \"{PERIOD}\"\n{}",
+        dns.resolver_config()
+    );
+    let queue_tls = certificates.config(&certificates.role(&["queue-scheduler"]));
+    let mut queue = Ferrymail::start(
+        "queue-scheduler",
+        &format!(
+            "{common}[server.listener.grpc]\nbind = \"127.0.0.1:0\"\nprotocol = \"grpc\"\n{EMBEDDED_STORE}\
+             [remote.sink]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"smtp\"\ntls.implicit = false\n\
+             [queue.outbound]\nnext-hop = \"sink\"\n{queue_tls}",
+            sink.address().port()
+        ),
+    );
+    let grpc = queue.address("grpc");
+    // Relaying everything, the ingress never asks the directory, but it is its peer all the same.
+    let proxy_tls = certificates.config(&certificates.role(&["directory-proxy"]));
+    let mut proxy = Ferrymail::start(
+        "directory-proxy",
+        &format!(
+            "{common}[server.listener.grpc]\nbind = \"127.0.0.1:0\"\nprotocol = \"grpc\"\n{proxy_tls}"
+        ),
+    );
+    let proxy_grpc = proxy.address("grpc");
+    let ingress_tls = certificates.config(&certificates.role(&["smtp-ingress"]));
+    let mut ingress = Ferrymail::start(
+        "smtp-ingress",
+        &format!(
+            "{common}[server.listener.smtp]\nbind = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n\
+             [session.rcpt]\nrelay = true\n[auth.dmarc]\nverify = \"strict\"\n\
+             [cluster.queue]\nendpoint = \"https://{grpc}\"\n\
+             [cluster.directory]\nendpoint = \"https://{proxy_grpc}\"\n{ingress_tls}"
+        ),
+    );
+    ingress.address("smtp");
+    tokio::task::block_in_place(next_period);
+    send_mail(&mut ingress, &signer, "split");
+    let rejected = message("dave@example.com", "split-rejected");
+    assert_eq!(
+        try_send(&mut ingress, "127.0.0.2", "dave@example.com", &rejected),
+        "550"
+    );
+
+    tokio::task::block_in_place(|| sink.wait_for_messages(7));
+    let reports = reports(&sink);
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    assert_eq!(
+        rows(&report_of(&reports, "example.org")),
+        vec![
+            (
+                "127.0.0.1".into(),
+                2,
+                "none".into(),
+                "pass".into(),
+                "pass".into()
+            ),
+            (
+                "127.0.0.2".into(),
+                1,
+                "none".into(),
+                "fail".into(),
+                "fail".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        rows(&report_of(&reports, "example.com")),
+        vec![(
+            "127.0.0.2".into(),
+            1,
+            "reject".into(),
+            "fail".into(),
+            "fail".into()
+        )]
+    );
+    drop((queue, proxy));
 }
