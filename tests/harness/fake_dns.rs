@@ -182,6 +182,11 @@ impl FakeDns {
         self.zone.lock().unwrap().failing.insert(key(name));
     }
 
+    /// Answers queries about `name` again, after [`FakeDns::fail`].
+    pub fn recover(&self, name: &str) {
+        self.zone.lock().unwrap().failing.remove(&key(name));
+    }
+
     /// Gives every answer from now on `seconds` to live (1 by default).
     pub fn set_ttl(&self, seconds: u32) {
         self.zone.lock().unwrap().ttl = Some(seconds);

@@ -16,8 +16,9 @@ use crate::value::stage_rules::{RejectRule, Stage};
 use crate::value::{
     Bind, ByteSize, Canonicalization, CertificateChain, DirectoryType, DnsblScope, IpStrategy,
     LimiterKey, ListenerProtocol, LookupList, NameServer, NextHop, PrivateKey, QuotaKey, Rate,
-    RelayRule, RemoteProtocol, ResolverType, RewriteRules, SealRule, Secret, SignRule,
-    SignatureAlgorithm, StoreType, StoredPassword, ThrottleKey, TlsPolicy, VerifyRule,
+    RelayRule, RemoteProtocol, ReportFrequency, ResolverType, RewriteRules, SealRule, Secret,
+    SignRule, SignatureAlgorithm, SignatureList, StoreType, StoredPassword, ThrottleKey, TlsPolicy,
+    VerifyRule,
 };
 
 keys! {
@@ -243,6 +244,23 @@ keys! {
         "Signature (`signature.<id>` id) that ARC-seals (RFC 8617) mail an unauthenticated client sends to at least one recipient outside the local domains of `session.rcpt.directory` (relayed, or an alias expanded to an outside address); `false`, or a rule list (variables of `session.data.reject`) choosing one. The seal records this server's `Authentication-Results` and the ARC result it verified (`cv=`); messages larger than 16 MiB are not sealed.";
     AUTH_DMARC_VERIFY: VerifyRule = "auth.dmarc.verify", Default("\"relaxed\""),
         "DMARC check of unauthenticated mail: `strict` enforces the sender domain's `p=reject` (`550 5.7.1`; `451 4.7.1` when DNS timed out); `p=quarantine` is only recorded (`policy.dmarc=quarantine`) for the mailbox server to file as junk; or a rule list.";
+
+    REPORT_DMARC_AGGREGATE_SEND: ReportFrequency = "report.dmarc.aggregate.send", Default("\"daily\""),
+        "How often DMARC aggregate reports (RFC 7489 §7.2) are sent to the `rua` addresses of the domains whose mail was checked (`auth.dmarc.verify`): `hourly`, `daily`, `weekly`, or `never` (also `false`) to neither record evaluations nor send reports. Stalwart's key and default; ferrymail also takes a duration of at least `10s` (e.g. `\"1m\"` for tests). Periods are aligned on multiples of their length since the Unix epoch (a day starts at 00:00 UTC).";
+    REPORT_DMARC_AGGREGATE_FROM_NAME: String = "report.dmarc.aggregate.from-name", Default("\"Report Subsystem\""),
+        "Display name of the reports' `From` header.";
+    REPORT_DMARC_AGGREGATE_FROM_ADDRESS: String = "report.dmarc.aggregate.from-address", Derived("`noreply-dmarc@` followed by `server.hostname`"),
+        "Address the reports come from (`From` header and envelope sender).";
+    REPORT_DMARC_AGGREGATE_ORG_NAME: String = "report.dmarc.aggregate.org-name", Derived("`server.hostname`"),
+        "Organization named in the reports (`org_name`); also the receiver part of the report file's name.";
+    REPORT_DMARC_AGGREGATE_CONTACT_INFO: String = "report.dmarc.aggregate.contact-info", Optional,
+        "Further contact information in the reports (`extra_contact_info`).";
+    REPORT_DMARC_AGGREGATE_MAX_SIZE: ByteSize = "report.dmarc.aggregate.max-size", Default("26214400"),
+        "Largest report message; a `rua` URI's own limit (`!10m`) applies when smaller. A report over the limit for a destination is not sent to it (logged and counted).";
+    REPORT_DMARC_AGGREGATE_SIGN: SignatureList = "report.dmarc.aggregate.sign", Default("[]"),
+        "DKIM signatures (`signature.<id>` ids) the reports are signed with; none by default (Stalwart's default names its own generated keys).";
+    REPORT_DMARC_AGGREGATE_MAX_RECORDS: u32 = "report.dmarc.aggregate.max-records", Default("10000"),
+        "Most distinct report rows (source address, results and disposition) kept per domain and period; evaluations past it are counted in the report's row count no more and logged (ferrymail's own key, bounding the store and each report).";
 
     SIGNATURE_PRIVATE_KEY: PrivateKey = "signature.<id>.private-key", Required,
         "PEM private key of a DKIM signature (PKCS#8, or PKCS#1 for RSA), usually `%{file:/path/dkim.key}%`.";

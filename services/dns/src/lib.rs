@@ -25,6 +25,7 @@
 //! whether each answer was authenticated: what DANE needs (see [`DnssecResolver`]).
 
 mod blocklist_lookup;
+mod dmarc_report;
 mod dnssec;
 mod lookups;
 mod mta_sts;
@@ -37,6 +38,7 @@ use hickory_resolver::config::{
 };
 
 pub use blocklist_lookup::{AddressRecords, address_records};
+pub use dmarc_report::{ReportDestinations, dmarc_report_destinations};
 pub use dnssec::{Authenticated, DnssecResolver, SecureAddresses, TlsaRecord, dnssec_resolver};
 pub use lookups::{LookupError, MxHost, ip_addresses, mx_hosts};
 pub use mail_auth::MessageAuthenticator;

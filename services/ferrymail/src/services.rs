@@ -82,6 +82,7 @@ impl Services {
             queue.set_hostname(&loaded.config.server.hostname);
             queue.set_router(Router::new(&loaded.config));
             queue.set_webhooks(&loaded.config.webhooks);
+            queue.set_dmarc_reports(&loaded.config);
             // Gauges are read from the store's counters; the task ends with the runtime.
             tokio::spawn(queue_metrics.refresh(queue.clone()));
             tokio::spawn(ferrymail_queue_scheduler::collect_bodies(queue.clone()));
@@ -131,6 +132,7 @@ impl Services {
                 queue.set_hostname(&loaded.config.server.hostname);
                 queue.set_router(Router::new(&loaded.config));
                 queue.set_webhooks(&loaded.config.webhooks);
+                queue.set_dmarc_reports(&loaded.config);
             }
             if let Some(scheduler) = &self.scheduler {
                 scheduler.apply(&loaded.config);

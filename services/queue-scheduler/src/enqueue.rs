@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use ferrymail_rpc::queue::{BodyError, BodyPart, BodyStream, Envelope, MAX_PREPEND, QueueError};
+use ferrymail_rpc::queue::{
+    BodyError, BodyPart, BodyStream, DmarcEvaluation, Envelope, MAX_PREPEND, QueueError,
+};
 use ferrymail_store::StoreError;
 use ferrymail_store::blob::{BlobError, MAX_SMALL_BLOB, SmallBlob};
 use ferrymail_telemetry::traceparent;
@@ -28,6 +30,7 @@ use crate::claim::Claim;
 use crate::envelope_check;
 use crate::held_body::HeldBody;
 use crate::message_id_header;
+use crate::model::dmarc_rows::{self, PreparedRow};
 use crate::model::due_index::DueEntry;
 use crate::model::lease::{self, Lease};
 use crate::model::new_message::{Body, NewMessage, Written};
@@ -41,6 +44,8 @@ use crate::store_failure::from_blob;
 struct ReceivedBody {
     body: Body,
     prepend: Option<Bytes>,
+    /// The message's DMARC evaluation, for the aggregate report.
+    dmarc: Option<Box<DmarcEvaluation>>,
     /// Its `Message-ID`, normalized, when its header section has one.
     message_id: Option<String>,
 }
@@ -63,6 +68,12 @@ impl Queue {
             envelope.trace_parent = traceparent(&Span::current());
         }
         let received = self.receive_body(body).await?;
+        let now_s = id.unix_millis() / 1000;
+        let dmarc = received
+            .dmarc
+            .as_deref()
+            .and_then(|evaluation| self.dmarc_row(evaluation, now_s))
+            .map(Arc::new);
         let expire_ms = u64::try_from(self.expire().as_millis()).unwrap_or(u64::MAX);
         let charges = quota::charges(&self.quotas.load(), &envelope);
         let message = Arc::new(
@@ -82,7 +93,7 @@ impl Queue {
             (claimant.owner, expiry_ms)
         });
         Span::current().record("queue_id", display(id));
-        let lease = self.write_new(message.clone(), owner).await?;
+        let lease = self.write_new(message.clone(), owner, dmarc).await?;
         tracing::debug!(queue_id = %id, size, "message queued");
         self.metrics.enqueued();
         match lease {
@@ -101,25 +112,36 @@ impl Queue {
         &self,
         message: Arc<NewMessage>,
         owner: Option<(String, u64)>,
+        dmarc: Option<Arc<PreparedRow>>,
     ) -> Result<Option<Lease>, QueueError> {
         let (keys, blobs, id) = (self.keys.clone(), self.blobs.clone(), message.id());
-        self.store
+        let (lease, recorded) = self
+            .store
             .transact(move |tx| {
                 let (message, keys, blobs) = (message.clone(), keys.clone(), blobs.clone());
-                let owner = owner.clone();
+                let (owner, dmarc) = (owner.clone(), dmarc.clone());
                 Box::pin(async move {
                     if message.write(tx, &keys, &blobs).await? == Written::Before {
-                        return Ok(None);
+                        return Ok((None, None));
                     }
-                    owner
+                    let recorded = match &dmarc {
+                        Some(row) => Some((row.clone(), dmarc_rows::record(tx, &keys, row).await?)),
+                        None => None,
+                    };
+                    let lease = owner
                         .map(|(owner, expiry_ms)| {
                             lease::claim_new(tx, &keys, &id, &owner, expiry_ms)
                         })
-                        .transpose()
+                        .transpose()?;
+                    Ok((lease, recorded))
                 })
             })
             .await
-            .map_err(enqueue_failure)
+            .map_err(enqueue_failure)?;
+        if let Some((row, recorded)) = recorded {
+            self.note_recorded(&row, recorded);
+        }
+        Ok(lease)
     }
 
     /// Hands the message just enqueued, claimed under `lease`, to the scheduler it was
@@ -139,10 +161,10 @@ impl Queue {
 
     /// Reads `body`: held whole when it is small, otherwise streamed into a new blob.
     async fn receive_body(&self, mut body: BodyStream) -> Result<ReceivedBody, QueueError> {
-        let mut prepend = None;
+        let mut trailer = Trailer::default();
         let mut held = Vec::new();
         let mut size = 0u64;
-        while let Some(chunk) = next_chunk(&mut body, &mut prepend).await {
+        while let Some(chunk) = next_chunk(&mut body, &mut trailer).await {
             let chunk = chunk.map_err(abandoned)?;
             size += chunk.len() as u64;
             held.push(chunk);
@@ -159,7 +181,8 @@ impl Queue {
         Ok(ReceivedBody {
             message_id: message_id_header::message_id(small.chunks()),
             body: Body::Small(small),
-            prepend,
+            prepend: trailer.prepend,
+            dmarc: trailer.dmarc,
         })
     }
 
@@ -169,11 +192,11 @@ impl Queue {
         held: Vec<Bytes>,
         body: BodyStream,
     ) -> Result<ReceivedBody, QueueError> {
-        let mut prepend = None;
+        let mut trailer = Trailer::default();
         let mut size = 0u64;
-        let rest = stream::unfold((body, &mut prepend), |(mut body, prepend)| async move {
-            let item = next_chunk(&mut body, prepend).await?;
-            Some((item, (body, prepend)))
+        let rest = stream::unfold((body, &mut trailer), |(mut body, trailer)| async move {
+            let item = next_chunk(&mut body, trailer).await?;
+            Some((item, (body, trailer)))
         });
         let counted = stream::iter(held.into_iter().map(Ok))
             .chain(rest)
@@ -185,7 +208,8 @@ impl Queue {
         match self.blobs.write(counted).await {
             Ok(blob) => Ok(ReceivedBody {
                 body: Body::Streamed { blob, size },
-                prepend,
+                prepend: trailer.prepend,
+                dmarc: trailer.dmarc,
                 message_id: None,
             }),
             Err(BlobError::Body(error)) => {
@@ -215,28 +239,50 @@ fn enqueue_failure(error: StoreError) -> QueueError {
     }
 }
 
-/// The next chunk of `body`; the prepended headers, which may only come last, go to `prepend`.
+/// What may follow the last chunk of a body: the prepended headers and the DMARC evaluation.
+#[derive(Default)]
+struct Trailer {
+    prepend: Option<Bytes>,
+    dmarc: Option<Box<DmarcEvaluation>>,
+}
+
+impl Trailer {
+    fn started(&self) -> bool {
+        self.prepend.is_some() || self.dmarc.is_some()
+    }
+}
+
+/// The next chunk of `body`; what may only come last goes to `trailer`.
 async fn next_chunk(
     body: &mut BodyStream,
-    prepend: &mut Option<Bytes>,
+    trailer: &mut Trailer,
 ) -> Option<Result<Bytes, BodyError>> {
     loop {
         let part = match body.next().await? {
-            Ok(_) if prepend.is_some() => {
-                return Some(Err(BodyError::new("body data after the prepended headers")));
-            }
             Ok(part) => part,
             Err(error) => return Some(Err(error)),
         };
         match part {
+            BodyPart::Chunk(_) if trailer.started() => {
+                return Some(Err(BodyError::new(
+                    "body data after the end of the message",
+                )));
+            }
             BodyPart::Chunk(chunk) => return Some(Ok(chunk)),
+            BodyPart::Prepend(_) if trailer.prepend.is_some() => {
+                return Some(Err(BodyError::new("a second set of prepended headers")));
+            }
+            BodyPart::Dmarc(_) if trailer.dmarc.is_some() => {
+                return Some(Err(BodyError::new("a second DMARC evaluation")));
+            }
+            BodyPart::Dmarc(evaluation) => trailer.dmarc = Some(evaluation),
             BodyPart::Prepend(headers) if headers.len() > MAX_PREPEND => {
                 return Some(Err(BodyError::new(format!(
                     "{} bytes of prepended headers, more than {MAX_PREPEND}",
                     headers.len()
                 ))));
             }
-            BodyPart::Prepend(headers) => *prepend = Some(headers),
+            BodyPart::Prepend(headers) => trailer.prepend = Some(headers),
         }
     }
 }
@@ -314,7 +360,7 @@ mod tests {
             let expiry_ms = unix_millis(self.now).saturating_add(LEASE.as_millis() as u64);
             let owner = Some(("one".to_owned(), expiry_ms));
             self.queue
-                .write_new(self.message.clone(), owner)
+                .write_new(self.message.clone(), owner, None)
                 .await
                 .unwrap()
         }

@@ -27,6 +27,7 @@ mod content;
 mod delivery_result;
 mod destination_gate;
 mod destinations;
+mod dmarc_report;
 mod dsn;
 mod enqueue;
 mod envelope_check;

@@ -53,6 +53,67 @@ pub struct QueueMetrics {
     suspended: Gauge,
     paused: Gauge,
     events: EventMetrics,
+    dmarc: DmarcMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// The metrics of DMARC aggregate reports.
+#[derive(Clone, Debug, Default)]
+struct DmarcMetrics {
+    recorded: Family<OutcomeLabel, Counter>,
+    sent: Counter,
+    dns_failures: Counter,
+    dropped: Family<ReasonLabel, Counter>,
+    refused: Family<ReasonLabel, Counter>,
+}
+
+impl DmarcMetrics {
+    fn register(&self, metrics: &Metrics) {
+        for outcome in ["counted", "left_out"] {
+            self.recorded
+                .get_or_create(&OutcomeLabel { outcome })
+                .inc_by(0);
+        }
+        metrics.register(
+            "dmarc_evaluations_recorded_total",
+            "DMARC evaluations of accepted mail recorded for aggregate reports, by outcome (counted in a row; left_out: the period's rows were full, report.dmarc.aggregate.max-records)",
+            self.recorded.clone(),
+        );
+        metrics.register(
+            "dmarc_reports_sent_total",
+            "DMARC aggregate reports queued by this process",
+            self.sent.clone(),
+        );
+        metrics.register(
+            "dmarc_report_dns_failures_total",
+            "DNS failures looking up a domain's rua at report time; the report is tried again later",
+            self.dns_failures.clone(),
+        );
+        for reason in ["no_record", "no_destination", "dns", "too_large"] {
+            self.dropped
+                .get_or_create(&ReasonLabel { reason })
+                .inc_by(0);
+        }
+        metrics.register(
+            "dmarc_reports_dropped_total",
+            "DMARC aggregate reports not sent, by reason (no_record: no DMARC record with a rua any more; no_destination: no destination authorized or large enough; dns: DNS kept failing; too_large: larger than max-size)",
+            self.dropped.clone(),
+        );
+        for reason in ["unauthorized", "too_large"] {
+            self.refused
+                .get_or_create(&ReasonLabel { reason })
+                .inc_by(0);
+        }
+        metrics.register(
+            "dmarc_report_destinations_refused_total",
+            "rua destinations a report was not sent to, by reason (unauthorized: an external destination without its _report._dmarc record; too_large: over the URI's size limit)",
+            self.refused.clone(),
+        );
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -134,8 +195,10 @@ impl QueueMetrics {
             suspended: Gauge::default(),
             paused: Gauge::default(),
             events: EventMetrics::default(),
+            dmarc: DmarcMetrics::default(),
         };
         this.events.register(metrics);
+        this.dmarc.register(metrics);
         metrics.register(
             "queue_messages_enqueued_total",
             "Messages enqueued (made durable) by this process",
@@ -224,6 +287,46 @@ impl QueueMetrics {
 
     pub(crate) fn enqueued(&self) {
         self.enqueued.inc();
+    }
+
+    /// A DMARC evaluation recorded: counted in a row, or left out past the bound.
+    pub(crate) fn dmarc_recorded(&self, counted: bool) {
+        let outcome = if counted { "counted" } else { "left_out" };
+        self.dmarc
+            .recorded
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// A DMARC aggregate report queued.
+    pub(crate) fn dmarc_report_sent(&self) {
+        self.dmarc.sent.inc();
+    }
+
+    /// DMARC aggregate reports queued by this process so far.
+    pub fn dmarc_reports_sent(&self) -> u64 {
+        self.dmarc.sent.get()
+    }
+
+    /// A DNS failure at report time.
+    pub(crate) fn dmarc_dns_failure(&self) {
+        self.dmarc.dns_failures.inc();
+    }
+
+    /// A report dropped for `reason`.
+    pub(crate) fn dmarc_report_dropped(&self, reason: &'static str) {
+        self.dmarc
+            .dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// A destination refused for `reason`.
+    pub(crate) fn dmarc_destination_refused(&self, reason: &'static str) {
+        self.dmarc
+            .refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     pub(crate) fn lease_takeover(&self) {

@@ -11,12 +11,13 @@ use ferrymail_config::model::queue::Queue as QueueConfig;
 use ferrymail_config::model::queue_limits::Quota;
 use ferrymail_config::model::webhook::Webhook;
 use ferrymail_rpc::queue::{
-    BodyStream, BulkReport, BulkRequest, DestinationScope, Destinations, Envelope, ListPage,
-    ListRequest, MessageDetail, QueueError, QueueId, QueueService, QueueStats, Resumed,
+    BodyStream, BulkReport, BulkRequest, DestinationScope, Destinations, DmarcEvaluation, Envelope,
+    ListPage, ListRequest, MessageDetail, QueueError, QueueId, QueueService, QueueStats, Resumed,
 };
 use ferrymail_store::Store;
 use ferrymail_store::blob::BlobStore;
 
+use crate::dmarc_report::settings::DmarcSettings;
 use crate::events::Events;
 use crate::handoff::Handoff;
 use crate::metrics::QueueMetrics;
@@ -54,6 +55,8 @@ pub struct Queue {
     pub(crate) router: ArcSwapOption<Router>,
     /// Delivery events: the webhooks in force and the dispatcher's wake-up.
     pub(crate) events: Events,
+    /// `report.dmarc.aggregate.*`, replaced on reload.
+    pub(crate) dmarc: ArcSwap<DmarcSettings>,
 }
 
 impl Queue {
@@ -76,6 +79,7 @@ impl Queue {
             hostname: ArcSwap::from_pointee("localhost".to_owned()),
             router: ArcSwapOption::empty(),
             events: Events::default(),
+            dmarc: ArcSwap::from_pointee(DmarcSettings::default()),
         };
         queue.apply(config);
         queue
@@ -192,6 +196,10 @@ pub(crate) fn parse_id(id: &QueueId) -> Result<MessageId, QueueError> {
 
 #[async_trait]
 impl QueueService for Queue {
+    async fn record_dmarc(&self, evaluation: DmarcEvaluation) -> Result<(), QueueError> {
+        self.record_refused(&evaluation).await
+    }
+
     async fn enqueue(&self, envelope: Envelope, body: BodyStream) -> Result<QueueId, QueueError> {
         self.enqueue_message(envelope, body, SystemTime::now())
             .await

@@ -10,6 +10,7 @@ mod bulk_wire;
 mod client;
 mod convert;
 mod destinations;
+mod dmarc_evaluation;
 mod envelope;
 mod error;
 mod id;
@@ -27,6 +28,10 @@ pub use bulk::{BulkAction, BulkFilter, BulkReport, BulkRequest};
 pub use client::GrpcQueue;
 pub use destinations::{
     DestinationScope, Destinations, PausedDestination, Resumed, SuspendedDestination,
+};
+pub use dmarc_evaluation::{
+    DISPOSITIONS, DKIM_RESULTS, DkimEvaluation, DmarcEvaluation, DmarcPolicy, MAX_DKIM_RESULTS,
+    MAX_RUA, SPF_RESULTS,
 };
 pub use envelope::{BodyType, DsnReturn, Envelope, Notify, NotifyOn, Priority, Recipient};
 pub use error::{BodyError, QueueError};

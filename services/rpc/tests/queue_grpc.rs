@@ -12,9 +12,10 @@ use ferrymail_rpc::RpcError;
 use ferrymail_rpc::proto::{self, enqueue_request::Part};
 use ferrymail_rpc::queue::{
     self, BodyError, BodyPart, BodyStream, BodyType, BulkAction, BulkFilter, BulkReport,
-    BulkRequest, DsnReturn, Envelope, GrpcQueue, ListFilter, ListPage, ListRequest, MAX_CHUNK,
-    MAX_PREPEND, MessageDetail, MessageSummary, Notify, NotifyOn, Priority, QueueError, QueueId,
-    QueueService, QueueStats, Recipient, RecipientCounts, RecipientState, RecipientStatus,
+    BulkRequest, DmarcEvaluation, DmarcPolicy, DsnReturn, Envelope, GrpcQueue, ListFilter,
+    ListPage, ListRequest, MAX_CHUNK, MAX_PREPEND, MessageDetail, MessageSummary, Notify, NotifyOn,
+    Priority, QueueError, QueueId, QueueService, QueueStats, Recipient, RecipientCounts,
+    RecipientState, RecipientStatus,
 };
 use futures::{SinkExt, StreamExt, stream};
 use loopback::{closed_endpoint, guarded, serve};
@@ -27,6 +28,7 @@ use tonic::transport::Server;
 enum Seen {
     Chunk(usize),
     Prepend(usize),
+    Dmarc(Box<DmarcEvaluation>),
     BodyFailed(String),
     Committed(QueueId),
 }
@@ -116,6 +118,11 @@ fn summary(id: &str, next_attempt: Option<u64>) -> MessageSummary {
 
 #[async_trait]
 impl QueueService for MemoryQueue {
+    async fn record_dmarc(&self, evaluation: DmarcEvaluation) -> Result<(), QueueError> {
+        self.note(Seen::Dmarc(Box::new(evaluation)));
+        Ok(())
+    }
+
     async fn enqueue(
         &self,
         envelope: Envelope,
@@ -133,6 +140,7 @@ impl QueueService for MemoryQueue {
                     content.splice(0..0, headers.iter().copied());
                     self.note(Seen::Prepend(headers.len()));
                 }
+                Ok(BodyPart::Dmarc(evaluation)) => self.note(Seen::Dmarc(evaluation)),
                 Err(error) => {
                     self.note(Seen::BodyFailed(error.reason().to_owned()));
                     return Err(error.into());
@@ -426,6 +434,80 @@ async fn headers_prepended_after_the_body_arrive_in_front_of_it() {
 }
 
 #[tokio::test]
+async fn a_dmarc_evaluation_travels_with_the_end_of_the_body() {
+    let Running {
+        mut seen, client, ..
+    } = start().await;
+    let evaluation = DmarcEvaluation {
+        policy_domain: "example.org".into(),
+        envelope_from: "example.org".into(),
+        source_ip: Some("192.0.2.7".parse().unwrap()),
+        disposition: "quarantine".into(),
+        spf_domain: "example.org".into(),
+        spf_result: "fail".into(),
+        policy: DmarcPolicy {
+            p: "quarantine".into(),
+            rua: vec!["dmarc@example.org".into()],
+            ..DmarcPolicy::default()
+        },
+        ..DmarcEvaluation::default()
+    };
+    let parts: Vec<Result<BodyPart, BodyError>> = vec![
+        Ok(Bytes::from_static(b"Subject: x\r\n\r\nbody\r\n").into()),
+        Ok(BodyPart::Prepend(Bytes::from_static(b"X-A: 1\r\n"))),
+        Ok(BodyPart::Dmarc(Box::new(evaluation.clone()))),
+    ];
+    guarded(client.enqueue(envelope(), Box::pin(stream::iter(parts))))
+        .await
+        .unwrap();
+    let mut arrived = None;
+    while let Some(event) = guarded(seen.recv()).await {
+        match event {
+            Seen::Dmarc(evaluation) => arrived = Some(*evaluation),
+            Seen::Committed(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(arrived, Some(evaluation));
+}
+
+#[tokio::test]
+async fn the_evaluation_of_a_refused_message_is_recorded_through_grpc() {
+    let Running {
+        mut seen, client, ..
+    } = start().await;
+    let evaluation = DmarcEvaluation {
+        policy_domain: "example.com".into(),
+        envelope_from: "example.com".into(),
+        source_ip: Some("192.0.2.9".parse().unwrap()),
+        disposition: "reject".into(),
+        spf_result: "none".into(),
+        policy: DmarcPolicy {
+            p: "reject".into(),
+            rua: vec!["dmarc@example.com".into()],
+            ..DmarcPolicy::default()
+        },
+        ..DmarcEvaluation::default()
+    };
+    guarded(client.record_dmarc(evaluation.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        guarded(seen.recv()).await.unwrap(),
+        Seen::Dmarc(Box::new(evaluation.clone()))
+    );
+    let malformed = DmarcEvaluation {
+        disposition: "discard".into(),
+        ..evaluation
+    };
+    let outcome = guarded(client.record_dmarc(malformed)).await;
+    assert!(
+        matches!(outcome, Err(QueueError::InvalidArgument(_))),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_client_breaking_the_body_order_queues_nothing() {
     let Running { queue, client, .. } = start().await;
     let cases: [(&str, Vec<Result<BodyPart, BodyError>>); 3] = [
@@ -607,6 +689,7 @@ fn end_message(size: u64) -> proto::EnqueueRequest {
         part: Some(Part::End(proto::BodyEnd {
             size,
             prepend: Bytes::new(),
+            dmarc: None,
         })),
     }
 }
@@ -620,7 +703,7 @@ async fn raw_streams_that_break_the_enqueue_contract_are_invalid_argument() {
         .await
         .unwrap();
 
-    let streams: [(&str, Vec<proto::EnqueueRequest>); 10] = [
+    let streams: [(&str, Vec<proto::EnqueueRequest>); 11] = [
         (
             "starts with a chunk",
             vec![chunk_message(b"x"), end_message(1)],
@@ -656,6 +739,26 @@ async fn raw_streams_that_break_the_enqueue_contract_are_invalid_argument() {
                     part: Some(Part::End(proto::BodyEnd {
                         size: 1,
                         prepend: Bytes::from(vec![b'h'; MAX_PREPEND + 1]),
+                        dmarc: None,
+                    })),
+                },
+            ],
+        ),
+        (
+            "a DMARC evaluation without its policy",
+            vec![
+                envelope_message(),
+                chunk_message(b"x"),
+                proto::EnqueueRequest {
+                    part: Some(Part::End(proto::BodyEnd {
+                        size: 1,
+                        prepend: Bytes::new(),
+                        dmarc: Some(proto::DmarcEvaluation {
+                            policy_domain: "example.org".into(),
+                            disposition: "none".into(),
+                            spf_result: "pass".into(),
+                            ..proto::DmarcEvaluation::default()
+                        }),
                     })),
                 },
             ],

@@ -523,9 +523,10 @@ impl QueueService for QueueDouble {
         let mut prepended = false;
         while let Some(part) = body.next().await {
             match part {
-                Ok(_) if prepended => {
+                Ok(BodyPart::Chunk(_) | BodyPart::Prepend(_)) if prepended => {
                     return Err(self.violation("a body part after the prepended headers".into()));
                 }
+                Ok(BodyPart::Dmarc(_)) => {}
                 Ok(BodyPart::Chunk(chunk)) => content.extend_from_slice(&chunk),
                 Ok(BodyPart::Prepend(headers)) => {
                     if headers.len() > MAX_PREPEND {

@@ -113,6 +113,8 @@ pub struct Settings {
     pub max_connections_per_ip: usize,
     /// `auth.*`: message authentication.
     pub auth: MessageAuth,
+    /// `report.dmarc.aggregate.send` is on: DMARC evaluations go to the queue for reports.
+    pub dmarc_reports: bool,
     /// `session.dnsbl.*`: DNS blocklists.
     pub dnsbl: Dnsbl,
     /// `session.milter.<id>`, the enabled ones, by id.
@@ -150,6 +152,7 @@ impl Settings {
             max_connections: config.server.max_connections as usize,
             max_connections_per_ip: config.server.max_connections_per_ip as usize,
             auth: config.auth.clone(),
+            dmarc_reports: config.dmarc_reports.enabled(),
             dnsbl: s.dnsbl.clone(),
             milters: s.milters.clone(),
             hooks: s.hooks.iter().cloned().map(Arc::new).collect(),

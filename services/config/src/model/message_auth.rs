@@ -50,8 +50,8 @@ fn verify(
     Some(rule)
 }
 
-/// Reports signature ids (of the rule at `key`) that name no `signature.<id>`.
-fn check_signatures<'r>(
+/// Reports signature ids (of the key `key`) that name no `signature.<id>`.
+pub(crate) fn check_signatures<'r>(
     t: &TableReader<'_>,
     key: &str,
     ids: impl Iterator<Item = &'r String>,

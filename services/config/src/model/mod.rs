@@ -16,6 +16,7 @@ pub mod outbound;
 pub mod queue;
 pub mod queue_limits;
 pub mod remote;
+pub mod report;
 pub mod resolver;
 pub mod server;
 pub mod session;
@@ -70,6 +71,8 @@ pub struct Config {
     pub authentication: authentication::Authentication,
     /// `webhook.<id>`, the enabled ones: where delivery events are sent.
     pub webhooks: BTreeMap<String, webhook::Webhook>,
+    /// `report.dmarc.aggregate.*`: DMARC aggregate reports.
+    pub dmarc_reports: report::DmarcAggregate,
 }
 
 impl Config {
@@ -120,6 +123,8 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
     let tracing = telemetry::read(root);
     let authentication = authentication::read(root);
     let webhooks = webhook::read_all(root);
+    let hostname = server.as_ref().map_or("localhost", |s| s.hostname.as_str());
+    let dmarc_reports = report::read(root, hostname, &signatures);
     Some(Config {
         server: server?,
         remotes,
@@ -136,5 +141,6 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
         tracing,
         authentication: authentication?,
         webhooks: webhooks?,
+        dmarc_reports: dmarc_reports?,
     })
 }

@@ -14,6 +14,7 @@ mod network;
 mod pem;
 mod rate;
 mod referenced_files;
+mod report_frequency;
 mod rewrite_rules;
 mod rule_settings;
 pub mod rules;
@@ -36,6 +37,7 @@ pub use network::Bind;
 pub use pem::{CertificateChain, PrivateKey};
 pub use rate::{Rate, parse_rate};
 pub(crate) use referenced_files::RecordingEnvironment;
+pub use report_frequency::{MIN_REPORT_PERIOD, ReportFrequency};
 pub use rewrite_rules::{RewriteRule, RewriteRules};
 pub use rule_settings::{
     Hop, NextHop, RelayRule, SealRule, SealSignature, SignRule, SignatureList, VerifyMode,

@@ -26,6 +26,14 @@
 //! | `("events", "outbox", webhook, event)` | one delivery event (JSON) waiting for `webhook` (`event_outbox`) |
 //! | `("events", "depth", webhook)`        | little-endian `i64`: events waiting for `webhook`, by atomic add |
 //! | `("events", "lease", webhook)`        | which scheduler sends `webhook`'s events, under which token |
+//! | `("dmarc", "row", domain, start, hash, 0)` | one DMARC report row (JSON), period starting `start` (Unix s) |
+//! | `("dmarc", "row", domain, start, hash, 1)` | little-endian `i64`: the messages counted in it, by atomic add |
+//! | `("dmarc", "rows", domain, start)`    | `i64`: distinct rows of the period (bounded by `max-records`) |
+//! | `("dmarc", "over", domain, start)`    | `i64`: evaluations left out past the bound    |
+//! | `("dmarc", "policy", domain, start)`  | the policy the domain published (JSON)         |
+//! | `("dmarc", "due", end, domain, start)` | empty: a report is due at `end` (Unix s)      |
+//! | `("dmarc", "lease", domain, start)`   | which scheduler builds the report, under which token |
+//! | `("dmarc", "retry", domain, start)`   | `(attempts, next_ms)`: DNS failures at report time |
 //!
 //! Why this shape:
 //! - Recipients have a key each: delivery updates one recipient without rewriting the others,
@@ -70,6 +78,7 @@ pub(crate) struct Keys {
     message_ids: Subspace,
     message_id_of: Subspace,
     events: Subspace,
+    dmarc: Subspace,
 }
 
 impl Keys {
@@ -92,6 +101,7 @@ impl Keys {
             message_ids: queue.subspace(&("msgid",)),
             message_id_of: queue.subspace(&("msgid-of",)),
             events: queue.subspace(&("events",)),
+            dmarc: queue.subspace(&("dmarc",)),
         }
     }
 
@@ -154,6 +164,70 @@ impl Keys {
     /// The lease of the scheduler sending `webhook`'s events.
     pub(crate) fn outbox_lease(&self, webhook: &str) -> Vec<u8> {
         self.events.pack(&("lease", webhook))
+    }
+
+    /// One DMARC report row of `domain`'s period from `start`: `part` 0 holds the row, 1
+    /// its count.
+    pub(crate) fn dmarc_row(&self, domain: &str, start: u64, hash: &[u8], part: u64) -> Vec<u8> {
+        self.dmarc
+            .pack(&("row", domain, start, hash.to_vec(), part))
+    }
+
+    /// Every row of `domain`'s period from `start`, each row's record before its count.
+    pub(crate) fn dmarc_rows(&self, domain: &str, start: u64) -> KeyRange {
+        range(&self.dmarc.subspace(&("row", domain, start)))
+    }
+
+    /// The part (0 row, 1 count) and row hash a row key names.
+    pub(crate) fn parse_dmarc_row(&self, key: &[u8]) -> Option<(Vec<u8>, u64)> {
+        let (_, _, _, hash, part) = self
+            .dmarc
+            .unpack::<(String, String, u64, Vec<u8>, u64)>(key)
+            .ok()?;
+        Some((hash, part))
+    }
+
+    /// The count of distinct rows of `domain`'s period from `start`.
+    pub(crate) fn dmarc_distinct(&self, domain: &str, start: u64) -> Vec<u8> {
+        self.dmarc.pack(&("rows", domain, start))
+    }
+
+    /// The count of evaluations left out of `domain`'s period from `start`.
+    pub(crate) fn dmarc_overflow(&self, domain: &str, start: u64) -> Vec<u8> {
+        self.dmarc.pack(&("over", domain, start))
+    }
+
+    /// The policy `domain` published during its period from `start`.
+    pub(crate) fn dmarc_policy(&self, domain: &str, start: u64) -> Vec<u8> {
+        self.dmarc.pack(&("policy", domain, start))
+    }
+
+    /// The mark that `domain`'s report of the period `start..end` is due at `end`.
+    pub(crate) fn dmarc_due(&self, end: u64, domain: &str, start: u64) -> Vec<u8> {
+        self.dmarc.pack(&("due", end, domain, start))
+    }
+
+    /// The reports due at or before `now` (Unix seconds).
+    pub(crate) fn dmarc_due_until(&self, now: u64) -> KeyRange {
+        let due = self.dmarc.subspace(&("due",));
+        let (begin, _) = due.range();
+        KeyRange::new(begin, due.pack(&(now.saturating_add(1),)))
+    }
+
+    /// The end, domain and start a due mark names.
+    pub(crate) fn parse_dmarc_due(&self, key: &[u8]) -> Option<(u64, String, u64)> {
+        let (_, end, domain, start) = self.dmarc.unpack::<(String, u64, String, u64)>(key).ok()?;
+        Some((end, domain, start))
+    }
+
+    /// The lease of the scheduler building `domain`'s report of the period from `start`.
+    pub(crate) fn dmarc_lease(&self, domain: &str, start: u64) -> Vec<u8> {
+        self.dmarc.pack(&("lease", domain, start))
+    }
+
+    /// The DNS failures met building `domain`'s report of the period from `start`.
+    pub(crate) fn dmarc_retry(&self, domain: &str, start: u64) -> Vec<u8> {
+        self.dmarc.pack(&("retry", domain, start))
     }
 
     /// The MTA-STS policy remembered for `domain` (lower case, no trailing dot).

@@ -11,6 +11,7 @@
 pub(crate) mod condition;
 pub(crate) mod counters;
 pub(crate) mod dead_destination;
+pub(crate) mod dmarc_rows;
 pub(crate) mod due_index;
 pub(crate) mod enqueued;
 pub(crate) mod event_outbox;

@@ -11,6 +11,7 @@ use ferrymail_telemetry::LogLimit;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::dmarc_report::sender::{self as dmarc_sender, SenderOptions};
 use crate::events::outbox_dispatch::{self, DispatchOptions};
 use crate::events::webhook_client::WebhookClient;
 use crate::failure_backoff::FailureBackoff;
@@ -102,6 +103,17 @@ impl Scheduler {
             },
             stop.clone(),
         ));
+        let resolver = self.clone();
+        let reports = tokio::spawn(dmarc_sender::run(
+            self.queue.clone(),
+            SenderOptions {
+                owner: self.options.owner.clone(),
+                lease: self.options.lease,
+                skew: self.settings.load().max_clock_skew,
+                dns: Arc::new(move || resolver.settings.load().dns.clone()),
+            },
+            stop.clone(),
+        ));
         loop {
             // Registered before reading, so an enqueue during the read is not missed.
             let wake = self.queue.handoff.wake.notified();
@@ -143,6 +155,7 @@ impl Scheduler {
         while in_flight.join_next().await.is_some() {}
         // It finishes a webhook request under way, then gives up its sender leases.
         let _ = events.await;
+        let _ = reports.await;
         if self.options.shards.is_none()
             && let Err(error) =
                 membership::leave(&self.queue.store, &self.queue.keys, &self.options.owner).await

@@ -34,7 +34,8 @@ pub fn allowed_roles(path: &str) -> Option<&'static [Role]> {
         .unwrap_or((path, ""));
     Some(match (service, method) {
         ("grpc.health.v1.Health", _) => return None,
-        ("ferrymail.v1.Queue", "Enqueue") => INGRESS,
+        // The ingress enqueues, and counts the DMARC evaluations of mail it refused.
+        ("ferrymail.v1.Queue", "Enqueue" | "RecordDmarc") => INGRESS,
         ("ferrymail.v1.Queue", "List" | "Get" | "Retry" | "Cancel" | "Stats") => ADMIN,
         // Destinations: pause, resume, suspended.
         ("ferrymail.v1.Queue", "Pause" | "Resume" | "Destinations") => ADMIN,
@@ -266,6 +267,25 @@ mod tests {
         let states = "/ferrymail.v1.Directory/RemoteStates";
         assert!(refusal(states, &certified(&[Role::Operator])).is_none());
         assert!(refusal(states, &certified(&[Role::SmtpIngress])).is_some());
+    }
+
+    #[test]
+    fn only_the_ingress_records_dmarc_evaluations() {
+        let path = "/ferrymail.v1.Queue/RecordDmarc";
+        assert!(refusal(path, &certified(&[Role::SmtpIngress])).is_none());
+        for wrong in [
+            Role::Admin,
+            Role::Operator,
+            Role::QueueScheduler,
+            Role::DirectoryProxy,
+        ] {
+            let status = refusal(path, &certified(&[wrong])).map(|s| s.code());
+            assert_eq!(status, Some(tonic::Code::PermissionDenied), "{wrong}");
+        }
+        assert_eq!(
+            refusal(path, &Caller::Anonymous).map(|s| s.code()),
+            Some(tonic::Code::Unauthenticated)
+        );
     }
 
     #[test]

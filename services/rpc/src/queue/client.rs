@@ -18,7 +18,7 @@ use super::{
     BodyStream, DestinationScope, Destinations, Envelope, ListPage, ListRequest, MessageDetail,
     QueueError, QueueId, QueueService, QueueStats, Resumed,
 };
-use super::{BulkReport, BulkRequest};
+use super::{BulkReport, BulkRequest, DmarcEvaluation, dmarc_evaluation};
 use crate::cluster_tls::{ChannelSecurity, Role};
 use crate::endpoint::lazy_channel;
 use crate::proto::{self, queue_client::QueueClient};
@@ -206,6 +206,14 @@ impl QueueService for GrpcQueue {
             .bulk(bulk_request_to_wire(request))
             .await?;
         Ok(bulk_report_from_wire(reply.into_inner()))
+    }
+
+    async fn record_dmarc(&self, evaluation: DmarcEvaluation) -> Result<(), QueueError> {
+        let request = proto::RecordDmarcRequest {
+            evaluation: Some(dmarc_evaluation::to_wire(evaluation)),
+        };
+        self.client.clone().record_dmarc(request).await?;
+        Ok(())
     }
 
     async fn find_by_message_id(&self, message_id: &str) -> Result<Vec<QueueId>, QueueError> {

@@ -7,7 +7,7 @@ use futures::stream;
 use tonic::{Status, Streaming};
 
 use super::convert::envelope_from_wire;
-use super::{BodyError, BodyPart, BodyStream, Envelope, MAX_PREPEND, QueueError};
+use super::{BodyError, BodyPart, BodyStream, Envelope, MAX_PREPEND, QueueError, dmarc_evaluation};
 use crate::malformed::Malformed;
 use crate::proto::{self, enqueue_request::Part};
 use crate::status::invalid_request;
@@ -56,6 +56,7 @@ pub(crate) async fn open(
         incoming,
         received: 0,
         ended: false,
+        trailer: Vec::new(),
         violation: violation.clone(),
     };
     let body = stream::unfold(Some(reader), |reader| async move {
@@ -75,6 +76,8 @@ struct BodyReader {
     received: u64,
     /// The end message came and was checked.
     ended: bool,
+    /// What the end message carried, still to hand out (last first).
+    trailer: Vec<BodyPart>,
     violation: Violation,
 }
 
@@ -82,7 +85,7 @@ impl BodyReader {
     /// The next part; `None` once the end message came, matched, and the stream closed.
     async fn next_part(&mut self) -> Result<Option<BodyPart>, BodyError> {
         if self.ended {
-            return Ok(None);
+            return Ok(self.trailer.pop());
         }
         let message = self.incoming.message().await.map_err(broke_off)?;
         match message.map(|message| message.part) {
@@ -127,8 +130,19 @@ impl BodyReader {
                 .violation
                 .record("a message after the end of the body".to_owned()));
         }
+        let dmarc = end
+            .dmarc
+            .map(dmarc_evaluation::from_wire)
+            .transpose()
+            .map_err(|malformed| self.violation.record(malformed.0))?;
         self.ended = true;
-        Ok((!end.prepend.is_empty()).then(|| BodyPart::Prepend(end.prepend)))
+        if let Some(dmarc) = dmarc {
+            self.trailer.push(BodyPart::Dmarc(Box::new(dmarc)));
+        }
+        if !end.prepend.is_empty() {
+            self.trailer.push(BodyPart::Prepend(end.prepend));
+        }
+        Ok(self.trailer.pop())
     }
 }
 

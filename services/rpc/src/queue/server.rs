@@ -12,7 +12,8 @@ use super::convert::{
     detail_to_wire, list_page_to_wire, list_request_from_wire, queue_id_from_wire, stats_to_wire,
 };
 use super::destinations::{destinations_to_wire, scope_from_wire};
-use super::{QueueError, QueueId, QueueService, intake};
+use super::{QueueError, QueueId, QueueService, dmarc_evaluation, intake};
+use crate::malformed::Malformed;
 use crate::proto::{self, queue_server::QueueServer};
 use crate::status::invalid_request;
 
@@ -191,6 +192,19 @@ impl proto::queue_server::Queue for QueueHandler {
         let service = Arc::clone(&self.service);
         let report = to_completion(async move { service.bulk(request).await }).await?;
         Ok(Response::new(bulk_report_to_wire(report)))
+    }
+
+    async fn record_dmarc(
+        &self,
+        request: Request<proto::RecordDmarcRequest>,
+    ) -> Result<Response<proto::RecordDmarcReply>, Status> {
+        let evaluation = request
+            .into_inner()
+            .evaluation
+            .ok_or_else(|| invalid_request(Malformed::missing("evaluation")))?;
+        let evaluation = dmarc_evaluation::from_wire(evaluation).map_err(invalid_request)?;
+        self.service.record_dmarc(evaluation).await?;
+        Ok(Response::new(proto::RecordDmarcReply {}))
     }
 
     async fn find_by_message_id(

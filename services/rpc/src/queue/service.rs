@@ -13,8 +13,8 @@ use super::{
 
 /// A message body, read as it arrives. An `Err` item means the body will never be complete.
 ///
-/// Chunks come in order; at most one [`BodyPart::Prepend`] may follow the last chunk, and
-/// nothing may follow it.
+/// Chunks come in order; at most one [`BodyPart::Prepend`] and one [`BodyPart::Dmarc`] may
+/// follow the last chunk, and no chunk may follow them.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<BodyPart, BodyError>> + Send>>;
 
 /// Largest [`BodyPart::Prepend`]: header fields, not a second body.
@@ -29,6 +29,10 @@ pub enum BodyPart {
     /// `DKIM-Signature`), to be placed before the body; at most [`MAX_PREPEND`] bytes, each
     /// field ending in CRLF.
     Prepend(Bytes),
+    /// The message's DMARC evaluation, for the aggregate report of its author domain; known,
+    /// as the prepended headers are, only once the whole body was read. It follows the last
+    /// chunk, before or after the prepended headers, at most once.
+    Dmarc(Box<super::DmarcEvaluation>),
 }
 
 impl From<Bytes> for BodyPart {
@@ -114,4 +118,14 @@ pub trait QueueService: Send + Sync + 'static {
     /// The queued messages whose `Message-ID` header is `message_id` (angle brackets and ASCII
     /// case do not matter), oldest first; `NotFound` when there is none.
     async fn find_by_message_id(&self, message_id: &str) -> Result<Vec<QueueId>, QueueError>;
+
+    /// Counts the DMARC evaluation of a message refused before it was queued, for its
+    /// domain's aggregate report. Not every queue keeps reports: by default it answers that
+    /// it cannot.
+    async fn record_dmarc(&self, evaluation: super::DmarcEvaluation) -> Result<(), QueueError> {
+        Err(QueueError::Unavailable(format!(
+            "no DMARC reports of {} kept here",
+            evaluation.policy_domain
+        )))
+    }
 }

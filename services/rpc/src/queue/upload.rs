@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt, future, stream};
 use tonic::CancellationHandle;
 
-use super::{BodyError, BodyPart, BodyStream, MAX_PREPEND};
+use super::{BodyError, BodyPart, BodyStream, MAX_PREPEND, dmarc_evaluation};
 use crate::proto::{self, enqueue_request::Part};
 
 /// Largest body chunk sent in one gRPC message; larger pieces of the body are split, so no
@@ -22,6 +22,8 @@ struct Upload {
     sent: u64,
     /// Headers to send with the end; once set, the body is complete.
     prepend: Option<Bytes>,
+    /// The DMARC evaluation to send with the end; once set, the body is complete.
+    dmarc: Option<Box<super::DmarcEvaluation>>,
     ended: bool,
     cancel: Option<CancellationHandle>,
     failure: BodyFailure,
@@ -46,6 +48,7 @@ pub(crate) fn request_stream(
         unsent: Bytes::new(),
         sent: 0,
         prepend: None,
+        dmarc: None,
         ended: false,
         cancel: Some(cancel),
         failure,
@@ -69,6 +72,7 @@ pub(crate) fn request_stream(
                     let end = proto::BodyEnd {
                         size: upload.sent,
                         prepend: upload.prepend.take().unwrap_or_default(),
+                        dmarc: upload.dmarc.take().map(|d| dmarc_evaluation::to_wire(*d)),
                     };
                     return Some((message(Part::End(end)), upload));
                 }
@@ -91,11 +95,19 @@ pub(crate) fn request_stream(
 impl Upload {
     /// Takes the next part of the body, or says how it breaks [`BodyStream`]'s order.
     fn accept(&mut self, part: BodyPart) -> Result<(), BodyError> {
-        if self.prepend.is_some() {
-            return Err(BodyError::new("body data after the prepended headers"));
-        }
+        let trailer_sent = self.prepend.is_some() || self.dmarc.is_some();
         match part {
+            BodyPart::Chunk(_) if trailer_sent => {
+                return Err(BodyError::new("body data after the end of the message"));
+            }
             BodyPart::Chunk(bytes) => self.unsent = bytes,
+            BodyPart::Prepend(_) if self.prepend.is_some() => {
+                return Err(BodyError::new("a second set of prepended headers"));
+            }
+            BodyPart::Dmarc(_) if self.dmarc.is_some() => {
+                return Err(BodyError::new("a second DMARC evaluation"));
+            }
+            BodyPart::Dmarc(evaluation) => self.dmarc = Some(evaluation),
             BodyPart::Prepend(headers) if headers.len() > MAX_PREPEND => {
                 return Err(BodyError::new(format!(
                     "{} bytes of prepended headers, more than {MAX_PREPEND}",

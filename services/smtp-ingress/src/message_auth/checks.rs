@@ -2,8 +2,10 @@
 //! DMARC (or DKIM signing) at the end of DATA, and the ARC seal of forwarded mail.
 
 use ferrymail_config::model::message_auth::{VerifyMode, VerifyRule};
+use ferrymail_rpc::queue::DmarcEvaluation;
 use mail_auth::{ArcOutput, AuthenticatedMessage, SpfOutput};
 
+use super::report_evaluation::{Checked, evaluation};
 use super::results_header::{Report, results_field, results_value};
 use super::verify::{self, Modes};
 use super::{HashedMessage, MAX_COPY, MAX_HEADER, MessageCopy, PendingMessage, WholeCopy};
@@ -22,6 +24,15 @@ fn limit_signatures(mut message: AuthenticatedMessage<'_>) -> AuthenticatedMessa
     message.dkim_headers.truncate(MAX_SIGNATURES);
     message.errors.truncate(MAX_SIGNATURES);
     message
+}
+
+/// What authentication adds to an accepted message.
+pub(crate) struct Authenticated {
+    /// Header fields to place before it.
+    pub(crate) headers: Vec<u8>,
+    /// Its DMARC evaluation, when its author domain asked for aggregate reports and this
+    /// server sends them.
+    pub(crate) dmarc: Option<DmarcEvaluation>,
 }
 
 /// The answer when a rule list choosing a mode cannot be asked.
@@ -122,11 +133,14 @@ impl Session {
     pub(crate) async fn authenticate_message(
         &self,
         pending: &PendingMessage,
-    ) -> Result<Vec<u8>, Reply> {
+    ) -> Result<Authenticated, Reply> {
         if self.authenticated.is_some() {
-            return Ok(self.sign(pending).await?.into_bytes());
+            return Ok(Authenticated {
+                headers: self.sign(pending).await?.into_bytes(),
+                dmarc: None,
+            });
         }
-        self.verify(pending).await.map(String::into_bytes)
+        self.verify(pending).await
     }
 
     /// The modes of the end-of-DATA checks for this transaction.
@@ -143,8 +157,9 @@ impl Session {
         })
     }
 
-    /// Verifies an unauthenticated client's message: its `Authentication-Results` header.
-    async fn verify(&self, pending: &PendingMessage) -> Result<String, Reply> {
+    /// Verifies an unauthenticated client's message: its `Authentication-Results` header,
+    /// and the DMARC evaluation for the author domain's aggregate report.
+    async fn verify(&self, pending: &PendingMessage) -> Result<Authenticated, Reply> {
         let modes = self.data_modes(&pending.sender).await?;
         let helo = self.helo.as_deref().unwrap_or_default();
         let mail_from_domain = split_address(&pending.sender)
@@ -174,10 +189,31 @@ impl Session {
             }),
             (None, None) => None,
         };
-        if let Some(refusal) = outcome
+        let refusal = outcome
             .as_ref()
-            .and_then(|o| verify::message_refusal(modes, o))
-        {
+            .and_then(|o| verify::message_refusal(modes, o));
+        let refused_by_dmarc = refusal.is_some()
+            && outcome
+                .as_ref()
+                .is_some_and(|o| verify::dmarc_rejects(modes, o));
+        let dmarc = outcome
+            .as_ref()
+            .filter(|_| self.settings.dmarc_reports)
+            .and_then(|o| {
+                let checked = Checked {
+                    dmarc: o.dmarc.as_ref()?,
+                    dkim: &o.dkim,
+                    spf,
+                    mail_from_domain: &mail_from_domain,
+                    client_ip: self.peer.ip(),
+                    refused: refused_by_dmarc,
+                };
+                evaluation(&checked)
+            });
+        if let Some(refusal) = refusal {
+            if refused_by_dmarc && let Some(evaluation) = dmarc {
+                self.record_refused(evaluation);
+            }
             return Err(refusal);
         }
         if pending.copy.too_large() {
@@ -199,7 +235,22 @@ impl Session {
         let seal = self
             .arc_seal(pending, message.as_ref(), arc, &results)
             .await?;
-        Ok(seal + &results_field(&results))
+        Ok(Authenticated {
+            headers: (seal + &results_field(&results)).into_bytes(),
+            dmarc,
+        })
+    }
+
+    /// Has the queue count the DMARC evaluation of a message refused under its domain's
+    /// `p=reject`: the refusal is not held up for it, and a failure is logged.
+    fn record_refused(&self, evaluation: DmarcEvaluation) {
+        let queue = self.shared.queue.clone();
+        tokio::spawn(async move {
+            let domain = evaluation.policy_domain.clone();
+            if let Err(error) = queue.record_dmarc(evaluation).await {
+                tracing::warn!(%domain, %error, "the DMARC evaluation of a refused message was not recorded for the aggregate report");
+            }
+        });
     }
 
     /// The ARC set sealing a forwarded message with the signature `auth.arc.seal` names

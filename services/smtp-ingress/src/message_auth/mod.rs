@@ -31,6 +31,7 @@
 mod checks;
 mod forwarded;
 mod hashed_message;
+mod report_evaluation;
 mod results_header;
 mod seal;
 mod sign;

@@ -177,6 +177,14 @@ fn dmarc_refusal(dmarc: &DmarcOutput) -> Option<Reply> {
     }
 }
 
+/// Whether DMARC itself refuses the message: strict, and a failure under `p=reject`.
+pub(crate) fn dmarc_rejects(modes: Modes, outcome: &Outcome<'_>) -> bool {
+    modes.dmarc == VerifyMode::Strict
+        && outcome.dmarc.as_ref().is_some_and(|dmarc| {
+            matches!(dmarc.result(), DmarcResult::Fail(_)) && dmarc.policy() == Policy::Reject
+        })
+}
+
 /// The first refusal the strict checks call for, DMARC's first as it names the author.
 pub(crate) fn message_refusal(modes: Modes, outcome: &Outcome<'_>) -> Option<Reply> {
     let strict = |mode: VerifyMode| mode == VerifyMode::Strict;

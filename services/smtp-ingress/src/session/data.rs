@@ -442,8 +442,11 @@ impl Session {
         let mut pending = upload.pending.take()?;
         pending.copy.finish();
         match self.authenticate_message(&pending).await {
-            Ok(headers) => {
-                upload.prepend(headers).await;
+            Ok(authenticated) => {
+                upload.prepend(authenticated.headers).await;
+                if let Some(dmarc) = authenticated.dmarc {
+                    upload.send(BodyPart::Dmarc(Box::new(dmarc))).await;
+                }
                 None
             }
             Err(refusal) => {
