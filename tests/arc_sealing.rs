@@ -8,13 +8,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ferrymail_e2e::{EMBEDDED_STORE, FakeDns, Ferrymail, SmtpSink, SmtpSinkOptions, require_peer};
+use ferrymail_e2e::{
+    EMBEDDED_STORE, FakeDns, Ferrymail, SmtpSink, SmtpSinkOptions, python_with_input, require_peer,
+    test_venv_python,
+};
 use mail_auth::common::crypto::{RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
@@ -130,42 +130,7 @@ s.quit()
         host = smtp.ip(),
         port = smtp.port(),
     );
-    run_python("python3", &script, &[], message)
-}
-
-/// Runs a Python `script` with `args`, `input` on its standard input; its output.
-fn run_python(python: &str, script: &str, args: &[&str], input: &str) -> String {
-    let mut child = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// The python of the test environment `make test-deps` builds, where dkimpy is installed.
-fn venv_python() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/python3");
-    if venv.exists() {
-        return venv;
-    }
-    require_peer("python3")
+    python_with_input(&require_peer("python3"), &script, &[], message.as_bytes())
 }
 
 /// dkimpy's verdict on the ARC chain of `message`: `cv` of the chain (`None` for a chain a
@@ -200,12 +165,11 @@ cv, sets, reason = dkim.arc_verify(sys.stdin.buffer.read(), dnsfunc=lookup)
 print(text(cv), " ".join("i=%s cv=%s" % (s["instance"], text(s["cv"])) for s in sets), "|", reason)
 "#;
     let address = dns.address();
-    let python = venv_python();
-    run_python(
-        python.to_str().unwrap(),
+    python_with_input(
+        &test_venv_python("dkim"),
         script,
         &[&address.ip().to_string(), &address.port().to_string()],
-        message,
+        message.as_bytes(),
     )
 }
 

@@ -9,15 +9,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ferrymail_e2e::{
     ClusterCertificates, EMBEDDED_STORE, FakeDns, Ferrymail, Postgres, SmtpSink, SmtpSinkOptions,
+    python_with_input, require_peer, test_venv_python,
 };
 use mail_auth::common::crypto::{RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
@@ -146,40 +144,7 @@ s.quit()
         host = smtp.ip(),
         port = smtp.port(),
     );
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(message.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "sending failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// The test environment's Python with parsedmarc.
-fn venv_python() -> PathBuf {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/python");
-    let check = Command::new(&python)
-        .args(["-c", "import parsedmarc"])
-        .output();
-    assert!(
-        check.is_ok_and(|out| out.status.success()),
-        "parsedmarc is missing: run .ci/install-test-deps"
-    );
-    python
+    python_with_input(&require_peer("python3"), &script, &[], message.as_bytes())
 }
 
 /// The aggregate report in `raw` (a whole report message) as parsedmarc reads it.
@@ -189,26 +154,9 @@ import json, sys, parsedmarc
 parsed = parsedmarc.parse_report_email(sys.stdin.buffer.read(), offline=True)
 print(json.dumps(parsed, default=str))
 "#;
-    let mut child = Command::new(venv_python())
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(raw.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "parsedmarc refused the report: {}\n{raw}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let parsed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = python_with_input(&test_venv_python("parsedmarc"), script, &[], raw.as_bytes());
+    let parsed: Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("parsedmarc printed no JSON ({e}): {out}\n{raw}"));
     assert_eq!(parsed["report_type"], "aggregate", "{parsed}");
     parsed["report"].clone()
 }
@@ -279,7 +227,7 @@ fn send_mail(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_report_per_domain_reaches_the_authorized_destinations_and_parses_back() {
-    venv_python();
+    test_venv_python("parsedmarc");
     let dns = FakeDns::start();
     let (signer, record) = rsa_key();
     publish(&dns, &record);

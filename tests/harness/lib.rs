@@ -50,7 +50,10 @@ pub use lab_config::{
     EMBEDDED_STORE, embedded_store, logins_directory, mailboxes_directory, relay_config,
 };
 pub use load_generator::{LOAD_CLIENT_HELO, Load, LoadOptions, LoadReport, end_marker};
-pub use mail_clients::{ImapClient, ImapResponse, SmtpClient, SmtpReply, python, sasl_plain};
+pub use mail_clients::{
+    ImapClient, ImapResponse, SmtpClient, SmtpReply, python, python_with_input, sasl_plain,
+    test_venv_python,
+};
 pub use milters::{OpenDkim, Rspamd, TlsTunnel};
 pub use otlp_receiver::{OtlpReceiver, ReceivedSpan, describe as describe_spans};
 pub use peer::{PEER_PATIENCE, require_peer, wait_until};

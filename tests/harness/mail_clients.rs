@@ -270,3 +270,49 @@ pub fn python(script: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Runs `script` with the Python at `python`, with `args` and `input` on its standard input,
+/// and returns what it printed, trimmed; a script that fails fails the test, with its error
+/// output.
+pub fn python_with_input(
+    python: &std::path::Path,
+    script: &str,
+    args: &[&str],
+    input: &[u8],
+) -> String {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    // A script that stops reading early closes its input: what it printed still counts.
+    let _ = child.stdin.take().map(|mut stdin| stdin.write_all(input));
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python failed:\n{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The Python of the test environment (`target/test-venv`, which `.ci/install-test-deps`
+/// fills), checked to import `module`.
+pub fn test_venv_python(module: &str) -> std::path::PathBuf {
+    let python = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-venv/bin/python3");
+    let check = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output();
+    assert!(
+        check.is_ok_and(|out| out.status.success()),
+        "{module} is missing from target/test-venv: run .ci/install-test-deps"
+    );
+    python
+}
