@@ -8,9 +8,11 @@ use std::time::Duration;
 use ferrymail_config::model::report::AggregateReport;
 use ferrymail_config::{Config, ConfigError, load_str};
 
-/// Both kinds of aggregate report: their table and where the configuration keeps them.
-const KINDS: [(&str, fn(Config) -> AggregateReport); 2] =
-    [("dmarc", |c| c.dmarc_reports), ("tls", |c| c.tls_reports)];
+/// Where the configuration keeps one kind of report's settings.
+type Settings = fn(Config) -> AggregateReport;
+
+/// Both kinds of aggregate report: their table and their settings.
+const KINDS: [(&str, Settings); 2] = [("dmarc", |c| c.dmarc_reports), ("tls", |c| c.tls_reports)];
 
 const BASE: &str = "[server]\nhostname = \"mx.example.org\"\n";
 
@@ -73,7 +75,7 @@ fn every_key_is_read_as_written() {
     }
 }
 
-fn every_key_is_read_as_written_in(kind: &str, of: fn(Config) -> AggregateReport) {
+fn every_key_is_read_as_written_in(kind: &str, of: Settings) {
     let config = load(&format!(
         "[report.{kind}.aggregate]\nsend = \"hourly\"\nfrom-name = \"DMARC\"\n\
          from-address = \"dmarc@example.org\"\norg-name = \"Example\"\n\

@@ -81,18 +81,22 @@ impl MtaSts {
 
     /// The policy that applies to delivering to `domain` under `queue.outbound.tls.mta-sts`,
     /// `None` for none; or the temporary failure of every recipient when `require` cannot be
-    /// met.
+    /// met. `unavailable` hears why a published policy could not be had.
     pub(crate) async fn policy_for(
         &self,
         settings: &Outbound,
         dns: &MessageAuthenticator,
         domain: &str,
+        unavailable: impl FnOnce(&str),
     ) -> Result<Option<Arc<Policy>>, Outcome> {
         let setting = settings.mta_sts;
         if setting == TlsPolicy::Disable {
             return Ok(None);
         }
         let found = self.find(settings, dns, domain).await;
+        if let Found::Unavailable(reason) = &found {
+            unavailable(reason);
+        }
         self.metrics.mta_sts(match &found {
             Found::Policy(policy) => policy.mode.name(),
             Found::Absent => "absent",
