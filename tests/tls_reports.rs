@@ -31,8 +31,8 @@ fn next_period() {
     std::thread::sleep(Duration::from_millis(left + 200));
 }
 
-/// `ferrymail all` delivering by MX to `sink`, reporting TLS every 10 s, trusting `ca`.
-fn start(dns: &FakeDns, sink: &SmtpSink, ca: &str) -> Ferrymail {
+/// `ferrymail all` delivering by MX to `sink`, reporting TLS every 10 s, with `env`.
+fn start(dns: &FakeDns, sink: &SmtpSink, env: &[(&str, &str)]) -> Ferrymail {
     let config = format!(
         r#"
 [server]
@@ -56,7 +56,7 @@ from-address = "tls-reports@mx.test"
         port = sink.address().port(),
         resolver = dns.resolver_config(),
     );
-    Ferrymail::start_with_env("all", &config, &[], &[("SSL_CERT_FILE", ca)])
+    Ferrymail::start_with_env("all", &config, &[], env)
 }
 
 /// Sends one message to `rcpt` with smtplib.
@@ -144,7 +144,7 @@ fn a_period_of_deliveries_is_reported_by_mail_and_by_https_post() {
         ),
     );
     let ca = certificates.ca_pem.to_str().unwrap();
-    let mut process = start(&dns, &sink, ca);
+    let mut process = start(&dns, &sink, &[("SSL_CERT_FILE", ca)]);
     process.address("smtp");
 
     next_period();
@@ -195,4 +195,62 @@ fn a_period_of_deliveries_is_reported_by_mail_and_by_https_post() {
     );
     let by_post = check_report(&gunzip(&posts[0].raw), 2);
     assert_eq!(by_mail["report-id"], by_post["report-id"]);
+}
+
+#[test]
+fn bad_destinations_and_dns_failures_keep_the_rows_for_a_later_try() {
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let dns = FakeDns::start();
+    for domain in ["example.net", "example.com"] {
+        dns.add_mx(domain, 10, &format!("mx.{domain}"));
+        dns.add_a(&format!("mx.{domain}"), "127.0.0.1".parse().unwrap());
+    }
+    // Nothing listens on port 1: the endpoint is unreachable.
+    dns.add_txt(
+        "_smtp._tls.example.net",
+        "v=TLSRPTv1; rua=mailto:not-an-address,https://localhost:1/tlsrpt",
+    );
+    dns.add_txt(
+        "_smtp._tls.example.com",
+        "v=TLSRPTv1; rua=mailto:tlsrpt@example.com",
+    );
+    dns.fail("_smtp._tls.example.com");
+    let mut process = start(&dns, &sink, &[]);
+    process.address("smtp");
+    send(&mut process, "bob@example.net", "to net");
+    send(&mut process, "bob@example.com", "to com");
+    sink.wait_for_messages(2);
+
+    let malformed = process.wait_for("the malformed destination", |l| {
+        l.message().starts_with("malformed rua destination")
+    });
+    assert_eq!(malformed.field("destination"), Some("not-an-address"));
+    process.wait_for("the unreachable endpoint's report kept", |l| {
+        l.message() == "no destination took the report: rows kept, tried again later"
+            && l.field("reason") == Some("unreachable")
+            && l.field("domain") == Some("example.net")
+    });
+    process.wait_for("the report kept after a DNS failure", |l| {
+        l.message() == "DNS failed at report time: report kept, tried again later"
+            && l.field("domain") == Some("example.com")
+    });
+    assert!(report_mails(&sink).is_empty(), "no report yet");
+
+    dns.recover("_smtp._tls.example.com");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while report_mails(&sink).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no report after DNS recovered; log:\n{}",
+            process.dump()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mails = report_mails(&sink);
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(
+        mails[0].contains("TLS-Report-Domain: example.com"),
+        "{}",
+        mails[0]
+    );
 }

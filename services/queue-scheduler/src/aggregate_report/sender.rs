@@ -177,7 +177,14 @@ async fn send_one(
     let Some(lease) = take_lease(queue, options, period).await? else {
         return Ok(());
     };
-    tracing::info!(domain = %period.domain, period_start = period.start, token = lease.token, kind = label(period.kind), "report lease taken: building the report");
+    match period.kind {
+        ReportKind::Dmarc => {
+            tracing::info!(domain = %period.domain, period_start = period.start, token = lease.token, "DMARC report lease taken: building the report")
+        }
+        ReportKind::Tls => {
+            tracing::info!(domain = %period.domain, period_start = period.start, token = lease.token, "TLS report lease taken: building the report")
+        }
+    }
     let building = Building {
         queue,
         options,
@@ -362,11 +369,23 @@ pub(crate) async fn retry_later(
             })
         })
         .await?;
+    let kind_label = label(kind);
+    match (attempts >= MAX_DNS_ATTEMPTS, reason) {
+        (true, "dns") => {
+            tracing::warn!(domain = %period.domain, period_start = period.start, attempts, %error, kind = kind_label, "DNS kept failing at report time: report dropped")
+        }
+        (true, _) => {
+            tracing::warn!(domain = %period.domain, period_start = period.start, attempts, %error, reason, kind = kind_label, "no destination took the report on any try: report dropped")
+        }
+        (false, "dns") => {
+            tracing::warn!(domain = %period.domain, period_start = period.start, attempts, %error, kind = kind_label, "DNS failed at report time: report kept, tried again later")
+        }
+        (false, _) => {
+            tracing::warn!(domain = %period.domain, period_start = period.start, attempts, %error, reason, kind = kind_label, "no destination took the report: rows kept, tried again later")
+        }
+    }
     if attempts >= MAX_DNS_ATTEMPTS {
-        tracing::warn!(domain = %period.domain, period_start = period.start, attempts, %error, reason, kind = label(kind), "report kept failing: dropped");
         queue.metrics.report_dropped(kind, reason);
-    } else {
-        tracing::warn!(domain = %period.domain, period_start = period.start, attempts, %error, reason, kind = label(kind), "report failed: rows kept, tried again later");
     }
     Ok(())
 }
