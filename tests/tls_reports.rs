@@ -4,7 +4,9 @@
 //! `https:` destination. Each delivery succeeds without a policy, after an
 //! `sts-policy-fetch-error`; at the end of a short period (`send = "10s"`) the report goes
 //! by mail (to smtp-sink, by MX) and by HTTPS POST (to a test endpoint over TLS), and both
-//! copies are checked against RFC 8460's JSON schema with Python's jsonschema.
+//! copies are checked against RFC 8460's JSON schema with Python's jsonschema. A bad `rua`,
+//! an unreachable endpoint and a DNS failure at report time keep the rows for a later try;
+//! two processes on one PostgreSQL store send each period's report once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -12,8 +14,8 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use ferrymail_e2e::{
-    EMBEDDED_STORE, FakeDns, Ferrymail, HookServer, SmtpSink, SmtpSinkOptions, TestCertificates,
-    tls_report_schema_errors,
+    EMBEDDED_STORE, FakeDns, Ferrymail, HookServer, Postgres, SmtpSink, SmtpSinkOptions,
+    TestCertificates, tls_report_schema_errors,
 };
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::Value;
@@ -31,8 +33,9 @@ fn next_period() {
     std::thread::sleep(Duration::from_millis(left + 200));
 }
 
-/// `ferrymail all` delivering by MX to `sink`, reporting TLS every 10 s, with `env`.
-fn start(dns: &FakeDns, sink: &SmtpSink, env: &[(&str, &str)]) -> Ferrymail {
+/// `ferrymail all` on `store` delivering by MX to `sink`, reporting TLS every 10 s, with
+/// `env`.
+fn start(dns: &FakeDns, sink: &SmtpSink, store: &str, env: &[(&str, &str)]) -> Ferrymail {
     let config = format!(
         r#"
 [server]
@@ -41,7 +44,7 @@ shutdown-timeout = "5s"
 [server.listener.smtp]
 bind = "127.0.0.1:0"
 protocol = "smtp"
-{EMBEDDED_STORE}[session.rcpt]
+{store}[session.rcpt]
 relay = true
 [queue.outbound]
 mx-port = {port}
@@ -91,16 +94,21 @@ fn gunzip(data: &[u8]) -> Vec<u8> {
     json
 }
 
-/// Checks `json` against the schema and what the deliveries to example.org came to: `sent`
-/// successes without a policy, and the MTA-STS policy that could not be fetched.
-fn check_report(json: &[u8], sent: u64) -> Value {
+/// `json`, checked against the schema.
+fn check_schema(json: &[u8]) -> Value {
     assert_eq!(
         tls_report_schema_errors(json),
         "",
         "{}",
         String::from_utf8_lossy(json)
     );
-    let report: Value = serde_json::from_slice(json).unwrap();
+    serde_json::from_slice(json).unwrap()
+}
+
+/// Checks `json` against the schema and what the deliveries to example.org came to: `sent`
+/// successes without a policy, and the MTA-STS policy that could not be fetched.
+fn check_report(json: &[u8], sent: u64) -> Value {
+    let report = check_schema(json);
     assert_eq!(report["organization-name"], "Test Sender");
     let policies = report["policies"].as_array().unwrap();
     let of_type = |kind: &str| {
@@ -144,7 +152,7 @@ fn a_period_of_deliveries_is_reported_by_mail_and_by_https_post() {
         ),
     );
     let ca = certificates.ca_pem.to_str().unwrap();
-    let mut process = start(&dns, &sink, &[("SSL_CERT_FILE", ca)]);
+    let mut process = start(&dns, &sink, EMBEDDED_STORE, &[("SSL_CERT_FILE", ca)]);
     process.address("smtp");
 
     next_period();
@@ -215,7 +223,7 @@ fn bad_destinations_and_dns_failures_keep_the_rows_for_a_later_try() {
         "v=TLSRPTv1; rua=mailto:tlsrpt@example.com",
     );
     dns.fail("_smtp._tls.example.com");
-    let mut process = start(&dns, &sink, &[]);
+    let mut process = start(&dns, &sink, EMBEDDED_STORE, &[]);
     process.address("smtp");
     send(&mut process, "bob@example.net", "to net");
     send(&mut process, "bob@example.com", "to com");
@@ -253,4 +261,74 @@ fn bad_destinations_and_dns_failures_keep_the_rows_for_a_later_try() {
         "{}",
         mails[0]
     );
+}
+
+/// The `begin` of each report mail's file name.
+fn report_begins(sink: &SmtpSink) -> Vec<u64> {
+    report_mails(sink)
+        .iter()
+        .map(|m| {
+            let raw = m.replace('\n', "\r\n");
+            let mail = MessageParser::default().parse(raw.as_bytes()).unwrap();
+            let name = mail
+                .attachment(0)
+                .unwrap()
+                .attachment_name()
+                .unwrap()
+                .to_owned();
+            name.split('!').nth(2).unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn two_schedulers_on_one_store_send_each_period_once() {
+    let postgres = Postgres::start();
+    postgres.create_database("mail");
+    let store = postgres.store_config("shared", "mail", postgres.port());
+    let sink = SmtpSink::start(SmtpSinkOptions::default());
+    let dns = FakeDns::start();
+    dns.add_mx("example.org", 10, "mx.example.org");
+    dns.add_a("mx.example.org", "127.0.0.1".parse().unwrap());
+    dns.add_txt(
+        "_smtp._tls.example.org",
+        "v=TLSRPTv1; rua=mailto:tlsrpt@example.org",
+    );
+    let mut first = start(&dns, &sink, &store, &[]);
+    let mut second = start(&dns, &sink, &store, &[]);
+    first.address("smtp");
+    second.address("smtp");
+
+    next_period();
+    send(&mut first, "bob@example.org", "through the first");
+    send(&mut second, "carol@example.org", "through the second");
+    sink.wait_for_messages(2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while report_mails(&sink).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no report; log:\n{}",
+            first.dump()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Both processes' sessions are in the one report.
+    let mails = report_mails(&sink);
+    let raw = mails[0].replace('\n', "\r\n");
+    let mail = MessageParser::default().parse(raw.as_bytes()).unwrap();
+    let report = check_schema(&gunzip(mail.attachment(0).unwrap().contents()));
+    assert_eq!(
+        report["policies"][0]["summary"]["total-successful-session-count"], 2,
+        "{report}"
+    );
+    // The reports themselves go to example.org, so later periods have reports too; once
+    // three more periods have ended, no period may have been reported twice.
+    let first_begin = report_begins(&sink)[0];
+    std::thread::sleep(Duration::from_secs(3 * PERIOD_SECS));
+    let mut begins = report_begins(&sink);
+    begins.sort_unstable();
+    let count = begins.len();
+    begins.dedup();
+    assert_eq!(begins.len(), count, "a period reported twice: {begins:?}");
+    assert!(begins.contains(&first_begin));
 }
