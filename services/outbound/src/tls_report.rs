@@ -221,4 +221,29 @@ mod tests {
             TlsFailureKind::ValidationFailure
         );
     }
+
+    #[test]
+    fn only_tls_errors_are_tls_failures() {
+        let kind = |error: DeliveryError, dane: bool| session_failure(&error, dane).map(|f| f.kind);
+        assert_eq!(
+            kind(DeliveryError::StartTlsNotOffered, false),
+            Some(TlsFailureKind::StartTlsNotSupported)
+        );
+        assert_eq!(
+            kind(DeliveryError::DaneWithoutStartTls, true),
+            Some(TlsFailureKind::StartTlsNotSupported)
+        );
+        assert_eq!(
+            kind(
+                DeliveryError::Tls("invalid peer certificate: Expired".into()),
+                false
+            ),
+            Some(TlsFailureKind::CertificateExpired)
+        );
+        assert_eq!(
+            kind(DeliveryError::Greeting("554 go away".into()), false),
+            None
+        );
+        assert_eq!(kind(std::io::Error::other("refused").into(), false), None);
+    }
 }

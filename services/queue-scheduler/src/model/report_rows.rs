@@ -406,4 +406,53 @@ mod tests {
             .unwrap();
         assert_eq!(all_rows(&store, &keys, 10).await, Vec::new());
     }
+
+    #[tokio::test]
+    async fn each_kind_keeps_its_own_rows_and_due_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path(), StoreOptions::default()).unwrap();
+        let keys = Arc::new(Keys::new(store.root()));
+        let tls = PreparedRow::new(
+            ReportKind::Tls,
+            "example.org".into(),
+            &"a TLS row",
+            &(),
+            NOW,
+            DAY,
+            10,
+        )
+        .unwrap();
+        for _ in 0..2 {
+            assert_eq!(count(&store, &keys, tls.clone()).await, Recorded::Counted);
+        }
+        assert_eq!(
+            count(&store, &keys, row("192.0.2.1", 10)).await,
+            Recorded::Counted
+        );
+        let k = keys.clone();
+        let (tls_due, tls_rows, dmarc_due) = store
+            .transact(move |tx| {
+                let k = k.clone();
+                Box::pin(async move {
+                    let end = NOW - NOW % DAY + DAY;
+                    let tls_due = due(tx, &k, ReportKind::Tls, end, 10).await?;
+                    let range = k.report_rows(ReportKind::Tls, "example.org", NOW - NOW % DAY);
+                    let rows = read_rows::<String>(tx, &k, ReportKind::Tls, &range, 10).await?;
+                    let dmarc_due = due(tx, &k, ReportKind::Dmarc, end, 10).await?;
+                    Ok((tls_due, rows.rows, dmarc_due))
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(tls_rows, vec![("a TLS row".to_owned(), 2)]);
+        assert_eq!(tls_due.len(), 1);
+        assert_eq!(tls_due[0].kind, ReportKind::Tls);
+        assert_eq!(dmarc_due.len(), 1);
+        assert_eq!(dmarc_due[0].kind, ReportKind::Dmarc);
+        assert_eq!(
+            all_rows(&store, &keys, 10).await.len(),
+            1,
+            "DMARC rows apart"
+        );
+    }
 }
