@@ -49,7 +49,7 @@ use super::host_health::{Connection, HostHealth, SUSPENDED, Suspension, of_openi
 use super::mta_sts::{self, MtaSts, Policy};
 use super::pool::{ReuseLimits, SessionPool};
 use super::session::{Session, connect};
-use super::tls_report::{DomainReporter, TlsFailure, TlsResults, session_failure};
+use super::tls_report::{DomainReporter, TlsFailure, TlsFailureKind, TlsResults, session_failure};
 use super::transaction::{settle, unanswered};
 use super::{Deadline, DeliveryError, Outcome};
 use ferrymail_tls::TlsSettings;
@@ -155,13 +155,13 @@ where
     // The MX answer first: a domain that receives no mail bounces whatever MTA-STS says.
     let policy = match exchangers {
         Ok(_) => {
-            let unavailable = |reason: &str| {
+            let unavailable = |reason: &str, kind| {
                 let reporter = DomainReporter {
                     sink: context.tls_results,
                     domain,
                     sts: None,
                 };
-                reporter.sts_unavailable(reason);
+                reporter.sts_unavailable(reason, kind);
             };
             mta_sts_policy(context, domain, unavailable).await
         }
@@ -298,7 +298,7 @@ fn every_host_dead(skipped: Vec<Suspension>) -> Option<Outcome> {
 async fn mta_sts_policy(
     context: &MxContext<'_>,
     domain: &str,
-    unavailable: impl FnOnce(&str),
+    unavailable: impl FnOnce(&str, TlsFailureKind),
 ) -> Result<Option<std::sync::Arc<Policy>>, Outcome> {
     let (Ok(dns), None) = (context.dns, address_literal(domain)) else {
         return Ok(None);

@@ -116,8 +116,8 @@ impl DomainReporter<'_> {
         });
     }
 
-    /// Reports that the domain's MTA-STS policy could not be fetched, for `reason`.
-    pub(crate) fn sts_unavailable(&self, reason: &str) {
+    /// Reports that the domain's MTA-STS policy could not be had, for `reason` (`kind`).
+    pub(crate) fn sts_unavailable(&self, reason: &str, kind: TlsFailureKind) {
         if let Some(sink) = self.sink {
             sink.record(TlsSessionResult {
                 policy_domain: self.domain.to_owned(),
@@ -128,7 +128,7 @@ impl DomainReporter<'_> {
                 mx_host: None,
                 ip: None,
                 failure: Some(TlsFailure {
-                    kind: TlsFailureKind::StsPolicyFetchError,
+                    kind,
                     detail: reason.to_owned(),
                 }),
             });
