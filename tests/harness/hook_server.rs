@@ -68,6 +68,8 @@ pub struct HookRequest {
     pub headers: Vec<(String, String)>,
     /// The body as JSON (`Value::Null` when it is not JSON).
     pub body: Value,
+    /// The body as received.
+    pub raw: Bytes,
 }
 
 impl HookRequest {
@@ -268,11 +270,12 @@ async fn answer(
             )
         })
         .collect();
-    let body = match request.into_body().collect().await {
-        Ok(body) => serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null),
-        Err(_) => Value::Null,
+    let raw = match request.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => Bytes::new(),
     };
-    let recorded = HookRequest { headers, body };
+    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    let recorded = HookRequest { headers, body, raw };
     let stage = recorded.stage().to_owned();
     let scripted = {
         let mut script = script.lock().unwrap();

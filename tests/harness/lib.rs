@@ -32,6 +32,7 @@ mod smtp_sink;
 mod tcp_relay;
 mod throughput;
 mod tls;
+mod tls_report_schema;
 mod webhook_receiver;
 
 pub use cluster::{ALL, Cluster, ClusterOptions, INGRESS, Member, PROXY, SCHEDULER, SharedStore};
@@ -68,4 +69,5 @@ pub use throughput::{
     discarding_sink, load_average, machine_line, median, release_binary,
 };
 pub use tls::{CLUSTER_DOMAIN, ClusterCertificates, IssuedCertificate, TestCertificates};
+pub use tls_report_schema::tls_report_schema_errors;
 pub use webhook_receiver::{WebhookReceiver, WebhookRequest};

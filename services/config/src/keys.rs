@@ -261,6 +261,22 @@ keys! {
         "DKIM signatures (`signature.<id>` ids) the reports are signed with; none by default (Stalwart's default names its own generated keys).";
     REPORT_DMARC_AGGREGATE_MAX_RECORDS: u32 = "report.dmarc.aggregate.max-records", Default("10000"),
         "Most distinct report rows (source address, results and disposition) kept per domain and period; evaluations past it are counted in the report's row count no more and logged (ferrymail's own key, bounding the store and each report).";
+    REPORT_TLS_AGGREGATE_SEND: ReportFrequency = "report.tls.aggregate.send", Default("\"daily\""),
+        "How often SMTP TLS reports (RFC 8460) are sent to the `rua` of the `_smtp._tls` record of each domain mail was delivered to over MX: `hourly`, `daily`, `weekly`, or `never` (also `false`) to neither record TLS results nor send reports. Stalwart's key and default; ferrymail also takes a duration of at least `10s`. Periods are aligned as DMARC's are.";
+    REPORT_TLS_AGGREGATE_FROM_NAME: String = "report.tls.aggregate.from-name", Default("\"Report Subsystem\""),
+        "Display name of the TLS reports' `From` header.";
+    REPORT_TLS_AGGREGATE_FROM_ADDRESS: String = "report.tls.aggregate.from-address", Derived("`noreply-tls@` followed by `server.hostname`"),
+        "Address the TLS reports come from (`From` header and envelope sender).";
+    REPORT_TLS_AGGREGATE_ORG_NAME: String = "report.tls.aggregate.org-name", Derived("`server.hostname`"),
+        "Organization named in the TLS reports (`organization-name`).";
+    REPORT_TLS_AGGREGATE_CONTACT_INFO: String = "report.tls.aggregate.contact-info", Optional,
+        "Contact information in the TLS reports (`contact-info`).";
+    REPORT_TLS_AGGREGATE_MAX_SIZE: ByteSize = "report.tls.aggregate.max-size", Default("26214400"),
+        "Largest TLS report (the message for `mailto:`, the gzipped JSON for `https:`); a report over it is not sent (logged and counted).";
+    REPORT_TLS_AGGREGATE_SIGN: SignatureList = "report.tls.aggregate.sign", Default("[]"),
+        "DKIM signatures (`signature.<id>` ids) the mailed TLS reports are signed with; none by default.";
+    REPORT_TLS_AGGREGATE_MAX_RECORDS: u32 = "report.tls.aggregate.max-records", Default("10000"),
+        "Most distinct result rows (policy, result type and hosts) kept per policy domain and period; results past it are left out and logged (ferrymail's own key, bounding the store and each report).";
 
     SIGNATURE_PRIVATE_KEY: PrivateKey = "signature.<id>.private-key", Required,
         "PEM private key of a DKIM signature (PKCS#8, or PKCS#1 for RSA), usually `%{file:/path/dkim.key}%`.";

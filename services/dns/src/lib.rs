@@ -29,6 +29,7 @@ mod dmarc_report;
 mod dnssec;
 mod lookups;
 mod mta_sts;
+mod tls_report;
 
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ pub use dnssec::{Authenticated, DnssecResolver, SecureAddresses, TlsaRecord, dns
 pub use lookups::{LookupError, MxHost, ip_addresses, mx_hosts};
 pub use mail_auth::MessageAuthenticator;
 pub use mta_sts::mta_sts_id;
+pub use tls_report::{TlsReportDestinations, tls_report_destinations};
 
 /// The resolver could not be built.
 #[derive(Debug, thiserror::Error)]

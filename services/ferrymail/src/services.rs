@@ -83,6 +83,7 @@ impl Services {
             queue.set_router(Router::new(&loaded.config));
             queue.set_webhooks(&loaded.config.webhooks);
             queue.set_dmarc_reports(&loaded.config);
+            queue.set_tls_reports(&loaded.config);
             // Gauges are read from the store's counters; the task ends with the runtime.
             tokio::spawn(queue_metrics.refresh(queue.clone()));
             tokio::spawn(ferrymail_queue_scheduler::collect_bodies(queue.clone()));
@@ -133,6 +134,7 @@ impl Services {
                 queue.set_router(Router::new(&loaded.config));
                 queue.set_webhooks(&loaded.config.webhooks);
                 queue.set_dmarc_reports(&loaded.config);
+                queue.set_tls_reports(&loaded.config);
             }
             if let Some(scheduler) = &self.scheduler {
                 scheduler.apply(&loaded.config);

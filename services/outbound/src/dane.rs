@@ -27,6 +27,16 @@ use ferrymail_tls::dane::{DanePolicy, Tlsa};
 use super::DeliveryError;
 use super::session::Session;
 use crate::metrics::{DaneResult, OutboundMetrics};
+use crate::tls_report::TlsFailureKind;
+
+/// Why a host cannot be used in this attempt: the reason, and its TLS report failure kind.
+#[derive(Debug)]
+pub(crate) struct HostDaneError {
+    /// The reason, as the recipients' reply.
+    pub(crate) reason: String,
+    /// The failure as SMTP TLS reports name it.
+    pub(crate) kind: TlsFailureKind,
+}
 
 /// What DANE needs to decide for the hosts of one domain.
 pub struct Dane<'a> {
@@ -79,7 +89,11 @@ impl Dane<'_> {
 
     /// How `host` must be connected to, given whether its domain's MX records were secure;
     /// `Err` is the reason the host cannot be used in this attempt.
-    pub(crate) async fn host(&self, domain_secure: bool, host: &str) -> Result<HostDane, String> {
+    pub(crate) async fn host(
+        &self,
+        domain_secure: bool,
+        host: &str,
+    ) -> Result<HostDane, HostDaneError> {
         if self.mode == TlsPolicy::Disable {
             return Ok(HostDane::NotApplicable);
         }
@@ -95,12 +109,22 @@ impl Dane<'_> {
         }
         match lookup {
             Lookup::Usable(policy) => Ok(HostDane::Required(policy)),
-            Lookup::Failed(reason) => Err(reason),
-            other if self.mode == TlsPolicy::Require => Err(format!(
-                "451 4.7.5 {host}: DANE is required (queue.outbound.tls.dane = \"require\") \
-                 and the host has no usable DNSSEC-secure TLSA record ({})",
-                other.describe()
-            )),
+            // A validating resolver fails a lookup whose signatures do not verify.
+            Lookup::Failed(reason) => Err(HostDaneError {
+                reason,
+                kind: TlsFailureKind::DnssecInvalid,
+            }),
+            other if self.mode == TlsPolicy::Require => Err(HostDaneError {
+                reason: format!(
+                    "451 4.7.5 {host}: DANE is required (queue.outbound.tls.dane = \"require\") \
+                     and the host has no usable DNSSEC-secure TLSA record ({})",
+                    other.describe()
+                ),
+                kind: match other {
+                    Lookup::Unusable => TlsFailureKind::TlsaInvalid,
+                    _ => TlsFailureKind::DaneRequired,
+                },
+            }),
             _ => Ok(HostDane::NotApplicable),
         }
     }

@@ -18,6 +18,7 @@ pub mod mx;
 pub mod pool;
 pub mod relay;
 mod session;
+pub mod tls_report;
 mod transaction;
 
 pub use deadline::Deadline;

@@ -49,6 +49,7 @@ use super::host_health::{Connection, HostHealth, SUSPENDED, Suspension, of_openi
 use super::mta_sts::{self, MtaSts, Policy};
 use super::pool::{ReuseLimits, SessionPool};
 use super::session::{Session, connect};
+use super::tls_report::{DomainReporter, TlsFailure, TlsFailureKind, TlsResults, session_failure};
 use super::transaction::{settle, unanswered};
 use super::{Deadline, DeliveryError, Outcome};
 use ferrymail_tls::TlsSettings;
@@ -76,6 +77,8 @@ pub struct MxContext<'a> {
     /// The memory of addresses whose connections keep failing, when dead destinations are
     /// on: a dead address is passed over without a connection.
     pub hosts: Option<&'a dyn HostHealth>,
+    /// Where the TLS of each session is reported, when SMTP TLS reports are on.
+    pub tls_results: Option<&'a dyn TlsResults>,
 }
 
 /// A mail exchanger to try: its name (for TLS and replies) and, when already known, its
@@ -151,7 +154,17 @@ where
     };
     // The MX answer first: a domain that receives no mail bounces whatever MTA-STS says.
     let policy = match exchangers {
-        Ok(_) => mta_sts_policy(context, domain).await,
+        Ok(_) => {
+            let unavailable = |reason: &str, kind| {
+                let reporter = DomainReporter {
+                    sink: context.tls_results,
+                    domain,
+                    sts: None,
+                };
+                reporter.sts_unavailable(reason, kind);
+            };
+            mta_sts_policy(context, domain, unavailable).await
+        }
         Err(_) => Ok(None),
     };
     let policy = match policy {
@@ -159,6 +172,11 @@ where
         Err(outcome) => return vec![outcome; recipients.len()],
     };
     let policy = policy.as_deref();
+    let reporter = DomainReporter {
+        sink: context.tls_results,
+        domain,
+        sts: policy,
+    };
     let exchangers = exchangers.and_then(|exchangers| {
         context
             .mta_sts
@@ -196,11 +214,18 @@ where
         };
         let host_dane = match context.dane.host(domain_secure, &exchanger.host).await {
             Ok(host_dane) => host_dane,
-            Err(reason) => {
-                failure = Some(reason);
+            Err(error) => {
+                let detail = error.reason.clone();
+                let tls = TlsFailure {
+                    kind: error.kind,
+                    detail,
+                };
+                reporter.session(&exchanger.host, None, true, Some(tls));
+                failure = Some(error.reason);
                 continue;
             }
         };
+        let dane = matches!(host_dane, HostDane::Required(_));
         let max_addresses = usize::try_from(context.settings.max_multihomed).unwrap_or(usize::MAX);
         for ip in addresses.into_iter().take(max_addresses) {
             if let Some(suspension) = suspended(context, ip).await {
@@ -216,6 +241,14 @@ where
             let connection = Mutex::new(Connection::Unknown);
             let delivery = (body(), &mut outcomes[..], &connection);
             let result = attempt(context, target, ip, recipients, delivery).await;
+            match &result {
+                Ok(()) => reporter.session(&exchanger.host, Some(ip), dane, None),
+                Err(error) => {
+                    if let Some(tls) = session_failure(error, dane) {
+                        reporter.session(&exchanger.host, Some(ip), dane, Some(tls));
+                    }
+                }
+            }
             if let Some(hosts) = context.hosts {
                 let connection = connection
                     .into_inner()
@@ -265,12 +298,16 @@ fn every_host_dead(skipped: Vec<Suspension>) -> Option<Outcome> {
 async fn mta_sts_policy(
     context: &MxContext<'_>,
     domain: &str,
+    unavailable: impl FnOnce(&str, TlsFailureKind),
 ) -> Result<Option<std::sync::Arc<Policy>>, Outcome> {
     let (Ok(dns), None) = (context.dns, address_literal(domain)) else {
         return Ok(None);
     };
     let settings = context.settings;
-    context.mta_sts.policy_for(settings, dns, domain).await
+    context
+        .mta_sts
+        .policy_for(settings, dns, domain, unavailable)
+        .await
 }
 
 /// Whether the records naming `domain`'s exchangers are DNSSEC-secure (for DANE): its MX

@@ -30,12 +30,12 @@ use crate::claim::Claim;
 use crate::envelope_check;
 use crate::held_body::HeldBody;
 use crate::message_id_header;
-use crate::model::dmarc_rows::{self, PreparedRow};
 use crate::model::due_index::DueEntry;
 use crate::model::lease::{self, Lease};
 use crate::model::new_message::{Body, NewMessage, Written};
 use crate::model::queue_id::{MessageId, unix_millis};
 use crate::model::quota::{self, QuotaExceeded};
+use crate::model::report_rows::{self, PreparedRow};
 use crate::proposed_id;
 use crate::service::Queue;
 use crate::store_failure::from_blob;
@@ -125,7 +125,9 @@ impl Queue {
                         return Ok((None, None));
                     }
                     let recorded = match &dmarc {
-                        Some(row) => Some((row.clone(), dmarc_rows::record(tx, &keys, row).await?)),
+                        Some(row) => {
+                            Some((row.clone(), report_rows::record(tx, &keys, row).await?))
+                        }
                         None => None,
                     };
                     let lease = owner

@@ -17,6 +17,7 @@
 //! (`handoff`). Delivery results, holds and cancels are pushed to webhooks as delivery
 //! events through an outbox written in the same transactions (`events`).
 
+mod aggregate_report;
 mod attempt_span;
 mod body_collection;
 mod bulk;
@@ -49,6 +50,7 @@ mod route;
 mod scheduler;
 mod service;
 mod store_failure;
+mod tls_report;
 
 pub use body_collection::{COLLECT_EVERY, COLLECT_GRACE, collect_bodies};
 pub use bulk::{DEFAULT_BULK_BATCH, DEFAULT_BULK_LIMIT, MAX_BULK_BATCH};

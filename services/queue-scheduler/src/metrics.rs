@@ -16,6 +16,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use ferrymail_outbound::{OutboundMetrics, Outcome};
 
+use crate::model::keys::ReportKind;
+
 /// How often the gauges are read from the store's counters.
 const REFRESH: Duration = Duration::from_secs(10);
 
@@ -53,7 +55,8 @@ pub struct QueueMetrics {
     suspended: Gauge,
     paused: Gauge,
     events: EventMetrics,
-    dmarc: DmarcMetrics,
+    dmarc: ReportMetrics,
+    tls_reports: ReportMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,9 +64,74 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
-/// The metrics of DMARC aggregate reports.
+/// The names and help texts of one kind of report's metrics.
+struct ReportMetricNames {
+    recorded: (&'static str, &'static str),
+    sent: (&'static str, &'static str),
+    dns_failures: (&'static str, &'static str),
+    dropped: (&'static str, &'static str, &'static [&'static str]),
+    refused: (&'static str, &'static str, &'static [&'static str]),
+}
+
+const DMARC_METRICS: ReportMetricNames = ReportMetricNames {
+    recorded: (
+        "dmarc_evaluations_recorded_total",
+        "DMARC evaluations of accepted mail recorded for aggregate reports, by outcome (counted in a row; left_out: the period's rows were full, report.dmarc.aggregate.max-records)",
+    ),
+    sent: (
+        "dmarc_reports_sent_total",
+        "DMARC aggregate reports queued by this process",
+    ),
+    dns_failures: (
+        "dmarc_report_dns_failures_total",
+        "DNS failures looking up a domain's rua at report time; the report is tried again later",
+    ),
+    dropped: (
+        "dmarc_reports_dropped_total",
+        "DMARC aggregate reports not sent, by reason (no_record: no DMARC record with a rua any more; no_destination: no destination authorized or large enough; dns: DNS kept failing; too_large: larger than max-size)",
+        &["no_record", "no_destination", "dns", "too_large"],
+    ),
+    refused: (
+        "dmarc_report_destinations_refused_total",
+        "rua destinations a report was not sent to, by reason (unauthorized: an external destination without its _report._dmarc record; too_large: over the URI's size limit)",
+        &["unauthorized", "too_large"],
+    ),
+};
+
+const TLS_METRICS: ReportMetricNames = ReportMetricNames {
+    recorded: (
+        "tls_results_recorded_total",
+        "TLS results of MX sessions recorded for SMTP TLS reports, by outcome (counted in a row; left_out: the period's rows were full, report.tls.aggregate.max-records)",
+    ),
+    sent: (
+        "tls_reports_sent_total",
+        "SMTP TLS reports queued (mailto:) or posted (https:) by this process",
+    ),
+    dns_failures: (
+        "tls_report_dns_failures_total",
+        "DNS failures looking up a domain's _smtp._tls record at report time; the report is tried again later",
+    ),
+    dropped: (
+        "tls_reports_dropped_total",
+        "SMTP TLS reports not sent, by reason (no_record: no _smtp._tls record with a valid rua; no_destination: no rua destination usable; dns: DNS kept failing; unreachable: every https: endpoint kept failing; too_large: larger than max-size)",
+        &[
+            "no_record",
+            "no_destination",
+            "dns",
+            "unreachable",
+            "too_large",
+        ],
+    ),
+    refused: (
+        "tls_report_destinations_refused_total",
+        "rua destinations a TLS report was not sent to, by reason (malformed: not a mailto: or https: URI; unreachable: the HTTPS endpoint failed, tried again later)",
+        &["malformed", "unreachable"],
+    ),
+};
+
+/// The metrics of one kind of aggregate report.
 #[derive(Clone, Debug, Default)]
-struct DmarcMetrics {
+struct ReportMetrics {
     recorded: Family<OutcomeLabel, Counter>,
     sent: Counter,
     dns_failures: Counter,
@@ -71,48 +139,26 @@ struct DmarcMetrics {
     refused: Family<ReasonLabel, Counter>,
 }
 
-impl DmarcMetrics {
-    fn register(&self, metrics: &Metrics) {
+impl ReportMetrics {
+    fn register(&self, metrics: &Metrics, names: &ReportMetricNames) {
         for outcome in ["counted", "left_out"] {
             self.recorded
                 .get_or_create(&OutcomeLabel { outcome })
                 .inc_by(0);
         }
-        metrics.register(
-            "dmarc_evaluations_recorded_total",
-            "DMARC evaluations of accepted mail recorded for aggregate reports, by outcome (counted in a row; left_out: the period's rows were full, report.dmarc.aggregate.max-records)",
-            self.recorded.clone(),
-        );
-        metrics.register(
-            "dmarc_reports_sent_total",
-            "DMARC aggregate reports queued by this process",
-            self.sent.clone(),
-        );
-        metrics.register(
-            "dmarc_report_dns_failures_total",
-            "DNS failures looking up a domain's rua at report time; the report is tried again later",
-            self.dns_failures.clone(),
-        );
-        for reason in ["no_record", "no_destination", "dns", "too_large"] {
-            self.dropped
-                .get_or_create(&ReasonLabel { reason })
-                .inc_by(0);
+        metrics.register(names.recorded.0, names.recorded.1, self.recorded.clone());
+        metrics.register(names.sent.0, names.sent.1, self.sent.clone());
+        let (name, help) = names.dns_failures;
+        metrics.register(name, help, self.dns_failures.clone());
+        for (family, (name, help, reasons)) in [
+            (&self.dropped, names.dropped),
+            (&self.refused, names.refused),
+        ] {
+            for &reason in reasons {
+                family.get_or_create(&ReasonLabel { reason }).inc_by(0);
+            }
+            metrics.register(name, help, family.clone());
         }
-        metrics.register(
-            "dmarc_reports_dropped_total",
-            "DMARC aggregate reports not sent, by reason (no_record: no DMARC record with a rua any more; no_destination: no destination authorized or large enough; dns: DNS kept failing; too_large: larger than max-size)",
-            self.dropped.clone(),
-        );
-        for reason in ["unauthorized", "too_large"] {
-            self.refused
-                .get_or_create(&ReasonLabel { reason })
-                .inc_by(0);
-        }
-        metrics.register(
-            "dmarc_report_destinations_refused_total",
-            "rua destinations a report was not sent to, by reason (unauthorized: an external destination without its _report._dmarc record; too_large: over the URI's size limit)",
-            self.refused.clone(),
-        );
     }
 }
 
@@ -195,10 +241,12 @@ impl QueueMetrics {
             suspended: Gauge::default(),
             paused: Gauge::default(),
             events: EventMetrics::default(),
-            dmarc: DmarcMetrics::default(),
+            dmarc: ReportMetrics::default(),
+            tls_reports: ReportMetrics::default(),
         };
         this.events.register(metrics);
-        this.dmarc.register(metrics);
+        this.dmarc.register(metrics, &DMARC_METRICS);
+        this.tls_reports.register(metrics, &TLS_METRICS);
         metrics.register(
             "queue_messages_enqueued_total",
             "Messages enqueued (made durable) by this process",
@@ -289,18 +337,26 @@ impl QueueMetrics {
         self.enqueued.inc();
     }
 
-    /// A DMARC evaluation recorded: counted in a row, or left out past the bound.
-    pub(crate) fn dmarc_recorded(&self, counted: bool) {
+    /// The metrics of `kind`'s reports.
+    fn reports(&self, kind: ReportKind) -> &ReportMetrics {
+        match kind {
+            ReportKind::Dmarc => &self.dmarc,
+            ReportKind::Tls => &self.tls_reports,
+        }
+    }
+
+    /// A result recorded for `kind`'s reports: counted in a row, or left out past the bound.
+    pub(crate) fn report_recorded(&self, kind: ReportKind, counted: bool) {
         let outcome = if counted { "counted" } else { "left_out" };
-        self.dmarc
+        self.reports(kind)
             .recorded
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
     }
 
-    /// A DMARC aggregate report queued.
-    pub(crate) fn dmarc_report_sent(&self) {
-        self.dmarc.sent.inc();
+    /// A report of `kind` queued or posted.
+    pub(crate) fn report_sent(&self, kind: ReportKind) {
+        self.reports(kind).sent.inc();
     }
 
     /// DMARC aggregate reports queued by this process so far.
@@ -308,22 +364,27 @@ impl QueueMetrics {
         self.dmarc.sent.get()
     }
 
-    /// A DNS failure at report time.
-    pub(crate) fn dmarc_dns_failure(&self) {
-        self.dmarc.dns_failures.inc();
+    /// SMTP TLS reports queued or posted by this process so far.
+    pub fn tls_reports_sent(&self) -> u64 {
+        self.tls_reports.sent.get()
     }
 
-    /// A report dropped for `reason`.
-    pub(crate) fn dmarc_report_dropped(&self, reason: &'static str) {
-        self.dmarc
+    /// A DNS failure at report time.
+    pub(crate) fn report_dns_failure(&self, kind: ReportKind) {
+        self.reports(kind).dns_failures.inc();
+    }
+
+    /// A report of `kind` dropped for `reason`.
+    pub(crate) fn report_dropped(&self, kind: ReportKind, reason: &'static str) {
+        self.reports(kind)
             .dropped
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 
-    /// A destination refused for `reason`.
-    pub(crate) fn dmarc_destination_refused(&self, reason: &'static str) {
-        self.dmarc
+    /// A destination of `kind`'s report refused for `reason`.
+    pub(crate) fn report_destination_refused(&self, kind: ReportKind, reason: &'static str) {
+        self.reports(kind)
             .refused
             .get_or_create(&ReasonLabel { reason })
             .inc();

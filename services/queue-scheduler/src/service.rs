@@ -17,7 +17,7 @@ use ferrymail_rpc::queue::{
 use ferrymail_store::Store;
 use ferrymail_store::blob::BlobStore;
 
-use crate::dmarc_report::settings::DmarcSettings;
+use crate::aggregate_report::settings::AggregateSettings;
 use crate::events::Events;
 use crate::handoff::Handoff;
 use crate::metrics::QueueMetrics;
@@ -56,7 +56,9 @@ pub struct Queue {
     /// Delivery events: the webhooks in force and the dispatcher's wake-up.
     pub(crate) events: Events,
     /// `report.dmarc.aggregate.*`, replaced on reload.
-    pub(crate) dmarc: ArcSwap<DmarcSettings>,
+    pub(crate) dmarc: ArcSwap<AggregateSettings>,
+    /// `report.tls.aggregate.*`, replaced on reload.
+    pub(crate) tls_reports: ArcSwap<AggregateSettings>,
 }
 
 impl Queue {
@@ -79,7 +81,8 @@ impl Queue {
             hostname: ArcSwap::from_pointee("localhost".to_owned()),
             router: ArcSwapOption::empty(),
             events: Events::default(),
-            dmarc: ArcSwap::from_pointee(DmarcSettings::default()),
+            dmarc: ArcSwap::from_pointee(AggregateSettings::default()),
+            tls_reports: ArcSwap::from_pointee(AggregateSettings::default()),
         };
         queue.apply(config);
         queue

@@ -73,6 +73,8 @@ pub struct Config {
     pub webhooks: BTreeMap<String, webhook::Webhook>,
     /// `report.dmarc.aggregate.*`: DMARC aggregate reports.
     pub dmarc_reports: report::DmarcAggregate,
+    /// `report.tls.aggregate.*`: SMTP TLS reports.
+    pub tls_reports: report::TlsAggregate,
 }
 
 impl Config {
@@ -124,7 +126,7 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
     let authentication = authentication::read(root);
     let webhooks = webhook::read_all(root);
     let hostname = server.as_ref().map_or("localhost", |s| s.hostname.as_str());
-    let dmarc_reports = report::read(root, hostname, &signatures);
+    let (dmarc_reports, tls_reports) = report::read(root, hostname, &signatures);
     Some(Config {
         server: server?,
         remotes,
@@ -142,5 +144,6 @@ pub(crate) fn read(root: &TableReader<'_>) -> Option<Config> {
         authentication: authentication?,
         webhooks: webhooks?,
         dmarc_reports: dmarc_reports?,
+        tls_reports: tls_reports?,
     })
 }

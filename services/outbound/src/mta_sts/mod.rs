@@ -28,8 +28,9 @@ use rustls::pki_types::CertificateDer;
 
 use super::Outcome;
 use crate::metrics::OutboundMetrics;
-use fetch::Fetcher;
+use crate::tls_report::TlsFailureKind;
 pub use fetch::POLICY_PORT;
+use fetch::{FetchError, Fetcher};
 use memory::unix_millis;
 pub use memory::{PolicyMemory, Remembered};
 pub use policy::{Mode, Policy, PolicyError, parse};
@@ -50,8 +51,9 @@ enum Found {
     Policy(Arc<Policy>),
     /// The domain publishes none.
     Absent,
-    /// A lookup or fetch failed and nothing is cached: why.
-    Unavailable(String),
+    /// A lookup or fetch failed and nothing is cached: why, as logged and as TLS reports
+    /// name it.
+    Unavailable(String, TlsFailureKind),
 }
 
 /// The policies of this process: the fetcher, the memory cache and the memory behind it.
@@ -81,22 +83,27 @@ impl MtaSts {
 
     /// The policy that applies to delivering to `domain` under `queue.outbound.tls.mta-sts`,
     /// `None` for none; or the temporary failure of every recipient when `require` cannot be
-    /// met.
+    /// met. `unavailable` hears why a published policy could not be had, and the failure
+    /// type of SMTP TLS reports that is.
     pub(crate) async fn policy_for(
         &self,
         settings: &Outbound,
         dns: &MessageAuthenticator,
         domain: &str,
+        unavailable: impl FnOnce(&str, TlsFailureKind),
     ) -> Result<Option<Arc<Policy>>, Outcome> {
         let setting = settings.mta_sts;
         if setting == TlsPolicy::Disable {
             return Ok(None);
         }
         let found = self.find(settings, dns, domain).await;
+        if let Found::Unavailable(reason, kind) = &found {
+            unavailable(reason, *kind);
+        }
         self.metrics.mta_sts(match &found {
             Found::Policy(policy) => policy.mode.name(),
             Found::Absent => "absent",
-            Found::Unavailable(_) => "unavailable",
+            Found::Unavailable(..) => "unavailable",
         });
         let required = |why: String| {
             Outcome::TempFailed(format!(
@@ -113,12 +120,12 @@ impl MtaSts {
             (TlsPolicy::Require, Found::Absent) => {
                 Err(required(format!("{domain} publishes no MTA-STS policy")))
             }
-            (TlsPolicy::Require, Found::Unavailable(reason)) => Err(required(format!(
+            (TlsPolicy::Require, Found::Unavailable(reason, _)) => Err(required(format!(
                 "the MTA-STS policy of {domain} is unavailable: {reason}"
             ))),
             (_, Found::Policy(policy)) => Ok(Some(policy)),
             (_, Found::Absent) => Ok(None),
-            (_, Found::Unavailable(reason)) => {
+            (_, Found::Unavailable(reason, _)) => {
                 tracing::info!(%domain, %reason, "no MTA-STS policy available; delivering as if the domain had none");
                 Ok(None)
             }
@@ -149,7 +156,10 @@ impl MtaSts {
             Err(LookupError::NotFound { .. }) => {
                 return cached.map_or(Found::Absent, |(_, policy)| Found::Policy(policy));
             }
-            Err(error) => return fallback(domain, cached, &error.to_string()),
+            Err(error) => {
+                let kind = TlsFailureKind::StsPolicyFetchError;
+                return fallback(domain, cached, &error.to_string(), kind);
+            }
         };
         if let Some((cached_id, policy)) = &cached
             && *cached_id == id
@@ -167,7 +177,7 @@ impl MtaSts {
                 self.remember(domain, id, policy.clone()).await;
                 Found::Policy(policy)
             }
-            Err(error) => fallback(domain, cached, &error.to_string()),
+            Err(error) => fallback(domain, cached, &error.to_string(), failure_kind(&error)),
         }
     }
 
@@ -232,14 +242,31 @@ impl MtaSts {
     }
 }
 
+/// What a failed fetch is in SMTP TLS reports (RFC 8460 §4.3.2): a policy host whose
+/// certificate does not verify, a policy that cannot be read, or a fetch that failed.
+fn failure_kind(error: &FetchError) -> TlsFailureKind {
+    match error {
+        FetchError::Tls { .. } => TlsFailureKind::StsWebpkiInvalid,
+        FetchError::Malformed(_) | FetchError::NotText | FetchError::TooLarge => {
+            TlsFailureKind::StsPolicyInvalid
+        }
+        _ => TlsFailureKind::StsPolicyFetchError,
+    }
+}
+
 /// After a failed lookup or fetch: the cached policy if there is one.
-fn fallback(domain: &str, cached: Option<(String, Arc<Policy>)>, reason: &str) -> Found {
+fn fallback(
+    domain: &str,
+    cached: Option<(String, Arc<Policy>)>,
+    reason: &str,
+    kind: TlsFailureKind,
+) -> Found {
     match cached {
         Some((_, policy)) => {
             tracing::warn!(%domain, %reason, "MTA-STS policy not refreshed; the cached one applies");
             Found::Policy(policy)
         }
-        None => Found::Unavailable(reason.to_owned()),
+        None => Found::Unavailable(reason.to_owned(), kind),
     }
 }
 
@@ -349,5 +376,22 @@ mod tests {
         assert_eq!(metrics.mta_sts_checks("enforce_mismatch"), 1);
         assert!(enforced(Some(&policy)));
         assert!(!enforced(None));
+    }
+
+    #[test]
+    fn failed_fetches_get_their_tls_report_result_types() {
+        let tls = FetchError::Tls {
+            host: "mta-sts.example.org".into(),
+            error: "invalid peer certificate: UnknownIssuer".into(),
+        };
+        assert_eq!(failure_kind(&tls), TlsFailureKind::StsWebpkiInvalid);
+        assert_eq!(
+            failure_kind(&FetchError::NotText),
+            TlsFailureKind::StsPolicyInvalid
+        );
+        assert_eq!(
+            failure_kind(&FetchError::Http("connection reset".into())),
+            TlsFailureKind::StsPolicyFetchError
+        );
     }
 }

@@ -4,22 +4,8 @@
 
 use mail_auth::report::{PolicyPublished, Record, Report};
 
-use crate::model::dmarc_rows::DuePeriod;
-
-/// Who reports, as `report.dmarc.aggregate.*` says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Reporter {
-    /// `server.hostname`: the receiver named in the file name and message id.
-    pub(crate) submitter: String,
-    /// `org-name`.
-    pub(crate) org_name: String,
-    /// `from-name`.
-    pub(crate) from_name: String,
-    /// `from-address`.
-    pub(crate) from_address: String,
-    /// `contact-info`.
-    pub(crate) contact_info: Option<String>,
-}
+use crate::aggregate_report::settings::Reporter;
+use crate::model::report_rows::DuePeriod;
 
 /// The report of `period` under `policy` with `rows` (each with its count); `left_out`
 /// evaluations past the row bound are named in an error of the metadata.
@@ -109,6 +95,7 @@ mod tests {
 
     fn period() -> DuePeriod {
         DuePeriod {
+            kind: crate::model::report_rows::ReportKind::Dmarc,
             domain: "example.org".into(),
             start: 1_700_000_000,
             end: 1_700_086_400,

@@ -8,16 +8,16 @@ use ferrymail_config::Config;
 use ferrymail_rpc::queue::{DmarcEvaluation, QueueError};
 
 use super::row;
-use super::settings::DmarcSettings;
-use crate::model::dmarc_rows::{self, PreparedRow, Recorded};
+use crate::aggregate_report::settings::AggregateSettings;
 use crate::model::queue_id::unix_millis;
+use crate::model::report_rows::{PreparedRow, ReportKind};
 use crate::service::Queue;
 use crate::store_failure::from_store;
 
 impl Queue {
     /// Applies `report.dmarc.aggregate.*` of `config`.
     pub fn set_dmarc_reports(&self, config: &Config) {
-        let settings = DmarcSettings::new(
+        let settings = AggregateSettings::new(
             &config.dmarc_reports,
             &config.signatures,
             &config.server.hostname,
@@ -35,26 +35,9 @@ impl Queue {
         let Some(row) = self.dmarc_row(evaluation, now_s) else {
             return Ok(());
         };
-        let (keys, row) = (self.keys.clone(), Arc::new(row));
-        let written = row.clone();
-        let recorded = self
-            .store
-            .transact(move |tx| {
-                let (keys, row) = (keys.clone(), written.clone());
-                Box::pin(async move { dmarc_rows::record(tx, &keys, &row).await })
-            })
+        self.count_rows(vec![row])
             .await
-            .map_err(|e| from_store("record a DMARC evaluation", e))?;
-        self.note_recorded(&row, recorded);
-        Ok(())
-    }
-
-    /// Counts and logs what recording `row` did.
-    pub(crate) fn note_recorded(&self, row: &PreparedRow, recorded: Recorded) {
-        self.metrics.dmarc_recorded(recorded == Recorded::Counted);
-        if recorded == Recorded::Overflow {
-            tracing::warn!(domain = %row.domain, period_start = row.start, max_records = row.max_rows, "DMARC report rows full for this period: evaluation left out of the rows (counted as left out)");
-        }
+            .map_err(|e| from_store("record a DMARC evaluation", e))
     }
 
     /// The row `evaluation` is counted in at `now_s`, or `None` when reports are off.
@@ -68,6 +51,7 @@ impl Queue {
         let record = row::record(evaluation);
         let policy = row::policy_published(&evaluation.policy_domain, &evaluation.policy);
         match PreparedRow::new(
+            ReportKind::Dmarc,
             evaluation.policy_domain.clone(),
             &record,
             &policy,

@@ -120,8 +120,8 @@ fn build_request(
         .map_err(|_| SendError::Http("a configured header cannot be sent".to_owned()))
 }
 
-/// Sends `request` over `io` and checks the status.
-async fn send<T>(io: T, request: Request<Full<Bytes>>) -> Result<(), SendError>
+/// Sends `request` over `io` and checks the status (also for SMTP TLS reports' POSTs).
+pub(crate) async fn send<T>(io: T, request: Request<Full<Bytes>>) -> Result<(), SendError>
 where
     T: Read + Write + Unpin + Send + 'static,
 {

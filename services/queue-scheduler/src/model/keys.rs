@@ -34,6 +34,7 @@
 //! | `("dmarc", "due", end, domain, start)` | empty: a report is due at `end` (Unix s)      |
 //! | `("dmarc", "lease", domain, start)`   | which scheduler builds the report, under which token |
 //! | `("dmarc", "retry", domain, start)`   | `(attempts, next_ms)`: DNS failures at report time |
+//! | `("tlsrpt", …)`                       | SMTP TLS report rows, as `("dmarc", …)`: a row is a policy and a result |
 //!
 //! Why this shape:
 //! - Recipients have a key each: delivery updates one recipient without rewriting the others,
@@ -79,6 +80,16 @@ pub(crate) struct Keys {
     message_id_of: Subspace,
     events: Subspace,
     dmarc: Subspace,
+    tlsrpt: Subspace,
+}
+
+/// The kinds of aggregate report whose rows are kept alike, each under its own subspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ReportKind {
+    /// DMARC aggregate reports (RFC 7489 §7.2).
+    Dmarc,
+    /// SMTP TLS reports (RFC 8460).
+    Tls,
 }
 
 impl Keys {
@@ -102,6 +113,7 @@ impl Keys {
             message_id_of: queue.subspace(&("msgid-of",)),
             events: queue.subspace(&("events",)),
             dmarc: queue.subspace(&("dmarc",)),
+            tlsrpt: queue.subspace(&("tlsrpt",)),
         }
     }
 
@@ -166,68 +178,96 @@ impl Keys {
         self.events.pack(&("lease", webhook))
     }
 
-    /// One DMARC report row of `domain`'s period from `start`: `part` 0 holds the row, 1
+    /// The subspace of `kind`'s report rows.
+    fn reports(&self, kind: ReportKind) -> &Subspace {
+        match kind {
+            ReportKind::Dmarc => &self.dmarc,
+            ReportKind::Tls => &self.tlsrpt,
+        }
+    }
+
+    /// One report row of `domain`'s period from `start`: `part` 0 holds the row, 1
     /// its count.
-    pub(crate) fn dmarc_row(&self, domain: &str, start: u64, hash: &[u8], part: u64) -> Vec<u8> {
-        self.dmarc
+    pub(crate) fn report_row(
+        &self,
+        kind: ReportKind,
+        domain: &str,
+        start: u64,
+        hash: &[u8],
+        part: u64,
+    ) -> Vec<u8> {
+        self.reports(kind)
             .pack(&("row", domain, start, hash.to_vec(), part))
     }
 
     /// Every row of `domain`'s period from `start`, each row's record before its count.
-    pub(crate) fn dmarc_rows(&self, domain: &str, start: u64) -> KeyRange {
-        range(&self.dmarc.subspace(&("row", domain, start)))
+    pub(crate) fn report_rows(&self, kind: ReportKind, domain: &str, start: u64) -> KeyRange {
+        range(&self.reports(kind).subspace(&("row", domain, start)))
     }
 
     /// The part (0 row, 1 count) and row hash a row key names.
-    pub(crate) fn parse_dmarc_row(&self, key: &[u8]) -> Option<(Vec<u8>, u64)> {
+    pub(crate) fn parse_report_row(&self, kind: ReportKind, key: &[u8]) -> Option<(Vec<u8>, u64)> {
         let (_, _, _, hash, part) = self
-            .dmarc
+            .reports(kind)
             .unpack::<(String, String, u64, Vec<u8>, u64)>(key)
             .ok()?;
         Some((hash, part))
     }
 
     /// The count of distinct rows of `domain`'s period from `start`.
-    pub(crate) fn dmarc_distinct(&self, domain: &str, start: u64) -> Vec<u8> {
-        self.dmarc.pack(&("rows", domain, start))
+    pub(crate) fn report_distinct(&self, kind: ReportKind, domain: &str, start: u64) -> Vec<u8> {
+        self.reports(kind).pack(&("rows", domain, start))
     }
 
     /// The count of evaluations left out of `domain`'s period from `start`.
-    pub(crate) fn dmarc_overflow(&self, domain: &str, start: u64) -> Vec<u8> {
-        self.dmarc.pack(&("over", domain, start))
+    pub(crate) fn report_overflow(&self, kind: ReportKind, domain: &str, start: u64) -> Vec<u8> {
+        self.reports(kind).pack(&("over", domain, start))
     }
 
     /// The policy `domain` published during its period from `start`.
-    pub(crate) fn dmarc_policy(&self, domain: &str, start: u64) -> Vec<u8> {
-        self.dmarc.pack(&("policy", domain, start))
+    pub(crate) fn report_policy(&self, kind: ReportKind, domain: &str, start: u64) -> Vec<u8> {
+        self.reports(kind).pack(&("policy", domain, start))
     }
 
     /// The mark that `domain`'s report of the period `start..end` is due at `end`.
-    pub(crate) fn dmarc_due(&self, end: u64, domain: &str, start: u64) -> Vec<u8> {
-        self.dmarc.pack(&("due", end, domain, start))
+    pub(crate) fn report_due(
+        &self,
+        kind: ReportKind,
+        end: u64,
+        domain: &str,
+        start: u64,
+    ) -> Vec<u8> {
+        self.reports(kind).pack(&("due", end, domain, start))
     }
 
     /// The reports due at or before `now` (Unix seconds).
-    pub(crate) fn dmarc_due_until(&self, now: u64) -> KeyRange {
-        let due = self.dmarc.subspace(&("due",));
+    pub(crate) fn report_due_until(&self, kind: ReportKind, now: u64) -> KeyRange {
+        let due = self.reports(kind).subspace(&("due",));
         let (begin, _) = due.range();
         KeyRange::new(begin, due.pack(&(now.saturating_add(1),)))
     }
 
     /// The end, domain and start a due mark names.
-    pub(crate) fn parse_dmarc_due(&self, key: &[u8]) -> Option<(u64, String, u64)> {
-        let (_, end, domain, start) = self.dmarc.unpack::<(String, u64, String, u64)>(key).ok()?;
+    pub(crate) fn parse_report_due(
+        &self,
+        kind: ReportKind,
+        key: &[u8],
+    ) -> Option<(u64, String, u64)> {
+        let (_, end, domain, start) = self
+            .reports(kind)
+            .unpack::<(String, u64, String, u64)>(key)
+            .ok()?;
         Some((end, domain, start))
     }
 
     /// The lease of the scheduler building `domain`'s report of the period from `start`.
-    pub(crate) fn dmarc_lease(&self, domain: &str, start: u64) -> Vec<u8> {
-        self.dmarc.pack(&("lease", domain, start))
+    pub(crate) fn report_lease(&self, kind: ReportKind, domain: &str, start: u64) -> Vec<u8> {
+        self.reports(kind).pack(&("lease", domain, start))
     }
 
     /// The DNS failures met building `domain`'s report of the period from `start`.
-    pub(crate) fn dmarc_retry(&self, domain: &str, start: u64) -> Vec<u8> {
-        self.dmarc.pack(&("retry", domain, start))
+    pub(crate) fn report_retry(&self, kind: ReportKind, domain: &str, start: u64) -> Vec<u8> {
+        self.reports(kind).pack(&("retry", domain, start))
     }
 
     /// The MTA-STS policy remembered for `domain` (lower case, no trailing dot).

@@ -11,7 +11,6 @@
 pub(crate) mod condition;
 pub(crate) mod counters;
 pub(crate) mod dead_destination;
-pub(crate) mod dmarc_rows;
 pub(crate) mod due_index;
 pub(crate) mod enqueued;
 pub(crate) mod event_outbox;
@@ -26,5 +25,6 @@ pub(crate) mod queue_id;
 pub(crate) mod quota;
 pub(crate) mod record;
 pub(crate) mod removal;
+pub(crate) mod report_rows;
 pub(crate) mod stored_message;
 pub(crate) mod throttle;

@@ -15,12 +15,14 @@ use ferrymail_outbound::relay::{RelayJob, deliver};
 use ferrymail_outbound::{Deadline, Outcome};
 
 use ferrymail_outbound::host_health::HostHealth;
+use ferrymail_outbound::tls_report::TlsResults;
 
 use crate::claim::Claim;
 use crate::destination_gate::is_suspension;
 use crate::model::queue_id::unix_millis;
 use crate::model::throttle::{self, Admission};
 use crate::route::Route;
+use crate::tls_report::TlsCollector;
 
 use super::mx_hosts::MxHosts;
 use super::{Scheduler, Settings, millis};
@@ -240,13 +242,20 @@ impl Scheduler {
             sessions: &self.mx_sessions,
             deadline,
             hosts: None,
+            tls_results: None,
         };
         let hosts = MxHosts {
             scheduler: self,
             dead: settings.dead,
         };
+        // Each session's TLS, counted after the attempt for SMTP TLS reports.
+        let tls = TlsCollector::default();
         let context = MxContext {
             hosts: settings.dead.enabled().then_some(&hosts as &dyn HostHealth),
+            tls_results: self
+                .queue
+                .tls_reports_on()
+                .then_some(&tls as &dyn TlsResults),
             ..context
         };
         let addresses: HashMap<u32, String> = recipients
@@ -257,6 +266,7 @@ impl Scheduler {
         let held = claim.held.as_ref();
         let outcomes = mx::deliver(&context, recipients, || self.queue.content(record, held)).await;
         self.queue.metrics.delivery_time(None, started.elapsed());
+        self.queue.record_tls_results(tls.take()).await;
         let suspended = outcomes.iter().filter(|(_, o)| is_suspension(o)).count();
         self.queue.metrics.deferred("suspended", suspended);
         for (index, outcome) in &outcomes {

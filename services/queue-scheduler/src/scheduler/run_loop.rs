@@ -11,7 +11,7 @@ use ferrymail_telemetry::LogLimit;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::dmarc_report::sender::{self as dmarc_sender, SenderOptions};
+use crate::aggregate_report::sender::{self as report_sender, SenderOptions};
 use crate::events::outbox_dispatch::{self, DispatchOptions};
 use crate::events::webhook_client::WebhookClient;
 use crate::failure_backoff::FailureBackoff;
@@ -19,6 +19,7 @@ use crate::handoff::{Claimant, Fresh};
 use crate::index_reads::IndexReads;
 use crate::model::membership;
 use crate::model::queue_id::{MessageId, unix_millis};
+use crate::model::report_rows::ReportKind;
 
 use super::{Scheduler, millis};
 
@@ -104,14 +105,23 @@ impl Scheduler {
             stop.clone(),
         ));
         let resolver = self.clone();
-        let reports = tokio::spawn(dmarc_sender::run(
+        let report_options = SenderOptions {
+            owner: self.options.owner.clone(),
+            lease: self.options.lease,
+            skew: self.settings.load().max_clock_skew,
+            tls: self.tls.clone(),
+            dns: Arc::new(move || resolver.settings.load().dns.clone()),
+        };
+        let reports = tokio::spawn(report_sender::run(
             self.queue.clone(),
-            SenderOptions {
-                owner: self.options.owner.clone(),
-                lease: self.options.lease,
-                skew: self.settings.load().max_clock_skew,
-                dns: Arc::new(move || resolver.settings.load().dns.clone()),
-            },
+            report_options.clone(),
+            ReportKind::Dmarc,
+            stop.clone(),
+        ));
+        let tls_reports = tokio::spawn(report_sender::run(
+            self.queue.clone(),
+            report_options,
+            ReportKind::Tls,
             stop.clone(),
         ));
         loop {
@@ -156,6 +166,7 @@ impl Scheduler {
         // It finishes a webhook request under way, then gives up its sender leases.
         let _ = events.await;
         let _ = reports.await;
+        let _ = tls_reports.await;
         if self.options.shards.is_none()
             && let Err(error) =
                 membership::leave(&self.queue.store, &self.queue.keys, &self.options.owner).await

@@ -1,18 +1,32 @@
-//! `report.dmarc.aggregate.*` as the queue applies it.
+//! `report.dmarc.aggregate.*` and `report.tls.aggregate.*` as the queue applies them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrymail_config::model::report::DmarcAggregate;
+use ferrymail_config::model::report::AggregateReport;
 use ferrymail_config::model::signature::Signature;
 
-use super::message::Reporter;
 use super::signing::{self, ReportSigner};
 
-/// `report.dmarc.aggregate.*` as the queue applies it.
+/// Who reports, as `report.<kind>.aggregate.*` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DmarcSettings {
+pub(crate) struct Reporter {
+    /// `server.hostname`: the receiver (DMARC) or submitter (TLS) named in the file name.
+    pub(crate) submitter: String,
+    /// `org-name`.
+    pub(crate) org_name: String,
+    /// `from-name`.
+    pub(crate) from_name: String,
+    /// `from-address`.
+    pub(crate) from_address: String,
+    /// `contact-info`.
+    pub(crate) contact_info: Option<String>,
+}
+
+/// One kind of aggregate report's settings as the queue applies them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AggregateSettings {
     /// `send`: the period; `None` records and sends nothing.
     pub(crate) period: Option<Duration>,
     /// `max-records`.
@@ -25,10 +39,10 @@ pub(crate) struct DmarcSettings {
     pub(crate) reporter: Reporter,
 }
 
-impl DmarcSettings {
+impl AggregateSettings {
     /// The settings of `config` on host `hostname`, signing with `signatures`.
     pub(crate) fn new(
-        config: &DmarcAggregate,
+        config: &AggregateReport,
         signatures: &BTreeMap<String, Signature>,
         hostname: &str,
     ) -> Self {
@@ -51,7 +65,7 @@ impl DmarcSettings {
     }
 }
 
-impl Default for DmarcSettings {
+impl Default for AggregateSettings {
     /// Nothing recorded or sent until the configuration is applied.
     fn default() -> Self {
         Self {
@@ -63,9 +77,22 @@ impl Default for DmarcSettings {
                 submitter: "localhost".into(),
                 org_name: "localhost".into(),
                 from_name: "Report Subsystem".into(),
-                from_address: "noreply-dmarc@localhost".into(),
+                from_address: "noreply@localhost".into(),
                 contact_info: None,
             },
+        }
+    }
+}
+
+impl crate::service::Queue {
+    /// The settings of `kind`'s reports.
+    pub(crate) fn report_settings(
+        &self,
+        kind: crate::model::report_rows::ReportKind,
+    ) -> &arc_swap::ArcSwap<AggregateSettings> {
+        match kind {
+            crate::model::report_rows::ReportKind::Dmarc => &self.dmarc,
+            crate::model::report_rows::ReportKind::Tls => &self.tls_reports,
         }
     }
 }

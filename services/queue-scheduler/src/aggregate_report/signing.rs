@@ -1,5 +1,5 @@
 //! DKIM signing of reports with the keys of `signature.<id>` that
-//! `report.dmarc.aggregate.sign` names. The ingress signs submissions with the same keys;
+//! `report.<kind>.aggregate.sign` names. The ingress signs submissions with the same keys;
 //! roles share no code but through `rpc`, so the few lines that turn a configured key into
 //! mail-auth's signer are here too.
 
@@ -59,7 +59,7 @@ pub(crate) fn signers(
                     signer,
                 }),
                 Err(reason) => {
-                    tracing::warn!(signature = %id, %reason, "report.dmarc.aggregate.sign: this key cannot sign; reports go without it");
+                    tracing::warn!(signature = %id, %reason, "report.*.aggregate.sign: this key cannot sign; reports go without it");
                     None
                 }
             }

@@ -1,24 +1,24 @@
-//! The report sender of one scheduler process: finds the periods that have ended, takes
-//! each one's lease, builds its report and queues it in the transaction that deletes its
-//! rows (see the module above for why that is exactly once).
+//! The report sender of one scheduler process, for each kind of aggregate report: finds the
+//! periods that have ended, takes each one's lease, has the kind build and send its report,
+//! and commits the end of the period (the report queued, when it goes by mail) in the
+//! transaction that deletes its rows (see the module above for why that is exactly once).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use ferrymail_dns::{LookupError, MessageAuthenticator, ReportDestinations};
+use ferrymail_dns::{LookupError, MessageAuthenticator};
 use ferrymail_rpc::queue::{BodyType, Envelope, Notify, Recipient};
 use ferrymail_store::blob::{MAX_SMALL_BLOB, SmallBlob};
 use ferrymail_store::{StoreError, tuple};
-use mail_auth::report::{PolicyPublished, Record};
+use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use super::message::{self, file_name};
-use super::settings::DmarcSettings;
-use crate::model::dmarc_rows::{self, DuePeriod};
+use super::settings::AggregateSettings;
 use crate::model::lease::Lease;
 use crate::model::new_message::{Body, NewMessage, Written};
 use crate::model::queue_id::{MessageId, unix_millis};
+use crate::model::report_rows::{self, DuePeriod, ReportKind};
 use crate::service::Queue;
 
 /// Rows read per transaction.
@@ -40,17 +40,24 @@ pub(crate) struct SenderOptions {
     /// `queue.lease.max-clock-skew`: a period is reported this long after its end, and a
     /// dead holder's lease is taken over this long after it ran out.
     pub(crate) skew: Duration,
+    /// TLS client settings, for reports posted to `https:` destinations.
+    pub(crate) tls: ferrymail_tls::TlsSettings,
     /// The resolver of `resolver.*`, or why there is none.
     pub(crate) dns: Arc<dyn Fn() -> Result<Arc<MessageAuthenticator>, String> + Send + Sync>,
 }
 
-/// Sends the reports that come due until `stop`.
-pub(crate) async fn run(queue: Arc<Queue>, options: SenderOptions, stop: CancellationToken) {
+/// Sends the reports of `kind` that come due until `stop`.
+pub(crate) async fn run(
+    queue: Arc<Queue>,
+    options: SenderOptions,
+    kind: ReportKind,
+    stop: CancellationToken,
+) {
     loop {
-        let settings = queue.dmarc.load_full();
+        let settings = queue.report_settings(kind).load_full();
         let wait = match settings.period {
             Some(period) => {
-                send_due(&queue, &options, &settings).await;
+                send_due(&queue, &options, kind, &settings).await;
                 (period / 6).clamp(Duration::from_secs(1), Duration::from_secs(60))
             }
             None => Duration::from_secs(30),
@@ -62,8 +69,13 @@ pub(crate) async fn run(queue: Arc<Queue>, options: SenderOptions, stop: Cancell
     }
 }
 
-/// Sends each report due now that no other scheduler is sending.
-async fn send_due(queue: &Queue, options: &SenderOptions, settings: &DmarcSettings) {
+/// Sends each report of `kind` due now that no other scheduler is sending.
+async fn send_due(
+    queue: &Queue,
+    options: &SenderOptions,
+    kind: ReportKind,
+    settings: &AggregateSettings,
+) {
     let now_s = unix_millis(SystemTime::now()) / 1000;
     let until = now_s.saturating_sub(options.skew.as_secs());
     let keys = queue.keys.clone();
@@ -71,26 +83,34 @@ async fn send_due(queue: &Queue, options: &SenderOptions, settings: &DmarcSettin
         .store
         .transact(move |tx| {
             let keys = keys.clone();
-            Box::pin(async move { dmarc_rows::due(tx, &keys, until, DUE_BATCH).await })
+            Box::pin(async move { report_rows::due(tx, &keys, kind, until, DUE_BATCH).await })
         })
         .await;
     let due = match due {
         Ok(due) => due,
         Err(error) => {
-            tracing::warn!(%error, "cannot read the DMARC reports due; trying again later");
+            tracing::warn!(%error, kind = label(kind), "cannot read the reports due; trying again later");
             return;
         }
     };
     for period in due {
         if let Err(error) = send_one(queue, options, settings, &period).await {
-            tracing::warn!(domain = %period.domain, period_start = period.start, %error, "DMARC aggregate report not sent yet; its rows are kept for the next try");
+            tracing::warn!(domain = %period.domain, period_start = period.start, %error, kind = label(kind), "report not sent yet; its rows are kept for the next try");
         }
+    }
+}
+
+/// The kind's name in logs.
+pub(crate) fn label(kind: ReportKind) -> &'static str {
+    match kind {
+        ReportKind::Dmarc => "DMARC aggregate report",
+        ReportKind::Tls => "SMTP TLS report",
     }
 }
 
 /// Why a report cannot be sent now: it is tried again.
 #[derive(Debug, thiserror::Error)]
-enum SendError {
+pub(crate) enum SendError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("the report message cannot be built: {0}")]
@@ -102,72 +122,90 @@ enum SendError {
 #[error("the report's lease was taken over")]
 struct LeaseLost;
 
+/// What building one period's report needs: the queue, the settings, the period and the
+/// lease it is built under.
+pub(crate) struct Building<'a> {
+    /// The queue.
+    pub(crate) queue: &'a Queue,
+    /// The sender's options (the resolver).
+    pub(crate) options: &'a SenderOptions,
+    /// The kind's settings.
+    pub(crate) settings: &'a AggregateSettings,
+    /// The period.
+    pub(crate) period: &'a DuePeriod,
+    /// The lease held.
+    pub(crate) lease: &'a Lease,
+}
+
+impl Building<'_> {
+    /// The resolver of `resolver.*`, or a temporary failure naming `name`.
+    pub(crate) fn dns(&self, name: &str) -> Result<Arc<MessageAuthenticator>, LookupError> {
+        (self.options.dns)().map_err(|reason| LookupError::Temporary {
+            name: name.to_owned(),
+            reason,
+        })
+    }
+
+    /// Ends the period without a report, counted as dropped for `reason`.
+    pub(crate) async fn drop_report(&self, reason: &'static str) -> Result<(), SendError> {
+        self.queue.metrics.report_dropped(self.period.kind, reason);
+        finish(self.queue, self.period, self.lease, None).await
+    }
+
+    /// Ends the period after the report went out by other means than mail.
+    pub(crate) async fn send_without_message(&self) -> Result<(), SendError> {
+        finish(self.queue, self.period, self.lease, None).await?;
+        self.queue.metrics.report_sent(self.period.kind);
+        Ok(())
+    }
+
+    /// Ends the period with `message` queued.
+    pub(crate) async fn queue_report(&self, message: NewMessage) -> Result<(), SendError> {
+        finish(self.queue, self.period, self.lease, Some(Arc::new(message))).await?;
+        self.queue.metrics.report_sent(self.period.kind);
+        Ok(())
+    }
+}
+
 /// Sends the report of `period` if this process can take its lease.
 async fn send_one(
     queue: &Queue,
     options: &SenderOptions,
-    settings: &DmarcSettings,
+    settings: &AggregateSettings,
     period: &DuePeriod,
 ) -> Result<(), SendError> {
     let Some(lease) = take_lease(queue, options, period).await? else {
         return Ok(());
     };
-    tracing::info!(domain = %period.domain, period_start = period.start, token = lease.token, "DMARC report lease taken: building the report");
-    let (policy, left_out, rows) = read_period(queue, period).await?;
-    let destinations = match lookup(options, &period.domain).await {
-        Ok(destinations) => destinations,
-        Err(LookupError::NotFound { .. }) => {
-            tracing::info!(domain = %period.domain, period_start = period.start, "no DMARC record with a rua for the domain any more: aggregate report dropped");
-            queue.metrics.dmarc_report_dropped("no_record");
-            return finish(queue, period, &lease, None).await;
+    match period.kind {
+        ReportKind::Dmarc => {
+            tracing::info!(domain = %period.domain, period_start = period.start, token = lease.token, "DMARC report lease taken: building the report")
         }
-        Err(error) => return dns_failure(queue, period, &lease, &error).await,
-    };
-    for refused in &destinations.unauthorized {
-        tracing::warn!(domain = %period.domain, destination = %refused, "rua destination outside the domain without its _report._dmarc authorization record: not sent a report (RFC 7489 §7.1)");
-        queue.metrics.dmarc_destination_refused("unauthorized");
+        ReportKind::Tls => {
+            tracing::info!(domain = %period.domain, period_start = period.start, token = lease.token, "TLS report lease taken: building the report")
+        }
     }
-    let report = message::report(&settings.reporter, period, policy, rows, left_out);
-    let candidates: Vec<String> = destinations
-        .authorized
-        .iter()
-        .map(|(a, _)| a.clone())
-        .collect();
-    let raw = signed(
+    let building = Building {
+        queue,
+        options,
         settings,
-        message::message(&settings.reporter, &report, &candidates)?,
-    );
-    let size = raw.len() as u64;
-    if size > settings.max_size {
-        tracing::warn!(domain = %period.domain, size, max_size = settings.max_size, "DMARC aggregate report larger than report.dmarc.aggregate.max-size: dropped");
-        queue.metrics.dmarc_report_dropped("too_large");
-        return finish(queue, period, &lease, None).await;
+        period,
+        lease: &lease,
+    };
+    match period.kind {
+        ReportKind::Dmarc => crate::dmarc_report::build::send(&building).await,
+        ReportKind::Tls => crate::tls_report::build::send(&building).await,
     }
-    let recipients = fitting(queue, period, &destinations, size);
-    if recipients.is_empty() {
-        tracing::warn!(domain = %period.domain, period_start = period.start, "no rua destination may receive the DMARC aggregate report: dropped");
-        queue.metrics.dmarc_report_dropped("no_destination");
-        return finish(queue, period, &lease, None).await;
-    }
-    // The To header names every authorized destination; the envelope only those the size
-    // allows.
-    let name = file_name(&settings.reporter.submitter, &report);
-    let message = new_message(queue, settings, recipients.clone(), raw).await?;
-    let id = message.id();
-    finish(queue, period, &lease, Some(Arc::new(message))).await?;
-    queue.metrics.dmarc_report_sent();
-    tracing::info!(domain = %period.domain, queue_id = %id, file = %name, rows = report.records().len(), recipients = ?recipients, "DMARC aggregate report queued");
-    Ok(())
 }
 
-/// `raw` with the `DKIM-Signature` fields of `report.dmarc.aggregate.sign` in front.
-fn signed(settings: &DmarcSettings, raw: Vec<u8>) -> Vec<u8> {
+/// `raw` with the `DKIM-Signature` fields of the kind's `sign` in front.
+pub(crate) fn signed(settings: &AggregateSettings, raw: Vec<u8>) -> Vec<u8> {
     let mut headers = Vec::new();
     for signer in &settings.signers {
         match signer.sign(&raw) {
             Ok(header) => headers.extend_from_slice(header.as_bytes()),
             Err(error) => {
-                tracing::warn!(signature = %signer.id, %error, "DKIM signing of a DMARC report failed; it goes without this signature")
+                tracing::warn!(signature = %signer.id, %error, "DKIM signing of a report failed; it goes without this signature")
             }
         }
     }
@@ -176,34 +214,6 @@ fn signed(settings: &DmarcSettings, raw: Vec<u8>) -> Vec<u8> {
     }
     headers.extend_from_slice(&raw);
     headers
-}
-
-/// The authorized destinations whose size limit `size` fits.
-fn fitting(
-    queue: &Queue,
-    period: &DuePeriod,
-    destinations: &ReportDestinations,
-    size: u64,
-) -> Vec<String> {
-    let mut fitting = Vec::new();
-    for (address, limit) in &destinations.authorized {
-        if *limit == 0 || size <= *limit {
-            fitting.push(address.clone());
-        } else {
-            tracing::warn!(domain = %period.domain, destination = %address, size, limit, "DMARC aggregate report larger than the rua's size limit: not sent there");
-            queue.metrics.dmarc_destination_refused("too_large");
-        }
-    }
-    fitting
-}
-
-/// The resolver's answer about `domain`'s report destinations.
-async fn lookup(options: &SenderOptions, domain: &str) -> Result<ReportDestinations, LookupError> {
-    let dns = (options.dns)().map_err(|reason| LookupError::Temporary {
-        name: domain.to_owned(),
-        reason,
-    })?;
-    ferrymail_dns::dmarc_report_destinations(&dns, domain).await
 }
 
 /// Takes the lease of `period`: `None` when another scheduler holds it, the report was sent
@@ -224,19 +234,22 @@ async fn take_lease(
             Box::pin(async move {
                 let (domain, start) = (period.domain.as_str(), period.start);
                 if tx
-                    .get(&keys.dmarc_due(period.end, domain, start))
+                    .get(&keys.report_due(period.kind, period.end, domain, start))
                     .await?
                     .is_none()
                 {
                     return Ok(None);
                 }
-                if let Some(retry) = tx.get(&keys.dmarc_retry(domain, start)).await? {
+                if let Some(retry) = tx
+                    .get(&keys.report_retry(period.kind, domain, start))
+                    .await?
+                {
                     let (_, next_ms) = decode_retry(&retry)?;
                     if next_ms > now_ms {
                         return Ok(None);
                     }
                 }
-                let key = keys.dmarc_lease(domain, start);
+                let key = keys.report_lease(period.kind, domain, start);
                 let previous = tx.get(&key).await?.map(|v| Lease::decode(&v)).transpose()?;
                 if previous
                     .as_ref()
@@ -256,60 +269,76 @@ async fn take_lease(
         .await
 }
 
-/// The policy, the count of evaluations left out, and every row of `period`, read a page
-/// per transaction.
-async fn read_period(
+/// The policy, the count of results left out, and every row of `period`, read a page per
+/// transaction.
+pub(crate) async fn read_period<P, R>(
     queue: &Queue,
     period: &DuePeriod,
-) -> Result<(PolicyPublished, u64, Vec<(Record, u64)>), StoreError> {
+) -> Result<(Option<P>, u64, Vec<(R, u64)>), StoreError>
+where
+    P: DeserializeOwned + Send + 'static,
+    R: DeserializeOwned + Send + 'static,
+{
     let (keys, owned) = (queue.keys.clone(), period.clone());
     let (policy, left_out) = queue
         .store
         .transact(move |tx| {
             let (keys, period) = (keys.clone(), owned.clone());
             Box::pin(async move {
-                let policy = dmarc_rows::policy(tx, &keys, &period).await?;
-                let left_out = dmarc_rows::overflow(tx, &keys, &period).await?;
+                let policy = report_rows::policy::<P>(tx, &keys, &period).await?;
+                let left_out = report_rows::overflow(tx, &keys, &period).await?;
                 Ok((policy, left_out))
             })
         })
         .await?;
+    let kind = period.kind;
     let mut rows = Vec::new();
-    let mut range = Some(queue.keys.dmarc_rows(&period.domain, period.start));
+    let mut range = Some(queue.keys.report_rows(kind, &period.domain, period.start));
     while let Some(current) = range.take() {
         let keys = queue.keys.clone();
         let page = queue
             .store
             .transact(move |tx| {
                 let (keys, current) = (keys.clone(), current.clone());
-                Box::pin(async move { dmarc_rows::read_rows(tx, &keys, &current, PAGE).await })
+                Box::pin(async move {
+                    report_rows::read_rows::<R>(tx, &keys, kind, &current, PAGE).await
+                })
             })
             .await?;
         if page.unreadable > 0 {
-            tracing::warn!(domain = %period.domain, rows = page.unreadable, "DMARC report rows that cannot be read back: left out of the report");
+            tracing::warn!(domain = %period.domain, rows = page.unreadable, kind = label(kind), "report rows that cannot be read back: left out of the report");
         }
         rows.extend(page.rows);
         range = page.rest;
     }
-    let policy = policy.unwrap_or_else(|| PolicyPublished {
-        domain: period.domain.clone(),
-        ..PolicyPublished::default()
-    });
     Ok((policy, left_out, rows))
 }
 
 /// A DNS failure at report time: the rows stay, and the report is tried again later, up to
 /// [`MAX_DNS_ATTEMPTS`] times; then it is dropped.
-async fn dns_failure(
-    queue: &Queue,
-    period: &DuePeriod,
-    lease: &Lease,
+pub(crate) async fn dns_failure(
+    building: &Building<'_>,
     error: &LookupError,
 ) -> Result<(), SendError> {
-    queue.metrics.dmarc_dns_failure();
-    let base = queue
-        .dmarc
-        .load()
+    building
+        .queue
+        .metrics
+        .report_dns_failure(building.period.kind);
+    retry_later(building, "dns", error).await
+}
+
+/// A failure at report time that may pass (DNS, every endpoint unreachable): the rows stay,
+/// and the report is tried again later, up to [`MAX_DNS_ATTEMPTS`] times; then it is dropped,
+/// counted under `reason`.
+pub(crate) async fn retry_later(
+    building: &Building<'_>,
+    reason: &'static str,
+    error: &(dyn std::fmt::Display + Sync),
+) -> Result<(), SendError> {
+    let (queue, period, lease) = (building.queue, building.period, building.lease);
+    let kind = period.kind;
+    let base = building
+        .settings
         .period
         .unwrap_or(MAX_RETRY_WAIT)
         .min(Duration::from_secs(60));
@@ -321,13 +350,13 @@ async fn dns_failure(
             let (keys, period) = (keys.clone(), period_owned.clone());
             Box::pin(async move {
                 check_lease(tx, &keys, &period, token, now_ms).await?;
-                let key = keys.dmarc_retry(&period.domain, period.start);
+                let key = keys.report_retry(period.kind, &period.domain, period.start);
                 let attempts = match tx.get(&key).await? {
                     Some(value) => decode_retry(&value)?.0,
                     None => 0,
                 } + 1;
                 if attempts >= MAX_DNS_ATTEMPTS {
-                    dmarc_rows::clear(tx, &keys, &period)?;
+                    report_rows::clear(tx, &keys, &period)?;
                     return Ok(attempts);
                 }
                 let wait = base
@@ -335,16 +364,28 @@ async fn dns_failure(
                     .min(MAX_RETRY_WAIT);
                 let next_ms = now_ms.saturating_add(millis(wait));
                 tx.set(&key, &tuple::pack(&(attempts, next_ms)))?;
-                tx.clear(&keys.dmarc_lease(&period.domain, period.start))?;
+                tx.clear(&keys.report_lease(period.kind, &period.domain, period.start))?;
                 Ok(attempts)
             })
         })
         .await?;
+    let kind_label = label(kind);
+    match (attempts >= MAX_DNS_ATTEMPTS, reason) {
+        (true, "dns") => {
+            tracing::warn!(domain = %period.domain, period_start = period.start, attempts, %error, kind = kind_label, "DNS kept failing at report time: report dropped")
+        }
+        (true, _) => {
+            tracing::warn!(domain = %period.domain, period_start = period.start, attempts, %error, reason, kind = kind_label, "no destination took the report on any try: report dropped")
+        }
+        (false, "dns") => {
+            tracing::warn!(domain = %period.domain, period_start = period.start, attempts, %error, kind = kind_label, "DNS failed at report time: report kept, tried again later")
+        }
+        (false, _) => {
+            tracing::warn!(domain = %period.domain, period_start = period.start, attempts, %error, reason, kind = kind_label, "no destination took the report: rows kept, tried again later")
+        }
+    }
     if attempts >= MAX_DNS_ATTEMPTS {
-        tracing::warn!(domain = %period.domain, period_start = period.start, attempts, %error, "DNS kept failing at report time: DMARC aggregate report dropped");
-        queue.metrics.dmarc_report_dropped("dns");
-    } else {
-        tracing::warn!(domain = %period.domain, period_start = period.start, attempts, %error, "DNS failed at report time: DMARC aggregate report kept, tried again later");
+        queue.metrics.report_dropped(kind, reason);
     }
     Ok(())
 }
@@ -376,7 +417,7 @@ async fn finish(
                 {
                     return Ok(());
                 }
-                dmarc_rows::clear(tx, &keys, &period)
+                report_rows::clear(tx, &keys, &period)
             })
         })
         .await?;
@@ -395,7 +436,7 @@ async fn check_lease(
     now_ms: u64,
 ) -> Result<(), StoreError> {
     let held = tx
-        .get(&keys.dmarc_lease(&period.domain, period.start))
+        .get(&keys.report_lease(period.kind, &period.domain, period.start))
         .await?
         .map(|v| Lease::decode(&v))
         .transpose()?;
@@ -406,9 +447,9 @@ async fn check_lease(
 }
 
 /// The report message as a new message of the queue, from the reporting address.
-async fn new_message(
+pub(crate) async fn new_message(
     queue: &Queue,
-    settings: &DmarcSettings,
+    settings: &AggregateSettings,
     recipients: Vec<String>,
     raw: Vec<u8>,
 ) -> Result<NewMessage, SendError> {
@@ -454,7 +495,8 @@ async fn new_message(
 }
 
 fn decode_retry(value: &[u8]) -> Result<(u64, u64), StoreError> {
-    tuple::unpack::<(u64, u64)>(value).map_err(|e| StoreError::Corrupt(format!("dmarc retry: {e}")))
+    tuple::unpack::<(u64, u64)>(value)
+        .map_err(|e| StoreError::Corrupt(format!("report retry: {e}")))
 }
 
 fn millis(duration: Duration) -> u64 {
