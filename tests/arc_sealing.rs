@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ferrymail_e2e::{

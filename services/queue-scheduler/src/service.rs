@@ -26,6 +26,7 @@ use crate::model::due_index::{DueEntry, read_due};
 use crate::model::keys::Keys;
 use crate::model::queue_id::SHARDS;
 use crate::model::queue_id::{MessageId, unix_millis};
+use crate::model::report_rows::ReportKind;
 use crate::model::stored_message::StoredMessage;
 use crate::route::Router;
 use crate::store_failure::from_store;
@@ -273,5 +274,18 @@ impl QueueService for Queue {
 
     async fn find_by_message_id(&self, message_id: &str) -> Result<Vec<QueueId>, QueueError> {
         self.find_message_id(message_id).await
+    }
+}
+
+impl Queue {
+    /// The settings of `kind`'s reports.
+    pub(crate) fn report_settings(
+        &self,
+        kind: ReportKind,
+    ) -> &arc_swap::ArcSwap<AggregateSettings> {
+        match kind {
+            ReportKind::Dmarc => &self.dmarc,
+            ReportKind::Tls => &self.tls_reports,
+        }
     }
 }

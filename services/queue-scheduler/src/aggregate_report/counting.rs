@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ferrymail_store::StoreError;
 
-use super::sender::label;
+use super::building::label;
 use crate::model::report_rows::{self, PreparedRow, Recorded};
 use crate::service::Queue;
 

@@ -2,6 +2,7 @@
 //! and the sender that takes each ended period's lease and commits its end exactly once
 //! (the rows themselves are `model::report_rows`).
 
+pub(crate) mod building;
 mod counting;
 pub(crate) mod sender;
 pub(crate) mod settings;

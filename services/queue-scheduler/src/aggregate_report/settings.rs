@@ -83,16 +83,3 @@ impl Default for AggregateSettings {
         }
     }
 }
-
-impl crate::service::Queue {
-    /// The settings of `kind`'s reports.
-    pub(crate) fn report_settings(
-        &self,
-        kind: crate::model::report_rows::ReportKind,
-    ) -> &arc_swap::ArcSwap<AggregateSettings> {
-        match kind {
-            crate::model::report_rows::ReportKind::Dmarc => &self.dmarc,
-            crate::model::report_rows::ReportKind::Tls => &self.tls_reports,
-        }
-    }
-}

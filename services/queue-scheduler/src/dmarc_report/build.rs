@@ -6,7 +6,7 @@ use ferrymail_dns::{LookupError, ReportDestinations};
 use mail_auth::report::{PolicyPublished, Record};
 
 use super::message::{self, file_name};
-use crate::aggregate_report::sender::{
+use crate::aggregate_report::building::{
     Building, SendError, dns_failure, new_message, read_period, signed,
 };
 use crate::model::report_rows::{DuePeriod, ReportKind};

@@ -11,7 +11,8 @@ use ferrymail_telemetry::LogLimit;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::aggregate_report::sender::{self as report_sender, SenderOptions};
+use crate::aggregate_report::building::SenderOptions;
+use crate::aggregate_report::sender as report_sender;
 use crate::events::outbox_dispatch::{self, DispatchOptions};
 use crate::events::webhook_client::WebhookClient;
 use crate::failure_backoff::FailureBackoff;

@@ -14,7 +14,7 @@ use ferrymail_tls::HttpEndpoint;
 use super::message;
 use super::post;
 use super::row::TlsRow;
-use crate::aggregate_report::sender::{
+use crate::aggregate_report::building::{
     Building, SendError, dns_failure, new_message, read_period, retry_later, signed,
 };
 use crate::model::report_rows::ReportKind;
