@@ -1,18 +1,13 @@
 //! DKIM signing of reports with the keys of `signature.<id>` that
-//! `report.<kind>.aggregate.sign` names. The ingress signs submissions with the same keys;
-//! roles share no code but through `rpc`, so the few lines that turn a configured key into
-//! mail-auth's signer are here too.
+//! `report.<kind>.aggregate.sign` names, made signers as everywhere by
+//! `ferrymail_signature`.
 
 use std::collections::BTreeMap;
 
-use ferrymail_config::model::signature::{
-    CanonicalizationMode, Signature as SignatureConfig, SignatureAlgorithm,
-};
-use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
+use ferrymail_config::model::signature::Signature as SignatureConfig;
+use mail_auth::common::crypto::DkimKey;
 use mail_auth::common::headers::HeaderWriter;
-use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
-use rustls_pki_types::PrivateKeyDer;
-use rustls_pki_types::pem::PemObject;
+use mail_auth::dkim::{DkimSigner, Done};
 
 /// One signature reports are signed with.
 pub(crate) struct ReportSigner {
@@ -53,7 +48,7 @@ pub(crate) fn signers(
     ids.iter()
         .filter_map(|id| {
             let config = signatures.get(id)?;
-            match signer(config) {
+            match ferrymail_signature::dkim_signer(config) {
                 Ok(signer) => Some(ReportSigner {
                     id: id.clone(),
                     signer,
@@ -65,43 +60,4 @@ pub(crate) fn signers(
             }
         })
         .collect()
-}
-
-fn signer(config: &SignatureConfig) -> Result<DkimSigner<DkimKey, Done>, String> {
-    let key = key(config.private_key.0.expose(), config.algorithm)?;
-    let mut signer = DkimSigner::from_key(key)
-        .domain(config.domain.clone())
-        .selector(config.selector.clone())
-        .headers(config.headers.iter().cloned())
-        .header_canonicalization(canonicalization(config.canonicalization.header))
-        .body_canonicalization(canonicalization(config.canonicalization.body));
-    if let Some(expire) = config.expire {
-        signer = signer.expiration(expire.as_secs());
-    }
-    Ok(signer)
-}
-
-fn canonicalization(mode: CanonicalizationMode) -> Canonicalization {
-    match mode {
-        CanonicalizationMode::Relaxed => Canonicalization::Relaxed,
-        CanonicalizationMode::Simple => Canonicalization::Simple,
-    }
-}
-
-fn key(pem: &str, algorithm: SignatureAlgorithm) -> Result<DkimKey, String> {
-    let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())?;
-    match (algorithm, der) {
-        (SignatureAlgorithm::RsaSha256, der) => RsaKey::<Sha256>::from_key_der(der)
-            .map(DkimKey::from)
-            .map_err(|e| e.to_string()),
-        // PKCS#8 v1 keys (OpenSSL's) carry no public key: the unchecked form accepts them.
-        (SignatureAlgorithm::Ed25519Sha256, PrivateKeyDer::Pkcs8(der)) => {
-            Ed25519Key::from_pkcs8_maybe_unchecked_der(der.secret_pkcs8_der())
-                .map(DkimKey::from)
-                .map_err(|e| e.to_string())
-        }
-        (SignatureAlgorithm::Ed25519Sha256, _) => {
-            Err("an Ed25519 key must be PKCS#8 (\"BEGIN PRIVATE KEY\")".to_string())
-        }
-    }
 }

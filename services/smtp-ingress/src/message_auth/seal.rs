@@ -11,7 +11,6 @@ use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::Done;
 use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimResult};
 
-use super::sign::{canonicalization, key};
 use crate::IngressError;
 
 /// The highest instance an ARC set may have (RFC 8617 §4.2.1).
@@ -107,18 +106,9 @@ fn unfolded(value: &str) -> String {
 
 impl Sealer {
     fn new(id: &str, config: &SignatureConfig) -> Result<Self, IngressError> {
-        let key = key(config.private_key.0.expose(), config.algorithm).map_err(|reason| {
+        let sealer = ferrymail_signature::arc_sealer(config).map_err(|reason| {
             IngressError::Dkim(format!("signature.{id}.private-key cannot seal: {reason}"))
         })?;
-        let mut sealer = ArcSealer::from_key(key)
-            .domain(config.domain.clone())
-            .selector(config.selector.clone())
-            .headers(config.headers.iter().cloned())
-            .header_canonicalization(canonicalization(config.canonicalization.header))
-            .body_canonicalization(canonicalization(config.canonicalization.body));
-        if let Some(expire) = config.expire {
-            sealer = sealer.expiration(expire.as_secs());
-        }
         Ok(Self {
             id: id.to_string(),
             sealer,

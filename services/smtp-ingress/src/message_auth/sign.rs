@@ -2,14 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use ferrymail_config::model::signature::{
-    CanonicalizationMode, Signature as SignatureConfig, SignatureAlgorithm,
-};
-use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
+use ferrymail_config::model::signature::Signature as SignatureConfig;
+use mail_auth::common::crypto::DkimKey;
 use mail_auth::common::headers::HeaderWriter;
-use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
-use rustls_pki_types::PrivateKeyDer;
-use rustls_pki_types::pem::PemObject;
+use mail_auth::dkim::{DkimSigner, Done};
 
 use crate::IngressError;
 
@@ -26,47 +22,11 @@ pub(crate) struct Signer {
 #[derive(Default)]
 pub(crate) struct Signers(BTreeMap<String, Signer>);
 
-/// mail-auth's canonicalization for a configured mode.
-pub(super) fn canonicalization(mode: CanonicalizationMode) -> Canonicalization {
-    match mode {
-        CanonicalizationMode::Relaxed => Canonicalization::Relaxed,
-        CanonicalizationMode::Simple => Canonicalization::Simple,
-    }
-}
-
-/// The signing key of a PEM text, for `algorithm`.
-pub(super) fn key(pem: &str, algorithm: SignatureAlgorithm) -> Result<DkimKey, String> {
-    let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())?;
-    match (algorithm, der) {
-        (SignatureAlgorithm::RsaSha256, der) => RsaKey::<Sha256>::from_key_der(der)
-            .map(DkimKey::from)
-            .map_err(|e| e.to_string()),
-        // PKCS#8 v1 keys (OpenSSL's) carry no public key: the unchecked form accepts them.
-        (SignatureAlgorithm::Ed25519Sha256, PrivateKeyDer::Pkcs8(der)) => {
-            Ed25519Key::from_pkcs8_maybe_unchecked_der(der.secret_pkcs8_der())
-                .map(DkimKey::from)
-                .map_err(|e| e.to_string())
-        }
-        (SignatureAlgorithm::Ed25519Sha256, _) => {
-            Err("an Ed25519 key must be PKCS#8 (\"BEGIN PRIVATE KEY\")".to_string())
-        }
-    }
-}
-
 impl Signer {
     fn new(id: &str, config: &SignatureConfig) -> Result<Self, IngressError> {
-        let key = key(config.private_key.0.expose(), config.algorithm).map_err(|reason| {
+        let signer = ferrymail_signature::dkim_signer(config).map_err(|reason| {
             IngressError::Dkim(format!("signature.{id}.private-key cannot sign: {reason}"))
         })?;
-        let mut signer = DkimSigner::from_key(key)
-            .domain(config.domain.clone())
-            .selector(config.selector.clone())
-            .headers(config.headers.iter().cloned())
-            .header_canonicalization(canonicalization(config.canonicalization.header))
-            .body_canonicalization(canonicalization(config.canonicalization.body));
-        if let Some(expire) = config.expire {
-            signer = signer.expiration(expire.as_secs());
-        }
         Ok(Self {
             id: id.to_string(),
             domain: config.domain.to_ascii_lowercase(),
